@@ -1,0 +1,99 @@
+# portway — build, test, demo and benchmark entry points.
+#   make demo    build everything and run the examples end to end
+#   make test    install what the tests need and run every suite
+#   make header  regenerate include/portway.h from the Rust sources
+#   make bench   run the benchmarks (release build)
+
+SHELL := /bin/bash
+CARGO ?= cargo
+PYTHON ?= python3
+CC ?= cc
+CXX ?= c++
+
+DEBUG_DIR   := target/debug
+RELEASE_DIR := target/release
+C_BUILD     := target/c
+CFLAGS_C    := -std=c11 -Wall -Wextra -Werror -g -O1 -Iinclude -pthread
+SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
+C_EXAMPLES  := $(basename $(notdir $(wildcard examples/c/*.c)))
+
+.PHONY: all lib release header header-check test test-rust test-c test-c-asan test-c-valgrind \
+        test-header-alone test-python test-node deps examples demo bench clean
+
+all: lib
+
+lib:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+# The header cbindgen wrote into OUT_DIR during the last debug build.
+GENERATED_HEADER = $$($(PYTHON) tools/generated_header.py)
+
+header:
+	cp "$(GENERATED_HEADER)" include/portway.h
+	@echo "include/portway.h regenerated"
+
+header-check:
+	diff -u include/portway.h "$(GENERATED_HEADER)" || { echo "include/portway.h is stale: run 'make header'"; exit 1; }
+
+# ---------------------------------------------------------------- tests
+
+test: test-rust test-c test-python test-node
+	@echo "make test: every suite passed"
+
+test-rust:
+	$(CARGO) test --all-targets -- --test-threads=2
+	$(CARGO) test --doc
+
+test-c: test-header-alone test-c-asan test-c-valgrind
+
+test-header-alone: lib
+	@mkdir -p $(C_BUILD)
+	printf '#include "portway.h"\nint main(void) { return portway_abi_version() == PORTWAY_ABI_VERSION ? 0 : 1; }\n' > $(C_BUILD)/header_alone.c
+	$(CC) $(CFLAGS_C) -pedantic -c $(C_BUILD)/header_alone.c -o $(C_BUILD)/header_alone_c.o
+	cp $(C_BUILD)/header_alone.c $(C_BUILD)/header_alone.cpp
+	$(CXX) -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -c $(C_BUILD)/header_alone.cpp -o $(C_BUILD)/header_alone_cpp.o
+
+# C programs built against the static library with ASan + UBSan.
+test-c-asan: lib
+	@mkdir -p $(C_BUILD)/asan
+	@set -e; for t in $(C_TESTS); do \
+	  $(CC) $(CFLAGS_C) $(SAN_FLAGS) tests/c/$$t.c $(DEBUG_DIR)/libportway.a -ldl -lm -o $(C_BUILD)/asan/$$t; \
+	  echo "== asan $$t"; ASAN_OPTIONS=detect_leaks=1 $(C_BUILD)/asan/$$t; \
+	done
+
+# The same programs, plain, under valgrind.
+test-c-valgrind: lib
+	@mkdir -p $(C_BUILD)/plain
+	@set -e; for t in $(C_TESTS); do \
+	  $(CC) $(CFLAGS_C) tests/c/$$t.c $(DEBUG_DIR)/libportway.a -ldl -lm -o $(C_BUILD)/plain/$$t; \
+	  echo "== valgrind $$t"; PORTWAY_UNDER_VALGRIND=1 valgrind -q --error-exitcode=1 --leak-check=full \
+	    --errors-for-leak-kinds=definite --suppressions=tests/c/valgrind.supp $(C_BUILD)/plain/$$t; \
+	done
+
+test-python:
+	@if [ -d bindings/python ]; then $(MAKE) -C bindings/python test; else echo "python binding not present yet"; fi
+
+test-node:
+	@if [ -d bindings/node ]; then $(MAKE) -C bindings/node test; else echo "node binding not present yet"; fi
+
+# ---------------------------------------------------------------- examples and demo
+
+examples: release
+	@mkdir -p $(C_BUILD)/examples
+	@set -e; for e in $(C_EXAMPLES); do \
+	  $(CC) $(CFLAGS_C) -O2 examples/c/$$e.c -L$(RELEASE_DIR) -Wl,-rpath,$(abspath $(RELEASE_DIR)) -lportway -o $(C_BUILD)/examples/$$e; \
+	done
+
+demo: examples
+	@set -e; for e in $(C_EXAMPLES); do echo "== examples/c/$$e"; $(C_BUILD)/examples/$$e; done
+
+bench: release
+	$(CARGO) bench
+
+clean:
+	$(CARGO) clean
+	rm -rf $(C_BUILD)

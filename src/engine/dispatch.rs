@@ -1,0 +1,211 @@
+//! Moving a request through its stages: gates, the pool, the runtime, deadlines, and the one
+//! place a completion is posted ([`finish`]).
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::outcome::Outcome;
+use super::pool::{PoolJob, PoolMsg};
+use super::registry::{GatePermit, HandlerKind, Ticket};
+use super::request::{Request, Transition};
+use super::shared::Shared;
+use crate::error::panic_message;
+use crate::handlers::OutcomeFuture;
+use crate::status::Status;
+
+/// Ticket stage meaning "enter the pipeline" (used at a pipeline's own gate).
+const ROUTE_ENTRY: usize = usize::MAX;
+
+/// Starts an accepted request: arms its deadline and enters stage 0.
+pub(crate) fn start(shared: &Arc<Shared>, req: Arc<Request>, payload: Vec<u8>) {
+    arm_deadline(shared, &req);
+    let route = req.handler.clone();
+    if matches!(route.kind, HandlerKind::Pipeline(_)) {
+        let ticket = Ticket {
+            req,
+            stage: ROUTE_ENTRY,
+            payload,
+        };
+        if let Some((ticket, permit)) = route.gate.admit(shared, &route, ticket) {
+            enter_admitted(shared, ticket, permit);
+        }
+    } else {
+        run_stage(shared, req, 0, payload);
+    }
+}
+
+/// Continues with a ticket that its gate admitted.
+pub(crate) fn enter_admitted(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>) {
+    if ticket.stage == ROUTE_ENTRY {
+        if let Some(p) = permit {
+            ticket.req.hold_route_permit(p);
+        }
+        run_stage(shared, ticket.req, 0, ticket.payload);
+    } else {
+        start_stage(shared, ticket, permit);
+    }
+}
+
+/// Sends stage `stage` through its handler's gate.
+fn run_stage(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, payload: Vec<u8>) {
+    if req.is_done() {
+        return;
+    }
+    let entry = req.stage(stage).clone();
+    let ticket = Ticket {
+        req,
+        stage,
+        payload,
+    };
+    if let Some((ticket, permit)) = entry.gate.admit(shared, &entry, ticket) {
+        start_stage(shared, ticket, permit);
+    }
+}
+
+fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>) {
+    if ticket.req.is_done() {
+        return;
+    }
+    let entry = ticket.req.stage(ticket.stage).clone();
+    match &entry.kind {
+        HandlerKind::Echo => {
+            let Ticket {
+                req,
+                stage,
+                payload,
+            } = ticket;
+            if mark_running(shared, &req) {
+                stage_done(shared, req, stage, Outcome::ok(payload));
+            }
+            drop(permit);
+        }
+        HandlerKind::Async(handler) => {
+            let Ticket {
+                req,
+                stage,
+                payload,
+            } = ticket;
+            let fut = match catch_unwind(AssertUnwindSafe(|| handler.call(payload))) {
+                Ok(f) => f,
+                Err(p) => {
+                    let msg = format!("handler panicked: {}", panic_message(&*p));
+                    finish(shared, &req, Outcome::failed(Status::PORTWAY_PANIC, msg));
+                    return;
+                }
+            };
+            let task_shared = shared.clone();
+            let task_req = req.clone();
+            let handle = shared.rt.spawn(async move {
+                let _permit = permit;
+                if !mark_running(&task_shared, &task_req) {
+                    return;
+                }
+                let outcome = CatchUnwind(fut).await;
+                stage_done(&task_shared, task_req, stage, outcome);
+            });
+            req.set_stage_task(handle.abort_handle());
+        }
+        HandlerKind::Blocking(handler) => {
+            let job = PoolJob {
+                shared: shared.clone(),
+                ticket,
+                permit,
+                handler: handler.clone(),
+            };
+            if let Err(flume::SendError(PoolMsg::Run(job))) = shared.pool_tx.send(PoolMsg::Run(job)) {
+                finish(
+                    shared,
+                    &job.ticket.req,
+                    Outcome::failed(Status::PORTWAY_SHUTDOWN, "the worker pool has stopped"),
+                );
+            }
+        }
+        HandlerKind::Pipeline(_) => {
+            finish(
+                shared,
+                &ticket.req,
+                Outcome::failed(Status::PORTWAY_INTERNAL, "nested pipeline was not flattened"),
+            );
+        }
+    }
+}
+
+/// Records that a stage is starting; false when the request is already done.
+pub(crate) fn mark_running(shared: &Shared, req: &Request) -> bool {
+    match req.mark_running() {
+        Transition::First => {
+            shared
+                .counters
+                .started
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            true
+        }
+        Transition::Again => true,
+        Transition::Done => false,
+    }
+}
+
+/// A stage finished: run the next stage, or complete the request.
+pub(crate) fn stage_done(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, outcome: Outcome) {
+    if outcome.is_ok() && stage + 1 < req.stage_count() {
+        run_stage(shared, req, stage + 1, outcome.data.into_vec());
+    } else {
+        finish(shared, &req, outcome);
+    }
+}
+
+/// Completes `req` with `outcome` unless something else completed it first.
+/// Returns true when this call posted the completion.
+pub(crate) fn finish(shared: &Shared, req: &Arc<Request>, outcome: Outcome) -> bool {
+    if !claim(shared, req, outcome) {
+        return false;
+    }
+    shared.queue.push(std::iter::once(req.clone()));
+    true
+}
+
+/// Claims the completion and counts it, without queueing it (for batched pushes).
+pub(crate) fn claim(shared: &Shared, req: &Request, outcome: Outcome) -> bool {
+    let status = outcome.status;
+    match req.claim_completion(outcome) {
+        Some(was_running) => {
+            shared.counters.count_completion(status, was_running);
+            true
+        }
+        None => false,
+    }
+}
+
+fn arm_deadline(shared: &Arc<Shared>, req: &Arc<Request>) {
+    let Some(deadline) = req.deadline else { return };
+    let ms = deadline.duration_since(req.accepted_at).as_millis();
+    let task_shared = shared.clone();
+    let task_req = req.clone();
+    let handle = shared.rt.spawn(async move {
+        tokio::time::sleep_until(deadline.into()).await;
+        let msg = format!("deadline of {ms} ms passed");
+        finish(&task_shared, &task_req, Outcome::failed(Status::PORTWAY_TIMEOUT, msg));
+    });
+    req.set_timer(handle.abort_handle());
+}
+
+/// Polls a handler future, turning a panic into a `PORTWAY_PANIC` outcome.
+struct CatchUnwind(OutcomeFuture);
+
+impl Future for CatchUnwind {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let fut = &mut self.get_mut().0;
+        match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(p) => p,
+            Err(panic) => Poll::Ready(Outcome::failed(
+                Status::PORTWAY_PANIC,
+                format!("handler panicked: {}", panic_message(&*panic)),
+            )),
+        }
+    }
+}

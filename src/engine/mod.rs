@@ -1,0 +1,636 @@
+//! The engine: one tokio runtime, one native worker pool, one in-flight ledger and one
+//! completion queue. Hosts submit requests and poll completions; every accepted request gets
+//! exactly one completion, which holds its in-flight slot until it is released.
+
+mod config;
+mod dispatch;
+mod fork;
+mod ledger;
+mod outcome;
+mod pool;
+mod queue;
+mod registry;
+pub(crate) mod request;
+mod shared;
+mod stats;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+pub use config::Config;
+pub use outcome::{Body, Meta, Outcome, portway_meta};
+pub use queue::NotifyHook;
+pub use stats::{STATUS_SLOTS, StatsSnapshot};
+
+use crate::error::{Error, Result};
+use crate::handlers::{AsyncHandler, BlockingHandler, sleep::Sleep};
+use crate::status::Status;
+use ledger::Ledger;
+use pool::{Pool, PoolMsg};
+use queue::{CompletionQueue, PollEnd};
+use registry::{HandlerEntry, HandlerKind, Registry};
+use request::Request;
+use shared::Shared;
+
+/// Most stages a pipeline may have (after flattening).
+pub const MAX_PIPELINE_STAGES: usize = 64;
+
+/// One request to submit. The payload is copied before the submit call returns.
+#[derive(Clone, Copy, Debug)]
+pub struct Submission<'a> {
+    /// Handler id (from registration or [`Engine::lookup`]).
+    pub handler: u32,
+    /// Deadline in ms from submit; 0 = the engine default.
+    pub timeout_ms: u32,
+    /// Echoed in the completion.
+    pub user_data: u64,
+    /// Request bytes.
+    pub payload: &'a [u8],
+}
+
+/// How [`Engine::shutdown`] treats work in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// Let in-flight work finish until the deadline, then cancel what is left.
+    Drain,
+    /// Cancel everything now.
+    CancelNow,
+}
+
+/// A completion as the host sees it while it is polled; borrowed from the engine.
+pub struct Completion<'a> {
+    req: &'a Request,
+    outcome: &'a Outcome,
+}
+
+impl<'a> Completion<'a> {
+    /// The engine-assigned request id.
+    pub fn id(&self) -> u64 {
+        self.req.id
+    }
+    /// The host's tag.
+    pub fn user_data(&self) -> u64 {
+        self.req.user_data
+    }
+    /// The status.
+    pub fn status(&self) -> Status {
+        self.outcome.status
+    }
+    /// The handler-defined code.
+    pub fn code(&self) -> u32 {
+        self.outcome.code
+    }
+    /// Response bytes, or the error message.
+    pub fn data(&self) -> &'a Body {
+        &self.outcome.data
+    }
+    /// Handler-defined pairs.
+    pub fn meta(&self) -> &'a Meta {
+        &self.outcome.meta
+    }
+    /// (accepted -> started, started -> finished), in nanoseconds.
+    pub fn timings(&self) -> (u64, u64) {
+        self.req.timings()
+    }
+}
+
+/// A completion copied out of the engine (already released).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedCompletion {
+    /// Request id.
+    pub id: u64,
+    /// The host's tag.
+    pub user_data: u64,
+    /// Status.
+    pub status: Status,
+    /// Handler-defined code.
+    pub code: u32,
+    /// Response bytes or error message.
+    pub data: Vec<u8>,
+    /// Handler-defined pairs.
+    pub meta: Vec<(String, String)>,
+}
+
+/// What a poll returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Polled {
+    /// This many completions (0 after a timeout or a wake).
+    Ready(usize),
+    /// Shut down and fully drained.
+    Closed,
+}
+
+/// An engine. Dropping it cancels everything, waits briefly for native handlers and frees all.
+pub struct Engine {
+    shared: Arc<Shared>,
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: Option<Pool>,
+    generation: u64,
+}
+
+impl Engine {
+    /// Builds an engine with its runtime, pool and the built-in handlers `echo` and `sleep`.
+    pub fn new(config: Config) -> Result<Engine> {
+        let generation = fork::current_generation();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.effective_runtime_threads())
+            .thread_name("portway-rt")
+            .enable_time()
+            .enable_io()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))?;
+        let (pool_tx, pool_rx) = flume::unbounded();
+        let pool = Pool::start(config.effective_pool_workers(), pool_rx)
+            .map_err(|e| Error::Internal(format!("cannot start the worker pool: {e}")))?;
+        let shared = Arc::new(Shared {
+            ledger: Ledger::new(u64::from(config.max_in_flight)),
+            queue: CompletionQueue::new()?,
+            registry: Registry::default(),
+            counters: Default::default(),
+            pool_tx,
+            pool_workers: pool.size(),
+            rt: runtime.handle().clone(),
+            next_id: 1.into(),
+            drain_deadline: Default::default(),
+            config,
+        });
+        shared.registry.register("echo", HandlerKind::Echo)?;
+        shared
+            .registry
+            .register("sleep", HandlerKind::Async(Arc::new(Sleep)))?;
+        Ok(Engine {
+            shared,
+            runtime: Some(runtime),
+            pool: Some(pool),
+            generation,
+        })
+    }
+
+    /// True when this engine was inherited across `fork()` (every call then fails).
+    pub fn is_forked(&self) -> bool {
+        fork::is_stale(self.generation)
+    }
+
+    fn check_fork(&self) -> Result<()> {
+        if self.is_forked() {
+            Err(Error::Forked)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The configuration the engine was built with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// A handle to the engine's tokio runtime (for handlers that spawn their own work).
+    pub fn runtime_handle(&self) -> &tokio::runtime::Handle {
+        &self.shared.rt
+    }
+
+    // ----- handlers -----
+
+    /// Registers a handler that runs on the worker pool.
+    pub fn register_blocking(&self, name: &str, handler: impl BlockingHandler) -> Result<u32> {
+        self.check_fork()?;
+        self.shared
+            .registry
+            .register(name, HandlerKind::Blocking(Arc::new(handler)))
+    }
+
+    /// Registers a handler that runs as a future on the runtime.
+    pub fn register_async(&self, name: &str, handler: impl AsyncHandler) -> Result<u32> {
+        self.check_fork()?;
+        self.shared
+            .registry
+            .register(name, HandlerKind::Async(Arc::new(handler)))
+    }
+
+    /// Registers a pipeline running `stages` in order; nested pipelines are flattened.
+    pub fn register_pipeline(&self, name: &str, stages: &[u32]) -> Result<u32> {
+        self.check_fork()?;
+        if stages.is_empty() {
+            return Err(Error::invalid("a pipeline needs at least one stage"));
+        }
+        let mut flat: Vec<Arc<HandlerEntry>> = Vec::new();
+        for &id in stages {
+            let entry = self.shared.registry.get(id)?;
+            match &entry.kind {
+                HandlerKind::Pipeline(inner) => flat.extend(inner.iter().cloned()),
+                _ => flat.push(entry),
+            }
+        }
+        if flat.len() > MAX_PIPELINE_STAGES {
+            return Err(Error::invalid(format!(
+                "a pipeline may have at most {MAX_PIPELINE_STAGES} stages, got {}",
+                flat.len()
+            )));
+        }
+        self.shared
+            .registry
+            .register(name, HandlerKind::Pipeline(flat))
+    }
+
+    /// The id of the handler named `name`.
+    pub fn lookup(&self, name: &str) -> Result<u32> {
+        self.check_fork()?;
+        self.shared.registry.lookup(name)
+    }
+
+    /// The name of handler `id`.
+    pub fn handler_name(&self, id: u32) -> Result<String> {
+        Ok(self.shared.registry.get(id)?.name.clone())
+    }
+
+    /// Limits how many calls of handler `id` run at once (0 = no limit). For a pipeline, limits
+    /// how many requests are inside it at once.
+    pub fn set_concurrency(&self, id: u32, limit: u32) -> Result<()> {
+        self.check_fork()?;
+        let entry = self.shared.registry.get(id)?;
+        registry::set_limit(&self.shared, &entry, limit);
+        Ok(())
+    }
+
+    // ----- submitting -----
+
+    /// Submits one request; never blocks. Returns its id.
+    pub fn submit(&self, req: &Submission<'_>) -> Result<u64> {
+        let mut id = [0u64];
+        let (_, result) = self.submit_batch(std::slice::from_ref(req), Some(&mut id));
+        result.map(|()| id[0])
+    }
+
+    /// Submits the longest acceptable prefix of `reqs`. Returns how many were accepted and
+    /// `Ok` when all were, else the error that stopped the batch. Ids go to `out_ids`.
+    pub fn submit_batch(
+        &self,
+        reqs: &[Submission<'_>],
+        mut out_ids: Option<&mut [u64]>,
+    ) -> (usize, Result<()>) {
+        if let Err(e) = self.check_fork() {
+            return (0, Err(e));
+        }
+        if let Some(ids) = out_ids.as_deref()
+            && ids.len() < reqs.len()
+        {
+            return (0, Err(Error::invalid("out_ids is shorter than the batch")));
+        }
+        let c = &self.shared.counters;
+        c.submitted.fetch_add(reqs.len() as u64, Relaxed);
+        let (entries, invalid) = self.resolve(reqs);
+        let valid = entries.len();
+        let mut stop = invalid;
+        if valid == 0 {
+            if let Some(e) = &stop {
+                self.count_rejection(e, reqs.len());
+            }
+            return (0, stop.map_or(Ok(()), Err));
+        }
+        if let Err(e) = self.shared.queue.reserve(valid as u64) {
+            self.count_rejection(&e, reqs.len());
+            return (0, Err(e));
+        }
+        let granted = self.shared.ledger.try_acquire(valid as u64) as usize;
+        if granted < valid {
+            self.shared.queue.unreserve((valid - granted) as u64);
+            stop = Some(Error::Busy(self.shared.ledger.max_in_flight()));
+        }
+        if let Some(e) = &stop {
+            self.count_rejection(e, reqs.len() - granted);
+        }
+        let first_id = self.shared.next_id.fetch_add(granted as u64, Relaxed);
+        let now = Instant::now();
+        let mut inline_done = Vec::new();
+        for (i, (sub, entry)) in reqs.iter().zip(entries).take(granted).enumerate() {
+            let id = first_id + i as u64;
+            if let Some(ids) = out_ids.as_deref_mut() {
+                ids[i] = id;
+            }
+            if let Some(req) = self.accept(id, sub, entry, now) {
+                inline_done.push(req);
+            }
+        }
+        c.accepted.fetch_add(granted as u64, Relaxed);
+        self.shared.queue.push(inline_done);
+        (granted, stop.map_or(Ok(()), Err))
+    }
+
+    /// Submits one request, waiting up to `wait` (None = forever) for a free slot.
+    pub fn submit_wait(&self, sub: &Submission<'_>, wait: Option<Duration>) -> Result<u64> {
+        self.check_fork()?;
+        self.shared.counters.submitted.fetch_add(1, Relaxed);
+        let (mut entries, invalid) = self.resolve(std::slice::from_ref(sub));
+        let Some(entry) = entries.pop() else {
+            let e = invalid.unwrap_or_else(|| Error::Internal("resolve returned nothing".into()));
+            self.count_rejection(&e, 1);
+            return Err(e);
+        };
+        if let Err(e) = self.shared.queue.reserve(1) {
+            self.count_rejection(&e, 1);
+            return Err(e);
+        }
+        let deadline = wait.map(|w| Instant::now() + w);
+        let queue = &self.shared.queue;
+        if !self
+            .shared
+            .ledger
+            .acquire_wait(deadline, || queue.is_shutting_down())
+        {
+            queue.unreserve(1);
+            let e = if queue.is_shutting_down() {
+                Error::Shutdown
+            } else {
+                Error::Busy(self.shared.ledger.max_in_flight())
+            };
+            self.count_rejection(&e, 1);
+            return Err(e);
+        }
+        let id = self.shared.next_id.fetch_add(1, Relaxed);
+        let inline = self.accept(id, sub, entry, Instant::now());
+        self.shared.counters.accepted.fetch_add(1, Relaxed);
+        self.shared.queue.push(inline);
+        Ok(id)
+    }
+
+    /// Validates the prefix of `reqs` that can be accepted: handler exists, payload fits and
+    /// the first stage accepts it.
+    fn resolve(&self, reqs: &[Submission<'_>]) -> (Vec<Arc<HandlerEntry>>, Option<Error>) {
+        let max = self.shared.config.max_payload;
+        self.shared.registry.with_table(|get| {
+            let mut out = Vec::with_capacity(reqs.len());
+            for sub in reqs {
+                let checked = get(sub.handler).and_then(|entry| {
+                    if sub.payload.len() as u64 > max {
+                        return Err(Error::PayloadTooLarge {
+                            len: sub.payload.len(),
+                            max,
+                        });
+                    }
+                    validate_first_stage(&entry, sub.payload)?;
+                    Ok(entry)
+                });
+                match checked {
+                    Ok(entry) => out.push(entry),
+                    Err(e) => return (out, Some(e)),
+                }
+            }
+            (out, None)
+        })
+    }
+
+    fn count_rejection(&self, e: &Error, n: usize) {
+        let c = &self.shared.counters;
+        let counter = match e {
+            Error::Busy(_) => &c.rejected_busy,
+            Error::Shutdown => &c.rejected_shutdown,
+            _ => &c.rejected_invalid,
+        };
+        counter.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Creates and starts an accepted request. A request that completes inline (echo) is
+    /// returned for the caller to queue with its batch.
+    fn accept(
+        &self,
+        id: u64,
+        sub: &Submission<'_>,
+        entry: Arc<HandlerEntry>,
+        now: Instant,
+    ) -> Option<Arc<Request>> {
+        let timeout_ms = match sub.timeout_ms {
+            0 => self.shared.config.default_timeout_ms,
+            ms => ms,
+        };
+        let deadline = (timeout_ms > 0).then(|| now + Duration::from_millis(u64::from(timeout_ms)));
+        let inline = matches!(entry.kind, HandlerKind::Echo) && entry.gate.limit() == 0;
+        let req = Arc::new(Request::new(id, sub.user_data, entry, now, deadline));
+        self.shared.ledger.insert(req.clone());
+        if inline {
+            dispatch::mark_running(&self.shared, &req);
+            let outcome = Outcome {
+                status: Status::PORTWAY_OK,
+                code: 0,
+                data: Body::copy_from(sub.payload),
+                meta: Meta::default(),
+            };
+            dispatch::claim(&self.shared, &req, outcome);
+            return Some(req);
+        }
+        dispatch::start(&self.shared, req, sub.payload.to_vec());
+        None
+    }
+
+    // ----- cancelling -----
+
+    /// Cancels request `id`. Ok when it was still in flight (its completion will say
+    /// `PORTWAY_CANCELLED`); `NotFound` when unknown or already completed.
+    pub fn cancel(&self, id: u64) -> Result<()> {
+        self.check_fork()?;
+        let not_found = || Error::NotFound(format!("request {id} is unknown or already completed"));
+        let req = self.shared.ledger.get(id).ok_or_else(not_found)?;
+        let outcome = Outcome::failed(Status::PORTWAY_CANCELLED, "cancelled");
+        if dispatch::finish(&self.shared, &req, outcome) {
+            Ok(())
+        } else {
+            Err(not_found())
+        }
+    }
+
+    /// Cancels every request in flight. Returns how many were cancelled.
+    pub fn cancel_all(&self) -> Result<usize> {
+        self.check_fork()?;
+        Ok(cancel_everything(&self.shared, "cancelled by cancel_all"))
+    }
+
+    // ----- completions -----
+
+    /// Waits up to `timeout` (None = forever) for completions and shows up to `cap` of them to
+    /// `f` (under the queue lock: `f` must be quick). Each stays valid until released.
+    pub fn poll(
+        &self,
+        cap: usize,
+        timeout: Option<Duration>,
+        mut f: impl FnMut(usize, Completion<'_>),
+    ) -> Result<Polled> {
+        self.check_fork()?;
+        if cap == 0 {
+            return Err(Error::invalid("poll capacity must be at least 1"));
+        }
+        let end = self.shared.queue.poll(cap, timeout, |i, req| {
+            req.mark_polled();
+            if let Some(outcome) = req.outcome() {
+                f(i, Completion { req, outcome });
+            }
+        });
+        match end {
+            PollEnd::Taken(n) => {
+                self.shared.counters.polled.fetch_add(n as u64, Relaxed);
+                Ok(Polled::Ready(n))
+            }
+            PollEnd::Closed => Ok(Polled::Closed),
+        }
+    }
+
+    /// Releases completions by id, freeing their slots. Ids that are unknown, not yet polled
+    /// or already released are ignored. Returns how many were released.
+    pub fn release(&self, ids: impl IntoIterator<Item = u64>) -> Result<usize> {
+        self.check_fork()?;
+        let mut n = 0;
+        for id in ids {
+            let Some(req) = self.shared.ledger.get(id) else { continue };
+            if !req.is_polled() {
+                continue;
+            }
+            if self.shared.ledger.remove(id).is_some() {
+                n += 1;
+            }
+        }
+        self.shared.counters.released.fetch_add(n as u64, Relaxed);
+        self.shared.ledger.release_slots(n as u64);
+        Ok(n)
+    }
+
+    /// Polls and releases in one step, copying the completions out.
+    pub fn poll_owned(&self, cap: usize, timeout: Option<Duration>) -> Result<(Vec<OwnedCompletion>, bool)> {
+        let mut out = Vec::new();
+        let end = self.poll(cap, timeout, |_, c| {
+            out.push(OwnedCompletion {
+                id: c.id(),
+                user_data: c.user_data(),
+                status: c.status(),
+                code: c.code(),
+                data: c.data().as_slice().to_vec(),
+                meta: c.meta().pairs().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            })
+        })?;
+        self.release(out.iter().map(|c| c.id))?;
+        Ok((out, end == Polled::Closed))
+    }
+
+    /// The notify descriptor: readable while completions wait to be polled (or once closed).
+    pub fn notify_fd(&self) -> Result<i32> {
+        self.check_fork()?;
+        Ok(self.shared.queue.fd())
+    }
+
+    /// Installs (or clears) a hook called when completions become ready after none were.
+    pub fn set_notify(&self, hook: Option<NotifyHook>) -> Result<()> {
+        self.check_fork()?;
+        self.shared.queue.set_hook(hook);
+        Ok(())
+    }
+
+    /// Makes one blocked poll return with no completions.
+    pub fn wake(&self) -> Result<()> {
+        self.check_fork()?;
+        self.shared.queue.wake();
+        Ok(())
+    }
+
+    // ----- shutdown and introspection -----
+
+    /// Stops intake now; drains (until `deadline`, if given) or cancels what is in flight.
+    /// Calling it again may tighten a drain into a cancel.
+    pub fn shutdown(&self, mode: ShutdownMode, deadline: Option<Duration>) -> Result<()> {
+        self.check_fork()?;
+        self.shared.queue.begin_shutdown();
+        self.shared.ledger.wake_slot_waiters();
+        match (mode, deadline) {
+            (ShutdownMode::CancelNow, _) => {
+                cancel_everything(&self.shared, "cancelled by shutdown");
+            }
+            (ShutdownMode::Drain, None) => {}
+            (ShutdownMode::Drain, Some(d)) => {
+                let at = Instant::now() + d;
+                *self
+                    .shared
+                    .drain_deadline
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(at);
+                let shared = self.shared.clone();
+                self.shared.rt.spawn(async move {
+                    tokio::time::sleep_until(at.into()).await;
+                    let msg = format!("cancelled: shutdown drain deadline of {} ms passed", d.as_millis());
+                    cancel_everything(&shared, &msg);
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> Result<StatsSnapshot> {
+        self.check_fork()?;
+        Ok(self
+            .shared
+            .counters
+            .snapshot(self.shared.ledger.in_flight(), self.shared.pool_workers as u64))
+    }
+}
+
+fn validate_first_stage(entry: &HandlerEntry, payload: &[u8]) -> Result<()> {
+    match &entry.kind {
+        HandlerKind::Async(h) => h.validate(payload),
+        HandlerKind::Pipeline(stages) => stages
+            .first()
+            .map_or(Ok(()), |s| validate_first_stage(s, payload)),
+        HandlerKind::Echo | HandlerKind::Blocking(_) => Ok(()),
+    }
+}
+
+fn cancel_everything(shared: &Arc<Shared>, message: &str) -> usize {
+    let mut n = 0;
+    for req in shared.ledger.snapshot() {
+        if !req.is_done()
+            && dispatch::finish(shared, &req, Outcome::failed(Status::PORTWAY_CANCELLED, message))
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if self.is_forked() {
+            // The runtime's threads do not exist in this process: touching them would hang or
+            // crash. Leak everything instead.
+            std::mem::forget(self.runtime.take());
+            std::mem::forget(self.pool.take());
+            std::mem::forget(self.shared.clone());
+            return;
+        }
+        let shared = &self.shared;
+        shared.queue.begin_shutdown();
+        shared.ledger.wake_slot_waiters();
+        cancel_everything(shared, "cancelled: the engine was freed");
+        if let Some(pool) = self.pool.take() {
+            for _ in 0..pool.size() {
+                let _ = shared.pool_tx.send(PoolMsg::Stop);
+            }
+            let drain_left = shared
+                .drain_deadline
+                .lock()
+                .ok()
+                .and_then(|d| *d)
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            let grace = drain_left
+                .unwrap_or(Duration::from_millis(u64::from(shared.config.free_grace_ms)));
+            pool.join_within(grace);
+        }
+        if let Some(rt) = self.runtime.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            } else {
+                rt.shutdown_timeout(Duration::from_millis(100));
+            }
+        }
+        for entry in shared.registry.all() {
+            entry.gate.clear();
+        }
+        shared.queue.clear();
+        shared.ledger.clear();
+    }
+}

@@ -1,0 +1,203 @@
+//! What a finished request produced: status, code, bytes and metadata, stored in the form the
+//! C boundary hands out without copying (NUL-terminated bytes, a ready `portway_meta` array).
+
+use std::ffi::{CString, c_char};
+
+use crate::status::Status;
+
+/// One metadata pair as C sees it; both strings are NUL-terminated and owned by the completion.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)]
+pub struct portway_meta {
+    /// The key, e.g. a header name.
+    pub key: *const c_char,
+    /// The value.
+    pub value: *const c_char,
+}
+
+/// Bytes followed by one NUL that is not part of the contents, so C can print them directly.
+#[derive(Debug, Default)]
+pub struct Body {
+    with_nul: Vec<u8>,
+}
+
+impl Body {
+    /// Copies `bytes`.
+    pub fn copy_from(bytes: &[u8]) -> Self {
+        let mut with_nul = Vec::with_capacity(bytes.len() + 1);
+        with_nul.extend_from_slice(bytes);
+        with_nul.push(0);
+        Body { with_nul }
+    }
+
+    /// Takes ownership of `bytes` (at most one reallocation, for the NUL).
+    pub fn from_vec(mut bytes: Vec<u8>) -> Self {
+        bytes.push(0);
+        Body { with_nul: bytes }
+    }
+
+    /// The contents, without the NUL.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.with_nul[..self.len()]
+    }
+
+    /// Length of the contents.
+    pub fn len(&self) -> usize {
+        self.with_nul.len().saturating_sub(1)
+    }
+
+    /// True when there are no contents.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Pointer to the contents; always valid and NUL-terminated, even when empty.
+    pub fn as_ptr(&self) -> *const u8 {
+        if self.with_nul.is_empty() {
+            b"\0".as_ptr()
+        } else {
+            self.with_nul.as_ptr()
+        }
+    }
+
+    /// The contents as an owned vector (drops the NUL without reallocating).
+    pub fn into_vec(mut self) -> Vec<u8> {
+        self.with_nul.pop();
+        self.with_nul
+    }
+}
+
+/// Ordered key/value pairs with a C view built once.
+#[derive(Debug, Default)]
+pub struct Meta {
+    pairs: Vec<(CString, CString)>,
+    view: Vec<portway_meta>,
+}
+
+// SAFETY: `view` only points into `pairs`, which `Meta` owns and never mutates after building.
+unsafe impl Send for Meta {}
+// SAFETY: as above; shared access is read-only.
+unsafe impl Sync for Meta {}
+
+impl Meta {
+    /// Builds the metadata and its C view.
+    pub fn new(pairs: Vec<(CString, CString)>) -> Self {
+        let view = pairs
+            .iter()
+            .map(|(k, v)| portway_meta {
+                key: k.as_ptr(),
+                value: v.as_ptr(),
+            })
+            .collect();
+        Meta { pairs, view }
+    }
+
+    /// The pairs as Rust strings (lossy for invalid UTF-8).
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs
+            .iter()
+            .map(|(k, v)| (k.to_str().unwrap_or(""), v.to_str().unwrap_or("")))
+    }
+
+    /// The C view: a pointer (NULL when empty) and a count.
+    pub fn c_view(&self) -> (*const portway_meta, usize) {
+        if self.view.is_empty() {
+            (std::ptr::null(), 0)
+        } else {
+            (self.view.as_ptr(), self.view.len())
+        }
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// True when there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+}
+
+/// The result of a request or of one pipeline stage.
+#[derive(Debug)]
+pub struct Outcome {
+    /// `PORTWAY_OK` or the failure status.
+    pub status: Status,
+    /// Handler-defined code (the HTTP status for "http").
+    pub code: u32,
+    /// Response bytes, or the error message when `status` is not OK.
+    pub data: Body,
+    /// Handler-defined pairs.
+    pub meta: Meta,
+}
+
+impl Outcome {
+    /// A successful outcome carrying `data`.
+    pub fn ok(data: Vec<u8>) -> Self {
+        Outcome {
+            status: Status::PORTWAY_OK,
+            code: 0,
+            data: Body::from_vec(data),
+            meta: Meta::default(),
+        }
+    }
+
+    /// A failed outcome whose data is `message`.
+    pub fn failed(status: Status, message: impl Into<String>) -> Self {
+        Outcome {
+            status,
+            code: 0,
+            data: Body::from_vec(message.into().into_bytes()),
+            meta: Meta::default(),
+        }
+    }
+
+    /// Sets the handler code.
+    pub fn with_code(mut self, code: u32) -> Self {
+        self.code = code;
+        self
+    }
+
+    /// Sets the metadata.
+    pub fn with_meta(mut self, meta: Meta) -> Self {
+        self.meta = meta;
+        self
+    }
+
+    /// True when the status is `PORTWAY_OK`.
+    pub fn is_ok(&self) -> bool {
+        self.status == Status::PORTWAY_OK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_nul_terminated_and_round_trips() {
+        let b = Body::copy_from(b"abc");
+        assert_eq!(b.as_slice(), b"abc");
+        assert_eq!(unsafe { *b.as_ptr().add(3) }, 0);
+        assert_eq!(b.into_vec(), b"abc".to_vec());
+        let empty = Body::default();
+        assert_eq!(empty.len(), 0);
+        assert_eq!(unsafe { *empty.as_ptr() }, 0);
+    }
+
+    #[test]
+    fn meta_view_points_at_pairs() {
+        let m = Meta::new(vec![(
+            CString::new("k").unwrap(),
+            CString::new("v").unwrap(),
+        )]);
+        let (ptr, n) = m.c_view();
+        assert_eq!(n, 1);
+        let pair = unsafe { *ptr };
+        assert_eq!(unsafe { std::ffi::CStr::from_ptr(pair.key) }.to_str(), Ok("k"));
+        assert_eq!(m.pairs().collect::<Vec<_>>(), vec![("k", "v")]);
+        assert_eq!(Meta::default().c_view().0, std::ptr::null());
+    }
+}

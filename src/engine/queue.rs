@@ -1,0 +1,245 @@
+//! The completion queue: finished requests waiting to be polled, the level-triggered notify
+//! fd, the notify hook, explicit wakes, and the intake counter that decides `PORTWAY_CLOSED`.
+//!
+//! Invariants, all kept under the one state lock:
+//! - the eventfd is readable exactly when `ready` is non-empty or the queue is closed;
+//! - the hook runs (outside the lock) after every transition from empty to non-empty;
+//! - `intake` = shutdown flag | requests accepted but not yet polled. It is one atomic so that
+//!   a submit either lands before shutdown (and will be polled) or is refused.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use super::request::Request;
+use crate::error::{Error, Result};
+
+const SHUTDOWN_BIT: u64 = 1 << 63;
+
+/// Called after completions become ready when none were waiting.
+pub type NotifyHook = Arc<dyn Fn() + Send + Sync>;
+
+pub(crate) struct CompletionQueue {
+    intake: AtomicU64,
+    state: Mutex<QueueState>,
+    ready_cv: Condvar,
+    fd: OwnedFd,
+    hook: RwLock<Option<NotifyHook>>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    ready: VecDeque<Arc<Request>>,
+    wakes: u64,
+    waiting_pollers: usize,
+    fd_readable: bool,
+    closed: bool,
+}
+
+/// How a poll ended.
+pub(crate) enum PollEnd {
+    /// This many completions were handed out (0 on timeout or wake).
+    Taken(usize),
+    /// Shut down and every completion has been polled.
+    Closed,
+}
+
+impl CompletionQueue {
+    pub fn new() -> Result<Self> {
+        // SAFETY: plain syscall; the result is checked before use.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(Error::Internal(format!(
+                "eventfd failed: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(CompletionQueue {
+            intake: AtomicU64::new(0),
+            state: Mutex::new(QueueState::default()),
+            ready_cv: Condvar::new(),
+            // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+            hook: RwLock::new(None),
+        })
+    }
+
+    /// The notify descriptor (owned by the queue).
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Reserves intake for `n` requests; fails once shutdown began.
+    pub fn reserve(&self, n: u64) -> Result<()> {
+        let mut cur = self.intake.load(Ordering::Relaxed);
+        loop {
+            if cur & SHUTDOWN_BIT != 0 {
+                return Err(Error::Shutdown);
+            }
+            match self.intake.compare_exchange_weak(cur, cur + n, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Gives back intake reserved for requests that were not accepted after all.
+    pub fn unreserve(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let after = self.intake.fetch_sub(n, Ordering::AcqRel) - n;
+        if after == SHUTDOWN_BIT {
+            self.mark_closed();
+        }
+    }
+
+    /// Stops intake. Returns false if it was already stopped.
+    pub fn begin_shutdown(&self) -> bool {
+        let before = self.intake.fetch_or(SHUTDOWN_BIT, Ordering::AcqRel);
+        if before == 0 {
+            self.mark_closed();
+        }
+        before & SHUTDOWN_BIT == 0
+    }
+
+    /// True once shutdown began.
+    pub fn is_shutting_down(&self) -> bool {
+        self.intake.load(Ordering::Acquire) & SHUTDOWN_BIT != 0
+    }
+
+    /// Installs or clears the hook.
+    pub fn set_hook(&self, hook: Option<NotifyHook>) {
+        *self.hook.write().unwrap_or_else(|e| e.into_inner()) = hook;
+    }
+
+    /// Queues finished requests for polling.
+    pub fn push<I: IntoIterator<Item = Arc<Request>>>(&self, reqs: I) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let was_empty = st.ready.is_empty();
+        let before = st.ready.len();
+        st.ready.extend(reqs);
+        let added = st.ready.len() - before;
+        if added == 0 {
+            return;
+        }
+        if was_empty {
+            self.set_readable(&mut st, true);
+        }
+        match st.waiting_pollers {
+            0 => {}
+            1 => self.ready_cv.notify_one(),
+            _ if added == 1 => self.ready_cv.notify_one(),
+            _ => self.ready_cv.notify_all(),
+        }
+        drop(st);
+        if was_empty {
+            let hook = self.hook.read().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(h) = hook {
+                h();
+            }
+        }
+    }
+
+    /// Waits up to `timeout` (None = forever) for completions and hands up to `cap` of them to
+    /// `take`, under the queue lock (`take` must be quick and must not call back in).
+    pub fn poll(&self, cap: usize, timeout: Option<Duration>, mut take: impl FnMut(usize, &Arc<Request>)) -> PollEnd {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if !st.ready.is_empty() {
+                let n = cap.min(st.ready.len());
+                for (i, req) in st.ready.drain(..n).enumerate() {
+                    take(i, &req);
+                }
+                let after = self.intake.fetch_sub(n as u64, Ordering::AcqRel) - n as u64;
+                if after == SHUTDOWN_BIT {
+                    st.closed = true;
+                    self.ready_cv.notify_all();
+                }
+                if st.ready.is_empty() && !st.closed {
+                    self.set_readable(&mut st, false);
+                }
+                return PollEnd::Taken(n);
+            }
+            if st.closed {
+                return PollEnd::Closed;
+            }
+            if st.wakes > 0 {
+                st.wakes -= 1;
+                return PollEnd::Taken(0);
+            }
+            let wait = match deadline {
+                None => None,
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return PollEnd::Taken(0);
+                    }
+                    Some(d - now)
+                }
+            };
+            st.waiting_pollers += 1;
+            st = match wait {
+                None => self.ready_cv.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(w) => {
+                    self.ready_cv
+                        .wait_timeout(st, w)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+            st.waiting_pollers -= 1;
+        }
+    }
+
+    /// Makes one blocked poll return with nothing; if none is blocked, the next poll that
+    /// would block returns at once instead.
+    pub fn wake(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.wakes += 1;
+        self.ready_cv.notify_one();
+    }
+
+
+
+    /// Drops everything still queued (engine teardown).
+    pub fn clear(&self) {
+        let drained: Vec<_> = match self.state.lock() {
+            Ok(mut st) => st.ready.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        drop(drained);
+    }
+
+    fn mark_closed(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.closed = true;
+        self.set_readable(&mut st, true);
+        self.ready_cv.notify_all();
+        drop(st);
+        let hook = self.hook.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(h) = hook {
+            h();
+        }
+    }
+
+    fn set_readable(&self, st: &mut QueueState, readable: bool) {
+        if st.fd_readable == readable {
+            return;
+        }
+        let fd = self.fd.as_raw_fd();
+        if readable {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to our own eventfd.
+            unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+        } else {
+            let mut sink: u64 = 0;
+            // SAFETY: reads 8 bytes into a live u64 from our own non-blocking eventfd.
+            unsafe { libc::read(fd, (&mut sink as *mut u64).cast(), 8) };
+        }
+        st.fd_readable = readable;
+    }
+}

@@ -1,0 +1,28 @@
+//! The state an engine's threads share: registry, ledger, completion queue, counters and the
+//! handles used to start work (runtime handle, pool channel).
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use super::config::Config;
+use super::ledger::Ledger;
+use super::pool::PoolMsg;
+use super::queue::CompletionQueue;
+use super::registry::Registry;
+use super::stats::Counters;
+
+pub(crate) struct Shared {
+    pub config: Config,
+    pub registry: Registry,
+    pub ledger: Ledger,
+    pub queue: CompletionQueue,
+    pub counters: Counters,
+    pub pool_tx: flume::Sender<PoolMsg>,
+    pub pool_workers: usize,
+    pub rt: tokio::runtime::Handle,
+    /// Next request id; ids start at 1 and are never reused.
+    pub next_id: AtomicU64,
+    /// Set by a draining shutdown with a deadline.
+    pub drain_deadline: Mutex<Option<Instant>>,
+}

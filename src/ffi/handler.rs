@@ -1,0 +1,227 @@
+//! Handlers from C: registering native functions and pipelines, lookup, concurrency limits,
+//! and the `portway_call` accessors a native handler uses while it runs.
+
+use std::ffi::{c_char, c_void};
+
+use super::engine::portway_engine;
+use super::guard::{Handle, bytes, guard, guard_value, require_out, slice, utf8, write_out};
+use crate::error::Error;
+use crate::handlers::{BlockingHandler, Call};
+use crate::status::portway_status;
+
+/// One invocation of a native handler. Valid only until the handler returns; use it only on
+/// the thread that runs the handler.
+pub struct portway_call {
+    _opaque: [u8; 0],
+}
+
+// SAFETY: a `*mut portway_call` only ever points at the `Call` a pool worker lends the handler.
+unsafe impl Handle for portway_call {
+    type Rust = Call;
+    const WHAT: &'static str = "call";
+}
+
+/// A native handler: runs on a worker-pool thread with the `ctx` given at registration.
+/// It should respond (`portway_call_respond` or `portway_call_fail`) before returning; one
+/// that returns without responding completes with `PORTWAY_HANDLER_ERROR`. It may be called
+/// from several pool threads at once, and should poll `portway_call_is_cancelled` during long
+/// work. It must not call `portway_engine_free`.
+pub type portway_handler_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, call: *mut portway_call)>;
+
+struct NativeHandler {
+    f: unsafe extern "C" fn(*mut c_void, *mut portway_call),
+    ctx: *mut c_void,
+}
+
+// SAFETY: registering a handler promises that `f(ctx, ..)` may run on any pool thread.
+unsafe impl Send for NativeHandler {}
+// SAFETY: as above; calls may be concurrent.
+unsafe impl Sync for NativeHandler {}
+
+impl BlockingHandler for NativeHandler {
+    fn call(&self, call: &mut Call) {
+        // SAFETY: the host registered `f` for this use; the call pointer is live for the call.
+        unsafe { (self.f)(self.ctx, portway_call::from_ref(call)) }
+    }
+}
+
+/// Registers a native handler named `name` (UTF-8, unique, 1..=256 bytes) and writes its id to
+/// `*out_id`. `fn` runs on the worker pool with `ctx`; `ctx` must stay valid until the engine is
+/// freed. Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL or bad name, NULL fn,
+/// duplicate name) or `PORTWAY_FORKED`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_register_handler(
+    eng: *mut portway_engine,
+    name: *const c_char,
+    handler_fn: portway_handler_fn,
+    ctx: *mut c_void,
+    out_id: *mut u32,
+) -> portway_status {
+    guard(|| {
+        // SAFETY: NULL or a live engine.
+        let engine = unsafe { portway_engine::borrow(eng) }?;
+        // SAFETY: NULL or a NUL-terminated string.
+        let name = unsafe { utf8(name, "name") }?;
+        let f = handler_fn.ok_or_else(|| Error::invalid("handler_fn is NULL"))?;
+        require_out(out_id, "out_id")?;
+        let id = engine.register_blocking(name, NativeHandler { f, ctx })?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_id, "out_id", id) }
+    })
+}
+
+/// Writes the id of the handler named `name` to `*out_id`.
+/// Returns `PORTWAY_OK`, `PORTWAY_NOT_FOUND`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_handler_lookup(
+    eng: *mut portway_engine,
+    name: *const c_char,
+    out_id: *mut u32,
+) -> portway_status {
+    guard(|| {
+        // SAFETY: NULL or a live engine.
+        let engine = unsafe { portway_engine::borrow(eng) }?;
+        // SAFETY: NULL or a NUL-terminated string.
+        let id = engine.lookup(unsafe { utf8(name, "name") }?)?;
+        // SAFETY: the caller passes NULL or a writable u32.
+        unsafe { write_out(out_id, "out_id", id) }
+    })
+}
+
+/// Lets at most `limit` calls of handler `id` run at once (0 = no limit beyond the pool);
+/// the rest wait in FIFO order without holding a thread. On a pipeline it bounds how many
+/// requests are inside the pipeline at once. A new limit applies to calls admitted after it.
+/// Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_handler_set_concurrency(
+    eng: *mut portway_engine,
+    id: u32,
+    limit: u32,
+) -> portway_status {
+    // SAFETY: NULL or a live engine.
+    guard(|| unsafe { portway_engine::borrow(eng) }?.set_concurrency(id, limit))
+}
+
+/// Registers a pipeline named `name` that runs `stages[0..n]` in order, each stage's response
+/// being the next stage's payload, each under its own concurrency limit. The request's
+/// deadline covers the whole pipeline; the first failure ends it. Pipelines used as stages
+/// are flattened (at most 64 stages in all). Writes the new handler id to `*out_id`.
+/// Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER` (a stage id), `PORTWAY_INVALID_ARGUMENT`
+/// (n == 0, too many stages, bad or duplicate name, NULL pointers) or `PORTWAY_FORKED`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_pipeline_new(
+    eng: *mut portway_engine,
+    name: *const c_char,
+    stages: *const u32,
+    n: usize,
+    out_id: *mut u32,
+) -> portway_status {
+    guard(|| {
+        // SAFETY: NULL or a live engine.
+        let engine = unsafe { portway_engine::borrow(eng) }?;
+        // SAFETY: NULL or a NUL-terminated string.
+        let name = unsafe { utf8(name, "name") }?;
+        // SAFETY: NULL (with n == 0) or `n` readable ids.
+        let stages = unsafe { slice(stages, n, "stages") }?;
+        require_out(out_id, "out_id")?;
+        let id = engine.register_pipeline(name, stages)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_id, "out_id", id) }
+    })
+}
+
+/// Writes the call's payload (owned by the call, valid until the handler returns) to `*data`
+/// and `*len`. Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL pointers).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_call_payload(
+    call: *mut portway_call,
+    data: *mut *const u8,
+    len: *mut usize,
+) -> portway_status {
+    guard(|| {
+        // SAFETY: NULL or the live call of the running handler.
+        let call = unsafe { portway_call::borrow(call) }?;
+        require_out(data, "data")?;
+        require_out(len, "len")?;
+        let payload = call.payload();
+        // SAFETY: both checked non-NULL; the caller gives writable pointers.
+        unsafe {
+            data.write(payload.as_ptr());
+            len.write(payload.len());
+        }
+        Ok(())
+    })
+}
+
+/// The request's `user_data` (0 for a NULL call).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_call_user_data(call: *mut portway_call) -> u64 {
+    // SAFETY: NULL or the live call of the running handler.
+    guard_value(0, || unsafe { portway_call::borrow(call) }.map_or(0, |c| c.user_data()))
+}
+
+/// True once the request was cancelled, timed out or shut down: the handler should stop soon;
+/// anything it responds afterwards is discarded. True for a NULL call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_call_is_cancelled(call: *mut portway_call) -> bool {
+    // SAFETY: NULL or the live call of the running handler.
+    guard_value(true, || unsafe { portway_call::borrow(call) }.map_or(true, |c| c.is_cancelled()))
+}
+
+/// Sets the response to a copy of `data[0..len]` (`data` may be NULL when `len` is 0).
+/// Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL call, NULL data with len > 0,
+/// already responded or failed).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_call_respond(
+    call: *mut portway_call,
+    data: *const u8,
+    len: usize,
+) -> portway_status {
+    guard(|| {
+        // SAFETY: NULL or the live call of the running handler.
+        let call = unsafe { portway_call::borrow_mut(call) }?;
+        // SAFETY: NULL (with len 0) or `len` readable bytes.
+        call.respond(unsafe { bytes(data, len, "data") }?)
+    })
+}
+
+/// Fails the call: its completion gets `PORTWAY_HANDLER_ERROR` with `message` (UTF-8; copied)
+/// as its data. Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL call or message,
+/// already responded or failed).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_call_fail(call: *mut portway_call, message: *const c_char) -> portway_status {
+    guard(|| {
+        // SAFETY: NULL or the live call of the running handler.
+        let call = unsafe { portway_call::borrow_mut(call) }?;
+        // SAFETY: NULL or a NUL-terminated string.
+        call.fail(unsafe { utf8(message, "message") }?)
+    })
+}
+
+/// Sets the handler-defined code reported in the completion's `code`.
+/// Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL call).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_call_set_code(call: *mut portway_call, code: u32) -> portway_status {
+    guard(|| {
+        // SAFETY: NULL or the live call of the running handler.
+        unsafe { portway_call::borrow_mut(call) }?.set_code(code);
+        Ok(())
+    })
+}
+
+/// Appends a metadata pair (both UTF-8, copied) to the completion's `meta`.
+/// Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL call, key or value).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_call_add_meta(
+    call: *mut portway_call,
+    key: *const c_char,
+    value: *const c_char,
+) -> portway_status {
+    guard(|| {
+        // SAFETY: NULL or the live call of the running handler.
+        let call = unsafe { portway_call::borrow_mut(call) }?;
+        // SAFETY: NULL or NUL-terminated strings.
+        let (k, v) = unsafe { (utf8(key, "key")?, utf8(value, "value")?) };
+        call.add_meta(k, v)
+    })
+}

@@ -1,0 +1,40 @@
+//! The C ABI (`include/portway.h`): thin wrappers over [`crate::engine`]. Each function checks
+//! its pointers, catches panics and maps errors to `portway_status` through [`guard`].
+//!
+//! Conventions: outputs go through trailing pointers and are written only on success;
+//! every `*_free(NULL)` is a no-op; all functions are thread-safe on one engine except
+//! `portway_engine_free`.
+
+#![allow(non_camel_case_types)]
+#![allow(clippy::missing_safety_doc)]
+
+mod completion;
+mod config;
+mod engine;
+mod guard;
+mod handler;
+mod stats;
+mod submit;
+mod version;
+
+pub use completion::*;
+pub use config::*;
+pub use engine::*;
+pub use handler::*;
+pub use stats::*;
+pub use submit::*;
+pub use version::*;
+
+#[cfg(test)]
+mod header_tests {
+    /// The committed header must be exactly what build.rs generates from these sources.
+    #[test]
+    fn committed_header_is_up_to_date() {
+        let generated = include_str!(concat!(env!("OUT_DIR"), "/portway.h"));
+        let committed = include_str!("../../include/portway.h");
+        assert!(
+            generated == committed,
+            "include/portway.h is stale: run `make header` and commit the result"
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Submitting and cancelling requests.
+
+use super::engine::portway_engine;
+use super::guard::{Handle, bytes, guard, require_out, slice, timeout, write_out};
+use crate::engine::Submission;
+use crate::error::{Error, Result};
+use crate::status::portway_status;
+
+/// One request. The payload is copied before the submit call returns, so the caller's buffer
+/// may be reused at once.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct portway_request {
+    /// Handler id, from `portway_handler_lookup`, `portway_register_handler` or
+    /// `portway_pipeline_new`.
+    pub handler: u32,
+    /// Deadline in ms, counted from submit (queue time counts); 0 = the engine default.
+    pub timeout_ms: u32,
+    /// Echoed in the completion.
+    pub user_data: u64,
+    /// Request bytes; may be NULL only when `payload_len` is 0.
+    pub payload: *const u8,
+    /// Length of `payload` in bytes.
+    pub payload_len: usize,
+}
+
+/// Converts a C request into a Rust submission.
+///
+/// # Safety
+/// `req.payload` must be NULL or valid for reading `req.payload_len` bytes for `'a`.
+unsafe fn submission<'a>(req: &portway_request, what: &str) -> Result<Submission<'a>> {
+    Ok(Submission {
+        handler: req.handler,
+        timeout_ms: req.timeout_ms,
+        user_data: req.user_data,
+        // SAFETY: per the caller.
+        payload: unsafe { bytes(req.payload, req.payload_len, what) }?,
+    })
+}
+
+/// Submits one request and writes its id (nonzero, never reused) to `*out_id`. Never blocks.
+/// Returns `PORTWAY_OK`; `PORTWAY_BUSY` (every `max_in_flight` slot is taken: poll and release,
+/// then retry); `PORTWAY_SHUTDOWN`; `PORTWAY_UNKNOWN_HANDLER`; `PORTWAY_PAYLOAD_TOO_LARGE`;
+/// `PORTWAY_INVALID_ARGUMENT` (NULL pointers, a payload the handler refuses); `PORTWAY_FORKED`.
+/// A refused request posts no completion and changes nothing.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_submit(
+    eng: *mut portway_engine,
+    req: *const portway_request,
+    out_id: *mut u64,
+) -> portway_status {
+    guard(|| {
+        // SAFETY: NULL or a live engine.
+        let engine = unsafe { portway_engine::borrow(eng) }?;
+        // SAFETY: NULL or a readable request.
+        let req = unsafe { req.as_ref() }.ok_or_else(|| Error::invalid("req is NULL"))?;
+        require_out(out_id, "out_id")?;
+        // SAFETY: the request's payload is readable per the caller.
+        let id = engine.submit(&unsafe { submission(req, "req->payload") }?)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_id, "out_id", id) }
+    })
+}
+
+/// Submits `reqs[0..n]`, accepting the longest possible prefix, and writes the number accepted
+/// to `*out_accepted` (written whenever the arguments are valid, even when not all were
+/// accepted) and their ids to `out_ids[0..accepted]` (`out_ids` may be NULL).
+/// Returns `PORTWAY_OK` when all were accepted, else the status that stopped the batch at
+/// index `*out_accepted` (see `portway_submit`). Never blocks.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_submit_batch(
+    eng: *mut portway_engine,
+    reqs: *const portway_request,
+    n: usize,
+    out_ids: *mut u64,
+    out_accepted: *mut usize,
+) -> portway_status {
+    guard(|| {
+        // SAFETY: NULL or a live engine.
+        let engine = unsafe { portway_engine::borrow(eng) }?;
+        require_out(out_accepted, "out_accepted")?;
+        // SAFETY: NULL (with n == 0) or `n` readable requests.
+        let reqs = unsafe { slice(reqs, n, "reqs") }?;
+        let subs = reqs
+            .iter()
+            .enumerate()
+            // SAFETY: each payload is readable per the caller.
+            .map(|(i, r)| {
+                unsafe { submission(r, "payload") }.map_err(|_| {
+                    Error::invalid(format!(
+                        "reqs[{i}].payload is NULL but payload_len is {}",
+                        r.payload_len
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ids = if out_ids.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL `out_ids` has room for `n` ids per the caller.
+            Some(unsafe { std::slice::from_raw_parts_mut(out_ids, n) })
+        };
+        let (n_ok, result) = engine.submit_batch(&subs, ids);
+        // SAFETY: checked non-NULL above.
+        unsafe { out_accepted.write(n_ok) };
+        result
+    })
+}
+
+/// Like `portway_submit`, but when every slot is taken waits up to `wait_ms` (-1 = forever,
+/// 0 = not at all) for one to be released: the buffered-channel send. Returns `PORTWAY_BUSY`
+/// when the wait ends without a slot and `PORTWAY_SHUTDOWN` when shutdown begins meanwhile;
+/// otherwise as `portway_submit`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_submit_wait(
+    eng: *mut portway_engine,
+    req: *const portway_request,
+    wait_ms: i32,
+    out_id: *mut u64,
+) -> portway_status {
+    guard(|| {
+        // SAFETY: NULL or a live engine.
+        let engine = unsafe { portway_engine::borrow(eng) }?;
+        // SAFETY: NULL or a readable request.
+        let req = unsafe { req.as_ref() }.ok_or_else(|| Error::invalid("req is NULL"))?;
+        require_out(out_id, "out_id")?;
+        let wait = timeout(wait_ms, "wait_ms")?;
+        // SAFETY: the request's payload is readable per the caller.
+        let id = engine.submit_wait(&unsafe { submission(req, "req->payload") }?, wait)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_id, "out_id", id) }
+    })
+}
+
+/// Cancels request `id`. Returns `PORTWAY_OK` if it was still in flight (its completion will
+/// say `PORTWAY_CANCELLED`; a native handler sees `portway_call_is_cancelled` turn true),
+/// `PORTWAY_NOT_FOUND` if it is unknown or already completed. Callable from any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_cancel(eng: *mut portway_engine, id: u64) -> portway_status {
+    // SAFETY: NULL or a live engine.
+    guard(|| unsafe { portway_engine::borrow(eng) }?.cancel(id))
+}
+
+/// Cancels every request in flight; each gets a `PORTWAY_CANCELLED` completion.
+/// Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL engine) or `PORTWAY_FORKED`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_cancel_all(eng: *mut portway_engine) -> portway_status {
+    // SAFETY: NULL or a live engine.
+    guard(|| unsafe { portway_engine::borrow(eng) }?.cancel_all().map(|_| ()))
+}

@@ -1,0 +1,24 @@
+//! portway: an embeddable request engine.
+//!
+//! Hosts submit requests to named handlers and poll completions, through the Rust API
+//! ([`Engine`]) or the C ABI (`include/portway.h`, implemented in [`ffi`]). Every accepted
+//! request gets exactly one completion; deadlines, cancellation, backpressure and graceful
+//! shutdown are part of the engine, not of the host.
+
+#![deny(missing_docs)]
+
+pub mod engine;
+pub mod error;
+pub mod ffi;
+pub mod handlers;
+pub mod status;
+
+pub use engine::{
+    Completion, Config, Engine, OwnedCompletion, Outcome, Polled, ShutdownMode, StatsSnapshot,
+    Submission,
+};
+pub use error::{Error, Result};
+pub use status::Status;
+
+/// The crate version, e.g. `"0.1.0"`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

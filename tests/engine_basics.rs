@@ -1,0 +1,170 @@
+//! Built-in handlers, native handlers and the completion record, through the Rust API.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{collect, engine, one, sub};
+use portway::{Error, Status, Submission};
+
+#[test]
+fn echo_responds_with_the_payload_and_echoes_user_data() {
+    let eng = engine();
+    let echo = eng.lookup("echo").unwrap();
+    let id = eng
+        .submit(&Submission { handler: echo, timeout_ms: 0, user_data: 42, payload: b"hello" })
+        .unwrap();
+    assert_ne!(id, 0);
+    let c = one(&eng);
+    assert_eq!((c.id, c.user_data, c.status, c.data.as_slice()), (id, 42, Status::PORTWAY_OK, &b"hello"[..]));
+    assert_eq!(eng.stats().unwrap().in_flight, 0);
+}
+
+#[test]
+fn ids_are_nonzero_and_unique() {
+    let eng = engine();
+    let echo = eng.lookup("echo").unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..1000 {
+        let id = eng.submit(&sub(echo, b"x")).unwrap();
+        assert!(id != 0 && seen.insert(id));
+    }
+    assert_eq!(collect(&eng, 1000).len(), 1000);
+}
+
+#[test]
+fn sleep_waits_without_holding_a_thread() {
+    let eng = common::engine_with(|c| {
+        c.set_runtime_threads(1).unwrap();
+    });
+    let sleep = eng.lookup("sleep").unwrap();
+    let start = Instant::now();
+    for _ in 0..2000 {
+        eng.submit(&sub(sleep, b"50")).unwrap();
+    }
+    let all = collect(&eng, 2000);
+    assert!(all.iter().all(|c| c.status == Status::PORTWAY_OK && c.data.is_empty()));
+    // 2000 sleeps of 50 ms on one runtime thread finish together, not one after another.
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn sleep_rejects_a_bad_payload_at_submit() {
+    let eng = engine();
+    let sleep = eng.lookup("sleep").unwrap();
+    let err = eng.submit(&sub(sleep, b"soon")).unwrap_err();
+    assert_eq!(err.status(), Status::PORTWAY_INVALID_ARGUMENT);
+    assert!(err.to_string().contains("milliseconds"), "{err}");
+    assert_eq!(eng.stats().unwrap().accepted, 0);
+}
+
+#[test]
+fn unknown_handler_and_oversized_payload_are_refused() {
+    let eng = common::engine_with(|c| c.set_max_payload(4).unwrap());
+    assert_eq!(eng.submit(&sub(999, b"")).unwrap_err(), Error::UnknownHandler(999));
+    assert_eq!(eng.submit(&sub(0, b"")).unwrap_err(), Error::UnknownHandler(0));
+    let echo = eng.lookup("echo").unwrap();
+    let err = eng.submit(&sub(echo, b"12345")).unwrap_err();
+    assert_eq!(err.status(), Status::PORTWAY_PAYLOAD_TOO_LARGE);
+    assert!(err.to_string().contains("5 bytes") && err.to_string().contains("4 bytes"), "{err}");
+    let s = eng.stats().unwrap();
+    assert_eq!((s.accepted, s.rejected_invalid, s.completed_total()), (0, 3, 0));
+}
+
+#[test]
+fn lookup_of_a_missing_name_is_not_found_and_duplicates_are_refused() {
+    let eng = engine();
+    assert_eq!(eng.lookup("nope").unwrap_err().status(), Status::PORTWAY_NOT_FOUND);
+    let err = eng.register_blocking("echo", |_c: &mut portway::handlers::Call| {}).unwrap_err();
+    assert_eq!(err.status(), Status::PORTWAY_INVALID_ARGUMENT);
+}
+
+#[test]
+fn blocking_handler_responds_with_code_and_meta() {
+    let eng = engine();
+    let id = eng
+        .register_blocking("upper", |c: &mut portway::handlers::Call| {
+            let up = c.payload().to_ascii_uppercase();
+            c.set_code(201);
+            c.add_meta("k", "v").unwrap();
+            c.respond(&up).unwrap();
+            assert!(c.respond(b"again").is_err());
+        })
+        .unwrap();
+    eng.submit(&sub(id, b"abc")).unwrap();
+    let c = one(&eng);
+    assert_eq!((c.status, c.code, c.data.as_slice()), (Status::PORTWAY_OK, 201, &b"ABC"[..]));
+    assert_eq!(c.meta, vec![("k".to_owned(), "v".to_owned())]);
+}
+
+#[test]
+fn handler_that_does_not_respond_or_fails_is_a_handler_error() {
+    let eng = engine();
+    let silent = eng.register_blocking("silent", |_c: &mut portway::handlers::Call| {}).unwrap();
+    let failing = eng
+        .register_blocking("failing", |c: &mut portway::handlers::Call| c.fail("bad thing").unwrap())
+        .unwrap();
+    eng.submit(&sub(silent, b"")).unwrap();
+    let c = one(&eng);
+    assert_eq!(c.status, Status::PORTWAY_HANDLER_ERROR);
+    assert!(String::from_utf8_lossy(&c.data).contains("without responding"));
+    eng.submit(&sub(failing, b"")).unwrap();
+    let c = one(&eng);
+    assert_eq!((c.status, c.data.as_slice()), (Status::PORTWAY_HANDLER_ERROR, &b"bad thing"[..]));
+}
+
+#[test]
+fn panicking_handler_completes_with_panic() {
+    let eng = engine();
+    let boom = eng
+        .register_blocking("boom", |_c: &mut portway::handlers::Call| panic!("kaboom"))
+        .unwrap();
+    eng.submit(&sub(boom, b"")).unwrap();
+    let c = one(&eng);
+    assert_eq!(c.status, Status::PORTWAY_PANIC);
+    assert!(String::from_utf8_lossy(&c.data).contains("kaboom"));
+    // The pool survives the panic.
+    eng.submit(&sub(boom, b"")).unwrap();
+    assert_eq!(one(&eng).status, Status::PORTWAY_PANIC);
+}
+
+#[test]
+fn concurrency_limit_bounds_running_calls() {
+    let eng = common::engine_with(|c| c.set_pool_workers(4).unwrap());
+    let running = Arc::new(AtomicU32::new(0));
+    let peak = Arc::new(AtomicU32::new(0));
+    let (r, p) = (running.clone(), peak.clone());
+    let slow = eng
+        .register_blocking("slow", move |c: &mut portway::handlers::Call| {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
+            r.fetch_sub(1, Ordering::SeqCst);
+            c.respond(b"").unwrap();
+        })
+        .unwrap();
+    eng.set_concurrency(slow, 1).unwrap();
+    for _ in 0..40 {
+        eng.submit(&sub(slow, b"")).unwrap();
+    }
+    let all = collect(&eng, 40);
+    assert!(all.iter().all(|c| c.status == Status::PORTWAY_OK));
+    assert_eq!(peak.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn completion_timings_are_reported() {
+    let eng = engine();
+    let sleep = eng.lookup("sleep").unwrap();
+    eng.submit(&sub(sleep, b"20")).unwrap();
+    let mut timings = None;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while timings.is_none() && Instant::now() < deadline {
+        eng.poll(8, Some(Duration::from_millis(100)), |_, c| timings = Some(c.timings())).unwrap();
+    }
+    let (queued, run) = timings.expect("a completion");
+    assert!(run >= 20_000_000, "run_ns {run}");
+    assert!(queued < run);
+}
