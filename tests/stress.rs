@@ -1,0 +1,171 @@
+//! The exactly-once stress test: over a million requests from several submitter threads with
+//! random cancels, random short deadlines, handler errors and a shutdown in the middle.
+//! Every accepted id must complete exactly once, no completion may appear for a refused
+//! submit, and nothing may be left in flight.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portway::handlers::Call;
+use portway::{Error, Polled, ShutdownMode, Submission};
+
+const TARGET_ACCEPTED: u64 = 1_000_000;
+const SUBMITTERS: usize = 3;
+const POLLERS: usize = 2;
+const BATCH: usize = 64;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn every_accepted_request_completes_exactly_once() {
+    let eng = Arc::new(common::engine_with(|c| c.set_max_in_flight(8192).unwrap()));
+    let echo = eng.lookup("echo").unwrap();
+    let sleep = eng.lookup("sleep").unwrap();
+    let native = eng
+        .register_blocking("flaky", |c: &mut Call| {
+            if c.payload().first() == Some(&b'f') {
+                c.fail("asked to fail").unwrap();
+            } else {
+                c.respond(c.payload().to_vec().as_slice()).unwrap();
+            }
+        })
+        .unwrap();
+    let echo_then_flaky = eng.register_pipeline("mixed", &[echo, native]).unwrap();
+
+    // Ids are sequential from 1; leave headroom for the requests accepted after the target.
+    let seen: Arc<Vec<AtomicU8>> = Arc::new((0..2_000_000).map(|_| AtomicU8::new(0)).collect());
+    let accepted_total = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let mut pollers = Vec::new();
+    for _ in 0..POLLERS {
+        let (eng, seen) = (eng.clone(), seen.clone());
+        pollers.push(std::thread::spawn(move || {
+            let mut n = 0u64;
+            loop {
+                let mut ids = Vec::with_capacity(256);
+                match eng.poll(256, Some(Duration::from_millis(200)), |_, c| ids.push(c.id())).unwrap() {
+                    Polled::Closed => return n,
+                    Polled::Ready(_) => {}
+                }
+                for &id in &ids {
+                    seen[id as usize].fetch_add(1, Ordering::Relaxed);
+                }
+                n += ids.len() as u64;
+                eng.release(ids).unwrap();
+            }
+        }));
+    }
+
+    let accepted_ids = Arc::new(Mutex::new(Vec::new()));
+    let mut submitters = Vec::new();
+    for t in 0..SUBMITTERS {
+        let (eng, accepted_total, stop, accepted_ids) =
+            (eng.clone(), accepted_total.clone(), stop.clone(), accepted_ids.clone());
+        submitters.push(std::thread::spawn(move || {
+            let mut rng = Rng(0x9E37_79B9 + t as u64 * 7919);
+            let mut mine = Vec::new();
+            let (mut busy, mut shutdown_seen) = (0u64, false);
+            let payloads: [&[u8]; 5] = [b"ok", b"fail", b"0", b"1", b"30"];
+            while !shutdown_seen {
+                let mut batch = Vec::with_capacity(BATCH);
+                for _ in 0..BATCH {
+                    let r = rng.next();
+                    let (handler, payload, timeout_ms) = match r % 20 {
+                        0..=12 => (echo, payloads[0], 0),
+                        13 => (native, payloads[1], 0),
+                        14 => (native, payloads[0], 1 + (r >> 8) as u32 % 3),
+                        15 => (echo_then_flaky, payloads[(r >> 8) as usize % 2], 0),
+                        16 => (sleep, payloads[2], 0),
+                        17 => (sleep, payloads[3], 2),
+                        _ => (sleep, payloads[4], 1 + (r >> 8) as u32 % 5),
+                    };
+                    batch.push(Submission { handler, timeout_ms, user_data: r, payload });
+                }
+                let mut ids = [0u64; BATCH];
+                let (n, result) = eng.submit_batch(&batch, Some(&mut ids));
+                mine.extend_from_slice(&ids[..n]);
+                // Cancel a few random earlier requests (some finished long ago: NOT_FOUND).
+                if rng.next() % 4 == 0 && !mine.is_empty() {
+                    let victim = mine[(rng.next() as usize) % mine.len()];
+                    match eng.cancel(victim) {
+                        Ok(()) | Err(Error::NotFound(_)) => {}
+                        Err(e) => panic!("cancel failed: {e}"),
+                    }
+                }
+                let total = accepted_total.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+                if total >= TARGET_ACCEPTED {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                match result {
+                    Ok(()) => {}
+                    Err(Error::Busy(_)) => {
+                        busy += 1;
+                        std::thread::yield_now();
+                    }
+                    Err(Error::Shutdown) => shutdown_seen = true,
+                    Err(e) => panic!("unexpected submit error: {e}"),
+                }
+            }
+            accepted_ids.lock().unwrap().extend(mine);
+            busy
+        }));
+    }
+
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Shut down while submitters are still submitting and requests are in flight.
+    eng.shutdown(ShutdownMode::Drain, Some(Duration::from_millis(200))).unwrap();
+    let busy: u64 = submitters.into_iter().map(|s| s.join().unwrap()).sum();
+    let polled: u64 = pollers.into_iter().map(|p| p.join().unwrap()).sum();
+
+    let accepted = accepted_ids.lock().unwrap();
+    assert!(accepted.len() as u64 >= TARGET_ACCEPTED, "only {} accepted", accepted.len());
+    assert_eq!(polled, accepted.len() as u64, "completions != accepted");
+    let mut is_accepted = vec![false; seen.len()];
+    for &id in accepted.iter() {
+        is_accepted[id as usize] = true;
+    }
+    for (id, count) in seen.iter().enumerate() {
+        let count = count.load(Ordering::Relaxed);
+        if is_accepted[id] {
+            assert_eq!(count, 1, "accepted id {id} completed {count} times");
+        } else {
+            assert_eq!(count, 0, "id {id} was never accepted but completed");
+        }
+    }
+    let s = eng.stats().unwrap();
+    assert_eq!(s.in_flight, 0);
+    assert_eq!(s.accepted, accepted.len() as u64);
+    assert_eq!(s.completed_total(), s.accepted);
+    assert_eq!((s.queued, s.running, s.ready, s.unreleased), (0, 0, 0, 0));
+    let outcomes = [
+        portway::Status::PORTWAY_OK,
+        portway::Status::PORTWAY_TIMEOUT,
+        portway::Status::PORTWAY_CANCELLED,
+        portway::Status::PORTWAY_HANDLER_ERROR,
+    ];
+    for st in outcomes {
+        assert!(s.completed_with(st) > 0, "no completion with {st:?}: the mix did not exercise it");
+    }
+    eprintln!(
+        "stress: accepted {}, busy retries {busy}, completed by status: ok {} timeout {} cancelled {} handler_error {}",
+        s.accepted,
+        s.completed_with(outcomes[0]),
+        s.completed_with(outcomes[1]),
+        s.completed_with(outcomes[2]),
+        s.completed_with(outcomes[3]),
+    );
+}
