@@ -92,7 +92,7 @@ demo: examples
 	@set -e; for e in $(C_EXAMPLES); do echo "== examples/c/$$e"; $(C_BUILD)/examples/$$e; done
 
 bench: release
-	$(CARGO) bench
+	QUICK=$(QUICK) $(CARGO) bench --bench core
 
 clean:
 	$(CARGO) clean
