@@ -12,7 +12,10 @@ use portway::status::Status;
 fn engine(max_in_flight: u32) -> *mut portway_engine {
     unsafe {
         let cfg = portway_config_new();
-        assert_eq!(portway_config_set_max_in_flight(cfg, max_in_flight), Status::PORTWAY_OK);
+        assert_eq!(
+            portway_config_set_max_in_flight(cfg, max_in_flight),
+            Status::PORTWAY_OK
+        );
         let mut eng = ptr::null_mut();
         assert_eq!(portway_engine_new(cfg, &mut eng), Status::PORTWAY_OK);
         portway_config_free(cfg);
@@ -22,7 +25,10 @@ fn engine(max_in_flight: u32) -> *mut portway_engine {
 
 fn lookup(eng: *mut portway_engine, name: &std::ffi::CStr) -> u32 {
     let mut id = 0;
-    assert_eq!(unsafe { portway_handler_lookup(eng, name.as_ptr(), &mut id) }, Status::PORTWAY_OK);
+    assert_eq!(
+        unsafe { portway_handler_lookup(eng, name.as_ptr(), &mut id) },
+        Status::PORTWAY_OK
+    );
     id
 }
 
@@ -33,7 +39,8 @@ fn drain(eng: *mut portway_engine, buf: &mut [MaybeUninit<portway_completion>], 
         let mut got = 0;
         let st = unsafe { portway_poll(eng, buf.as_mut_ptr().cast(), buf.len(), -1, &mut got) };
         assert_eq!(st, Status::PORTWAY_OK);
-        let done: &[portway_completion] = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast(), got) };
+        let done: &[portway_completion] =
+            unsafe { std::slice::from_raw_parts(buf.as_ptr().cast(), got) };
         failed += done.iter().filter(|c| c.status != 0).count();
         unsafe { portway_release(eng, done.as_ptr(), got) };
         seen += got;
@@ -45,14 +52,22 @@ fn echo_throughput(total: usize, batch: usize) -> f64 {
     let eng = engine(65_536);
     let echo = lookup(eng, c"echo");
     let reqs: Vec<portway_request> = (0..batch)
-        .map(|i| portway_request { handler: echo, timeout_ms: 0, user_data: i as u64, payload: ptr::null(), payload_len: 0 })
+        .map(|i| portway_request {
+            handler: echo,
+            timeout_ms: 0,
+            user_data: i as u64,
+            payload: ptr::null(),
+            payload_len: 0,
+        })
         .collect();
     let mut buf = vec![MaybeUninit::<portway_completion>::uninit(); batch];
     let start = Instant::now();
     let mut done = 0;
     while done < total {
         let mut accepted = 0;
-        let st = unsafe { portway_submit_batch(eng, reqs.as_ptr(), batch, ptr::null_mut(), &mut accepted) };
+        let st = unsafe {
+            portway_submit_batch(eng, reqs.as_ptr(), batch, ptr::null_mut(), &mut accepted)
+        };
         assert_eq!(st, Status::PORTWAY_OK);
         assert_eq!(drain(eng, &mut buf, accepted), 0);
         done += accepted;
@@ -86,7 +101,13 @@ fn concurrent_sleeps(n: usize) -> (f64, u64, u64) {
     let eng = engine(n as u32);
     let sleep = lookup(eng, c"sleep");
     let before = current_rss_kib();
-    let req = portway_request { handler: sleep, timeout_ms: 0, user_data: 0, payload: b"10".as_ptr(), payload_len: 2 };
+    let req = portway_request {
+        handler: sleep,
+        timeout_ms: 0,
+        user_data: 0,
+        payload: b"10".as_ptr(),
+        payload_len: 2,
+    };
     let reqs = vec![req; 1024];
     let mut buf = vec![MaybeUninit::<portway_completion>::uninit(); 4096];
     let start = Instant::now();
@@ -94,7 +115,8 @@ fn concurrent_sleeps(n: usize) -> (f64, u64, u64) {
     while submitted < n {
         let k = (n - submitted).min(reqs.len());
         let mut accepted = 0;
-        let st = unsafe { portway_submit_batch(eng, reqs.as_ptr(), k, ptr::null_mut(), &mut accepted) };
+        let st =
+            unsafe { portway_submit_batch(eng, reqs.as_ptr(), k, ptr::null_mut(), &mut accepted) };
         assert_eq!(st, Status::PORTWAY_OK);
         submitted += accepted;
     }
@@ -108,7 +130,10 @@ fn concurrent_sleeps(n: usize) -> (f64, u64, u64) {
 fn main() {
     let quick = std::env::var("QUICK").is_ok_and(|v| v == "1");
     let scale = if quick { 10 } else { 1 };
-    println!("portway core benchmarks ({} CPUs)", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "portway core benchmarks ({} CPUs)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     let total = 2_000_000 / scale;
     for batch in [64, 256, 1024] {
         let mut runs: Vec<f64> = (0..5).map(|_| echo_throughput(total, batch)).collect();

@@ -9,7 +9,9 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
     /// Every in-flight slot is taken.
-    #[error("all {0} in-flight slots are taken (max_in_flight); poll and release completions, then retry")]
+    #[error(
+        "all {0} in-flight slots are taken (max_in_flight); poll and release completions, then retry"
+    )]
     Busy(u64),
     /// Intake is closed.
     #[error("the engine is shutting down and accepts no new requests")]

@@ -14,7 +14,7 @@ pub mod handlers;
 pub mod status;
 
 pub use engine::{
-    Completion, Config, Engine, OwnedCompletion, Outcome, Polled, ShutdownMode, StatsSnapshot,
+    Completion, Config, Engine, Outcome, OwnedCompletion, Polled, ShutdownMode, StatsSnapshot,
     Submission,
 };
 pub use error::{Error, Result};

@@ -14,11 +14,19 @@ fn echo_responds_with_the_payload_and_echoes_user_data() {
     let eng = engine();
     let echo = eng.lookup("echo").unwrap();
     let id = eng
-        .submit(&Submission { handler: echo, timeout_ms: 0, user_data: 42, payload: b"hello" })
+        .submit(&Submission {
+            handler: echo,
+            timeout_ms: 0,
+            user_data: 42,
+            payload: b"hello",
+        })
         .unwrap();
     assert_ne!(id, 0);
     let c = one(&eng);
-    assert_eq!((c.id, c.user_data, c.status, c.data.as_slice()), (id, 42, Status::PORTWAY_OK, &b"hello"[..]));
+    assert_eq!(
+        (c.id, c.user_data, c.status, c.data.as_slice()),
+        (id, 42, Status::PORTWAY_OK, &b"hello"[..])
+    );
     assert_eq!(eng.stats().unwrap().in_flight, 0);
 }
 
@@ -45,7 +53,10 @@ fn sleep_waits_without_holding_a_thread() {
         eng.submit(&sub(sleep, b"50")).unwrap();
     }
     let all = collect(&eng, 2000);
-    assert!(all.iter().all(|c| c.status == Status::PORTWAY_OK && c.data.is_empty()));
+    assert!(
+        all.iter()
+            .all(|c| c.status == Status::PORTWAY_OK && c.data.is_empty())
+    );
     // 2000 sleeps of 50 ms on one runtime thread finish together, not one after another.
     assert!(start.elapsed() < Duration::from_secs(5));
 }
@@ -63,21 +74,38 @@ fn sleep_rejects_a_bad_payload_at_submit() {
 #[test]
 fn unknown_handler_and_oversized_payload_are_refused() {
     let eng = common::engine_with(|c| c.set_max_payload(4).unwrap());
-    assert_eq!(eng.submit(&sub(999, b"")).unwrap_err(), Error::UnknownHandler(999));
-    assert_eq!(eng.submit(&sub(0, b"")).unwrap_err(), Error::UnknownHandler(0));
+    assert_eq!(
+        eng.submit(&sub(999, b"")).unwrap_err(),
+        Error::UnknownHandler(999)
+    );
+    assert_eq!(
+        eng.submit(&sub(0, b"")).unwrap_err(),
+        Error::UnknownHandler(0)
+    );
     let echo = eng.lookup("echo").unwrap();
     let err = eng.submit(&sub(echo, b"12345")).unwrap_err();
     assert_eq!(err.status(), Status::PORTWAY_PAYLOAD_TOO_LARGE);
-    assert!(err.to_string().contains("5 bytes") && err.to_string().contains("4 bytes"), "{err}");
+    assert!(
+        err.to_string().contains("5 bytes") && err.to_string().contains("4 bytes"),
+        "{err}"
+    );
     let s = eng.stats().unwrap();
-    assert_eq!((s.accepted, s.rejected_invalid, s.completed_total()), (0, 3, 0));
+    assert_eq!(
+        (s.accepted, s.rejected_invalid, s.completed_total()),
+        (0, 3, 0)
+    );
 }
 
 #[test]
 fn lookup_of_a_missing_name_is_not_found_and_duplicates_are_refused() {
     let eng = engine();
-    assert_eq!(eng.lookup("nope").unwrap_err().status(), Status::PORTWAY_NOT_FOUND);
-    let err = eng.register_blocking("echo", |_c: &mut portway::handlers::Call| {}).unwrap_err();
+    assert_eq!(
+        eng.lookup("nope").unwrap_err().status(),
+        Status::PORTWAY_NOT_FOUND
+    );
+    let err = eng
+        .register_blocking("echo", |_c: &mut portway::handlers::Call| {})
+        .unwrap_err();
     assert_eq!(err.status(), Status::PORTWAY_INVALID_ARGUMENT);
 }
 
@@ -95,16 +123,23 @@ fn blocking_handler_responds_with_code_and_meta() {
         .unwrap();
     eng.submit(&sub(id, b"abc")).unwrap();
     let c = one(&eng);
-    assert_eq!((c.status, c.code, c.data.as_slice()), (Status::PORTWAY_OK, 201, &b"ABC"[..]));
+    assert_eq!(
+        (c.status, c.code, c.data.as_slice()),
+        (Status::PORTWAY_OK, 201, &b"ABC"[..])
+    );
     assert_eq!(c.meta, vec![("k".to_owned(), "v".to_owned())]);
 }
 
 #[test]
 fn handler_that_does_not_respond_or_fails_is_a_handler_error() {
     let eng = engine();
-    let silent = eng.register_blocking("silent", |_c: &mut portway::handlers::Call| {}).unwrap();
+    let silent = eng
+        .register_blocking("silent", |_c: &mut portway::handlers::Call| {})
+        .unwrap();
     let failing = eng
-        .register_blocking("failing", |c: &mut portway::handlers::Call| c.fail("bad thing").unwrap())
+        .register_blocking("failing", |c: &mut portway::handlers::Call| {
+            c.fail("bad thing").unwrap()
+        })
         .unwrap();
     eng.submit(&sub(silent, b"")).unwrap();
     let c = one(&eng);
@@ -112,7 +147,10 @@ fn handler_that_does_not_respond_or_fails_is_a_handler_error() {
     assert!(String::from_utf8_lossy(&c.data).contains("without responding"));
     eng.submit(&sub(failing, b"")).unwrap();
     let c = one(&eng);
-    assert_eq!((c.status, c.data.as_slice()), (Status::PORTWAY_HANDLER_ERROR, &b"bad thing"[..]));
+    assert_eq!(
+        (c.status, c.data.as_slice()),
+        (Status::PORTWAY_HANDLER_ERROR, &b"bad thing"[..])
+    );
 }
 
 #[test]
@@ -162,7 +200,10 @@ fn completion_timings_are_reported() {
     let mut timings = None;
     let deadline = Instant::now() + Duration::from_secs(5);
     while timings.is_none() && Instant::now() < deadline {
-        eng.poll(8, Some(Duration::from_millis(100)), |_, c| timings = Some(c.timings())).unwrap();
+        eng.poll(8, Some(Duration::from_millis(100)), |_, c| {
+            timings = Some(c.timings())
+        })
+        .unwrap();
     }
     let (queued, run) = timings.expect("a completion");
     assert!(run >= 20_000_000, "run_ns {run}");

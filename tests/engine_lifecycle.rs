@@ -10,7 +10,12 @@ use common::{collect, engine, engine_with, one, sub};
 use portway::{Error, Polled, ShutdownMode, Status, Submission};
 
 fn timed(handler: u32, payload: &[u8], timeout_ms: u32) -> Submission<'_> {
-    Submission { handler, timeout_ms, user_data: 0, payload }
+    Submission {
+        handler,
+        timeout_ms,
+        user_data: 0,
+        payload,
+    }
 }
 
 #[test]
@@ -60,8 +65,14 @@ fn cancel_running_request_then_not_found() {
     eng.cancel(id).unwrap();
     let c = one(&eng);
     assert_eq!((c.id, c.status), (id, Status::PORTWAY_CANCELLED));
-    assert_eq!(eng.cancel(id).unwrap_err().status(), Status::PORTWAY_NOT_FOUND);
-    assert_eq!(eng.cancel(987_654).unwrap_err().status(), Status::PORTWAY_NOT_FOUND);
+    assert_eq!(
+        eng.cancel(id).unwrap_err().status(),
+        Status::PORTWAY_NOT_FOUND
+    );
+    assert_eq!(
+        eng.cancel(987_654).unwrap_err().status(),
+        Status::PORTWAY_NOT_FOUND
+    );
 }
 
 #[test]
@@ -104,7 +115,8 @@ fn busy_when_slots_are_taken_and_slots_free_on_release_only() {
     assert!(matches!(eng.submit(&sub(echo, b"x")), Err(Error::Busy(3))));
     // Polling without releasing keeps the slots.
     let mut ids = Vec::new();
-    eng.poll(8, Some(Duration::ZERO), |_, c| ids.push(c.id())).unwrap();
+    eng.poll(8, Some(Duration::ZERO), |_, c| ids.push(c.id()))
+        .unwrap();
     assert_eq!(ids.len(), 3);
     assert!(matches!(eng.submit(&sub(echo, b"x")), Err(Error::Busy(_))));
     assert_eq!(eng.release(ids.iter().copied()).unwrap(), 3);
@@ -152,7 +164,9 @@ fn submit_wait_blocks_for_a_slot() {
     let echo = eng.lookup("echo").unwrap();
     eng.submit(&sub(echo, b"first")).unwrap();
     let start = Instant::now();
-    let err = eng.submit_wait(&sub(echo, b"x"), Some(Duration::from_millis(30))).unwrap_err();
+    let err = eng
+        .submit_wait(&sub(echo, b"x"), Some(Duration::from_millis(30)))
+        .unwrap_err();
     assert!(matches!(err, Error::Busy(1)));
     assert!(start.elapsed() >= Duration::from_millis(30));
     let eng2 = eng.clone();
@@ -184,13 +198,17 @@ fn drain_finishes_short_work_and_cancels_the_rest_at_the_deadline() {
     let sleep = eng.lookup("sleep").unwrap();
     let short = eng.submit(&sub(sleep, b"10")).unwrap();
     let long = eng.submit(&sub(sleep, b"60000")).unwrap();
-    eng.shutdown(ShutdownMode::Drain, Some(Duration::from_millis(150))).unwrap();
+    eng.shutdown(ShutdownMode::Drain, Some(Duration::from_millis(150)))
+        .unwrap();
     assert_eq!(eng.submit(&sub(sleep, b"1")).unwrap_err(), Error::Shutdown);
     let all = collect(&eng, 2);
     let status_of = |id| all.iter().find(|c| c.id == id).unwrap().status;
     assert_eq!(status_of(short), Status::PORTWAY_OK);
     assert_eq!(status_of(long), Status::PORTWAY_CANCELLED);
-    assert_eq!(eng.poll(4, Some(Duration::ZERO), |_, _| {}).unwrap(), Polled::Closed);
+    assert_eq!(
+        eng.poll(4, Some(Duration::ZERO), |_, _| {}).unwrap(),
+        Polled::Closed
+    );
     let s = eng.stats().unwrap();
     assert_eq!((s.rejected_shutdown, s.in_flight), (1, 0));
 }
@@ -220,7 +238,10 @@ fn closed_is_reported_only_after_the_last_completion_is_polled() {
     assert_eq!((first.len(), closed), (1, false));
     let (second, _) = eng.poll_owned(1, Some(Duration::ZERO)).unwrap();
     assert_eq!(second.len(), 1);
-    assert_eq!(eng.poll(1, Some(Duration::ZERO), |_, _| {}).unwrap(), Polled::Closed);
+    assert_eq!(
+        eng.poll(1, Some(Duration::ZERO), |_, _| {}).unwrap(),
+        Polled::Closed
+    );
 }
 
 #[test]
@@ -242,7 +263,11 @@ fn drop_of_a_live_engine_returns_promptly() {
     }
     let start = Instant::now();
     drop(eng);
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -265,7 +290,10 @@ fn drop_abandons_a_stuck_native_handler_after_the_grace() {
     let start = Instant::now();
     drop(eng);
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(90) && took < Duration::from_millis(500), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(90) && took < Duration::from_millis(500),
+        "{took:?}"
+    );
 }
 
 #[test]

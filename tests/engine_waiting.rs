@@ -12,14 +12,22 @@ use common::{engine, sub};
 use portway::{Polled, ShutdownMode};
 
 fn readable(fd: i32) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd, zero timeout.
     let n = unsafe { libc::poll(&mut p, 1, 0) };
     n == 1 && p.revents & libc::POLLIN != 0
 }
 
 fn wait_readable(fd: i32, ms: i32) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     unsafe { libc::poll(&mut p, 1, ms) == 1 }
 }
@@ -55,7 +63,10 @@ fn notify_fd_wakes_an_event_loop_for_async_completions() {
     let sleep = eng.lookup("sleep").unwrap();
     for round in 0..20 {
         eng.submit(&sub(sleep, b"2")).unwrap();
-        assert!(wait_readable(fd, 5000), "round {round}: completion not signalled");
+        assert!(
+            wait_readable(fd, 5000),
+            "round {round}: completion not signalled"
+        );
         let (got, _) = eng.poll_owned(8, Some(Duration::ZERO)).unwrap();
         assert_eq!(got.len(), 1);
         assert!(!readable(fd));
@@ -68,7 +79,10 @@ fn notify_fd_is_readable_once_closed() {
     let fd = eng.notify_fd().unwrap();
     eng.shutdown(ShutdownMode::Drain, None).unwrap();
     assert!(readable(fd));
-    assert_eq!(eng.poll(1, Some(Duration::ZERO), |_, _| {}).unwrap(), Polled::Closed);
+    assert_eq!(
+        eng.poll(1, Some(Duration::ZERO), |_, _| {}).unwrap(),
+        Polled::Closed
+    );
 }
 
 #[test]
@@ -92,7 +106,11 @@ fn notify_hook_fires_on_empty_to_ready_transitions() {
     eng.set_notify(None).unwrap();
     eng.poll_owned(64, Some(Duration::ZERO)).unwrap();
     eng.submit(&sub(echo, b"z")).unwrap();
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "removed hook is not called");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "removed hook is not called"
+    );
 }
 
 #[test]
@@ -109,9 +127,16 @@ fn wake_releases_a_blocked_poller_with_nothing() {
 fn poll_timeout_returns_zero() {
     let eng = engine();
     let start = std::time::Instant::now();
-    assert_eq!(eng.poll(4, Some(Duration::from_millis(30)), |_, _| {}).unwrap(), Polled::Ready(0));
+    assert_eq!(
+        eng.poll(4, Some(Duration::from_millis(30)), |_, _| {})
+            .unwrap(),
+        Polled::Ready(0)
+    );
     assert!(start.elapsed() >= Duration::from_millis(30));
-    assert!(eng.poll(0, None, |_, _| {}).is_err(), "zero capacity is invalid");
+    assert!(
+        eng.poll(0, None, |_, _| {}).is_err(),
+        "zero capacity is invalid"
+    );
 }
 
 #[test]
@@ -126,7 +151,12 @@ fn many_pollers_each_completion_delivered_once() {
         pollers.push(std::thread::spawn(move || {
             loop {
                 let mut ids = Vec::new();
-                match eng.poll(64, Some(Duration::from_millis(200)), |_, c| ids.push(c.id())).unwrap() {
+                match eng
+                    .poll(64, Some(Duration::from_millis(200)), |_, c| {
+                        ids.push(c.id())
+                    })
+                    .unwrap()
+                {
                     Polled::Closed => break,
                     Polled::Ready(_) => {}
                 }

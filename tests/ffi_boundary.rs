@@ -8,22 +8,34 @@ use portway::ffi::*;
 use portway::status::Status;
 
 fn last_error() -> String {
-    unsafe { CStr::from_ptr(portway_last_error()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(portway_last_error()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn new_engine() -> *mut portway_engine {
     let mut eng = ptr::null_mut();
-    assert_eq!(unsafe { portway_engine_new(ptr::null(), &mut eng) }, Status::PORTWAY_OK);
+    assert_eq!(
+        unsafe { portway_engine_new(ptr::null(), &mut eng) },
+        Status::PORTWAY_OK
+    );
     assert!(!eng.is_null());
     eng
 }
 
 #[test]
 fn version_and_status_names() {
-    let v = unsafe { CStr::from_ptr(portway_version()) }.to_str().unwrap();
+    let v = unsafe { CStr::from_ptr(portway_version()) }
+        .to_str()
+        .unwrap();
     assert_eq!(v, env!("CARGO_PKG_VERSION"));
     assert_eq!(portway_abi_version(), PORTWAY_ABI_VERSION);
-    let name = |s| unsafe { CStr::from_ptr(portway_status_str(s)) }.to_str().unwrap().to_owned();
+    let name = |s| {
+        unsafe { CStr::from_ptr(portway_status_str(s)) }
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
     assert_eq!(name(2), "PORTWAY_BUSY");
     assert_eq!(name(17), "PORTWAY_INTERNAL");
     assert_eq!(name(4242), "PORTWAY_UNKNOWN_STATUS");
@@ -33,40 +45,101 @@ fn version_and_status_names() {
 fn null_pointers_are_invalid_arguments_with_messages() {
     unsafe {
         let mut id = 0u64;
-        let req = portway_request { handler: 1, timeout_ms: 0, user_data: 0, payload: ptr::null(), payload_len: 0 };
-        assert_eq!(portway_submit(ptr::null_mut(), &req, &mut id), Status::PORTWAY_INVALID_ARGUMENT);
+        let req = portway_request {
+            handler: 1,
+            timeout_ms: 0,
+            user_data: 0,
+            payload: ptr::null(),
+            payload_len: 0,
+        };
+        assert_eq!(
+            portway_submit(ptr::null_mut(), &req, &mut id),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
         assert_eq!(last_error(), "engine is NULL");
         let eng = new_engine();
-        assert_eq!(portway_submit(eng, ptr::null(), &mut id), Status::PORTWAY_INVALID_ARGUMENT);
+        assert_eq!(
+            portway_submit(eng, ptr::null(), &mut id),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
         assert_eq!(last_error(), "req is NULL");
-        assert_eq!(portway_submit(eng, &req, ptr::null_mut()), Status::PORTWAY_INVALID_ARGUMENT);
+        assert_eq!(
+            portway_submit(eng, &req, ptr::null_mut()),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
         assert_eq!(last_error(), "out_id is NULL");
-        let bad = portway_request { payload_len: 3, ..req };
-        assert_eq!(portway_submit(eng, &bad, &mut id), Status::PORTWAY_INVALID_ARGUMENT);
-        assert!(last_error().contains("payload is NULL but its length is 3"), "{}", last_error());
+        let bad = portway_request {
+            payload_len: 3,
+            ..req
+        };
+        assert_eq!(
+            portway_submit(eng, &bad, &mut id),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
+        assert!(
+            last_error().contains("payload is NULL but its length is 3"),
+            "{}",
+            last_error()
+        );
         // Outputs are untouched on failure.
         id = 99;
-        let unknown = portway_request { handler: 500, ..req };
-        assert_eq!(portway_submit(eng, &unknown, &mut id), Status::PORTWAY_UNKNOWN_HANDLER);
+        let unknown = portway_request {
+            handler: 500,
+            ..req
+        };
+        assert_eq!(
+            portway_submit(eng, &unknown, &mut id),
+            Status::PORTWAY_UNKNOWN_HANDLER
+        );
         assert_eq!(id, 99);
         assert!(last_error().contains("500"));
         let mut c = std::mem::MaybeUninit::<portway_completion>::uninit();
         let mut n = 7usize;
-        assert_eq!(portway_poll(eng, c.as_mut_ptr(), 0, 0, &mut n), Status::PORTWAY_INVALID_ARGUMENT);
-        assert_eq!(portway_poll(eng, c.as_mut_ptr(), 1, -2, &mut n), Status::PORTWAY_INVALID_ARGUMENT);
+        assert_eq!(
+            portway_poll(eng, c.as_mut_ptr(), 0, 0, &mut n),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            portway_poll(eng, c.as_mut_ptr(), 1, -2, &mut n),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
         assert_eq!(n, 7);
-        assert_eq!(portway_release(eng, ptr::null(), 3), Status::PORTWAY_INVALID_ARGUMENT);
+        assert_eq!(
+            portway_release(eng, ptr::null(), 3),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
         assert_eq!(portway_release(eng, ptr::null(), 0), Status::PORTWAY_OK);
         assert_eq!(portway_cancel(eng, 12345), Status::PORTWAY_NOT_FOUND);
-        assert_eq!(portway_engine_shutdown(eng, 9, 0), Status::PORTWAY_INVALID_ARGUMENT);
+        assert_eq!(
+            portway_engine_shutdown(eng, 9, 0),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
         assert!(last_error().contains("shutdown mode 9"));
         assert_eq!(portway_notify_fd(ptr::null_mut()), -1);
-        assert_eq!(portway_handler_lookup(eng, ptr::null(), &mut 0), Status::PORTWAY_INVALID_ARGUMENT);
-        assert_eq!(portway_handler_lookup(eng, c"missing".as_ptr(), &mut 0), Status::PORTWAY_NOT_FOUND);
-        assert_eq!(portway_register_handler(eng, c"x".as_ptr(), None, ptr::null_mut(), &mut 0), Status::PORTWAY_INVALID_ARGUMENT);
-        assert_eq!(portway_pipeline_new(eng, c"p".as_ptr(), ptr::null(), 0, &mut 0), Status::PORTWAY_INVALID_ARGUMENT);
-        assert_eq!(portway_stats(eng, ptr::null_mut()), Status::PORTWAY_INVALID_ARGUMENT);
-        assert_eq!(portway_call_respond(ptr::null_mut(), ptr::null(), 0), Status::PORTWAY_INVALID_ARGUMENT);
+        assert_eq!(
+            portway_handler_lookup(eng, ptr::null(), &mut 0),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            portway_handler_lookup(eng, c"missing".as_ptr(), &mut 0),
+            Status::PORTWAY_NOT_FOUND
+        );
+        assert_eq!(
+            portway_register_handler(eng, c"x".as_ptr(), None, ptr::null_mut(), &mut 0),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            portway_pipeline_new(eng, c"p".as_ptr(), ptr::null(), 0, &mut 0),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            portway_stats(eng, ptr::null_mut()),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            portway_call_respond(ptr::null_mut(), ptr::null(), 0),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
         assert!(portway_call_is_cancelled(ptr::null_mut()));
         assert_eq!(portway_call_user_data(ptr::null_mut()), 0);
         portway_engine_free(eng);
@@ -80,14 +153,29 @@ fn null_pointers_are_invalid_arguments_with_messages() {
 fn config_setters_validate() {
     unsafe {
         let cfg = portway_config_new();
-        assert_eq!(portway_config_set_max_in_flight(cfg, 0), Status::PORTWAY_INVALID_ARGUMENT);
+        assert_eq!(
+            portway_config_set_max_in_flight(cfg, 0),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
         assert!(last_error().contains("max_in_flight"));
-        assert_eq!(portway_config_set_runtime_threads(cfg, 100_000), Status::PORTWAY_INVALID_ARGUMENT);
-        assert_eq!(portway_config_set_max_payload(cfg, 0), Status::PORTWAY_INVALID_ARGUMENT);
+        assert_eq!(
+            portway_config_set_runtime_threads(cfg, 100_000),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            portway_config_set_max_payload(cfg, 0),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
         assert_eq!(portway_config_set_pool_workers(cfg, 1), Status::PORTWAY_OK);
-        assert_eq!(portway_config_set_max_in_flight(ptr::null_mut(), 1), Status::PORTWAY_INVALID_ARGUMENT);
+        assert_eq!(
+            portway_config_set_max_in_flight(ptr::null_mut(), 1),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
         let mut eng = ptr::null_mut();
-        assert_eq!(portway_engine_new(cfg, ptr::null_mut()), Status::PORTWAY_INVALID_ARGUMENT);
+        assert_eq!(
+            portway_engine_new(cfg, ptr::null_mut()),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
         assert_eq!(portway_engine_new(cfg, &mut eng), Status::PORTWAY_OK);
         portway_config_free(cfg);
         let mut s = std::mem::MaybeUninit::<portway_stats_record>::uninit();
@@ -100,12 +188,21 @@ fn config_setters_validate() {
 unsafe extern "C" fn shout(_ctx: *mut c_void, call: *mut portway_call) {
     unsafe {
         let (mut data, mut len) = (ptr::null(), 0usize);
-        assert_eq!(portway_call_payload(call, &mut data, &mut len), Status::PORTWAY_OK);
+        assert_eq!(
+            portway_call_payload(call, &mut data, &mut len),
+            Status::PORTWAY_OK
+        );
         let up: Vec<u8> = std::slice::from_raw_parts(data, len).to_ascii_uppercase();
         portway_call_set_code(call, 7);
         portway_call_add_meta(call, c"who".as_ptr(), c"shout".as_ptr());
-        assert_eq!(portway_call_respond(call, up.as_ptr(), up.len()), Status::PORTWAY_OK);
-        assert_eq!(portway_call_fail(call, c"late".as_ptr()), Status::PORTWAY_INVALID_ARGUMENT);
+        assert_eq!(
+            portway_call_respond(call, up.as_ptr(), up.len()),
+            Status::PORTWAY_OK
+        );
+        assert_eq!(
+            portway_call_fail(call, c"late".as_ptr()),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
     }
 }
 
@@ -114,13 +211,31 @@ fn native_handler_round_trip_and_completion_record() {
     unsafe {
         let eng = new_engine();
         let mut id = 0u32;
-        assert_eq!(portway_register_handler(eng, c"shout".as_ptr(), Some(shout), ptr::null_mut(), &mut id), Status::PORTWAY_OK);
-        let req = portway_request { handler: id, timeout_ms: 0, user_data: 5, payload: b"hey".as_ptr(), payload_len: 3 };
+        assert_eq!(
+            portway_register_handler(
+                eng,
+                c"shout".as_ptr(),
+                Some(shout),
+                ptr::null_mut(),
+                &mut id
+            ),
+            Status::PORTWAY_OK
+        );
+        let req = portway_request {
+            handler: id,
+            timeout_ms: 0,
+            user_data: 5,
+            payload: b"hey".as_ptr(),
+            payload_len: 3,
+        };
         let mut rid = 0;
         assert_eq!(portway_submit(eng, &req, &mut rid), Status::PORTWAY_OK);
         let mut c = std::mem::MaybeUninit::<portway_completion>::uninit();
         let mut n = 0;
-        assert_eq!(portway_poll(eng, c.as_mut_ptr(), 1, 5000, &mut n), Status::PORTWAY_OK);
+        assert_eq!(
+            portway_poll(eng, c.as_mut_ptr(), 1, 5000, &mut n),
+            Status::PORTWAY_OK
+        );
         assert_eq!(n, 1);
         let c = c.assume_init();
         assert_eq!((c.id, c.user_data, c.status, c.code), (rid, 5, 0, 7));
@@ -131,11 +246,20 @@ fn native_handler_round_trip_and_completion_record() {
         assert_eq!(CStr::from_ptr(m.key).to_str().unwrap(), "who");
         assert_eq!(CStr::from_ptr(m.value).to_str().unwrap(), "shout");
         assert_eq!(portway_release(eng, &c, 1), Status::PORTWAY_OK);
-        assert_eq!(portway_engine_shutdown(eng, PORTWAY_DRAIN, 0), Status::PORTWAY_OK);
+        assert_eq!(
+            portway_engine_shutdown(eng, PORTWAY_DRAIN, 0),
+            Status::PORTWAY_OK
+        );
         let mut c2 = std::mem::MaybeUninit::<portway_completion>::uninit();
-        assert_eq!(portway_poll(eng, c2.as_mut_ptr(), 1, -1, &mut n), Status::PORTWAY_CLOSED);
+        assert_eq!(
+            portway_poll(eng, c2.as_mut_ptr(), 1, -1, &mut n),
+            Status::PORTWAY_CLOSED
+        );
         let req = portway_request { handler: id, ..req };
-        assert_eq!(portway_submit(eng, &req, &mut rid), Status::PORTWAY_SHUTDOWN);
+        assert_eq!(
+            portway_submit(eng, &req, &mut rid),
+            Status::PORTWAY_SHUTDOWN
+        );
         portway_engine_free(eng);
     }
 }
@@ -150,15 +274,30 @@ fn batch_reports_the_accepted_prefix() {
         portway_config_free(cfg);
         let mut echo = 0;
         portway_handler_lookup(eng, c"echo".as_ptr(), &mut echo);
-        let req = portway_request { handler: echo, timeout_ms: 0, user_data: 0, payload: ptr::null(), payload_len: 0 };
+        let req = portway_request {
+            handler: echo,
+            timeout_ms: 0,
+            user_data: 0,
+            payload: ptr::null(),
+            payload_len: 0,
+        };
         let reqs = [req; 3];
         let (mut ids, mut accepted) = ([0u64; 3], 0usize);
-        assert_eq!(portway_submit_batch(eng, reqs.as_ptr(), 3, ids.as_mut_ptr(), &mut accepted), Status::PORTWAY_BUSY);
+        assert_eq!(
+            portway_submit_batch(eng, reqs.as_ptr(), 3, ids.as_mut_ptr(), &mut accepted),
+            Status::PORTWAY_BUSY
+        );
         assert_eq!(accepted, 2);
         assert!(ids[0] != 0 && ids[1] != 0 && ids[2] == 0);
-        assert_eq!(portway_submit_batch(eng, ptr::null(), 0, ptr::null_mut(), &mut accepted), Status::PORTWAY_OK);
+        assert_eq!(
+            portway_submit_batch(eng, ptr::null(), 0, ptr::null_mut(), &mut accepted),
+            Status::PORTWAY_OK
+        );
         assert_eq!(accepted, 0);
-        assert_eq!(portway_submit_batch(eng, ptr::null(), 2, ptr::null_mut(), &mut accepted), Status::PORTWAY_INVALID_ARGUMENT);
+        assert_eq!(
+            portway_submit_batch(eng, ptr::null(), 2, ptr::null_mut(), &mut accepted),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
         portway_engine_free(eng);
     }
 }

@@ -28,7 +28,10 @@ fn stages_run_in_order_each_feeding_the_next() {
     let p = eng.register_pipeline("ab", &[a, echo, b]).unwrap();
     eng.submit(&sub(p, b"x")).unwrap();
     let c = one(&eng);
-    assert_eq!((c.status, c.data.as_slice()), (Status::PORTWAY_OK, &b"x-a-b"[..]));
+    assert_eq!(
+        (c.status, c.data.as_slice()),
+        (Status::PORTWAY_OK, &b"x-a-b"[..])
+    );
 }
 
 #[test]
@@ -46,7 +49,9 @@ fn first_failure_ends_the_pipeline() {
     let eng = engine();
     let ran_after = Arc::new(AtomicU32::new(0));
     let r = ran_after.clone();
-    let fail = eng.register_blocking("fail", |c: &mut Call| c.fail("stage two broke").unwrap()).unwrap();
+    let fail = eng
+        .register_blocking("fail", |c: &mut Call| c.fail("stage two broke").unwrap())
+        .unwrap();
     let after = eng
         .register_blocking("after", move |c: &mut Call| {
             r.fetch_add(1, Ordering::SeqCst);
@@ -57,7 +62,10 @@ fn first_failure_ends_the_pipeline() {
     let p = eng.register_pipeline("p", &[a, fail, after]).unwrap();
     eng.submit(&sub(p, b"")).unwrap();
     let c = one(&eng);
-    assert_eq!((c.status, c.data.as_slice()), (Status::PORTWAY_HANDLER_ERROR, &b"stage two broke"[..]));
+    assert_eq!(
+        (c.status, c.data.as_slice()),
+        (Status::PORTWAY_HANDLER_ERROR, &b"stage two broke"[..])
+    );
     assert_eq!(ran_after.load(Ordering::SeqCst), 0);
 }
 
@@ -74,8 +82,16 @@ fn deadline_covers_the_whole_pipeline() {
             c.respond(b"40").unwrap();
         })
         .unwrap();
-    let p = eng.register_pipeline("slow", &[delay, delay, delay, echo]).unwrap();
-    eng.submit(&Submission { handler: p, timeout_ms: 60, user_data: 0, payload: b"" }).unwrap();
+    let p = eng
+        .register_pipeline("slow", &[delay, delay, delay, echo])
+        .unwrap();
+    eng.submit(&Submission {
+        handler: p,
+        timeout_ms: 60,
+        user_data: 0,
+        payload: b"",
+    })
+    .unwrap();
     assert_eq!(one(&eng).status, Status::PORTWAY_TIMEOUT);
     let _ = sleep;
 }
@@ -86,7 +102,10 @@ fn first_stage_validates_the_payload_at_submit() {
     let sleep = eng.lookup("sleep").unwrap();
     let echo = eng.lookup("echo").unwrap();
     let p = eng.register_pipeline("sleepy", &[sleep, echo]).unwrap();
-    assert_eq!(eng.submit(&sub(p, b"never")).unwrap_err().status(), Status::PORTWAY_INVALID_ARGUMENT);
+    assert_eq!(
+        eng.submit(&sub(p, b"never")).unwrap_err().status(),
+        Status::PORTWAY_INVALID_ARGUMENT
+    );
     eng.submit(&sub(p, b"5")).unwrap();
     assert_eq!(one(&eng).status, Status::PORTWAY_OK);
 }
@@ -94,11 +113,20 @@ fn first_stage_validates_the_payload_at_submit() {
 #[test]
 fn bad_pipeline_definitions_are_refused() {
     let eng = engine();
-    assert_eq!(eng.register_pipeline("empty", &[]).unwrap_err().status(), Status::PORTWAY_INVALID_ARGUMENT);
-    assert_eq!(eng.register_pipeline("ghost", &[1, 99]).unwrap_err(), Error::UnknownHandler(99));
+    assert_eq!(
+        eng.register_pipeline("empty", &[]).unwrap_err().status(),
+        Status::PORTWAY_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        eng.register_pipeline("ghost", &[1, 99]).unwrap_err(),
+        Error::UnknownHandler(99)
+    );
     let echo = eng.lookup("echo").unwrap();
     let long = vec![echo; 65];
-    assert_eq!(eng.register_pipeline("long", &long).unwrap_err().status(), Status::PORTWAY_INVALID_ARGUMENT);
+    assert_eq!(
+        eng.register_pipeline("long", &long).unwrap_err().status(),
+        Status::PORTWAY_INVALID_ARGUMENT
+    );
 }
 
 #[test]
@@ -122,7 +150,10 @@ fn per_stage_and_whole_pipeline_limits_hold() {
         eng.submit(&sub(p, b"ok")).unwrap();
     }
     let all = collect(&eng, 60);
-    assert!(all.iter().all(|c| c.status == Status::PORTWAY_OK && c.data == b"ok"));
+    assert!(
+        all.iter()
+            .all(|c| c.status == Status::PORTWAY_OK && c.data == b"ok")
+    );
     assert_eq!(peak.load(Ordering::SeqCst), 2);
 
     // A limit on the pipeline itself bounds requests inside it.

@@ -55,7 +55,12 @@ fn every_accepted_request_completes_exactly_once() {
             let mut n = 0u64;
             loop {
                 let mut ids = Vec::with_capacity(256);
-                match eng.poll(256, Some(Duration::from_millis(200)), |_, c| ids.push(c.id())).unwrap() {
+                match eng
+                    .poll(256, Some(Duration::from_millis(200)), |_, c| {
+                        ids.push(c.id())
+                    })
+                    .unwrap()
+                {
                     Polled::Closed => return n,
                     Polled::Ready(_) => {}
                 }
@@ -71,8 +76,12 @@ fn every_accepted_request_completes_exactly_once() {
     let accepted_ids = Arc::new(Mutex::new(Vec::new()));
     let mut submitters = Vec::new();
     for t in 0..SUBMITTERS {
-        let (eng, accepted_total, stop, accepted_ids) =
-            (eng.clone(), accepted_total.clone(), stop.clone(), accepted_ids.clone());
+        let (eng, accepted_total, stop, accepted_ids) = (
+            eng.clone(),
+            accepted_total.clone(),
+            stop.clone(),
+            accepted_ids.clone(),
+        );
         submitters.push(std::thread::spawn(move || {
             let mut rng = Rng(0x9E37_79B9 + t as u64 * 7919);
             let mut mine = Vec::new();
@@ -91,7 +100,12 @@ fn every_accepted_request_completes_exactly_once() {
                         17 => (sleep, payloads[3], 2),
                         _ => (sleep, payloads[4], 1 + (r >> 8) as u32 % 5),
                     };
-                    batch.push(Submission { handler, timeout_ms, user_data: r, payload });
+                    batch.push(Submission {
+                        handler,
+                        timeout_ms,
+                        user_data: r,
+                        payload,
+                    });
                 }
                 let mut ids = [0u64; BATCH];
                 let (n, result) = eng.submit_batch(&batch, Some(&mut ids));
@@ -127,12 +141,17 @@ fn every_accepted_request_completes_exactly_once() {
         std::thread::sleep(Duration::from_millis(5));
     }
     // Shut down while submitters are still submitting and requests are in flight.
-    eng.shutdown(ShutdownMode::Drain, Some(Duration::from_millis(200))).unwrap();
+    eng.shutdown(ShutdownMode::Drain, Some(Duration::from_millis(200)))
+        .unwrap();
     let busy: u64 = submitters.into_iter().map(|s| s.join().unwrap()).sum();
     let polled: u64 = pollers.into_iter().map(|p| p.join().unwrap()).sum();
 
     let accepted = accepted_ids.lock().unwrap();
-    assert!(accepted.len() as u64 >= TARGET_ACCEPTED, "only {} accepted", accepted.len());
+    assert!(
+        accepted.len() as u64 >= TARGET_ACCEPTED,
+        "only {} accepted",
+        accepted.len()
+    );
     assert_eq!(polled, accepted.len() as u64, "completions != accepted");
     let mut is_accepted = vec![false; seen.len()];
     for &id in accepted.iter() {
@@ -158,7 +177,10 @@ fn every_accepted_request_completes_exactly_once() {
         portway::Status::PORTWAY_HANDLER_ERROR,
     ];
     for st in outcomes {
-        assert!(s.completed_with(st) > 0, "no completion with {st:?}: the mix did not exercise it");
+        assert!(
+            s.completed_with(st) > 0,
+            "no completion with {st:?}: the mix did not exercise it"
+        );
     }
     eprintln!(
         "stress: accepted {}, busy retries {busy}, completed by status: ok {} timeout {} cancelled {} handler_error {}",

@@ -115,7 +115,8 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>)
                 permit,
                 handler: handler.clone(),
             };
-            if let Err(flume::SendError(PoolMsg::Run(job))) = shared.pool_tx.send(PoolMsg::Run(job)) {
+            if let Err(flume::SendError(PoolMsg::Run(job))) = shared.pool_tx.send(PoolMsg::Run(job))
+            {
                 finish(
                     shared,
                     &job.ticket.req,
@@ -127,7 +128,10 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>)
             finish(
                 shared,
                 &ticket.req,
-                Outcome::failed(Status::PORTWAY_INTERNAL, "nested pipeline was not flattened"),
+                Outcome::failed(
+                    Status::PORTWAY_INTERNAL,
+                    "nested pipeline was not flattened",
+                ),
             );
         }
     }
@@ -187,7 +191,11 @@ fn arm_deadline(shared: &Arc<Shared>, req: &Arc<Request>) {
     let handle = shared.rt.spawn(async move {
         tokio::time::sleep_until(deadline.into()).await;
         let msg = format!("deadline of {ms} ms passed");
-        finish(&task_shared, &task_req, Outcome::failed(Status::PORTWAY_TIMEOUT, msg));
+        finish(
+            &task_shared,
+            &task_req,
+            Outcome::failed(Status::PORTWAY_TIMEOUT, msg),
+        );
     });
     req.set_timer(handle.abort_handle());
 }

@@ -103,7 +103,10 @@ impl Ledger {
                 break false;
             }
             guard = match deadline {
-                None => self.slot_freed.wait(guard).unwrap_or_else(|e| e.into_inner()),
+                None => self
+                    .slot_freed
+                    .wait(guard)
+                    .unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {

@@ -55,7 +55,7 @@ impl Body {
     /// Pointer to the contents; always valid and NUL-terminated, even when empty.
     pub fn as_ptr(&self) -> *const u8 {
         if self.with_nul.is_empty() {
-            b"\0".as_ptr()
+            c"".as_ptr().cast()
         } else {
             self.with_nul.as_ptr()
         }
@@ -196,7 +196,10 @@ mod tests {
         let (ptr, n) = m.c_view();
         assert_eq!(n, 1);
         let pair = unsafe { *ptr };
-        assert_eq!(unsafe { std::ffi::CStr::from_ptr(pair.key) }.to_str(), Ok("k"));
+        assert_eq!(
+            unsafe { std::ffi::CStr::from_ptr(pair.key) }.to_str(),
+            Ok("k")
+        );
         assert_eq!(m.pairs().collect::<Vec<_>>(), vec![("k", "v")]);
         assert_eq!(Meta::default().c_view().0, std::ptr::null());
     }

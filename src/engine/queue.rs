@@ -78,7 +78,12 @@ impl CompletionQueue {
             if cur & SHUTDOWN_BIT != 0 {
                 return Err(Error::Shutdown);
             }
-            match self.intake.compare_exchange_weak(cur, cur + n, Ordering::AcqRel, Ordering::Relaxed) {
+            match self.intake.compare_exchange_weak(
+                cur,
+                cur + n,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return Ok(()),
                 Err(actual) => cur = actual,
             }
@@ -145,7 +150,12 @@ impl CompletionQueue {
 
     /// Waits up to `timeout` (None = forever) for completions and hands up to `cap` of them to
     /// `take`, under the queue lock (`take` must be quick and must not call back in).
-    pub fn poll(&self, cap: usize, timeout: Option<Duration>, mut take: impl FnMut(usize, &Arc<Request>)) -> PollEnd {
+    pub fn poll(
+        &self,
+        cap: usize,
+        timeout: Option<Duration>,
+        mut take: impl FnMut(usize, &Arc<Request>),
+    ) -> PollEnd {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
@@ -202,8 +212,6 @@ impl CompletionQueue {
         st.wakes += 1;
         self.ready_cv.notify_one();
     }
-
-
 
     /// Drops everything still queued (engine teardown).
     pub fn clear(&self) {

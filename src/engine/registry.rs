@@ -126,7 +126,9 @@ impl Gate {
         let limit = self.limit();
         let mut out = Vec::new();
         while limit == 0 || st.running < limit {
-            let Some(t) = st.waiting.pop_front() else { break };
+            let Some(t) = st.waiting.pop_front() else {
+                break;
+            };
             if t.req.is_done() {
                 continue;
             }
@@ -135,7 +137,6 @@ impl Gate {
         }
         out
     }
-
 
     /// Drops every waiting ticket (engine teardown: breaks request -> handler cycles).
     pub fn clear(&self) {
@@ -215,7 +216,10 @@ impl Registry {
     }
 
     /// Looks up many ids under one lock; `f` sees the entry for each.
-    pub fn with_table<R>(&self, f: impl FnOnce(&dyn Fn(u32) -> Result<Arc<HandlerEntry>>) -> R) -> R {
+    pub fn with_table<R>(
+        &self,
+        f: impl FnOnce(&dyn Fn(u32) -> Result<Arc<HandlerEntry>>) -> R,
+    ) -> R {
         let t = self.inner.read().unwrap_or_else(|e| e.into_inner());
         f(&|id| Self::get_in(&t.by_id, id))
     }

@@ -99,7 +99,6 @@ impl Request {
         self.state.load(Ordering::Acquire) == DONE
     }
 
-
     /// Records that a stage is starting.
     pub fn mark_running(&self) -> Transition {
         match self
@@ -185,7 +184,11 @@ impl Request {
         }
     }
 
-    fn store_task(&self, handle: AbortHandle, slot: impl FnOnce(&mut Tasks) -> &mut Option<AbortHandle>) {
+    fn store_task(
+        &self,
+        handle: AbortHandle,
+        slot: impl FnOnce(&mut Tasks) -> &mut Option<AbortHandle>,
+    ) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         // Checked under the lock: `claim_completion` sets DONE before taking the lock, so either
         // it will see this handle, or we see DONE here.

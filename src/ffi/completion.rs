@@ -4,7 +4,9 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use super::engine::portway_engine;
-use super::guard::{Handle, guard, guard_value, require_out, set_last_error, slice, timeout, write_out};
+use super::guard::{
+    Handle, guard, guard_value, require_out, set_last_error, slice, timeout, write_out,
+};
 use crate::engine::{Polled, portway_meta};
 use crate::error::Error;
 use crate::status::portway_status;

@@ -33,7 +33,11 @@ pub unsafe extern "C" fn portway_config_free(cfg: *mut portway_config) {
     let _ = std::panic::catch_unwind(|| drop(unsafe { portway_config::from_raw(cfg) }));
 }
 
-fn set<T>(cfg: *mut portway_config, value: T, apply: fn(&mut Config, T) -> crate::Result<()>) -> portway_status {
+fn set<T>(
+    cfg: *mut portway_config,
+    value: T,
+    apply: fn(&mut Config, T) -> crate::Result<()>,
+) -> portway_status {
     // SAFETY: the caller passes NULL or a live config that it does not use concurrently.
     guard(|| apply(unsafe { portway_config::borrow_mut(cfg) }?, value))
 }
@@ -41,35 +45,50 @@ fn set<T>(cfg: *mut portway_config, value: T, apply: fn(&mut Config, T) -> crate
 /// Tokio runtime threads (0 = one per CPU; at most 1024).
 /// Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL cfg, over the limit).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn portway_config_set_runtime_threads(cfg: *mut portway_config, value: u32) -> portway_status {
+pub unsafe extern "C" fn portway_config_set_runtime_threads(
+    cfg: *mut portway_config,
+    value: u32,
+) -> portway_status {
     set(cfg, value, Config::set_runtime_threads)
 }
 
 /// Native worker-pool threads (0 = one per CPU; at most 1024).
 /// Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL cfg, over the limit).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn portway_config_set_pool_workers(cfg: *mut portway_config, value: u32) -> portway_status {
+pub unsafe extern "C" fn portway_config_set_pool_workers(
+    cfg: *mut portway_config,
+    value: u32,
+) -> portway_status {
     set(cfg, value, Config::set_pool_workers)
 }
 
 /// Most requests accepted and not yet released (default 65536; at least 1).
 /// Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL cfg, 0).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn portway_config_set_max_in_flight(cfg: *mut portway_config, value: u32) -> portway_status {
+pub unsafe extern "C" fn portway_config_set_max_in_flight(
+    cfg: *mut portway_config,
+    value: u32,
+) -> portway_status {
     set(cfg, value, Config::set_max_in_flight)
 }
 
 /// Deadline for requests submitted with `timeout_ms == 0` (0 = none, the default).
 /// Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL cfg).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn portway_config_set_default_timeout_ms(cfg: *mut portway_config, value: u32) -> portway_status {
+pub unsafe extern "C" fn portway_config_set_default_timeout_ms(
+    cfg: *mut portway_config,
+    value: u32,
+) -> portway_status {
     set(cfg, value, Config::set_default_timeout_ms)
 }
 
 /// Largest payload accepted, in bytes (default 64 MiB; at least 1).
 /// Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL cfg, 0).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn portway_config_set_max_payload(cfg: *mut portway_config, value: u64) -> portway_status {
+pub unsafe extern "C" fn portway_config_set_max_payload(
+    cfg: *mut portway_config,
+    value: u64,
+) -> portway_status {
     set(cfg, value, Config::set_max_payload)
 }
 
@@ -77,6 +96,9 @@ pub unsafe extern "C" fn portway_config_set_max_payload(cfg: *mut portway_config
 /// before abandoning them (default 1000 ms; a drain deadline set by shutdown takes
 /// precedence). Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL cfg).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn portway_config_set_free_grace_ms(cfg: *mut portway_config, value: u32) -> portway_status {
+pub unsafe extern "C" fn portway_config_set_free_grace_ms(
+    cfg: *mut portway_config,
+    value: u32,
+) -> portway_status {
     set(cfg, value, Config::set_free_grace_ms)
 }

@@ -128,7 +128,9 @@ pub(crate) unsafe fn bytes<'a>(data: *const u8, len: usize, what: &str) -> Resul
         if len == 0 {
             return Ok(&[]);
         }
-        return Err(Error::invalid(format!("{what} is NULL but its length is {len}")));
+        return Err(Error::invalid(format!(
+            "{what} is NULL but its length is {len}"
+        )));
     }
     // SAFETY: non-NULL and the caller guarantees `len` readable bytes.
     Ok(unsafe { std::slice::from_raw_parts(data, len) })
@@ -143,7 +145,9 @@ pub(crate) unsafe fn slice<'a, T>(items: *const T, n: usize, what: &str) -> Resu
         if n == 0 {
             return Ok(&[]);
         }
-        return Err(Error::invalid(format!("{what} is NULL but its count is {n}")));
+        return Err(Error::invalid(format!(
+            "{what} is NULL but its count is {n}"
+        )));
     }
     // SAFETY: non-NULL and the caller guarantees `n` readable items.
     Ok(unsafe { std::slice::from_raw_parts(items, n) })

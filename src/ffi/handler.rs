@@ -26,7 +26,8 @@ unsafe impl Handle for portway_call {
 /// that returns without responding completes with `PORTWAY_HANDLER_ERROR`. It may be called
 /// from several pool threads at once, and should poll `portway_call_is_cancelled` during long
 /// work. It must not call `portway_engine_free`.
-pub type portway_handler_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, call: *mut portway_call)>;
+pub type portway_handler_fn =
+    Option<unsafe extern "C" fn(ctx: *mut c_void, call: *mut portway_call)>;
 
 struct NativeHandler {
     f: unsafe extern "C" fn(*mut c_void, *mut portway_call),
@@ -157,7 +158,9 @@ pub unsafe extern "C" fn portway_call_payload(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_call_user_data(call: *mut portway_call) -> u64 {
     // SAFETY: NULL or the live call of the running handler.
-    guard_value(0, || unsafe { portway_call::borrow(call) }.map_or(0, |c| c.user_data()))
+    guard_value(0, || {
+        unsafe { portway_call::borrow(call) }.map_or(0, |c| c.user_data())
+    })
 }
 
 /// True once the request was cancelled, timed out or shut down: the handler should stop soon;
@@ -165,7 +168,9 @@ pub unsafe extern "C" fn portway_call_user_data(call: *mut portway_call) -> u64 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_call_is_cancelled(call: *mut portway_call) -> bool {
     // SAFETY: NULL or the live call of the running handler.
-    guard_value(true, || unsafe { portway_call::borrow(call) }.map_or(true, |c| c.is_cancelled()))
+    guard_value(true, || {
+        unsafe { portway_call::borrow(call) }.map_or(true, |c| c.is_cancelled())
+    })
 }
 
 /// Sets the response to a copy of `data[0..len]` (`data` may be NULL when `len` is 0).
@@ -189,7 +194,10 @@ pub unsafe extern "C" fn portway_call_respond(
 /// as its data. Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL call or message,
 /// already responded or failed).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn portway_call_fail(call: *mut portway_call, message: *const c_char) -> portway_status {
+pub unsafe extern "C" fn portway_call_fail(
+    call: *mut portway_call,
+    message: *const c_char,
+) -> portway_status {
     guard(|| {
         // SAFETY: NULL or the live call of the running handler.
         let call = unsafe { portway_call::borrow_mut(call) }?;
@@ -201,7 +209,10 @@ pub unsafe extern "C" fn portway_call_fail(call: *mut portway_call, message: *co
 /// Sets the handler-defined code reported in the completion's `code`.
 /// Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL call).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn portway_call_set_code(call: *mut portway_call, code: u32) -> portway_status {
+pub unsafe extern "C" fn portway_call_set_code(
+    call: *mut portway_call,
+    code: u32,
+) -> portway_status {
     guard(|| {
         // SAFETY: NULL or the live call of the running handler.
         unsafe { portway_call::borrow_mut(call) }?.set_code(code);

@@ -43,7 +43,10 @@ pub struct portway_stats_record {
 /// Writes a snapshot of the engine's counters to `*out`. Callable from any thread.
 /// Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL engine or out) or `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn portway_stats(eng: *mut portway_engine, out: *mut portway_stats_record) -> portway_status {
+pub unsafe extern "C" fn portway_stats(
+    eng: *mut portway_engine,
+    out: *mut portway_stats_record,
+) -> portway_status {
     guard(|| {
         // SAFETY: NULL or a live engine.
         let s = unsafe { portway_engine::borrow(eng) }?.stats()?;

@@ -146,5 +146,9 @@ pub unsafe extern "C" fn portway_cancel(eng: *mut portway_engine, id: u64) -> po
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_cancel_all(eng: *mut portway_engine) -> portway_status {
     // SAFETY: NULL or a live engine.
-    guard(|| unsafe { portway_engine::borrow(eng) }?.cancel_all().map(|_| ()))
+    guard(|| {
+        unsafe { portway_engine::borrow(eng) }?
+            .cancel_all()
+            .map(|_| ())
+    })
 }

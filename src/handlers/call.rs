@@ -67,7 +67,8 @@ impl Call {
     /// Appends a metadata pair. Keys and values must not contain NUL bytes.
     pub fn add_meta(&mut self, key: &str, value: &str) -> Result<()> {
         let k = CString::new(key).map_err(|_| Error::invalid("meta key contains a NUL byte"))?;
-        let v = CString::new(value).map_err(|_| Error::invalid("meta value contains a NUL byte"))?;
+        let v =
+            CString::new(value).map_err(|_| Error::invalid("meta value contains a NUL byte"))?;
         self.meta.push((k, v));
         Ok(())
     }

@@ -34,8 +34,14 @@ pub fn collect(eng: &Engine, n: usize) -> Vec<OwnedCompletion> {
     let mut out = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while out.len() < n {
-        assert!(std::time::Instant::now() < deadline, "timed out with {} of {n} completions", out.len());
-        let (mut got, closed) = eng.poll_owned(1024, Some(Duration::from_millis(100))).unwrap();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out with {} of {n} completions",
+            out.len()
+        );
+        let (mut got, closed) = eng
+            .poll_owned(1024, Some(Duration::from_millis(100)))
+            .unwrap();
         out.append(&mut got);
         if closed {
             break;
