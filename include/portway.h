@@ -233,6 +233,72 @@ typedef uint32_t portway_shutdown_mode;
 typedef void (*portway_handler_fn)(void *ctx, struct portway_call *call);
 
 /**
+ * Limits and behaviour of an http handler. Fill it with `portway_http_options_default`, then
+ * change what you need. Strings are copied by `portway_register_http`.
+ */
+typedef struct portway_http_options {
+    /**
+     * Most connections open at once to one origin (scheme, host, port); 0 = no limit.
+     * Default 256.
+     */
+    uint32_t max_connections_per_host;
+    /**
+     * Largest response head in bytes (at least 1024). Default 65536.
+     */
+    uint32_t max_header_bytes;
+    /**
+     * Largest response body in bytes; more fails with `PORTWAY_BODY_TOO_LARGE`; 0 = no limit.
+     * Default 64 MiB.
+     */
+    uint64_t max_body_bytes;
+    /**
+     * Limit on DNS + connect + TLS handshake in ms (`PORTWAY_CONNECT_ERROR` past it);
+     * 0 = none. Default 10000.
+     */
+    uint32_t connect_timeout_ms;
+    /**
+     * How long an idle keep-alive connection is kept, in ms; 0 = no limit. Default 90000.
+     */
+    uint32_t pool_idle_timeout_ms;
+    /**
+     * Follow 301/302/303/307/308 responses. Default false.
+     */
+    bool follow_redirects;
+    /**
+     * Most redirects followed when `follow_redirects` is set (at most 100). Default 10.
+     */
+    uint32_t max_redirects;
+    /**
+     * Extra attempts for idempotent methods after connect errors and 502/503/504, with
+     * jittered exponential backoff; 0 = off (default); at most 100.
+     */
+    uint32_t retries;
+    /**
+     * First retry delay in ms, doubled for each later retry. Default 100.
+     */
+    uint32_t retry_base_backoff_ms;
+    /**
+     * User-Agent sent when the request has none: NULL = `portway/<version>`, "" = none.
+     */
+    const char *user_agent;
+    /**
+     * Speak HTTP/2 without negotiation (h2c on http://, only h2 in ALPN on https://).
+     * Default false.
+     */
+    bool http2_prior_knowledge;
+    /**
+     * Path of a PEM file of CA certificates trusted besides the bundled web PKI roots;
+     * NULL = none.
+     */
+    const char *extra_ca_pem_path;
+    /**
+     * Accept any server certificate without verification. Only for tests: it removes the
+     * protection TLS gives. Default false.
+     */
+    bool danger_accept_invalid_certs;
+} portway_http_options;
+
+/**
  * One request. The payload is copied before the submit call returns, so the caller's buffer
  * may be reused at once.
  */
@@ -489,6 +555,23 @@ portway_status portway_call_set_code(struct portway_call *call, uint32_t code);
  * Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL call, key or value).
  */
 portway_status portway_call_add_meta(struct portway_call *call, const char *key, const char *value);
+
+/**
+ * Writes the default options (those of the built-in "http" handler) to `*out`.
+ * Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL out).
+ */
+portway_status portway_http_options_default(struct portway_http_options *out);
+
+/**
+ * Registers another http handler named `name` with its own connection pool and limits
+ * (`opts` NULL = defaults) and writes its id to `*out_id`. Payloads and completions are as
+ * for the built-in "http". Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL or duplicate
+ * name, an option out of range, an unreadable CA file) or `PORTWAY_FORKED`.
+ */
+portway_status portway_register_http(struct portway_engine *eng,
+                                     const char *name,
+                                     const struct portway_http_options *opts,
+                                     uint32_t *out_id);
 
 /**
  * Writes a snapshot of the engine's counters to `*out`. Callable from any thread.

@@ -301,3 +301,70 @@ fn batch_reports_the_accepted_prefix() {
         portway_engine_free(eng);
     }
 }
+
+#[test]
+fn register_http_validates_and_registers() {
+    unsafe {
+        let eng = new_engine();
+        let mut opts = std::mem::MaybeUninit::<portway_http_options>::uninit();
+        assert_eq!(
+            portway_http_options_default(opts.as_mut_ptr()),
+            Status::PORTWAY_OK
+        );
+        let mut opts = opts.assume_init();
+        assert_eq!(opts.max_body_bytes, 64 << 20);
+        assert!(!opts.follow_redirects && !opts.danger_accept_invalid_certs);
+        let mut id = 0;
+        opts.max_redirects = 1000;
+        assert_eq!(
+            portway_register_http(eng, c"api".as_ptr(), &opts, &mut id),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
+        opts.max_redirects = 3;
+        opts.extra_ca_pem_path = c"/nonexistent/ca.pem".as_ptr();
+        assert_eq!(
+            portway_register_http(eng, c"api".as_ptr(), &opts, &mut id),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
+        assert!(
+            last_error().contains("/nonexistent/ca.pem"),
+            "{}",
+            last_error()
+        );
+        opts.extra_ca_pem_path = ptr::null();
+        assert_eq!(
+            portway_register_http(eng, c"api".as_ptr(), &opts, &mut id),
+            Status::PORTWAY_OK
+        );
+        let mut found = 0;
+        assert_eq!(
+            portway_handler_lookup(eng, c"api".as_ptr(), &mut found),
+            Status::PORTWAY_OK
+        );
+        assert_eq!(found, id);
+        assert_eq!(
+            portway_register_http(eng, c"api2".as_ptr(), ptr::null(), &mut id),
+            Status::PORTWAY_OK
+        );
+        // The built-in validates payloads at submit time.
+        let mut http = 0;
+        assert_eq!(
+            portway_handler_lookup(eng, c"http".as_ptr(), &mut http),
+            Status::PORTWAY_OK
+        );
+        let head = b"GET /relative HTTP/1.1\r\n\r\n";
+        let req = portway_request {
+            handler: http,
+            timeout_ms: 0,
+            user_data: 0,
+            payload: head.as_ptr(),
+            payload_len: head.len(),
+        };
+        let mut rid = 0;
+        assert_eq!(
+            portway_submit(eng, &req, &mut rid),
+            Status::PORTWAY_INVALID_ARGUMENT
+        );
+        portway_engine_free(eng);
+    }
+}

@@ -159,6 +159,10 @@ impl Engine {
         shared
             .registry
             .register("sleep", HandlerKind::Async(Arc::new(Sleep)))?;
+        let http = crate::handlers::http::HttpHandler::new(Default::default())?;
+        shared
+            .registry
+            .register("http", HandlerKind::Async(Arc::new(http)))?;
         Ok(Engine {
             shared,
             runtime: Some(runtime),
@@ -479,7 +483,9 @@ impl Engine {
         self.check_fork()?;
         let mut n = 0;
         for id in ids {
-            let Some(req) = self.shared.ledger.get(id) else { continue };
+            let Some(req) = self.shared.ledger.get(id) else {
+                continue;
+            };
             if !req.is_polled() {
                 continue;
             }
@@ -493,7 +499,11 @@ impl Engine {
     }
 
     /// Polls and releases in one step, copying the completions out.
-    pub fn poll_owned(&self, cap: usize, timeout: Option<Duration>) -> Result<(Vec<OwnedCompletion>, bool)> {
+    pub fn poll_owned(
+        &self,
+        cap: usize,
+        timeout: Option<Duration>,
+    ) -> Result<(Vec<OwnedCompletion>, bool)> {
         let mut out = Vec::new();
         let end = self.poll(cap, timeout, |_, c| {
             out.push(OwnedCompletion {
@@ -502,7 +512,11 @@ impl Engine {
                 status: c.status(),
                 code: c.code(),
                 data: c.data().as_slice().to_vec(),
-                meta: c.meta().pairs().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+                meta: c
+                    .meta()
+                    .pairs()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
             })
         })?;
         self.release(out.iter().map(|c| c.id))?;
@@ -552,7 +566,10 @@ impl Engine {
                 let shared = self.shared.clone();
                 self.shared.rt.spawn(async move {
                     tokio::time::sleep_until(at.into()).await;
-                    let msg = format!("cancelled: shutdown drain deadline of {} ms passed", d.as_millis());
+                    let msg = format!(
+                        "cancelled: shutdown drain deadline of {} ms passed",
+                        d.as_millis()
+                    );
                     cancel_everything(&shared, &msg);
                 });
             }
@@ -563,10 +580,10 @@ impl Engine {
     /// Counters and gauges.
     pub fn stats(&self) -> Result<StatsSnapshot> {
         self.check_fork()?;
-        Ok(self
-            .shared
-            .counters
-            .snapshot(self.shared.ledger.in_flight(), self.shared.pool_workers as u64))
+        Ok(self.shared.counters.snapshot(
+            self.shared.ledger.in_flight(),
+            self.shared.pool_workers as u64,
+        ))
     }
 }
 
@@ -584,7 +601,11 @@ fn cancel_everything(shared: &Arc<Shared>, message: &str) -> usize {
     let mut n = 0;
     for req in shared.ledger.snapshot() {
         if !req.is_done()
-            && dispatch::finish(shared, &req, Outcome::failed(Status::PORTWAY_CANCELLED, message))
+            && dispatch::finish(
+                shared,
+                &req,
+                Outcome::failed(Status::PORTWAY_CANCELLED, message),
+            )
         {
             n += 1;
         }
@@ -616,8 +637,9 @@ impl Drop for Engine {
                 .ok()
                 .and_then(|d| *d)
                 .map(|d| d.saturating_duration_since(Instant::now()));
-            let grace = drain_left
-                .unwrap_or(Duration::from_millis(u64::from(shared.config.free_grace_ms)));
+            let grace = drain_left.unwrap_or(Duration::from_millis(u64::from(
+                shared.config.free_grace_ms,
+            )));
             pool.join_within(grace);
         }
         if let Some(rt) = self.runtime.take() {

@@ -13,6 +13,7 @@ use crate::engine::Outcome;
 use crate::error::Result;
 
 pub mod call;
+pub mod http;
 pub mod sleep;
 
 pub use call::Call;

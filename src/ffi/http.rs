@@ -1,0 +1,123 @@
+//! Registering extra "http" handlers with their own limits.
+
+use std::ffi::c_char;
+
+use super::engine::portway_engine;
+use super::guard::{Handle, guard, require_out, utf8, write_out};
+use crate::handlers::http::HttpOptions;
+use crate::status::portway_status;
+
+/// Limits and behaviour of an http handler. Fill it with `portway_http_options_default`, then
+/// change what you need. Strings are copied by `portway_register_http`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct portway_http_options {
+    /// Most connections open at once to one origin (scheme, host, port); 0 = no limit.
+    /// Default 256.
+    pub max_connections_per_host: u32,
+    /// Largest response head in bytes (at least 1024). Default 65536.
+    pub max_header_bytes: u32,
+    /// Largest response body in bytes; more fails with `PORTWAY_BODY_TOO_LARGE`; 0 = no limit.
+    /// Default 64 MiB.
+    pub max_body_bytes: u64,
+    /// Limit on DNS + connect + TLS handshake in ms (`PORTWAY_CONNECT_ERROR` past it);
+    /// 0 = none. Default 10000.
+    pub connect_timeout_ms: u32,
+    /// How long an idle keep-alive connection is kept, in ms; 0 = no limit. Default 90000.
+    pub pool_idle_timeout_ms: u32,
+    /// Follow 301/302/303/307/308 responses. Default false.
+    pub follow_redirects: bool,
+    /// Most redirects followed when `follow_redirects` is set (at most 100). Default 10.
+    pub max_redirects: u32,
+    /// Extra attempts for idempotent methods after connect errors and 502/503/504, with
+    /// jittered exponential backoff; 0 = off (default); at most 100.
+    pub retries: u32,
+    /// First retry delay in ms, doubled for each later retry. Default 100.
+    pub retry_base_backoff_ms: u32,
+    /// User-Agent sent when the request has none: NULL = `portway/<version>`, "" = none.
+    pub user_agent: *const c_char,
+    /// Speak HTTP/2 without negotiation (h2c on http://, only h2 in ALPN on https://).
+    /// Default false.
+    pub http2_prior_knowledge: bool,
+    /// Path of a PEM file of CA certificates trusted besides the bundled web PKI roots;
+    /// NULL = none.
+    pub extra_ca_pem_path: *const c_char,
+    /// Accept any server certificate without verification. Only for tests: it removes the
+    /// protection TLS gives. Default false.
+    pub danger_accept_invalid_certs: bool,
+}
+
+/// Writes the default options (those of the built-in "http" handler) to `*out`.
+/// Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL out).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_http_options_default(
+    out: *mut portway_http_options,
+) -> portway_status {
+    guard(|| {
+        let d = HttpOptions::default();
+        let opts = portway_http_options {
+            max_connections_per_host: d.max_connections_per_host,
+            max_header_bytes: d.max_header_bytes,
+            max_body_bytes: d.max_body_bytes,
+            connect_timeout_ms: d.connect_timeout_ms,
+            pool_idle_timeout_ms: d.pool_idle_timeout_ms,
+            follow_redirects: d.follow_redirects,
+            max_redirects: d.max_redirects,
+            retries: d.retries,
+            retry_base_backoff_ms: d.retry_base_backoff_ms,
+            user_agent: std::ptr::null(),
+            http2_prior_knowledge: d.http2_prior_knowledge,
+            extra_ca_pem_path: std::ptr::null(),
+            danger_accept_invalid_certs: d.danger_accept_invalid_certs,
+        };
+        // SAFETY: the caller passes NULL or a writable struct.
+        unsafe { write_out(out, "out", opts) }
+    })
+}
+
+/// Registers another http handler named `name` with its own connection pool and limits
+/// (`opts` NULL = defaults) and writes its id to `*out_id`. Payloads and completions are as
+/// for the built-in "http". Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL or duplicate
+/// name, an option out of range, an unreadable CA file) or `PORTWAY_FORKED`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_register_http(
+    eng: *mut portway_engine,
+    name: *const c_char,
+    opts: *const portway_http_options,
+    out_id: *mut u32,
+) -> portway_status {
+    guard(|| {
+        // SAFETY: NULL or a live engine.
+        let engine = unsafe { portway_engine::borrow(eng) }?;
+        // SAFETY: NULL or a NUL-terminated string.
+        let name = unsafe { utf8(name, "name") }?;
+        require_out(out_id, "out_id")?;
+        let mut options = HttpOptions::default();
+        // SAFETY: NULL or a readable options struct.
+        if let Some(o) = unsafe { opts.as_ref() } {
+            options.max_connections_per_host = o.max_connections_per_host;
+            options.max_header_bytes = o.max_header_bytes;
+            options.max_body_bytes = o.max_body_bytes;
+            options.connect_timeout_ms = o.connect_timeout_ms;
+            options.pool_idle_timeout_ms = o.pool_idle_timeout_ms;
+            options.follow_redirects = o.follow_redirects;
+            options.max_redirects = o.max_redirects;
+            options.retries = o.retries;
+            options.retry_base_backoff_ms = o.retry_base_backoff_ms;
+            if !o.user_agent.is_null() {
+                // SAFETY: non-NULL, NUL-terminated per the caller.
+                options.user_agent = unsafe { utf8(o.user_agent, "opts->user_agent") }?.to_owned();
+            }
+            options.http2_prior_knowledge = o.http2_prior_knowledge;
+            if !o.extra_ca_pem_path.is_null() {
+                // SAFETY: non-NULL, NUL-terminated per the caller.
+                let path = unsafe { utf8(o.extra_ca_pem_path, "opts->extra_ca_pem_path") }?;
+                options.extra_ca_pem_path = Some(path.into());
+            }
+            options.danger_accept_invalid_certs = o.danger_accept_invalid_certs;
+        }
+        let id = engine.register_http(name, options)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_id, "out_id", id) }
+    })
+}

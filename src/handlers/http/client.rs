@@ -1,0 +1,360 @@
+//! One exchange: take a connection from the pool (or open one within the per-origin cap),
+//! send the request, read the whole response body within the limit, and put the connection
+//! back only when the exchange completed cleanly.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING, UPGRADE, USER_AGENT};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+
+use super::connect::{Connected, Connector};
+use super::errors::{self, HttpError, Kind};
+use super::options::HttpOptions;
+use super::pool::{H1Conn, H2Conn, Host, Pool, ReqBody};
+use super::request::{Origin, Prepared};
+use super::retry::is_idempotent;
+use crate::error::Result as PwResult;
+
+/// Most bytes reserved up front for a body of announced length.
+const PREALLOC_MAX: u64 = 1 << 20;
+
+/// A complete response.
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// A connection taken for one exchange.
+enum Lease {
+    H1 { conn: H1Conn, host: Arc<Host> },
+    H2 { conn: H2Conn, host: Arc<Host> },
+}
+
+/// A failed exchange, and whether it may be repeated on another connection (the request was
+/// not sent, or was idempotent and got no response head, as when a pooled connection was
+/// closed by the server just before it was used).
+struct Failure {
+    error: HttpError,
+    may_repeat: bool,
+}
+
+impl From<HttpError> for Failure {
+    fn from(error: HttpError) -> Self {
+        Failure {
+            error,
+            may_repeat: false,
+        }
+    }
+}
+
+/// The pooled client of one http handler.
+pub(crate) struct Client {
+    pool: Arc<Pool>,
+    connector: Connector,
+    body_limit: u64,
+    max_header_bytes: u32,
+    user_agent: Option<HeaderValue>,
+}
+
+impl Client {
+    pub fn new(opts: &HttpOptions) -> PwResult<Self> {
+        let user_agent = match opts.user_agent.as_str() {
+            "" => None,
+            ua => Some(HeaderValue::from_str(ua).map_err(|_| {
+                crate::error::Error::invalid("user_agent is not a valid header value")
+            })?),
+        };
+        Ok(Client {
+            pool: Arc::new(Pool::new(
+                opts.max_connections_per_host,
+                opts.pool_idle_timeout(),
+                opts.http2_prior_knowledge,
+            )),
+            connector: Connector::new(opts)?,
+            body_limit: opts.body_limit(),
+            max_header_bytes: opts.max_header_bytes,
+            user_agent,
+        })
+    }
+
+    /// Sends `req` once and reads the whole response. A pooled connection that turns out to
+    /// be dead before the response head is replaced by another, once.
+    pub async fn exchange(&self, req: &Prepared) -> Result<Response, HttpError> {
+        let mut reused_failures = 0;
+        loop {
+            let (lease, reused) = self.checkout(&req.origin).await?;
+            match self.send(lease, req).await {
+                Ok(resp) => return Ok(resp),
+                Err(f) if f.may_repeat && reused && reused_failures == 0 => reused_failures += 1,
+                Err(f) => return Err(f.error),
+            }
+        }
+    }
+
+    /// Takes an idle or shared connection, or opens one within the cap, or waits for one.
+    /// The flag says whether the connection was used before.
+    async fn checkout(&self, origin: &Origin) -> Result<(Lease, bool), HttpError> {
+        self.pool.start_reaper();
+        let host = self.pool.host(origin);
+        loop {
+            if host.h2_known() {
+                return self.checkout_h2(origin, host).await;
+            }
+            let notified = host.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(conn) = host.take_idle(self.pool.idle_timeout) {
+                return Ok((
+                    Lease::H1 {
+                        conn,
+                        host: host.clone(),
+                    },
+                    true,
+                ));
+            }
+            let permit = match host.permits.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => tokio::select! {
+                    _ = &mut notified => continue,
+                    p = host.permits.clone().acquire_owned() => p.map_err(closed_pool)?,
+                },
+            };
+            return Ok((self.opened(origin, host.clone(), permit).await?, false));
+        }
+    }
+
+    async fn checkout_h2(
+        &self,
+        origin: &Origin,
+        host: Arc<Host>,
+    ) -> Result<(Lease, bool), HttpError> {
+        if let Some(conn) = host.live_h2() {
+            return Ok((Lease::H2 { conn, host }, true));
+        }
+        let _opening = host.h2_connecting.lock().await;
+        if let Some(conn) = host.live_h2() {
+            return Ok((
+                Lease::H2 {
+                    conn,
+                    host: host.clone(),
+                },
+                true,
+            ));
+        }
+        let permit = match host.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Idle HTTP/1 connections from before the origin spoke HTTP/2 hold the permits.
+                host.clear_idle();
+                host.permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(closed_pool)?
+            }
+        };
+        Ok((self.opened(origin, host.clone(), permit).await?, false))
+    }
+
+    async fn opened(
+        &self,
+        origin: &Origin,
+        host: Arc<Host>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<Lease, HttpError> {
+        Ok(match self.connector.connect(origin, permit).await? {
+            Connected::H1(conn) => {
+                host.forget_h2();
+                Lease::H1 { conn, host }
+            }
+            Connected::H2(conn) => {
+                host.set_h2(conn.clone());
+                Lease::H2 { conn, host }
+            }
+        })
+    }
+
+    async fn send(&self, lease: Lease, req: &Prepared) -> Result<Response, Failure> {
+        let origin = &req.origin;
+        let idempotent = is_idempotent(&req.method);
+        let failed = |e: hyper::Error, unsent: bool| Failure {
+            may_repeat: unsent || (idempotent && !e.is_parse()),
+            error: errors::exchange_failed(origin, &e, self.max_header_bytes),
+        };
+        match lease {
+            Lease::H1 { mut conn, host } => {
+                if let Err(e) = conn.sender.ready().await {
+                    return Err(failed(e, true));
+                }
+                let request = self.build(req, false);
+                let resp = match conn.sender.try_send_request(request).await {
+                    Ok(r) => r,
+                    Err(mut e) => {
+                        let unsent = e.take_message().is_some();
+                        return Err(failed(e.into_error(), unsent));
+                    }
+                };
+                let resp = self.read(origin, resp).await?;
+                host.put_idle(conn);
+                Ok(resp)
+            }
+            Lease::H2 { mut conn, host } => {
+                if let Err(e) = conn.sender.ready().await {
+                    host.drop_h2(&conn);
+                    return Err(failed(e, true));
+                }
+                let request = self.build(req, true);
+                let resp = match conn.sender.try_send_request(request).await {
+                    Ok(r) => r,
+                    Err(mut e) => {
+                        let unsent = e.take_message().is_some();
+                        if conn.sender.is_closed() {
+                            host.drop_h2(&conn);
+                        }
+                        return Err(failed(e.into_error(), unsent));
+                    }
+                };
+                Ok(self.read(origin, resp).await?)
+            }
+        }
+    }
+
+    /// Reads the body within the limit; the announced length is checked first.
+    async fn read(
+        &self,
+        origin: &Origin,
+        resp: hyper::Response<Incoming>,
+    ) -> Result<Response, HttpError> {
+        let (parts, mut body) = resp.into_parts();
+        let limit = self.body_limit;
+        let announced = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(len) = announced
+            && len > limit
+        {
+            return Err(HttpError::new(
+                Kind::BodyTooLarge,
+                format!(
+                    "the response from {origin} announces a body of {len} bytes, over \
+                     max_body_bytes ({limit} bytes)"
+                ),
+            ));
+        }
+        // Room for the announced length (within reason) and the NUL the completion adds.
+        let mut data =
+            Vec::with_capacity(announced.unwrap_or(0).min(limit).min(PREALLOC_MAX) as usize + 1);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| errors::body_failed(origin, &e))?;
+            if let Ok(chunk) = frame.into_data() {
+                if (data.len() + chunk.len()) as u64 > limit {
+                    return Err(HttpError::new(
+                        Kind::BodyTooLarge,
+                        format!(
+                            "the response body from {origin} is longer than max_body_bytes \
+                             ({limit} bytes); reading stopped there"
+                        ),
+                    ));
+                }
+                data.extend_from_slice(&chunk);
+            }
+        }
+        Ok(Response {
+            status: parts.status,
+            headers: parts.headers,
+            body: data,
+        })
+    }
+
+    /// The hyper request for one connection: origin-form with a Host header for HTTP/1,
+    /// absolute form without connection-specific headers for HTTP/2.
+    fn build(&self, req: &Prepared, h2: bool) -> hyper::Request<ReqBody> {
+        let mut headers = req.headers.clone();
+        if let Some(ua) = &self.user_agent
+            && !headers.contains_key(USER_AGENT)
+        {
+            headers.insert(USER_AGENT, ua.clone());
+        }
+        let mut uri = req.uri.clone();
+        let version;
+        if h2 {
+            version = Version::HTTP_2;
+            for name in [CONNECTION, TRANSFER_ENCODING, UPGRADE] {
+                headers.remove(name);
+            }
+            for name in ["keep-alive", "proxy-connection"] {
+                headers.remove(HeaderName::from_static(name));
+            }
+            if headers.get(TE).is_some_and(|v| v != "trailers") {
+                headers.remove(TE);
+            }
+            // An explicit Host becomes the :authority.
+            if let Some(host) = headers.remove(HOST)
+                && let Ok(authority) = Authority::try_from(host.as_bytes())
+            {
+                uri = with_authority(&uri, authority);
+            }
+        } else {
+            version = Version::HTTP_11;
+            if !headers.contains_key(HOST)
+                && let Some(authority) = uri.authority()
+                && let Ok(v) = HeaderValue::from_str(authority.as_str())
+            {
+                headers.insert(HOST, v);
+            }
+            uri = origin_form(&uri);
+        }
+        let mut out = hyper::Request::new(Full::new(Bytes::clone(&req.body)));
+        *out.method_mut() = req.method.clone();
+        *out.uri_mut() = uri;
+        *out.version_mut() = version;
+        *out.headers_mut() = headers;
+        out
+    }
+}
+
+fn closed_pool(_: tokio::sync::AcquireError) -> HttpError {
+    HttpError::new(Kind::Internal, "the connection pool was closed")
+}
+
+/// `/path?query` of an absolute URL (`/` when the path is empty).
+fn origin_form(uri: &Uri) -> Uri {
+    let pq = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let fixed;
+    let pq = if pq.starts_with('/') || pq == "*" {
+        pq
+    } else {
+        fixed = format!("/{pq}");
+        &fixed
+    };
+    pq.parse().unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+fn with_authority(uri: &Uri, authority: Authority) -> Uri {
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(authority);
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_form_keeps_path_and_query() {
+        let u: Uri = "http://h:1/a/b?x=1".parse().unwrap();
+        assert_eq!(origin_form(&u), "/a/b?x=1");
+        let u: Uri = "http://h?x=1".parse().unwrap();
+        assert_eq!(origin_form(&u), "/?x=1");
+        let u: Uri = "http://h".parse().unwrap();
+        assert_eq!(origin_form(&u), "/");
+    }
+}

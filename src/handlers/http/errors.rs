@@ -1,0 +1,195 @@
+//! Failures of an http request and their mapping onto completion statuses. Every failure
+//! carries a message naming the origin and what went wrong; it becomes the completion's data.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+
+use super::request::Origin;
+use crate::engine::Outcome;
+use crate::status::Status;
+
+/// Which completion status a failure gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Resolving, connecting or the connect timeout (`PORTWAY_CONNECT_ERROR`).
+    Connect,
+    /// TLS handshake or certificate verification (`PORTWAY_TLS_ERROR`).
+    Tls,
+    /// The peer broke HTTP: malformed or cut-off response, reset, bad redirect
+    /// (`PORTWAY_PROTOCOL_ERROR`).
+    Protocol,
+    /// The response body (or its announced length) is over `max_body_bytes`
+    /// (`PORTWAY_BODY_TOO_LARGE`).
+    BodyTooLarge,
+    /// A bug in portway (`PORTWAY_INTERNAL`).
+    Internal,
+}
+
+/// A failed exchange.
+#[derive(Debug)]
+pub(crate) struct HttpError {
+    pub kind: Kind,
+    pub message: String,
+}
+
+impl HttpError {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        HttpError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn protocol(message: impl Into<String>) -> Self {
+        Self::new(Kind::Protocol, message)
+    }
+
+    /// The completion status.
+    pub fn status(&self) -> Status {
+        match self.kind {
+            Kind::Connect => Status::PORTWAY_CONNECT_ERROR,
+            Kind::Tls => Status::PORTWAY_TLS_ERROR,
+            Kind::Protocol => Status::PORTWAY_PROTOCOL_ERROR,
+            Kind::BodyTooLarge => Status::PORTWAY_BODY_TOO_LARGE,
+            Kind::Internal => Status::PORTWAY_INTERNAL,
+        }
+    }
+
+    pub fn into_outcome(self) -> Outcome {
+        Outcome::failed(self.status(), self.message)
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A TCP connect to `addr` failed.
+pub(crate) fn connect_failed(
+    origin: &Origin,
+    addr: &std::net::SocketAddr,
+    e: &io::Error,
+) -> HttpError {
+    let what = match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        io::ErrorKind::HostUnreachable => "host unreachable".to_owned(),
+        io::ErrorKind::NetworkUnreachable => "network unreachable".to_owned(),
+        _ => e.to_string(),
+    };
+    HttpError::new(
+        Kind::Connect,
+        format!("cannot connect to {origin} (address {addr}): {what}"),
+    )
+}
+
+/// The TLS handshake failed.
+pub(crate) fn tls_failed(origin: &Origin, e: &io::Error) -> HttpError {
+    let why = match find_rustls(e) {
+        Some(tls) => tls.to_string(),
+        None => e.to_string(),
+    };
+    HttpError::new(
+        Kind::Tls,
+        format!("TLS handshake with {origin} failed: {why}"),
+    )
+}
+
+/// Sending the request or receiving the response head failed.
+pub(crate) fn exchange_failed(
+    origin: &Origin,
+    e: &hyper::Error,
+    max_header_bytes: u32,
+) -> HttpError {
+    if let Some(tls) = find_rustls(e) {
+        return HttpError::new(Kind::Tls, format!("TLS error with {origin}: {tls}"));
+    }
+    // hyper reports a head over the size limit, or with too many headers, this way.
+    let message = if e.is_parse() && e.to_string().contains("too large") {
+        format!(
+            "the response head from {origin} is too large: over max_header_bytes \
+             ({max_header_bytes} bytes) or over 100 header lines"
+        )
+    } else if e.is_parse() {
+        format!("malformed response from {origin}: {}", chain(e))
+    } else if e.is_incomplete_message() {
+        format!("{origin} closed the connection before sending a complete response")
+    } else {
+        format!("request to {origin} failed: {}", chain(e))
+    };
+    HttpError::protocol(message)
+}
+
+/// Reading the response body failed.
+pub(crate) fn body_failed(origin: &Origin, e: &hyper::Error) -> HttpError {
+    if let Some(tls) = find_rustls(e) {
+        return HttpError::new(
+            Kind::Tls,
+            format!("TLS error with {origin} in the response body: {tls}"),
+        );
+    }
+    HttpError::protocol(format!(
+        "the response body from {origin} was cut off: {}",
+        chain(e)
+    ))
+}
+
+/// The error and its causes, joined with ": " (repeats left out).
+pub(crate) fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = next_cause(e);
+    while let Some(c) = cur {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cur = next_cause(c);
+    }
+    text
+}
+
+/// The next error in the chain; looks inside `io::Error`, whose `source()` skips the wrapped
+/// error itself.
+fn next_cause<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
+    if let Some(io) = e.downcast_ref::<io::Error>()
+        && let Some(inner) = io.get_ref()
+    {
+        return Some(inner);
+    }
+    e.source()
+}
+
+fn find_rustls<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        cur = next_cause(c);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_rustls_inside_io() {
+        let e = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let origin = Origin {
+            tls: true,
+            host: "h".into(),
+            port: 1,
+        };
+        let err = tls_failed(&origin, &e);
+        assert_eq!(err.status(), Status::PORTWAY_TLS_ERROR);
+        assert!(err.message.contains("UnknownIssuer"), "{}", err.message);
+    }
+}

@@ -1,0 +1,201 @@
+//! The built-in `"http"` handler: outbound HTTP/1.1 and HTTP/2 (ALPN over TLS, or h2c with
+//! prior knowledge) on the engine's runtime, with pooled keep-alive connections.
+//!
+//! # Payload
+//! An HTTP/1.1 request head in absolute form, then the body:
+//!
+//! ```text
+//! POST http://127.0.0.1:8080/items HTTP/1.1\r\n
+//! Content-Type: application/json\r\n
+//! \r\n
+//! {"name":"x"}
+//! ```
+//!
+//! The head is checked at submit time; a malformed head, a relative URL, a scheme other than
+//! http or https, a CR or LF inside a header value, a `Content-Length` that disagrees with the
+//! body, or a `Transfer-Encoding` header rejects the submit with `PORTWAY_INVALID_ARGUMENT`
+//! and a message naming the problem. `Host` (from the URL) and `User-Agent` (from the
+//! options) are added when missing; `Content-Length` is set from the body.
+//!
+//! # Completion
+//! - `PORTWAY_OK` for every HTTP response, 4xx and 5xx included: `code` is the HTTP status,
+//!   `meta` the response headers (names lowercase, in the order received, values of a
+//!   repeated name together), `data` the body.
+//! - `PORTWAY_CONNECT_ERROR`: the host could not be resolved or connected to, or opening the
+//!   connection (TLS handshake included) took longer than `connect_timeout_ms`.
+//! - `PORTWAY_TLS_ERROR`: the TLS handshake or certificate verification failed.
+//! - `PORTWAY_PROTOCOL_ERROR`: a malformed response, a response head over
+//!   `max_header_bytes`, a connection closed or reset before the response was complete, an
+//!   unusable redirect, or more than `max_redirects` redirects.
+//! - `PORTWAY_BODY_TOO_LARGE`: the body (or its announced length) is over `max_body_bytes`.
+//! - `PORTWAY_TIMEOUT` / `PORTWAY_CANCELLED`: set by the engine, which drops the request's
+//!   future; an HTTP/1 connection in use is then closed, never returned to the pool (an
+//!   HTTP/2 stream is reset; its shared connection stays).
+//!
+//! On failure `data` holds a message naming the origin and the cause.
+
+mod client;
+mod connect;
+mod errors;
+mod options;
+mod pool;
+mod redirect;
+mod request;
+mod retry;
+mod tls;
+
+use std::ffi::CString;
+use std::sync::Arc;
+
+pub use options::{HttpOptions, default_user_agent};
+
+use super::{AsyncHandler, OutcomeFuture};
+use crate::engine::{Engine, Meta, Outcome};
+use crate::error::Result;
+use client::{Client, Response};
+use errors::HttpError;
+use request::Prepared;
+
+/// An http handler: one connection pool and one set of [`HttpOptions`].
+pub struct HttpHandler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    opts: HttpOptions,
+    client: Client,
+}
+
+impl HttpHandler {
+    /// Builds a handler; fails when an option is out of range or the extra CA file cannot be
+    /// used. Needs no runtime: connections are opened by the calls, on the engine's runtime.
+    pub fn new(opts: HttpOptions) -> Result<Self> {
+        opts.validate()?;
+        let client = Client::new(&opts)?;
+        Ok(HttpHandler {
+            inner: Arc::new(Inner { opts, client }),
+        })
+    }
+
+    /// The options the handler was built with.
+    pub fn options(&self) -> &HttpOptions {
+        &self.inner.opts
+    }
+}
+
+impl AsyncHandler for HttpHandler {
+    fn validate(&self, payload: &[u8]) -> Result<()> {
+        request::parse_head(payload).map(|_| ())
+    }
+
+    fn call(&self, payload: Vec<u8>) -> OutcomeFuture {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            match request::prepare(payload) {
+                Ok(req) => match inner.run(req).await {
+                    Ok(resp) => into_outcome(resp),
+                    Err(e) => e.into_outcome(),
+                },
+                // Reachable only as a later pipeline stage, where the payload was not checked
+                // at submit time.
+                Err(e) => Outcome::failed(e.status(), e.to_string()),
+            }
+        })
+    }
+}
+
+impl Inner {
+    /// Follows redirects (when enabled) around [`Inner::attempts`].
+    async fn run(&self, mut req: Prepared) -> std::result::Result<Response, HttpError> {
+        let mut followed = 0;
+        loop {
+            let resp = self.attempts(&req).await?;
+            if !self.opts.follow_redirects || !redirect::is_redirect(resp.status) {
+                return Ok(resp);
+            }
+            let Some(location) = resp.headers.get(http::header::LOCATION) else {
+                return Ok(resp);
+            };
+            if followed == self.opts.max_redirects {
+                return Err(HttpError::protocol(format!(
+                    "too many redirects: {} redirected again after {followed} (max_redirects), \
+                     to {}",
+                    req.origin,
+                    String::from_utf8_lossy(location.as_bytes())
+                )));
+            }
+            req = redirect::follow(&req, resp.status, location.as_bytes())?;
+            followed += 1;
+        }
+    }
+
+    /// One exchange, repeated for idempotent methods after a connect error or a 502/503/504
+    /// while retries are left, with jittered exponential backoff.
+    async fn attempts(&self, req: &Prepared) -> std::result::Result<Response, HttpError> {
+        let allowed = if retry::is_idempotent(&req.method) {
+            self.opts.retries
+        } else {
+            0
+        };
+        let mut retry_no = 0;
+        loop {
+            let result = self.client.exchange(req).await;
+            let retryable = match &result {
+                Ok(resp) => retry::is_retryable_status(resp.status),
+                Err(e) => e.kind == errors::Kind::Connect,
+            };
+            if !retryable || retry_no == allowed {
+                return result.map_err(|mut e| {
+                    if retry_no > 0 {
+                        e.message = format!("{} (after {} attempts)", e.message, retry_no + 1);
+                    }
+                    e
+                });
+            }
+            let mut delay = retry::backoff(self.opts.retry_base_backoff_ms, retry_no);
+            if let Ok(resp) = &result
+                && let Some(after) = retry::retry_after(&resp.headers)
+            {
+                delay = delay.max(after);
+            }
+            drop(result);
+            tokio::time::sleep(delay).await;
+            retry_no += 1;
+        }
+    }
+}
+
+fn into_outcome(resp: Response) -> Outcome {
+    let pairs = resp
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                c_string(name.as_str().as_bytes()),
+                c_string(value.as_bytes()),
+            )
+        })
+        .collect();
+    Outcome::ok(resp.body)
+        .with_code(u32::from(resp.status.as_u16()))
+        .with_meta(Meta::new(pairs))
+}
+
+/// Header bytes as a C string (header values cannot hold NUL; dropped defensively).
+fn c_string(bytes: &[u8]) -> CString {
+    CString::new(
+        bytes
+            .iter()
+            .copied()
+            .filter(|&b| b != 0)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap_or_default()
+}
+
+impl Engine {
+    /// Registers another http handler named `name` with its own limits and pool.
+    pub fn register_http(&self, name: &str, opts: HttpOptions) -> Result<u32> {
+        self.register_async(name, HttpHandler::new(opts)?)
+    }
+}

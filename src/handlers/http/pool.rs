@@ -1,0 +1,257 @@
+//! The connection pool: per origin, idle HTTP/1 connections, at most one shared HTTP/2
+//! connection, and a semaphore that caps how many connections exist at once.
+//!
+//! A connection is a hyper connection task plus its handle. The task holds one permit of its
+//! origin's semaphore for as long as the socket is open, so the cap counts real sockets. The
+//! handle aborts the task when dropped: a connection that is not explicitly put back idle
+//! (cancelled request, error, unread body) is closed, never reused.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::{http1, http2};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::AbortHandle;
+
+use super::request::Origin;
+
+/// The request body type on every connection.
+pub(crate) type ReqBody = Full<Bytes>;
+
+/// Aborts a connection task when dropped.
+#[derive(Debug)]
+pub(crate) struct TaskGuard(pub AbortHandle);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// An HTTP/1 connection, used by one request at a time.
+pub(crate) struct H1Conn {
+    pub sender: http1::SendRequest<ReqBody>,
+    pub _task: TaskGuard,
+}
+
+/// An HTTP/2 connection, shared by all requests to its origin.
+#[derive(Clone)]
+pub(crate) struct H2Conn {
+    pub sender: http2::SendRequest<ReqBody>,
+    pub _task: Arc<TaskGuard>,
+}
+
+/// Pool state for one origin.
+pub(crate) struct Host {
+    idle: Mutex<Vec<(H1Conn, Instant)>>,
+    h2: Mutex<Option<H2Conn>>,
+    h2_known: AtomicBool,
+    /// Held while opening an HTTP/2 connection, so that concurrent requests wait for it
+    /// instead of each opening their own.
+    pub h2_connecting: tokio::sync::Mutex<()>,
+    /// Signalled when a connection is put back idle or an HTTP/2 connection appears.
+    pub notify: Notify,
+    /// One permit per open connection.
+    pub permits: Arc<Semaphore>,
+    max: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Host {
+    fn new(max: usize, h2_known: bool) -> Self {
+        Host {
+            idle: Mutex::new(Vec::new()),
+            h2: Mutex::new(None),
+            h2_known: AtomicBool::new(h2_known),
+            h2_connecting: tokio::sync::Mutex::new(()),
+            notify: Notify::new(),
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// True once this origin is known to speak HTTP/2.
+    pub fn h2_known(&self) -> bool {
+        self.h2_known.load(Ordering::Acquire)
+    }
+
+    /// The origin answered with HTTP/1 after all (e.g. ALPN changed).
+    pub fn forget_h2(&self) {
+        self.h2_known.store(false, Ordering::Release);
+    }
+
+    /// The shared HTTP/2 connection, if it is still open.
+    pub fn live_h2(&self) -> Option<H2Conn> {
+        let mut slot = lock(&self.h2);
+        match &*slot {
+            Some(c) if !c.sender.is_closed() => Some(c.clone()),
+            Some(_) => {
+                *slot = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Makes `conn` the shared HTTP/2 connection and wakes waiting requests.
+    pub fn set_h2(&self, conn: H2Conn) {
+        *lock(&self.h2) = Some(conn);
+        self.h2_known.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Drops a dead HTTP/2 connection (only if it is still the shared one).
+    pub fn drop_h2(&self, dead: &H2Conn) {
+        let mut slot = lock(&self.h2);
+        if slot
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c._task, &dead._task))
+        {
+            *slot = None;
+        }
+    }
+
+    /// The most recently used idle connection that is still open and not expired.
+    pub fn take_idle(&self, idle_timeout: Option<Duration>) -> Option<H1Conn> {
+        let mut idle = lock(&self.idle);
+        while let Some((conn, since)) = idle.pop() {
+            let expired = idle_timeout.is_some_and(|t| since.elapsed() >= t);
+            if !expired && !conn.sender.is_closed() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Puts a connection back after a complete exchange and wakes one waiting request.
+    pub fn put_idle(&self, conn: H1Conn) {
+        if conn.sender.is_closed() {
+            return;
+        }
+        lock(&self.idle).push((conn, Instant::now()));
+        self.notify.notify_one();
+    }
+
+    /// Closes every idle connection (to free permits for an HTTP/2 connection).
+    pub fn clear_idle(&self) {
+        let drained: Vec<_> = lock(&self.idle).drain(..).collect();
+        drop(drained);
+    }
+
+    /// Closes idle connections that are closed or expired; true when nothing is left.
+    fn prune(&self, idle_timeout: Option<Duration>) -> bool {
+        let stale: Vec<_> = {
+            let mut idle = lock(&self.idle);
+            let (keep, stale): (Vec<_>, Vec<_>) = idle.drain(..).partition(|(conn, since)| {
+                !conn.sender.is_closed() && idle_timeout.is_none_or(|t| since.elapsed() < t)
+            });
+            *idle = keep;
+            stale
+        };
+        drop(stale);
+        self.live_h2();
+        self.is_unused()
+    }
+
+    /// No connection open, idle or shared.
+    fn is_unused(&self) -> bool {
+        lock(&self.h2).is_none()
+            && lock(&self.idle).is_empty()
+            && self.permits.available_permits() == self.max
+    }
+}
+
+/// All origins of one http handler.
+pub(crate) struct Pool {
+    hosts: Mutex<HashMap<Origin, Arc<Host>>>,
+    max_per_host: usize,
+    pub idle_timeout: Option<Duration>,
+    h2_prior_knowledge: bool,
+    reaper_started: AtomicBool,
+}
+
+impl Pool {
+    /// `max_per_host` 0 = no limit.
+    pub fn new(
+        max_per_host: u32,
+        idle_timeout: Option<Duration>,
+        h2_prior_knowledge: bool,
+    ) -> Self {
+        let max_per_host = match max_per_host {
+            0 => Semaphore::MAX_PERMITS,
+            n => n as usize,
+        };
+        Pool {
+            hosts: Mutex::new(HashMap::new()),
+            max_per_host,
+            idle_timeout,
+            h2_prior_knowledge,
+            reaper_started: AtomicBool::new(false),
+        }
+    }
+
+    /// The state of `origin`, created on first use.
+    pub fn host(&self, origin: &Origin) -> Arc<Host> {
+        let mut hosts = lock(&self.hosts);
+        if let Some(h) = hosts.get(origin) {
+            return h.clone();
+        }
+        let h2 = self.h2_prior_knowledge;
+        let host = Arc::new(Host::new(self.max_per_host, h2));
+        hosts.insert(origin.clone(), host.clone());
+        host
+    }
+
+    /// Starts the task that closes expired idle connections and forgets unused origins.
+    /// Must be called on the runtime; only the first call spawns.
+    pub fn start_reaper(self: &Arc<Self>) {
+        if self.reaper_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let every = self.idle_timeout.map_or(Duration::from_secs(30), |t| {
+            (t / 4).clamp(Duration::from_millis(250), Duration::from_secs(30))
+        });
+        let weak: Weak<Pool> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(pool) = weak.upgrade() else { return };
+                pool.reap();
+            }
+        });
+    }
+
+    fn reap(&self) {
+        let hosts: Vec<(Origin, Arc<Host>)> = lock(&self.hosts)
+            .iter()
+            .map(|(o, h)| (o.clone(), h.clone()))
+            .collect();
+        let mut unused = Vec::new();
+        for (origin, host) in hosts {
+            if host.prune(self.idle_timeout) {
+                unused.push(origin);
+            }
+        }
+        let mut map = lock(&self.hosts);
+        for origin in unused {
+            // Forget an origin only when nothing else holds its state (no request in
+            // progress), so that its connection cap can never be split across two states.
+            if map
+                .get(&origin)
+                .is_some_and(|h| Arc::strong_count(h) == 1 && h.is_unused())
+            {
+                map.remove(&origin);
+            }
+        }
+    }
+}
