@@ -186,3 +186,25 @@ fn many_pollers_each_completion_delivered_once() {
     assert_eq!(*seen.lock().unwrap(), submitted);
     assert_eq!(eng.stats().unwrap().in_flight, 0);
 }
+
+#[test]
+fn notify_hook_fires_when_the_last_poll_closes_the_engine() {
+    let eng = engine();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    eng.set_notify(Some(Arc::new(move || {
+        c2.fetch_add(1, Ordering::SeqCst);
+    })))
+    .unwrap();
+    let sleep = eng.lookup("sleep").unwrap();
+    eng.submit(&sub(sleep, b"20")).unwrap();
+    eng.shutdown(ShutdownMode::Drain, None).unwrap();
+    let (got, _) = eng.poll_owned(4, Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(got.len(), 1);
+    // One call when the completion became ready, one when taking it closed the engine.
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        eng.poll(1, Some(Duration::ZERO), |_, _| {}).unwrap(),
+        Polled::Closed
+    );
+}

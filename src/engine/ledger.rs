@@ -157,12 +157,16 @@ impl Ledger {
             .cloned()
     }
 
-    /// Forgets a request (its completion was released). Returns it if it was present.
-    pub fn remove(&self, id: u64) -> Option<Arc<Request>> {
-        self.shards[shard_of(id)]
+    /// Forgets a request whose completion was polled (it is being released). Returns it if it
+    /// was present and polled; an unpolled request stays.
+    pub fn remove_polled(&self, id: u64) -> Option<Arc<Request>> {
+        let mut shard = self.shards[shard_of(id)]
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id)
+            .unwrap_or_else(|e| e.into_inner());
+        match shard.get(&id) {
+            Some(req) if req.is_polled() => shard.remove(&id),
+            _ => None,
+        }
     }
 
     /// Every request in flight (a snapshot).

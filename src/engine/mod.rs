@@ -412,15 +412,19 @@ impl Engine {
         let req = Arc::new(Request::new(id, sub.user_data, entry, now, deadline));
         self.shared.ledger.insert(req.clone());
         if inline {
-            dispatch::mark_running(&self.shared, &req);
             let outcome = Outcome {
                 status: Status::PORTWAY_OK,
                 code: 0,
                 data: Body::copy_from(sub.payload),
                 meta: Meta::default(),
             };
-            dispatch::claim(&self.shared, &req, outcome);
-            return Some(req);
+            if req.claim_inline(outcome) {
+                let c = &self.shared.counters;
+                c.started.fetch_add(1, Relaxed);
+                c.count_completion(Status::PORTWAY_OK, true);
+                return Some(req);
+            }
+            return None;
         }
         dispatch::start(&self.shared, req, sub.payload.to_vec());
         None
@@ -483,13 +487,7 @@ impl Engine {
         self.check_fork()?;
         let mut n = 0;
         for id in ids {
-            let Some(req) = self.shared.ledger.get(id) else {
-                continue;
-            };
-            if !req.is_polled() {
-                continue;
-            }
-            if self.shared.ledger.remove(id).is_some() {
+            if self.shared.ledger.remove_polled(id).is_some() {
                 n += 1;
             }
         }

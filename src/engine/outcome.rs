@@ -23,23 +23,29 @@ pub struct Body {
 }
 
 impl Body {
-    /// Copies `bytes`.
+    /// Copies `bytes` (no allocation when empty).
     pub fn copy_from(bytes: &[u8]) -> Self {
+        if bytes.is_empty() {
+            return Body::default();
+        }
         let mut with_nul = Vec::with_capacity(bytes.len() + 1);
         with_nul.extend_from_slice(bytes);
         with_nul.push(0);
         Body { with_nul }
     }
 
-    /// Takes ownership of `bytes` (at most one reallocation, for the NUL).
+    /// Takes ownership of `bytes` (at most one reallocation, for the NUL; none when empty).
     pub fn from_vec(mut bytes: Vec<u8>) -> Self {
+        if bytes.is_empty() {
+            return Body::default();
+        }
         bytes.push(0);
         Body { with_nul: bytes }
     }
 
     /// The contents, without the NUL.
     pub fn as_slice(&self) -> &[u8] {
-        &self.with_nul[..self.len()]
+        self.with_nul.split_last().map_or(&[], |(_, rest)| rest)
     }
 
     /// Length of the contents.

@@ -141,10 +141,7 @@ impl CompletionQueue {
         }
         drop(st);
         if was_empty {
-            let hook = self.hook.read().unwrap_or_else(|e| e.into_inner()).clone();
-            if let Some(h) = hook {
-                h();
-            }
+            self.call_hook();
         }
     }
 
@@ -165,12 +162,17 @@ impl CompletionQueue {
                     take(i, &req);
                 }
                 let after = self.intake.fetch_sub(n as u64, Ordering::AcqRel) - n as u64;
-                if after == SHUTDOWN_BIT {
+                let closed_now = after == SHUTDOWN_BIT;
+                if closed_now {
                     st.closed = true;
                     self.ready_cv.notify_all();
                 }
                 if st.ready.is_empty() && !st.closed {
                     self.set_readable(&mut st, false);
+                }
+                drop(st);
+                if closed_now {
+                    self.call_hook();
                 }
                 return PollEnd::Taken(n);
             }
@@ -228,6 +230,10 @@ impl CompletionQueue {
         self.set_readable(&mut st, true);
         self.ready_cv.notify_all();
         drop(st);
+        self.call_hook();
+    }
+
+    fn call_hook(&self) {
         let hook = self.hook.read().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(h) = hook {
             h();

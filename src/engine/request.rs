@@ -5,8 +5,9 @@
 //! completion; everyone else sees that they lost and posts nothing. That single atomic swap
 //! is what makes "exactly one completion per accepted request" hold under every race.
 
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::task::AbortHandle;
@@ -28,6 +29,10 @@ pub(crate) enum Transition {
     Done,
 }
 
+// SAFETY: every field is thread-safe except `outcome`, whose single write and later reads are
+// ordered as described on the field.
+unsafe impl Sync for Request {}
+
 /// An accepted request, shared by the ledger, the dispatcher and the completion queue.
 pub(crate) struct Request {
     pub id: u64,
@@ -41,8 +46,13 @@ pub(crate) struct Request {
     started_ns: AtomicU64,
     /// Nanoseconds after `accepted_at` at which the request finished.
     finished_ns: AtomicU64,
-    outcome: OnceLock<Outcome>,
+    /// Written once, by the caller that won `claim_*`, before the request is queued for
+    /// polling; read only by pollers after they took it from the queue (the queue's lock
+    /// orders the write before the reads).
+    outcome: UnsafeCell<Option<Outcome>>,
     polled: AtomicBool,
+    /// Set before a task or permit is stored, so finishing knows whether to look for one.
+    armed: AtomicBool,
     /// Timer and running task, aborted when the request finishes.
     tasks: Mutex<Tasks>,
 }
@@ -72,8 +82,9 @@ impl Request {
             state: AtomicU8::new(QUEUED),
             started_ns: AtomicU64::new(0),
             finished_ns: AtomicU64::new(0),
-            outcome: OnceLock::new(),
+            outcome: UnsafeCell::new(None),
             polled: AtomicBool::new(false),
+            armed: AtomicBool::new(false),
             tasks: Mutex::new(Tasks::default()),
         }
     }
@@ -96,7 +107,7 @@ impl Request {
 
     /// True once a completion has been decided (by the handler or by cancel/timeout/shutdown).
     pub fn is_done(&self) -> bool {
-        self.state.load(Ordering::Acquire) == DONE
+        self.state.load(Ordering::SeqCst) == DONE
     }
 
     /// Records that a stage is starting.
@@ -118,22 +129,41 @@ impl Request {
     /// Claims the right to complete. Exactly one caller ever gets `Some`; it carries whether
     /// the request had started running.
     pub fn claim_completion(&self, outcome: Outcome) -> Option<bool> {
-        let before = self.state.swap(DONE, Ordering::AcqRel);
+        let before = self.state.swap(DONE, Ordering::SeqCst);
         if before == DONE {
             return None;
         }
         let ns = self.accepted_at.elapsed().as_nanos() as u64;
         self.finished_ns.store(ns, Ordering::Relaxed);
-        let _ = self.outcome.set(outcome);
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
-        if let Some(t) = tasks.timer {
-            t.abort();
+        self.write_outcome(outcome);
+        if self.armed.load(Ordering::SeqCst) {
+            let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+            if let Some(t) = tasks.timer {
+                t.abort();
+            }
+            if let Some(t) = tasks.stage_task {
+                t.abort();
+            }
+            drop(tasks.route_permit);
         }
-        if let Some(t) = tasks.stage_task {
-            t.abort();
-        }
-        drop(tasks.route_permit);
         Some(before == RUNNING)
+    }
+
+    /// Completes a request whose handler answered inside the submit call (no clock reads: it
+    /// started and finished at acceptance). False if a concurrent cancel completed it first.
+    pub fn claim_inline(&self, outcome: Outcome) -> bool {
+        if self.state.swap(DONE, Ordering::SeqCst) == DONE {
+            return false;
+        }
+        self.started_ns.store(1, Ordering::Relaxed);
+        self.write_outcome(outcome);
+        true
+    }
+
+    fn write_outcome(&self, outcome: Outcome) {
+        // SAFETY: only the single winner of the DONE swap gets here, once, and nobody reads the
+        // outcome before the request is pushed to the completion queue afterwards.
+        unsafe { *self.outcome.get() = Some(outcome) };
     }
 
     /// Marks the completion as handed to the host; false if it already was.
@@ -146,9 +176,11 @@ impl Request {
         self.polled.load(Ordering::Acquire)
     }
 
-    /// The final outcome; present once the request is done.
+    /// The final outcome. Call only after taking the request from the completion queue.
     pub fn outcome(&self) -> Option<&Outcome> {
-        self.outcome.get()
+        // SAFETY: written once before the request was queued; the queue lock orders that write
+        // before this read, and it is never written again.
+        unsafe { (*self.outcome.get()).as_ref() }
     }
 
     /// (queued_ns, run_ns) as the completion reports them.
@@ -175,6 +207,7 @@ impl Request {
 
     /// Keeps a pipeline permit until the request finishes.
     pub fn hold_route_permit(&self, permit: GatePermit) {
+        self.armed.store(true, Ordering::SeqCst);
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         if self.is_done() {
             drop(tasks);
@@ -189,6 +222,7 @@ impl Request {
         handle: AbortHandle,
         slot: impl FnOnce(&mut Tasks) -> &mut Option<AbortHandle>,
     ) {
+        self.armed.store(true, Ordering::SeqCst);
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         // Checked under the lock: `claim_completion` sets DONE before taking the lock, so either
         // it will see this handle, or we see DONE here.
