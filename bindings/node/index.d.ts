@@ -1,0 +1,103 @@
+/// <reference types="node" />
+
+export type StatusName =
+  | 'PORTWAY_OK' | 'PORTWAY_INVALID_ARGUMENT' | 'PORTWAY_BUSY' | 'PORTWAY_SHUTDOWN' | 'PORTWAY_CLOSED'
+  | 'PORTWAY_NOT_FOUND' | 'PORTWAY_UNKNOWN_HANDLER' | 'PORTWAY_TIMEOUT' | 'PORTWAY_CANCELLED'
+  | 'PORTWAY_HANDLER_ERROR' | 'PORTWAY_PANIC' | 'PORTWAY_FORKED' | 'PORTWAY_PAYLOAD_TOO_LARGE'
+  | 'PORTWAY_CONNECT_ERROR' | 'PORTWAY_TLS_ERROR' | 'PORTWAY_PROTOCOL_ERROR' | 'PORTWAY_BODY_TOO_LARGE'
+  | 'PORTWAY_INTERNAL';
+
+export interface EngineOptions {
+  runtimeThreads?: number;
+  poolWorkers?: number;
+  maxInFlight?: number;
+  defaultTimeoutMs?: number;
+  maxPayload?: number;
+}
+
+export type Payload = Buffer | Uint8Array | ArrayBuffer | ArrayBufferView | string;
+
+export interface SubmitOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface Completion {
+  id: number;
+  data: Buffer;
+  code: number;
+  meta: Array<[string, string]>;
+  queuedNs: number;
+  runNs: number;
+}
+
+export interface HttpRequest {
+  method?: string;
+  url: string | URL;
+  headers?: Record<string, string> | Array<[string, string]> | Map<string, string>;
+  body?: Payload;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export declare class HttpResponse {
+  status: number;
+  headers: Array<[string, string]>;
+  body: Buffer;
+  id: number;
+  queuedNs: number;
+  runNs: number;
+  header(name: string): string | undefined;
+  text(): string;
+  json(): any;
+}
+
+export interface Stats {
+  submitted: number;
+  accepted: number;
+  rejectedBusy: number;
+  rejectedShutdown: number;
+  rejectedInvalid: number;
+  inFlight: number;
+  queued: number;
+  running: number;
+  ready: number;
+  unreleased: number;
+  poolWorkers: number;
+  completed: Record<StatusName, number>;
+}
+
+export declare class PortwayError extends Error {
+  name: 'PortwayError';
+  code: StatusName | string;
+  status: number;
+  /** Set on completion errors: the request id. */
+  requestId?: number;
+  /** Set on submitMany rejections: the index of the failed request. */
+  index?: number;
+  /** Set when submitMany was only partly accepted (the accepted ones were cancelled). */
+  accepted?: number;
+}
+
+export declare class AbortError extends Error {
+  name: 'AbortError';
+  code: 'ABORT_ERR';
+}
+
+export declare class Engine {
+  constructor(opts?: EngineOptions);
+  lookup(name: string | number): number;
+  submit(handler: string | number, payload?: Payload, opts?: SubmitOptions): Promise<Completion>;
+  submitMany(handler: string | number, payloads: Iterable<Payload>, opts?: SubmitOptions): Promise<Completion[]>;
+  http(req: HttpRequest): Promise<HttpResponse>;
+  pipeline(name: string, stages: Array<string | number>): number;
+  setConcurrency(name: string | number, limit: number): void;
+  cancel(id: number): boolean;
+  cancelAll(): void;
+  stats(): Stats;
+  close(opts?: { drain?: boolean; timeoutMs?: number }): Promise<void>;
+}
+
+export declare const version: string;
+export declare const abiVersion: number;
+export declare function statusStr(status: number): string;

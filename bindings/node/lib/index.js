@@ -1,0 +1,248 @@
+'use strict';
+// portway for Node: the Engine class over the N-API addon (build/portway.node).
+
+const path = require('node:path');
+
+const native = require(path.join(__dirname, '..', 'build', 'portway.node'));
+
+/** An error from portway: `.code` is the status name, e.g. 'PORTWAY_BUSY'. */
+class PortwayError extends Error {
+  constructor(message, code, status) {
+    super(message);
+    this.name = 'PortwayError';
+    this.code = code;
+    this.status = status;
+  }
+}
+native.setErrorClass(PortwayError);
+
+/** Rejection of an aborted request: `name === 'AbortError'`, `cause` = the signal's reason. */
+class AbortError extends Error {
+  constructor(message = 'The operation was aborted', options) {
+    super(message, options);
+    this.name = 'AbortError';
+    this.code = 'ABORT_ERR';
+  }
+}
+
+const U32_MAX = 0xffffffff;
+
+function optU32(v, name) {
+  if (v === undefined || v === null) return undefined;
+  if (!Number.isInteger(v) || v < 0 || v > U32_MAX) throw new TypeError(`${name} must be an integer in 0..2^32-1`);
+  return v;
+}
+
+function timeoutOf(opts) {
+  const t = opts && opts.timeoutMs;
+  return t === undefined || t === null ? 0 : optU32(t, 'timeoutMs');
+}
+
+function toBytes(p) {
+  if (p === undefined || p === null) return Buffer.alloc(0);
+  if (typeof p === 'string') return Buffer.from(p);
+  if (p instanceof Uint8Array) return p;
+  if (ArrayBuffer.isView(p)) return new Uint8Array(p.buffer, p.byteOffset, p.byteLength);
+  if (p instanceof ArrayBuffer) return new Uint8Array(p);
+  throw new TypeError('payload must be a Buffer, Uint8Array, ArrayBuffer or string');
+}
+
+function abortError(signal) {
+  return new AbortError('The operation was aborted', { cause: signal.reason });
+}
+
+class Engine {
+  /**
+   * @param {{runtimeThreads?: number, poolWorkers?: number, maxInFlight?: number,
+   *          defaultTimeoutMs?: number, maxPayload?: number}} [opts]
+   */
+  constructor(opts = {}) {
+    this._n = new native.NativeEngine(
+      optU32(opts.runtimeThreads, 'runtimeThreads'),
+      optU32(opts.poolWorkers, 'poolWorkers'),
+      optU32(opts.maxInFlight, 'maxInFlight'),
+      optU32(opts.defaultTimeoutMs, 'defaultTimeoutMs'),
+      opts.maxPayload === undefined ? undefined : Number(opts.maxPayload),
+    );
+    this._ids = new Map();
+    this._closed = null;
+  }
+
+  /** The id of handler `name` (cached); throws PortwayError PORTWAY_NOT_FOUND. */
+  lookup(name) {
+    if (typeof name === 'number') return name;
+    let id = this._ids.get(name);
+    if (id === undefined) {
+      id = this._n.lookup(String(name));
+      this._ids.set(name, id);
+    }
+    return id;
+  }
+
+  /** Submits one request; resolves to {id, data, code, meta, queuedNs, runNs}. */
+  submit(handler, payload, opts) {
+    const signal = opts && opts.signal;
+    if (signal && signal.aborted) return Promise.reject(abortError(signal));
+    let p;
+    try {
+      p = this._n.submit(this.lookup(handler), toBytes(payload), timeoutOf(opts));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (!signal) return p;
+    const id = this._n.lastId();
+    return this._withSignal(p, signal, () => this._n.cancel(id));
+  }
+
+  /** Submits every payload in one batch call; resolves to the completions in order. All or
+   *  nothing: rejects with the first failure (`err.index`); a partly accepted batch is cancelled. */
+  submitMany(handler, payloads, opts) {
+    const signal = opts && opts.signal;
+    if (signal && signal.aborted) return Promise.reject(abortError(signal));
+    let p;
+    try {
+      const arr = Array.isArray(payloads) ? payloads : Array.from(payloads);
+      for (let i = 0; i < arr.length; i++) {
+        const x = arr[i];
+        if (!(x instanceof Uint8Array)) {
+          // copy-on-demand normalisation; the common case (all Buffers) is untouched
+          const norm = arr === payloads ? arr.slice() : arr;
+          for (let j = i; j < norm.length; j++) norm[j] = toBytes(norm[j]);
+          p = this._n.submitMany(this.lookup(handler), norm, timeoutOf(opts));
+          break;
+        }
+      }
+      if (!p) p = this._n.submitMany(this.lookup(handler), arr, timeoutOf(opts));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (!signal) return p;
+    // Cancel the whole batch: ids of a batch are not exposed, so cancel via cancelAll would be
+    // too broad; abort rejects at once and the batch's completions are absorbed.
+    return this._withSignal(p, signal, () => {});
+  }
+
+  _withSignal(p, signal, cancel) {
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        cancel();
+        reject(abortError(signal));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      p.then(
+        (v) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(v);
+        },
+        (e) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(signal.aborted ? abortError(signal) : e);
+        },
+      );
+    });
+  }
+
+  /** Outbound HTTP through the "http" handler. */
+  async http(opts) {
+    const { method = 'GET', url, headers, body, timeoutMs, signal } = opts || {};
+    const u = new URL(url);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError(`unsupported URL scheme ${u.protocol}`);
+    if (!/^[A-Z!#$%&'*+.^_`|~0-9a-z-]+$/.test(method)) throw new TypeError('invalid method');
+    const bodyBytes = body === undefined || body === null ? null : toBytes(body);
+    let head = `${method} ${u.href} HTTP/1.1\r\n`;
+    let hasHost = false;
+    let hasLength = false;
+    const pairs = headers === undefined ? [] : Array.isArray(headers) ? headers
+      : headers instanceof Map || (typeof headers.entries === 'function' && !(headers.constructor === Object))
+        ? Array.from(headers.entries()) : Object.entries(headers);
+    for (const [k, v] of pairs) {
+      const key = String(k);
+      const val = String(v);
+      if (/[\r\n:]/.test(key) || /[\r\n]/.test(val)) throw new TypeError(`invalid header ${key}`);
+      const lk = key.toLowerCase();
+      if (lk === 'host') hasHost = true;
+      if (lk === 'content-length' || lk === 'transfer-encoding') hasLength = true;
+      head += `${key}: ${val}\r\n`;
+    }
+    if (!hasHost) head = head.replace('\r\n', `\r\nHost: ${u.host}\r\n`);
+    if (bodyBytes && !hasLength) head += `Content-Length: ${bodyBytes.length}\r\n`;
+    head += '\r\n';
+    const payload = bodyBytes ? Buffer.concat([Buffer.from(head, 'latin1'), bodyBytes]) : Buffer.from(head, 'latin1');
+    const c = await this.submit('http', payload, { timeoutMs, signal });
+    return new HttpResponse(c);
+  }
+
+  /** Registers a pipeline of stages (handler names or ids); returns its id. */
+  pipeline(name, stages) {
+    const id = this._n.pipeline(String(name), stages.map((s) => this.lookup(s)));
+    this._ids.set(name, id);
+    return id;
+  }
+
+  /** At most `n` calls of handler `name` run at once (0 = no limit). */
+  setConcurrency(name, n) {
+    this._n.setConcurrency(this.lookup(name), optU32(n, 'limit'));
+  }
+
+  /** Cancels one request by id (see `submit(..).id` on the completion, or lastId). */
+  cancel(id) {
+    return this._n.cancel(id);
+  }
+
+  cancelAll() {
+    this._n.cancelAll();
+  }
+
+  stats() {
+    return this._n.stats();
+  }
+
+  /** Shuts down (drain or cancel), waits for every completion, frees the engine. Idempotent;
+   *  a later call with `drain: false` escalates a pending drain to a cancel. */
+  close(opts = {}) {
+    const drain = opts.drain !== false;
+    const t = opts.timeoutMs === undefined ? 5000 : optU32(opts.timeoutMs, 'timeoutMs');
+    if (this._closed) {
+      if (!drain) this._n.close(false, 0);
+      return this._closed;
+    }
+    this._closed = this._n.close(drain, t);
+    return this._closed;
+  }
+}
+
+class HttpResponse {
+  constructor(c) {
+    this.status = c.code;
+    this.headers = c.meta;
+    this.body = c.data;
+    this.id = c.id;
+    this.queuedNs = c.queuedNs;
+    this.runNs = c.runNs;
+  }
+
+  /** The first header named `name` (case-insensitive), or undefined. */
+  header(name) {
+    const n = name.toLowerCase();
+    const h = this.headers.find(([k]) => k.toLowerCase() === n);
+    return h ? h[1] : undefined;
+  }
+
+  text() {
+    return this.body.toString('utf8');
+  }
+
+  json() {
+    return JSON.parse(this.text());
+  }
+}
+
+module.exports = {
+  Engine,
+  PortwayError,
+  AbortError,
+  HttpResponse,
+  version: native.version,
+  abiVersion: native.abiVersion,
+  statusStr: native.statusStr,
+};

@@ -1,0 +1,916 @@
+/*
+ * portway Node addon: N-API (version 8) over the C ABI in include/portway.h.
+ *
+ * Delivery: the engine's notify hook (an engine thread, or the submitting thread for inline
+ * handlers) makes one non-blocking call on a napi_threadsafe_function; on the JS thread
+ * `drain` polls with timeout 0 in batches until the queue is empty, copies each completion
+ * into JS values, releases the batch and settles the promises. A flag coalesces notifications
+ * so at most one tsfn call is queued per engine.
+ *
+ * Buffers: each completion's data is copied (napi_create_buffer_copy) and the batch is released
+ * at once. External buffers would hold the in-flight slot until the Buffer is garbage collected,
+ * which stalls `maxInFlight` backpressure on a GC schedule; see bindings/node/README.md.
+ *
+ * Lifetime: a `pw_engine` is shared by the JS wrapper (napi_wrap) and the tsfn; it is freed
+ * when both let go (refcount). The native engine is freed on close (after PORTWAY_CLOSED),
+ * on wrapper GC, or by an env cleanup hook registered *after* the tsfn was created, so it runs
+ * before Node tears the tsfn down (hooks run in reverse order): engine threads are joined
+ * before the tsfn can disappear. The notify hook also checks `tsfn_open` under a mutex.
+ * No static mutable state: per-instance data holds the class references.
+ */
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "portway.h"
+
+#define POLL_BATCH 256
+
+/* ------------------------------------------------------------------ helpers */
+
+#define NAPI_CALL_BASE(env, call, ret)                                                   \
+    do {                                                                                 \
+        napi_status status_ = (call);                                                    \
+        if (status_ != napi_ok) {                                                        \
+            throw_napi_error((env), status_, #call);                                     \
+            return ret;                                                                  \
+        }                                                                                \
+    } while (0)
+#define NAPI_CALL(env, call) NAPI_CALL_BASE(env, call, NULL)
+#define NAPI_CALL_VOID(env, call) NAPI_CALL_BASE(env, call, )
+#define NAPI_CALL_BOOL(env, call) NAPI_CALL_BASE(env, call, false)
+
+static void throw_napi_error(napi_env env, napi_status st, const char *what) {
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return;
+    const napi_extended_error_info *info = NULL;
+    const char *msg = what;
+    if (napi_get_last_error_info(env, &info) == napi_ok && info && info->error_message)
+        msg = info->error_message;
+    (void)st;
+    napi_throw_error(env, "PORTWAY_NAPI", msg);
+}
+
+/* Per-instance data: the PortwayError class given by lib/index.js. */
+typedef struct {
+    napi_ref error_ctor;
+} pw_instance;
+
+static void instance_finalize(napi_env env, void *data, void *hint) {
+    (void)hint;
+    pw_instance *inst = data;
+    if (inst->error_ctor) napi_delete_reference(env, inst->error_ctor);
+    free(inst);
+}
+
+static pw_instance *get_instance(napi_env env) {
+    void *data = NULL;
+    if (napi_get_instance_data(env, &data) != napi_ok) return NULL;
+    return data;
+}
+
+/* A PortwayError(message, code, status) value; falls back to a plain Error with .code. */
+static napi_value make_error(napi_env env, uint32_t status, const char *msg, size_t msg_len) {
+    napi_value message, code, st, err = NULL;
+    const char *name = portway_status_str(status);
+    if (napi_create_string_utf8(env, msg, msg_len, &message) != napi_ok) return NULL;
+    if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code) != napi_ok) return NULL;
+    if (napi_create_uint32(env, status, &st) != napi_ok) return NULL;
+    pw_instance *inst = get_instance(env);
+    napi_value ctor;
+    if (inst && inst->error_ctor && napi_get_reference_value(env, inst->error_ctor, &ctor) == napi_ok &&
+        ctor) {
+        napi_value argv[3] = {message, code, st};
+        if (napi_new_instance(env, ctor, 3, argv, &err) == napi_ok) return err;
+        bool pending = false;
+        napi_is_exception_pending(env, &pending);
+        if (pending) {
+            napi_value ignored;
+            napi_get_and_clear_last_exception(env, &ignored);
+        }
+    }
+    if (napi_create_error(env, code, message, &err) != napi_ok) return NULL;
+    return err;
+}
+
+/* Throws a PortwayError for a failed C call, using portway_last_error(). */
+static void throw_status(napi_env env, portway_status status) {
+    const char *msg = portway_last_error();
+    if (!msg || !*msg) msg = portway_status_str(status);
+    napi_value err = make_error(env, status, msg, strlen(msg));
+    if (err) napi_throw(env, err);
+    else napi_throw_error(env, portway_status_str(status), msg);
+}
+
+/* ------------------------------------------------------------------ engine state */
+
+/* A waiter: one promise, settled by one completion (single) or by `remaining` (batch). */
+typedef struct {
+    napi_deferred deferred; /* NULL when the slot is free */
+    napi_ref results;       /* batch: the results array */
+    uint32_t remaining;     /* completions still expected */
+    bool batch;
+    bool settled;           /* batch already rejected */
+    uint32_t next_free;
+} pw_waiter;
+
+typedef struct pw_engine {
+    portway_engine *eng;          /* NULL once freed */
+    napi_env env;
+    napi_threadsafe_function tsfn;
+    pthread_mutex_t mu;           /* guards tsfn_open against the notify hook */
+    bool tsfn_open;
+    atomic_bool notify_pending;
+    int refs;                     /* wrapper + tsfn */
+    bool hook_registered;
+    napi_ref wrapper;             /* weak (0) when idle, strong (1) while busy */
+    bool busy;                    /* loop and wrapper referenced */
+    uint64_t in_flight;           /* accepted, not yet settled */
+    bool closing;
+    napi_deferred close_deferred;
+    uint64_t last_id;
+    pw_waiter *waiters;
+    uint32_t cap, free_head;      /* free list, 1-based; 0 = none */
+    portway_completion buf[POLL_BATCH];
+} pw_engine;
+
+static void engine_unref(pw_engine *pe) {
+    if (--pe->refs > 0) return;
+    pthread_mutex_destroy(&pe->mu);
+    free(pe->waiters);
+    free(pe);
+}
+
+static void notify_hook(void *ctx) {
+    pw_engine *pe = ctx;
+    if (atomic_exchange(&pe->notify_pending, true)) return; /* a call is already queued */
+    pthread_mutex_lock(&pe->mu);
+    if (pe->tsfn_open) napi_call_threadsafe_function(pe->tsfn, NULL, napi_tsfn_nonblocking);
+    pthread_mutex_unlock(&pe->mu);
+}
+
+static void cleanup_hook(void *arg);
+
+/* Frees the native engine and releases the tsfn. Safe at env teardown (no JS is called). */
+static void engine_destroy(pw_engine *pe, bool from_cleanup_hook) {
+    if (pe->hook_registered) {
+        pe->hook_registered = false;
+        if (!from_cleanup_hook) napi_remove_env_cleanup_hook(pe->env, cleanup_hook, pe);
+    }
+    if (pe->eng) {
+        portway_set_notify(pe->eng, NULL, NULL);
+        pthread_mutex_lock(&pe->mu);
+        pe->tsfn_open = false;
+        pthread_mutex_unlock(&pe->mu);
+        portway_engine_free(pe->eng); /* joins engine threads: no hook runs after this */
+        pe->eng = NULL;
+    }
+    if (pe->tsfn) {
+        napi_threadsafe_function t = pe->tsfn;
+        pe->tsfn = NULL;
+        napi_release_threadsafe_function(t, napi_tsfn_abort);
+    }
+}
+
+static void cleanup_hook(void *arg) {
+    pw_engine *pe = arg;
+    engine_destroy(pe, true);
+}
+
+static void tsfn_finalize(napi_env env, void *data, void *hint) {
+    (void)env;
+    (void)hint;
+    pw_engine *pe = data;
+    pthread_mutex_lock(&pe->mu);
+    pe->tsfn_open = false;
+    pthread_mutex_unlock(&pe->mu);
+    engine_unref(pe);
+}
+
+static void wrapper_finalize(napi_env env, void *data, void *hint) {
+    (void)hint;
+    pw_engine *pe = data;
+    /* Only reached when idle (a busy engine holds a strong reference to its wrapper). */
+    engine_destroy(pe, false);
+    if (pe->wrapper) {
+        napi_delete_reference(env, pe->wrapper);
+        pe->wrapper = NULL;
+    }
+    engine_unref(pe);
+}
+
+/* Keep the event loop and the wrapper alive exactly while requests are in flight or a close
+ * is pending. */
+static bool update_busy(napi_env env, pw_engine *pe) {
+    bool want = pe->in_flight > 0 || pe->closing;
+    if (want == pe->busy) return true;
+    uint32_t rc;
+    if (want) {
+        if (pe->tsfn) NAPI_CALL_BOOL(env, napi_ref_threadsafe_function(env, pe->tsfn));
+        NAPI_CALL_BOOL(env, napi_reference_ref(env, pe->wrapper, &rc));
+    } else {
+        if (pe->tsfn) NAPI_CALL_BOOL(env, napi_unref_threadsafe_function(env, pe->tsfn));
+        NAPI_CALL_BOOL(env, napi_reference_unref(env, pe->wrapper, &rc));
+    }
+    pe->busy = want;
+    return true;
+}
+
+static uint32_t waiter_alloc(pw_engine *pe) {
+    if (pe->free_head == 0) {
+        uint32_t ncap = pe->cap ? pe->cap * 2 : 1024;
+        pw_waiter *w = realloc(pe->waiters, (size_t)ncap * sizeof *w);
+        if (!w) return 0;
+        for (uint32_t i = pe->cap; i < ncap; i++) {
+            memset(&w[i], 0, sizeof w[i]);
+            w[i].next_free = (i + 1 < ncap) ? i + 2 : 0;
+        }
+        pe->waiters = w;
+        pe->free_head = pe->cap + 1;
+        pe->cap = ncap;
+    }
+    uint32_t slot = pe->free_head;
+    pe->free_head = pe->waiters[slot - 1].next_free;
+    pe->waiters[slot - 1].next_free = 0;
+    return slot;
+}
+
+static void waiter_free(pw_engine *pe, uint32_t slot) {
+    pw_waiter *w = &pe->waiters[slot - 1];
+    memset(w, 0, sizeof *w);
+    w->next_free = pe->free_head;
+    pe->free_head = slot;
+}
+
+/* ------------------------------------------------------------------ completions -> JS */
+
+static napi_value completion_object(napi_env env, const portway_completion *c) {
+    napi_value obj, v;
+    NAPI_CALL(env, napi_create_object(env, &obj));
+    NAPI_CALL(env, napi_create_double(env, (double)c->id, &v));
+    NAPI_CALL(env, napi_set_named_property(env, obj, "id", v));
+    NAPI_CALL(env, napi_create_buffer_copy(env, c->len, c->data, NULL, &v));
+    NAPI_CALL(env, napi_set_named_property(env, obj, "data", v));
+    NAPI_CALL(env, napi_create_uint32(env, c->code, &v));
+    NAPI_CALL(env, napi_set_named_property(env, obj, "code", v));
+    napi_value meta;
+    NAPI_CALL(env, napi_create_array_with_length(env, c->meta_len, &meta));
+    for (size_t i = 0; i < c->meta_len; i++) {
+        napi_value pair, k, val;
+        NAPI_CALL(env, napi_create_array_with_length(env, 2, &pair));
+        NAPI_CALL(env, napi_create_string_utf8(env, c->meta[i].key, NAPI_AUTO_LENGTH, &k));
+        NAPI_CALL(env, napi_create_string_utf8(env, c->meta[i].value, NAPI_AUTO_LENGTH, &val));
+        NAPI_CALL(env, napi_set_element(env, pair, 0, k));
+        NAPI_CALL(env, napi_set_element(env, pair, 1, val));
+        NAPI_CALL(env, napi_set_element(env, meta, (uint32_t)i, pair));
+    }
+    NAPI_CALL(env, napi_set_named_property(env, obj, "meta", meta));
+    NAPI_CALL(env, napi_create_double(env, (double)c->queued_ns, &v));
+    NAPI_CALL(env, napi_set_named_property(env, obj, "queuedNs", v));
+    NAPI_CALL(env, napi_create_double(env, (double)c->run_ns, &v));
+    NAPI_CALL(env, napi_set_named_property(env, obj, "runNs", v));
+    return obj;
+}
+
+static napi_value completion_error(napi_env env, const portway_completion *c) {
+    const char *msg = (const char *)c->data;
+    size_t len = c->len;
+    if (len == 0) {
+        msg = portway_status_str(c->status);
+        len = strlen(msg);
+    }
+    napi_value err = make_error(env, c->status, msg, len);
+    if (!err) return NULL;
+    napi_value id;
+    if (napi_create_double(env, (double)c->id, &id) == napi_ok)
+        napi_set_named_property(env, err, "requestId", id);
+    return err;
+}
+
+static void settle(napi_env env, pw_engine *pe, const portway_completion *c) {
+    uint32_t slot = (uint32_t)(c->user_data >> 32);
+    uint32_t pos = (uint32_t)c->user_data;
+    if (slot == 0 || slot > pe->cap) return;
+    pw_waiter *w = &pe->waiters[slot - 1];
+    if (!w->deferred) return;
+    if (pe->in_flight > 0) pe->in_flight--;
+    if (!w->batch) {
+        napi_value v = c->status == PORTWAY_OK ? completion_object(env, c) : completion_error(env, c);
+        if (v) {
+            if (c->status == PORTWAY_OK) napi_resolve_deferred(env, w->deferred, v);
+            else napi_reject_deferred(env, w->deferred, v);
+        }
+        waiter_free(pe, slot);
+        return;
+    }
+    /* batch */
+    if (!w->settled) {
+        napi_value arr;
+        if (c->status != PORTWAY_OK) {
+            napi_value err = completion_error(env, c);
+            if (err) {
+                napi_value idx;
+                if (napi_create_uint32(env, pos, &idx) == napi_ok)
+                    napi_set_named_property(env, err, "index", idx);
+                napi_reject_deferred(env, w->deferred, err);
+            }
+            w->settled = true;
+        } else if (napi_get_reference_value(env, w->results, &arr) == napi_ok && arr) {
+            napi_value v = completion_object(env, c);
+            if (v) napi_set_element(env, arr, pos, v);
+        }
+    }
+    if (--w->remaining == 0) {
+        if (!w->settled) {
+            napi_value arr;
+            if (napi_get_reference_value(env, w->results, &arr) == napi_ok && arr)
+                napi_resolve_deferred(env, w->deferred, arr);
+        }
+        napi_delete_reference(env, w->results);
+        waiter_free(pe, slot);
+    }
+}
+
+static void on_closed(napi_env env, pw_engine *pe) {
+    napi_deferred d = pe->close_deferred;
+    pe->close_deferred = NULL;
+    pe->closing = false;
+    engine_destroy(pe, false);
+    update_busy(env, pe);
+    if (d) {
+        napi_value undef;
+        if (napi_get_undefined(env, &undef) == napi_ok) napi_resolve_deferred(env, d, undef);
+    }
+}
+
+/* Drains every ready completion on the JS thread. */
+static void drain(napi_env env, pw_engine *pe) {
+    atomic_store(&pe->notify_pending, false);
+    while (pe->eng) {
+        size_t n = 0;
+        portway_status st = portway_poll(pe->eng, pe->buf, POLL_BATCH, 0, &n);
+        if (st == PORTWAY_CLOSED) {
+            on_closed(env, pe);
+            break;
+        }
+        if (st != PORTWAY_OK || n == 0) break;
+        napi_handle_scope scope;
+        if (napi_open_handle_scope(env, &scope) != napi_ok) {
+            portway_release(pe->eng, pe->buf, n);
+            break;
+        }
+        for (size_t i = 0; i < n; i++) settle(env, pe, &pe->buf[i]);
+        portway_release(pe->eng, pe->buf, n);
+        napi_close_handle_scope(env, scope);
+        /* Loop until a poll returns nothing: the poll that takes the last completion after a
+         * shutdown closes the queue without calling the notify hook, so the CLOSED answer
+         * must be collected here (see bindings/node/README.md). */
+        if (n < POLL_BATCH && !pe->closing) break; /* empty; the next push notifies again */
+    }
+    update_busy(env, pe);
+}
+
+static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
+    (void)js_cb;
+    (void)data;
+    if (env == NULL) return; /* teardown: the cleanup hook frees the engine */
+    drain(env, context);
+}
+
+/* ------------------------------------------------------------------ JS methods */
+
+static pw_engine *unwrap_this(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
+    napi_value self;
+    void *data = NULL;
+    NAPI_CALL(env, napi_get_cb_info(env, info, argc, argv, &self, NULL));
+    NAPI_CALL(env, napi_unwrap(env, self, &data));
+    return data;
+}
+
+static pw_engine *live_engine(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
+    pw_engine *pe = unwrap_this(env, info, argc, argv);
+    if (!pe) return NULL;
+    if (!pe->eng) {
+        const char *m = "engine is closed";
+        napi_value err = make_error(env, PORTWAY_CLOSED, m, strlen(m));
+        if (err) napi_throw(env, err);
+        return NULL;
+    }
+    return pe;
+}
+
+static bool get_u32_opt(napi_env env, napi_value v, int64_t *out) {
+    napi_valuetype t;
+    NAPI_CALL_BOOL(env, napi_typeof(env, v, &t));
+    if (t == napi_undefined || t == napi_null) {
+        *out = -1;
+        return true;
+    }
+    NAPI_CALL_BOOL(env, napi_get_value_int64(env, v, out));
+    return true;
+}
+
+static bool get_bytes(napi_env env, napi_value v, const uint8_t **data, size_t *len) {
+    bool is;
+    NAPI_CALL_BOOL(env, napi_is_typedarray(env, v, &is));
+    if (is) {
+        napi_typedarray_type type;
+        size_t length;
+        void *ptr;
+        NAPI_CALL_BOOL(env, napi_get_typedarray_info(env, v, &type, &length, &ptr, NULL, NULL));
+        if (type != napi_uint8_array && type != napi_uint8_clamped_array && type != napi_int8_array) {
+            napi_throw_type_error(env, NULL, "payload must be a Buffer or Uint8Array");
+            return false;
+        }
+        *data = ptr;
+        *len = length;
+        return true;
+    }
+    napi_throw_type_error(env, NULL, "payload must be a Buffer or Uint8Array");
+    return false;
+}
+
+/* new NativeEngine(runtimeThreads, poolWorkers, maxInFlight, defaultTimeoutMs, maxPayload) */
+static napi_value engine_ctor(napi_env env, napi_callback_info info) {
+    size_t argc = 5;
+    napi_value argv[5], self;
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+    int64_t opt[5];
+    for (size_t i = 0; i < 5; i++) {
+        if (i >= argc) opt[i] = -1;
+        else if (!get_u32_opt(env, argv[i], &opt[i])) return NULL;
+    }
+    portway_config *cfg = portway_config_new();
+    if (!cfg) {
+        napi_throw_error(env, "PORTWAY_INTERNAL", "portway_config_new failed");
+        return NULL;
+    }
+    portway_status st = PORTWAY_OK;
+    if (st == PORTWAY_OK && opt[0] >= 0) st = portway_config_set_runtime_threads(cfg, (uint32_t)opt[0]);
+    if (st == PORTWAY_OK && opt[1] >= 0) st = portway_config_set_pool_workers(cfg, (uint32_t)opt[1]);
+    if (st == PORTWAY_OK && opt[2] >= 0) st = portway_config_set_max_in_flight(cfg, (uint32_t)opt[2]);
+    if (st == PORTWAY_OK && opt[3] >= 0) st = portway_config_set_default_timeout_ms(cfg, (uint32_t)opt[3]);
+    if (st == PORTWAY_OK && opt[4] >= 0) st = portway_config_set_max_payload(cfg, (uint64_t)opt[4]);
+    portway_engine *eng = NULL;
+    if (st == PORTWAY_OK) st = portway_engine_new(cfg, &eng);
+    portway_config_free(cfg);
+    if (st != PORTWAY_OK) {
+        throw_status(env, st);
+        return NULL;
+    }
+    pw_engine *pe = calloc(1, sizeof *pe);
+    if (!pe) {
+        portway_engine_free(eng);
+        napi_throw_error(env, "PORTWAY_INTERNAL", "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&pe->mu, NULL);
+    pe->eng = eng;
+    pe->env = env;
+    pe->refs = 1; /* wrapper */
+    napi_status ns = napi_wrap(env, self, pe, wrapper_finalize, NULL, &pe->wrapper);
+    if (ns != napi_ok) {
+        portway_engine_free(eng);
+        engine_unref(pe);
+        throw_napi_error(env, ns, "napi_wrap");
+        return NULL;
+    }
+    /* From here on the wrapper finalizer owns cleanup. */
+    napi_value name;
+    NAPI_CALL(env, napi_create_string_utf8(env, "portway.notify", NAPI_AUTO_LENGTH, &name));
+    NAPI_CALL(env, napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, pe, tsfn_finalize, pe,
+                                                   call_js, &pe->tsfn));
+    pe->refs++; /* tsfn */
+    pe->tsfn_open = true;
+    NAPI_CALL(env, napi_unref_threadsafe_function(env, pe->tsfn));
+    /* Registered after the tsfn, so it runs before Node's own tsfn teardown. */
+    NAPI_CALL(env, napi_add_env_cleanup_hook(env, cleanup_hook, pe));
+    pe->hook_registered = true;
+    portway_status s = portway_set_notify(eng, notify_hook, pe);
+    if (s != PORTWAY_OK) {
+        throw_status(env, s);
+        return NULL;
+    }
+    return self;
+}
+
+static uint32_t get_handler_id(napi_env env, napi_value v, bool *ok) {
+    uint32_t id = 0;
+    *ok = napi_get_value_uint32(env, v, &id) == napi_ok;
+    if (!*ok) napi_throw_type_error(env, NULL, "handler id must be a number");
+    return id;
+}
+
+/* submit(handlerId, payload, timeoutMs) -> Promise<completion> */
+static napi_value m_submit(napi_env env, napi_callback_info info) {
+    size_t argc = 3;
+    napi_value argv[3];
+    pw_engine *pe = live_engine(env, info, &argc, argv);
+    if (!pe) return NULL;
+    bool ok;
+    uint32_t handler = get_handler_id(env, argv[0], &ok);
+    if (!ok) return NULL;
+    portway_request req = {.handler = handler};
+    if (!get_bytes(env, argv[1], &req.payload, &req.payload_len)) return NULL;
+    uint32_t timeout = 0;
+    NAPI_CALL(env, napi_get_value_uint32(env, argv[2], &timeout));
+    req.timeout_ms = timeout;
+    uint32_t slot = waiter_alloc(pe);
+    if (!slot) {
+        napi_throw_error(env, "PORTWAY_INTERNAL", "out of memory");
+        return NULL;
+    }
+    req.user_data = (uint64_t)slot << 32;
+    uint64_t id = 0;
+    portway_status st = portway_submit(pe->eng, &req, &id);
+    if (st != PORTWAY_OK) {
+        waiter_free(pe, slot);
+        throw_status(env, st);
+        return NULL;
+    }
+    pe->last_id = id;
+    napi_value promise;
+    pw_waiter *w = &pe->waiters[slot - 1];
+    NAPI_CALL(env, napi_create_promise(env, &w->deferred, &promise));
+    w->remaining = 1;
+    pe->in_flight++;
+    if (!update_busy(env, pe)) return NULL;
+    return promise;
+}
+
+/* submitMany(handlerId, payloads[], timeoutMs) -> Promise<completion[]>. All or nothing: if the
+ * batch is only partly accepted, the accepted prefix is cancelled and the promise rejects. */
+static napi_value m_submit_many(napi_env env, napi_callback_info info) {
+    size_t argc = 3;
+    napi_value argv[3];
+    pw_engine *pe = live_engine(env, info, &argc, argv);
+    if (!pe) return NULL;
+    bool ok;
+    uint32_t handler = get_handler_id(env, argv[0], &ok);
+    if (!ok) return NULL;
+    uint32_t n = 0, timeout = 0;
+    NAPI_CALL(env, napi_get_array_length(env, argv[1], &n));
+    NAPI_CALL(env, napi_get_value_uint32(env, argv[2], &timeout));
+    napi_value promise, results;
+    NAPI_CALL(env, napi_create_array_with_length(env, n, &results));
+    if (n == 0) {
+        napi_deferred d;
+        NAPI_CALL(env, napi_create_promise(env, &d, &promise));
+        NAPI_CALL(env, napi_resolve_deferred(env, d, results));
+        return promise;
+    }
+    portway_request *reqs = calloc(n, sizeof *reqs);
+    uint64_t *ids = calloc(n, sizeof *ids);
+    if (!reqs || !ids) {
+        free(reqs);
+        free(ids);
+        napi_throw_error(env, "PORTWAY_INTERNAL", "out of memory");
+        return NULL;
+    }
+    uint32_t slot = waiter_alloc(pe);
+    if (!slot) {
+        free(reqs);
+        free(ids);
+        napi_throw_error(env, "PORTWAY_INTERNAL", "out of memory");
+        return NULL;
+    }
+    bool good = true;
+    for (uint32_t i = 0; i < n && good; i++) {
+        napi_handle_scope scope;
+        if (napi_open_handle_scope(env, &scope) != napi_ok) {
+            good = false;
+            break;
+        }
+        napi_value el;
+        if (napi_get_element(env, argv[1], i, &el) != napi_ok ||
+            !get_bytes(env, el, &reqs[i].payload, &reqs[i].payload_len))
+            good = false;
+        /* The pointer stays valid: the array keeps the buffer alive during this call. */
+        reqs[i].handler = handler;
+        reqs[i].timeout_ms = timeout;
+        reqs[i].user_data = ((uint64_t)slot << 32) | i;
+        napi_close_handle_scope(env, scope);
+    }
+    if (!good) {
+        free(reqs);
+        free(ids);
+        waiter_free(pe, slot);
+        bool pending = false;
+        napi_is_exception_pending(env, &pending);
+        if (!pending) napi_throw_type_error(env, NULL, "payloads must be Buffers or Uint8Arrays");
+        return NULL;
+    }
+    size_t accepted = 0;
+    portway_status st = portway_submit_batch(pe->eng, reqs, n, ids, &accepted);
+    free(reqs);
+    if (st != PORTWAY_OK && accepted == 0) {
+        free(ids);
+        waiter_free(pe, slot);
+        throw_status(env, st);
+        return NULL;
+    }
+    pw_waiter *w = &pe->waiters[slot - 1];
+    w->batch = true;
+    w->remaining = (uint32_t)accepted;
+    pe->in_flight += accepted;
+    napi_status ns = napi_create_promise(env, &w->deferred, &promise);
+    if (ns == napi_ok) ns = napi_create_reference(env, results, 1, &w->results);
+    if (ns != napi_ok) {
+        /* The accepted requests still complete; cancel them and let the batch absorb them. */
+        for (size_t i = 0; i < accepted; i++) portway_cancel(pe->eng, ids[i]);
+        free(ids);
+        throw_napi_error(env, ns, "napi_create_promise");
+        return NULL;
+    }
+    if (st != PORTWAY_OK) {
+        /* Partial: cancel the accepted prefix; reject with the status that stopped the batch. */
+        const char *msg = portway_last_error();
+        char buf[512];
+        snprintf(buf, sizeof buf, "%s (accepted %zu of %u; the accepted requests were cancelled)",
+                 (msg && *msg) ? msg : portway_status_str(st), accepted, n);
+        napi_value err = make_error(env, st, buf, strlen(buf));
+        for (size_t i = 0; i < accepted; i++) portway_cancel(pe->eng, ids[i]);
+        if (err) {
+            napi_value acc;
+            if (napi_create_double(env, (double)accepted, &acc) == napi_ok)
+                napi_set_named_property(env, err, "accepted", acc);
+            napi_reject_deferred(env, w->deferred, err);
+        }
+        w->settled = true;
+    }
+    pe->last_id = ids[accepted - 1];
+    free(ids);
+    if (!update_busy(env, pe)) return NULL;
+    return promise;
+}
+
+static napi_value m_last_id(napi_env env, napi_callback_info info) {
+    size_t argc = 0;
+    pw_engine *pe = unwrap_this(env, info, &argc, NULL);
+    if (!pe) return NULL;
+    napi_value v;
+    NAPI_CALL(env, napi_create_double(env, (double)pe->last_id, &v));
+    return v;
+}
+
+/* cancel(id) -> true if it was still in flight */
+static napi_value m_cancel(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1], v;
+    pw_engine *pe = unwrap_this(env, info, &argc, argv);
+    if (!pe) return NULL;
+    bool r = false;
+    if (pe->eng) {
+        double id = 0;
+        NAPI_CALL(env, napi_get_value_double(env, argv[0], &id));
+        portway_status st = portway_cancel(pe->eng, (uint64_t)id);
+        if (st != PORTWAY_OK && st != PORTWAY_NOT_FOUND) {
+            throw_status(env, st);
+            return NULL;
+        }
+        r = st == PORTWAY_OK;
+    }
+    NAPI_CALL(env, napi_get_boolean(env, r, &v));
+    return v;
+}
+
+static napi_value m_cancel_all(napi_env env, napi_callback_info info) {
+    size_t argc = 0;
+    pw_engine *pe = live_engine(env, info, &argc, NULL);
+    if (!pe) return NULL;
+    portway_status st = portway_cancel_all(pe->eng);
+    if (st != PORTWAY_OK) {
+        throw_status(env, st);
+        return NULL;
+    }
+    return NULL;
+}
+
+/* lookup(name) -> id (throws PortwayError NOT_FOUND) */
+static napi_value m_lookup(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1], v;
+    pw_engine *pe = live_engine(env, info, &argc, argv);
+    if (!pe) return NULL;
+    char name[300];
+    size_t len;
+    NAPI_CALL(env, napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len));
+    uint32_t id = 0;
+    portway_status st = portway_handler_lookup(pe->eng, name, &id);
+    if (st != PORTWAY_OK) {
+        throw_status(env, st);
+        return NULL;
+    }
+    NAPI_CALL(env, napi_create_uint32(env, id, &v));
+    return v;
+}
+
+/* pipeline(name, stageIds[]) -> id */
+static napi_value m_pipeline(napi_env env, napi_callback_info info) {
+    size_t argc = 2;
+    napi_value argv[2], v;
+    pw_engine *pe = live_engine(env, info, &argc, argv);
+    if (!pe) return NULL;
+    char name[300];
+    size_t len;
+    NAPI_CALL(env, napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len));
+    uint32_t n = 0;
+    NAPI_CALL(env, napi_get_array_length(env, argv[1], &n));
+    uint32_t stages[64];
+    if (n > 64) n = 65; /* let the library refuse it */
+    uint32_t *st_ids = n > 64 ? calloc(n, sizeof *st_ids) : stages;
+    if (!st_ids) {
+        napi_throw_error(env, "PORTWAY_INTERNAL", "out of memory");
+        return NULL;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        napi_value el;
+        if (napi_get_element(env, argv[1], i, &el) != napi_ok ||
+            napi_get_value_uint32(env, el, &st_ids[i]) != napi_ok) {
+            if (st_ids != stages) free(st_ids);
+            napi_throw_type_error(env, NULL, "stages must be handler ids");
+            return NULL;
+        }
+    }
+    uint32_t id = 0;
+    portway_status st = portway_pipeline_new(pe->eng, name, st_ids, n, &id);
+    if (st_ids != stages) free(st_ids);
+    if (st != PORTWAY_OK) {
+        throw_status(env, st);
+        return NULL;
+    }
+    NAPI_CALL(env, napi_create_uint32(env, id, &v));
+    return v;
+}
+
+/* setConcurrency(id, limit) */
+static napi_value m_set_concurrency(napi_env env, napi_callback_info info) {
+    size_t argc = 2;
+    napi_value argv[2];
+    pw_engine *pe = live_engine(env, info, &argc, argv);
+    if (!pe) return NULL;
+    uint32_t id, limit;
+    NAPI_CALL(env, napi_get_value_uint32(env, argv[0], &id));
+    NAPI_CALL(env, napi_get_value_uint32(env, argv[1], &limit));
+    portway_status st = portway_handler_set_concurrency(pe->eng, id, limit);
+    if (st != PORTWAY_OK) {
+        throw_status(env, st);
+        return NULL;
+    }
+    return NULL;
+}
+
+static bool set_u64(napi_env env, napi_value obj, const char *key, uint64_t v) {
+    napi_value x;
+    NAPI_CALL_BOOL(env, napi_create_double(env, (double)v, &x));
+    NAPI_CALL_BOOL(env, napi_set_named_property(env, obj, key, x));
+    return true;
+}
+
+static napi_value m_stats(napi_env env, napi_callback_info info) {
+    size_t argc = 0;
+    pw_engine *pe = live_engine(env, info, &argc, NULL);
+    if (!pe) return NULL;
+    struct portway_stats s;
+    portway_status st = portway_stats(pe->eng, &s);
+    if (st != PORTWAY_OK) {
+        throw_status(env, st);
+        return NULL;
+    }
+    napi_value obj, completed;
+    NAPI_CALL(env, napi_create_object(env, &obj));
+    NAPI_CALL(env, napi_create_object(env, &completed));
+    if (!set_u64(env, obj, "submitted", s.submitted) || !set_u64(env, obj, "accepted", s.accepted) ||
+        !set_u64(env, obj, "rejectedBusy", s.rejected_busy) ||
+        !set_u64(env, obj, "rejectedShutdown", s.rejected_shutdown) ||
+        !set_u64(env, obj, "rejectedInvalid", s.rejected_invalid) ||
+        !set_u64(env, obj, "inFlight", s.in_flight) || !set_u64(env, obj, "queued", s.queued) ||
+        !set_u64(env, obj, "running", s.running) || !set_u64(env, obj, "ready", s.ready) ||
+        !set_u64(env, obj, "unreleased", s.unreleased) ||
+        !set_u64(env, obj, "poolWorkers", s.pool_workers))
+        return NULL;
+    for (uint32_t i = 0; i < PORTWAY_STATUS_SLOTS; i++) {
+        const char *name = portway_status_str(i);
+        if (strcmp(name, "PORTWAY_UNKNOWN_STATUS") == 0) continue;
+        if (!set_u64(env, completed, name, s.completed[i])) return NULL;
+    }
+    NAPI_CALL(env, napi_set_named_property(env, obj, "completed", completed));
+    return obj;
+}
+
+/* close(drain, deadlineMs) -> Promise<void>; resolves once every completion was delivered
+ * and the native engine is freed. The JS side makes it idempotent. */
+static napi_value m_close(napi_env env, napi_callback_info info) {
+    size_t argc = 2;
+    napi_value argv[2], promise;
+    pw_engine *pe = unwrap_this(env, info, &argc, argv);
+    if (!pe) return NULL;
+    bool drain_mode = true;
+    uint32_t deadline = 0;
+    NAPI_CALL(env, napi_get_value_bool(env, argv[0], &drain_mode));
+    NAPI_CALL(env, napi_get_value_uint32(env, argv[1], &deadline));
+    napi_deferred d;
+    NAPI_CALL(env, napi_create_promise(env, &d, &promise));
+    if (!pe->eng) {
+        napi_value undef;
+        NAPI_CALL(env, napi_get_undefined(env, &undef));
+        NAPI_CALL(env, napi_resolve_deferred(env, d, undef));
+        return promise;
+    }
+    portway_status st =
+        portway_engine_shutdown(pe->eng, drain_mode ? PORTWAY_DRAIN : PORTWAY_CANCEL_NOW, deadline);
+    if (st != PORTWAY_OK) {
+        const char *m = portway_last_error();
+        napi_value err = make_error(env, st, m, strlen(m));
+        if (err) NAPI_CALL(env, napi_reject_deferred(env, d, err));
+        return promise;
+    }
+    if (pe->close_deferred) {
+        /* A second close (e.g. escalating drain to cancel): chain to the first. */
+        napi_value undef;
+        NAPI_CALL(env, napi_get_undefined(env, &undef));
+        NAPI_CALL(env, napi_resolve_deferred(env, d, undef));
+        return promise;
+    }
+    pe->close_deferred = d;
+    pe->closing = true;
+    if (!update_busy(env, pe)) return NULL;
+    /* The engine notifies once on close; drain now too in case it is already closed. */
+    drain(env, pe);
+    return promise;
+}
+
+/* ------------------------------------------------------------------ module */
+
+static napi_value m_set_error_class(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    pw_instance *inst = get_instance(env);
+    if (!inst) {
+        napi_throw_error(env, "PORTWAY_NAPI", "no instance data");
+        return NULL;
+    }
+    if (inst->error_ctor) {
+        NAPI_CALL(env, napi_delete_reference(env, inst->error_ctor));
+        inst->error_ctor = NULL;
+    }
+    NAPI_CALL(env, napi_create_reference(env, argv[0], 1, &inst->error_ctor));
+    return NULL;
+}
+
+static napi_value m_status_str(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1], v;
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    uint32_t s = 0;
+    NAPI_CALL(env, napi_get_value_uint32(env, argv[0], &s));
+    NAPI_CALL(env, napi_create_string_utf8(env, portway_status_str(s), NAPI_AUTO_LENGTH, &v));
+    return v;
+}
+
+NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
+    pw_instance *inst = calloc(1, sizeof *inst);
+    if (!inst) {
+        napi_throw_error(env, "PORTWAY_INTERNAL", "out of memory");
+        return NULL;
+    }
+    napi_status s = napi_set_instance_data(env, inst, instance_finalize, NULL);
+    if (s != napi_ok) {
+        free(inst);
+        throw_napi_error(env, s, "napi_set_instance_data");
+        return NULL;
+    }
+    napi_property_descriptor methods[] = {
+        {"submit", NULL, m_submit, NULL, NULL, NULL, napi_default_method, NULL},
+        {"submitMany", NULL, m_submit_many, NULL, NULL, NULL, napi_default_method, NULL},
+        {"lastId", NULL, m_last_id, NULL, NULL, NULL, napi_default_method, NULL},
+        {"cancel", NULL, m_cancel, NULL, NULL, NULL, napi_default_method, NULL},
+        {"cancelAll", NULL, m_cancel_all, NULL, NULL, NULL, napi_default_method, NULL},
+        {"lookup", NULL, m_lookup, NULL, NULL, NULL, napi_default_method, NULL},
+        {"pipeline", NULL, m_pipeline, NULL, NULL, NULL, napi_default_method, NULL},
+        {"setConcurrency", NULL, m_set_concurrency, NULL, NULL, NULL, napi_default_method, NULL},
+        {"stats", NULL, m_stats, NULL, NULL, NULL, napi_default_method, NULL},
+        {"close", NULL, m_close, NULL, NULL, NULL, napi_default_method, NULL},
+    };
+    napi_value cls;
+    NAPI_CALL(env, napi_define_class(env, "NativeEngine", NAPI_AUTO_LENGTH, engine_ctor, NULL,
+                                     sizeof methods / sizeof methods[0], methods, &cls));
+    napi_value fn, v;
+    NAPI_CALL(env, napi_set_named_property(env, exports, "NativeEngine", cls));
+    NAPI_CALL(env, napi_create_function(env, "setErrorClass", NAPI_AUTO_LENGTH, m_set_error_class, NULL, &fn));
+    NAPI_CALL(env, napi_set_named_property(env, exports, "setErrorClass", fn));
+    NAPI_CALL(env, napi_create_function(env, "statusStr", NAPI_AUTO_LENGTH, m_status_str, NULL, &fn));
+    NAPI_CALL(env, napi_set_named_property(env, exports, "statusStr", fn));
+    NAPI_CALL(env, napi_create_string_utf8(env, portway_version(), NAPI_AUTO_LENGTH, &v));
+    NAPI_CALL(env, napi_set_named_property(env, exports, "version", v));
+    NAPI_CALL(env, napi_create_uint32(env, portway_abi_version(), &v));
+    NAPI_CALL(env, napi_set_named_property(env, exports, "abiVersion", v));
+    return exports;
+}
