@@ -52,9 +52,8 @@ test-c: test-header-alone test-c-asan test-c-valgrind
 
 test-header-alone: lib
 	@mkdir -p $(C_BUILD)
-	printf '#include "portway.h"\nint main(void) { return portway_abi_version() == PORTWAY_ABI_VERSION ? 0 : 1; }\n' > $(C_BUILD)/header_alone.c
-	$(CC) $(CFLAGS_C) -pedantic -c $(C_BUILD)/header_alone.c -o $(C_BUILD)/header_alone_c.o
-	cp $(C_BUILD)/header_alone.c $(C_BUILD)/header_alone.cpp
+	$(CC) $(CFLAGS_C) -pedantic -c tests/c/header_alone.c -o $(C_BUILD)/header_alone_c.o
+	cp tests/c/header_alone.c $(C_BUILD)/header_alone.cpp
 	$(CXX) -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -c $(C_BUILD)/header_alone.cpp -o $(C_BUILD)/header_alone_cpp.o
 
 # C programs built against the static library with ASan + UBSan.
@@ -67,6 +66,7 @@ test-c-asan: lib
 
 # The same programs, plain, under valgrind.
 test-c-valgrind: lib
+	@command -v valgrind >/dev/null || { echo "installing valgrind"; (apt-get update -qq && apt-get install -y -qq valgrind) >/dev/null; }
 	@mkdir -p $(C_BUILD)/plain
 	@set -e; for t in $(C_TESTS); do \
 	  $(CC) $(CFLAGS_C) tests/c/$$t.c $(DEBUG_DIR)/libportway.a -ldl -lm -o $(C_BUILD)/plain/$$t; \
@@ -97,3 +97,5 @@ bench: release
 clean:
 	$(CARGO) clean
 	rm -rf $(C_BUILD)
+
+include mk/*.mk

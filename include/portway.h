@@ -35,6 +35,49 @@ struct portway_stats {
     uint64_t pool_workers;       /**< Threads in the native worker pool. */
 };
 
+
+/** Latency of one handler, in nanoseconds. */
+struct portway_latency {
+    uint64_t p50_ns; /**< Median. */
+    uint64_t p90_ns; /**< 90th percentile. */
+    uint64_t p99_ns; /**< 99th percentile. */
+    uint64_t max_ns; /**< Largest value. */
+    uint64_t sum_ns; /**< Sum of all values. */
+    uint64_t count;  /**< Number of values. */
+};
+
+/**
+ * Counts and latency of one handler, filled by `portway_handler_stats()`. For a pipeline the
+ * figures cover whole requests; each stage handler's own figures include its runs as a stage.
+ */
+struct portway_handler_stats {
+    uint32_t id;                              /**< Handler id. */
+    uint64_t submitted;                       /**< Requests accepted for this handler. */
+    uint64_t completed[PORTWAY_STATUS_SLOTS]; /**< Completions recorded, indexed by status. */
+    struct portway_latency queue_wait;        /**< Acceptance (or previous stage) to start. */
+    struct portway_latency run;               /**< Start to finish. */
+};
+
+/**
+ * Log level of fine detail.
+ */
+#define PORTWAY_LOG_DEBUG 1
+
+/**
+ * Log level of lifecycle events (engine start, shutdown).
+ */
+#define PORTWAY_LOG_INFO 2
+
+/**
+ * Log level of events to look at (requests leaked past free, abandoned handlers).
+ */
+#define PORTWAY_LOG_WARN 3
+
+/**
+ * Log level of failures (handler panics).
+ */
+#define PORTWAY_LOG_ERROR 4
+
 /**
  * Version of the C ABI; bumped only on incompatible changes.
  */
@@ -122,6 +165,10 @@ enum portway_status
      * An internal invariant failed; a bug in portway.
      */
     PORTWAY_INTERNAL = 17,
+    /**
+     * The caller's buffer is too small; the size needed was written.
+     */
+    PORTWAY_BUFFER_TOO_SMALL = 18,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -297,6 +344,14 @@ typedef struct portway_http_options {
      */
     bool danger_accept_invalid_certs;
 } portway_http_options;
+
+/**
+ * Receives one log event: its level (`PORTWAY_LOG_*`) and a NUL-terminated message that is
+ * valid only during the call. Called from engine threads or from the thread that caused the
+ * event, never while an engine lock is held; must not block for long and must not free the
+ * engine.
+ */
+typedef void (*portway_log_fn)(void *ctx, uint32_t level, const char *message);
 
 /**
  * One request. The payload is copied before the submit call returns, so the caller's buffer
@@ -572,6 +627,61 @@ portway_status portway_register_http(struct portway_engine *eng,
                                      const char *name,
                                      const struct portway_http_options *opts,
                                      uint32_t *out_id);
+
+/**
+ * Writes the engine's metrics in the Prometheus text format (NUL-terminated) to `buf`:
+ * per-handler counters, engine gauges and per-handler histograms of queue wait and run time.
+ * `*needed` always receives the size required, NUL included; when `cap` is smaller (or `buf`
+ * is NULL), nothing else is written and `PORTWAY_BUFFER_TOO_SMALL` is returned. Per-handler
+ * completions and latencies are recorded when completions are polled.
+ * Returns `PORTWAY_OK`, `PORTWAY_BUFFER_TOO_SMALL`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
+ */
+portway_status portway_metrics_text(struct portway_engine *eng,
+                                    char *buf,
+                                    size_t cap,
+                                    size_t *needed);
+
+/**
+ * Writes a JSON snapshot of the requests in flight, oldest first, at most `limit` of them:
+ * `{"total":N,"requests":[{"id","user_data","handler","stage","stage_handler","state",
+ * "age_ms"}]}` where state is queued, running, ready (not yet polled) or unreleased.
+ * Buffer rules and statuses as for `portway_metrics_text`.
+ */
+portway_status portway_inflight_json(struct portway_engine *eng,
+                                     uint32_t limit,
+                                     char *buf,
+                                     size_t cap,
+                                     size_t *needed);
+
+/**
+ * Writes counts and p50/p90/p99/max of queue wait and run time of handler `id` to `*out`.
+ * For a pipeline the figures cover whole requests; each stage handler's own figures include
+ * its runs as a stage. Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER`,
+ * `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
+ */
+portway_status portway_handler_stats(struct portway_engine *eng,
+                                     uint32_t id,
+                                     struct portway_handler_stats *out);
+
+/**
+ * Delivers engine events at `min_level` or above (`PORTWAY_LOG_DEBUG` .. `PORTWAY_LOG_ERROR`) to
+ * `log_fn(ctx, level, message)`: shutdown, handler panics, requests leaked past free,
+ * abandoned native handlers. NULL `log_fn` removes the hook. Returns `PORTWAY_OK`,
+ * `PORTWAY_INVALID_ARGUMENT` (NULL engine, unknown level) or `PORTWAY_FORKED`.
+ */
+portway_status portway_set_log(struct portway_engine *eng,
+                               portway_log_fn log_fn,
+                               void *ctx,
+                               uint32_t min_level);
+
+/**
+ * Like `portway_set_log`, but on a config, so the hook also sees the engine's start.
+ * Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL config, unknown level).
+ */
+portway_status portway_config_set_log(struct portway_config *cfg,
+                                      portway_log_fn log_fn,
+                                      void *ctx,
+                                      uint32_t min_level);
 
 /**
  * Writes a snapshot of the engine's counters to `*out`. Callable from any thread.

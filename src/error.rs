@@ -42,6 +42,14 @@ pub enum Error {
     /// A bug in portway.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The caller's buffer cannot hold the result.
+    #[error("the buffer holds {cap} bytes but {needed} are needed")]
+    BufferTooSmall {
+        /// Bytes needed, including the terminating NUL.
+        needed: usize,
+        /// Bytes offered.
+        cap: usize,
+    },
 }
 
 impl Error {
@@ -58,6 +66,7 @@ impl Error {
             Error::Forked => Status::PORTWAY_FORKED,
             Error::Panic(_) => Status::PORTWAY_PANIC,
             Error::Internal(_) => Status::PORTWAY_INTERNAL,
+            Error::BufferTooSmall { .. } => Status::PORTWAY_BUFFER_TOO_SMALL,
         }
     }
 

@@ -47,10 +47,12 @@ pub enum portway_status {
     PORTWAY_BODY_TOO_LARGE = 16,
     /// An internal invariant failed; a bug in portway.
     PORTWAY_INTERNAL = 17,
+    /// The caller's buffer is too small; the size needed was written.
+    PORTWAY_BUFFER_TOO_SMALL = 18,
 }
 
 /// The statuses in numeric order; `ALL[s as usize] == s`.
-pub const ALL: [portway_status; 18] = {
+pub const ALL: [portway_status; 19] = {
     use portway_status::*;
     [
         PORTWAY_OK,
@@ -71,6 +73,7 @@ pub const ALL: [portway_status; 18] = {
         PORTWAY_PROTOCOL_ERROR,
         PORTWAY_BODY_TOO_LARGE,
         PORTWAY_INTERNAL,
+        PORTWAY_BUFFER_TOO_SMALL,
     ]
 };
 
@@ -102,6 +105,7 @@ impl portway_status {
             PORTWAY_PROTOCOL_ERROR => c"PORTWAY_PROTOCOL_ERROR",
             PORTWAY_BODY_TOO_LARGE => c"PORTWAY_BODY_TOO_LARGE",
             PORTWAY_INTERNAL => c"PORTWAY_INTERNAL",
+            PORTWAY_BUFFER_TOO_SMALL => c"PORTWAY_BUFFER_TOO_SMALL",
         }
     }
 

@@ -1,5 +1,6 @@
 //! Engine configuration: thread counts, limits and defaults, validated when set.
 
+use super::log::{LogHook, LogLevel};
 use crate::error::{Error, Result};
 
 /// Most threads accepted for the runtime or the pool.
@@ -20,7 +21,34 @@ pub struct Config {
     pub max_payload: u64,
     /// How long freeing a live engine waits for native handlers to return before abandoning them.
     pub free_grace_ms: u32,
+    /// Log hook installed before the engine starts (so it sees the start event).
+    pub log: Option<LogSetting>,
 }
+
+/// A log hook and its minimum level.
+#[derive(Clone)]
+pub struct LogSetting {
+    /// The hook.
+    pub hook: LogHook,
+    /// Events below this level are dropped.
+    pub min: LogLevel,
+}
+
+impl std::fmt::Debug for LogSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSetting")
+            .field("min", &self.min)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for LogSetting {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.hook, &other.hook) && self.min == other.min
+    }
+}
+
+impl Eq for LogSetting {}
 
 impl Default for Config {
     fn default() -> Self {
@@ -31,6 +59,7 @@ impl Default for Config {
             default_timeout_ms: 0,
             max_payload: 64 << 20,
             free_grace_ms: 1_000,
+            log: None,
         }
     }
 }
@@ -80,6 +109,11 @@ impl Config {
     pub fn set_free_grace_ms(&mut self, ms: u32) -> Result<()> {
         self.free_grace_ms = ms;
         Ok(())
+    }
+
+    /// Installs a log hook that the engine uses from its start (None removes it).
+    pub fn set_log(&mut self, log: Option<LogSetting>) {
+        self.log = log;
     }
 
     /// Runtime threads after resolving 0.

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use super::log::LogLevel;
 use super::outcome::Outcome;
 use super::pool::{PoolJob, PoolMsg};
 use super::registry::{GatePermit, HandlerKind, Ticket};
@@ -54,6 +55,7 @@ fn run_stage(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, payload: Vec
     if req.is_done() {
         return;
     }
+    req.enter_stage(stage);
     let entry = req.stage(stage).clone();
     let ticket = Ticket {
         req,
@@ -104,6 +106,12 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>)
                     return;
                 }
                 let outcome = CatchUnwind(fut).await;
+                if outcome.status == Status::PORTWAY_PANIC {
+                    let msg = String::from_utf8_lossy(outcome.data.as_slice()).into_owned();
+                    task_shared.logger.log(LogLevel::Error, || {
+                        format!("request {}: {msg}", task_req.id)
+                    });
+                }
                 stage_done(&task_shared, task_req, stage, outcome);
             });
             req.set_stage_task(handle.abort_handle());
@@ -139,6 +147,10 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>)
 
 /// Records that a stage is starting; false when the request is already done.
 pub(crate) fn mark_running(shared: &Shared, req: &Request) -> bool {
+    let is_pipeline = matches!(req.handler.kind, HandlerKind::Pipeline(_));
+    if is_pipeline {
+        req.stage_started();
+    }
     match req.mark_running() {
         Transition::First => {
             shared
@@ -154,6 +166,12 @@ pub(crate) fn mark_running(shared: &Shared, req: &Request) -> bool {
 
 /// A stage finished: run the next stage, or complete the request.
 pub(crate) fn stage_done(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, outcome: Outcome) {
+    if matches!(req.handler.kind, HandlerKind::Pipeline(_)) && !req.is_done() {
+        let (queued, run) = req.stage_timings();
+        req.stage(stage)
+            .metrics
+            .record([(outcome.status, queued, run)]);
+    }
     if outcome.is_ok() && stage + 1 < req.stage_count() {
         run_stage(shared, req, stage + 1, outcome.data.into_vec());
     } else {

@@ -4,8 +4,11 @@
 
 mod config;
 mod dispatch;
+mod exposition;
 mod fork;
 mod ledger;
+mod log;
+mod metrics;
 mod outcome;
 mod pool;
 mod queue;
@@ -18,7 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-pub use config::Config;
+pub use config::{Config, LogSetting};
+pub use log::{LogHook, LogLevel};
+pub use metrics::{HandlerStats, LatencySummary};
 pub use outcome::{Body, Meta, Outcome, portway_meta};
 pub use queue::NotifyHook;
 pub use stats::{STATUS_SLOTS, StatsSnapshot};
@@ -150,10 +155,23 @@ impl Engine {
             counters: Default::default(),
             pool_tx,
             pool_workers: pool.size(),
+            pool_busy: 0.into(),
+            logger: log::Logger::new(),
             rt: runtime.handle().clone(),
             next_id: 1.into(),
             drain_deadline: Default::default(),
             config,
+        });
+        if let Some(log) = &shared.config.log {
+            shared.logger.set(Some(log.hook.clone()), log.min);
+        }
+        shared.logger.log(LogLevel::Info, || {
+            format!(
+                "engine started: {} runtime thread(s), {} pool worker(s), max_in_flight {}",
+                shared.config.effective_runtime_threads(),
+                shared.pool_workers,
+                shared.config.max_in_flight
+            )
         });
         shared.registry.register("echo", HandlerKind::Echo)?;
         shared
@@ -307,6 +325,7 @@ impl Engine {
         let first_id = self.shared.next_id.fetch_add(granted as u64, Relaxed);
         let now = Instant::now();
         let mut inline_done = Vec::new();
+        count_submitted_by_handler(&entries[..granted]);
         for (i, (sub, entry)) in reqs.iter().zip(entries).take(granted).enumerate() {
             let id = first_id + i as u64;
             if let Some(ids) = out_ids.as_deref_mut() {
@@ -352,6 +371,7 @@ impl Engine {
             return Err(e);
         }
         let id = self.shared.next_id.fetch_add(1, Relaxed);
+        entry.metrics.count_submitted(1);
         let inline = self.accept(id, sub, entry, Instant::now());
         self.shared.counters.accepted.fetch_add(1, Relaxed);
         self.shared.queue.push(inline);
@@ -466,12 +486,15 @@ impl Engine {
         if cap == 0 {
             return Err(Error::invalid("poll capacity must be at least 1"));
         }
+        let mut taken: Vec<Arc<Request>> = Vec::new();
         let end = self.shared.queue.poll(cap, timeout, |i, req| {
             req.mark_polled();
             if let Some(outcome) = req.outcome() {
                 f(i, Completion { req, outcome });
             }
+            taken.push(req.clone());
         });
+        record_polled(&taken);
         match end {
             PollEnd::Taken(n) => {
                 self.shared.counters.polled.fetch_add(n as u64, Relaxed);
@@ -549,6 +572,16 @@ impl Engine {
         self.check_fork()?;
         self.shared.queue.begin_shutdown();
         self.shared.ledger.wake_slot_waiters();
+        self.shared.logger.log(LogLevel::Info, || {
+            format!(
+                "shutdown: {mode:?}{}, {} request(s) in flight",
+                deadline.map_or(String::new(), |d| format!(
+                    " with a deadline of {} ms",
+                    d.as_millis()
+                )),
+                self.shared.ledger.in_flight()
+            )
+        });
         match (mode, deadline) {
             (ShutdownMode::CancelNow, _) => {
                 cancel_everything(&self.shared, "cancelled by shutdown");
@@ -575,6 +608,58 @@ impl Engine {
         Ok(())
     }
 
+    /// Latency and completion figures of one handler (for a pipeline: whole requests; each
+    /// stage handler's own figures include its runs as a stage).
+    pub fn handler_stats(&self, id: u32) -> Result<HandlerStats> {
+        self.check_fork()?;
+        let entry = self.shared.registry.get(id)?;
+        Ok(entry.metrics.snapshot(entry.id, &entry.name, &[]).0)
+    }
+
+    /// The Prometheus text exposition of this engine's metrics.
+    pub fn metrics_text(&self) -> Result<String> {
+        let engine = self.stats()?;
+        let bounds = exposition::bucket_bounds_ns();
+        let handlers: Vec<exposition::HandlerFigures> = self
+            .shared
+            .registry
+            .all()
+            .iter()
+            .map(|e| {
+                let (stats, queue_buckets, run_buckets) =
+                    e.metrics.snapshot(e.id, &e.name, &bounds);
+                let extra = match &e.kind {
+                    HandlerKind::Async(h) => h.metrics(),
+                    _ => Vec::new(),
+                };
+                exposition::HandlerFigures {
+                    stats,
+                    queue_buckets,
+                    run_buckets,
+                    extra,
+                }
+            })
+            .collect();
+        let busy = self.shared.pool_busy.load(Relaxed);
+        Ok(exposition::prometheus(&engine, busy, &handlers))
+    }
+
+    /// A JSON snapshot of the requests in flight, oldest first, at most `limit` of them.
+    pub fn inflight_json(&self, limit: usize) -> Result<String> {
+        self.check_fork()?;
+        Ok(exposition::inflight_json(
+            self.shared.ledger.snapshot(),
+            limit,
+        ))
+    }
+
+    /// Installs (or removes, with None) the log hook; events below `min` are dropped.
+    pub fn set_log(&self, hook: Option<LogHook>, min: LogLevel) -> Result<()> {
+        self.check_fork()?;
+        self.shared.logger.set(hook, min);
+        Ok(())
+    }
+
     /// Counters and gauges.
     pub fn stats(&self) -> Result<StatsSnapshot> {
         self.check_fork()?;
@@ -582,6 +667,38 @@ impl Engine {
             self.shared.ledger.in_flight(),
             self.shared.pool_workers as u64,
         ))
+    }
+}
+
+/// Counts accepted requests per addressed handler, one atomic add per run of equal handlers.
+fn count_submitted_by_handler(entries: &[Arc<HandlerEntry>]) {
+    let mut i = 0;
+    while i < entries.len() {
+        let run = entries[i..]
+            .iter()
+            .take_while(|e| Arc::ptr_eq(e, &entries[i]))
+            .count();
+        entries[i].metrics.count_submitted(run as u64);
+        i += run;
+    }
+}
+
+/// Records polled completions into their handlers' metrics, one lock per run of equal handlers.
+fn record_polled(taken: &[Arc<Request>]) {
+    let mut i = 0;
+    while i < taken.len() {
+        let handler = &taken[i].handler;
+        let run = taken[i..]
+            .iter()
+            .take_while(|r| Arc::ptr_eq(&r.handler, handler))
+            .count();
+        handler
+            .metrics
+            .record(taken[i..i + run].iter().filter_map(|r| {
+                let (queued, ran) = r.timings();
+                r.outcome().map(|o| (o.status, queued, ran))
+            }));
+        i += run;
     }
 }
 
@@ -624,7 +741,15 @@ impl Drop for Engine {
         let shared = &self.shared;
         shared.queue.begin_shutdown();
         shared.ledger.wake_slot_waiters();
-        cancel_everything(shared, "cancelled: the engine was freed");
+        let unfinished = cancel_everything(shared, "cancelled: the engine was freed");
+        let held = shared.ledger.in_flight();
+        if held > 0 {
+            shared.logger.log(LogLevel::Warn, || {
+                format!(
+                    "engine freed with {held} request(s) not released ({unfinished} still running were cancelled); their completions are discarded"
+                )
+            });
+        }
         if let Some(pool) = self.pool.take() {
             for _ in 0..pool.size() {
                 let _ = shared.pool_tx.send(PoolMsg::Stop);
@@ -638,7 +763,15 @@ impl Drop for Engine {
             let grace = drain_left.unwrap_or(Duration::from_millis(u64::from(
                 shared.config.free_grace_ms,
             )));
-            pool.join_within(grace);
+            let abandoned = pool.join_within(grace);
+            if abandoned > 0 {
+                shared.logger.log(LogLevel::Warn, || {
+                    format!(
+                        "{abandoned} native handler(s) did not return within {} ms and were abandoned",
+                        grace.as_millis()
+                    )
+                });
+            }
         }
         if let Some(rt) = self.runtime.take() {
             if tokio::runtime::Handle::try_current().is_ok() {

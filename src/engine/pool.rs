@@ -2,11 +2,13 @@
 //! shape). Jobs are blocking handler calls; a stop message per thread ends the pool.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::dispatch;
+use super::log::LogLevel;
 use super::outcome::Outcome;
 use super::registry::{GatePermit, Ticket};
 use super::shared::Shared;
@@ -112,12 +114,22 @@ fn run_job(job: PoolJob) {
         return;
     }
     let mut call = Call::new(req.clone(), payload);
-    let outcome = match catch_unwind(AssertUnwindSafe(|| handler.call(&mut call))) {
+    shared.pool_busy.fetch_add(1, Ordering::Relaxed);
+    let result = catch_unwind(AssertUnwindSafe(|| handler.call(&mut call)));
+    shared.pool_busy.fetch_sub(1, Ordering::Relaxed);
+    let outcome = match result {
         Ok(()) => call.into_outcome(),
-        Err(panic) => Outcome::failed(
-            Status::PORTWAY_PANIC,
-            format!("handler panicked: {}", panic_message(&*panic)),
-        ),
+        Err(panic) => {
+            let msg = format!(
+                "handler {:?} panicked: {}",
+                req.stage(stage).name,
+                panic_message(&*panic)
+            );
+            shared
+                .logger
+                .log(LogLevel::Error, || format!("request {}: {msg}", req.id));
+            Outcome::failed(Status::PORTWAY_PANIC, msg)
+        }
     };
     dispatch::stage_done(&shared, req, stage, outcome);
     drop(permit);

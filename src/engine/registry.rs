@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::dispatch;
+use super::metrics::HandlerMetrics;
 use super::request::Request;
 use super::shared::Shared;
 use crate::error::{Error, Result};
@@ -28,11 +29,11 @@ pub(crate) enum HandlerKind {
 
 /// A registered handler.
 pub(crate) struct HandlerEntry {
-    #[allow(dead_code)]
     pub id: u32,
     pub name: String,
     pub kind: HandlerKind,
     pub gate: Gate,
+    pub metrics: HandlerMetrics,
 }
 
 /// Work waiting to enter a gate: run `stage` of `req` with `payload`.
@@ -204,6 +205,7 @@ impl Registry {
             name: name.to_owned(),
             kind,
             gate: Gate::new(),
+            metrics: HandlerMetrics::new(),
         }));
         t.by_name.insert(name.to_owned(), id);
         Ok(id)

@@ -6,7 +6,7 @@
 //! is what makes "exactly one completion per accepted request" hold under every race.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -46,6 +46,11 @@ pub(crate) struct Request {
     started_ns: AtomicU64,
     /// Nanoseconds after `accepted_at` at which the request finished.
     finished_ns: AtomicU64,
+    /// The stage being run or waited for (for the in-flight dump).
+    stage: AtomicU32,
+    /// Pipelines only: ns after `accepted_at` when the current stage was queued and started.
+    stage_queued_ns: AtomicU64,
+    stage_started_ns: AtomicU64,
     /// Written once, by the caller that won `claim_*`, before the request is queued for
     /// polling; read only by pollers after they took it from the queue (the queue's lock
     /// orders the write before the reads).
@@ -82,6 +87,9 @@ impl Request {
             state: AtomicU8::new(QUEUED),
             started_ns: AtomicU64::new(0),
             finished_ns: AtomicU64::new(0),
+            stage: AtomicU32::new(0),
+            stage_queued_ns: AtomicU64::new(0),
+            stage_started_ns: AtomicU64::new(0),
             outcome: UnsafeCell::new(None),
             polled: AtomicBool::new(false),
             armed: AtomicBool::new(false),
@@ -174,6 +182,47 @@ impl Request {
     /// True once the completion was handed to the host.
     pub fn is_polled(&self) -> bool {
         self.polled.load(Ordering::Acquire)
+    }
+
+    /// Nanoseconds since acceptance.
+    pub fn age_ns(&self) -> u64 {
+        self.accepted_at.elapsed().as_nanos() as u64
+    }
+
+    /// Notes that stage `stage` is queued (pipelines record per-stage timings).
+    pub fn enter_stage(&self, stage: usize) {
+        self.stage.store(stage as u32, Ordering::Relaxed);
+        if stage > 0 {
+            self.stage_queued_ns.store(self.age_ns(), Ordering::Relaxed);
+        }
+    }
+
+    /// Notes that the current stage started running.
+    pub fn stage_started(&self) {
+        self.stage_started_ns
+            .store(self.age_ns(), Ordering::Relaxed);
+    }
+
+    /// The current stage's (queue wait, run time) so far, in ns.
+    pub fn stage_timings(&self) -> (u64, u64) {
+        let queued = self.stage_queued_ns.load(Ordering::Relaxed);
+        let started = self.stage_started_ns.load(Ordering::Relaxed).max(queued);
+        (started - queued, self.age_ns().saturating_sub(started))
+    }
+
+    /// The stage being run or waited for.
+    pub fn current_stage(&self) -> usize {
+        self.stage.load(Ordering::Relaxed) as usize
+    }
+
+    /// Where the request is, for the in-flight dump.
+    pub fn state_name(&self) -> &'static str {
+        match self.state.load(Ordering::Acquire) {
+            QUEUED => "queued",
+            RUNNING => "running",
+            _ if self.is_polled() => "unreleased",
+            _ => "ready",
+        }
     }
 
     /// The final outcome. Call only after taking the request from the completion queue.

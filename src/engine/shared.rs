@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::config::Config;
 use super::ledger::Ledger;
+use super::log::Logger;
 use super::pool::PoolMsg;
 use super::queue::CompletionQueue;
 use super::registry::Registry;
@@ -20,6 +21,9 @@ pub(crate) struct Shared {
     pub counters: Counters,
     pub pool_tx: flume::Sender<PoolMsg>,
     pub pool_workers: usize,
+    /// Pool threads inside a handler call right now.
+    pub pool_busy: AtomicU64,
+    pub logger: Logger,
     pub rt: tokio::runtime::Handle,
     /// Next request id; ids start at 1 and are never reused.
     pub next_id: AtomicU64,

@@ -14,6 +14,7 @@ mod engine;
 mod guard;
 mod handler;
 mod http;
+mod metrics;
 mod stats;
 mod submit;
 mod version;
@@ -23,12 +24,29 @@ pub use config::*;
 pub use engine::*;
 pub use handler::*;
 pub use http::*;
+pub use metrics::*;
 pub use stats::*;
 pub use submit::*;
 pub use version::*;
 
 #[cfg(test)]
 mod header_tests {
+    /// The records spelled out by hand in cbindgen.toml must keep the Rust layout; the C side
+    /// asserts the same sizes in `make test-header-alone`.
+    #[test]
+    fn hand_written_records_match_their_rust_layout() {
+        assert_eq!(std::mem::size_of::<super::portway_stats_record>(), 344);
+        assert_eq!(std::mem::size_of::<super::portway_latency>(), 48);
+        assert_eq!(
+            std::mem::size_of::<super::portway_handler_stats_record>(),
+            368
+        );
+        assert_eq!(
+            std::mem::offset_of!(super::portway_handler_stats_record, submitted),
+            8
+        );
+    }
+
     /// The committed header must be exactly what build.rs generates from these sources.
     #[test]
     fn committed_header_is_up_to_date() {

@@ -30,6 +30,12 @@ pub trait AsyncHandler: Send + Sync + 'static {
 
     /// Starts the work. Dropping the future cancels it (cancel, timeout, shutdown).
     fn call(&self, payload: Vec<u8>) -> OutcomeFuture;
+
+    /// Extra figures for the metrics exposition: (name suffix, help, "counter" or "gauge",
+    /// value). Exported as `portway_<name>{handler="..."}`.
+    fn metrics(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// A handler that runs on a worker-pool thread and may block.
