@@ -1,0 +1,75 @@
+"""portway: an embeddable request engine, over the libportway C ABI (ctypes).
+
+    with portway.Engine() as eng:
+        print(eng.submit("echo", b"hi").result().data)
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import CancelledError
+
+from ._engine import Engine
+from ._errors import (
+    BodyTooLargeError,
+    BufferTooSmallError,
+    BusyError,
+    ClosedError,
+    ConnectError,
+    ForkedError,
+    HandlerError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    PanicError,
+    PayloadTooLargeError,
+    PortwayError,
+    ProtocolError,
+    ShutdownError,
+    Status,
+    TimeoutError,
+    TlsError,
+    UnknownHandlerError,
+)
+from ._futures import Completion, Future
+from ._http import HttpResponse
+from ._lib import LIB as _LIB
+from ._lib import LIBRARY_PATH, LibraryLoadError
+
+__version__ = "0.1.0"
+
+
+def library_version() -> str:
+    """The loaded libportway's version string."""
+    raw: bytes = _LIB.portway_version()
+    return raw.decode()
+
+
+__all__ = [
+    "Engine",
+    "Future",
+    "Completion",
+    "HttpResponse",
+    "Status",
+    "CancelledError",
+    "PortwayError",
+    "InvalidArgumentError",
+    "BusyError",
+    "ShutdownError",
+    "ClosedError",
+    "NotFoundError",
+    "UnknownHandlerError",
+    "TimeoutError",
+    "HandlerError",
+    "PanicError",
+    "ForkedError",
+    "PayloadTooLargeError",
+    "ConnectError",
+    "TlsError",
+    "ProtocolError",
+    "BodyTooLargeError",
+    "InternalError",
+    "BufferTooSmallError",
+    "LibraryLoadError",
+    "LIBRARY_PATH",
+    "library_version",
+]

@@ -1,0 +1,857 @@
+"""The engine: submission, the delivery thread, asyncio integration and lifecycle.
+
+Design:
+- Every request carries a binding-assigned token in ``user_data``; the token is registered
+  in ``_Core.pending`` *before* the submit call, so a completion polled by any thread (even
+  one that finishes inline, before ``portway_submit`` returns) finds its future. There is a
+  single dispatcher (``_Core.deliver``): whichever thread polled a completion resolves the
+  right future exactly once.
+- Pollers: one daemon delivery thread per engine (started with the first sync future) waits
+  in ``portway_poll`` in slices of at most 200 ms; ``Future.result()`` first drains ready
+  completions on the caller's thread; asyncio loops drain on the loop thread from
+  ``loop.add_reader(notify_fd)``.
+- Native calls are counted (``_enter``/``_exit``); ``portway_engine_free`` runs only when none
+  is running. No native work from ``__del__``: ``weakref.finalize`` closes with cancel (also at
+  interpreter exit). In a forked child every call raises ``ForkedError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import itertools
+import math
+import os
+import struct
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from ctypes import byref, c_size_t, c_uint32, c_uint64, c_void_p
+from typing import Any, Union
+
+from . import _lib
+from ._errors import (
+    ForkedError,
+    InvalidArgumentError,
+    PortwayError,
+    ShutdownError,
+    Status,
+    check,
+    error_for,
+    last_error,
+)
+from ._futures import Completion, Future, _AsyncEntry, _resolve_async_batch
+from ._http import HeadersArg, HttpResponse, build_request
+from ._lib import LIB, PortwayCompletion, PortwayRequest
+
+__all__ = ["Engine"]
+
+Payload = Union[bytes, bytearray, memoryview, str]
+
+_POLL_SLICE_MS = 200
+_POLL_CAP = 256
+_REQ = struct.Struct("=IIQQQ")
+_COMP = struct.Struct("=QQIIQQQQQQ")
+assert _REQ.size == ctypes.sizeof(PortwayRequest)
+assert _COMP.size == ctypes.sizeof(PortwayCompletion)
+_OK = int(Status.OK)
+_CLOSED = int(Status.CLOSED)
+_NOT_FOUND = int(Status.NOT_FOUND)
+_FORKED = int(Status.FORKED)
+
+# Bumped in a forked child: every engine created before the fork then refuses to work.
+_fork_generation = 0
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _to_bytes(payload: Payload) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    return bytes(payload)
+
+
+def _address(data: bytes) -> int:
+    """The address of a bytes object's buffer (valid while the object lives)."""
+    return ctypes.cast(data, c_void_p).value or 0  # type: ignore[arg-type]
+
+
+def _timeout_ms(timeout: float | None) -> int:
+    if timeout is None:
+        return 0
+    if timeout < 0 or math.isnan(timeout):
+        raise InvalidArgumentError(f"timeout must be >= 0, got {timeout!r}")
+    return max(1, min(0xFFFFFFFF, math.ceil(timeout * 1000)))
+
+
+def _u32(name: str, value: int) -> int:
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise InvalidArgumentError(f"{name} out of range: {value!r}")
+    return value
+
+
+class _Core:
+    """Everything the finalizer, the delivery thread and the futures share (not the Engine)."""
+
+    def __init__(self, eng: int) -> None:
+        self.eng = eng
+        self.gen = _fork_generation
+        self.pending: dict[int, Future[Any] | _AsyncEntry] = {}
+        self.tokens = itertools.count(1)
+        self.handlers: dict[str, int] = {}
+        self.keepalive: list[Any] = []  # CFUNCTYPE objects of registered Python handlers
+        self.call_lock = threading.Lock()
+        self.call_cond = threading.Condition(self.call_lock)
+        self.calls = 0
+        self.closing = False  # close() began: intake refused by the binding too
+        self.freed = False
+        self.poller: threading.Thread | None = None
+        self.poller_lock = threading.Lock()
+        # Demand: futures somebody waits on without polling (result() after a drain found
+        # nothing, concurrent.futures.wait/as_completed, add_done_callback). The delivery
+        # thread sits in portway_poll only while demand exists (or always_poll is set);
+        # otherwise it parks, so that a thread driving submit()+result() on inline handlers
+        # never competes with it for the GIL.
+        self.demand_lock = threading.Lock()
+        self.demand_cond = threading.Condition(self.demand_lock)
+        self.demand_count = 0
+        self.always_poll = False
+        self.readers: dict[asyncio.AbstractEventLoop, bool] = {}
+        self.readers_lock = threading.Lock()
+        self.local = threading.local()
+        self.notify_fd = -1
+
+    # ------------------------------------------------------------ native-call accounting
+
+    def enter(self) -> int:
+        if self.gen != _fork_generation:
+            raise ForkedError("this engine was created before fork(); create a new one in the child")
+        with self.call_lock:
+            if self.freed:
+                raise ShutdownError("engine is closed")
+            self.calls += 1
+        return self.eng
+
+    def exit(self) -> None:
+        with self.call_lock:
+            self.calls -= 1
+            if self.calls == 0 and self.closing:
+                self.call_cond.notify_all()
+
+    # ------------------------------------------------------------ handlers
+
+    def handler_id(self, name: str) -> int:
+        hid = self.handlers.get(name)
+        if hid is not None:
+            return hid
+        out = c_uint32()
+        eng = self.enter()
+        try:
+            st = LIB.portway_handler_lookup(eng, name.encode(), byref(out))
+        finally:
+            self.exit()
+        if st == _NOT_FOUND:
+            raise error_for(Status.UNKNOWN_HANDLER, f"no handler named {name!r}")
+        check(st)
+        self.handlers[name] = out.value
+        return out.value
+
+    def cancel_id(self, rid: int) -> bool:
+        """True if the request was still in flight (its completion will say CANCELLED)."""
+        try:
+            eng = self.enter()
+        except PortwayError:
+            return False
+        try:
+            st = LIB.portway_cancel(eng, rid)
+        finally:
+            self.exit()
+        if st == _OK:
+            return True
+        if st == _NOT_FOUND:
+            return False
+        raise error_for(st, last_error())
+
+    # ------------------------------------------------------------ polling and delivery
+
+    def _buffer(self) -> Any:
+        buf = getattr(self.local, "buf", None)
+        if buf is None:
+            buf = (PortwayCompletion * _POLL_CAP)()
+            self.local.buf = buf
+        return buf
+
+    def poll_once(self, timeout_ms: int, here: asyncio.AbstractEventLoop | None = None) -> int:
+        """Polls once, copies out, releases, delivers. Returns the count, or -1 once CLOSED."""
+        buf = self._buffer()
+        n = c_size_t()
+        eng = self.enter()
+        try:
+            st = LIB.portway_poll(eng, buf, _POLL_CAP, timeout_ms, byref(n))
+            if st == _CLOSED:
+                return -1
+            if st != _OK:
+                raise error_for(st, last_error())
+            count = n.value
+            if count == 0:
+                return 0
+            items = []
+            string_at = ctypes.string_at
+            for cid, ud, status, code, data, ln, meta, meta_len, qns, rns in _COMP.iter_unpack(
+                string_at(ctypes.addressof(buf), count * _COMP.size)
+            ):
+                pairs: list[tuple[str, str]] = []
+                if meta_len:
+                    arr = (_lib.PortwayMeta * meta_len).from_address(meta)
+                    pairs = [
+                        ((m.key or b"").decode("utf-8", "replace"), (m.value or b"").decode("utf-8", "replace"))
+                        for m in arr
+                    ]
+                items.append(
+                    Completion(cid, ud, status, code, string_at(data, ln) if ln else b"", pairs, qns, rns)
+                )
+            LIB.portway_release(eng, buf, count)
+        finally:
+            self.exit()
+        self.deliver(items, here)
+        return count
+
+    def deliver(self, items: list[Completion], here: asyncio.AbstractEventLoop | None) -> None:
+        pending = self.pending
+        remote: dict[asyncio.AbstractEventLoop, list[tuple[_AsyncEntry, Completion]]] | None = None
+        for c in items:
+            entry = pending.pop(c.user_data, None)
+            if entry is None:
+                continue
+            if entry.__class__ is _AsyncEntry:
+                assert isinstance(entry, _AsyncEntry)
+                if entry.loop is here:
+                    entry.resolve(c)
+                else:
+                    if remote is None:
+                        remote = {}
+                    remote.setdefault(entry.loop, []).append((entry, c))
+            else:
+                entry._resolve(c)  # type: ignore[union-attr]
+        if remote:
+            for loop, batch in remote.items():
+                try:
+                    loop.call_soon_threadsafe(_resolve_async_batch, batch)
+                except RuntimeError:
+                    pass  # the loop is closed: nobody can await these any more
+
+    def help_poll(self) -> None:
+        """Drains ready completions on the calling thread without waiting."""
+        try:
+            while self.poll_once(0) == _POLL_CAP:
+                pass
+        except ForkedError:
+            raise
+        except PortwayError:
+            pass
+
+    def add_demand(self, fut: Future[Any]) -> None:
+        """``fut`` will be waited on without polling: keep the delivery thread polling until it
+        is resolved."""
+        with self.demand_lock:  # never take a future's condition under this lock
+            if fut._demanded:
+                return
+            fut._demanded = True
+            self.demand_count += 1
+            if self.demand_count == 1:
+                self.demand_cond.notify()
+        self.ensure_poller()
+        if fut.done():  # resolved before the flag was visible to the resolver
+            self.drop_demand(fut)
+
+    def drop_demand(self, fut: Future[Any]) -> None:
+        with self.demand_lock:
+            if fut._demanded:
+                fut._demanded = False
+                self.demand_count -= 1
+
+    def poll_always(self) -> None:
+        with self.demand_lock:
+            self.always_poll = True
+            self.demand_cond.notify()
+        self.ensure_poller()
+
+    def ensure_poller(self) -> None:
+        if self.poller is not None or self.freed:
+            return
+        with self.poller_lock:
+            if self.poller is None and not self.freed:
+                t = threading.Thread(target=self._poller_main, name="portway-delivery", daemon=True)
+                self.poller = t
+                t.start()
+
+    def _poller_main(self) -> None:
+        cond = self.demand_cond
+        while True:
+            if not self.always_poll and self.demand_count == 0:
+                # Parked: nobody waits without polling. Still sweep now and then, so that
+                # completions nobody asked for (cancelled or fire-and-forget requests) are
+                # released and their in-flight slots return.
+                with cond:
+                    if not self.always_poll and self.demand_count == 0:
+                        cond.wait(0.02 if self.pending else 0.2)
+                if not self.always_poll and self.demand_count == 0:
+                    try:
+                        if self.pending and self.poll_once(0) < 0:
+                            break
+                    except ForkedError:
+                        return
+                    except ShutdownError:
+                        break
+                    except PortwayError:
+                        pass
+                    continue
+            try:
+                if self.poll_once(_POLL_SLICE_MS) < 0:
+                    break
+            except ForkedError:
+                return
+            except ShutdownError:
+                break  # freed under us (should not happen: close joins first)
+            except PortwayError:
+                continue
+        self._fail_pending(ShutdownError("engine closed before this request completed"))
+
+    def _fail_pending(self, exc: PortwayError) -> None:
+        # Every accepted request gets a completion, so this only catches binding-side leftovers.
+        while self.pending:
+            try:
+                _, entry = self.pending.popitem()
+            except KeyError:
+                break
+            if isinstance(entry, _AsyncEntry):
+                try:
+                    entry.loop.call_soon_threadsafe(entry.fail, exc)
+                except RuntimeError:
+                    pass
+            else:
+                entry._fail(exc)
+
+    # ------------------------------------------------------------ asyncio
+
+    def ensure_reader(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop in self.readers:
+            return
+        with self.readers_lock:
+            if loop in self.readers:
+                return
+            if self.notify_fd < 0:
+                eng = self.enter()
+                try:
+                    fd = LIB.portway_notify_fd(eng)
+                finally:
+                    self.exit()
+                if fd < 0:
+                    raise PortwayError(last_error())
+                self.notify_fd = fd
+            try:
+                loop.add_reader(self.notify_fd, self._on_readable, loop)
+                self.readers[loop] = True
+            except NotImplementedError:
+                self.readers[loop] = False  # e.g. a proactor loop: the delivery thread serves it
+                self.poll_always()
+
+    def _on_readable(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while True:
+                n = self.poll_once(0, loop)
+                if n < 0:
+                    self.remove_reader(loop)
+                    return
+                if n < _POLL_CAP:
+                    return
+        except PortwayError:
+            self.remove_reader(loop)
+
+    def remove_reader(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self.readers_lock:
+            if self.readers.pop(loop, False) and not loop.is_closed():
+                loop.remove_reader(self.notify_fd)
+
+    def _remove_all_readers(self, wait: float) -> None:
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        for loop in list(self.readers):
+            if loop is current or not loop.is_running():
+                self.remove_reader(loop)
+                continue
+            done = threading.Event()
+
+            def _remove(lp: asyncio.AbstractEventLoop = loop, ev: threading.Event = done) -> None:
+                self.remove_reader(lp)
+                ev.set()
+
+            try:
+                loop.call_soon_threadsafe(_remove)
+                done.wait(wait)
+            except RuntimeError:
+                pass
+
+    # ------------------------------------------------------------ lifecycle
+
+    def close(self, drain: bool, timeout: float | None) -> None:
+        if self.gen != _fork_generation:
+            # A child after fork(): the inherited engine belongs to the parent. Leak it.
+            self.freed = True
+            return
+        with self.call_lock:
+            if self.closing:
+                return
+            self.closing = True
+        mode = _lib.DRAIN if drain else _lib.CANCEL_NOW
+        deadline_ms = _timeout_ms(timeout) if drain else 0
+        eng = self.eng
+        LIB.portway_engine_shutdown(eng, mode, deadline_ms)
+        self.poll_always()
+        poller = self.poller
+        if poller is not None and poller is not threading.current_thread():
+            poller.join((timeout if drain and timeout is not None else 0) + 2.0)
+            if poller.is_alive():
+                LIB.portway_engine_shutdown(eng, _lib.CANCEL_NOW, 0)
+                LIB.portway_wake(eng)
+                poller.join(2.0)
+        self._remove_all_readers(1.0)
+        with self.call_lock:
+            # Native calls in flight (e.g. a poll slice on another thread) end within a slice.
+            for _ in range(20):
+                if self.calls == 0:
+                    break
+                LIB.portway_wake(eng)
+                self.call_cond.wait(0.25)
+            if self.calls != 0:
+                return  # someone is stuck inside the library: leak rather than free under them
+            self.freed = True
+        LIB.portway_engine_free(eng)
+        self._fail_pending(ShutdownError("engine closed before this request completed"))
+
+
+def _close_core(core: _Core, drain: bool, timeout: float | None) -> None:
+    core.close(drain, timeout)
+
+
+class Engine:
+    """An embeddable request engine (``portway_engine``); also a context manager.
+
+    ``runtime_threads``/``pool_workers``: None = one per CPU. ``default_timeout`` (seconds)
+    applies to requests submitted without one. Exiting the ``with`` block closes with drain.
+    """
+
+    def __init__(
+        self,
+        runtime_threads: int | None = None,
+        pool_workers: int | None = None,
+        max_in_flight: int = 65536,
+        default_timeout: float | None = None,
+        max_payload: int | None = None,
+    ) -> None:
+        cfg = LIB.portway_config_new()
+        if not cfg:
+            raise MemoryError("portway_config_new failed")
+        try:
+            if runtime_threads is not None:
+                check(LIB.portway_config_set_runtime_threads(cfg, _u32("runtime_threads", runtime_threads)))
+            if pool_workers is not None:
+                check(LIB.portway_config_set_pool_workers(cfg, _u32("pool_workers", pool_workers)))
+            check(LIB.portway_config_set_max_in_flight(cfg, _u32("max_in_flight", max_in_flight)))
+            if default_timeout is not None:
+                check(LIB.portway_config_set_default_timeout_ms(cfg, _timeout_ms(default_timeout)))
+            if max_payload is not None:
+                if not 0 <= max_payload < 2**64:
+                    raise InvalidArgumentError(f"max_payload out of range: {max_payload!r}")
+                check(LIB.portway_config_set_max_payload(cfg, max_payload))
+            out = c_void_p()
+            check(LIB.portway_engine_new(cfg, byref(out)))
+        finally:
+            LIB.portway_config_free(cfg)
+        assert out.value is not None
+        self._core = _Core(out.value)
+        self._finalizer = weakref.finalize(self, _close_core, self._core, False, 1.0)
+
+    # ------------------------------------------------------------ context manager
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self, drain: bool = True, timeout: float | None = 5.0) -> None:
+        """Stops intake, lets in-flight work finish (``drain``, up to ``timeout`` seconds; None
+        = no deadline) or cancels it, delivers every completion, frees the engine. Idempotent."""
+        self._finalizer.detach()
+        self._core.close(drain, timeout)
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closing
+
+    # ------------------------------------------------------------ submitting
+
+    def submit(self, handler: str, payload: Payload = b"", timeout: float | None = None) -> Future[Completion]:
+        """Submits one request; never blocks. Raises ``BusyError`` when every slot is taken."""
+        return self._submit(handler, _to_bytes(payload), timeout, None)
+
+    def _submit(
+        self, handler: str, data: bytes, timeout: float | None, transform: Callable[[Completion], Any] | None
+    ) -> Future[Any]:
+        core = self._core
+        hid = core.handler_id(handler)
+        fut: Future[Any] = Future(core, transform)
+        token = next(core.tokens)
+        req = PortwayRequest(hid, _timeout_ms(timeout), token, _address(data) if data else None, len(data))
+        rid = c_uint64()
+        core.pending[token] = fut
+        eng = core.enter()
+        try:
+            st = LIB.portway_submit(eng, byref(req), byref(rid))
+        finally:
+            core.exit()
+        if st != _OK:
+            core.pending.pop(token, None)
+            raise error_for(st, last_error())
+        fut._id = rid.value
+        if core.poller is None:
+            core.ensure_poller()  # parked until needed; sweeps unclaimed completions
+        return fut
+
+    def submit_many(
+        self, handler: str, payloads: Iterable[Payload], timeout: float | None = None
+    ) -> list[Future[Completion]]:
+        """Submits every payload in one ``portway_submit_batch`` call. The engine accepts the
+        longest possible prefix; futures past it fail with the error that stopped the batch
+        (e.g. ``BusyError``)."""
+        core = self._core
+        hid = core.handler_id(handler)
+        datas = [_to_bytes(p) for p in payloads]
+        n = len(datas)
+        if n == 0:
+            return []
+        tms = _timeout_ms(timeout)
+        blob = b"".join(datas)
+        base = _address(blob)
+        first = next(core.tokens)
+        # Reserve n consecutive tokens (the counter is shared; take n-1 more).
+        tokens = [first] + [next(core.tokens) for _ in range(n - 1)]
+        futs: list[Future[Completion]] = [Future(core) for _ in range(n)]
+        pack = _REQ.pack
+        parts = []
+        off = 0
+        for tok, d in zip(tokens, datas):
+            ln = len(d)
+            parts.append(pack(hid, tms, tok, base + off if ln else 0, ln))
+            off += ln
+        reqs = b"".join(parts)
+        pending = core.pending
+        for tok, f in zip(tokens, futs):
+            pending[tok] = f
+        ids = (c_uint64 * n)()
+        accepted = c_size_t()
+        eng = core.enter()
+        try:
+            st = LIB.portway_submit_batch(eng, reqs, n, ids, byref(accepted))
+        finally:
+            core.exit()
+        del blob  # the engine copied the payloads
+        if st == _OK:
+            k = n
+        elif st == _FORKED or (st == Status.INVALID_ARGUMENT and accepted.value == 0):
+            for tok in tokens:  # the call itself failed: nothing was accepted
+                pending.pop(tok, None)
+            raise error_for(st, last_error())
+        else:
+            k = accepted.value
+        for f, rid in zip(futs, ids[:k]):
+            f._id = rid
+        if k < n:
+            exc = error_for(st, last_error())
+            for tok, f in zip(tokens[k:], futs[k:]):
+                pending.pop(tok, None)
+                f._fail(exc)
+        if core.poller is None:
+            core.ensure_poller()
+        return futs
+
+    def map(
+        self, handler: str, payloads: Iterable[Payload], window: int = 256, timeout: float | None = None
+    ) -> Iterator[Completion]:
+        """Yields completions in payload order, with at most ``window`` requests in flight.
+        Raises the first failed request's error; closing the iterator cancels the rest."""
+        if window < 1:
+            raise InvalidArgumentError("window must be >= 1")
+        it = iter(payloads)
+        q: deque[Future[Completion]] = deque()
+        try:
+            for p in itertools.islice(it, window):
+                q.append(self.submit(handler, p, timeout))
+            while q:
+                f = q.popleft()
+                for p in itertools.islice(it, 1):
+                    q.append(self.submit(handler, p, timeout))
+                yield f.result()
+        finally:
+            for f in q:
+                f.cancel()
+
+    def http(
+        self,
+        method: str,
+        url: str,
+        headers: HeadersArg = None,
+        body: bytes | str | None = None,
+        timeout: float | None = None,
+        handler: str = "http",
+    ) -> Future[HttpResponse]:
+        """Sends an HTTP/1.1 request through the "http" handler. Any HTTP status resolves to an
+        ``HttpResponse``; connection, TLS, protocol, body-size errors and timeouts raise."""
+        payload = build_request(method, url, headers, body)
+        return self._submit(handler, payload, timeout, HttpResponse.from_completion)
+
+    # ------------------------------------------------------------ asyncio
+
+    async def asubmit(self, handler: str, payload: Payload = b"", timeout: float | None = None) -> Completion:
+        """Awaitable submit; cancelling the awaiting task cancels the native request."""
+        result: Completion = await self._asubmit(handler, _to_bytes(payload), timeout, None)
+        return result
+
+    async def ahttp(
+        self,
+        method: str,
+        url: str,
+        headers: HeadersArg = None,
+        body: bytes | str | None = None,
+        timeout: float | None = None,
+        handler: str = "http",
+    ) -> HttpResponse:
+        payload = build_request(method, url, headers, body)
+        result: HttpResponse = await self._asubmit(handler, payload, timeout, HttpResponse.from_completion)
+        return result
+
+    async def _asubmit(
+        self, handler: str, data: bytes, timeout: float | None, transform: Callable[[Completion], Any] | None
+    ) -> Any:
+        core = self._core
+        loop = asyncio.get_running_loop()
+        hid = core.handler_id(handler)
+        if loop not in core.readers:
+            core.ensure_reader(loop)
+        afut: asyncio.Future[Any] = loop.create_future()
+        token = next(core.tokens)
+        req = PortwayRequest(hid, _timeout_ms(timeout), token, _address(data) if data else None, len(data))
+        rid = c_uint64()
+        core.pending[token] = _AsyncEntry(loop, afut, transform)
+        eng = core.enter()
+        try:
+            st = LIB.portway_submit(eng, byref(req), byref(rid))
+        finally:
+            core.exit()
+        if st != _OK:
+            core.pending.pop(token, None)
+            raise error_for(st, last_error())
+        try:
+            return await afut
+        except asyncio.CancelledError:
+            if not afut.done() or afut.cancelled():
+                core.cancel_id(rid.value)
+            raise
+
+    # ------------------------------------------------------------ handlers
+
+    def register(self, name: str, fn: Callable[[bytes], bytes]) -> int:
+        """Registers a Python handler ``fn(payload) -> bytes``, run on the engine's worker pool
+        (holding the GIL). An exception becomes a ``HandlerError`` completion with its message.
+        Returns the handler id."""
+        string_at = ctypes.string_at
+        data_p = ctypes.POINTER(ctypes.c_uint8)
+
+        def trampoline(_ctx: int | None, call: int | None) -> None:
+            try:
+                ptr = data_p()
+                ln = c_size_t()
+                LIB.portway_call_payload(call, byref(ptr), byref(ln))
+                payload = string_at(ptr, ln.value) if ln.value else b""
+                out = fn(payload)
+                if isinstance(out, str):
+                    out = out.encode()
+                elif not isinstance(out, bytes):
+                    out = bytes(out)
+                LIB.portway_call_respond(call, out, len(out))
+            except BaseException as exc:  # noqa: BLE001 - must never unwind into C
+                try:
+                    msg = f"{type(exc).__name__}: {exc}".replace("\0", "\\0")
+                    LIB.portway_call_fail(call, msg.encode("utf-8", "replace"))
+                except BaseException:  # noqa: BLE001
+                    pass
+
+        cb = _lib.HANDLER_FN(trampoline)
+        core = self._core
+        out_id = c_uint32()
+        eng = core.enter()
+        try:
+            st = LIB.portway_register_handler(eng, name.encode(), cb, None, byref(out_id))
+        finally:
+            core.exit()
+        check(st)
+        core.keepalive.append(cb)  # must outlive the engine's use of it
+        core.handlers[name] = out_id.value
+        return out_id.value
+
+    def register_http(self, name: str, **options: Any) -> int:
+        """Registers another http handler ``name`` with its own connection pool and limits.
+        ``options`` are ``portway_http_options`` fields (e.g. ``max_connections_per_host=8,
+        max_body_bytes=1 << 20, follow_redirects=True, retries=2, user_agent="me/1"``);
+        the rest keep their defaults. Use it with ``http(..., handler=name)``."""
+        if not hasattr(LIB, "portway_register_http"):
+            raise PortwayError("this libportway has no portway_register_http")
+        opts = _lib.PortwayHttpOptions()
+        check(LIB.portway_http_options_default(byref(opts)))
+        fields = {f[0] for f in _lib.PortwayHttpOptions._fields_}
+        for key, value in options.items():
+            if key not in fields:
+                raise InvalidArgumentError(f"unknown http option {key!r}; known: {sorted(fields)}")
+            if isinstance(value, str):
+                value = value.encode()
+            setattr(opts, key, value)
+        core = self._core
+        out_id = c_uint32()
+        eng = core.enter()
+        try:
+            st = LIB.portway_register_http(eng, name.encode(), byref(opts), byref(out_id))
+        finally:
+            core.exit()
+        check(st)
+        core.handlers[name] = out_id.value
+        return out_id.value
+
+    def pipeline(self, name: str, stages: list[str]) -> int:
+        """Registers handler ``name`` running ``stages`` in order (each response feeds the next)."""
+        core = self._core
+        ids = [core.handler_id(s) for s in stages]
+        arr = (c_uint32 * max(1, len(ids)))(*ids)
+        out_id = c_uint32()
+        eng = core.enter()
+        try:
+            st = LIB.portway_pipeline_new(eng, name.encode(), arr, len(ids), byref(out_id))
+        finally:
+            core.exit()
+        check(st)
+        core.handlers[name] = out_id.value
+        return out_id.value
+
+    def set_concurrency(self, name: str, limit: int) -> None:
+        """At most ``limit`` calls of handler ``name`` run at once (0 = only the pool limits)."""
+        core = self._core
+        hid = core.handler_id(name)
+        eng = core.enter()
+        try:
+            st = LIB.portway_handler_set_concurrency(eng, hid, _u32("limit", limit))
+        finally:
+            core.exit()
+        check(st)
+
+    def handler_id(self, name: str) -> int:
+        """The id of handler ``name``; raises ``UnknownHandlerError``."""
+        return self._core.handler_id(name)
+
+    def has_handler(self, name: str) -> bool:
+        try:
+            self._core.handler_id(name)
+        except PortwayError as exc:
+            if exc.status == Status.UNKNOWN_HANDLER:
+                return False
+            raise
+        return True
+
+    # ------------------------------------------------------------ control and introspection
+
+    def cancel(self, fut: Future[Any]) -> bool:
+        return fut.cancel()
+
+    def cancel_all(self) -> None:
+        core = self._core
+        eng = core.enter()
+        try:
+            st = LIB.portway_cancel_all(eng)
+        finally:
+            core.exit()
+        check(st)
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot keyed by the ``portway_stats`` field names; ``completed`` maps status
+        names (``"OK"``, ``"TIMEOUT"``, ...) to counts."""
+        core = self._core
+        s = _lib.PortwayStats()
+        eng = core.enter()
+        try:
+            st = LIB.portway_stats(eng, byref(s))
+        finally:
+            core.exit()
+        check(st)
+        out: dict[str, Any] = {}
+        for field in _lib.PortwayStats._fields_:
+            name = field[0]
+            if name == "completed":
+                out[name] = {
+                    (Status(i).name if i in Status._value2member_map_ else str(i)): int(v)
+                    for i, v in enumerate(s.completed)
+                }
+            else:
+                out[name] = int(getattr(s, name))
+        return out
+
+    def metrics_text(self) -> str:
+        """Prometheus text exposition (``portway_metrics_text``), when the library has it."""
+        return self._text_call("portway_metrics_text")
+
+    def inflight_json(self, limit: int = 100) -> str:
+        """A JSON snapshot of up to ``limit`` in-flight requests (``portway_inflight_json``)."""
+        return self._text_call("portway_inflight_json", _u32("limit", limit))
+
+    def _text_call(self, fn_name: str, *args: int) -> str:
+        fn = getattr(LIB, fn_name, None)
+        if fn is None:
+            raise PortwayError(f"this libportway has no {fn_name}")
+        core = self._core
+        cap = 1 << 16
+        for _ in range(8):
+            buf = ctypes.create_string_buffer(cap)
+            needed = c_size_t()
+            eng = core.enter()
+            try:
+                st = fn(eng, *args, buf, cap, byref(needed))
+            finally:
+                core.exit()
+            if st == Status.BUFFER_TOO_SMALL or (st == _OK and needed.value > cap):
+                cap = max(cap * 2, needed.value + 1)
+                continue
+            check(st)
+            return buf.value.decode("utf-8", "replace")
+        raise PortwayError(f"{fn_name}: output kept growing")
+
+    def notify_fd(self) -> int:
+        """The engine's notify descriptor (owned by the engine; do not read or close it)."""
+        core = self._core
+        eng = core.enter()
+        try:
+            fd = int(LIB.portway_notify_fd(eng))
+        finally:
+            core.exit()
+        if fd < 0:
+            raise PortwayError(last_error())
+        return fd

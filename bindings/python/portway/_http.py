@@ -1,0 +1,96 @@
+"""HTTP requests through the engine's "http" handler: payload building and responses."""
+
+from __future__ import annotations
+
+import json as _json
+from collections.abc import Iterable, Mapping
+from typing import Any, Union
+from urllib.parse import urlsplit
+
+from ._futures import Completion
+
+__all__ = ["HttpResponse", "build_request", "HeadersArg"]
+
+HeadersArg = Union[Mapping[str, str], Iterable[tuple[str, str]], None]
+
+
+def _check_token(value: str, what: str) -> None:
+    if not value or any(ch in value for ch in "\r\n\0"):
+        raise ValueError(f"invalid {what}: {value!r}")
+
+
+def build_request(method: str, url: str, headers: HeadersArg = None, body: bytes | str | None = None) -> bytes:
+    """The "http" handler's payload: an HTTP/1.1 request head in absolute form, then the body."""
+    _check_token(method, "method")
+    if " " in method:
+        raise ValueError(f"invalid method: {method!r}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"an absolute http(s) URL is required, got {url!r}")
+    if any(ch in url for ch in " \r\n\0"):
+        raise ValueError(f"invalid URL: {url!r}")
+    pairs: list[tuple[str, str]]
+    if headers is None:
+        pairs = []
+    elif isinstance(headers, Mapping):
+        pairs = [(str(k), str(v)) for k, v in headers.items()]
+    else:
+        pairs = [(str(k), str(v)) for k, v in headers]
+    names = {k.lower() for k, _ in pairs}
+    if "host" not in names:
+        pairs.insert(0, ("Host", parts.netloc.rpartition("@")[2]))
+    data = body.encode() if isinstance(body, str) else (bytes(body) if body is not None else b"")
+    if body is not None and "content-length" not in names and "transfer-encoding" not in names:
+        pairs.append(("Content-Length", str(len(data))))
+    lines = [f"{method} {url} HTTP/1.1"]
+    for k, v in pairs:
+        _check_token(k, "header name")
+        if any(ch in v for ch in "\r\n\0"):
+            raise ValueError(f"invalid header value for {k!r}")
+        lines.append(f"{k}: {v}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head + data
+
+
+class HttpResponse:
+    """A response from the "http" handler: any HTTP status, 4xx and 5xx included."""
+
+    __slots__ = ("status", "headers", "body", "completion")
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes, completion: Completion | None = None) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.completion = completion
+
+    @classmethod
+    def from_completion(cls, c: Completion) -> HttpResponse:
+        return cls(c.code, c.meta, c.data, c)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 400
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first header named ``name`` (case-insensitive)."""
+        low = name.lower()
+        for k, v in self.headers:
+            if k.lower() == low:
+                return v
+        return default
+
+    def text(self, encoding: str | None = None) -> str:
+        if encoding is None:
+            ctype = self.header("content-type") or ""
+            encoding = "utf-8"
+            for param in ctype.split(";")[1:]:
+                key, _, val = param.strip().partition("=")
+                if key.lower() == "charset" and val:
+                    encoding = val.strip('"')
+        return self.body.decode(encoding, "replace")
+
+    def json(self) -> Any:
+        return _json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"HttpResponse(status={self.status}, headers={len(self.headers)}, body={self.body[:64]!r})"
