@@ -44,9 +44,9 @@ header-check:
 test: test-rust test-c test-python test-node
 	@echo "make test: every suite passed"
 
+# Unit, integration and doc tests (benches are run by `make bench`, not here).
 test-rust:
-	$(CARGO) test --all-targets -- --test-threads=2
-	$(CARGO) test --doc
+	$(CARGO) test -- --test-threads=2
 
 test-c: test-header-alone test-c-asan test-c-valgrind
 

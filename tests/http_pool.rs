@@ -95,6 +95,18 @@ fn sequential_requests_reuse_one_connection() {
         assert_status(&c, Status::PORTWAY_OK);
     }
     assert_eq!(server.accepted(), 1);
+    // The metrics exposition reports the same: one connection opened, the rest reused.
+    let metrics = engine.metrics_text().unwrap();
+    for line in [
+        "portway_http_connections_opened_total{handler=\"http\"} 1",
+        "portway_http_connections_reused_total{handler=\"http\"} 19",
+        "portway_http_connections_open{handler=\"http\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! back only when the exchange completed cleanly.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING, UPGRADE, USER_AGENT};
@@ -83,12 +84,27 @@ impl Client {
         })
     }
 
+    /// Connection figures for the metrics exposition: (opened, reused, open now).
+    pub fn connection_counts(&self) -> (u64, u64, u64) {
+        (
+            self.pool.opened_total.load(Ordering::Relaxed),
+            self.pool.reused_total.load(Ordering::Relaxed),
+            self.pool.open_connections(),
+        )
+    }
+
     /// Sends `req` once and reads the whole response. A pooled connection that turns out to
     /// be dead before the response head is replaced by another, once.
     pub async fn exchange(&self, req: &Prepared) -> Result<Response, HttpError> {
         let mut reused_failures = 0;
         loop {
             let (lease, reused) = self.checkout(&req.origin).await?;
+            let counter = if reused {
+                &self.pool.reused_total
+            } else {
+                &self.pool.opened_total
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
             match self.send(lease, req).await {
                 Ok(resp) => return Ok(resp),
                 Err(f) if f.may_repeat && reused && reused_failures == 0 => reused_failures += 1,

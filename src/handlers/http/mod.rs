@@ -102,6 +102,30 @@ impl AsyncHandler for HttpHandler {
             }
         })
     }
+
+    fn metrics(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
+        let (opened, reused, open) = self.inner.client.connection_counts();
+        vec![
+            (
+                "http_connections_opened_total",
+                "Requests that opened a new connection.",
+                "counter",
+                opened,
+            ),
+            (
+                "http_connections_reused_total",
+                "Requests sent on an already-open connection.",
+                "counter",
+                reused,
+            ),
+            (
+                "http_connections_open",
+                "Connections open now, idle or busy.",
+                "gauge",
+                open,
+            ),
+        ]
+    }
 }
 
 impl Inner {

@@ -7,7 +7,7 @@
 //! (cancelled request, error, unread body) is closed, never reused.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -175,6 +175,10 @@ pub(crate) struct Pool {
     pub idle_timeout: Option<Duration>,
     h2_prior_knowledge: bool,
     reaper_started: AtomicBool,
+    /// Requests that opened a new connection.
+    pub opened_total: AtomicU64,
+    /// Requests served on a connection that was already open.
+    pub reused_total: AtomicU64,
 }
 
 impl Pool {
@@ -194,7 +198,17 @@ impl Pool {
             idle_timeout,
             h2_prior_knowledge,
             reaper_started: AtomicBool::new(false),
+            opened_total: AtomicU64::new(0),
+            reused_total: AtomicU64::new(0),
         }
+    }
+
+    /// Connections open now, idle or busy, over all origins.
+    pub fn open_connections(&self) -> u64 {
+        lock(&self.hosts)
+            .values()
+            .map(|h| (h.max - h.permits.available_permits()) as u64)
+            .sum()
     }
 
     /// The state of `origin`, created on first use.
