@@ -201,7 +201,14 @@ fn notify_hook_fires_when_the_last_poll_closes_the_engine() {
     eng.shutdown(ShutdownMode::Drain, None).unwrap();
     let (got, _) = eng.poll_owned(4, Some(Duration::from_secs(5))).unwrap();
     assert_eq!(got.len(), 1);
-    // One call when the completion became ready, one when taking it closed the engine.
+    // One call when the completion became ready, one when taking it closed the engine. The
+    // first runs on the engine thread after it queued the completion, so it may land after
+    // this poll returned: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while calls.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(
         eng.poll(1, Some(Duration::ZERO), |_, _| {}).unwrap(),
