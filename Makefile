@@ -18,7 +18,7 @@ SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 C_EXAMPLES  := $(basename $(notdir $(wildcard examples/c/*.c)))
 
-.PHONY: all lib release header header-check test test-rust test-c test-c-asan test-c-valgrind \
+.PHONY: all lib release header header-check test test-rust test-c test-c-asan test-c-valgrind test-examples test-quickstart \
         test-header-alone test-python test-node deps examples demo bench clean
 
 all: lib
@@ -41,7 +41,7 @@ header-check:
 
 # ---------------------------------------------------------------- tests
 
-test: test-rust test-c test-python test-node
+test: test-rust test-c test-examples test-install test-python test-node test-quickstart
 	@echo "make test: every suite passed"
 
 # Unit, integration and doc tests (benches are run by `make bench`, not here).
@@ -80,6 +80,10 @@ test-python:
 test-node:
 	@if [ -d bindings/node ]; then $(MAKE) -C bindings/node test; else echo "node binding not present yet"; fi
 
+# The README's quick starts, run exactly as written (after the Python and Node builds).
+test-quickstart: release
+	$(PYTHON) tools/check_readme.py $(abspath target/pyenv/bin/python)
+
 # ---------------------------------------------------------------- examples and demo
 
 examples: release
@@ -88,11 +92,15 @@ examples: release
 	  $(CC) $(CFLAGS_C) -O2 examples/c/$$e.c -L$(RELEASE_DIR) -Wl,-rpath,$(abspath $(RELEASE_DIR)) -lportway -o $(C_BUILD)/examples/$$e; \
 	done
 
-demo: examples
-	@set -e; for e in $(C_EXAMPLES); do echo "== examples/c/$$e"; $(C_BUILD)/examples/$$e; done
+# The C examples other than fanout (which needs a server) run as smoke tests.
+test-examples: examples
+	@set -e; for e in $(filter-out fanout,$(C_EXAMPLES)); do echo "== examples/c/$$e"; $(C_BUILD)/examples/$$e >/dev/null; done
 
-bench: release
-	QUICK=$(QUICK) $(CARGO) bench --bench core
+demo: examples
+	$(CARGO) build --release --example demo_server
+	$(MAKE) -C bindings/python install
+	@if command -v node >/dev/null; then $(MAKE) -C bindings/node build; fi
+	bash tools/demo.sh
 
 clean:
 	$(CARGO) clean

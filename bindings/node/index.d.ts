@@ -7,12 +7,21 @@ export type StatusName =
   | 'PORTWAY_CONNECT_ERROR' | 'PORTWAY_TLS_ERROR' | 'PORTWAY_PROTOCOL_ERROR' | 'PORTWAY_BODY_TOO_LARGE'
   | 'PORTWAY_INTERNAL';
 
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
 export interface EngineOptions {
   runtimeThreads?: number;
   poolWorkers?: number;
   maxInFlight?: number;
   defaultTimeoutMs?: number;
   maxPayload?: number;
+  /** Engine events (start, shutdown, handler panics, requests leaked past free, abandoned
+   *  handlers), delivered asynchronously on the JS thread (`this` is undefined).
+   *  Never keeps the event loop alive; `await close()` has delivered every event. A throw is
+   *  an uncaught exception. */
+  onLog?: (level: LogLevel, message: string) => void;
+  /** Lowest level passed to `onLog` (default 'info'). */
+  logLevel?: LogLevel;
 }
 
 export type Payload = Buffer | Uint8Array | ArrayBuffer | ArrayBufferView | string;
@@ -67,6 +76,45 @@ export interface Stats {
   completed: Record<StatusName, number>;
 }
 
+/** Latency of one handler, in nanoseconds. Numbers: exact up to 2^53 (sumNs ~104 days). */
+export interface Latency {
+  p50Ns: number;
+  p90Ns: number;
+  p99Ns: number;
+  maxNs: number;
+  sumNs: number;
+  count: number;
+}
+
+export interface HandlerStats {
+  id: number;
+  submitted: number;
+  /** Completions by status name; only the nonzero ones are present. */
+  completed: Partial<Record<StatusName, number>>;
+  queueWait: Latency;
+  run: Latency;
+}
+
+export type InflightState = 'queued' | 'running' | 'ready' | 'unreleased';
+
+export interface InflightRequest {
+  id: number;
+  /** The addon's own tag (promise slot << 32 | index within submitMany), not a user value. */
+  userData: number;
+  handler: string;
+  stage: number;
+  stageHandler: string;
+  state: InflightState;
+  ageMs: number;
+}
+
+export interface Inflight {
+  /** All requests in flight, however many are listed. */
+  total: number;
+  /** Oldest first, at most `limit`. */
+  requests: InflightRequest[];
+}
+
 export declare class PortwayError extends Error {
   name: 'PortwayError';
   code: StatusName | string;
@@ -95,6 +143,10 @@ export declare class Engine {
   cancel(id: number): boolean;
   cancelAll(): void;
   stats(): Stats;
+  /** Prometheus text exposition format. */
+  metricsText(): string;
+  handlerStats(name: string | number): HandlerStats;
+  inflight(opts?: { limit?: number }): Inflight;
   close(opts?: { drain?: boolean; timeoutMs?: number }): Promise<void>;
 }
 

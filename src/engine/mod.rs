@@ -780,6 +780,10 @@ impl Drop for Engine {
                 rt.shutdown_timeout(Duration::from_millis(100));
             }
         }
+        // Abandoned handlers may still finish later: they must not reach the host's hooks,
+        // whose contexts the host frees once this returns.
+        shared.logger.set(None, LogLevel::Error);
+        shared.queue.set_hook(None);
         for entry in shared.registry.all() {
             entry.gate.clear();
         }

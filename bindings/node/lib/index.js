@@ -51,18 +51,47 @@ function abortError(signal) {
   return new AbortError('The operation was aborted', { cause: signal.reason });
 }
 
+// PORTWAY_LOG_DEBUG (1) .. PORTWAY_LOG_ERROR (4)
+const LOG_LEVELS = { debug: 1, info: 2, warn: 3, error: 4 };
+
+function logLevelOf(v) {
+  if (v === undefined || v === null) return LOG_LEVELS.info;
+  const n = LOG_LEVELS[v];
+  if (n === undefined) throw new TypeError("logLevel must be 'debug', 'info', 'warn' or 'error'");
+  return n;
+}
+
+// portway_inflight_json's snake_case keys, as the rest of this API spells them.
+function inflightEntry(r) {
+  return {
+    id: r.id,
+    userData: r.user_data,
+    handler: r.handler,
+    stage: r.stage,
+    stageHandler: r.stage_handler,
+    state: r.state,
+    ageMs: r.age_ms,
+  };
+}
+
 class Engine {
   /**
    * @param {{runtimeThreads?: number, poolWorkers?: number, maxInFlight?: number,
-   *          defaultTimeoutMs?: number, maxPayload?: number}} [opts]
+   *          defaultTimeoutMs?: number, maxPayload?: number,
+   *          onLog?: (level: 'debug'|'info'|'warn'|'error', message: string) => void,
+   *          logLevel?: 'debug'|'info'|'warn'|'error'}} [opts]
    */
   constructor(opts = {}) {
+    const onLog = opts.onLog;
+    if (onLog !== undefined && onLog !== null && typeof onLog !== 'function') throw new TypeError('onLog must be a function');
     this._n = new native.NativeEngine(
       optU32(opts.runtimeThreads, 'runtimeThreads'),
       optU32(opts.poolWorkers, 'poolWorkers'),
       optU32(opts.maxInFlight, 'maxInFlight'),
       optU32(opts.defaultTimeoutMs, 'defaultTimeoutMs'),
       opts.maxPayload === undefined ? undefined : Number(opts.maxPayload),
+      onLog || undefined,
+      logLevelOf(opts.logLevel),
     );
     this._ids = new Map();
     this._closed = null;
@@ -195,6 +224,24 @@ class Engine {
 
   stats() {
     return this._n.stats();
+  }
+
+  /** Prometheus text exposition (portway_metrics_text): counters, gauges, histograms. */
+  metricsText() {
+    return this._n.metricsText();
+  }
+
+  /** Counts and latency percentiles of one handler (name or id). Nanosecond figures are
+   *  Numbers: exact up to 2^53 ns (~104 days summed), rounded beyond. */
+  handlerStats(name) {
+    return this._n.handlerStats(this.lookup(name));
+  }
+
+  /** Requests in flight, oldest first, at most `limit` of them:
+   *  { total, requests: [{ id, userData, handler, stage, stageHandler, state, ageMs }] }. */
+  inflight({ limit = 100 } = {}) {
+    const snap = JSON.parse(this._n.inflightJson(optU32(limit, 'limit')));
+    return { total: snap.total, requests: snap.requests.map(inflightEntry) };
   }
 
   /** Shuts down (drain or cancel), waits for every completion, frees the engine. Idempotent;

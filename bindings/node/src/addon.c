@@ -17,6 +17,8 @@
  * before Node tears the tsfn down (hooks run in reverse order): engine threads are joined
  * before the tsfn can disappear. The notify hook also checks `tsfn_open` under a mutex.
  * No static mutable state: per-instance data holds the class references.
+ *
+ * Logs (`onLog`): a second tsfn, see "log delivery" below for its ordering.
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -124,10 +126,15 @@ typedef struct pw_engine {
     portway_engine *eng;          /* NULL once freed */
     napi_env env;
     napi_threadsafe_function tsfn;
-    pthread_mutex_t mu;           /* guards tsfn_open against the notify hook */
+    pthread_mutex_t mu;           /* guards tsfn_open and log_open against the hooks */
     bool tsfn_open;
+    napi_threadsafe_function log_tsfn; /* NULL without onLog, or once released */
+    bool log_open;                /* log_tsfn may be called */
+    napi_deferred flush_deferred; /* close(): resolved by the log flush marker */
+    bool flushing;                /* the marker is queued: keep the wrapper (busy) */
+    size_t text_hint;             /* metricsText/inflight: last size needed */
     atomic_bool notify_pending;
-    int refs;                     /* wrapper + tsfn */
+    int refs;                     /* wrapper + tsfn + log_tsfn */
     bool hook_registered;
     napi_ref wrapper;             /* weak (0) when idle, strong (1) while busy */
     bool busy;                    /* loop and wrapper referenced */
@@ -155,10 +162,136 @@ static void notify_hook(void *ctx) {
     pthread_mutex_unlock(&pe->mu);
 }
 
+/* ------------------------------------------------------------------ log delivery
+ *
+ * The engine calls log_hook from its own threads or from the thread that caused the event
+ * (here mostly the JS thread: engine start in portway_engine_new, shutdown in
+ * portway_engine_shutdown, leaked-request warnings in portway_engine_free). The message is
+ * valid only during the call, so it is copied into a pw_log_msg and queued on `log_tsfn`;
+ * log_call_js hands (levelName, message) to the `onLog` function on the JS thread.
+ *
+ * The tsfn holds no JS function: onLog is a hidden property of the NativeEngine wrapper, read
+ * through the (weak when idle) wrapper reference at delivery time. A strong reference from
+ * the tsfn would root any closure over the engine and keep an idle engine from being
+ * collected. The tsfn is unref'd for its whole life, so logging never keeps the loop alive.
+ *
+ * Ordering at teardown (engine_destroy), on every path (close, wrapper GC, env cleanup hook):
+ *   1. portway_set_notify(NULL), tsfn_open = false (the notify tsfn as before).
+ *   2. portway_engine_free with the log hook still installed: it joins every engine thread,
+ *      and its own warnings (requests leaked past free, abandoned handlers) are emitted on
+ *      this thread during the call, so they are still delivered. After it returns no thread
+ *      can call log_hook (the addon registers no native handlers, so no pool thread can be
+ *      abandoned and outlive the engine). portway_set_log(NULL) is not used as the barrier:
+ *      the library clones the hook out of its lock before calling it, so removing the hook
+ *      does not wait for a call in progress on an engine thread; engine free does.
+ *   3. close() only: a flush marker (data == pe) is queued after every message emitted so
+ *      far, and the tsfn is ref'd so the loop lives until the marker is delivered; the
+ *      marker resolves the close() promise. Hence `await eng.close()` has seen every log
+ *      event, shutdown and free included.
+ *   4. log_open = false under the mutex (a second guard, as tsfn_open), then the log tsfn is
+ *      released: napi_tsfn_release on close/GC (queued messages still run), napi_tsfn_abort
+ *      from the env cleanup hook. Queued items that Node discards at teardown reach
+ *      log_call_js with env == NULL, which frees them.
+ *   5. The notify tsfn is released (abort), as before.
+ * Both tsfns are created before the env cleanup hook is registered, so the hook (and with it
+ * engine free) runs before Node's own teardown of either tsfn. Each tsfn holds a reference
+ * on pw_engine, dropped by its finalizer, so pe (and its mutex) outlives every queued item.
+ */
+
+typedef struct {
+    uint32_t level;
+    size_t len;
+    char text[];
+} pw_log_msg;
+
+static const char *log_level_name(uint32_t level) {
+    switch (level) {
+    case PORTWAY_LOG_DEBUG: return "debug";
+    case PORTWAY_LOG_INFO: return "info";
+    case PORTWAY_LOG_WARN: return "warn";
+    default: return "error";
+    }
+}
+
+static void log_hook(void *ctx, uint32_t level, const char *message) {
+    pw_engine *pe = ctx;
+    size_t len = message ? strlen(message) : 0;
+    pw_log_msg *m = malloc(sizeof *m + len + 1);
+    if (!m) return;
+    m->level = level;
+    m->len = len;
+    if (len) memcpy(m->text, message, len);
+    m->text[len] = '\0';
+    napi_status st = napi_closing;
+    pthread_mutex_lock(&pe->mu);
+    if (pe->log_open) st = napi_call_threadsafe_function(pe->log_tsfn, m, napi_tsfn_nonblocking);
+    pthread_mutex_unlock(&pe->mu);
+    if (st != napi_ok) free(m); /* not queued: ours to free */
+}
+
+static void resolve_undefined(napi_env env, napi_deferred d) {
+    napi_value undef;
+    if (napi_get_undefined(env, &undef) == napi_ok) napi_resolve_deferred(env, d, undef);
+}
+
+static bool update_busy(napi_env env, pw_engine *pe);
+
+static void log_call_js(napi_env env, napi_value js_cb, void *context, void *data) {
+    (void)js_cb;
+    pw_engine *pe = context;
+    if (data == pe) { /* the flush marker queued by close() */
+        napi_deferred d = pe->flush_deferred;
+        pe->flush_deferred = NULL;
+        pe->flushing = false;
+        if (env) {
+            update_busy(env, pe); /* lets go of the wrapper */
+            if (d) resolve_undefined(env, d);
+        }
+        return;
+    }
+    pw_log_msg *m = data;
+    if (env == NULL || pe->wrapper == NULL) { /* teardown, or the wrapper was collected */
+        free(m);
+        return;
+    }
+    napi_value self = NULL, fn, recv, argv[2], ignored;
+    napi_valuetype t = napi_undefined;
+    bool ok = napi_get_reference_value(env, pe->wrapper, &self) == napi_ok && self &&
+              napi_get_named_property(env, self, "onLog", &fn) == napi_ok &&
+              napi_get_undefined(env, &recv) == napi_ok &&
+              napi_typeof(env, fn, &t) == napi_ok && t == napi_function &&
+              napi_create_string_utf8(env, log_level_name(m->level), NAPI_AUTO_LENGTH, &argv[0]) ==
+                  napi_ok &&
+              napi_create_string_utf8(env, m->text, m->len, &argv[1]) == napi_ok;
+    free(m);
+    if (!ok) return;
+    if (napi_call_function(env, recv, fn, 2, argv, &ignored) == napi_pending_exception) {
+        /* An exception thrown by onLog becomes an uncaught exception, as for an event
+         * listener (left pending, Node would only print a DEP0168 warning). */
+        napi_value err;
+        if (napi_get_and_clear_last_exception(env, &err) == napi_ok)
+            napi_fatal_exception(env, err);
+    }
+}
+
+static void log_tsfn_finalize(napi_env env, void *data, void *hint) {
+    (void)env;
+    (void)hint;
+    pw_engine *pe = data;
+    pthread_mutex_lock(&pe->mu);
+    pe->log_open = false;
+    pthread_mutex_unlock(&pe->mu);
+    engine_unref(pe);
+}
+
 static void cleanup_hook(void *arg);
 
-/* Frees the native engine and releases the tsfn. Safe at env teardown (no JS is called). */
-static void engine_destroy(pw_engine *pe, bool from_cleanup_hook) {
+/* Frees the native engine and releases both tsfns, in the order described above. Safe at env
+ * teardown (no JS is called). With `pe->flush_deferred` set (close), queues the flush marker
+ * and returns true: log_call_js then owns the deferred. Returns false when nothing was queued
+ * (the caller still owns any flush_deferred). */
+static bool engine_destroy(pw_engine *pe, bool from_cleanup_hook) {
+    bool flush = false;
     if (pe->hook_registered) {
         pe->hook_registered = false;
         if (!from_cleanup_hook) napi_remove_env_cleanup_hook(pe->env, cleanup_hook, pe);
@@ -171,11 +304,24 @@ static void engine_destroy(pw_engine *pe, bool from_cleanup_hook) {
         portway_engine_free(pe->eng); /* joins engine threads: no hook runs after this */
         pe->eng = NULL;
     }
+    if (pe->log_tsfn) {
+        napi_threadsafe_function t = pe->log_tsfn;
+        flush = pe->flush_deferred != NULL && !from_cleanup_hook;
+        if (flush && (napi_ref_threadsafe_function(pe->env, t) != napi_ok ||
+                      napi_call_threadsafe_function(t, pe, napi_tsfn_nonblocking) != napi_ok))
+            flush = false;
+        pthread_mutex_lock(&pe->mu);
+        pe->log_open = false;
+        pthread_mutex_unlock(&pe->mu);
+        pe->log_tsfn = NULL;
+        napi_release_threadsafe_function(t, from_cleanup_hook ? napi_tsfn_abort : napi_tsfn_release);
+    }
     if (pe->tsfn) {
         napi_threadsafe_function t = pe->tsfn;
         pe->tsfn = NULL;
         napi_release_threadsafe_function(t, napi_tsfn_abort);
     }
+    return flush;
 }
 
 static void cleanup_hook(void *arg) {
@@ -206,9 +352,10 @@ static void wrapper_finalize(napi_env env, void *data, void *hint) {
 }
 
 /* Keep the event loop and the wrapper alive exactly while requests are in flight or a close
- * is pending. */
+ * is pending; keep the wrapper (only: the notify tsfn is gone by then) until close's log
+ * flush marker has been delivered, so onLog can still be read from it. */
 static bool update_busy(napi_env env, pw_engine *pe) {
-    bool want = pe->in_flight > 0 || pe->closing;
+    bool want = pe->in_flight > 0 || pe->closing || pe->flushing;
     if (want == pe->busy) return true;
     uint32_t rc;
     if (want) {
@@ -341,12 +488,16 @@ static void on_closed(napi_env env, pw_engine *pe) {
     napi_deferred d = pe->close_deferred;
     pe->close_deferred = NULL;
     pe->closing = false;
-    engine_destroy(pe, false);
-    update_busy(env, pe);
-    if (d) {
-        napi_value undef;
-        if (napi_get_undefined(env, &undef) == napi_ok) napi_resolve_deferred(env, d, undef);
+    /* With onLog, close() resolves once the log flush marker comes through (see above). */
+    pe->flush_deferred = d;
+    if (engine_destroy(pe, false)) {
+        d = NULL; /* log_call_js resolves it */
+        pe->flushing = true;
+    } else {
+        pe->flush_deferred = NULL;
     }
+    update_busy(env, pe);
+    if (d) resolve_undefined(env, d);
 }
 
 /* Drains every ready completion on the JS thread. */
@@ -436,18 +587,81 @@ static bool get_bytes(napi_env env, napi_value v, const uint8_t **data, size_t *
     return false;
 }
 
-/* new NativeEngine(runtimeThreads, poolWorkers, maxInFlight, defaultTimeoutMs, maxPayload) */
+/* new NativeEngine(runtimeThreads, poolWorkers, maxInFlight, defaultTimeoutMs, maxPayload,
+ *                  onLog, logLevel) */
 static napi_value engine_ctor(napi_env env, napi_callback_info info) {
-    size_t argc = 5;
-    napi_value argv[5], self;
+    size_t argc = 7;
+    napi_value argv[7], self;
     NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
     int64_t opt[5];
     for (size_t i = 0; i < 5; i++) {
         if (i >= argc) opt[i] = -1;
         else if (!get_u32_opt(env, argv[i], &opt[i])) return NULL;
     }
+    napi_value on_log = NULL;
+    uint32_t log_level = PORTWAY_LOG_INFO;
+    if (argc > 5) {
+        napi_valuetype t;
+        NAPI_CALL(env, napi_typeof(env, argv[5], &t));
+        if (t == napi_function) on_log = argv[5];
+        else if (t != napi_undefined && t != napi_null) {
+            napi_throw_type_error(env, NULL, "onLog must be a function");
+            return NULL;
+        }
+    }
+    if (argc > 6) {
+        int64_t lv;
+        if (!get_u32_opt(env, argv[6], &lv)) return NULL;
+        if (lv >= 0) log_level = (uint32_t)lv;
+    }
+    pw_engine *pe = calloc(1, sizeof *pe);
+    if (!pe) {
+        napi_throw_error(env, "PORTWAY_INTERNAL", "out of memory");
+        return NULL;
+    }
+    if (pthread_mutex_init(&pe->mu, NULL) != 0) {
+        free(pe);
+        napi_throw_error(env, "PORTWAY_INTERNAL", "pthread_mutex_init failed");
+        return NULL;
+    }
+    pe->env = env;
+    pe->refs = 1; /* wrapper */
+    napi_status ns = napi_wrap(env, self, pe, wrapper_finalize, NULL, &pe->wrapper);
+    if (ns != napi_ok) {
+        engine_unref(pe);
+        throw_napi_error(env, ns, "napi_wrap");
+        return NULL;
+    }
+    /* From here on the wrapper finalizer owns cleanup (engine_destroy copes with a NULL engine
+     * and NULL tsfns); failures below call engine_destroy at once so nothing lingers. */
+    napi_value name;
+    NAPI_CALL(env, napi_create_string_utf8(env, "portway.notify", NAPI_AUTO_LENGTH, &name));
+    NAPI_CALL(env, napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, pe, tsfn_finalize, pe,
+                                                   call_js, &pe->tsfn));
+    pe->refs++; /* tsfn */
+    pe->tsfn_open = true;
+    if ((ns = napi_unref_threadsafe_function(env, pe->tsfn)) != napi_ok) goto napi_fail;
+    if (on_log) {
+        /* onLog lives on the wrapper, not in the tsfn (see "log delivery"). */
+        napi_property_descriptor prop = {"onLog", NULL, NULL, NULL, NULL, on_log, napi_default, NULL};
+        if ((ns = napi_define_properties(env, self, 1, &prop)) != napi_ok) goto napi_fail;
+        if ((ns = napi_create_string_utf8(env, "portway.log", NAPI_AUTO_LENGTH, &name)) != napi_ok)
+            goto napi_fail;
+        if ((ns = napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, pe, log_tsfn_finalize,
+                                                  pe, log_call_js, &pe->log_tsfn)) != napi_ok)
+            goto napi_fail;
+        pe->refs++; /* log_tsfn */
+        pe->log_open = true;
+        /* Logging never keeps the event loop alive. */
+        if ((ns = napi_unref_threadsafe_function(env, pe->log_tsfn)) != napi_ok) goto napi_fail;
+    }
+    /* Registered after both tsfns, so it runs before Node's own tsfn teardown. */
+    if ((ns = napi_add_env_cleanup_hook(env, cleanup_hook, pe)) != napi_ok) goto napi_fail;
+    pe->hook_registered = true;
+
     portway_config *cfg = portway_config_new();
     if (!cfg) {
+        engine_destroy(pe, false);
         napi_throw_error(env, "PORTWAY_INTERNAL", "portway_config_new failed");
         return NULL;
     }
@@ -457,47 +671,26 @@ static napi_value engine_ctor(napi_env env, napi_callback_info info) {
     if (st == PORTWAY_OK && opt[2] >= 0) st = portway_config_set_max_in_flight(cfg, (uint32_t)opt[2]);
     if (st == PORTWAY_OK && opt[3] >= 0) st = portway_config_set_default_timeout_ms(cfg, (uint32_t)opt[3]);
     if (st == PORTWAY_OK && opt[4] >= 0) st = portway_config_set_max_payload(cfg, (uint64_t)opt[4]);
+    /* On the config, so the hook also sees the engine start (emitted inside engine_new). */
+    if (st == PORTWAY_OK && on_log) st = portway_config_set_log(cfg, log_hook, pe, log_level);
     portway_engine *eng = NULL;
     if (st == PORTWAY_OK) st = portway_engine_new(cfg, &eng);
     portway_config_free(cfg);
+    if (st == PORTWAY_OK) {
+        pe->eng = eng;
+        st = portway_set_notify(eng, notify_hook, pe);
+    }
     if (st != PORTWAY_OK) {
-        throw_status(env, st);
-        return NULL;
-    }
-    pw_engine *pe = calloc(1, sizeof *pe);
-    if (!pe) {
-        portway_engine_free(eng);
-        napi_throw_error(env, "PORTWAY_INTERNAL", "out of memory");
-        return NULL;
-    }
-    pthread_mutex_init(&pe->mu, NULL);
-    pe->eng = eng;
-    pe->env = env;
-    pe->refs = 1; /* wrapper */
-    napi_status ns = napi_wrap(env, self, pe, wrapper_finalize, NULL, &pe->wrapper);
-    if (ns != napi_ok) {
-        portway_engine_free(eng);
-        engine_unref(pe);
-        throw_napi_error(env, ns, "napi_wrap");
-        return NULL;
-    }
-    /* From here on the wrapper finalizer owns cleanup. */
-    napi_value name;
-    NAPI_CALL(env, napi_create_string_utf8(env, "portway.notify", NAPI_AUTO_LENGTH, &name));
-    NAPI_CALL(env, napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, pe, tsfn_finalize, pe,
-                                                   call_js, &pe->tsfn));
-    pe->refs++; /* tsfn */
-    pe->tsfn_open = true;
-    NAPI_CALL(env, napi_unref_threadsafe_function(env, pe->tsfn));
-    /* Registered after the tsfn, so it runs before Node's own tsfn teardown. */
-    NAPI_CALL(env, napi_add_env_cleanup_hook(env, cleanup_hook, pe));
-    pe->hook_registered = true;
-    portway_status s = portway_set_notify(eng, notify_hook, pe);
-    if (s != PORTWAY_OK) {
-        throw_status(env, s);
+        throw_status(env, st); /* reads portway_last_error() before anything else runs */
+        engine_destroy(pe, false);
         return NULL;
     }
     return self;
+
+napi_fail:
+    throw_napi_error(env, ns, "NativeEngine constructor");
+    engine_destroy(pe, false);
+    return NULL;
 }
 
 static uint32_t get_handler_id(napi_env env, napi_value v, bool *ok) {
@@ -804,6 +997,117 @@ static napi_value m_stats(napi_env env, napi_callback_info info) {
     return obj;
 }
 
+/* Text from one of the two-call C functions (metrics text, in-flight JSON): call with a buffer
+ * of the last size seen (starting at 4 KiB); on PORTWAY_BUFFER_TOO_SMALL grow to the size
+ * needed plus slack and call again (the text may grow between calls). */
+typedef portway_status (*pw_text_fn)(portway_engine *eng, uint32_t arg, char *buf, size_t cap,
+                                     size_t *needed);
+
+static portway_status text_metrics(portway_engine *eng, uint32_t arg, char *buf, size_t cap,
+                                   size_t *needed) {
+    (void)arg;
+    return portway_metrics_text(eng, buf, cap, needed);
+}
+
+static portway_status text_inflight(portway_engine *eng, uint32_t limit, char *buf, size_t cap,
+                                    size_t *needed) {
+    return portway_inflight_json(eng, limit, buf, cap, needed);
+}
+
+static napi_value text_call(napi_env env, pw_engine *pe, pw_text_fn fn, uint32_t arg) {
+    size_t cap = pe->text_hint ? pe->text_hint : 4096;
+    for (int attempt = 0; attempt < 8; attempt++) {
+        char *buf = malloc(cap);
+        if (!buf) {
+            napi_throw_error(env, "PORTWAY_INTERNAL", "out of memory");
+            return NULL;
+        }
+        size_t needed = 0;
+        portway_status st = fn(pe->eng, arg, buf, cap, &needed);
+        if (st == PORTWAY_BUFFER_TOO_SMALL && needed > cap) {
+            free(buf);
+            cap = needed + needed / 4;
+            continue;
+        }
+        if (st != PORTWAY_OK) {
+            free(buf);
+            throw_status(env, st);
+            return NULL;
+        }
+        if (needed > pe->text_hint) pe->text_hint = needed + needed / 4;
+        napi_value v;
+        napi_status ns = napi_create_string_utf8(env, buf, strnlen(buf, cap), &v);
+        free(buf);
+        NAPI_CALL(env, ns);
+        return v;
+    }
+    napi_throw_error(env, "PORTWAY_INTERNAL", "the text kept growing between calls");
+    return NULL;
+}
+
+/* metricsText() -> string (Prometheus text exposition) */
+static napi_value m_metrics_text(napi_env env, napi_callback_info info) {
+    size_t argc = 0;
+    pw_engine *pe = live_engine(env, info, &argc, NULL);
+    if (!pe) return NULL;
+    return text_call(env, pe, text_metrics, 0);
+}
+
+/* inflightJson(limit) -> string (JSON; parsed by lib/index.js) */
+static napi_value m_inflight_json(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    pw_engine *pe = live_engine(env, info, &argc, argv);
+    if (!pe) return NULL;
+    uint32_t limit = 0;
+    NAPI_CALL(env, napi_get_value_uint32(env, argv[0], &limit));
+    return text_call(env, pe, text_inflight, limit);
+}
+
+static bool set_latency(napi_env env, napi_value obj, const char *key,
+                        const struct portway_latency *l) {
+    napi_value o;
+    NAPI_CALL_BOOL(env, napi_create_object(env, &o));
+    if (!set_u64(env, o, "p50Ns", l->p50_ns) || !set_u64(env, o, "p90Ns", l->p90_ns) ||
+        !set_u64(env, o, "p99Ns", l->p99_ns) || !set_u64(env, o, "maxNs", l->max_ns) ||
+        !set_u64(env, o, "sumNs", l->sum_ns) || !set_u64(env, o, "count", l->count))
+        return false;
+    NAPI_CALL_BOOL(env, napi_set_named_property(env, obj, key, o));
+    return true;
+}
+
+/* handlerStats(id) -> { id, submitted, completed: {STATUS: n (nonzero only)}, queueWait, run } */
+static napi_value m_handler_stats(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    pw_engine *pe = live_engine(env, info, &argc, argv);
+    if (!pe) return NULL;
+    bool ok;
+    uint32_t id = get_handler_id(env, argv[0], &ok);
+    if (!ok) return NULL;
+    struct portway_handler_stats hs;
+    memset(&hs, 0, sizeof hs);
+    portway_status st = portway_handler_stats(pe->eng, id, &hs);
+    if (st != PORTWAY_OK) {
+        throw_status(env, st);
+        return NULL;
+    }
+    napi_value obj, completed, v;
+    NAPI_CALL(env, napi_create_object(env, &obj));
+    NAPI_CALL(env, napi_create_uint32(env, hs.id, &v));
+    NAPI_CALL(env, napi_set_named_property(env, obj, "id", v));
+    if (!set_u64(env, obj, "submitted", hs.submitted)) return NULL;
+    NAPI_CALL(env, napi_create_object(env, &completed));
+    for (uint32_t i = 0; i < PORTWAY_STATUS_SLOTS; i++) {
+        if (hs.completed[i] == 0) continue;
+        if (!set_u64(env, completed, portway_status_str(i), hs.completed[i])) return NULL;
+    }
+    NAPI_CALL(env, napi_set_named_property(env, obj, "completed", completed));
+    if (!set_latency(env, obj, "queueWait", &hs.queue_wait) || !set_latency(env, obj, "run", &hs.run))
+        return NULL;
+    return obj;
+}
+
 /* close(drain, deadlineMs) -> Promise<void>; resolves once every completion was delivered
  * and the native engine is freed. The JS side makes it idempotent. */
 static napi_value m_close(napi_env env, napi_callback_info info) {
@@ -897,6 +1201,9 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
         {"pipeline", NULL, m_pipeline, NULL, NULL, NULL, napi_default_method, NULL},
         {"setConcurrency", NULL, m_set_concurrency, NULL, NULL, NULL, napi_default_method, NULL},
         {"stats", NULL, m_stats, NULL, NULL, NULL, napi_default_method, NULL},
+        {"metricsText", NULL, m_metrics_text, NULL, NULL, NULL, napi_default_method, NULL},
+        {"inflightJson", NULL, m_inflight_json, NULL, NULL, NULL, napi_default_method, NULL},
+        {"handlerStats", NULL, m_handler_stats, NULL, NULL, NULL, napi_default_method, NULL},
         {"close", NULL, m_close, NULL, NULL, NULL, napi_default_method, NULL},
     };
     napi_value cls;
