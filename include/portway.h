@@ -496,6 +496,13 @@ portway_status portway_config_set_max_payload(struct portway_config *cfg, uint64
 portway_status portway_config_set_free_grace_ms(struct portway_config *cfg, uint32_t value);
 
 /**
+ * Turns per-handler metrics (counts and latency histograms behind `portway_metrics_text` and
+ * `portway_handler_stats`) on (the default) or off; `portway_stats` stays on.
+ * Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL cfg).
+ */
+portway_status portway_config_set_metrics(struct portway_config *cfg, bool value);
+
+/**
  * Creates an engine from `cfg` (NULL = defaults; the config is copied and may be freed after)
  * and writes it to `*out`. The engine has the built-in handlers "echo" and "sleep".
  * Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL out) or `PORTWAY_INTERNAL` (threads

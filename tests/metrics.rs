@@ -180,10 +180,7 @@ fn inflight_dump_shows_a_stuck_request_with_a_growing_age_then_nothing() {
         .unwrap();
     let age = |json: &str| -> f64 {
         let at = json.find("\"age_ms\":").unwrap() + 9;
-        json[at..]
-            .trim_end_matches(['}', ']'])
-            .parse()
-            .unwrap()
+        json[at..].trim_end_matches(['}', ']']).parse().unwrap()
     };
     let deadline = Instant::now() + Duration::from_secs(5);
     let first = loop {
@@ -336,4 +333,18 @@ fn c_buffers_too_small_get_the_size_needed_and_nothing_written() {
         );
         portway_engine_free(eng);
     }
+}
+
+#[test]
+fn metrics_can_be_turned_off() {
+    let eng = engine_with(|c| c.set_metrics(false).unwrap());
+    let echo = eng.lookup("echo").unwrap();
+    for _ in 0..10 {
+        eng.submit(&sub(echo, b"x")).unwrap();
+    }
+    collect(&eng, 10);
+    let s = eng.handler_stats(echo).unwrap();
+    assert_eq!((s.submitted, s.completed_total(), s.run.count), (0, 0, 0));
+    // Engine-wide stats stay on.
+    assert_eq!(eng.stats().unwrap().completed_total(), 10);
 }

@@ -23,6 +23,8 @@ pub struct Config {
     pub free_grace_ms: u32,
     /// Log hook installed before the engine starts (so it sees the start event).
     pub log: Option<LogSetting>,
+    /// Record per-handler counts and latency histograms (default on).
+    pub metrics: bool,
 }
 
 /// A log hook and its minimum level.
@@ -60,6 +62,7 @@ impl Default for Config {
             max_payload: 64 << 20,
             free_grace_ms: 1_000,
             log: None,
+            metrics: true,
         }
     }
 }
@@ -108,6 +111,12 @@ impl Config {
     /// Sets how long freeing a live engine waits for native handlers.
     pub fn set_free_grace_ms(&mut self, ms: u32) -> Result<()> {
         self.free_grace_ms = ms;
+        Ok(())
+    }
+
+    /// Turns per-handler metrics (counts, histograms) on or off; engine-wide stats stay on.
+    pub fn set_metrics(&mut self, on: bool) -> Result<()> {
+        self.metrics = on;
         Ok(())
     }
 

@@ -166,7 +166,10 @@ pub(crate) fn mark_running(shared: &Shared, req: &Request) -> bool {
 
 /// A stage finished: run the next stage, or complete the request.
 pub(crate) fn stage_done(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, outcome: Outcome) {
-    if matches!(req.handler.kind, HandlerKind::Pipeline(_)) && !req.is_done() {
+    if shared.config.metrics
+        && matches!(req.handler.kind, HandlerKind::Pipeline(_))
+        && !req.is_done()
+    {
         let (queued, run) = req.stage_timings();
         req.stage(stage)
             .metrics

@@ -325,7 +325,9 @@ impl Engine {
         let first_id = self.shared.next_id.fetch_add(granted as u64, Relaxed);
         let now = Instant::now();
         let mut inline_done = Vec::new();
-        count_submitted_by_handler(&entries[..granted]);
+        if self.shared.config.metrics {
+            count_submitted_by_handler(&entries[..granted]);
+        }
         for (i, (sub, entry)) in reqs.iter().zip(entries).take(granted).enumerate() {
             let id = first_id + i as u64;
             if let Some(ids) = out_ids.as_deref_mut() {
@@ -371,7 +373,9 @@ impl Engine {
             return Err(e);
         }
         let id = self.shared.next_id.fetch_add(1, Relaxed);
-        entry.metrics.count_submitted(1);
+        if self.shared.config.metrics {
+            entry.metrics.count_submitted(1);
+        }
         let inline = self.accept(id, sub, entry, Instant::now());
         self.shared.counters.accepted.fetch_add(1, Relaxed);
         self.shared.queue.push(inline);
@@ -486,13 +490,16 @@ impl Engine {
         if cap == 0 {
             return Err(Error::invalid("poll capacity must be at least 1"));
         }
+        let metrics = self.shared.config.metrics;
         let mut taken: Vec<Arc<Request>> = Vec::new();
         let end = self.shared.queue.poll(cap, timeout, |i, req| {
             req.mark_polled();
             if let Some(outcome) = req.outcome() {
                 f(i, Completion { req, outcome });
             }
-            taken.push(req.clone());
+            if metrics {
+                taken.push(req.clone());
+            }
         });
         record_polled(&taken);
         match end {

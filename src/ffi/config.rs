@@ -102,3 +102,14 @@ pub unsafe extern "C" fn portway_config_set_free_grace_ms(
 ) -> portway_status {
     set(cfg, value, Config::set_free_grace_ms)
 }
+
+/// Turns per-handler metrics (counts and latency histograms behind `portway_metrics_text` and
+/// `portway_handler_stats`) on (the default) or off; `portway_stats` stays on.
+/// Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL cfg).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_config_set_metrics(
+    cfg: *mut portway_config,
+    value: bool,
+) -> portway_status {
+    set(cfg, value, Config::set_metrics)
+}
