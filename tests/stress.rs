@@ -111,7 +111,7 @@ fn every_accepted_request_completes_exactly_once() {
                 let (n, result) = eng.submit_batch(&batch, Some(&mut ids));
                 mine.extend_from_slice(&ids[..n]);
                 // Cancel a few random earlier requests (some finished long ago: NOT_FOUND).
-                if rng.next() % 4 == 0 && !mine.is_empty() {
+                if rng.next().is_multiple_of(4) && !mine.is_empty() {
                     let victim = mine[(rng.next() as usize) % mine.len()];
                     match eng.cancel(victim) {
                         Ok(()) | Err(Error::NotFound(_)) => {}
