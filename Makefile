@@ -18,7 +18,7 @@ SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 C_EXAMPLES  := $(basename $(notdir $(wildcard examples/c/*.c)))
 
-.PHONY: all lib release header header-check test test-rust test-c test-c-asan test-c-valgrind test-examples test-quickstart \
+.PHONY: all lib release header header-check lint test test-rust test-c test-c-asan test-c-valgrind test-examples test-quickstart \
         test-header-alone test-python test-node deps examples demo bench clean
 
 all: lib
@@ -41,8 +41,13 @@ header-check:
 
 # ---------------------------------------------------------------- tests
 
-test: test-rust test-c test-examples test-install test-python test-node test-quickstart
+test: lint test-rust test-c test-examples test-install test-python test-node test-quickstart
 	@echo "make test: every suite passed"
+
+# Formatting and lints (warnings are errors).
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
 
 # Unit, integration and doc tests (benches are run by `make bench`, not here).
 test-rust:

@@ -187,6 +187,7 @@ _OPTIONAL_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     # Logging callbacks run on engine threads: declared, deliberately not used by the binding.
     "portway_set_log": (status_t, [eng_p, LOG_FN, c_void_p, c_uint32]),
     "portway_config_set_log": (status_t, [cfg_p, LOG_FN, c_void_p, c_uint32]),
+    "portway_config_set_metrics": (status_t, [cfg_p, c_bool]),
 }
 
 ABI_VERSION = 1
