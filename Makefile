@@ -18,7 +18,7 @@ SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 C_TESTS     := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 C_EXAMPLES  := $(basename $(notdir $(wildcard examples/c/*.c)))
 
-.PHONY: all lib release header header-check lint test test-rust test-c test-c-asan test-c-valgrind test-examples test-quickstart \
+.PHONY: all lib release header header-check lint test test-rust test-c test-c-asan test-c-valgrind test-examples test-examples-python test-quickstart \
         test-header-alone test-python test-node deps examples demo bench clean
 
 all: lib
@@ -41,7 +41,7 @@ header-check:
 
 # ---------------------------------------------------------------- tests
 
-test: lint test-rust test-c test-examples test-install test-python test-node test-quickstart
+test: lint test-rust test-c test-examples test-install test-python test-examples-python test-node test-quickstart
 	@echo "make test: every suite passed"
 
 # Formatting and lints (warnings are errors).
@@ -84,6 +84,11 @@ test-python:
 
 test-node:
 	@if [ -d bindings/node ]; then $(MAKE) -C bindings/node test; else echo "node binding not present yet"; fi
+
+# The Python examples run as smoke tests against the package test-python installed.
+test-examples-python:
+	@set -e; for e in worker_pool asyncio_gather; do echo "== examples/python/$$e.py"; target/pyenv/bin/python examples/python/$$e.py >/dev/null; done
+	target/pyenv/bin/python examples/python/metrics_server.py --self-test
 
 # The README's quick starts, run exactly as written (after the Python and Node builds).
 test-quickstart: release
