@@ -1,6 +1,10 @@
 //! Core benchmarks through the C ABI (run with `make bench` or `cargo bench --bench core`):
 //! 1. no-op `echo` throughput with batch submit and batch poll (requests/s, ns/request);
 //! 2. 100,000 concurrent 10 ms `sleep` requests (wall time, peak RSS per in-flight request).
+//!
+//! `make bench` (bench/run.py) runs the built binary with `PORTWAY_BENCH_ONE="echo N BATCH"`:
+//! one warm-up and one measured echo run of N requests, printed as one JSON line (the W1
+//! "portway (Rust)" figure).
 
 use std::mem::MaybeUninit;
 use std::ptr;
@@ -128,6 +132,20 @@ fn concurrent_sleeps(n: usize) -> (f64, u64, u64) {
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var("PORTWAY_BENCH_ONE") {
+        let words: Vec<&str> = spec.split_whitespace().collect();
+        let (n, batch) = match words.as_slice() {
+            ["echo", n, batch] => (n.parse().expect("N"), batch.parse().expect("BATCH")),
+            _ => panic!("PORTWAY_BENCH_ONE must be \"echo N BATCH\", not {spec:?}"),
+        };
+        echo_throughput(n / 10, batch);
+        let rate = echo_throughput(n, batch);
+        println!(
+            "{{\"n\": {n}, \"secs\": {:.6}, \"rate\": {rate:.1}, \"batch\": {batch}, \"failed\": 0}}",
+            n as f64 / rate
+        );
+        return;
+    }
     let quick = std::env::var("QUICK").is_ok_and(|v| v == "1");
     let scale = if quick { 10 } else { 1 };
     println!(

@@ -1,0 +1,3 @@
+module portway.bench/anchors
+
+go 1.19

@@ -1,0 +1,262 @@
+// The Go anchors of `make bench` (standard library only). Each mode prints one JSON line.
+//
+//	anchors pool N             W1: N no-op jobs through 2 worker goroutines on buffered
+//	                           channels (capacity 1024), results back on another channel
+//	anchors sleep N MS         W2: N goroutines doing time.Sleep(MS ms), joined by a WaitGroup
+//	anchors sleep-held N MS    W2, all N goroutines started (blocked on a barrier) before any sleeps
+//	anchors server             W3: a keep-alive net/http server on 127.0.0.1:0; prints
+//	                           "LISTENING http://127.0.0.1:PORT", stops when stdin closes
+//	anchors client URL N CONC  W3: N GETs of URL with net/http, CONC goroutines in flight
+//	anchors sha N WORKERS      W4: N SHA-256 digests of 1 KiB payloads on a pool of WORKERS
+//	                           goroutines (buffered channels, capacity 1024), plus the
+//	                           one-goroutine rate of the same hashing
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+const chanCap = 1024
+
+type job struct {
+	id      uint64
+	payload []byte
+}
+
+type result struct {
+	id   uint64
+	data []byte
+}
+
+func emit(v map[string]any) {
+	b, _ := json.Marshal(v)
+	fmt.Println(string(b))
+}
+
+func atoi(s string) int {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "anchors: not a number:", s)
+		os.Exit(2)
+	}
+	return v
+}
+
+// cpuSecs is the CPU time (user + system) of the whole process so far.
+func cpuSecs() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+}
+
+func rssKiB() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			return v
+		}
+	}
+	return -1
+}
+
+// runPool sends n jobs through `workers` goroutines running work, and drains n results.
+func runPool(n, workers int, payload []byte, work func([]byte) []byte) {
+	jobs := make(chan job, chanCap)
+	results := make(chan result, chanCap)
+	for w := 0; w < workers; w++ {
+		go func() {
+			for j := range jobs {
+				results <- result{j.id, work(j.payload)}
+			}
+		}()
+	}
+	go func() {
+		for i := 0; i < n; i++ {
+			jobs <- job{uint64(i), payload}
+		}
+		close(jobs)
+	}()
+	for i := 0; i < n; i++ {
+		<-results
+	}
+}
+
+func pool(n int) {
+	noop := func([]byte) []byte { return nil }
+	runPool(10000, 2, nil, noop) // warm-up
+	t0 := time.Now()
+	runPool(n, 2, nil, noop)
+	secs := time.Since(t0).Seconds()
+	emit(map[string]any{"n": n, "secs": secs, "rate": float64(n) / secs, "workers": 2, "chan_cap": chanCap})
+}
+
+func sleeps(n, ms int) {
+	var wg sync.WaitGroup
+	d := time.Duration(ms) * time.Millisecond
+	for i := 0; i < 100; i++ { // warm-up
+		wg.Add(1)
+		go func() { time.Sleep(d); wg.Done() }()
+	}
+	wg.Wait()
+	base := rssKiB()
+	var finished int64
+	t0 := time.Now()
+	wg.Add(n)
+	for i := 0; i < n; i++ {
+		go func() { time.Sleep(d); atomic.AddInt64(&finished, 1); wg.Done() }()
+	}
+	// Goroutines that finished while later ones were still being started were not in flight
+	// together with them: the most in flight at once is (about) this.
+	peak := int64(n) - atomic.LoadInt64(&finished)
+	wg.Wait()
+	secs := time.Since(t0).Seconds()
+	emit(map[string]any{"n": n, "secs": secs, "rss_base_kib": base, "peak_in_flight": peak, "failed": 0})
+}
+
+// sleepsHeld is W2 with every goroutine in flight at once: all n start and block on a barrier,
+// and only then sleep, so that the peak RSS is that of n sleeping goroutines (with 10 ms sleeps,
+// plain `sleep` finishes most goroutines before the last one starts).
+func sleepsHeld(n, ms int) {
+	var wg sync.WaitGroup
+	d := time.Duration(ms) * time.Millisecond
+	base := rssKiB()
+	start := make(chan struct{})
+	t0 := time.Now()
+	wg.Add(n)
+	for i := 0; i < n; i++ {
+		go func() { <-start; time.Sleep(d); wg.Done() }()
+	}
+	close(start)
+	wg.Wait()
+	secs := time.Since(t0).Seconds()
+	emit(map[string]any{"n": n, "secs": secs, "rss_base_kib": base, "peak_in_flight": n, "failed": 0})
+}
+
+func server() {
+	body := []byte(strings.Repeat("x", 64))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "anchors server:", err)
+		os.Exit(1)
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			w.Write(body)
+		}),
+		IdleTimeout: 120 * time.Second,
+	}
+	fmt.Printf("LISTENING http://%s/\n", ln.Addr().String())
+	os.Stdout.Sync()
+	go func() { // the harness holds our stdin: when it closes (or dies), stop
+		io.Copy(io.Discard, bufio.NewReader(os.Stdin))
+		os.Exit(0)
+	}()
+	srv.Serve(ln)
+}
+
+func client(url string, n, conc int) {
+	tr := &http.Transport{MaxIdleConns: conc, MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc,
+		IdleConnTimeout: 90 * time.Second, DisableCompression: true}
+	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	var failed int64
+	get := func() {
+		resp, err := c.Get(url)
+		if err != nil {
+			if atomic.AddInt64(&failed, 1) == 1 {
+				fmt.Fprintln(os.Stderr, "anchors client:", err)
+			}
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			atomic.AddInt64(&failed, 1)
+		}
+	}
+	run := func(total int) {
+		var next int64
+		var wg sync.WaitGroup
+		wg.Add(conc)
+		for w := 0; w < conc; w++ {
+			go func() {
+				defer wg.Done()
+				for atomic.AddInt64(&next, 1) <= int64(total) {
+					get()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	run(conc) // warm-up: opens the connections
+	failed = 0
+	c0, t0 := cpuSecs(), time.Now()
+	run(n)
+	secs, cpu := time.Since(t0).Seconds(), cpuSecs()-c0
+	emit(map[string]any{"n": n, "secs": secs, "rate": float64(n) / secs, "cpu_s": cpu, "failed": failed, "concurrency": conc})
+	if failed > 0 {
+		os.Exit(1)
+	}
+}
+
+func shaBench(n, workers int) {
+	payload := make([]byte, 1024)
+	for i := range payload {
+		payload[i] = byte(i*31 + 7)
+	}
+	hash := func(p []byte) []byte { d := sha256.Sum256(p); return d[:] }
+	singleN := n / 4
+	var sink byte
+	t0 := time.Now()
+	for i := 0; i < singleN; i++ {
+		sink ^= hash(payload)[0]
+	}
+	single := float64(singleN) / time.Since(t0).Seconds()
+	runPool(10000, workers, payload, hash) // warm-up
+	t0 = time.Now()
+	runPool(n, workers, payload, hash)
+	secs := time.Since(t0).Seconds()
+	rate := float64(n) / secs
+	emit(map[string]any{"n": n, "secs": secs, "rate": rate, "single_thread_rate": single,
+		"efficiency": rate / (single * float64(workers)), "workers": workers, "sink": sink & 0})
+}
+
+func main() {
+	a := os.Args
+	switch {
+	case len(a) >= 3 && a[1] == "pool":
+		pool(atoi(a[2]))
+	case len(a) >= 4 && a[1] == "sleep":
+		sleeps(atoi(a[2]), atoi(a[3]))
+	case len(a) >= 4 && a[1] == "sleep-held":
+		sleepsHeld(atoi(a[2]), atoi(a[3]))
+	case len(a) >= 2 && a[1] == "server":
+		server()
+	case len(a) >= 5 && a[1] == "client":
+		client(a[2], atoi(a[3]), atoi(a[4]))
+	case len(a) >= 4 && a[1] == "sha":
+		shaBench(atoi(a[2]), atoi(a[3]))
+	default:
+		fmt.Fprintln(os.Stderr, "usage: anchors pool N | sleep N MS | sleep-held N MS | server | client URL N CONC | sha N WORKERS")
+		os.Exit(2)
+	}
+}

@@ -1,0 +1,79 @@
+'use strict';
+// The portway side of `make bench` from Node (bindings/node). Prints one JSON line.
+//   node pw.js overhead N BATCH        W1: N empty "echo" requests, submitMany in batches of
+//                                      BATCH, two batches in flight
+//   node pw.js http URL N CONCURRENCY  W3: N GETs through Engine.http, CONCURRENCY in flight
+// PORTWAY_NODE (env): the directory of the binding to load (default: bindings/node).
+const path = require('node:path');
+const { Engine } = require(process.env.PORTWAY_NODE || path.join(__dirname, '..', '..', '..', 'bindings', 'node'));
+
+async function overhead(n, batch) {
+  const eng = new Engine({ poolWorkers: 2 });
+  const payloads = new Array(batch).fill(Buffer.alloc(0));
+  const run = async (total) => {
+    let done = 0;
+    let submitted = 0;
+    const inFlight = [];
+    while (done < total) {
+      while (submitted < total && inFlight.length < 2) {
+        const k = Math.min(batch, total - submitted);
+        inFlight.push(eng.submitMany('echo', payloads.slice(0, k)));
+        submitted += k;
+      }
+      done += (await inFlight.shift()).length;
+    }
+  };
+  await run(Math.min(10 * batch, n));
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await run(n);
+  const secs = (performance.now() - t0) / 1000;
+  const cu = process.cpuUsage(c0);
+  const cpu = (cu.user + cu.system) / 1e6;
+  await eng.close();
+  console.log(JSON.stringify({ n, secs, rate: n / secs, cpu_s: cpu, failed: 0, batch }));
+}
+
+async function http(url, n, conc) {
+  const eng = new Engine();
+  let failed = 0;
+  const run = async (total) => {
+    let left = total;
+    const worker = async () => {
+      while (left > 0) {
+        left--;
+        try {
+          const r = await eng.http({ url, timeoutMs: 30000 });
+          if (r.status !== 200) failed++;
+        } catch (e) {
+          if (failed++ === 0) console.error(`pw.js: ${e}`);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: conc }, worker));
+  };
+  await run(conc);
+  failed = 0;
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await run(n);
+  const secs = (performance.now() - t0) / 1000;
+  const cu = process.cpuUsage(c0);
+  const cpu = (cu.user + cu.system) / 1e6;
+  await eng.close();
+  console.log(JSON.stringify({ n, secs, rate: n / secs, cpu_s: cpu, failed, concurrency: conc }));
+  if (failed) process.exitCode = 1;
+}
+
+const a = process.argv.slice(2);
+let p;
+if (a.length >= 3 && a[0] === 'overhead') p = overhead(Number(a[1]), Number(a[2]));
+else if (a.length >= 4 && a[0] === 'http') p = http(a[1], Number(a[2]), Number(a[3]));
+else {
+  console.error('usage: node pw.js overhead N BATCH | http URL N CONCURRENCY');
+  process.exit(2);
+}
+p.catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,96 @@
+"""The portway side of `make bench` from Python (bindings/python). Prints one JSON line.
+
+    pw.py overhead N BATCH        W1: N empty "echo" requests, submit_many in batches of BATCH,
+                                  two batches in flight
+    pw.py http URL N CONCURRENCY  W3: N GETs through "http" (Engine.ahttp), CONCURRENCY asyncio
+                                  workers in flight
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+from collections import deque
+
+import portway
+
+
+def cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def overhead(n: int, batch: int) -> None:
+    with portway.Engine(pool_workers=2) as eng:
+        payloads = [b""] * batch
+
+        def run(total: int) -> int:
+            failed = done = submitted = 0
+            in_flight: deque[list[portway.Future[portway.Completion]]] = deque()
+            while done < total:
+                while submitted < total and len(in_flight) < 2:
+                    k = min(batch, total - submitted)
+                    in_flight.append(eng.submit_many("echo", payloads[:k]))
+                    submitted += k
+                futs = in_flight.popleft()
+                for f in futs:
+                    if f.exception() is not None:
+                        failed += 1
+                done += len(futs)
+            return failed
+
+        run(min(10 * batch, n))  # warm-up
+        t0 = time.perf_counter()
+        failed = run(n)
+        secs = time.perf_counter() - t0
+    print(json.dumps({"n": n, "secs": secs, "rate": n / secs, "failed": failed, "batch": batch}))
+    sys.exit(1 if failed else 0)
+
+
+def http(url: str, n: int, conc: int) -> None:
+    async def main() -> tuple[float, float, int]:
+        failed = 0
+
+        async def run(total: int) -> None:
+            nonlocal failed
+            left = total
+
+            async def worker() -> None:
+                nonlocal left, failed
+                while left > 0:
+                    left -= 1
+                    try:
+                        r = await eng.ahttp("GET", url, timeout=30.0)
+                        if r.status != 200:
+                            failed += 1
+                    except portway.PortwayError as exc:
+                        if failed == 0:
+                            print(f"pw.py: {exc}", file=sys.stderr)
+                        failed += 1
+
+            await asyncio.gather(*(worker() for _ in range(conc)))
+
+        await run(conc)  # warm-up: opens the connections
+        failed = 0
+        c0, t0 = cpu_s(), time.perf_counter()
+        await run(n)
+        return time.perf_counter() - t0, cpu_s() - c0, failed
+
+    with portway.Engine() as eng:
+        secs, cpu, failed = asyncio.run(main())
+    print(json.dumps({"n": n, "secs": secs, "rate": n / secs, "cpu_s": cpu, "failed": failed, "concurrency": conc}))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    a = sys.argv
+    if len(a) >= 4 and a[1] == "overhead":
+        overhead(int(a[2]), int(a[3]))
+    elif len(a) >= 5 and a[1] == "http":
+        http(a[2], int(a[3]), int(a[4]))
+    else:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
