@@ -3,16 +3,21 @@
 Design:
 - Every request carries a binding-assigned token in ``user_data``; the token is registered
   in ``_Core.pending`` *before* the submit call, so a completion polled by any thread (even
-  one that finishes inline, before ``portway_submit`` returns) finds its future. There is a
-  single dispatcher (``_Core.deliver``): whichever thread polled a completion resolves the
-  right future exactly once.
+  one that finishes inline, before ``portway_submit`` returns) finds its future. Whichever
+  thread polled a completion pops its entry (the pop is the claim: exactly once) and settles
+  it.
 - Pollers: one daemon delivery thread per engine (started with the first sync future) waits
   in ``portway_poll`` in slices of at most 200 ms; ``Future.result()`` first drains ready
   completions on the caller's thread; asyncio loops drain on the loop thread from
   ``loop.add_reader(notify_fd)``.
-- Native calls are counted (``_enter``/``_exit``); ``portway_engine_free`` runs only when none
-  is running. No native work from ``__del__``: ``weakref.finalize`` closes with cancel (also at
-  interpreter exit). In a forked child every call raises ``ForkedError``.
+- Native calls are counted (``_Core.active``, a deque: append/pop are atomic under the GIL,
+  no lock on the hot path); ``portway_engine_free`` runs only when none is running. No native
+  work from ``__del__``: ``weakref.finalize`` closes with cancel (also at interpreter exit).
+  In a forked child every call raises ``ForkedError``.
+- Hot paths (submit, poll, release) call private function objects without ``argtypes``,
+  with preallocated ``c_void_p``/``c_size_t`` arguments (per-thread scratch buffers taken
+  from a pool), fill requests with ``struct.pack_into`` and read completions in one
+  ``struct.iter_unpack`` over the raw poll buffer.
 """
 
 from __future__ import annotations
@@ -21,13 +26,17 @@ import asyncio
 import ctypes
 import itertools
 import math
+import operator
 import os
 import struct
+import sys
 import threading
+import time
 import weakref
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from ctypes import byref, c_size_t, c_uint32, c_uint64, c_void_p
+from ctypes import addressof, byref, c_size_t, c_uint32, c_uint64, c_void_p
 from typing import Any, Union
 
 from . import _lib
@@ -41,13 +50,24 @@ from ._errors import (
     error_for,
     last_error,
 )
-from ._futures import Completion, Future, _AsyncEntry, _resolve_async_batch
+from ._futures import (
+    _FINISHED,
+    _PENDING,
+    AsyncTarget,
+    Completion,
+    Future,
+    _AsyncEntry,
+    _fail_async,
+    _resolve_async,
+    _resolve_async_batch,
+)
 from ._http import HeadersArg, HttpResponse, build_request
 from ._lib import LIB, PortwayCompletion, PortwayRequest
 
 __all__ = ["Engine"]
 
 Payload = Union[bytes, bytearray, memoryview, str]
+Entry = Union[Future[Any], AsyncTarget]
 
 _POLL_SLICE_MS = 200
 _POLL_CAP = 256
@@ -55,10 +75,19 @@ _REQ = struct.Struct("=IIQQQ")
 _COMP = struct.Struct("=QQIIQQQQQQ")
 assert _REQ.size == ctypes.sizeof(PortwayRequest)
 assert _COMP.size == ctypes.sizeof(PortwayCompletion)
+for _name, _off in (("handler", 0), ("timeout_ms", 4), ("user_data", 8), ("payload", 16), ("payload_len", 24)):
+    assert getattr(PortwayRequest, _name).offset == _off
+for _name, _off in (("id", 0), ("user_data", 8), ("status", 16), ("code", 20), ("data", 24), ("len", 32),
+                    ("meta", 40), ("meta_len", 48), ("queued_ns", 56), ("run_ns", 64)):
+    assert getattr(PortwayCompletion, _name).offset == _off
+_COMP_SIZE = _COMP.size
 _OK = int(Status.OK)
 _CLOSED = int(Status.CLOSED)
 _NOT_FOUND = int(Status.NOT_FOUND)
 _FORKED = int(Status.FORKED)
+_INVALID = int(Status.INVALID_ARGUMENT)
+_BATCH_TOKEN_BASE = 1 << 62  # submit_many's tokens; single submits count up from 1
+_BATCH_JOIN_MAX = 1 << 20  # submit_many copies payloads up to this total into one blob
 
 # Bumped in a forked child: every engine created before the fork then refuses to work.
 _fork_generation = 0
@@ -73,17 +102,61 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _to_bytes(payload: Payload) -> bytes:
-    if isinstance(payload, bytes):
-        return payload
-    if isinstance(payload, str):
-        return payload.encode()
-    return bytes(payload)
+def _raw(name: str) -> Any:
+    """A second function object for ``name`` without ``argtypes``: every argument is passed
+    as a preallocated ctypes instance (``c_void_p``, ``c_size_t``) or a small int (``int32``),
+    which skips the per-argument conversions of the declared one in ``_lib``."""
+    fn = LIB._FuncPtr((name, LIB))
+    fn.restype = c_uint32
+    return fn
+
+
+_submit_raw = _raw("portway_submit")
+_submit_batch_raw = _raw("portway_submit_batch")
+_poll_raw = _raw("portway_poll")
+_release_raw = _raw("portway_release")
+# size_t arguments 0..._POLL_CAP, never mutated
+_SIZES = tuple(c_size_t(i) for i in range(_POLL_CAP + 1))
+_POLL_CAP_C = _SIZES[_POLL_CAP]
+
+
+def _address_ctypes(data: bytes) -> int:
+    return ctypes.cast(data, c_void_p).value or 0  # type: ignore[arg-type]
+
+
+def _bytes_data_offset() -> int | None:
+    """Offset of a bytes object's buffer from ``id()`` on CPython (checked here against
+    ctypes, on several objects); None where that does not hold (then ctypes is asked)."""
+    if sys.implementation.name != "cpython":
+        return None
+    try:
+        samples = [b"portway", bytes(range(200)), b"q", b"x" * 5000]
+        offsets = {_address_ctypes(s) - id(s) for s in samples}
+    except Exception:  # noqa: BLE001
+        return None
+    if len(offsets) != 1:
+        return None
+    off = offsets.pop()
+    return off if 0 < off < 256 else None
+
+
+_BYTES_OFF = _bytes_data_offset()
 
 
 def _address(data: bytes) -> int:
     """The address of a bytes object's buffer (valid while the object lives)."""
-    return ctypes.cast(data, c_void_p).value or 0  # type: ignore[arg-type]
+    if _BYTES_OFF is not None:
+        return id(data) + _BYTES_OFF
+    return _address_ctypes(data)
+
+
+def _to_bytes(payload: Payload) -> bytes:
+    """``payload`` as an exact ``bytes`` object."""
+    if payload.__class__ is bytes:
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    return bytes(payload)
 
 
 def _timeout_ms(timeout: float | None) -> int:
@@ -100,21 +173,78 @@ def _u32(name: str, value: int) -> int:
     return value
 
 
+def _meta_pairs(ptr: int, n: int) -> list[tuple[str, str]]:
+    arr = (_lib.PortwayMeta * n).from_address(ptr)
+    return [
+        ((m.key or b"").decode("utf-8", "replace"), (m.value or b"").decode("utf-8", "replace")) for m in arr
+    ]
+
+
+class _Scratch:
+    """Buffers for one native call at a time: a request, an id, a poll buffer. Taken from
+    ``_Core.scratch`` (a list used as a lock-free pool) and put back after the call."""
+
+    __slots__ = ("req", "req_p", "rid", "rid_p", "buf", "buf_p", "mv", "n", "n_p")
+
+    def __init__(self) -> None:
+        self.req = PortwayRequest()
+        self.req_p = c_void_p(addressof(self.req))
+        self.rid = c_uint64()
+        self.rid_p = c_void_p(addressof(self.rid))
+        self.buf = (PortwayCompletion * _POLL_CAP)()
+        self.buf_p = c_void_p(addressof(self.buf))
+        self.mv = memoryview(self.buf).cast("B")
+        self.n = c_size_t()
+        self.n_p = c_void_p(addressof(self.n))
+
+
+def _memory_view() -> memoryview | None:
+    """A read-only byte view of the whole address space, to copy completion data with one
+    slice (``view[p:p + n].tobytes()``) instead of a ctypes call (``string_at``) per
+    completion. Only where every address fits in a Py_ssize_t (64-bit); else None."""
+    if sys.maxsize < 2**62:
+        return None
+    try:
+        view = memoryview((ctypes.c_char * sys.maxsize).from_address(0)).cast("B").toreadonly()
+        probe = ctypes.create_string_buffer(b"portway", 8)
+        at = addressof(probe)
+        if view[at : at + 7].tobytes() != b"portway":
+            return None
+        return view
+    except Exception:  # noqa: BLE001
+        return None
+
+
+_MEMORY = _memory_view()
+
+
+_req_pack_into = _REQ.pack_into
+_comp_iter_unpack = _COMP.iter_unpack
+_string_at = ctypes.string_at
+_set_future_id = Future.__dict__["_id"].__set__  # the slot's setter, for map() over a batch
+
+
 class _Core:
     """Everything the finalizer, the delivery thread and the futures share (not the Engine)."""
 
     def __init__(self, eng: int) -> None:
         self.eng = eng
+        self.eng_p = c_void_p(eng)
         self.gen = _fork_generation
-        self.pending: dict[int, Future[Any] | _AsyncEntry] = {}
+        self.pending: dict[int, Entry] = {}
         self.tokens = itertools.count(1)
+        self.batch_lock = threading.Lock()
+        self.batch_next = _BATCH_TOKEN_BASE
         self.handlers: dict[str, int] = {}
         self.keepalive: list[Any] = []  # CFUNCTYPE objects of registered Python handlers
+        self.scratch: list[_Scratch] = []
+        # One entry per native call running: append before the call, pop after. close()
+        # sets `freed` first and then waits for this to empty; a caller appends first and
+        # then checks `freed`. Under the GIL one of them sees the other.
+        self.active: deque[None] = deque()
         self.call_lock = threading.Lock()
-        self.call_cond = threading.Condition(self.call_lock)
-        self.calls = 0
         self.closing = False  # close() began: intake refused by the binding too
-        self.freed = False
+        self.freed = False  # no new native call may start
         self.poller: threading.Thread | None = None
         self.poller_lock = threading.Lock()
         # Demand: futures somebody waits on without polling (result() after a drain found
@@ -128,25 +258,25 @@ class _Core:
         self.always_poll = False
         self.readers: dict[asyncio.AbstractEventLoop, bool] = {}
         self.readers_lock = threading.Lock()
-        self.local = threading.local()
         self.notify_fd = -1
 
     # ------------------------------------------------------------ native-call accounting
 
-    def enter(self) -> int:
+    def refusal(self) -> PortwayError:
         if self.gen != _fork_generation:
-            raise ForkedError("this engine was created before fork(); create a new one in the child")
-        with self.call_lock:
-            if self.freed:
-                raise ShutdownError("engine is closed")
-            self.calls += 1
+            return ForkedError("this engine was created before fork(); create a new one in the child")
+        return ShutdownError("engine is closed")
+
+    def enter(self) -> int:
+        """Counts a native call that is about to start; pair with ``exit()``."""
+        self.active.append(None)
+        if self.freed or self.gen != _fork_generation:
+            self.active.pop()
+            raise self.refusal()
         return self.eng
 
     def exit(self) -> None:
-        with self.call_lock:
-            self.calls -= 1
-            if self.calls == 0 and self.closing:
-                self.call_cond.notify_all()
+        self.active.pop()
 
     # ------------------------------------------------------------ handlers
 
@@ -182,67 +312,121 @@ class _Core:
             return False
         raise error_for(st, last_error())
 
-    # ------------------------------------------------------------ polling and delivery
+    # ------------------------------------------------------------ submitting
 
-    def _buffer(self) -> Any:
-        buf = getattr(self.local, "buf", None)
-        if buf is None:
-            buf = (PortwayCompletion * _POLL_CAP)()
-            self.local.buf = buf
-        return buf
+    def submit_entry(self, hid: int, data: bytes, tms: int, token: int, entry: Entry) -> int:
+        """Registers ``entry`` under ``token``, submits, returns the request id. On a refusal
+        the entry is unregistered and the error raised."""
+        pool = self.scratch
+        try:
+            s = pool.pop()
+        except IndexError:
+            s = _Scratch()
+        ln = len(data)
+        _req_pack_into(s.req, 0, hid, tms, token, _address(data) if ln else 0, ln)
+        active = self.active
+        active.append(None)
+        if self.freed or self.gen != _fork_generation:
+            active.pop()
+            raise self.refusal()
+        pending = self.pending
+        pending[token] = entry
+        try:
+            st = _submit_raw(self.eng_p, s.req_p, s.rid_p)
+        finally:
+            active.pop()
+        rid: int = s.rid.value
+        pool.append(s)
+        if st:
+            pending.pop(token, None)
+            raise error_for(st, last_error())
+        return rid
+
+    def batch_tokens(self, n: int) -> int:
+        """Reserves ``n`` consecutive tokens for a batch; returns the first."""
+        with self.batch_lock:
+            first = self.batch_next
+            self.batch_next = first + n
+        return first
+
+    # ------------------------------------------------------------ polling and delivery
 
     def poll_once(self, timeout_ms: int, here: asyncio.AbstractEventLoop | None = None) -> int:
         """Polls once, copies out, releases, delivers. Returns the count, or -1 once CLOSED."""
-        buf = self._buffer()
-        n = c_size_t()
-        eng = self.enter()
+        pool = self.scratch
         try:
-            st = LIB.portway_poll(eng, buf, _POLL_CAP, timeout_ms, byref(n))
-            if st == _CLOSED:
-                return -1
-            if st != _OK:
+            s = pool.pop()
+        except IndexError:
+            s = _Scratch()
+        active = self.active
+        active.append(None)
+        try:
+            if self.freed or self.gen != _fork_generation:
+                raise self.refusal()
+            st = _poll_raw(self.eng_p, s.buf_p, _POLL_CAP_C, timeout_ms, s.n_p)
+            if st:
+                if st == _CLOSED:
+                    pool.append(s)
+                    return -1
                 raise error_for(st, last_error())
-            count = n.value
-            if count == 0:
+            count: int = s.n.value
+            if not count:
+                pool.append(s)
                 return 0
-            items = []
-            string_at = ctypes.string_at
-            for cid, ud, status, code, data, ln, meta, meta_len, qns, rns in _COMP.iter_unpack(
-                string_at(ctypes.addressof(buf), count * _COMP.size)
+            pop = self.pending.pop
+            entries: list[Any] = []
+            comps: list[Completion] = []
+            mem = _MEMORY
+            for cid, ud, status, code, data, ln, meta, meta_len, qns, rns in _comp_iter_unpack(
+                s.mv[: count * _COMP_SIZE]
             ):
-                pairs: list[tuple[str, str]] = []
-                if meta_len:
-                    arr = (_lib.PortwayMeta * meta_len).from_address(meta)
-                    pairs = [
-                        ((m.key or b"").decode("utf-8", "replace"), (m.value or b"").decode("utf-8", "replace"))
-                        for m in arr
-                    ]
-                items.append(
-                    Completion(cid, ud, status, code, string_at(data, ln) if ln else b"", pairs, qns, rns)
-                )
-            LIB.portway_release(eng, buf, count)
+                entry = pop(ud, None)
+                if entry is not None:  # else: cancelled and settled already, or nobody's
+                    if ln:
+                        body = mem[data : data + ln].tobytes() if mem is not None else _string_at(data, ln)
+                    else:
+                        body = b""
+                    entries.append(entry)
+                    comps.append(
+                        Completion(
+                            cid, ud, status, code, body, _meta_pairs(meta, meta_len) if meta_len else [], qns, rns
+                        )
+                    )
+            # Release before settling: whoever sees a result also sees its slot returned.
+            _release_raw(self.eng_p, s.buf_p, _SIZES[count])
         finally:
-            self.exit()
-        self.deliver(items, here)
+            active.pop()
+        pool.append(s)
+        rest: list[tuple[Any, Completion]] | None = None
+        fut_cls = Future
+        for entry, c in zip(entries, comps):
+            if entry.__class__ is fut_cls and c.status == 0 and entry._transform is None and entry._state is _PENDING:
+                # the common case, inline: an OK completion for a plain future
+                entry._result = c
+                entry._state = _FINISHED
+                if entry._slow:
+                    entry._wake()
+            else:
+                if rest is None:
+                    rest = []
+                rest.append((entry, c))
+        if rest:
+            self.deliver(rest, here)
         return count
 
-    def deliver(self, items: list[Completion], here: asyncio.AbstractEventLoop | None) -> None:
-        pending = self.pending
-        remote: dict[asyncio.AbstractEventLoop, list[tuple[_AsyncEntry, Completion]]] | None = None
-        for c in items:
-            entry = pending.pop(c.user_data, None)
-            if entry is None:
-                continue
-            if entry.__class__ is _AsyncEntry:
-                assert isinstance(entry, _AsyncEntry)
-                if entry.loop is here:
-                    entry.resolve(c)
+    def deliver(self, items: list[tuple[Any, Completion]], here: asyncio.AbstractEventLoop | None) -> None:
+        remote: dict[asyncio.AbstractEventLoop, list[tuple[AsyncTarget, Completion]]] | None = None
+        for entry, c in items:
+            if isinstance(entry, Future):
+                entry._resolve(c)
+            else:
+                loop = entry.get_loop()
+                if loop is here:
+                    _resolve_async(entry, c)
                 else:
                     if remote is None:
                         remote = {}
-                    remote.setdefault(entry.loop, []).append((entry, c))
-            else:
-                entry._resolve(c)  # type: ignore[union-attr]
+                    remote.setdefault(loop, []).append((entry, c))
         if remote:
             for loop, batch in remote.items():
                 try:
@@ -334,13 +518,13 @@ class _Core:
                 _, entry = self.pending.popitem()
             except KeyError:
                 break
-            if isinstance(entry, _AsyncEntry):
+            if isinstance(entry, Future):
+                entry._fail(exc)
+            else:
                 try:
-                    entry.loop.call_soon_threadsafe(entry.fail, exc)
+                    entry.get_loop().call_soon_threadsafe(_fail_async, entry, exc)
                 except RuntimeError:
                     pass
-            else:
-                entry._fail(exc)
 
     # ------------------------------------------------------------ asyncio
 
@@ -428,16 +612,16 @@ class _Core:
                 LIB.portway_wake(eng)
                 poller.join(2.0)
         self._remove_all_readers(1.0)
-        with self.call_lock:
-            # Native calls in flight (e.g. a poll slice on another thread) end within a slice.
-            for _ in range(20):
-                if self.calls == 0:
-                    break
-                LIB.portway_wake(eng)
-                self.call_cond.wait(0.25)
-            if self.calls != 0:
-                return  # someone is stuck inside the library: leak rather than free under them
-            self.freed = True
+        # From here no native call may start; wait for those running (e.g. a poll slice on
+        # another thread, which ends within a slice) to return.
+        self.freed = True
+        active = self.active
+        deadline = time.monotonic() + 5.0
+        while active and time.monotonic() < deadline:
+            LIB.portway_wake(eng)
+            time.sleep(0.001)
+        if active:
+            return  # someone is stuck inside the library: leak rather than free under them
         LIB.portway_engine_free(eng)
         self._fail_pending(ShutdownError("engine closed before this request completed"))
 
@@ -506,29 +690,54 @@ class Engine:
 
     def submit(self, handler: str, payload: Payload = b"", timeout: float | None = None) -> Future[Completion]:
         """Submits one request; never blocks. Raises ``BusyError`` when every slot is taken."""
-        return self._submit(handler, _to_bytes(payload), timeout, None)
+        core = self._core
+        hid = core.handlers.get(handler)
+        if hid is None:
+            hid = core.handler_id(handler)
+        data = payload if payload.__class__ is bytes else _to_bytes(payload)
+        tms = 0 if timeout is None else _timeout_ms(timeout)
+        token = next(core.tokens)
+        fut: Future[Completion] = Future(core, token)
+        # core.submit_entry, inlined (the per-request hot path)
+        pool = core.scratch
+        try:
+            s = pool.pop()
+        except IndexError:
+            s = _Scratch()
+        ln = len(data)
+        _req_pack_into(s.req, 0, hid, tms, token, _address(data) if ln else 0, ln)
+        active = core.active
+        active.append(None)
+        if core.freed or core.gen != _fork_generation:
+            active.pop()
+            raise core.refusal()
+        pending = core.pending
+        pending[token] = fut
+        try:
+            st = _submit_raw(core.eng_p, s.req_p, s.rid_p)
+        finally:
+            active.pop()
+        fut._id = s.rid.value
+        pool.append(s)
+        if st:
+            pending.pop(token, None)
+            fut._id = 0
+            raise error_for(st, last_error())
+        if core.poller is None:
+            core.ensure_poller()  # parked until needed; sweeps unclaimed completions
+        return fut
 
     def _submit(
         self, handler: str, data: bytes, timeout: float | None, transform: Callable[[Completion], Any] | None
     ) -> Future[Any]:
         core = self._core
         hid = core.handler_id(handler)
-        fut: Future[Any] = Future(core, transform)
+        tms = _timeout_ms(timeout)
         token = next(core.tokens)
-        req = PortwayRequest(hid, _timeout_ms(timeout), token, _address(data) if data else None, len(data))
-        rid = c_uint64()
-        core.pending[token] = fut
-        eng = core.enter()
-        try:
-            st = LIB.portway_submit(eng, byref(req), byref(rid))
-        finally:
-            core.exit()
-        if st != _OK:
-            core.pending.pop(token, None)
-            raise error_for(st, last_error())
-        fut._id = rid.value
+        fut: Future[Any] = Future(core, token, transform)
+        fut._id = core.submit_entry(hid, data, tms, token, fut)
         if core.poller is None:
-            core.ensure_poller()  # parked until needed; sweeps unclaimed completions
+            core.ensure_poller()
         return fut
 
     def submit_many(
@@ -539,46 +748,58 @@ class Engine:
         (e.g. ``BusyError``)."""
         core = self._core
         hid = core.handler_id(handler)
-        datas = [_to_bytes(p) for p in payloads]
+        to_bytes = _to_bytes
+        datas = [p if p.__class__ is bytes else to_bytes(p) for p in payloads]
         n = len(datas)
         if n == 0:
             return []
         tms = _timeout_ms(timeout)
-        blob = b"".join(datas)
-        base = _address(blob)
-        first = next(core.tokens)
-        # Reserve n consecutive tokens (the counter is shared; take n-1 more).
-        tokens = [first] + [next(core.tokens) for _ in range(n - 1)]
-        futs: list[Future[Completion]] = [Future(core) for _ in range(n)]
-        pack = _REQ.pack
-        parts = []
-        off = 0
-        for tok, d in zip(tokens, datas):
-            ln = len(d)
-            parts.append(pack(hid, tms, tok, base + off if ln else 0, ln))
-            off += ln
-        reqs = b"".join(parts)
-        pending = core.pending
-        for tok, f in zip(tokens, futs):
-            pending[tok] = f
-        ids = (c_uint64 * n)()
+        first = core.batch_tokens(n)
+        tokens = range(first, first + n)
+        futs: list[Future[Completion]] = list(map(Future, itertools.repeat(core, n), tokens))
+        # The request array as 4n native u64 words: (handler, timeout_ms), user_data, payload,
+        # payload_len. Every column is filled by C loops (array slice assignment).
+        reqs = array("Q", _REQ.pack(hid, tms, 0, 0, 0)[:8]) * (4 * n)
+        reqs[1::4] = array("Q", tokens)
+        lens = array("Q", map(len, datas))
+        reqs[3::4] = lens
+        blob: bytes | None = None
+        if _BYTES_OFF is None or sum(lens) <= _BATCH_JOIN_MAX:
+            # small payloads: one copy into a blob, addresses by running offsets (C loops)
+            blob = b"".join(datas)
+            reqs[2::4] = array("Q", itertools.accumulate(lens[:-1], initial=_address_ctypes(blob)))
+        else:  # large payloads: point at each bytes object's own buffer
+            reqs[2::4] = array("Q", map(operator.add, map(id, datas), itertools.repeat(_BYTES_OFF, n)))
+        ids = array("Q", bytes(8 * n))
         accepted = c_size_t()
-        eng = core.enter()
+        pending = core.pending
+        pending.update(zip(tokens, futs))
+        active = core.active
+        active.append(None)
         try:
-            st = LIB.portway_submit_batch(eng, reqs, n, ids, byref(accepted))
+            if core.freed or core.gen != _fork_generation:
+                for tok in tokens:
+                    pending.pop(tok, None)
+                raise core.refusal()
+            st = _submit_batch_raw(
+                core.eng_p,
+                c_void_p(reqs.buffer_info()[0]),
+                c_size_t(n),
+                c_void_p(ids.buffer_info()[0]),
+                byref(accepted),
+            )
         finally:
-            core.exit()
-        del blob  # the engine copied the payloads
+            active.pop()
+        del blob, datas  # the engine copied the payloads
         if st == _OK:
             k = n
-        elif st == _FORKED or (st == Status.INVALID_ARGUMENT and accepted.value == 0):
+        elif st == _FORKED or (st == _INVALID and accepted.value == 0):
             for tok in tokens:  # the call itself failed: nothing was accepted
                 pending.pop(tok, None)
             raise error_for(st, last_error())
         else:
             k = accepted.value
-        for f, rid in zip(futs, ids[:k]):
-            f._id = rid
+        deque(map(_set_future_id, futs, ids), 0)
         if k < n:
             exc = error_for(st, last_error())
             for tok, f in zip(tokens[k:], futs[k:]):
@@ -592,19 +813,26 @@ class Engine:
         self, handler: str, payloads: Iterable[Payload], window: int = 256, timeout: float | None = None
     ) -> Iterator[Completion]:
         """Yields completions in payload order, with at most ``window`` requests in flight.
-        Raises the first failed request's error; closing the iterator cancels the rest."""
+        Raises the first failed request's error; closing the iterator cancels the rest.
+        Requests go in batches (``submit_many``) as the window frees up."""
         if window < 1:
             raise InvalidArgumentError("window must be >= 1")
         it = iter(payloads)
         q: deque[Future[Completion]] = deque()
+        chunk = max(1, window // 8)
+        more = True
         try:
-            for p in itertools.islice(it, window):
-                q.append(self.submit(handler, p, timeout))
-            while q:
-                f = q.popleft()
-                for p in itertools.islice(it, 1):
-                    q.append(self.submit(handler, p, timeout))
-                yield f.result()
+            while True:
+                free = window - len(q)
+                if more and (free >= chunk or not q):
+                    batch = self.submit_many(handler, itertools.islice(it, free), timeout)
+                    more = len(batch) == free
+                    q.extend(batch)
+                if not q:
+                    return
+                c = q[0].result()
+                q.popleft()
+                yield c
         finally:
             for f in q:
                 f.cancel()
@@ -627,8 +855,24 @@ class Engine:
 
     async def asubmit(self, handler: str, payload: Payload = b"", timeout: float | None = None) -> Completion:
         """Awaitable submit; cancelling the awaiting task cancels the native request."""
-        result: Completion = await self._asubmit(handler, _to_bytes(payload), timeout, None)
-        return result
+        core = self._core
+        loop = asyncio.get_running_loop()
+        if loop not in core.readers:
+            core.ensure_reader(loop)
+        hid = core.handlers.get(handler)
+        if hid is None:
+            hid = core.handler_id(handler)
+        data = payload if payload.__class__ is bytes else _to_bytes(payload)
+        afut: asyncio.Future[Completion] = loop.create_future()
+        rid = core.submit_entry(
+            hid, data, 0 if timeout is None else _timeout_ms(timeout), next(core.tokens), afut
+        )
+        try:
+            return await afut
+        except asyncio.CancelledError:
+            if not afut.done() or afut.cancelled():
+                core.cancel_id(rid)
+            raise
 
     async def ahttp(
         self,
@@ -640,35 +884,19 @@ class Engine:
         handler: str = "http",
     ) -> HttpResponse:
         payload = build_request(method, url, headers, body)
-        result: HttpResponse = await self._asubmit(handler, payload, timeout, HttpResponse.from_completion)
-        return result
-
-    async def _asubmit(
-        self, handler: str, data: bytes, timeout: float | None, transform: Callable[[Completion], Any] | None
-    ) -> Any:
         core = self._core
         loop = asyncio.get_running_loop()
-        hid = core.handler_id(handler)
         if loop not in core.readers:
             core.ensure_reader(loop)
-        afut: asyncio.Future[Any] = loop.create_future()
-        token = next(core.tokens)
-        req = PortwayRequest(hid, _timeout_ms(timeout), token, _address(data) if data else None, len(data))
-        rid = c_uint64()
-        core.pending[token] = _AsyncEntry(loop, afut, transform)
-        eng = core.enter()
-        try:
-            st = LIB.portway_submit(eng, byref(req), byref(rid))
-        finally:
-            core.exit()
-        if st != _OK:
-            core.pending.pop(token, None)
-            raise error_for(st, last_error())
+        hid = core.handler_id(handler)
+        afut: asyncio.Future[HttpResponse] = loop.create_future()
+        entry = _AsyncEntry(afut, HttpResponse.from_completion)
+        rid = core.submit_entry(hid, payload, _timeout_ms(timeout), next(core.tokens), entry)
         try:
             return await afut
         except asyncio.CancelledError:
             if not afut.done() or afut.cancelled():
-                core.cancel_id(rid.value)
+                core.cancel_id(rid)
             raise
 
     # ------------------------------------------------------------ handlers

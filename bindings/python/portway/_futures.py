@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
+from concurrent.futures import _base
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar, Union
 
 from ._errors import PortwayError, Status, error_for
 
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
 __all__ = ["Completion", "Future"]
 
 T = TypeVar("T")
+
+_STATUS_CANCELLED = int(Status.CANCELLED)
 
 
 class Completion:
@@ -64,96 +67,289 @@ class Completion:
         )
 
 
+class _LazyCondition:
+    """``Future._condition``, made on first use: most futures are resolved and read without
+    anyone ever waiting on them, and a ``threading.Condition`` costs more than the rest of
+    the future. A non-data descriptor: once made, the instance attribute shadows it."""
+
+    def __get__(self, fut: Future[Any] | None, owner: type | None = None) -> Any:
+        if fut is None:
+            return self
+        fut._slow = True  # before publishing: a resolver that misses the condition then
+        # finishes before the waiter looks at the state (see Future)
+        cond: threading.Condition = fut.__dict__.setdefault("_condition", threading.Condition())
+        return cond
+
+
+class _LazyWaiters:
+    """``Future._waiters``: made on first use (by ``concurrent.futures.wait``/``as_completed``,
+    always under the condition); an append registers demand with the delivery thread."""
+
+    def __get__(self, fut: Future[Any] | None, owner: type | None = None) -> Any:
+        if fut is None:
+            return self
+        waiters = _DemandingList()
+        waiters._fut = fut
+        return fut.__dict__.setdefault("_waiters", waiters)
+
+
+class _LazyList:
+    """``Future._done_callbacks``: made on first use (always under the condition)."""
+
+    def __get__(self, fut: Future[Any] | None, owner: type | None = None) -> Any:
+        if fut is None:
+            return self
+        return fut.__dict__.setdefault("_done_callbacks", [])
+
+
+# The base class's state names (module-level strings of concurrent.futures._base). This module
+# only ever stores these very objects in ``_state``, so identity tests are exact.
+_PENDING: str = _base.PENDING
+_RUNNING: str = _base.RUNNING
+_CANCELLED: str = _base.CANCELLED
+_CANCELLED_AND_NOTIFIED: str = _base.CANCELLED_AND_NOTIFIED
+_FINISHED: str = _base.FINISHED
+
+
 class Future(concurrent.futures.Future[T], Generic[T]):
     """A ``concurrent.futures.Future`` for one request.
 
     ``cancel()`` cancels the native request. ``result()`` first drains ready completions on
     the calling thread (no thread hop for requests that finish inline, such as "echo"), then
     waits for the engine's delivery thread; Ctrl-C interrupts the wait.
+
+    Cheaper than the base class, with the same behaviour: the base ``__init__`` is not called.
+    The base fields are class-level defaults, and ``_condition``, ``_waiters`` and
+    ``_done_callbacks`` are made on first use, so a future that is resolved before anyone
+    waits on it never makes a ``threading.Condition``. The protocol that keeps this safe:
+
+    - Exactly one thread settles a future: the one that popped it from ``_Core.pending`` (a
+      poller holding its completion, ``close()``), or the one that made it if it was never
+      registered (a refused submit). It writes ``_result``/``_exception``, then ``_state``,
+      then, only if ``_slow`` is set, wakes waiters under the condition and runs callbacks.
+      Cancellation by ``cancel()`` (once the native cancel succeeded) and the CANCELLED
+      completion race to settle as cancelled; a one-shot claim in ``__dict__`` picks one.
+    - Whoever needs the condition (a waiter, ``wait``/``as_completed``, a callback) gets it
+      through ``_LazyCondition``, which sets ``_slow`` *before* publishing it, and reads
+      ``_state`` only under it. So a settler that saw no condition finished before that
+      reader looked, and a settler that saw one wakes it (under the GIL, these reads and
+      writes are sequentially consistent).
+    - ``set_running_or_notify_cancel`` moves PENDING to RUNNING with ``dict.setdefault`` on
+      ``_state``, which never overwrites a settled state.
     """
 
-    _core: _Core
-    _id: int
-    _transform: Callable[[Completion], Any] | None
-    _demanded: bool
+    # Slots for what every future sets (``_id`` is written by the submitting code, before the
+    # future is returned); the rest are class-level defaults, overridden per instance when set.
+    __slots__ = ("_core", "_token", "_id")
 
-    def __init__(self, core: _Core, transform: Callable[[Completion], Any] | None = None) -> None:
-        # concurrent.futures.Future.__init__, inlined (this is the per-request hot path)
-        self._condition = threading.Condition()
-        self._state = "PENDING"
-        self._result = None
-        self._exception = None
-        self._done_callbacks: list[Any] = []
+    # The base class's fields, as class-level defaults (instance values shadow them).
+    _state = _PENDING
+    _result = None
+    _exception = None
+    _condition = _LazyCondition()
+    _waiters = _LazyWaiters()
+    _done_callbacks = _LazyList()
+
+    _transform: Callable[[Completion], Any] | None = None
+    _demanded: bool = False  # counted in the engine's demand (see _Core.add_demand)
+    _slow: bool = False  # a condition was made or demand registered: settling must wake
+
+    _core: _Core
+    _token: int
+    _id: int
+
+    def __init__(self, core: _Core, token: int = 0, transform: Callable[[Completion], Any] | None = None) -> None:
         self._core = core
-        self._id = 0
-        self._transform = transform
-        self._demanded = False
-        # concurrent.futures.wait()/as_completed() register waiters here without calling
-        # result(): that, too, asks the delivery thread to poll for this future.
-        waiters = _DemandingList()
-        waiters._fut = self
-        self._waiters = waiters
+        self._token = token
+        if transform is not None:
+            self._transform = transform
 
     @property
     def request_id(self) -> int:
         """The engine's id for the request (0 if it was never accepted)."""
-        return self._id
+        return getattr(self, "_id", 0)
 
-    def cancel(self) -> bool:
-        if self.done():
-            return False
-        if self._id and not self._core.cancel_id(self._id):
-            return False  # already completed: the completion is on its way
-        cancelled = super().cancel()
-        if self._demanded:
-            self._core.drop_demand(self)
-        return cancelled
+    # ------------------------------------------------------------ reading
+
+    def done(self) -> bool:
+        st = self._state
+        return st is _FINISHED or st is _CANCELLED_AND_NOTIFIED or st is _CANCELLED
+
+    def cancelled(self) -> bool:
+        st = self._state
+        return st is _CANCELLED_AND_NOTIFIED or st is _CANCELLED
+
+    def running(self) -> bool:
+        return self._state is _RUNNING
 
     def result(self, timeout: float | None = None) -> T:
-        if not self.done():
-            self._core.help_poll()
-            if not self.done():
-                self._core.add_demand(self)
+        st = self._state
+        if st is _FINISHED:
+            if self._exception is None:
+                return self._result  # type: ignore[return-value]
+        elif st is _PENDING or st is _RUNNING:
+            core = self._core
+            core.help_poll()  # completions that are ready, on this thread: no hand-off
+            st = self._state
+            if st is _FINISHED:
+                if self._exception is None:
+                    return self._result  # type: ignore[return-value]
+            elif st is _PENDING or st is _RUNNING:
+                core.add_demand(self)  # ask the delivery thread, then wait
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        if not self.done():
-            self._core.help_poll()
-            if not self.done():
-                self._core.add_demand(self)
+        if self._state is _FINISHED:
+            return self._exception
+        self._prepare_wait()
+        if self._state is _FINISHED:
+            return self._exception
         return super().exception(timeout)
 
+    def _prepare_wait(self) -> None:
+        st = self._state
+        if st is _PENDING or st is _RUNNING:
+            core = self._core
+            core.help_poll()
+            st = self._state
+            if st is _PENDING or st is _RUNNING:
+                core.add_demand(self)
+
     def add_done_callback(self, fn: Callable[[concurrent.futures.Future[T]], object]) -> None:
-        super().add_done_callback(fn)
-        if not self.done():
-            self._core.add_demand(self)
+        with self._condition:
+            st = self._state
+            if not (st is _FINISHED or st is _CANCELLED_AND_NOTIFIED or st is _CANCELLED):
+                self._done_callbacks.append(fn)
+                added = True
+            else:
+                added = False
+        if added:
+            self._core.add_demand(self)  # deliver it even if nobody calls result()
+            return
+        try:
+            fn(self)
+        except Exception:
+            _base.LOGGER.exception("exception calling callback for %r", self)
+
+    # ------------------------------------------------------------ cancelling
+
+    def cancel(self) -> bool:
+        st = self._state
+        if st is _CANCELLED or st is _CANCELLED_AND_NOTIFIED:
+            return True
+        if st is not _PENDING:
+            return False
+        rid = getattr(self, "_id", 0)
+        if not rid or not self._core.cancel_id(rid):
+            return False  # already completed: the completion is on its way
+        self._set_cancelled()  # its completion will say CANCELLED; whichever comes first
+        return True
+
+    def set_running_or_notify_cancel(self) -> bool:
+        d = self.__dict__
+        if d.get("_state") is _RUNNING:
+            raise RuntimeError("Future in unexpected state")
+        st = d.setdefault("_state", _RUNNING)
+        if st is _RUNNING:
+            return True
+        if st is _CANCELLED or st is _CANCELLED_AND_NOTIFIED:
+            return False
+        raise RuntimeError("Future in unexpected state")
+
+    # ------------------------------------------------------------ settling
+
+    def set_result(self, result: T) -> None:
+        """For completeness (the engine settles its futures itself): claims the future, so
+        that its completion, when it comes, is dropped."""
+        self._claim_for_user()
+        self._result = result
+        self._state = _FINISHED
+        if self._slow:
+            self._wake()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self._claim_for_user()
+        self._exception = exception
+        self._state = _FINISHED
+        if self._slow:
+            self._wake()
+
+    def _claim_for_user(self) -> None:
+        st = self._state
+        if not (st is _PENDING or st is _RUNNING) or (
+            self._token and self._core.pending.pop(self._token, None) is not self
+        ):
+            raise concurrent.futures.InvalidStateError(f"{st}: {self!r}")
 
     def _resolve(self, c: Completion) -> None:
-        try:
-            status = c.status
-            if status == Status.OK:
-                tr = self._transform
-                value: Any
+        """Settles from a completion; the caller popped this future from ``pending``."""
+        status = c.status
+        if status == 0:
+            tr = self._transform
+            if tr is not None:
                 try:
-                    value = tr(c) if tr is not None else c
+                    value = tr(c)
                 except Exception as exc:  # a transform (e.g. HTTP parsing) failed
-                    self.set_exception(exc)
+                    self._exception = exc
+                    self._state = _FINISHED
+                    if self._slow:
+                        self._wake()
                     return
-                self.set_result(value)
-            elif status == Status.CANCELLED:
-                concurrent.futures.Future.cancel(self)
+                self._result = value
             else:
-                self.set_exception(c.error())
-        except concurrent.futures.InvalidStateError:
-            pass  # cancelled by the user meanwhile
-        if self._demanded:
-            self._core.drop_demand(self)
+                self._result = c  # type: ignore[assignment]
+        elif status == _STATUS_CANCELLED:
+            self._set_cancelled()
+            return
+        else:
+            self._exception = c.error()
+        st = self._state
+        if st is _PENDING or st is _RUNNING:
+            self._state = _FINISHED
+            if self._slow:
+                self._wake()
 
     def _fail(self, exc: BaseException) -> None:
-        try:
-            self.set_exception(exc)
-        except concurrent.futures.InvalidStateError:
-            pass
+        """Settles with ``exc``; the caller popped this future, or it was never registered."""
+        st = self._state
+        if st is _PENDING or st is _RUNNING:
+            self._exception = exc
+            self._state = _FINISHED
+            if self._slow:
+                self._wake()
+
+    def _set_cancelled(self) -> None:
+        st = self._state
+        if not (st is _PENDING or st is _RUNNING):
+            return
+        mark: list[Any] = []
+        if self.__dict__.setdefault("_cancel_claim", mark) is not mark:
+            return  # the other side (cancel() or the CANCELLED completion) got here first
+        # CANCELLED_AND_NOTIFIED, not CANCELLED: no executor will call
+        # set_running_or_notify_cancel, and wait()/as_completed count only the former as done.
+        self._state = _CANCELLED_AND_NOTIFIED
+        if self._slow:
+            self._wake()
+
+    def _wake(self) -> None:
+        """The slow part of settling: somebody made the condition or registered demand."""
+        d = self.__dict__
+        cond = d.get("_condition")
+        if cond is not None:
+            with cond:
+                waiters = d.get("_waiters")
+                if waiters:
+                    st = self._state
+                    for w in waiters:
+                        if st is not _FINISHED:
+                            w.add_cancelled(self)
+                        elif self._exception is None:
+                            w.add_result(self)
+                        else:
+                            w.add_exception(self)
+                cond.notify_all()
+            if d.get("_done_callbacks"):
+                self._invoke_callbacks()  # type: ignore[attr-defined]
         if self._demanded:
             self._core.drop_demand(self)
 
@@ -173,44 +369,57 @@ class _DemandingList(list[Any]):
 
 
 class _AsyncEntry:
-    """Routes a completion to an asyncio future on its loop."""
+    """Routes a completion through a transform (e.g. HTTP parsing) to an asyncio future."""
 
-    __slots__ = ("loop", "fut", "transform")
+    __slots__ = ("fut", "transform")
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        fut: asyncio.Future[Any],
-        transform: Callable[[Completion], Any] | None,
-    ) -> None:
-        self.loop = loop
+    def __init__(self, fut: asyncio.Future[Any], transform: Callable[[Completion], Any]) -> None:
         self.fut = fut
         self.transform = transform
 
-    def resolve(self, c: Completion) -> None:
-        """Runs on the entry's loop thread."""
-        fut = self.fut
-        if fut.done():
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self.fut.get_loop()
+
+
+AsyncTarget = Union["asyncio.Future[Any]", _AsyncEntry]
+
+
+def _resolve_async(entry: AsyncTarget, c: Completion) -> None:
+    """Settles an asyncio future (or a transforming entry) from a completion; runs on the
+    future's loop thread."""
+    fut: asyncio.Future[Any]
+    tr: Callable[[Completion], Any] | None
+    if isinstance(entry, _AsyncEntry):
+        fut = entry.fut
+        tr = entry.transform
+    else:
+        fut = entry
+        tr = None
+    if fut.done():
+        return
+    status = c.status
+    if status == 0:
+        if tr is None:
+            fut.set_result(c)
             return
-        status = c.status
-        if status == Status.OK:
-            tr = self.transform
-            try:
-                value = tr(c) if tr is not None else c
-            except Exception as exc:
-                fut.set_exception(exc)
-                return
-            fut.set_result(value)
-        elif status == Status.CANCELLED:
-            fut.cancel()
-        else:
-            fut.set_exception(c.error())
-
-    def fail(self, exc: BaseException) -> None:
-        if not self.fut.done():
-            self.fut.set_exception(exc)
+        try:
+            value = tr(c)
+        except Exception as exc:
+            fut.set_exception(exc)
+            return
+        fut.set_result(value)
+    elif status == _STATUS_CANCELLED:
+        fut.cancel()
+    else:
+        fut.set_exception(c.error())
 
 
-def _resolve_async_batch(batch: list[tuple[_AsyncEntry, Completion]]) -> None:
+def _fail_async(entry: AsyncTarget, exc: BaseException) -> None:
+    fut = entry.fut if isinstance(entry, _AsyncEntry) else entry
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+def _resolve_async_batch(batch: list[tuple[AsyncTarget, Completion]]) -> None:
     for entry, c in batch:
-        entry.resolve(c)
+        _resolve_async(entry, c)
