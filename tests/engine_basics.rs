@@ -209,3 +209,29 @@ fn completion_timings_are_reported() {
     assert!(run >= 20_000_000, "run_ns {run}");
     assert!(queued < run);
 }
+
+#[test]
+fn a_slow_native_call_does_not_delay_others_on_an_idle_worker() {
+    let eng = engine(); // two pool workers
+    let slow = eng
+        .register_blocking("slow", |c: &mut portway::handlers::Call| {
+            std::thread::sleep(Duration::from_millis(400));
+            c.respond(b"slow").unwrap();
+        })
+        .unwrap();
+    let fast = eng
+        .register_blocking("fast", |c: &mut portway::handlers::Call| {
+            c.respond(b"fast").unwrap()
+        })
+        .unwrap();
+    let mut batch = vec![sub(slow, b"")];
+    batch.extend((0..10).map(|_| sub(fast, b"")));
+    eng.submit_batch(&batch, None).1.unwrap();
+    // The slow call takes 400 ms; the ten fast ones finish on the other worker meanwhile.
+    let first_ten = collect(&eng, 10);
+    assert!(
+        first_ten.iter().all(|c| c.data == b"fast"),
+        "a fast call waited behind the slow one"
+    );
+    assert_eq!(one(&eng).data, b"slow");
+}

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use super::log::LogLevel;
 use super::outcome::Outcome;
-use super::pool::{PoolJob, PoolMsg};
+use super::pool::{self, PoolJob};
 use super::registry::{GatePermit, HandlerKind, Ticket};
 use super::request::{Request, Transition};
 use super::shared::Shared;
@@ -123,14 +123,7 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>)
                 permit,
                 handler: handler.clone(),
             };
-            if let Err(flume::SendError(PoolMsg::Run(job))) = shared.pool_tx.send(PoolMsg::Run(job))
-            {
-                finish(
-                    shared,
-                    &job.ticket.req,
-                    Outcome::failed(Status::PORTWAY_SHUTDOWN, "the worker pool has stopped"),
-                );
-            }
+            pool::send(shared, job);
         }
         HandlerKind::Pipeline(_) => {
             finish(
@@ -166,6 +159,19 @@ pub(crate) fn mark_running(shared: &Shared, req: &Request) -> bool {
 
 /// A stage finished: run the next stage, or complete the request.
 pub(crate) fn stage_done(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, outcome: Outcome) {
+    if let Some(done) = advance(shared, req, stage, outcome) {
+        shared.queue.push(std::iter::once(done));
+    }
+}
+
+/// Like [`stage_done`], but a request this call completes is returned for the caller to
+/// queue (with others, in one batch) instead of being queued here.
+pub(crate) fn advance(
+    shared: &Arc<Shared>,
+    req: Arc<Request>,
+    stage: usize,
+    outcome: Outcome,
+) -> Option<Arc<Request>> {
     if shared.config.metrics
         && matches!(req.handler.kind, HandlerKind::Pipeline(_))
         && !req.is_done()
@@ -177,8 +183,11 @@ pub(crate) fn stage_done(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, 
     }
     if outcome.is_ok() && stage + 1 < req.stage_count() {
         run_stage(shared, req, stage + 1, outcome.data.into_vec());
+        None
+    } else if claim(shared, &req, outcome) {
+        Some(req)
     } else {
-        finish(shared, &req, outcome);
+        None
     }
 }
 

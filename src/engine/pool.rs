@@ -1,5 +1,9 @@
 //! The native worker pool: threads pulling jobs from one flume channel (the Go worker-pool
 //! shape). Jobs are blocking handler calls; a stop message per thread ends the pool.
+//!
+//! Each job is its own message and each completion is queued as soon as its job returns, so an
+//! idle worker always takes the next job at once and a slow job never delays another's
+//! completion.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
@@ -11,6 +15,7 @@ use super::dispatch;
 use super::log::LogLevel;
 use super::outcome::Outcome;
 use super::registry::{GatePermit, Ticket};
+use super::request::Request;
 use super::shared::Shared;
 use crate::error::panic_message;
 use crate::handlers::{BlockingHandler, Call};
@@ -30,10 +35,20 @@ pub(crate) enum PoolMsg {
     Stop,
 }
 
-/// The pool's threads and a count of those still alive.
+/// The pool's threads, a count of those still alive, and the channel (to drop leftovers).
 pub(crate) struct Pool {
     threads: Vec<JoinHandle<()>>,
     alive: Arc<(Mutex<usize>, Condvar)>,
+    rx: flume::Receiver<PoolMsg>,
+}
+
+/// Sends a job to the pool; if the pool has stopped, the request completes with
+/// `PORTWAY_SHUTDOWN`.
+pub(crate) fn send(shared: &Arc<Shared>, job: PoolJob) {
+    if let Err(flume::SendError(PoolMsg::Run(job))) = shared.pool_tx.send(PoolMsg::Run(job)) {
+        let outcome = Outcome::failed(Status::PORTWAY_SHUTDOWN, "the worker pool has stopped");
+        dispatch::finish(shared, &job.ticket.req, outcome);
+    }
 }
 
 impl Pool {
@@ -54,7 +69,7 @@ impl Pool {
                 })?;
             threads.push(t);
         }
-        Ok(Pool { threads, alive })
+        Ok(Pool { threads, alive, rx })
     }
 
     /// Number of worker threads started.
@@ -80,6 +95,10 @@ impl Pool {
         }
         let abandoned = *left;
         drop(left);
+        if abandoned == 0 {
+            // Jobs handed back after the stop messages hold the engine: drop them.
+            while self.rx.try_recv().is_ok() {}
+        }
         for t in self.threads {
             if t.is_finished() {
                 let _ = t.join();
@@ -90,15 +109,16 @@ impl Pool {
 }
 
 fn worker_loop(rx: &flume::Receiver<PoolMsg>) {
-    while let Ok(msg) = rx.recv() {
-        match msg {
-            PoolMsg::Run(job) => run_job(job),
-            PoolMsg::Stop => break,
+    while let Ok(PoolMsg::Run(job)) = rx.recv() {
+        let shared = job.shared.clone();
+        if let Some(done) = run_job(job) {
+            shared.queue.push(std::iter::once(done));
         }
     }
 }
 
-fn run_job(job: PoolJob) {
+/// Runs one job; returns its request when this job completed it (for batched queueing).
+fn run_job(job: PoolJob) -> Option<Arc<Request>> {
     let PoolJob {
         shared,
         ticket,
@@ -111,7 +131,7 @@ fn run_job(job: PoolJob) {
         payload,
     } = ticket;
     if !dispatch::mark_running(&shared, &req) {
-        return;
+        return None;
     }
     let mut call = Call::new(req.clone(), payload);
     shared.pool_busy.fetch_add(1, Ordering::Relaxed);
@@ -131,6 +151,7 @@ fn run_job(job: PoolJob) {
             Outcome::failed(Status::PORTWAY_PANIC, msg)
         }
     };
-    dispatch::stage_done(&shared, req, stage, outcome);
+    let done = dispatch::advance(&shared, req, stage, outcome);
     drop(permit);
+    done
 }
