@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import itertools
+import json
+import logging
 import math
 import operator
 import os
@@ -62,7 +64,7 @@ from ._futures import (
     _resolve_async_batch,
 )
 from ._http import HeadersArg, HttpResponse, build_request
-from ._lib import LIB, PortwayCompletion, PortwayRequest
+from ._lib import LIB, LOG_FN, PortwayCompletion, PortwayHandlerStats, PortwayLatency, PortwayRequest
 
 __all__ = ["Engine"]
 
@@ -630,6 +632,30 @@ def _close_core(core: _Core, drain: bool, timeout: float | None) -> None:
     core.close(drain, timeout)
 
 
+_LOGGER = logging.getLogger("portway")
+_C_TO_LOGGING = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+
+
+def _portway_log_level(level: int) -> int:
+    """The C level (PORTWAY_LOG_DEBUG=1 .. ERROR=4) for a ``logging`` level."""
+    if level <= logging.DEBUG:
+        return 1
+    if level <= logging.INFO:
+        return 2
+    if level <= logging.WARNING:
+        return 3
+    return 4
+
+
+def _deliver_log(_ctx: int | None, level: int, message: bytes | None) -> None:
+    """Engine event -> the ``portway`` logger. Runs on an engine thread (or the thread that
+    caused the event); exceptions must not reach C."""
+    try:
+        _LOGGER.log(_C_TO_LOGGING.get(level, logging.ERROR), (message or b"").decode("utf-8", "replace"))
+    except Exception:  # noqa: BLE001 (a broken log handler must not unwind into C)
+        pass
+
+
 class Engine:
     """An embeddable request engine (``portway_engine``); also a context manager.
 
@@ -644,8 +670,10 @@ class Engine:
         max_in_flight: int = 65536,
         default_timeout: float | None = None,
         max_payload: int | None = None,
+        log_level: int | None = None,
     ) -> None:
         cfg = LIB.portway_config_new()
+        log_fn = None
         if not cfg:
             raise MemoryError("portway_config_new failed")
         try:
@@ -660,12 +688,17 @@ class Engine:
                 if not 0 <= max_payload < 2**64:
                     raise InvalidArgumentError(f"max_payload out of range: {max_payload!r}")
                 check(LIB.portway_config_set_max_payload(cfg, max_payload))
+            if log_level is not None:
+                log_fn = LOG_FN(_deliver_log)
+                check(LIB.portway_config_set_log(cfg, log_fn, None, _portway_log_level(log_level)))
             out = c_void_p()
             check(LIB.portway_engine_new(cfg, byref(out)))
         finally:
             LIB.portway_config_free(cfg)
         assert out.value is not None
         self._core = _Core(out.value)
+        if log_fn is not None:
+            self._core.keepalive.append(log_fn)  # the C callback must outlive the engine
         self._finalizer = weakref.finalize(self, _close_core, self._core, False, 1.0)
 
     # ------------------------------------------------------------ context manager
@@ -1050,6 +1083,45 @@ class Engine:
     def inflight_json(self, limit: int = 100) -> str:
         """A JSON snapshot of up to ``limit`` in-flight requests (``portway_inflight_json``)."""
         return self._text_call("portway_inflight_json", _u32("limit", limit))
+
+    def inflight(self, limit: int = 100) -> dict[str, Any]:
+        """The in-flight dump as a dict: ``{"total": N, "requests": [{"id", "user_data",
+        "handler", "stage", "stage_handler", "state", "age_ms"}]}``, oldest first."""
+        result: dict[str, Any] = json.loads(self.inflight_json(limit))
+        return result
+
+    def handler_stats(self, name: str) -> dict[str, Any]:
+        """Counts and latency of one handler: ``submitted``, ``completed`` (status name ->
+        count, nonzero only), and ``queue_wait`` / ``run`` each with ``p50_ns``, ``p90_ns``,
+        ``p99_ns``, ``max_ns``, ``sum_ns`` and ``count``."""
+        fn = getattr(LIB, "portway_handler_stats", None)
+        if fn is None:
+            raise PortwayError("this libportway has no portway_handler_stats")
+        core = self._core
+        hid = core.handler_id(name)
+        out = PortwayHandlerStats()
+        eng = core.enter()
+        try:
+            check(fn(eng, hid, byref(out)))
+        finally:
+            core.exit()
+
+        def latency(lat: PortwayLatency) -> dict[str, int]:
+            return {f[0]: int(getattr(lat, f[0])) for f in PortwayLatency._fields_}
+
+        completed = {
+            (Status(i).name if i in Status._value2member_map_ else str(i)): int(n)
+            for i, n in enumerate(out.completed)
+            if n
+        }
+        return {
+            "id": int(out.id),
+            "name": name,
+            "submitted": int(out.submitted),
+            "completed": completed,
+            "queue_wait": latency(out.queue_wait),
+            "run": latency(out.run),
+        }
 
     def _text_call(self, fn_name: str, *args: int) -> str:
         fn = getattr(LIB, fn_name, None)

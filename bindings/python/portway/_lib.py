@@ -127,6 +127,24 @@ class PortwayHttpOptions(Structure):
 
 NOTIFY_FN = CFUNCTYPE(None, c_void_p)
 LOG_FN = CFUNCTYPE(None, c_void_p, c_uint32, c_char_p)
+
+
+class PortwayLatency(Structure):
+    """``struct portway_latency``: nanoseconds."""
+
+    _fields_ = [(n, c_uint64) for n in ("p50_ns", "p90_ns", "p99_ns", "max_ns", "sum_ns", "count")]
+
+
+class PortwayHandlerStats(Structure):
+    """``struct portway_handler_stats``."""
+
+    _fields_ = [
+        ("id", c_uint32),
+        ("submitted", c_uint64),
+        ("completed", c_uint64 * 32),
+        ("queue_wait", PortwayLatency),
+        ("run", PortwayLatency),
+    ]
 HANDLER_FN = CFUNCTYPE(None, c_void_p, c_void_p)
 
 status_t = c_uint32
@@ -182,9 +200,8 @@ _OPTIONAL_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "portway_register_http": (status_t, [eng_p, c_char_p, POINTER(PortwayHttpOptions), POINTER(c_uint32)]),
     "portway_metrics_text": (status_t, [eng_p, c_char_p, c_size_t, POINTER(c_size_t)]),
     "portway_inflight_json": (status_t, [eng_p, c_uint32, c_char_p, c_size_t, POINTER(c_size_t)]),
-    # out: struct portway_handler_stats * (layout not mirrored here yet)
-    "portway_handler_stats": (status_t, [eng_p, c_uint32, c_void_p]),
-    # Logging callbacks run on engine threads: declared, deliberately not used by the binding.
+    "portway_handler_stats": (status_t, [eng_p, c_uint32, POINTER(PortwayHandlerStats)]),
+    # Log callbacks run on engine threads: used only when the user asks for logging.
     "portway_set_log": (status_t, [eng_p, LOG_FN, c_void_p, c_uint32]),
     "portway_config_set_log": (status_t, [cfg_p, LOG_FN, c_void_p, c_uint32]),
     "portway_config_set_metrics": (status_t, [cfg_p, c_bool]),
