@@ -33,7 +33,12 @@ pub(crate) struct CompletionQueue {
 struct QueueState {
     ready: VecDeque<Arc<Request>>,
     wakes: u64,
+    /// Pollers blocked in `poll`.
     waiting_pollers: usize,
+    /// Wake-ups sent to blocked pollers that they have not consumed yet: a push wakes a poller
+    /// only when some blocked poller has not been signalled already, so a burst of pushes
+    /// while the poller is waking costs one wake-up, not one per push.
+    signalled: usize,
     fd_readable: bool,
     closed: bool,
 }
@@ -133,11 +138,11 @@ impl CompletionQueue {
         if was_empty {
             self.set_readable(&mut st, true);
         }
-        match st.waiting_pollers {
-            0 => {}
-            1 => self.ready_cv.notify_one(),
-            _ if added == 1 => self.ready_cv.notify_one(),
-            _ => self.ready_cv.notify_all(),
+        let unsignalled = st.waiting_pollers.saturating_sub(st.signalled);
+        let wake = unsignalled.min(added);
+        st.signalled += wake;
+        for _ in 0..wake {
+            self.ready_cv.notify_one();
         }
         drop(st);
         if was_empty {
@@ -204,6 +209,7 @@ impl CompletionQueue {
                 }
             };
             st.waiting_pollers -= 1;
+            st.signalled = st.signalled.saturating_sub(1).min(st.waiting_pollers);
         }
     }
 
