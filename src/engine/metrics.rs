@@ -96,16 +96,31 @@ impl HandlerMetrics {
         self.submitted.fetch_add(n, Relaxed);
     }
 
-    /// Records completions: (status, queue_wait_ns, run_ns) each.
+    /// Records completions: (status, queue_wait_ns, run_ns) each. Zero durations (handlers
+    /// that answer inline) are counted in one step per call.
     pub fn record(&self, items: impl IntoIterator<Item = (Status, u64, u64)>) {
         let mut t = self.timings.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut zero_queued, mut zero_run) = (0u64, 0u64);
         for (status, queued, run) in items {
             t.completed[status as usize] += 1;
-            t.queue_wait
-                .saturating_record(queued.clamp(1, MAX_TRACKED_NS));
-            t.run.saturating_record(run.clamp(1, MAX_TRACKED_NS));
-            t.queue_sum_ns = t.queue_sum_ns.saturating_add(queued);
-            t.run_sum_ns = t.run_sum_ns.saturating_add(run);
+            if queued == 0 {
+                zero_queued += 1;
+            } else {
+                t.queue_wait.saturating_record(queued.min(MAX_TRACKED_NS));
+                t.queue_sum_ns = t.queue_sum_ns.saturating_add(queued);
+            }
+            if run == 0 {
+                zero_run += 1;
+            } else {
+                t.run.saturating_record(run.min(MAX_TRACKED_NS));
+                t.run_sum_ns = t.run_sum_ns.saturating_add(run);
+            }
+        }
+        if zero_queued > 0 {
+            let _ = t.queue_wait.record_n(1, zero_queued);
+        }
+        if zero_run > 0 {
+            let _ = t.run.record_n(1, zero_run);
         }
     }
 

@@ -491,17 +491,18 @@ impl Engine {
             return Err(Error::invalid("poll capacity must be at least 1"));
         }
         let metrics = self.shared.config.metrics;
-        let mut taken: Vec<Arc<Request>> = Vec::new();
+        let mut recorded = PolledRecorder::default();
         let end = self.shared.queue.poll(cap, timeout, |i, req| {
             req.mark_polled();
             if let Some(outcome) = req.outcome() {
                 f(i, Completion { req, outcome });
-            }
-            if metrics {
-                taken.push(req.clone());
+                if metrics {
+                    let (queued, ran) = req.timings();
+                    recorded.add(&req.handler, outcome.status, queued, ran);
+                }
             }
         });
-        record_polled(&taken);
+        recorded.flush();
         match end {
             PollEnd::Taken(n) => {
                 self.shared.counters.polled.fetch_add(n as u64, Relaxed);
@@ -690,22 +691,29 @@ fn count_submitted_by_handler(entries: &[Arc<HandlerEntry>]) {
     }
 }
 
-/// Records polled completions into their handlers' metrics, one lock per run of equal handlers.
-fn record_polled(taken: &[Arc<Request>]) {
-    let mut i = 0;
-    while i < taken.len() {
-        let handler = &taken[i].handler;
-        let run = taken[i..]
-            .iter()
-            .take_while(|r| Arc::ptr_eq(&r.handler, handler))
-            .count();
-        handler
-            .metrics
-            .record(taken[i..i + run].iter().filter_map(|r| {
-                let (queued, ran) = r.timings();
-                r.outcome().map(|o| (o.status, queued, ran))
-            }));
-        i += run;
+/// Gathers the timings of polled completions and records them into their handlers' metrics
+/// after the queue lock is released: one histogram lock per run of equal handlers.
+#[derive(Default)]
+struct PolledRecorder {
+    runs: Vec<(Arc<HandlerEntry>, Vec<(Status, u64, u64)>)>,
+}
+
+impl PolledRecorder {
+    fn add(&mut self, handler: &Arc<HandlerEntry>, status: Status, queued: u64, ran: u64) {
+        match self.runs.last_mut() {
+            Some((h, items)) if Arc::ptr_eq(h, handler) => items.push((status, queued, ran)),
+            _ => {
+                let mut items = Vec::with_capacity(64);
+                items.push((status, queued, ran));
+                self.runs.push((handler.clone(), items));
+            }
+        }
+    }
+
+    fn flush(self) {
+        for (handler, items) in self.runs {
+            handler.metrics.record(items);
+        }
     }
 }
 
