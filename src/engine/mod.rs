@@ -695,8 +695,11 @@ fn count_submitted_by_handler(entries: &[Arc<HandlerEntry>]) {
 /// after the queue lock is released: one histogram lock per run of equal handlers.
 #[derive(Default)]
 struct PolledRecorder {
-    runs: Vec<(Arc<HandlerEntry>, Vec<(Status, u64, u64)>)>,
+    runs: Vec<(Arc<HandlerEntry>, Vec<Sample>)>,
 }
+
+/// One polled completion's (status, queue wait ns, run ns).
+type Sample = (Status, u64, u64);
 
 impl PolledRecorder {
     fn add(&mut self, handler: &Arc<HandlerEntry>, status: Status, queued: u64, ran: u64) {
