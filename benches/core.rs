@@ -2,6 +2,8 @@
 //! 1. no-op `echo` throughput with batch submit and batch poll (requests/s, ns/request);
 //! 2. 100,000 concurrent 10 ms `sleep` requests (wall time, peak RSS per in-flight request).
 //!
+//! `PORTWAY_BENCH_METRICS=off` runs it with per-handler metrics off, to measure their cost.
+//!
 //! `make bench` (bench/run.py) runs the built binary with `PORTWAY_BENCH_ONE="echo N BATCH"`:
 //! one warm-up and one measured echo run of N requests, printed as one JSON line (the W1
 //! "portway (Rust)" figure).
@@ -20,6 +22,9 @@ fn engine(max_in_flight: u32) -> *mut portway_engine {
             portway_config_set_max_in_flight(cfg, max_in_flight),
             Status::PORTWAY_OK
         );
+        // PORTWAY_BENCH_METRICS=off measures the engine with per-handler metrics off.
+        let metrics = std::env::var("PORTWAY_BENCH_METRICS").map_or(true, |v| v != "off");
+        assert_eq!(portway_config_set_metrics(cfg, metrics), Status::PORTWAY_OK);
         let mut eng = ptr::null_mut();
         assert_eq!(portway_engine_new(cfg, &mut eng), Status::PORTWAY_OK);
         portway_config_free(cfg);
