@@ -71,8 +71,9 @@ static void test_fd_level(void) {
     CHECK(!readable(fd, 0));
     CHECK(!readable(fd, 20));
 
-    /* No missed wakeup: a completion from an engine thread after a drain. */
-    submit(eng, sl, "30");
+    /* No missed wakeup: a completion from an engine thread after a drain. The sleep is long
+     * enough that it cannot finish before the next line even under valgrind. */
+    submit(eng, sl, "500");
     CHECK(!readable(fd, 0));
     CHECK(readable(fd, 3000));
     take(eng, 4, 1);
