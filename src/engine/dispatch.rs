@@ -159,19 +159,6 @@ pub(crate) fn mark_running(shared: &Shared, req: &Request) -> bool {
 
 /// A stage finished: run the next stage, or complete the request.
 pub(crate) fn stage_done(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, outcome: Outcome) {
-    if let Some(done) = advance(shared, req, stage, outcome) {
-        shared.queue.push(std::iter::once(done));
-    }
-}
-
-/// Like [`stage_done`], but a request this call completes is returned for the caller to
-/// queue (with others, in one batch) instead of being queued here.
-pub(crate) fn advance(
-    shared: &Arc<Shared>,
-    req: Arc<Request>,
-    stage: usize,
-    outcome: Outcome,
-) -> Option<Arc<Request>> {
     if shared.config.metrics
         && matches!(req.handler.kind, HandlerKind::Pipeline(_))
         && !req.is_done()
@@ -183,11 +170,8 @@ pub(crate) fn advance(
     }
     if outcome.is_ok() && stage + 1 < req.stage_count() {
         run_stage(shared, req, stage + 1, outcome.data.into_vec());
-        None
-    } else if claim(shared, &req, outcome) {
-        Some(req)
     } else {
-        None
+        finish(shared, &req, outcome);
     }
 }
 

@@ -15,7 +15,6 @@ use super::dispatch;
 use super::log::LogLevel;
 use super::outcome::Outcome;
 use super::registry::{GatePermit, Ticket};
-use super::request::Request;
 use super::shared::Shared;
 use crate::error::panic_message;
 use crate::handlers::{BlockingHandler, Call};
@@ -110,15 +109,12 @@ impl Pool {
 
 fn worker_loop(rx: &flume::Receiver<PoolMsg>) {
     while let Ok(PoolMsg::Run(job)) = rx.recv() {
-        let shared = job.shared.clone();
-        if let Some(done) = run_job(job) {
-            shared.queue.push(std::iter::once(done));
-        }
+        run_job(job);
     }
 }
 
-/// Runs one job; returns its request when this job completed it (for batched queueing).
-fn run_job(job: PoolJob) -> Option<Arc<Request>> {
+/// Runs one job and moves its request on (next stage or completion).
+fn run_job(job: PoolJob) {
     let PoolJob {
         shared,
         ticket,
@@ -131,7 +127,7 @@ fn run_job(job: PoolJob) -> Option<Arc<Request>> {
         payload,
     } = ticket;
     if !dispatch::mark_running(&shared, &req) {
-        return None;
+        return;
     }
     let mut call = Call::new(req.clone(), payload);
     shared.pool_busy.fetch_add(1, Ordering::Relaxed);
@@ -151,7 +147,6 @@ fn run_job(job: PoolJob) -> Option<Arc<Request>> {
             Outcome::failed(Status::PORTWAY_PANIC, msg)
         }
     };
-    let done = dispatch::advance(&shared, req, stage, outcome);
+    dispatch::stage_done(&shared, req, stage, outcome);
     drop(permit);
-    done
 }
