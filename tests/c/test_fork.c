@@ -46,6 +46,26 @@ static void child_pass_and_exit(int fd) {
     _exit(0);
 }
 
+/*
+ * Waits until the sleep request has started and the engine's threads have gone idle. glibc's
+ * malloc takes its locks around fork(), so a child never inherits a held malloc lock; the GCC
+ * AddressSanitizer allocator does not, and a fork while another thread is inside it leaves the
+ * child's allocator locked forever (the threads of the child's fresh engine then hang in
+ * calloc). Forking from a quiet process keeps the ASan run deterministic; under plain glibc
+ * this wait is not needed.
+ */
+static void quiesce_before_fork(portway_engine *eng) {
+    struct portway_stats st;
+    double give_up = now_ms() + 5000;
+    do {
+        CHECK_OK(portway_stats(eng, &st));
+        if (st.running == 1) break;
+        sleep_ms(1);
+    } while (now_ms() < give_up);
+    CHECK(st.running == 1);
+    sleep_ms(100); /* the runtime thread that started the sleep parks */
+}
+
 static void echo_roundtrip(portway_engine *eng, const char *msg) {
     uint32_t echo = lookup(eng, "echo");
     portway_request r = make_req(echo, msg, 0, 11);
@@ -122,6 +142,7 @@ int main(void) {
     portway_request s = make_req(sl, "10000", 0, 0);
     uint64_t sleeping = 0;
     CHECK_OK(portway_submit(eng, &s, &sleeping));
+    quiesce_before_fork(eng);
 
     fflush(stdout);
     fflush(stderr);
