@@ -198,6 +198,13 @@ fn inflight_dump_shows_a_stuck_request_with_a_growing_age_then_nothing() {
         "{first}"
     );
     assert!(first.contains("\"state\":\"running\""), "{first}");
+    let busy =
+        |eng: &portway::Engine| sample(&eng.metrics_text().unwrap(), "portway_pool_busy_workers");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while busy(&eng) != Some(1.0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(busy(&eng), Some(1.0), "the stuck worker counts as busy");
     std::thread::sleep(Duration::from_millis(30));
     let second = eng.inflight_json(10).unwrap();
     assert!(age(&second) >= age(&first) + 25.0, "{first} then {second}");
@@ -211,6 +218,7 @@ fn inflight_dump_shows_a_stuck_request_with_a_growing_age_then_nothing() {
         eng.inflight_json(10).unwrap(),
         "{\"total\":0,\"requests\":[]}"
     );
+    assert_eq!(busy(&eng), Some(0.0), "a worker that returned is idle");
 }
 
 #[test]

@@ -23,8 +23,8 @@ const ROUTE_ENTRY: usize = usize::MAX;
 /// Starts an accepted request: arms its deadline and enters stage 0.
 pub(crate) fn start(shared: &Arc<Shared>, req: Arc<Request>, payload: Vec<u8>) {
     arm_deadline(shared, &req);
-    let route = req.handler.clone();
-    if matches!(route.kind, HandlerKind::Pipeline(_)) {
+    if matches!(req.handler.kind, HandlerKind::Pipeline(_)) {
+        let route = req.handler.clone();
         let ticket = Ticket {
             req,
             stage: ROUTE_ENTRY,
@@ -56,12 +56,18 @@ fn run_stage(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, payload: Vec
         return;
     }
     req.enter_stage(stage);
-    let entry = req.stage(stage).clone();
+    let ungated = req.stage(stage).gate.limit() == 0;
     let ticket = Ticket {
         req,
         stage,
         payload,
     };
+    if ungated {
+        // The common case needs no permit and no reference to the entry of its own.
+        start_stage(shared, ticket, None);
+        return;
+    }
+    let entry = ticket.req.stage(stage).clone();
     if let Some((ticket, permit)) = entry.gate.admit(shared, &entry, ticket) {
         start_stage(shared, ticket, permit);
     }
@@ -69,6 +75,14 @@ fn run_stage(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, payload: Vec
 
 fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>) {
     if ticket.req.is_done() {
+        return;
+    }
+    if matches!(
+        ticket.req.stage(ticket.stage).kind,
+        HandlerKind::Blocking(_)
+    ) {
+        // The pool worker finds the handler through the request.
+        pool::send(shared, PoolJob { ticket, permit });
         return;
     }
     let entry = ticket.req.stage(ticket.stage).clone();
@@ -116,15 +130,7 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>)
             });
             req.set_stage_task(handle.abort_handle());
         }
-        HandlerKind::Blocking(handler) => {
-            let job = PoolJob {
-                shared: shared.clone(),
-                ticket,
-                permit,
-                handler: handler.clone(),
-            };
-            pool::send(shared, job);
-        }
+        HandlerKind::Blocking(_) => pool::send(shared, PoolJob { ticket, permit }),
         HandlerKind::Pipeline(_) => {
             finish(
                 shared,
@@ -146,10 +152,7 @@ pub(crate) fn mark_running(shared: &Shared, req: &Request) -> bool {
     }
     match req.mark_running() {
         Transition::First => {
-            shared
-                .counters
-                .started
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shared.counters.count_started(1);
             true
         }
         Transition::Again => true,
@@ -170,8 +173,8 @@ pub(crate) fn stage_done(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, 
     }
     if outcome.is_ok() && stage + 1 < req.stage_count() {
         run_stage(shared, req, stage + 1, outcome.data.into_vec());
-    } else {
-        finish(shared, &req, outcome);
+    } else if claim(shared, &req, outcome) {
+        shared.queue.push(std::iter::once(req));
     }
 }
 
@@ -185,7 +188,7 @@ pub(crate) fn finish(shared: &Shared, req: &Arc<Request>, outcome: Outcome) -> b
     true
 }
 
-/// Claims the completion and counts it, without queueing it (for batched pushes).
+/// Claims the completion and counts it, without queueing it.
 pub(crate) fn claim(shared: &Shared, req: &Request, outcome: Outcome) -> bool {
     let status = outcome.status;
     match req.claim_completion(outcome) {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::request::Request;
@@ -29,7 +29,7 @@ impl Hasher for IdHasher {
     }
 }
 
-type Shard = Mutex<HashMap<u64, Arc<Request>, BuildHasherDefault<IdHasher>>>;
+type Shard = Mutex<ShardMap>;
 
 /// Requests in flight, by id, plus the slot counter.
 pub(crate) struct Ledger {
@@ -41,8 +41,12 @@ pub(crate) struct Ledger {
     slot_freed: Condvar,
 }
 
+/// Ids in runs of this many share a shard, so a batch of consecutive ids (one submit or
+/// release of a batch) takes each shard's lock once per run rather than once per id.
+const RUN: u64 = 64;
+
 fn shard_of(id: u64) -> usize {
-    (id as usize) % SHARDS
+    ((id / RUN) as usize) % SHARDS
 }
 
 impl Ledger {
@@ -140,12 +144,12 @@ impl Ledger {
         self.slot_freed.notify_all();
     }
 
-    /// Records an accepted request.
-    pub fn insert(&self, req: Arc<Request>) {
-        let mut shard = self.shards[shard_of(req.id)]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        shard.insert(req.id, req);
+    /// Records accepted requests, taking each shard's lock once per run of ids in it.
+    pub fn insert(&self, reqs: impl IntoIterator<Item = Arc<Request>>) {
+        let mut cursor = ShardCursor::new(self);
+        for req in reqs {
+            cursor.shard(req.id).insert(req.id, req);
+        }
     }
 
     /// The request with this id, if it is still in flight.
@@ -157,16 +161,20 @@ impl Ledger {
             .cloned()
     }
 
-    /// Forgets a request whose completion was polled (it is being released). Returns it if it
-    /// was present and polled; an unpolled request stays.
-    pub fn remove_polled(&self, id: u64) -> Option<Arc<Request>> {
-        let mut shard = self.shards[shard_of(id)]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match shard.get(&id) {
-            Some(req) if req.is_polled() => shard.remove(&id),
-            _ => None,
+    /// Forgets the requests whose completions were polled (they are being released), keeping
+    /// each shard's lock across a run of ids in that shard. Ids unknown or not yet polled are
+    /// skipped. Returns how many were removed.
+    pub fn remove_polled(&self, ids: impl IntoIterator<Item = u64>) -> usize {
+        let mut cursor = ShardCursor::new(self);
+        let mut removed = 0;
+        for id in ids {
+            let shard = cursor.shard(id);
+            if shard.get(&id).is_some_and(|req| req.is_polled()) {
+                shard.remove(&id);
+                removed += 1;
+            }
         }
+        removed
     }
 
     /// Every request in flight (a snapshot).
@@ -192,6 +200,37 @@ impl Ledger {
     }
 }
 
+type ShardMap = HashMap<u64, Arc<Request>, BuildHasherDefault<IdHasher>>;
+
+/// Walks ids in order holding one shard's lock at a time, switching only when an id belongs to
+/// another shard.
+struct ShardCursor<'a> {
+    ledger: &'a Ledger,
+    held: Option<(usize, MutexGuard<'a, ShardMap>)>,
+}
+
+impl<'a> ShardCursor<'a> {
+    fn new(ledger: &'a Ledger) -> Self {
+        ShardCursor { ledger, held: None }
+    }
+
+    /// The locked shard that holds (or would hold) `id`.
+    fn shard(&mut self, id: u64) -> &mut ShardMap {
+        let want = shard_of(id);
+        if !matches!(&self.held, Some((i, _)) if *i == want) {
+            self.held = None; // unlock before locking the next shard
+            let guard = self.ledger.shards[want]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            self.held = Some((want, guard));
+        }
+        match &mut self.held {
+            Some((_, guard)) => guard,
+            None => unreachable!("a shard was just locked"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +243,30 @@ mod tests {
         assert_eq!(l.try_acquire(1), 0);
         l.release_slots(4);
         assert_eq!(l.in_flight(), 1);
+    }
+
+    #[test]
+    fn remove_polled_skips_unknown_and_unpolled_ids_across_shards() {
+        use crate::engine::registry::{HandlerKind, Registry};
+        let registry = Registry::default();
+        let entry = registry
+            .get(registry.register("echo", HandlerKind::Echo).unwrap())
+            .unwrap();
+        let l = Ledger::new(1000);
+        let now = Instant::now();
+        let ids = [1, 2, 63, 64, 65, 200, 1030];
+        for id in ids {
+            let req = Arc::new(Request::new(id, 0, entry.clone(), now, None));
+            if id != 2 {
+                req.mark_polled();
+            }
+            l.insert([req]);
+        }
+        // 2 is not polled, 999 is unknown, 63 appears twice: 5 removed.
+        assert_eq!(l.remove_polled([1, 2, 63, 63, 64, 999, 65, 1030]), 5);
+        let mut left: Vec<u64> = l.snapshot().iter().map(|r| r.id).collect();
+        left.sort();
+        assert_eq!(left, [2, 200]);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::handlers::{AsyncHandler, BlockingHandler, sleep::Sleep};
 use crate::status::Status;
 use ledger::Ledger;
-use pool::{Pool, PoolMsg};
+use pool::{BusyFlags, Pool, PoolMsg};
 use queue::{CompletionQueue, PollEnd};
 use registry::{HandlerEntry, HandlerKind, Registry};
 use request::Request;
@@ -146,16 +146,15 @@ impl Engine {
             .build()
             .map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))?;
         let (pool_tx, pool_rx) = flume::unbounded();
-        let pool = Pool::start(config.effective_pool_workers(), pool_rx)
-            .map_err(|e| Error::Internal(format!("cannot start the worker pool: {e}")))?;
+        let pool_workers = config.effective_pool_workers();
         let shared = Arc::new(Shared {
             ledger: Ledger::new(u64::from(config.max_in_flight)),
             queue: CompletionQueue::new()?,
             registry: Registry::default(),
             counters: Default::default(),
             pool_tx,
-            pool_workers: pool.size(),
-            pool_busy: 0.into(),
+            pool_workers,
+            pool_busy: BusyFlags::new(pool_workers),
             logger: log::Logger::new(),
             rt: runtime.handle().clone(),
             next_id: 1.into(),
@@ -181,6 +180,9 @@ impl Engine {
         shared
             .registry
             .register("http", HandlerKind::Async(Arc::new(http)))?;
+        // Last: from here on the workers hold `shared` until the engine's teardown stops them.
+        let pool = Pool::start(&shared, pool_rx)
+            .map_err(|e| Error::Internal(format!("cannot start the worker pool: {e}")))?;
         Ok(Engine {
             shared,
             runtime: Some(runtime),
@@ -289,7 +291,7 @@ impl Engine {
     pub fn submit_batch(
         &self,
         reqs: &[Submission<'_>],
-        mut out_ids: Option<&mut [u64]>,
+        out_ids: Option<&mut [u64]>,
     ) -> (usize, Result<()>) {
         if let Err(e) = self.check_fork() {
             return (0, Err(e));
@@ -328,12 +330,23 @@ impl Engine {
         if self.shared.config.metrics {
             count_submitted_by_handler(&entries[..granted]);
         }
-        for (i, (sub, entry)) in reqs.iter().zip(entries).take(granted).enumerate() {
-            let id = first_id + i as u64;
-            if let Some(ids) = out_ids.as_deref_mut() {
-                ids[i] = id;
+        let accepted: Vec<Arc<Request>> = reqs
+            .iter()
+            .zip(entries)
+            .take(granted)
+            .enumerate()
+            .map(|(i, (sub, entry))| self.new_request(first_id + i as u64, sub, entry, now))
+            .collect();
+        if let Some(ids) = out_ids {
+            for (slot, req) in ids.iter_mut().zip(&accepted) {
+                *slot = req.id;
             }
-            if let Some(req) = self.accept(id, sub, entry, now) {
+        }
+        // Every request is in the ledger before any starts: one that completes at once can be
+        // polled and released only once the ledger knows it.
+        self.shared.ledger.insert(accepted.iter().cloned());
+        for (req, sub) in accepted.into_iter().zip(reqs) {
+            if let Some(req) = self.start_request(req, sub.payload) {
                 inline_done.push(req);
             }
         }
@@ -376,7 +389,9 @@ impl Engine {
         if self.shared.config.metrics {
             entry.metrics.count_submitted(1);
         }
-        let inline = self.accept(id, sub, entry, Instant::now());
+        let req = self.new_request(id, sub, entry, Instant::now());
+        self.shared.ledger.insert([req.clone()]);
+        let inline = self.start_request(req, sub.payload);
         self.shared.counters.accepted.fetch_add(1, Relaxed);
         self.shared.queue.push(inline);
         Ok(id)
@@ -418,39 +433,42 @@ impl Engine {
         counter.fetch_add(n as u64, Relaxed);
     }
 
-    /// Creates and starts an accepted request. A request that completes inline (echo) is
-    /// returned for the caller to queue with its batch.
-    fn accept(
+    /// Creates the record of an accepted request, deadline counted from `now`.
+    fn new_request(
         &self,
         id: u64,
         sub: &Submission<'_>,
         entry: Arc<HandlerEntry>,
         now: Instant,
-    ) -> Option<Arc<Request>> {
+    ) -> Arc<Request> {
         let timeout_ms = match sub.timeout_ms {
             0 => self.shared.config.default_timeout_ms,
             ms => ms,
         };
         let deadline = (timeout_ms > 0).then(|| now + Duration::from_millis(u64::from(timeout_ms)));
-        let inline = matches!(entry.kind, HandlerKind::Echo) && entry.gate.limit() == 0;
-        let req = Arc::new(Request::new(id, sub.user_data, entry, now, deadline));
-        self.shared.ledger.insert(req.clone());
+        Arc::new(Request::new(id, sub.user_data, entry, now, deadline))
+    }
+
+    /// Starts an accepted request already in the ledger. A request that completes inline
+    /// (echo) is returned for the caller to queue with its batch.
+    fn start_request(&self, req: Arc<Request>, payload: &[u8]) -> Option<Arc<Request>> {
+        let inline = matches!(req.handler.kind, HandlerKind::Echo) && req.handler.gate.limit() == 0;
         if inline {
             let outcome = Outcome {
                 status: Status::PORTWAY_OK,
                 code: 0,
-                data: Body::copy_from(sub.payload),
+                data: Body::copy_from(payload),
                 meta: Meta::default(),
             };
             if req.claim_inline(outcome) {
                 let c = &self.shared.counters;
-                c.started.fetch_add(1, Relaxed);
+                c.count_started(1);
                 c.count_completion(Status::PORTWAY_OK, true);
                 return Some(req);
             }
             return None;
         }
-        dispatch::start(&self.shared, req, sub.payload.to_vec());
+        dispatch::start(&self.shared, req, payload.to_vec());
         None
     }
 
@@ -479,7 +497,8 @@ impl Engine {
     // ----- completions -----
 
     /// Waits up to `timeout` (None = forever) for completions and shows up to `cap` of them to
-    /// `f` (under the queue lock: `f` must be quick). Each stays valid until released.
+    /// `f` (outside the queue lock: a slow `f` never holds up the threads posting completions).
+    /// Each stays valid until released.
     pub fn poll(
         &self,
         cap: usize,
@@ -516,12 +535,7 @@ impl Engine {
     /// or already released are ignored. Returns how many were released.
     pub fn release(&self, ids: impl IntoIterator<Item = u64>) -> Result<usize> {
         self.check_fork()?;
-        let mut n = 0;
-        for id in ids {
-            if self.shared.ledger.remove_polled(id).is_some() {
-                n += 1;
-            }
-        }
+        let n = self.shared.ledger.remove_polled(ids);
         self.shared.counters.released.fetch_add(n as u64, Relaxed);
         self.shared.ledger.release_slots(n as u64);
         Ok(n)
@@ -648,7 +662,7 @@ impl Engine {
                 }
             })
             .collect();
-        let busy = self.shared.pool_busy.load(Relaxed);
+        let busy = self.shared.pool_busy.count();
         Ok(exposition::prometheus(&engine, busy, &handlers))
     }
 

@@ -6,7 +6,7 @@
 //! completion.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,24 +14,50 @@ use std::time::{Duration, Instant};
 use super::dispatch;
 use super::log::LogLevel;
 use super::outcome::Outcome;
-use super::registry::{GatePermit, Ticket};
+use super::registry::{GatePermit, HandlerKind, Ticket};
 use super::shared::Shared;
 use crate::error::panic_message;
-use crate::handlers::{BlockingHandler, Call};
+use crate::handlers::Call;
 use crate::status::Status;
 
-/// One blocking call to run.
+/// One blocking call to run: the request at one of its stages, and the gate permit it holds.
+/// (The handler is the stage's own; the engine is the worker's.)
 pub(crate) struct PoolJob {
-    pub shared: Arc<Shared>,
     pub ticket: Ticket,
     pub permit: Option<GatePermit>,
-    pub handler: Arc<dyn BlockingHandler>,
 }
 
 /// What travels on the pool channel.
 pub(crate) enum PoolMsg {
     Run(PoolJob),
     Stop,
+}
+
+/// Which workers are inside a handler call right now: one flag per worker, each on its own
+/// cache line, so marking a call costs a worker no shared write.
+pub(crate) struct BusyFlags(Box<[PaddedFlag]>);
+
+#[derive(Default)]
+#[repr(align(128))]
+struct PaddedFlag(AtomicBool);
+
+impl BusyFlags {
+    /// Flags for `n` workers, all idle.
+    pub fn new(n: usize) -> Self {
+        BusyFlags((0..n).map(|_| PaddedFlag::default()).collect())
+    }
+
+    /// Workers inside a handler call.
+    pub fn count(&self) -> u64 {
+        self.0
+            .iter()
+            .filter(|f| f.0.load(Ordering::Relaxed))
+            .count() as u64
+    }
+
+    fn set(&self, worker: usize, busy: bool) {
+        self.0[worker].0.store(busy, Ordering::Relaxed);
+    }
 }
 
 /// The pool's threads, a count of those still alive, and the channel (to drop leftovers).
@@ -51,22 +77,37 @@ pub(crate) fn send(shared: &Arc<Shared>, job: PoolJob) {
 }
 
 impl Pool {
-    /// Starts `n` workers on `rx`.
-    pub fn start(n: usize, rx: flume::Receiver<PoolMsg>) -> std::io::Result<Pool> {
+    /// Starts `shared.pool_workers` workers on `rx`. Each keeps `shared` until it receives a
+    /// stop message (sent by the engine's teardown, or here when a thread cannot be started).
+    pub fn start(shared: &Arc<Shared>, rx: flume::Receiver<PoolMsg>) -> std::io::Result<Pool> {
+        let n = shared.pool_workers;
         let alive = Arc::new((Mutex::new(n), Condvar::new()));
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
             let rx = rx.clone();
             let alive = alive.clone();
-            let t = std::thread::Builder::new()
+            let worker_shared = shared.clone();
+            let spawned = std::thread::Builder::new()
                 .name(format!("portway-pool-{i}"))
                 .spawn(move || {
-                    worker_loop(&rx);
+                    worker_loop(&worker_shared, i, &rx);
+                    drop(worker_shared);
                     let (count, cv) = &*alive;
                     *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
                     cv.notify_all();
-                })?;
-            threads.push(t);
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    for _ in 0..threads.len() {
+                        let _ = shared.pool_tx.send(PoolMsg::Stop);
+                    }
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(e);
+                }
+            }
         }
         Ok(Pool { threads, alive, rx })
     }
@@ -107,38 +148,66 @@ impl Pool {
     }
 }
 
-fn worker_loop(rx: &flume::Receiver<PoolMsg>) {
-    while let Ok(PoolMsg::Run(job)) = rx.recv() {
-        run_job(job);
+/// Polls for the next message a few times before blocking: a worker that finds the channel
+/// empty usually gets the next job within microseconds while the host is submitting, and
+/// parking and waking it again (a futex sleep and wake each way) would cost more than the job.
+/// Between polls it yields the CPU, so a worker waiting for jobs never starves the thread that
+/// submits them.
+const POLLS_BEFORE_PARKING: u32 = 64;
+
+fn worker_loop(shared: &Arc<Shared>, index: usize, rx: &flume::Receiver<PoolMsg>) {
+    loop {
+        let msg = match next_without_parking(rx) {
+            Some(msg) => msg,
+            None => match rx.recv() {
+                Ok(msg) => msg,
+                Err(_) => return,
+            },
+        };
+        match msg {
+            PoolMsg::Run(job) => run_job(shared, index, job),
+            PoolMsg::Stop => return,
+        }
     }
 }
 
+fn next_without_parking(rx: &flume::Receiver<PoolMsg>) -> Option<PoolMsg> {
+    for _ in 0..POLLS_BEFORE_PARKING {
+        if let Ok(msg) = rx.try_recv() {
+            return Some(msg);
+        }
+        std::thread::yield_now();
+    }
+    None
+}
+
 /// Runs one job and moves its request on (next stage or completion).
-fn run_job(job: PoolJob) {
-    let PoolJob {
-        shared,
-        ticket,
-        permit,
-        handler,
-    } = job;
+fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
+    let PoolJob { ticket, permit } = job;
     let Ticket {
         req,
         stage,
         payload,
     } = ticket;
-    if !dispatch::mark_running(&shared, &req) {
+    if !dispatch::mark_running(shared, &req) {
         return;
     }
+    let entry = req.stage(stage);
+    let HandlerKind::Blocking(handler) = &entry.kind else {
+        let msg = format!("handler {:?} is not a pool handler", entry.name);
+        dispatch::finish(shared, &req, Outcome::failed(Status::PORTWAY_INTERNAL, msg));
+        return;
+    };
     let mut call = Call::new(req.clone(), payload);
-    shared.pool_busy.fetch_add(1, Ordering::Relaxed);
+    shared.pool_busy.set(worker, true);
     let result = catch_unwind(AssertUnwindSafe(|| handler.call(&mut call)));
-    shared.pool_busy.fetch_sub(1, Ordering::Relaxed);
+    shared.pool_busy.set(worker, false);
     let outcome = match result {
         Ok(()) => call.into_outcome(),
         Err(panic) => {
             let msg = format!(
                 "handler {:?} panicked: {}",
-                req.stage(stage).name,
+                entry.name,
                 panic_message(&*panic)
             );
             shared
@@ -147,6 +216,6 @@ fn run_job(job: PoolJob) {
             Outcome::failed(Status::PORTWAY_PANIC, msg)
         }
     };
-    dispatch::stage_done(&shared, req, stage, outcome);
+    dispatch::stage_done(shared, req, stage, outcome);
     drop(permit);
 }

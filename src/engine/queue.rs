@@ -151,7 +151,8 @@ impl CompletionQueue {
     }
 
     /// Waits up to `timeout` (None = forever) for completions and hands up to `cap` of them to
-    /// `take`, under the queue lock (`take` must be quick and must not call back in).
+    /// `take`, after the queue lock is released (so workers posting completions never wait
+    /// for the host to read them).
     pub fn poll(
         &self,
         cap: usize,
@@ -163,9 +164,7 @@ impl CompletionQueue {
         loop {
             if !st.ready.is_empty() {
                 let n = cap.min(st.ready.len());
-                for (i, req) in st.ready.drain(..n).enumerate() {
-                    take(i, &req);
-                }
+                let batch: Vec<Arc<Request>> = st.ready.drain(..n).collect();
                 let after = self.intake.fetch_sub(n as u64, Ordering::AcqRel) - n as u64;
                 let closed_now = after == SHUTDOWN_BIT;
                 if closed_now {
@@ -176,6 +175,11 @@ impl CompletionQueue {
                     self.set_readable(&mut st, false);
                 }
                 drop(st);
+                // The outcomes were written before the requests were pushed under the lock, so
+                // they are visible here without it.
+                for (i, req) in batch.iter().enumerate() {
+                    take(i, req);
+                }
                 if closed_now {
                     self.call_hook();
                 }

@@ -3,12 +3,13 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+
 use std::time::Instant;
 
 use super::config::Config;
 use super::ledger::Ledger;
 use super::log::Logger;
-use super::pool::PoolMsg;
+use super::pool::{BusyFlags, PoolMsg};
 use super::queue::CompletionQueue;
 use super::registry::Registry;
 use super::stats::Counters;
@@ -22,7 +23,7 @@ pub(crate) struct Shared {
     pub pool_tx: flume::Sender<PoolMsg>,
     pub pool_workers: usize,
     /// Pool threads inside a handler call right now.
-    pub pool_busy: AtomicU64,
+    pub pool_busy: BusyFlags,
     pub logger: Logger,
     pub rt: tokio::runtime::Handle,
     /// Next request id; ids start at 1 and are never reused.

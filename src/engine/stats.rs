@@ -8,6 +8,11 @@ use crate::status::{ALL, Status};
 pub const STATUS_SLOTS: usize = 32;
 
 /// Live counters, updated with relaxed atomics.
+///
+/// The host-side counters (bumped by submitting and polling threads) and the work-side ones
+/// (bumped by pool and runtime threads as requests start and finish) live on separate cache
+/// lines, and the work-side ones are striped per thread, so a worker finishing a request never
+/// writes a line the submitting thread is writing too.
 #[derive(Default)]
 pub(crate) struct Counters {
     pub submitted: AtomicU64,
@@ -15,12 +20,40 @@ pub(crate) struct Counters {
     pub rejected_busy: AtomicU64,
     pub rejected_shutdown: AtomicU64,
     pub rejected_invalid: AtomicU64,
-    pub started: AtomicU64,
-    pub finished: AtomicU64,
-    pub finished_after_start: AtomicU64,
     pub polled: AtomicU64,
     pub released: AtomicU64,
-    pub completed: [AtomicU64; STATUS_SLOTS],
+    work: WorkStripes,
+}
+
+/// Number of work-side stripes; threads beyond this share stripes (still correct, just shared).
+const STRIPES: usize = 8;
+
+/// Per-thread copies of the work-side counters, summed when read.
+struct WorkStripes([WorkCounters; STRIPES]);
+
+impl Default for WorkStripes {
+    fn default() -> Self {
+        WorkStripes(std::array::from_fn(|_| WorkCounters::default()))
+    }
+}
+
+/// One stripe: counts of requests started and finished, on cache lines of their own.
+#[derive(Default)]
+#[repr(align(128))]
+struct WorkCounters {
+    started: AtomicU64,
+    finished_after_start: AtomicU64,
+    completed: [AtomicU64; STATUS_SLOTS],
+}
+
+/// The stripe the calling thread writes (threads are spread round-robin).
+fn my_stripe() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
+    }
+    STRIPE.with(|s| *s)
 }
 
 /// A point-in-time view of an engine's counters and gauges.
@@ -65,27 +98,42 @@ impl StatsSnapshot {
 }
 
 impl Counters {
+    fn stripe(&self) -> &WorkCounters {
+        &self.work.0[my_stripe()]
+    }
+
+    /// Counts `n` requests whose first stage started.
+    pub fn count_started(&self, n: u64) {
+        self.stripe().started.fetch_add(n, Relaxed);
+    }
+
     /// Counts one completion with `status`.
     pub fn count_completion(&self, status: Status, had_started: bool) {
-        self.completed[status as usize].fetch_add(1, Relaxed);
-        self.finished.fetch_add(1, Relaxed);
+        let stripe = self.stripe();
+        stripe.completed[status as usize].fetch_add(1, Relaxed);
         if had_started {
-            self.finished_after_start.fetch_add(1, Relaxed);
+            stripe.finished_after_start.fetch_add(1, Relaxed);
         }
     }
 
     /// Derives the gauges from the counters.
     pub fn snapshot(&self, in_flight: u64, pool_workers: u64) -> StatsSnapshot {
-        let accepted = self.accepted.load(Relaxed);
-        let started = self.started.load(Relaxed);
-        let finished = self.finished.load(Relaxed);
-        let finished_after_start = self.finished_after_start.load(Relaxed);
-        let polled = self.polled.load(Relaxed);
+        // Read in the order requests move (released before polled before finished before
+        // started before accepted), so a request moving on meanwhile is never counted as
+        // further along than its earlier steps.
         let released = self.released.load(Relaxed);
+        let polled = self.polled.load(Relaxed);
         let mut completed = [0; STATUS_SLOTS];
-        for s in ALL {
-            completed[s as usize] = self.completed[s as usize].load(Relaxed);
+        let mut finished_after_start = 0;
+        for stripe in &self.work.0 {
+            for s in ALL {
+                completed[s as usize] += stripe.completed[s as usize].load(Relaxed);
+            }
+            finished_after_start += stripe.finished_after_start.load(Relaxed);
         }
+        let finished: u64 = completed.iter().sum();
+        let started: u64 = self.work.0.iter().map(|s| s.started.load(Relaxed)).sum();
+        let accepted = self.accepted.load(Relaxed);
         let finished_unstarted = finished.saturating_sub(finished_after_start);
         StatsSnapshot {
             submitted: self.submitted.load(Relaxed),
