@@ -62,6 +62,32 @@ fn sleep_waits_without_holding_a_thread() {
 }
 
 #[test]
+fn sleeps_finish_in_time_order_whatever_the_submit_order() {
+    let eng = engine();
+    let sleep = eng.lookup("sleep").unwrap();
+    let mut ids = Vec::new();
+    for ms in [b"300", b"100", b"200"] {
+        ids.push(eng.submit(&sub(sleep, ms)).unwrap());
+    }
+    // A cancelled sleep completes at once, and its timer entry never completes it again.
+    let cancelled = eng.submit(&sub(sleep, b"150")).unwrap();
+    eng.cancel(cancelled).unwrap();
+    let order: Vec<(u64, Status)> = collect(&eng, 4).iter().map(|c| (c.id, c.status)).collect();
+    assert_eq!(
+        order,
+        [
+            (cancelled, Status::PORTWAY_CANCELLED),
+            (ids[1], Status::PORTWAY_OK),
+            (ids[2], Status::PORTWAY_OK),
+            (ids[0], Status::PORTWAY_OK),
+        ]
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    let st = eng.stats().unwrap();
+    assert_eq!((st.completed_total(), st.in_flight), (4, 0));
+}
+
+#[test]
 fn sleep_rejects_a_bad_payload_at_submit() {
     let eng = engine();
     let sleep = eng.lookup("sleep").unwrap();

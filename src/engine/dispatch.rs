@@ -98,6 +98,26 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>)
             }
             drop(permit);
         }
+        HandlerKind::Sleep => {
+            let Ticket {
+                req,
+                stage,
+                payload,
+            } = ticket;
+            match crate::handlers::sleep::parse_millis(&payload) {
+                Ok(ms) => {
+                    if mark_running(shared, &req) {
+                        let duration = std::time::Duration::from_millis(ms);
+                        shared.timers.sleep(req, stage, permit, duration);
+                    }
+                }
+                // Reachable only as a later pipeline stage, whose payload was not checked at
+                // submit time.
+                Err(e) => {
+                    finish(shared, &req, Outcome::failed(e.status(), e.to_string()));
+                }
+            }
+        }
         HandlerKind::Async(handler) => {
             let Ticket {
                 req,

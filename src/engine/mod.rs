@@ -16,6 +16,7 @@ mod registry;
 pub(crate) mod request;
 mod shared;
 mod stats;
+mod timer;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -29,7 +30,7 @@ pub use queue::NotifyHook;
 pub use stats::{STATUS_SLOTS, StatsSnapshot};
 
 use crate::error::{Error, Result};
-use crate::handlers::{AsyncHandler, BlockingHandler, sleep::Sleep};
+use crate::handlers::{AsyncHandler, BlockingHandler, sleep};
 use crate::status::Status;
 use ledger::Ledger;
 use pool::{BusyFlags, Pool, PoolMsg};
@@ -37,6 +38,7 @@ use queue::{CompletionQueue, PollEnd};
 use registry::{HandlerEntry, HandlerKind, Registry};
 use request::Request;
 use shared::Shared;
+use timer::Timers;
 
 /// Most stages a pipeline may have (after flattening).
 pub const MAX_PIPELINE_STAGES: usize = 64;
@@ -156,6 +158,7 @@ impl Engine {
             pool_workers,
             pool_busy: BusyFlags::new(pool_workers),
             logger: log::Logger::new(),
+            timers: Arc::new(Timers::new()),
             rt: runtime.handle().clone(),
             next_id: 1.into(),
             drain_deadline: Default::default(),
@@ -173,9 +176,8 @@ impl Engine {
             )
         });
         shared.registry.register("echo", HandlerKind::Echo)?;
-        shared
-            .registry
-            .register("sleep", HandlerKind::Async(Arc::new(Sleep)))?;
+        shared.registry.register("sleep", HandlerKind::Sleep)?;
+        runtime.spawn(timer::drive(shared.timers.clone(), Arc::downgrade(&shared)));
         let http = crate::handlers::http::HttpHandler::new(Default::default())?;
         shared
             .registry
@@ -740,6 +742,7 @@ fn validate_first_stage(entry: &HandlerEntry, payload: &[u8]) -> Result<()> {
         HandlerKind::Pipeline(stages) => stages
             .first()
             .map_or(Ok(()), |s| validate_first_stage(s, payload)),
+        HandlerKind::Sleep => sleep::parse_millis(payload).map(|_| ()),
         HandlerKind::Echo | HandlerKind::Blocking(_) => Ok(()),
     }
 }
@@ -819,6 +822,7 @@ impl Drop for Engine {
         for entry in shared.registry.all() {
             entry.gate.clear();
         }
+        shared.timers.clear();
         shared.queue.clear();
         shared.ledger.clear();
     }

@@ -19,6 +19,8 @@ use crate::handlers::{AsyncHandler, BlockingHandler};
 pub(crate) enum HandlerKind {
     /// Responds with the payload, inline.
     Echo,
+    /// Responds empty after the payload's milliseconds, on the engine's timer.
+    Sleep,
     /// A future on the runtime.
     Async(Arc<dyn AsyncHandler>),
     /// A function on the worker pool.

@@ -13,6 +13,7 @@ use super::pool::{BusyFlags, PoolMsg};
 use super::queue::CompletionQueue;
 use super::registry::Registry;
 use super::stats::Counters;
+use super::timer::Timers;
 
 pub(crate) struct Shared {
     pub config: Config,
@@ -25,6 +26,8 @@ pub(crate) struct Shared {
     /// Pool threads inside a handler call right now.
     pub pool_busy: BusyFlags,
     pub logger: Logger,
+    /// The `sleep` handler's timer (its driver task holds it too).
+    pub timers: std::sync::Arc<Timers>,
     pub rt: tokio::runtime::Handle,
     /// Next request id; ids start at 1 and are never reused.
     pub next_id: AtomicU64,

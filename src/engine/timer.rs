@@ -1,0 +1,249 @@
+//! The built-in `sleep` handler's timer: one heap of wake-up times for the whole engine, driven
+//! by a single runtime task.
+//!
+//! A sleeping request costs one heap entry, instead of a runtime task, a boxed future and an
+//! abort handle of its own; requests that wake together are completed and queued together.
+//! A sleep that is cancelled (or timed out, or shut down) stays in the heap until its time
+//! comes, or until the next purge: when the heap has doubled since the last purge, entries of
+//! finished requests are dropped, so cancelled sleeps cost amortised O(1) and never pile up.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::dispatch;
+use super::outcome::Outcome;
+use super::registry::GatePermit;
+use super::request::Request;
+use super::shared::Shared;
+
+/// Below this many entries the heap is never purged.
+const MIN_PURGE: usize = 1024;
+
+/// Sleeping requests by wake-up time, and the driver's wake-up signal.
+pub(crate) struct Timers {
+    state: Mutex<TimerState>,
+    wake_driver: Notify,
+}
+
+struct TimerState {
+    heap: BinaryHeap<Sleeper>,
+    /// The time the driver sleeps until (None: no entries, it waits for a signal).
+    driver_wakes_at: Option<Instant>,
+    /// Heap size that triggers the next purge of finished requests.
+    purge_at: usize,
+    next_seq: u64,
+}
+
+/// One sleeping stage of a request.
+struct Sleeper {
+    at: Instant,
+    /// Insertion order, so equal times wake first-in first-out.
+    seq: u64,
+    req: Arc<Request>,
+    stage: usize,
+    permit: Option<GatePermit>,
+}
+
+impl Ord for Sleeper {
+    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest wake-up first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+impl PartialOrd for Sleeper {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Sleeper {
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq
+    }
+}
+
+impl Eq for Sleeper {}
+
+impl Timers {
+    pub fn new() -> Self {
+        Timers {
+            state: Mutex::new(TimerState {
+                heap: BinaryHeap::new(),
+                driver_wakes_at: None,
+                purge_at: MIN_PURGE,
+                next_seq: 0,
+            }),
+            wake_driver: Notify::new(),
+        }
+    }
+
+    /// Puts stage `stage` of `req` (already marked running) to sleep for `duration`; the
+    /// driver completes it (or starts its next stage) when the time comes.
+    pub fn sleep(
+        &self,
+        req: Arc<Request>,
+        stage: usize,
+        permit: Option<GatePermit>,
+        duration: Duration,
+    ) {
+        let at = Instant::now() + duration;
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.heap.len() >= st.purge_at {
+            let purged: Vec<Sleeper> = {
+                let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut st.heap)
+                    .into_iter()
+                    .partition(|s| s.req.is_done());
+                st.heap = live.into();
+                done
+            };
+            st.purge_at = MIN_PURGE.max(2 * st.heap.len());
+            // Dropping permits may start queued work: never under this lock.
+            drop(st);
+            drop(purged);
+            st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.heap.push(Sleeper {
+            at,
+            seq,
+            req,
+            stage,
+            permit,
+        });
+        let earlier = st.driver_wakes_at.is_none_or(|t| at < t);
+        if earlier {
+            st.driver_wakes_at = Some(at);
+        }
+        drop(st);
+        if earlier {
+            // Stores a permit if the driver is between its check and its wait: never lost.
+            self.wake_driver.notify_one();
+        }
+    }
+
+    /// Takes every entry due by `now`, and notes when the driver must wake next.
+    fn take_due(&self, now: Instant) -> (Vec<Sleeper>, Option<Instant>) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut due = Vec::new();
+        while st.heap.peek().is_some_and(|s| s.at <= now) {
+            if let Some(s) = st.heap.pop() {
+                due.push(s);
+            }
+        }
+        let next = st.heap.peek().map(|s| s.at);
+        st.driver_wakes_at = next;
+        (due, next)
+    }
+
+    /// Drops every entry (engine teardown: breaks request -> permit -> engine cycles).
+    pub fn clear(&self) {
+        let drained: Vec<Sleeper> = match self.state.lock() {
+            Ok(mut st) => std::mem::take(&mut st.heap).into_vec(),
+            Err(_) => Vec::new(),
+        };
+        drop(drained);
+    }
+}
+
+/// The driver: wakes at the earliest entry's time (or when an earlier one arrives), finishes
+/// everything due, and sleeps again. Runs until the runtime shuts down.
+/// It holds the engine only weakly, so an engine dropped without its runtime's tasks ever
+/// being dropped is still freed.
+pub(crate) async fn drive(timers: Arc<Timers>, shared: Weak<Shared>) {
+    loop {
+        let (due, next) = timers.take_due(Instant::now());
+        if !due.is_empty() {
+            match shared.upgrade() {
+                Some(shared) => wake_up(&shared, due),
+                None => return,
+            }
+            continue; // more may have come due meanwhile
+        }
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = timers.wake_driver.notified() => {}
+                }
+            }
+            None => timers.wake_driver.notified().await,
+        }
+    }
+}
+
+/// Ends the sleeps in `due`: final stages are completed and queued as one batch; pipeline
+/// stages go on to their next stage. Permits are dropped last, outside every lock.
+fn wake_up(shared: &Arc<Shared>, due: Vec<Sleeper>) {
+    let mut finished = Vec::with_capacity(due.len());
+    let mut permits = Vec::new();
+    for s in due {
+        permits.extend(s.permit);
+        if s.req.is_done() {
+            continue;
+        }
+        if s.req.stage_count() > 1 {
+            // Pipelines go on to their next stage (and record per-stage figures).
+            dispatch::stage_done(shared, s.req, s.stage, Outcome::ok(Vec::new()));
+        } else if dispatch::claim(shared, &s.req, Outcome::ok(Vec::new())) {
+            finished.push(s.req);
+        }
+    }
+    shared.queue.push(finished);
+    drop(permits);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::registry::{HandlerKind, Registry};
+
+    fn requests(n: u64) -> Vec<Arc<Request>> {
+        let registry = Registry::default();
+        let entry = registry
+            .get(registry.register("sleep", HandlerKind::Sleep).unwrap())
+            .unwrap();
+        let now = Instant::now();
+        (1..=n)
+            .map(|id| Arc::new(Request::new(id, 0, entry.clone(), now, None)))
+            .collect()
+    }
+
+    #[test]
+    fn due_entries_come_out_earliest_first_and_equal_times_in_order() {
+        let timers = Timers::new();
+        let reqs = requests(4);
+        for (req, ms) in reqs.iter().zip([30, 10, 20, 10]) {
+            timers.sleep(req.clone(), 0, None, Duration::from_millis(ms));
+        }
+        let (due, next) = timers.take_due(Instant::now() + Duration::from_millis(25));
+        let ids: Vec<u64> = due.iter().map(|s| s.req.id).collect();
+        assert_eq!(ids, [2, 4, 3]);
+        assert!(next.is_some(), "the 30 ms sleep is still waiting");
+        let (due, next) = timers.take_due(Instant::now() + Duration::from_secs(1));
+        assert_eq!(due.len(), 1);
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn finished_sleepers_are_purged_once_the_heap_doubles() {
+        let timers = Timers::new();
+        let reqs = requests(MIN_PURGE as u64 + 10);
+        let hour = Duration::from_secs(3600);
+        for req in &reqs[..MIN_PURGE] {
+            timers.sleep(req.clone(), 0, None, hour);
+            // Cancelled right away: its entry is now dead weight.
+            assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
+        }
+        assert_eq!(timers.state.lock().unwrap().heap.len(), MIN_PURGE);
+        // The next sleep finds the heap at the purge size and drops the finished entries.
+        timers.sleep(reqs[MIN_PURGE].clone(), 0, None, hour);
+        assert_eq!(timers.state.lock().unwrap().heap.len(), 1);
+        assert_eq!(Arc::strong_count(&reqs[0]), 1, "the heap let go of it");
+    }
+}
