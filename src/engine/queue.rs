@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 
 const SHUTDOWN_BIT: u64 = 1 << 63;
 
+/// How many times a poll that finds nothing looks again (yielding in between) before it sleeps.
+const LOOKS_BEFORE_SLEEPING: u32 = 32;
+
 /// Called after completions become ready when none were waiting.
 pub type NotifyHook = Arc<dyn Fn() + Send + Sync>;
 
@@ -160,6 +163,11 @@ impl CompletionQueue {
         mut take: impl FnMut(usize, &Arc<Request>),
     ) -> PollEnd {
         let deadline = timeout.map(|t| Instant::now() + t);
+        let mut spins_left = if timeout == Some(Duration::ZERO) {
+            0
+        } else {
+            LOOKS_BEFORE_SLEEPING
+        };
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if !st.ready.is_empty() {
@@ -202,6 +210,16 @@ impl CompletionQueue {
                     Some(d - now)
                 }
             };
+            if spins_left > 0 {
+                // Completions often arrive within microseconds while work is flowing: look
+                // again a few times, yielding the CPU in between, before sleeping (a futex
+                // sleep and the wake-up it then needs cost more than that).
+                spins_left -= 1;
+                drop(st);
+                std::thread::yield_now();
+                st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
             st.waiting_pollers += 1;
             st = match wait {
                 None => self.ready_cv.wait(st).unwrap_or_else(|e| e.into_inner()),
