@@ -75,13 +75,16 @@ impl Body {
 }
 
 /// Ordered key/value pairs with a C view built once.
+///
+/// All keys and values live NUL-terminated in one buffer (`key\0value\0key\0value\0…`), so
+/// a response with a dozen headers costs two allocations, not two dozen.
 #[derive(Debug, Default)]
 pub struct Meta {
-    pairs: Vec<(CString, CString)>,
+    text: Vec<u8>,
     view: Vec<portway_meta>,
 }
 
-// SAFETY: `view` only points into `pairs`, which `Meta` owns and never mutates after building.
+// SAFETY: `view` only points into `text`, which `Meta` owns and never mutates after building.
 unsafe impl Send for Meta {}
 // SAFETY: as above; shared access is read-only.
 unsafe impl Sync for Meta {}
@@ -89,21 +92,53 @@ unsafe impl Sync for Meta {}
 impl Meta {
     /// Builds the metadata and its C view.
     pub fn new(pairs: Vec<(CString, CString)>) -> Self {
-        let view = pairs
-            .iter()
+        Self::from_byte_pairs(|| pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())))
+    }
+
+    /// Builds the metadata from byte pairs; NUL bytes inside a key or value are dropped (C
+    /// strings cannot hold them). `pairs` is called twice: once to size the buffer, once to
+    /// fill it.
+    pub fn from_byte_pairs<'a, I>(pairs: impl Fn() -> I) -> Self
+    where
+        I: Iterator<Item = (&'a [u8], &'a [u8])>,
+    {
+        let (count, bytes) = pairs().fold((0, 0), |(n, len), (k, v)| {
+            (n + 1, len + k.len() + v.len() + 2)
+        });
+        if count == 0 {
+            return Meta::default();
+        }
+        let mut text = Vec::with_capacity(bytes);
+        let mut starts = Vec::with_capacity(count);
+        for (k, v) in pairs() {
+            let key_at = text.len();
+            text.extend(k.iter().filter(|&&b| b != 0));
+            text.push(0);
+            let value_at = text.len();
+            text.extend(v.iter().filter(|&&b| b != 0));
+            text.push(0);
+            starts.push((key_at, value_at));
+        }
+        // `text` is complete: pointers into it stay valid as long as it is not touched.
+        let base = text.as_ptr();
+        let view = starts
+            .into_iter()
             .map(|(k, v)| portway_meta {
-                key: k.as_ptr(),
-                value: v.as_ptr(),
+                // SAFETY: both offsets are inside `text`, which is not resized from here on.
+                key: unsafe { base.add(k) }.cast(),
+                value: unsafe { base.add(v) }.cast(),
             })
             .collect();
-        Meta { pairs, view }
+        Meta { text, view }
     }
 
     /// The pairs as Rust strings (lossy for invalid UTF-8).
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs
-            .iter()
-            .map(|(k, v)| (k.to_str().unwrap_or(""), v.to_str().unwrap_or("")))
+        let mut parts = self
+            .text
+            .split(|&b| b == 0)
+            .map(|s| std::str::from_utf8(s).unwrap_or(""));
+        std::iter::from_fn(move || Some((parts.next()?, parts.next()?))).take(self.view.len())
     }
 
     /// The C view: a pointer (NULL when empty) and a count.
@@ -117,12 +152,12 @@ impl Meta {
 
     /// Number of pairs.
     pub fn len(&self) -> usize {
-        self.pairs.len()
+        self.view.len()
     }
 
     /// True when there are no pairs.
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
+        self.view.is_empty()
     }
 }
 
@@ -181,6 +216,28 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meta_keeps_order_drops_nul_bytes_and_its_c_view_matches() {
+        let m = Meta::from_byte_pairs(|| {
+            [(&b"a"[..], &b"1"[..]), (b"b\0c", b""), (b"", b"x\0")].into_iter()
+        });
+        let pairs: Vec<_> = m.pairs().collect();
+        assert_eq!(pairs, [("a", "1"), ("bc", ""), ("", "x")]);
+        let (ptr, n) = m.c_view();
+        assert_eq!(n, 3);
+        // SAFETY: `ptr` points at `n` pairs of NUL-terminated strings owned by `m`.
+        let view = unsafe { std::slice::from_raw_parts(ptr, n) };
+        let c = |p: *const std::ffi::c_char| unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes();
+        assert_eq!((c(view[1].key), c(view[1].value)), (&b"bc"[..], &b""[..]));
+        assert_eq!((c(view[2].key), c(view[2].value)), (&b""[..], &b"x"[..]));
+        assert_eq!(
+            Meta::from_byte_pairs(std::iter::empty).c_view().0,
+            std::ptr::null()
+        );
+        let from_c = Meta::new(vec![(c"k".into(), c"v".into())]);
+        assert_eq!(from_c.pairs().collect::<Vec<_>>(), [("k", "v")]);
+    }
 
     #[test]
     fn body_is_nul_terminated_and_round_trips() {

@@ -44,7 +44,6 @@ mod request;
 mod retry;
 mod tls;
 
-use std::ffi::CString;
 use std::sync::Arc;
 
 pub use options::{HttpOptions, default_user_agent};
@@ -190,31 +189,14 @@ impl Inner {
 }
 
 fn into_outcome(resp: Response) -> Outcome {
-    let pairs = resp
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                c_string(name.as_str().as_bytes()),
-                c_string(value.as_bytes()),
-            )
-        })
-        .collect();
+    let meta = Meta::from_byte_pairs(|| {
+        resp.headers
+            .iter()
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+    });
     Outcome::ok(resp.body)
         .with_code(u32::from(resp.status.as_u16()))
-        .with_meta(Meta::new(pairs))
-}
-
-/// Header bytes as a C string (header values cannot hold NUL; dropped defensively).
-fn c_string(bytes: &[u8]) -> CString {
-    CString::new(
-        bytes
-            .iter()
-            .copied()
-            .filter(|&b| b != 0)
-            .collect::<Vec<u8>>(),
-    )
-    .unwrap_or_default()
+        .with_meta(meta)
 }
 
 impl Engine {
