@@ -51,7 +51,10 @@ impl Call {
 
     /// Sets the response bytes (copied). Fails if the call already responded or failed.
     pub fn respond(&mut self, data: &[u8]) -> Result<()> {
-        self.settle(Ok(data.to_vec()))
+        // Room for the NUL the completion adds, so taking the bytes never reallocates.
+        let mut bytes = Vec::with_capacity(data.len() + 1);
+        bytes.extend_from_slice(data);
+        self.settle(Ok(bytes))
     }
 
     /// Fails the call with `message`; the completion's status is `PORTWAY_HANDLER_ERROR`.
