@@ -63,7 +63,7 @@ from ._futures import (
     _resolve_async,
     _resolve_async_batch,
 )
-from ._http import HeadersArg, HttpResponse, build_request
+from ._http import HeadersArg, HttpResponse, build_request, response_from_completion
 from ._lib import LIB, LOG_FN, PortwayCompletion, PortwayHandlerStats, PortwayLatency, PortwayRequest
 
 __all__ = ["Engine"]
@@ -161,12 +161,25 @@ def _to_bytes(payload: Payload) -> bytes:
     return bytes(payload)
 
 
+# Float timeouts already converted (a program uses a handful): a dict hit instead of the checks
+# and arithmetic. Only exact floats: an equal Fraction or Decimal may round differently.
+_TIMEOUT_CACHE: dict[float, int] = {}
+_TIMEOUT_CACHE_MAX = 256
+
+
 def _timeout_ms(timeout: float | None) -> int:
     if timeout is None:
         return 0
+    if timeout.__class__ is float:
+        ms = _TIMEOUT_CACHE.get(timeout)
+        if ms is not None:
+            return ms
     if timeout < 0 or math.isnan(timeout):
         raise InvalidArgumentError(f"timeout must be >= 0, got {timeout!r}")
-    return max(1, min(0xFFFFFFFF, math.ceil(timeout * 1000)))
+    ms = max(1, min(0xFFFFFFFF, math.ceil(timeout * 1000)))
+    if timeout.__class__ is float and len(_TIMEOUT_CACHE) < _TIMEOUT_CACHE_MAX:
+        _TIMEOUT_CACHE[timeout] = ms
+    return ms
 
 
 def _u32(name: str, value: int) -> int:
@@ -175,11 +188,24 @@ def _u32(name: str, value: int) -> int:
     return value
 
 
+# ``char *[2n]`` array types: ``portway_meta[n]`` read as its 2n string pointers.
+_STRING_ARRAYS = tuple(ctypes.c_char_p * (2 * i) for i in range(65))
+
+
 def _meta_pairs(ptr: int, n: int) -> list[tuple[str, str]]:
-    arr = (_lib.PortwayMeta * n).from_address(ptr)
-    return [
-        ((m.key or b"").decode("utf-8", "replace"), (m.value or b"").decode("utf-8", "replace")) for m in arr
-    ]
+    """The ``n`` pairs of a ``portway_meta`` array, decoded (UTF-8, invalid bytes replaced).
+
+    One slice of a ``char *`` array copies every string (ctypes makes the list of bytes in C);
+    valid UTF-8 (the usual case) is then decoded in one call over the strings joined with NUL,
+    which none of them contains, and split back."""
+    arr_t = _STRING_ARRAYS[n] if n < len(_STRING_ARRAYS) else ctypes.c_char_p * (2 * n)
+    raw: list[bytes | None] = arr_t.from_address(ptr)[:]
+    try:
+        strs = b"\0".join(raw).decode().split("\0")  # type: ignore[arg-type]
+    except (TypeError, UnicodeDecodeError):  # a NULL string, or invalid UTF-8 somewhere
+        strs = [(b or b"").decode("utf-8", "replace") for b in raw]
+    it = iter(strs)
+    return list(zip(it, it))
 
 
 class _Scratch:
@@ -223,6 +249,8 @@ _MEMORY = _memory_view()
 _req_pack_into = _REQ.pack_into
 _comp_iter_unpack = _COMP.iter_unpack
 _string_at = ctypes.string_at
+_get_running_loop = asyncio.get_running_loop
+_AIO_FUTURE = asyncio.Future
 _set_future_id = Future.__dict__["_id"].__set__  # the slot's setter, for map() over a batch
 
 
@@ -402,12 +430,26 @@ class _Core:
         rest: list[tuple[Any, Completion]] | None = None
         fut_cls = Future
         for entry, c in zip(entries, comps):
-            if entry.__class__ is fut_cls and c.status == 0 and entry._transform is None and entry._state is _PENDING:
+            cls = entry.__class__
+            if cls is fut_cls and c.status == 0 and entry._transform is None and entry._state is _PENDING:
                 # the common case, inline: an OK completion for a plain future
                 entry._result = c
                 entry._state = _FINISHED
                 if entry._slow:
                     entry._wake()
+            elif cls is _AsyncEntry and c.status == 0 and entry.loop is here:
+                # an OK completion for ahttp() awaited on this loop (as deliver() would)
+                afut = entry.fut
+                if not afut.done():
+                    try:
+                        value = entry.transform(c)
+                    except Exception as exc:  # a transform (e.g. HTTP parsing) failed
+                        afut.set_exception(exc)
+                    else:
+                        afut.set_result(value)
+            elif cls is _AIO_FUTURE and c.status == 0 and here is not None and entry.get_loop() is here:
+                if not entry.done():  # an OK completion for asubmit() on this loop
+                    entry.set_result(c)
             else:
                 if rest is None:
                     rest = []
@@ -882,14 +924,14 @@ class Engine:
         """Sends an HTTP/1.1 request through the "http" handler. Any HTTP status resolves to an
         ``HttpResponse``; connection, TLS, protocol, body-size errors and timeouts raise."""
         payload = build_request(method, url, headers, body)
-        return self._submit(handler, payload, timeout, HttpResponse.from_completion)
+        return self._submit(handler, payload, timeout, response_from_completion)
 
     # ------------------------------------------------------------ asyncio
 
     async def asubmit(self, handler: str, payload: Payload = b"", timeout: float | None = None) -> Completion:
         """Awaitable submit; cancelling the awaiting task cancels the native request."""
         core = self._core
-        loop = asyncio.get_running_loop()
+        loop = _get_running_loop()
         if loop not in core.readers:
             core.ensure_reader(loop)
         hid = core.handlers.get(handler)
@@ -916,14 +958,17 @@ class Engine:
         timeout: float | None = None,
         handler: str = "http",
     ) -> HttpResponse:
+        """Awaitable ``http``; cancelling the awaiting task cancels the native request."""
         payload = build_request(method, url, headers, body)
         core = self._core
-        loop = asyncio.get_running_loop()
+        loop = _get_running_loop()
         if loop not in core.readers:
             core.ensure_reader(loop)
-        hid = core.handler_id(handler)
+        hid = core.handlers.get(handler)
+        if hid is None:
+            hid = core.handler_id(handler)
         afut: asyncio.Future[HttpResponse] = loop.create_future()
-        entry = _AsyncEntry(afut, HttpResponse.from_completion)
+        entry = _AsyncEntry(afut, response_from_completion, loop)
         rid = core.submit_entry(hid, payload, _timeout_ms(timeout), next(core.tokens), entry)
         try:
             return await afut

@@ -371,14 +371,20 @@ class _DemandingList(list[Any]):
 class _AsyncEntry:
     """Routes a completion through a transform (e.g. HTTP parsing) to an asyncio future."""
 
-    __slots__ = ("fut", "transform")
+    __slots__ = ("fut", "transform", "loop")
 
-    def __init__(self, fut: asyncio.Future[Any], transform: Callable[[Completion], Any]) -> None:
+    def __init__(
+        self,
+        fut: asyncio.Future[Any],
+        transform: Callable[[Completion], Any],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.fut = fut
         self.transform = transform
+        self.loop = fut.get_loop() if loop is None else loop  # the future's loop
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
-        return self.fut.get_loop()
+        return self.loop
 
 
 AsyncTarget = Union["asyncio.Future[Any]", _AsyncEntry]

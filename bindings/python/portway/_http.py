@@ -3,31 +3,54 @@
 from __future__ import annotations
 
 import json as _json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Union
 from urllib.parse import urlsplit
 
 from ._futures import Completion
 
-__all__ = ["HttpResponse", "build_request", "HeadersArg"]
+__all__ = ["HttpResponse", "build_request", "HeadersArg", "response_from_completion"]
 
 HeadersArg = Union[Mapping[str, str], Iterable[tuple[str, str]], None]
 
 
+_BAD_TOKEN = re.compile("[\r\n\0]")
+_BAD_URL = re.compile("[ \r\n\0]")
+
+# Request heads of bodiless, header-less requests (the common GET), by (method, url): building
+# one validates and formats it, a dict hit does not. Bounded: cleared when full.
+_HEAD_CACHE: dict[tuple[str, str], bytes] = {}
+_HEAD_CACHE_MAX = 512
+
+
 def _check_token(value: str, what: str) -> None:
-    if not value or any(ch in value for ch in "\r\n\0"):
+    if not value or _BAD_TOKEN.search(value) is not None:
         raise ValueError(f"invalid {what}: {value!r}")
 
 
 def build_request(method: str, url: str, headers: HeadersArg = None, body: bytes | str | None = None) -> bytes:
     """The "http" handler's payload: an HTTP/1.1 request head in absolute form, then the body."""
+    if headers is None and body is None and method.__class__ is str and url.__class__ is str:
+        key = (method, url)
+        head = _HEAD_CACHE.get(key)
+        if head is None:
+            head = _build_request(method, url, None, None)  # raises before anything is cached
+            if len(_HEAD_CACHE) >= _HEAD_CACHE_MAX:
+                _HEAD_CACHE.clear()
+            _HEAD_CACHE[key] = head
+        return head
+    return _build_request(method, url, headers, body)
+
+
+def _build_request(method: str, url: str, headers: HeadersArg, body: bytes | str | None) -> bytes:
     _check_token(method, "method")
     if " " in method:
         raise ValueError(f"invalid method: {method!r}")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"an absolute http(s) URL is required, got {url!r}")
-    if any(ch in url for ch in " \r\n\0"):
+    if _BAD_URL.search(url) is not None:
         raise ValueError(f"invalid URL: {url!r}")
     pairs: list[tuple[str, str]]
     if headers is None:
@@ -45,7 +68,7 @@ def build_request(method: str, url: str, headers: HeadersArg = None, body: bytes
     lines = [f"{method} {url} HTTP/1.1"]
     for k, v in pairs:
         _check_token(k, "header name")
-        if any(ch in v for ch in "\r\n\0"):
+        if _BAD_TOKEN.search(v) is not None:
             raise ValueError(f"invalid header value for {k!r}")
         lines.append(f"{k}: {v}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -94,3 +117,8 @@ class HttpResponse:
 
     def __repr__(self) -> str:
         return f"HttpResponse(status={self.status}, headers={len(self.headers)}, body={self.body[:64]!r})"
+
+
+def response_from_completion(c: Completion) -> HttpResponse:
+    """``HttpResponse.from_completion`` as a plain function (no bound method per request)."""
+    return HttpResponse(c.code, c.meta, c.data, c)

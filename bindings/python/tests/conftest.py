@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,20 @@ def child_env() -> dict[str, str]:
     env["PORTWAY_LIBRARY"] = portway.LIBRARY_PATH
     env["PYTHONPATH"] = str(Path(portway.__file__).resolve().parents[1])
     return env
+
+
+class LocalServer(ThreadingHTTPServer):
+    """A threaded stdlib HTTP server for tests, on 127.0.0.1."""
+
+    request_queue_size = 256  # the default backlog of 5 resets concurrent connects
+    daemon_threads = True
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Runs `handler` on a random local port; yields the base URL, stops the server after."""
+    srv = LocalServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()

@@ -7,16 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 import portway
 import portway._lib
 from portway._http import build_request
+
+from conftest import serve
 
 
 def _has_http() -> bool:
@@ -63,20 +64,9 @@ class Handler(BaseHTTPRequestHandler):
         self._send(201, json.dumps({"got": body.decode(), "path": self.path}).encode(), "application/json")
 
 
-class Server(ThreadingHTTPServer):
-    request_queue_size = 256  # the default backlog of 5 resets concurrent connects
-    daemon_threads = True
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    srv = Server(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+    yield from serve(Handler)
 
 
 def test_build_request() -> None:
