@@ -16,6 +16,57 @@ class PortwayError extends Error {
 }
 native.setErrorClass(PortwayError);
 
+// Completions, delivered by the addon in batches (see "completions -> JS" in src/addon.c):
+// `this` is the NativeEngine; record i is nums[i*10 .. i*10+9] = slot, id, code, body offset in
+// `arena` (-1: rejected with errs[i]), body length, meta count, queuedNs, runNs, batch position
+// (-1: single request), last (1: the batch is complete); `hdrs` holds the meta keys and values
+// in order, each followed by NUL.
+function deliver(n, nums, arena, hdrs, errs) {
+  const res = this._res;
+  const rej = this._rej;
+  const bat = this._bat;
+  const parts = hdrs === undefined ? undefined : hdrs.split('\0');
+  let hp = 0;
+  for (let i = 0, b = 0; i < n; i++, b += 10) {
+    const slot = nums[b];
+    const pos = nums[b + 8];
+    const off = nums[b + 3];
+    if (off < 0) {
+      const reject = rej[slot];
+      res[slot] = undefined;
+      rej[slot] = undefined;
+      if (pos >= 0) bat[slot] = undefined;
+      reject(errs === undefined ? undefined : errs[i]);
+      continue;
+    }
+    const len = nums[b + 4];
+    // Its own ArrayBuffer, as before (not a slice of a shared pool).
+    const data = Buffer.allocUnsafeSlow(len);
+    if (len > 0) arena.copy(data, 0, off, off + len);
+    const mc = nums[b + 5];
+    const meta = new Array(mc);
+    for (let k = 0; k < mc; k++, hp += 2) meta[k] = [parts[hp], parts[hp + 1]];
+    const c = { id: nums[b + 1], data, code: nums[b + 2], meta, queuedNs: nums[b + 6], runNs: nums[b + 7] };
+    if (pos < 0) {
+      const resolve = res[slot];
+      res[slot] = undefined;
+      rej[slot] = undefined;
+      resolve(c);
+    } else {
+      const results = bat[slot];
+      results[pos] = c;
+      if (nums[b + 9] === 1) {
+        const resolve = res[slot];
+        res[slot] = undefined;
+        rej[slot] = undefined;
+        bat[slot] = undefined;
+        resolve(results);
+      }
+    }
+  }
+}
+native.setDeliver(deliver);
+
 /** Rejection of an aborted request: `name === 'AbortError'`, `cause` = the signal's reason. */
 class AbortError extends Error {
   constructor(message = 'The operation was aborted', options) {
@@ -93,8 +144,22 @@ class Engine {
       onLog || undefined,
       logLevelOf(opts.logLevel),
     );
+    this._n._res = []; // promise settlers by waiter slot (see deliver)
+    this._n._rej = [];
+    this._n._bat = []; // submitMany: the results array by waiter slot
     this._ids = new Map();
+    this._heads = new Map(); // http(): request heads by method and URL string (no headers/body)
     this._closed = null;
+  }
+
+  /** One request through the addon; the promise is settled by deliver. */
+  _submit1(handlerId, bytes, timeoutMs) {
+    const n = this._n;
+    const slot = n.submit(handlerId, bytes, timeoutMs);
+    return new Promise((resolve, reject) => {
+      n._res[slot] = resolve;
+      n._rej[slot] = reject;
+    });
   }
 
   /** The id of handler `name` (cached); throws PortwayError PORTWAY_NOT_FOUND. */
@@ -114,13 +179,27 @@ class Engine {
     if (signal && signal.aborted) return Promise.reject(abortError(signal));
     let p;
     try {
-      p = this._n.submit(this.lookup(handler), toBytes(payload), timeoutOf(opts));
+      p = this._submit1(this.lookup(handler), toBytes(payload), timeoutOf(opts));
     } catch (e) {
       return Promise.reject(e);
     }
     if (!signal) return p;
     const id = this._n.lastId();
     return this._withSignal(p, signal, () => this._n.cancel(id));
+  }
+
+  /** One batch through the addon (all Buffers/Uint8Arrays); settled by deliver. */
+  _submitBatch(handlerId, arr, timeoutMs) {
+    const n = this._n;
+    const slot = n.submitMany(handlerId, arr, timeoutMs);
+    if (typeof slot !== 'number') return Promise.reject(slot); // partly accepted: cancelled
+    if (slot === 0) return Promise.resolve([]);
+    const results = new Array(arr.length);
+    return new Promise((resolve, reject) => {
+      n._res[slot] = resolve;
+      n._rej[slot] = reject;
+      n._bat[slot] = results;
+    });
   }
 
   /** Submits every payload in one batch call; resolves to the completions in order. All or
@@ -137,11 +216,11 @@ class Engine {
           // copy-on-demand normalisation; the common case (all Buffers) is untouched
           const norm = arr === payloads ? arr.slice() : arr;
           for (let j = i; j < norm.length; j++) norm[j] = toBytes(norm[j]);
-          p = this._n.submitMany(this.lookup(handler), norm, timeoutOf(opts));
+          p = this._submitBatch(this.lookup(handler), norm, timeoutOf(opts));
           break;
         }
       }
-      if (!p) p = this._n.submitMany(this.lookup(handler), arr, timeoutOf(opts));
+      if (!p) p = this._submitBatch(this.lookup(handler), arr, timeoutOf(opts));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -174,6 +253,17 @@ class Engine {
   /** Outbound HTTP through the "http" handler. */
   async http(opts) {
     const { method = 'GET', url, headers, body, timeoutMs, signal } = opts || {};
+    // The common case (a URL string, no headers, no body) reuses the head built before for the
+    // same method and URL: the engine copies the payload at submit, so the Buffer is reusable.
+    const key = typeof url === 'string' && typeof method === 'string' && headers === undefined &&
+      (body === undefined || body === null) ? `${method.length}:${method} ${url}` : undefined;
+    if (key !== undefined) {
+      const cached = this._heads.get(key);
+      if (cached !== undefined) {
+        const c = await this.submit('http', cached, { timeoutMs, signal });
+        return new HttpResponse(c);
+      }
+    }
     const u = new URL(url);
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError(`unsupported URL scheme ${u.protocol}`);
     if (!/^[A-Z!#$%&'*+.^_`|~0-9a-z-]+$/.test(method)) throw new TypeError('invalid method');
@@ -197,6 +287,10 @@ class Engine {
     if (bodyBytes && !hasLength) head += `Content-Length: ${bodyBytes.length}\r\n`;
     head += '\r\n';
     const payload = bodyBytes ? Buffer.concat([Buffer.from(head, 'latin1'), bodyBytes]) : Buffer.from(head, 'latin1');
+    if (key !== undefined) {
+      if (this._heads.size >= 256) this._heads.clear();
+      this._heads.set(key, payload);
+    }
     const c = await this.submit('http', payload, { timeoutMs, signal });
     return new HttpResponse(c);
   }

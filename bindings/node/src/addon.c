@@ -3,12 +3,14 @@
  *
  * Delivery: the engine's notify hook (an engine thread, or the submitting thread for inline
  * handlers) makes one non-blocking call on a napi_threadsafe_function; on the JS thread
- * `drain` polls with timeout 0 in batches until the queue is empty, copies each completion
- * into JS values, releases the batch and settles the promises. A flag coalesces notifications
- * so at most one tsfn call is queued per engine.
+ * `drain` polls with timeout 0 in batches until the queue is empty, copies each poll batch
+ * into flat records (a Float64Array, a body arena, one string of headers), hands them to JS in
+ * one call (lib/index.js `deliver` builds the completion objects and settles the promises,
+ * which live in JS) and releases the batch. A flag coalesces notifications so at most one tsfn
+ * call is queued per engine.
  *
- * Buffers: each completion's data is copied (napi_create_buffer_copy) and the batch is released
- * at once. External buffers would hold the in-flight slot until the Buffer is garbage collected,
+ * Buffers: each completion's data is copied (into the arena, then into its own Buffer by
+ * `deliver`) and the batch is released at once. External buffers would hold the in-flight slot until the Buffer is garbage collected,
  * which stalls `maxInFlight` backpressure on a GC schedule; see bindings/node/README.md.
  *
  * Lifetime: a `pw_engine` is shared by the JS wrapper (napi_wrap) and the tsfn; it is freed
@@ -25,6 +27,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +36,9 @@
 #include "portway.h"
 
 #define POLL_BATCH 256
+/* Single-request completions are handed to JS in batches (see "completions -> JS"). */
+#define DELIVER_FIELDS 10          /* Float64 fields per completion record */
+#define ARENA_BYTES (64 * 1024)    /* bodies of one delivery are copied here */
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -62,12 +68,14 @@ static void throw_napi_error(napi_env env, napi_status st, const char *what) {
 /* Per-instance data: the PortwayError class given by lib/index.js. */
 typedef struct {
     napi_ref error_ctor;
+    napi_ref deliver; /* lib/index.js's deliver(n, nums, arena, hdrs, errs), this = NativeEngine */
 } pw_instance;
 
 static void instance_finalize(napi_env env, void *data, void *hint) {
     (void)hint;
     pw_instance *inst = data;
     if (inst->error_ctor) napi_delete_reference(env, inst->error_ctor);
+    if (inst->deliver) napi_delete_reference(env, inst->deliver);
     free(inst);
 }
 
@@ -112,10 +120,10 @@ static void throw_status(napi_env env, portway_status status) {
 
 /* ------------------------------------------------------------------ engine state */
 
-/* A waiter: one promise, settled by one completion (single) or by `remaining` (batch). */
+/* A waiter: one promise, settled by one completion (single) or by `remaining` (batch). The
+ * promise itself lives in JS (NativeEngine._res/_rej[slot], see "completions -> JS"). */
 typedef struct {
-    napi_deferred deferred; /* NULL when the slot is free */
-    napi_ref results;       /* batch: the results array */
+    bool used;              /* false when the slot is free */
     uint32_t remaining;     /* completions still expected */
     bool batch;
     bool settled;           /* batch already rejected */
@@ -144,6 +152,17 @@ typedef struct pw_engine {
     uint64_t last_id;
     pw_waiter *waiters;
     uint32_t cap, free_head;      /* free list, 1-based; 0 = none */
+    /* Batched delivery of single completions to JS (drain): records in `nums` (a Float64Array
+     * over nums_data), bodies in `arena` (a Buffer over arena_data), header pairs joined with
+     * NUL in hbuf, error values in errs. Created lazily, held by references. */
+    napi_ref nums_ref, arena_ref;
+    double *nums_data;
+    uint8_t *arena_data;
+    size_t arena_used;
+    uint32_t dn;                  /* records pending */
+    char *hbuf;
+    size_t hlen, hcap;
+    napi_value errs;              /* NULL, or an array (within the drain's handle scope) */
     portway_completion buf[POLL_BATCH];
 } pw_engine;
 
@@ -151,6 +170,7 @@ static void engine_unref(pw_engine *pe) {
     if (--pe->refs > 0) return;
     pthread_mutex_destroy(&pe->mu);
     free(pe->waiters);
+    free(pe->hbuf);
     free(pe);
 }
 
@@ -348,6 +368,9 @@ static void wrapper_finalize(napi_env env, void *data, void *hint) {
         napi_delete_reference(env, pe->wrapper);
         pe->wrapper = NULL;
     }
+    if (pe->nums_ref) napi_delete_reference(env, pe->nums_ref);
+    if (pe->arena_ref) napi_delete_reference(env, pe->arena_ref);
+    pe->nums_ref = pe->arena_ref = NULL;
     engine_unref(pe);
 }
 
@@ -397,34 +420,6 @@ static void waiter_free(pw_engine *pe, uint32_t slot) {
 
 /* ------------------------------------------------------------------ completions -> JS */
 
-static napi_value completion_object(napi_env env, const portway_completion *c) {
-    napi_value obj, v;
-    NAPI_CALL(env, napi_create_object(env, &obj));
-    NAPI_CALL(env, napi_create_double(env, (double)c->id, &v));
-    NAPI_CALL(env, napi_set_named_property(env, obj, "id", v));
-    NAPI_CALL(env, napi_create_buffer_copy(env, c->len, c->data, NULL, &v));
-    NAPI_CALL(env, napi_set_named_property(env, obj, "data", v));
-    NAPI_CALL(env, napi_create_uint32(env, c->code, &v));
-    NAPI_CALL(env, napi_set_named_property(env, obj, "code", v));
-    napi_value meta;
-    NAPI_CALL(env, napi_create_array_with_length(env, c->meta_len, &meta));
-    for (size_t i = 0; i < c->meta_len; i++) {
-        napi_value pair, k, val;
-        NAPI_CALL(env, napi_create_array_with_length(env, 2, &pair));
-        NAPI_CALL(env, napi_create_string_utf8(env, c->meta[i].key, NAPI_AUTO_LENGTH, &k));
-        NAPI_CALL(env, napi_create_string_utf8(env, c->meta[i].value, NAPI_AUTO_LENGTH, &val));
-        NAPI_CALL(env, napi_set_element(env, pair, 0, k));
-        NAPI_CALL(env, napi_set_element(env, pair, 1, val));
-        NAPI_CALL(env, napi_set_element(env, meta, (uint32_t)i, pair));
-    }
-    NAPI_CALL(env, napi_set_named_property(env, obj, "meta", meta));
-    NAPI_CALL(env, napi_create_double(env, (double)c->queued_ns, &v));
-    NAPI_CALL(env, napi_set_named_property(env, obj, "queuedNs", v));
-    NAPI_CALL(env, napi_create_double(env, (double)c->run_ns, &v));
-    NAPI_CALL(env, napi_set_named_property(env, obj, "runNs", v));
-    return obj;
-}
-
 static napi_value completion_error(napi_env env, const portway_completion *c) {
     const char *msg = (const char *)c->data;
     size_t len = c->len;
@@ -440,48 +435,155 @@ static napi_value completion_error(napi_env env, const portway_completion *c) {
     return err;
 }
 
+/* Single completions (submit, http) go to JS in batches: drain appends one record per
+ * completion and calls lib/index.js's deliver(n, nums, arena, hdrs, errs) once per poll batch
+ * (sooner when the arena is full), with `this` = the NativeEngine, which holds the promises'
+ * resolve/reject functions by slot (_res/_rej; _bat: a batch's results). Record i is
+ * nums[i*10 .. i*10+9]:
+ *   slot, id, code, body offset in `arena` (-1: rejected with errs[i]), body length,
+ *   meta count, queuedNs, runNs, batch position (-1: single), last (1: the batch is complete).
+ * `hdrs` is every meta key and value of the delivery in order, each followed by NUL (NUL cannot
+ * occur in them: they are C strings), or undefined when there are none. JS copies each body out
+ * of the arena into its own Buffer before returning, so the arena is reused. One JS call per
+ * batch replaces some twenty N-API calls per completion. Records keep the poll order. A batch
+ * rejects at its first failure (record with last = 1); its later completions send no record. */
+static bool deliver_init(napi_env env, pw_engine *pe) {
+    if (pe->arena_ref) return true;
+    if (!pe->nums_ref) {
+        napi_value ab, ta;
+        void *p = NULL;
+        NAPI_CALL_BOOL(env, napi_create_arraybuffer(env, POLL_BATCH * DELIVER_FIELDS * sizeof(double),
+                                                    &p, &ab));
+        NAPI_CALL_BOOL(env, napi_create_typedarray(env, napi_float64_array,
+                                                   POLL_BATCH * DELIVER_FIELDS, ab, 0, &ta));
+        NAPI_CALL_BOOL(env, napi_create_reference(env, ta, 1, &pe->nums_ref));
+        pe->nums_data = p;
+    }
+    napi_value buf;
+    void *q = NULL;
+    NAPI_CALL_BOOL(env, napi_create_buffer(env, ARENA_BYTES, &q, &buf));
+    NAPI_CALL_BOOL(env, napi_create_reference(env, buf, 1, &pe->arena_ref));
+    pe->arena_data = q;
+    return true;
+}
+
+/* Hands the pending records to JS; `arena` overrides the engine's arena (one large body). */
+static void deliver_flush(napi_env env, pw_engine *pe, napi_value arena) {
+    uint32_t n = pe->dn;
+    if (n == 0) return;
+    size_t hlen = pe->hlen;
+    napi_value errs = pe->errs;
+    pe->dn = 0;
+    pe->arena_used = 0;
+    pe->hlen = 0;
+    pe->errs = NULL;
+    pw_instance *inst = get_instance(env);
+    napi_value fn = NULL, self = NULL, undef, argv[5], ignored;
+    if (!inst || !inst->deliver || napi_get_reference_value(env, inst->deliver, &fn) != napi_ok ||
+        !fn || !pe->wrapper || napi_get_reference_value(env, pe->wrapper, &self) != napi_ok || !self ||
+        napi_get_undefined(env, &undef) != napi_ok || napi_create_uint32(env, n, &argv[0]) != napi_ok ||
+        napi_get_reference_value(env, pe->nums_ref, &argv[1]) != napi_ok)
+        return;
+    if (arena) argv[2] = arena;
+    else if (napi_get_reference_value(env, pe->arena_ref, &argv[2]) != napi_ok) return;
+    argv[3] = undef;
+    if (hlen && napi_create_string_utf8(env, pe->hbuf, hlen, &argv[3]) != napi_ok) return;
+    argv[4] = errs ? errs : undef;
+    if (napi_call_function(env, self, fn, 5, argv, &ignored) == napi_pending_exception) {
+        napi_value err; /* a bug in deliver: surface it as an uncaught exception */
+        if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+    }
+}
+
+static bool hbuf_append(pw_engine *pe, const char *s) {
+    size_t len = strlen(s) + 1; /* with its NUL */
+    if (pe->hcap - pe->hlen < len) {
+        size_t ncap = pe->hcap ? pe->hcap : 4096;
+        while (ncap - pe->hlen < len) ncap *= 2;
+        char *nb = realloc(pe->hbuf, ncap);
+        if (!nb) return false;
+        pe->hbuf = nb;
+        pe->hcap = ncap;
+    }
+    memcpy(pe->hbuf + pe->hlen, s, len);
+    pe->hlen += len;
+    return true;
+}
+
+static void deliver_add(napi_env env, pw_engine *pe, uint32_t slot, const portway_completion *c,
+                        int64_t pos, bool last) {
+    bool ok = c->status == PORTWAY_OK;
+    if (pe->dn == POLL_BATCH || (ok && c->len > ARENA_BYTES - pe->arena_used))
+        deliver_flush(env, pe, NULL);
+    uint32_t i = pe->dn;
+    double *r = pe->nums_data + (size_t)i * DELIVER_FIELDS;
+    r[0] = slot;
+    r[1] = (double)c->id;
+    r[2] = c->code;
+    r[3] = -1;
+    r[4] = 0;
+    r[5] = 0;
+    r[6] = (double)c->queued_ns;
+    r[7] = (double)c->run_ns;
+    r[8] = (double)pos;
+    r[9] = last ? 1 : 0;
+    pe->dn++;
+    if (!ok) {
+        napi_value err = completion_error(env, c), idx;
+        if (err && pos >= 0 && napi_create_uint32(env, (uint32_t)pos, &idx) == napi_ok)
+            napi_set_named_property(env, err, "index", idx);
+        if (!pe->errs && napi_create_array(env, &pe->errs) != napi_ok) pe->errs = NULL;
+        if (pe->errs && err) napi_set_element(env, pe->errs, i, err);
+        return;
+    }
+    size_t hmark = pe->hlen, m = 0;
+    for (; m < c->meta_len; m++) {
+        if (!hbuf_append(pe, c->meta[m].key) || !hbuf_append(pe, c->meta[m].value)) {
+            pe->hlen = hmark; /* out of memory: no headers rather than torn ones */
+            m = 0;
+            break;
+        }
+    }
+    r[5] = (double)m;
+    r[4] = (double)c->len;
+    if (c->len > ARENA_BYTES) { /* alone in this delivery (flushed above), in its own Buffer */
+        napi_value big;
+        r[3] = 0;
+        if (napi_create_buffer_copy(env, c->len, c->data, NULL, &big) != napi_ok) {
+            pe->dn = 0;
+            pe->hlen = 0;
+            return;
+        }
+        deliver_flush(env, pe, big);
+        return;
+    }
+    r[3] = (double)pe->arena_used;
+    if (c->len) memcpy(pe->arena_data + pe->arena_used, c->data, c->len);
+    pe->arena_used += c->len;
+}
+
 static void settle(napi_env env, pw_engine *pe, const portway_completion *c) {
     uint32_t slot = (uint32_t)(c->user_data >> 32);
     uint32_t pos = (uint32_t)c->user_data;
     if (slot == 0 || slot > pe->cap) return;
     pw_waiter *w = &pe->waiters[slot - 1];
-    if (!w->deferred) return;
+    if (!w->used) return;
     if (pe->in_flight > 0) pe->in_flight--;
     if (!w->batch) {
-        napi_value v = c->status == PORTWAY_OK ? completion_object(env, c) : completion_error(env, c);
-        if (v) {
-            if (c->status == PORTWAY_OK) napi_resolve_deferred(env, w->deferred, v);
-            else napi_reject_deferred(env, w->deferred, v);
-        }
+        deliver_add(env, pe, slot, c, -1, false);
         waiter_free(pe, slot);
         return;
     }
-    /* batch */
+    bool last = --w->remaining == 0;
     if (!w->settled) {
-        napi_value arr;
         if (c->status != PORTWAY_OK) {
-            napi_value err = completion_error(env, c);
-            if (err) {
-                napi_value idx;
-                if (napi_create_uint32(env, pos, &idx) == napi_ok)
-                    napi_set_named_property(env, err, "index", idx);
-                napi_reject_deferred(env, w->deferred, err);
-            }
             w->settled = true;
-        } else if (napi_get_reference_value(env, w->results, &arr) == napi_ok && arr) {
-            napi_value v = completion_object(env, c);
-            if (v) napi_set_element(env, arr, pos, v);
+            deliver_add(env, pe, slot, c, pos, true); /* rejects; JS forgets the batch */
+        } else {
+            deliver_add(env, pe, slot, c, pos, last);
         }
     }
-    if (--w->remaining == 0) {
-        if (!w->settled) {
-            napi_value arr;
-            if (napi_get_reference_value(env, w->results, &arr) == napi_ok && arr)
-                napi_resolve_deferred(env, w->deferred, arr);
-        }
-        napi_delete_reference(env, w->results);
-        waiter_free(pe, slot);
-    }
+    if (last) waiter_free(pe, slot);
 }
 
 static void on_closed(napi_env env, pw_engine *pe) {
@@ -517,6 +619,7 @@ static void drain(napi_env env, pw_engine *pe) {
             break;
         }
         for (size_t i = 0; i < n; i++) settle(env, pe, &pe->buf[i]);
+        deliver_flush(env, pe, NULL);
         portway_release(pe->eng, pe->buf, n);
         napi_close_handle_scope(env, scope);
         /* Loop until a poll returns nothing: the poll that takes the last completion after a
@@ -700,7 +803,8 @@ static uint32_t get_handler_id(napi_env env, napi_value v, bool *ok) {
     return id;
 }
 
-/* submit(handlerId, payload, timeoutMs) -> Promise<completion> */
+/* submit(handlerId, payload, timeoutMs) -> slot: lib/index.js keeps the promise's resolve and
+ * reject in this._res[slot] / this._rej[slot] until deliver settles it. */
 static napi_value m_submit(napi_env env, napi_callback_info info) {
     size_t argc = 3;
     napi_value argv[3];
@@ -714,6 +818,7 @@ static napi_value m_submit(napi_env env, napi_callback_info info) {
     uint32_t timeout = 0;
     NAPI_CALL(env, napi_get_value_uint32(env, argv[2], &timeout));
     req.timeout_ms = timeout;
+    if (!deliver_init(env, pe)) return NULL;
     uint32_t slot = waiter_alloc(pe);
     if (!slot) {
         napi_throw_error(env, "PORTWAY_INTERNAL", "out of memory");
@@ -728,17 +833,20 @@ static napi_value m_submit(napi_env env, napi_callback_info info) {
         return NULL;
     }
     pe->last_id = id;
-    napi_value promise;
     pw_waiter *w = &pe->waiters[slot - 1];
-    NAPI_CALL(env, napi_create_promise(env, &w->deferred, &promise));
+    w->used = true;
     w->remaining = 1;
     pe->in_flight++;
+    napi_value v;
+    NAPI_CALL(env, napi_create_uint32(env, slot, &v));
     if (!update_busy(env, pe)) return NULL;
-    return promise;
+    return v;
 }
 
-/* submitMany(handlerId, payloads[], timeoutMs) -> Promise<completion[]>. All or nothing: if the
- * batch is only partly accepted, the accepted prefix is cancelled and the promise rejects. */
+/* submitMany(handlerId, payloads[], timeoutMs) -> slot (0 for an empty batch); lib/index.js
+ * keeps the promise by slot, as for submit. All or nothing: if the batch is only partly accepted,
+ * the accepted prefix is cancelled and the rejection (a PortwayError with .accepted) is
+ * returned instead of a slot; the batch's completions are then absorbed. */
 static napi_value m_submit_many(napi_env env, napi_callback_info info) {
     size_t argc = 3;
     napi_value argv[3];
@@ -750,14 +858,12 @@ static napi_value m_submit_many(napi_env env, napi_callback_info info) {
     uint32_t n = 0, timeout = 0;
     NAPI_CALL(env, napi_get_array_length(env, argv[1], &n));
     NAPI_CALL(env, napi_get_value_uint32(env, argv[2], &timeout));
-    napi_value promise, results;
-    NAPI_CALL(env, napi_create_array_with_length(env, n, &results));
+    napi_value v;
     if (n == 0) {
-        napi_deferred d;
-        NAPI_CALL(env, napi_create_promise(env, &d, &promise));
-        NAPI_CALL(env, napi_resolve_deferred(env, d, results));
-        return promise;
+        NAPI_CALL(env, napi_create_uint32(env, 0, &v));
+        return v;
     }
+    if (!deliver_init(env, pe)) return NULL;
     portway_request *reqs = calloc(n, sizeof *reqs);
     uint64_t *ids = calloc(n, sizeof *ids);
     if (!reqs || !ids) {
@@ -809,18 +915,12 @@ static napi_value m_submit_many(napi_env env, napi_callback_info info) {
         return NULL;
     }
     pw_waiter *w = &pe->waiters[slot - 1];
+    w->used = true;
     w->batch = true;
     w->remaining = (uint32_t)accepted;
     pe->in_flight += accepted;
-    napi_status ns = napi_create_promise(env, &w->deferred, &promise);
-    if (ns == napi_ok) ns = napi_create_reference(env, results, 1, &w->results);
-    if (ns != napi_ok) {
-        /* The accepted requests still complete; cancel them and let the batch absorb them. */
-        for (size_t i = 0; i < accepted; i++) portway_cancel(pe->eng, ids[i]);
-        free(ids);
-        throw_napi_error(env, ns, "napi_create_promise");
-        return NULL;
-    }
+    pe->last_id = ids[accepted - 1];
+    v = NULL;
     if (st != PORTWAY_OK) {
         /* Partial: cancel the accepted prefix; reject with the status that stopped the batch. */
         const char *msg = portway_last_error();
@@ -833,14 +933,16 @@ static napi_value m_submit_many(napi_env env, napi_callback_info info) {
             napi_value acc;
             if (napi_create_double(env, (double)accepted, &acc) == napi_ok)
                 napi_set_named_property(env, err, "accepted", acc);
-            napi_reject_deferred(env, w->deferred, err);
         }
         w->settled = true;
+        v = err;
     }
-    pe->last_id = ids[accepted - 1];
     free(ids);
     if (!update_busy(env, pe)) return NULL;
-    return promise;
+    if (v) return v;
+    if (st != PORTWAY_OK) NAPI_CALL(env, napi_get_undefined(env, &v)); /* no error object */
+    else NAPI_CALL(env, napi_create_uint32(env, slot, &v));
+    return v;
 }
 
 static napi_value m_last_id(napi_env env, napi_callback_info info) {
@@ -1152,7 +1254,8 @@ static napi_value m_close(napi_env env, napi_callback_info info) {
 
 /* ------------------------------------------------------------------ module */
 
-static napi_value m_set_error_class(napi_env env, napi_callback_info info) {
+/* Replaces the per-instance reference *slot with one to the call's first argument. */
+static napi_value set_instance_ref(napi_env env, napi_callback_info info, size_t slot_offset) {
     size_t argc = 1;
     napi_value argv[1];
     NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -1161,12 +1264,21 @@ static napi_value m_set_error_class(napi_env env, napi_callback_info info) {
         napi_throw_error(env, "PORTWAY_NAPI", "no instance data");
         return NULL;
     }
-    if (inst->error_ctor) {
-        NAPI_CALL(env, napi_delete_reference(env, inst->error_ctor));
-        inst->error_ctor = NULL;
+    napi_ref *slot = (napi_ref *)((char *)inst + slot_offset);
+    if (*slot) {
+        NAPI_CALL(env, napi_delete_reference(env, *slot));
+        *slot = NULL;
     }
-    NAPI_CALL(env, napi_create_reference(env, argv[0], 1, &inst->error_ctor));
+    NAPI_CALL(env, napi_create_reference(env, argv[0], 1, slot));
     return NULL;
+}
+
+static napi_value m_set_error_class(napi_env env, napi_callback_info info) {
+    return set_instance_ref(env, info, offsetof(pw_instance, error_ctor));
+}
+
+static napi_value m_set_deliver(napi_env env, napi_callback_info info) {
+    return set_instance_ref(env, info, offsetof(pw_instance, deliver));
 }
 
 static napi_value m_status_str(napi_env env, napi_callback_info info) {
@@ -1213,6 +1325,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     NAPI_CALL(env, napi_set_named_property(env, exports, "NativeEngine", cls));
     NAPI_CALL(env, napi_create_function(env, "setErrorClass", NAPI_AUTO_LENGTH, m_set_error_class, NULL, &fn));
     NAPI_CALL(env, napi_set_named_property(env, exports, "setErrorClass", fn));
+    NAPI_CALL(env, napi_create_function(env, "setDeliver", NAPI_AUTO_LENGTH, m_set_deliver, NULL, &fn));
+    NAPI_CALL(env, napi_set_named_property(env, exports, "setDeliver", fn));
     NAPI_CALL(env, napi_create_function(env, "statusStr", NAPI_AUTO_LENGTH, m_status_str, NULL, &fn));
     NAPI_CALL(env, napi_set_named_property(env, exports, "statusStr", fn));
     NAPI_CALL(env, napi_create_string_utf8(env, portway_version(), NAPI_AUTO_LENGTH, &v));

@@ -39,6 +39,43 @@ test('submitMany returns completions in order', async () => {
   await eng.close();
 });
 
+test('completions delivered together: bodies past the delivery arena, own ArrayBuffers', async () => {
+  // The addon hands completions to JS in batches through a 64 KiB arena; bodies that overflow
+  // it, or exceed it alone, take other paths. Every body must still be its own Buffer.
+  const eng = new Engine(opts());
+  const sizes = [0, 10, 70000, 5, 200000, 65536, 1, 40000, 40000, 3];
+  const payloads = sizes.map((n, i) => Buffer.alloc(n, 97 + i));
+  const check = (cs) => {
+    assert.equal(cs.length, sizes.length);
+    cs.forEach((c, i) => {
+      assert.ok(c.data.equals(payloads[i]), `body ${i}`);
+      assert.equal(c.data.byteOffset, 0);
+      assert.equal(c.data.buffer.byteLength, sizes[i]);
+      assert.deepEqual(Object.keys(c), ['id', 'data', 'code', 'meta', 'queuedNs', 'runNs']);
+    });
+  };
+  check(await Promise.all(payloads.map((p) => eng.submit('echo', p))));
+  check(await eng.submitMany('echo', payloads));
+  // singles and batches interleaved in one drain
+  const [a, many, b] = await Promise.all([eng.submit('echo', 'x'), eng.submitMany('echo', payloads), eng.submit('echo', 'y')]);
+  check(many);
+  assert.equal(a.data.toString() + b.data.toString(), 'xy');
+  await eng.close();
+});
+
+test('submitMany rejects at the first failure with its index; the rest is absorbed', async () => {
+  const eng = new Engine(opts());
+  await assert.rejects(eng.submitMany('sleep', ['1', '5000', '1'], { timeoutMs: 500 }), (e) => {
+    assert.ok(e instanceof PortwayError);
+    assert.equal(e.code, 'PORTWAY_TIMEOUT');
+    assert.equal(e.index, 1);
+    assert.equal(typeof e.requestId, 'number');
+    return true;
+  });
+  assert.equal((await eng.submit('echo', 'after')).data.toString(), 'after');
+  await eng.close();
+});
+
 test('unknown handler is a PortwayError NOT_FOUND', async () => {
   const eng = new Engine(opts());
   await assert.rejects(eng.submit('nope', 'x'), (e) => e instanceof PortwayError && e.code === 'PORTWAY_NOT_FOUND');

@@ -109,6 +109,25 @@ test.describe('http', { skip }, () => {
     await assert.rejects(p, { name: 'AbortError' });
   });
 
+  test('repeated requests: each method and URL gets its own head, URL objects are read each time', async () => {
+    // http() reuses the request head of an earlier call with the same method and URL string.
+    const get = async (o) => (await eng.http(o)).json();
+    assert.equal((await get({ url: `${base}/echo` })).method, 'GET');
+    assert.equal((await get({ url: `${base}/echo`, method: 'DELETE' })).method, 'DELETE');
+    const again = await get({ url: `${base}/echo` });
+    assert.equal(again.method, 'GET');
+    assert.equal(again.headers.host, new URL(base).host);
+    assert.equal((await get({ url: `${base}/echo`, headers: { 'X-A': '1' } })).headers['x-a'], '1');
+    const u = new URL(`${base}/hello`);
+    assert.equal((await eng.http({ url: u })).text(), 'hello world');
+    u.pathname = '/echo';
+    assert.equal((await get({ url: u })).method, 'GET');
+    // a cached "GET <base>/ x" must not let the invalid method "GET <base>/" with URL "x" through
+    assert.equal((await eng.http({ url: `${base}/ x` })).status, 404);
+    await assert.rejects(eng.http({ url: 'x', method: `GET ${base}/` }), TypeError);
+    await assert.rejects(eng.http({ url: `${base}/echo`, method: 'G T' }), TypeError);
+  });
+
   test('200 concurrent GETs', async () => {
     const rs = await Promise.all(Array.from({ length: 200 }, () => eng.http({ url: `${base}/hello` })));
     assert.ok(rs.every((r) => r.status === 200 && r.text() === 'hello world'));
