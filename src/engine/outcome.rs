@@ -78,13 +78,20 @@ impl Body {
 ///
 /// All keys and values live NUL-terminated in one buffer (`key\0value\0key\0value\0…`), so
 /// a response with a dozen headers costs two allocations, not two dozen.
+///
+/// Empty metadata (most completions) is one null pointer: a request in flight carries no
+/// space for pairs it does not have.
 #[derive(Debug, Default)]
-pub struct Meta {
+pub struct Meta(Option<Box<MetaPairs>>);
+
+#[derive(Debug)]
+struct MetaPairs {
     text: Vec<u8>,
     view: Vec<portway_meta>,
 }
 
-// SAFETY: `view` only points into `text`, which `Meta` owns and never mutates after building.
+// SAFETY: `view` only points into `text`, which `Meta` owns (boxed) and never mutates after
+// building.
 unsafe impl Send for Meta {}
 // SAFETY: as above; shared access is read-only.
 unsafe impl Sync for Meta {}
@@ -129,35 +136,37 @@ impl Meta {
                 value: unsafe { base.add(v) }.cast(),
             })
             .collect();
-        Meta { text, view }
+        Meta(Some(Box::new(MetaPairs { text, view })))
     }
 
     /// The pairs as Rust strings (lossy for invalid UTF-8).
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        let mut parts = self
-            .text
+        let (text, n): (&[u8], usize) = match &self.0 {
+            Some(p) => (&p.text, p.view.len()),
+            None => (&[], 0),
+        };
+        let mut parts = text
             .split(|&b| b == 0)
             .map(|s| std::str::from_utf8(s).unwrap_or(""));
-        std::iter::from_fn(move || Some((parts.next()?, parts.next()?))).take(self.view.len())
+        std::iter::from_fn(move || Some((parts.next()?, parts.next()?))).take(n)
     }
 
     /// The C view: a pointer (NULL when empty) and a count.
     pub fn c_view(&self) -> (*const portway_meta, usize) {
-        if self.view.is_empty() {
-            (std::ptr::null(), 0)
-        } else {
-            (self.view.as_ptr(), self.view.len())
+        match &self.0 {
+            Some(p) => (p.view.as_ptr(), p.view.len()),
+            None => (std::ptr::null(), 0),
         }
     }
 
     /// Number of pairs.
     pub fn len(&self) -> usize {
-        self.view.len()
+        self.0.as_ref().map_or(0, |p| p.view.len())
     }
 
     /// True when there are no pairs.
     pub fn is_empty(&self) -> bool {
-        self.view.is_empty()
+        self.len() == 0
     }
 }
 

@@ -35,23 +35,21 @@ struct TimerState {
     driver_wakes_at: Option<Instant>,
     /// Heap size that triggers the next purge of finished requests.
     purge_at: usize,
-    next_seq: u64,
 }
 
 /// One sleeping stage of a request.
 struct Sleeper {
     at: Instant,
-    /// Insertion order, so equal times wake first-in first-out.
-    seq: u64,
     req: Arc<Request>,
-    stage: usize,
+    stage: u32,
     permit: Option<GatePermit>,
 }
 
 impl Ord for Sleeper {
-    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest wake-up first.
+    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest wake-up first; equal
+    /// times wake in request order.
     fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
+        (other.at, other.req.id).cmp(&(self.at, self.req.id))
     }
 }
 
@@ -63,7 +61,7 @@ impl PartialOrd for Sleeper {
 
 impl PartialEq for Sleeper {
     fn eq(&self, other: &Self) -> bool {
-        self.seq == other.seq
+        self.cmp(other) == Ordering::Equal
     }
 }
 
@@ -76,7 +74,6 @@ impl Timers {
                 heap: BinaryHeap::new(),
                 driver_wakes_at: None,
                 purge_at: MIN_PURGE,
-                next_seq: 0,
             }),
             wake_driver: Notify::new(),
         }
@@ -107,13 +104,10 @@ impl Timers {
             drop(purged);
             st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         }
-        let seq = st.next_seq;
-        st.next_seq += 1;
         st.heap.push(Sleeper {
             at,
-            seq,
             req,
-            stage,
+            stage: stage as u32,
             permit,
         });
         let earlier = st.driver_wakes_at.is_none_or(|t| at < t);
@@ -189,7 +183,7 @@ fn wake_up(shared: &Arc<Shared>, due: Vec<Sleeper>) {
         }
         if s.req.stage_count() > 1 {
             // Pipelines go on to their next stage (and record per-stage figures).
-            dispatch::stage_done(shared, s.req, s.stage, Outcome::ok(Vec::new()));
+            dispatch::stage_done(shared, s.req, s.stage as usize, Outcome::ok(Vec::new()));
         } else if dispatch::claim(shared, &s.req, Outcome::ok(Vec::new())) {
             finished.push(s.req);
         }
