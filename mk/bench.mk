@@ -4,7 +4,8 @@
 #   make bench           install what the anchors need if missing, build everything in release
 #                        mode, run each figure 5 times after a warm-up round (about 10 minutes
 #                        on 2 cores); writes bench/results/latest.json, bench/results/latest.png
-#                        and the generated section of BENCHMARKS.md
+#                        and the generated section of BENCHMARKS.md; then `make bench-channels`
+#                        (mk/channels.mk: the pool channel, flume vs crossbeam vs tokio mpsc)
 #   make bench QUICK=1   one run of each figure at a tenth of the size (what `make test` runs);
 #                        exits non-zero unless every figure was produced; writes its JSON,
 #                        chart and table under target/bench/quick/ (BENCHMARKS.md untouched)
@@ -32,6 +33,7 @@ BENCH_ARGS    ?=
 
 bench: bench-build
 	$(BENCH_PY) bench/run.py $(if $(filter 1,$(QUICK)),--quick) $(BENCH_ARGS)
+	$(if $(filter 1,$(QUICK)),,$(MAKE) --no-print-directory bench-channels)
 
 # For `make test`: the quick form, which fails unless every figure was produced.
 test-bench:
