@@ -69,7 +69,8 @@ struct portway_handler_stats {
 #define PORTWAY_LOG_INFO 2
 
 /**
- * Log level of events to look at (requests leaked past free, abandoned handlers).
+ * Log level of events to look at (connections that could not be made, requests leaked past
+ * free, abandoned handlers).
  */
 #define PORTWAY_LOG_WARN 3
 
@@ -672,8 +673,8 @@ portway_status portway_handler_stats(struct portway_engine *eng,
 
 /**
  * Delivers engine events at `min_level` or above (`PORTWAY_LOG_DEBUG` .. `PORTWAY_LOG_ERROR`) to
- * `log_fn(ctx, level, message)`: shutdown, handler panics, requests leaked past free,
- * abandoned native handlers. NULL `log_fn` removes the hook. Returns `PORTWAY_OK`,
+ * `log_fn(ctx, level, message)`: shutdown, handler panics, outbound connections that could not
+ * be made (refused, unreachable, TLS), requests leaked past free, abandoned native handlers. NULL `log_fn` removes the hook. Returns `PORTWAY_OK`,
  * `PORTWAY_INVALID_ARGUMENT` (NULL engine, unknown level) or `PORTWAY_FORKED`.
  */
 portway_status portway_set_log(struct portway_engine *eng,

@@ -258,6 +258,38 @@ fn log_hook_sees_start_shutdown_and_a_handler_panic() {
 }
 
 #[test]
+fn log_hook_hears_of_a_connection_that_could_not_be_made() {
+    let events: Arc<Mutex<Vec<(LogLevel, String)>>> = Arc::default();
+    let sink = events.clone();
+    let eng = engine_with(|c| {
+        c.set_log(Some(LogSetting {
+            hook: Arc::new(move |level, msg: &str| {
+                sink.lock().unwrap().push((level, msg.to_owned()))
+            }),
+            min: LogLevel::Warn,
+        }))
+    });
+    let http = eng.lookup("http").unwrap();
+    // A port that was just free: nothing listens there, so the connect is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let head = format!("GET http://127.0.0.1:{port}/ HTTP/1.1\r\n\r\n");
+    let id = eng.submit(&sub(http, head.as_bytes())).unwrap();
+    let c = collect(&eng, 1);
+    assert_eq!(c[0].status, Status::PORTWAY_CONNECT_ERROR);
+    let ev = events.lock().unwrap().clone();
+    assert!(
+        ev.iter().any(|(l, m)| *l == LogLevel::Warn
+            && m.starts_with(&format!("request {id}: "))
+            && m.contains("refused")),
+        "{ev:?}"
+    );
+}
+
+#[test]
 fn log_reports_requests_leaked_past_free() {
     let events: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = events.clone();

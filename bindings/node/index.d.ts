@@ -15,7 +15,7 @@ export interface EngineOptions {
   maxInFlight?: number;
   defaultTimeoutMs?: number;
   maxPayload?: number;
-  /** Engine events (start, shutdown, handler panics, requests leaked past free, abandoned
+  /** Engine events (start, shutdown, handler panics, connection failures, requests leaked past free, abandoned
    *  handlers), delivered asynchronously on the JS thread (`this` is undefined).
    *  Never keeps the event loop alive; `await close()` has delivered every event. A throw is
    *  an uncaught exception. */

@@ -140,12 +140,7 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>)
                     return;
                 }
                 let outcome = CatchUnwind(fut).await;
-                if outcome.status == Status::PORTWAY_PANIC {
-                    let msg = String::from_utf8_lossy(outcome.data.as_slice()).into_owned();
-                    task_shared.logger.log(LogLevel::Error, || {
-                        format!("request {}: {msg}", task_req.id)
-                    });
-                }
+                log_failure(&task_shared, &task_req, &outcome);
                 stage_done(&task_shared, task_req, stage, outcome);
             });
             req.set_stage_task(handle.abort_handle());
@@ -162,6 +157,21 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>)
             );
         }
     }
+}
+
+/// Sends the failures a host wants to hear about to the log hook: a panicking handler (error)
+/// and a connection that could not be made (warning: refused, unreachable, TLS). The message
+/// is the completion's own.
+fn log_failure(shared: &Shared, req: &Request, outcome: &Outcome) {
+    let level = match outcome.status {
+        Status::PORTWAY_PANIC => LogLevel::Error,
+        Status::PORTWAY_CONNECT_ERROR | Status::PORTWAY_TLS_ERROR => LogLevel::Warn,
+        _ => return,
+    };
+    shared.logger.log(level, || {
+        let msg = String::from_utf8_lossy(outcome.data.as_slice());
+        format!("request {}: {msg}", req.id)
+    });
 }
 
 /// Records that a stage is starting; false when the request is already done.

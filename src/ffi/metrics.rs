@@ -15,7 +15,8 @@ use crate::status::portway_status;
 pub const PORTWAY_LOG_DEBUG: u32 = 1;
 /// Log level of lifecycle events (engine start, shutdown).
 pub const PORTWAY_LOG_INFO: u32 = 2;
-/// Log level of events to look at (requests leaked past free, abandoned handlers).
+/// Log level of events to look at (connections that could not be made, requests leaked past
+/// free, abandoned handlers).
 pub const PORTWAY_LOG_WARN: u32 = 3;
 /// Log level of failures (handler panics).
 pub const PORTWAY_LOG_ERROR: u32 = 4;
@@ -198,8 +199,8 @@ fn log_setting(
 }
 
 /// Delivers engine events at `min_level` or above (`PORTWAY_LOG_DEBUG` .. `PORTWAY_LOG_ERROR`) to
-/// `log_fn(ctx, level, message)`: shutdown, handler panics, requests leaked past free,
-/// abandoned native handlers. NULL `log_fn` removes the hook. Returns `PORTWAY_OK`,
+/// `log_fn(ctx, level, message)`: shutdown, handler panics, outbound connections that could not
+/// be made (refused, unreachable, TLS), requests leaked past free, abandoned native handlers. NULL `log_fn` removes the hook. Returns `PORTWAY_OK`,
 /// `PORTWAY_INVALID_ARGUMENT` (NULL engine, unknown level) or `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_set_log(
