@@ -221,18 +221,27 @@ fn inflight_dump_shows_a_stuck_request_with_a_growing_age_then_nothing() {
     assert_eq!(busy(&eng), Some(0.0), "a worker that returned is idle");
 }
 
-#[test]
-fn log_hook_sees_start_shutdown_and_a_handler_panic() {
-    let events: Arc<Mutex<Vec<(LogLevel, String)>>> = Arc::default();
+/// Events a log hook received, in order.
+type Events = Arc<Mutex<Vec<(LogLevel, String)>>>;
+
+/// An engine whose log hook (set in its config, at `min` and above) records every event.
+fn logging_engine(min: LogLevel) -> (portway::Engine, Events) {
+    let events: Events = Arc::default();
     let sink = events.clone();
     let eng = engine_with(|c| {
         c.set_log(Some(LogSetting {
             hook: Arc::new(move |level, msg: &str| {
                 sink.lock().unwrap().push((level, msg.to_owned()))
             }),
-            min: LogLevel::Info,
+            min,
         }))
     });
+    (eng, events)
+}
+
+#[test]
+fn log_hook_sees_start_shutdown_and_a_handler_panic() {
+    let (eng, events) = logging_engine(LogLevel::Info);
     let boom = eng
         .register_blocking("boom", |_c: &mut Call| panic!("kaboom"))
         .unwrap();
@@ -259,16 +268,7 @@ fn log_hook_sees_start_shutdown_and_a_handler_panic() {
 
 #[test]
 fn log_hook_hears_of_a_connection_that_could_not_be_made() {
-    let events: Arc<Mutex<Vec<(LogLevel, String)>>> = Arc::default();
-    let sink = events.clone();
-    let eng = engine_with(|c| {
-        c.set_log(Some(LogSetting {
-            hook: Arc::new(move |level, msg: &str| {
-                sink.lock().unwrap().push((level, msg.to_owned()))
-            }),
-            min: LogLevel::Warn,
-        }))
-    });
+    let (eng, events) = logging_engine(LogLevel::Warn);
     let http = eng.lookup("http").unwrap();
     // A port that was just free: nothing listens there, so the connect is refused.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
