@@ -9,13 +9,76 @@ use crate::engine::{Meta, Outcome};
 use crate::error::{Error, Result};
 use crate::status::Status;
 
+/// Responses up to this many bytes are kept in the call itself until the handler returns: no
+/// allocation on the worker for the common small answer (a digest, a status, nothing at all).
+const INLINE_RESPONSE: usize = 64;
+
 /// One invocation of a blocking handler. Valid only while the handler runs.
 pub struct Call {
     request: Arc<Request>,
     payload: Vec<u8>,
     code: u32,
     meta: Vec<(CString, CString)>,
-    result: Option<std::result::Result<Vec<u8>, String>>,
+    result: Option<std::result::Result<Response, String>>,
+}
+
+/// The bytes a handler responded with.
+enum Response {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_RESPONSE],
+    },
+    Heap(Vec<u8>),
+}
+
+impl Response {
+    fn copy_from(data: &[u8]) -> Self {
+        if data.len() <= INLINE_RESPONSE {
+            let mut bytes = [0; INLINE_RESPONSE];
+            bytes[..data.len()].copy_from_slice(data);
+            Response::Inline {
+                len: data.len() as u8,
+                bytes,
+            }
+        } else {
+            // Room for the NUL the completion adds, so taking the bytes never reallocates.
+            let mut bytes = Vec::with_capacity(data.len() + 1);
+            bytes.extend_from_slice(data);
+            Response::Heap(bytes)
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Response::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Response::Heap(bytes) => bytes,
+        }
+    }
+
+    /// The response as the completion's buffer. The spent payload buffer is reused when the
+    /// response fits it without pinning much more memory than it needs: the payload was
+    /// allocated by the host thread and is then freed there at release, and the worker neither
+    /// allocates nor frees (with glibc, a buffer freed on another thread than the one that
+    /// allocated it takes that thread's arena lock, which workers and host then fight over).
+    fn into_vec(self, mut spent: Vec<u8>) -> Vec<u8> {
+        let needed = self.as_slice().len() + 1;
+        if self.as_slice().is_empty() {
+            return Vec::new();
+        }
+        if spent.capacity() >= needed && spent.capacity() <= needed.max(1024) * 4 {
+            spent.clear();
+            spent.extend_from_slice(self.as_slice());
+            return spent;
+        }
+        match self {
+            Response::Heap(bytes) => bytes,
+            Response::Inline { .. } => {
+                let mut bytes = Vec::with_capacity(needed);
+                bytes.extend_from_slice(self.as_slice());
+                bytes
+            }
+        }
+    }
 }
 
 impl Call {
@@ -51,10 +114,7 @@ impl Call {
 
     /// Sets the response bytes (copied). Fails if the call already responded or failed.
     pub fn respond(&mut self, data: &[u8]) -> Result<()> {
-        // Room for the NUL the completion adds, so taking the bytes never reallocates.
-        let mut bytes = Vec::with_capacity(data.len() + 1);
-        bytes.extend_from_slice(data);
-        self.settle(Ok(bytes))
+        self.settle(Ok(Response::copy_from(data)))
     }
 
     /// Fails the call with `message`; the completion's status is `PORTWAY_HANDLER_ERROR`.
@@ -76,7 +136,7 @@ impl Call {
         Ok(())
     }
 
-    fn settle(&mut self, result: std::result::Result<Vec<u8>, String>) -> Result<()> {
+    fn settle(&mut self, result: std::result::Result<Response, String>) -> Result<()> {
         if self.result.is_some() {
             return Err(Error::invalid(
                 "this call already has a response (respond or fail was called before)",
@@ -89,7 +149,7 @@ impl Call {
     /// Turns what the handler did into the stage outcome.
     pub(crate) fn into_outcome(self) -> Outcome {
         let base = match self.result {
-            Some(Ok(data)) => Outcome::ok(data),
+            Some(Ok(response)) => Outcome::ok(response.into_vec(self.payload)),
             Some(Err(msg)) => Outcome::failed(Status::PORTWAY_HANDLER_ERROR, msg),
             None => Outcome::failed(
                 Status::PORTWAY_HANDLER_ERROR,

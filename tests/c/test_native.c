@@ -26,6 +26,24 @@ static void h_upper(void *ctx, portway_call *call) {
     free(out);
 }
 
+/* Responds with its own payload minus the first byte, then sets code 1 if the payload it was
+ * given is still intact after responding (it stays the handler's until it returns). */
+static void h_tail(void *ctx, portway_call *call) {
+    (void)ctx;
+    const uint8_t *d = NULL;
+    size_t n = 0;
+    portway_call_payload(call, &d, &n);
+    if (n == 0) {
+        portway_call_fail(call, "empty payload");
+        return;
+    }
+    uint8_t *copy = malloc(n);
+    memcpy(copy, d, n);
+    portway_call_respond(call, d + 1, n - 1);
+    portway_call_set_code(call, memcmp(copy, d, n) == 0 ? 1 : 2);
+    free(copy);
+}
+
 static void h_fail(void *ctx, portway_call *call) {
     (void)ctx;
     portway_call_set_code(call, 42);
@@ -168,6 +186,20 @@ static void test_respond_fail_meta(void) {
     CHECK(strcmp(c.meta[1].key, "user-data") == 0 && strcmp(c.meta[1].value, "77") == 0);
     CHECK_OK(portway_release(eng, &c, 1));
 
+    /* A response taken from the payload itself, short (kept in the call) and long. */
+    uint32_t tail = reg(eng, "tail", h_tail, NULL);
+    c = run(eng, tail, "xhello");
+    CHECK(c.status == PORTWAY_OK && c.code == 1);
+    CHECK(DATA_IS(c, "hello"));
+    CHECK_OK(portway_release(eng, &c, 1));
+    char big[301];
+    for (size_t i = 0; i < sizeof big - 1; i++) big[i] = (char)('a' + i % 26);
+    big[sizeof big - 1] = '\0';
+    c = run(eng, tail, big);
+    CHECK(c.status == PORTWAY_OK && c.code == 1);
+    CHECK(DATA_IS(c, big + 1));
+    CHECK_OK(portway_release(eng, &c, 1));
+
     c = run(eng, fail, "x");
     CHECK(c.status == PORTWAY_HANDLER_ERROR);
     CHECK(DATA_IS(c, "deliberate failure"));
@@ -189,7 +221,7 @@ static void test_respond_fail_meta(void) {
     struct portway_stats st;
     CHECK_OK(portway_stats(eng, &st));
     CHECK(st.pool_workers == 2);
-    CHECK(st.completed[PORTWAY_OK] == 2);
+    CHECK(st.completed[PORTWAY_OK] == 4);
     CHECK(st.completed[PORTWAY_HANDLER_ERROR] == 2);
     CHECK(st.in_flight == 0);
     portway_engine_free(eng);
