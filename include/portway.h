@@ -411,6 +411,22 @@ portway_status portway_poll(struct portway_engine *eng,
                             size_t *out_n);
 
 /**
+ * `portway_poll` that waits for a batch: it returns once at least `min` completions are ready,
+ * or fewer when every request accepted and not yet polled has completed (so a `min` above the
+ * work in flight never waits forever), or when `timeout_ms` passes or `portway_wake` is called
+ * (0 = don't wait, -1 = forever). Then it fills up to `cap` entries, like `portway_poll`. A host
+ * that keeps many requests in flight takes its completions in batches, one wake-up each (like
+ * liburing's `io_uring_wait_cqe_nr`). Returns what `portway_poll` returns;
+ * `PORTWAY_INVALID_ARGUMENT` also when `min` is 0 or above `cap`.
+ */
+portway_status portway_poll_min(struct portway_engine *eng,
+                                struct portway_completion *out,
+                                size_t cap,
+                                size_t min,
+                                int32_t timeout_ms,
+                                size_t *out_n);
+
+/**
  * Releases `n` polled completions: their buffers are freed and their in-flight slots return.
  * Entries that were never polled, or were already released, are ignored. `c` may be NULL
  * only when `n` is 0. Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.

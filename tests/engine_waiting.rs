@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{engine, sub};
-use portway::{Polled, ShutdownMode};
+use common::{collect, engine, sub};
+use portway::{Engine, Polled, ShutdownMode};
 
 fn readable(fd: i32) -> bool {
     let mut p = libc::pollfd {
@@ -214,4 +214,107 @@ fn notify_hook_fires_when_the_last_poll_closes_the_engine() {
         eng.poll(1, Some(Duration::ZERO), |_, _| {}).unwrap(),
         Polled::Closed
     );
+}
+
+#[test]
+fn notify_fd_asked_for_late_shows_completions_already_waiting() {
+    // The eventfd is left alone until the host asks for it: arming it must catch up with the
+    // queue, or a loop that registers the fd after submitting would never wake.
+    let eng = engine();
+    let echo = eng.lookup("echo").unwrap();
+    eng.submit(&sub(echo, b"early")).unwrap();
+    let fd = eng.notify_fd().unwrap();
+    assert!(
+        readable(fd),
+        "a completion was waiting before the fd was asked for"
+    );
+    eng.poll_owned(8, Some(Duration::ZERO)).unwrap();
+    assert!(!readable(fd));
+    eng.submit(&sub(echo, b"later")).unwrap();
+    assert!(readable(fd));
+}
+
+#[test]
+fn notify_fd_asked_for_after_shutdown_is_readable() {
+    let eng = engine();
+    eng.shutdown(ShutdownMode::Drain, None).unwrap();
+    assert!(readable(eng.notify_fd().unwrap()));
+}
+
+/// Polls once with `poll_min`, returning the ids it took (released) or None when closed.
+fn poll_min_ids(eng: &Engine, cap: usize, min: usize, timeout: Option<Duration>) -> Vec<u64> {
+    let mut ids = Vec::new();
+    let end = eng
+        .poll_min(cap, min, timeout, |_, c| ids.push(c.id()))
+        .unwrap();
+    assert_ne!(end, Polled::Closed);
+    eng.release(ids.iter().copied()).unwrap();
+    ids
+}
+
+#[test]
+fn poll_min_waits_for_the_batch() {
+    let eng = engine();
+    let (echo, sleep) = (eng.lookup("echo").unwrap(), eng.lookup("sleep").unwrap());
+    eng.submit(&sub(echo, b"now")).unwrap();
+    eng.submit(&sub(sleep, b"50")).unwrap();
+    eng.submit(&sub(sleep, b"60")).unwrap();
+    // A plain poll would return the echo at once; this one waits for all three.
+    let got = poll_min_ids(&eng, 8, 3, Some(Duration::from_secs(10)));
+    assert_eq!(got.len(), 3);
+}
+
+#[test]
+fn poll_min_times_out_with_nothing_rather_than_a_short_batch() {
+    let eng = engine();
+    let (echo, sleep) = (eng.lookup("echo").unwrap(), eng.lookup("sleep").unwrap());
+    eng.submit(&sub(echo, b"now")).unwrap();
+    let sleeper = eng.submit(&sub(sleep, b"60000")).unwrap();
+    let got = poll_min_ids(&eng, 8, 2, Some(Duration::from_millis(30)));
+    assert!(got.is_empty(), "one ready, two wanted, one still running");
+    assert_eq!(poll_min_ids(&eng, 8, 1, Some(Duration::ZERO)).len(), 1);
+    eng.cancel(sleeper).unwrap();
+    assert_eq!(collect(&eng, 1).len(), 1);
+}
+
+#[test]
+fn poll_min_returns_early_when_everything_in_flight_is_ready() {
+    // Asking for more than is in flight must not wait: once every accepted request has
+    // completed, no more can come. (Without that rule this poll would wait out its timeout
+    // and return nothing.)
+    let eng = engine();
+    let echo = eng.lookup("echo").unwrap();
+    eng.submit(&sub(echo, b"a")).unwrap();
+    eng.submit(&sub(echo, b"b")).unwrap();
+    let got = poll_min_ids(&eng, 64, 64, Some(Duration::from_secs(60)));
+    assert_eq!(got.len(), 2);
+}
+
+#[test]
+fn poll_min_rejects_a_minimum_of_zero_or_above_the_capacity() {
+    let eng = engine();
+    assert!(eng.poll_min(4, 0, Some(Duration::ZERO), |_, _| {}).is_err());
+    assert!(eng.poll_min(4, 5, Some(Duration::ZERO), |_, _| {}).is_err());
+}
+
+#[test]
+fn a_plain_poller_is_woken_while_a_batch_poller_waits() {
+    // Pollers that want different counts share one queue: a completion that is enough for
+    // the plain poller must wake it even though the batch poller keeps waiting.
+    let eng = Arc::new(engine());
+    let (echo, sleep) = (eng.lookup("echo").unwrap(), eng.lookup("sleep").unwrap());
+    let sleeper = eng.submit(&sub(sleep, b"60000")).unwrap();
+    let batch = {
+        let eng = eng.clone();
+        std::thread::spawn(move || poll_min_ids(&eng, 64, 64, Some(Duration::from_secs(60))))
+    };
+    let plain = {
+        let eng = eng.clone();
+        std::thread::spawn(move || poll_min_ids(&eng, 64, 1, Some(Duration::from_secs(60))))
+    };
+    std::thread::sleep(Duration::from_millis(50)); // both are asleep in poll by now
+    let echoed = eng.submit(&sub(echo, b"x")).unwrap();
+    assert_eq!(plain.join().unwrap(), vec![echoed]);
+    eng.cancel(sleeper).unwrap();
+    assert_eq!(batch.join().unwrap(), vec![sleeper]);
 }

@@ -505,15 +505,35 @@ impl Engine {
         &self,
         cap: usize,
         timeout: Option<Duration>,
+        f: impl FnMut(usize, Completion<'_>),
+    ) -> Result<Polled> {
+        self.poll_min(cap, 1, timeout, f)
+    }
+
+    /// Like [`Engine::poll`], but waits until at least `min` completions are ready, or fewer
+    /// when every request accepted and not yet polled has completed (so a `min` above the work
+    /// in flight never waits forever). A timeout or a wake still ends the wait early. Hosts
+    /// that keep many requests in flight use it to take completions in batches, one wake-up
+    /// per batch. `min` must be between 1 and `cap`.
+    pub fn poll_min(
+        &self,
+        cap: usize,
+        min: usize,
+        timeout: Option<Duration>,
         mut f: impl FnMut(usize, Completion<'_>),
     ) -> Result<Polled> {
         self.check_fork()?;
         if cap == 0 {
             return Err(Error::invalid("poll capacity must be at least 1"));
         }
+        if min == 0 || min > cap {
+            return Err(Error::invalid(
+                "poll minimum must be at least 1 and at most the capacity",
+            ));
+        }
         let metrics = self.shared.config.metrics;
         let mut recorded = PolledRecorder::default();
-        let end = self.shared.queue.poll(cap, timeout, |i, req| {
+        let end = self.shared.queue.poll(cap, min, timeout, |i, req| {
             req.mark_polled();
             if let Some(outcome) = req.outcome() {
                 f(i, Completion { req, outcome });

@@ -2,7 +2,9 @@
 //! fd, the notify hook, explicit wakes, and the intake counter that decides `PORTWAY_CLOSED`.
 //!
 //! Invariants, all kept under the one state lock:
-//! - the eventfd is readable exactly when `ready` is non-empty or the queue is closed;
+//! - once the host asked for it, the eventfd is readable exactly when `ready` is non-empty or
+//!   the queue is closed (until then it is never touched: hosts that block in `poll` pay no
+//!   eventfd syscalls);
 //! - the hook runs (outside the lock) after every transition from empty to non-empty;
 //! - `intake` = shutdown flag | requests accepted but not yet polled. It is one atomic so that
 //!   a submit either lands before shutdown (and will be polled) or is refused.
@@ -42,6 +44,13 @@ struct QueueState {
     /// only when some blocked poller has not been signalled already, so a burst of pushes
     /// while the poller is waking costs one wake-up, not one per push.
     signalled: usize,
+    /// Blocked pollers that wait for more than one completion (`poll` with `min` > 1).
+    batch_pollers: usize,
+    /// The smallest `min` among blocked pollers while some are batch pollers (a stale, smaller
+    /// value only causes a spurious wake-up, which the poller checks and sleeps through).
+    least_min: usize,
+    /// True once the host asked for the eventfd.
+    fd_armed: bool,
     fd_readable: bool,
     closed: bool,
 }
@@ -74,8 +83,15 @@ impl CompletionQueue {
         })
     }
 
-    /// The notify descriptor (owned by the queue).
+    /// The notify descriptor (owned by the queue). The first call arms it: from then on it
+    /// tracks the queue.
     pub fn fd(&self) -> RawFd {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !st.fd_armed {
+            st.fd_armed = true;
+            let readable = !st.ready.is_empty() || st.closed;
+            self.set_readable(&mut st, readable);
+        }
         self.fd.as_raw_fd()
     }
 
@@ -141,11 +157,17 @@ impl CompletionQueue {
         if was_empty {
             self.set_readable(&mut st, true);
         }
-        let unsignalled = st.waiting_pollers.saturating_sub(st.signalled);
-        let wake = unsignalled.min(added);
-        st.signalled += wake;
-        for _ in 0..wake {
-            self.ready_cv.notify_one();
+        if st.batch_pollers == 0 {
+            let unsignalled = st.waiting_pollers.saturating_sub(st.signalled);
+            let wake = unsignalled.min(added);
+            st.signalled += wake;
+            for _ in 0..wake {
+                self.ready_cv.notify_one();
+            }
+        } else if self.enough_ready(&st, st.least_min) {
+            // Pollers wait for different counts: wake them all and let each one check its own.
+            st.signalled = st.waiting_pollers;
+            self.ready_cv.notify_all();
         }
         drop(st);
         if was_empty {
@@ -153,15 +175,18 @@ impl CompletionQueue {
         }
     }
 
-    /// Waits up to `timeout` (None = forever) for completions and hands up to `cap` of them to
-    /// `take`, after the queue lock is released (so workers posting completions never wait
-    /// for the host to read them).
+    /// Waits up to `timeout` (None = forever) until at least `min` completions are ready (or
+    /// fewer, when every request accepted and not yet polled is among them), and hands up to
+    /// `cap` of them to `take` after the queue lock is released (so workers posting completions
+    /// never wait for the host to read them).
     pub fn poll(
         &self,
         cap: usize,
+        min: usize,
         timeout: Option<Duration>,
         mut take: impl FnMut(usize, &Arc<Request>),
     ) -> PollEnd {
+        let min = min.clamp(1, cap.max(1));
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut spins_left = if timeout == Some(Duration::ZERO) {
             0
@@ -170,7 +195,7 @@ impl CompletionQueue {
         };
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if !st.ready.is_empty() {
+            if self.enough_ready(&st, min) {
                 let n = cap.min(st.ready.len());
                 let batch: Vec<Arc<Request>> = st.ready.drain(..n).collect();
                 let after = self.intake.fetch_sub(n as u64, Ordering::AcqRel) - n as u64;
@@ -221,6 +246,18 @@ impl CompletionQueue {
                 continue;
             }
             st.waiting_pollers += 1;
+            if min > 1 {
+                st.batch_pollers += 1;
+            }
+            if st.batch_pollers > 0 {
+                st.least_min = if st.waiting_pollers > st.batch_pollers {
+                    1 // a plain poller waits too
+                } else if st.batch_pollers == 1 {
+                    min // the only one waiting
+                } else {
+                    st.least_min.min(min)
+                };
+            }
             st = match wait {
                 None => self.ready_cv.wait(st).unwrap_or_else(|e| e.into_inner()),
                 Some(w) => {
@@ -232,7 +269,21 @@ impl CompletionQueue {
             };
             st.waiting_pollers -= 1;
             st.signalled = st.signalled.saturating_sub(1).min(st.waiting_pollers);
+            if min > 1 {
+                st.batch_pollers -= 1;
+            }
         }
+    }
+
+    /// True when a poll for `min` completions can return: that many are ready, or every request
+    /// accepted and not yet polled is ready (no more can come; this also keeps a `min` larger
+    /// than the work in flight from waiting forever).
+    fn enough_ready(&self, st: &QueueState, min: usize) -> bool {
+        let ready = st.ready.len();
+        if ready == 0 {
+            return false;
+        }
+        ready >= min || ready as u64 >= self.intake.load(Ordering::Acquire) & !SHUTDOWN_BIT
     }
 
     /// Makes one blocked poll return with nothing; if none is blocked, the next poll that
@@ -269,7 +320,7 @@ impl CompletionQueue {
     }
 
     fn set_readable(&self, st: &mut QueueState, readable: bool) {
-        if st.fd_readable == readable {
+        if !st.fd_armed || st.fd_readable == readable {
             return;
         }
         let fd = self.fd.as_raw_fd();

@@ -54,13 +54,33 @@ pub unsafe extern "C" fn portway_poll(
     timeout_ms: i32,
     out_n: *mut usize,
 ) -> portway_status {
+    // SAFETY: the caller's guarantees are those of `portway_poll_min`.
+    unsafe { portway_poll_min(eng, out, cap, 1, timeout_ms, out_n) }
+}
+
+/// `portway_poll` that waits for a batch: it returns once at least `min` completions are ready,
+/// or fewer when every request accepted and not yet polled has completed (so a `min` above the
+/// work in flight never waits forever), or when `timeout_ms` passes or `portway_wake` is called
+/// (0 = don't wait, -1 = forever). Then it fills up to `cap` entries, like `portway_poll`. A host
+/// that keeps many requests in flight takes its completions in batches, one wake-up each (like
+/// liburing's `io_uring_wait_cqe_nr`). Returns what `portway_poll` returns;
+/// `PORTWAY_INVALID_ARGUMENT` also when `min` is 0 or above `cap`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_poll_min(
+    eng: *mut portway_engine,
+    out: *mut portway_completion,
+    cap: usize,
+    min: usize,
+    timeout_ms: i32,
+    out_n: *mut usize,
+) -> portway_status {
     guard(|| {
         // SAFETY: NULL or a live engine.
         let engine = unsafe { portway_engine::borrow(eng) }?;
         require_out(out, "out")?;
         require_out(out_n, "out_n")?;
         let wait = timeout(timeout_ms, "timeout_ms")?;
-        let polled = engine.poll(cap, wait, |i, c| {
+        let polled = engine.poll_min(cap, min, wait, |i, c| {
             let (meta, meta_len) = c.meta().c_view();
             let (queued_ns, run_ns) = c.timings();
             let entry = portway_completion {

@@ -226,12 +226,14 @@ static atomic_int mp_dupes = 0;
 static atomic_uchar *mp_seen;  /* indexed by user_data */
 static uint64_t *mp_got_id;    /* indexed by user_data */
 
+/* Poller i asks for batches of at least 1 + 5 * i completions (portway_poll_min), so plain and
+ * batch pollers share the queue. */
 static void *mp_poller(void *arg) {
-    (void)arg;
+    size_t min = 1 + 5 * (size_t)(uintptr_t)arg;
     portway_completion c[16];
     while (atomic_load(&mp_received) < mp_total) {
         size_t n = 0;
-        portway_status st = portway_poll(mp_eng, c, 16, 100, &n);
+        portway_status st = portway_poll_min(mp_eng, c, 16, min, 100, &n);
         CHECK_OK(st);
         for (size_t i = 0; i < n; i++) {
             uint64_t ud = c[i].user_data;
@@ -258,7 +260,8 @@ static void test_many_pollers(void) {
     uint32_t echo = lookup(mp_eng, "echo");
 
     pthread_t th[POLLERS];
-    for (int i = 0; i < POLLERS; i++) CHECK(pthread_create(&th[i], NULL, mp_poller, NULL) == 0);
+    for (int i = 0; i < POLLERS; i++)
+        CHECK(pthread_create(&th[i], NULL, mp_poller, (void *)(uintptr_t)i) == 0);
 
     enum { BATCH = 250 };
     portway_request reqs[BATCH];
@@ -305,8 +308,38 @@ static void test_many_pollers(void) {
     free(uds);
 }
 
+/* ---------------------------------------------------------------- batch polls */
+
+static void test_poll_min(void) {
+    portway_engine *eng = new_engine();
+    uint32_t echo = lookup(eng, "echo"), sleep = lookup(eng, "sleep");
+    portway_request reqs[4] = {make_req(echo, "now", 0, 1), make_req(sleep, "30", 0, 2),
+                               make_req(sleep, "40", 0, 3), make_req(sleep, "50", 0, 4)};
+    size_t acc = 0, n = 0;
+    CHECK_OK(portway_submit_batch(eng, reqs, 4, NULL, &acc));
+    CHECK(acc == 4);
+    portway_completion c[8];
+    /* A plain poll would return the echo alone; this waits for all four. */
+    CHECK_OK(portway_poll_min(eng, c, 8, 4, 10000, &n));
+    CHECK(n == 4);
+    CHECK_OK(portway_release(eng, c, n));
+    /* Asking for more than is in flight returns what there is once all of it is done. */
+    CHECK_OK(portway_submit_batch(eng, reqs, 2, NULL, &acc));
+    CHECK_OK(portway_poll_min(eng, c, 8, 8, 10000, &n));
+    CHECK(n == 2);
+    CHECK_OK(portway_release(eng, c, n));
+    /* The minimum must be between 1 and the capacity. */
+    CHECK_ST(portway_poll_min(eng, c, 8, 0, 0, &n), PORTWAY_INVALID_ARGUMENT);
+    CHECK(portway_last_error()[0] != '\0');
+    CHECK_ST(portway_poll_min(eng, c, 8, 9, 0, &n), PORTWAY_INVALID_ARGUMENT);
+    CHECK_ST(portway_poll_min(NULL, c, 8, 1, 0, &n), PORTWAY_INVALID_ARGUMENT);
+    CHECK_ST(portway_poll_min(eng, NULL, 8, 1, 0, &n), PORTWAY_INVALID_ARGUMENT);
+    portway_engine_free(eng);
+}
+
 int main(void) {
     test_fd_level();
+    test_poll_min();
     test_callback();
     test_wake();
     test_many_pollers();
