@@ -2,8 +2,8 @@
  * pw_bench.c: the portway side of `make bench`, through the C ABI. Prints one JSON line.
  *
  *   pw_bench overhead native|echo N WORKERS   W1: N no-op requests, submitted with
- *                                             portway_submit_batch and polled in batches, a
- *                                             window of WINDOW in flight. "native" is a C
+ *                                             portway_submit_batch and polled in batches
+ *                                             (portway_poll_min), a window of WINDOW in flight. "native" is a C
  *                                             handler on the pool that responds with nothing;
  *                                             "echo" is the built-in (inline) echo.
  *   pw_bench sleep N MS                       W2: N concurrent MS-millisecond "sleep" requests.
@@ -33,7 +33,8 @@
 #include "portway.h"
 
 #define BATCH 1024    /* requests per submit_batch, completions per poll */
-#define WINDOW 8192   /* W1: requests in flight at most */
+#define WINDOW 4096   /* W1, W4: requests in flight at most (Go's anchor holds up to 2 x 1024
+                         in its channels, plus what its goroutines hold) */
 #define SHA_PAYLOAD 1024
 
 static double now_s(void) {
@@ -125,14 +126,19 @@ static void sha_handler(void *ctx, portway_call *call) {
 static uint64_t peak_in_flight; /* the most requests holding a slot at once in run_window */
 
 /* Keeps up to `window` requests in flight until `total` completed; each batch submit reuses
- * `reqs` (`BATCH` identical requests). Returns the number of failed completions. */
+ * `reqs` (`BATCH` identical requests). With `batched`, the loop works in whole batches: it
+ * refills only when a full batch (or the rest) fits the window, and each poll waits for a batch
+ * of completions (portway_poll_min) instead of returning with the first one. Returns the number
+ * of failed completions. */
 
 static uint64_t run_window(portway_engine *eng, const portway_request *reqs, uint64_t total,
-                           uint64_t window, int (*check)(const portway_completion *)) {
+                           uint64_t window, int batched, int (*check)(const portway_completion *)) {
     static portway_completion comps[BATCH];
     uint64_t submitted = 0, done = 0, in_flight = 0, failed = 0;
+    uint64_t refill_at = batched && window >= BATCH ? BATCH : 1; /* free slots worth a submit */
     while (done < total) {
-        while (submitted < total && in_flight < window) {
+        while (submitted < total && in_flight < window &&
+               (window - in_flight >= refill_at || total - submitted <= window - in_flight)) {
             uint64_t want = window - in_flight;
             if (want > total - submitted) want = total - submitted;
             if (want > BATCH) want = BATCH;
@@ -145,7 +151,7 @@ static uint64_t run_window(portway_engine *eng, const portway_request *reqs, uin
         }
         if (in_flight > peak_in_flight) peak_in_flight = in_flight;
         size_t n = 0;
-        CHECK(portway_poll(eng, comps, BATCH, in_flight ? -1 : 0, &n));
+        CHECK(portway_poll_min(eng, comps, BATCH, batched ? BATCH : 1, in_flight ? -1 : 0, &n));
         for (size_t k = 0; k < n; k++)
             if (comps[k].status != PORTWAY_OK || (check && !check(&comps[k]))) {
                 if (failed == 0)
@@ -185,9 +191,9 @@ static int overhead(const char *kind, uint64_t n, uint32_t workers) {
         return 2;
     }
     portway_request *reqs = same_requests(h, NULL, 0);
-    run_window(eng, reqs, n / 10 < 10000 ? n / 10 : 10000, WINDOW, NULL); /* warm-up */
+    run_window(eng, reqs, n / 10 < 10000 ? n / 10 : 10000, WINDOW, 1, NULL); /* warm-up */
     double t0 = now_s();
-    uint64_t failed = run_window(eng, reqs, n, WINDOW, NULL);
+    uint64_t failed = run_window(eng, reqs, n, WINDOW, 1, NULL);
     double secs = now_s() - t0;
     portway_engine_free(eng);
     free(reqs);
@@ -202,11 +208,11 @@ static int overhead(const char *kind, uint64_t n, uint32_t workers) {
 static int sleeps(uint64_t n, const char *ms) {
     portway_engine *eng = engine(0, (uint32_t)(n + BATCH));
     portway_request *reqs = same_requests(lookup(eng, "sleep"), ms, strlen(ms));
-    run_window(eng, reqs, 100, 100, NULL); /* warm-up: timers, runtime threads */
+    run_window(eng, reqs, 100, 100, 0, NULL); /* warm-up: timers, runtime threads */
     long base = rss_kib();
     peak_in_flight = 0;
     double t0 = now_s();
-    uint64_t failed = run_window(eng, reqs, n, n, NULL);
+    uint64_t failed = run_window(eng, reqs, n, n, 0, NULL);
     double secs = now_s() - t0;
     portway_engine_free(eng);
     free(reqs);
@@ -228,9 +234,9 @@ static int fanout(const char *url, uint64_t n, uint64_t conc) {
     int len = snprintf(head, sizeof head, "GET %s HTTP/1.1\r\n\r\n", url);
     if (len < 0 || (size_t)len >= sizeof head) return 2;
     portway_request *reqs = same_requests(lookup(eng, "http"), head, (size_t)len);
-    run_window(eng, reqs, conc, conc, http_ok); /* warm-up: opens the connections */
+    run_window(eng, reqs, conc, conc, 0, http_ok); /* warm-up: opens the connections */
     double c0 = cpu_s(), t0 = now_s();
-    uint64_t failed = run_window(eng, reqs, n, conc, http_ok);
+    uint64_t failed = run_window(eng, reqs, n, conc, 0, http_ok);
     double secs = now_s() - t0, cpu = cpu_s() - c0;
     portway_engine_free(eng);
     free(reqs);
@@ -266,9 +272,9 @@ static int sha(uint64_t n, uint32_t workers) {
     uint32_t h;
     CHECK(portway_register_handler(eng, "sha256", sha_handler, NULL, &h));
     portway_request *reqs = same_requests(h, payload, sizeof payload);
-    run_window(eng, reqs, 10000, WINDOW, NULL);
+    run_window(eng, reqs, 10000, WINDOW, 1, NULL);
     t0 = now_s();
-    uint64_t failed = run_window(eng, reqs, n, WINDOW, NULL);
+    uint64_t failed = run_window(eng, reqs, n, WINDOW, 1, NULL);
     double secs = now_s() - t0;
     portway_engine_free(eng);
     free(reqs);
