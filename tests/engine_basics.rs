@@ -306,3 +306,58 @@ fn blocking_responses_of_every_size_arrive_intact_whatever_the_payload_size() {
         assert_eq!(c.data, *response, "request {id}: {} bytes", response.len());
     }
 }
+
+#[test]
+fn released_requests_are_reused_without_carrying_anything_over() {
+    // Released requests (and their buffers) are recycled by later submits: a request must
+    // come back with nothing of its previous life: not its code, meta, bytes, status,
+    // deadline or cancellation.
+    let eng = engine();
+    let marked = eng
+        .register_blocking("marked", |c: &mut portway::handlers::Call| {
+            c.set_code(7);
+            c.add_meta("previous", "life").unwrap();
+            let long = c.payload().repeat(3);
+            c.respond(&long).unwrap();
+        })
+        .unwrap();
+    let plain = eng
+        .register_blocking("plain", |c: &mut portway::handlers::Call| {
+            let p = c.payload().to_vec();
+            c.respond(&p).unwrap();
+        })
+        .unwrap();
+    let sleep = eng.lookup("sleep").unwrap();
+    for round in 0..5 {
+        let mut first = Vec::new();
+        for i in 0..64 {
+            first.push(sub(marked, b"first life payload"));
+            let mut timed = sub(sleep, b"60000");
+            timed.timeout_ms = 1 + i % 3;
+            first.push(timed);
+        }
+        let (n, r) = eng.submit_batch(&first, None);
+        r.unwrap();
+        let got = common::collect(&eng, n);
+        assert!(got.iter().any(|c| c.status == Status::PORTWAY_TIMEOUT));
+        let payloads: Vec<Vec<u8>> = (0..128u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        let second: Vec<_> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Submission {
+                handler: plain,
+                timeout_ms: 0,
+                user_data: i as u64,
+                payload: p,
+            })
+            .collect();
+        let (n, r) = eng.submit_batch(&second, None);
+        r.unwrap();
+        for c in common::collect(&eng, n) {
+            let i = c.user_data as usize;
+            assert_eq!(c.status, Status::PORTWAY_OK, "round {round}");
+            assert_eq!((c.code, c.meta.len()), (0, 0), "round {round}");
+            assert_eq!(c.data, payloads[i], "round {round}");
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! released, and the bounded slot count (`max_in_flight`) that gives backpressure.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -162,16 +163,16 @@ impl Ledger {
     }
 
     /// Forgets the requests whose completions were polled (they are being released), keeping
-    /// each shard's lock across a run of ids in that shard. Ids unknown or not yet polled are
-    /// skipped. Returns how many were removed.
-    pub fn remove_polled(&self, ids: impl IntoIterator<Item = u64>) -> usize {
+    /// each shard's lock across a run of ids in that shard, and returns them (to be dropped or
+    /// recycled outside the locks). Ids unknown or not yet polled are skipped.
+    pub fn remove_polled(&self, ids: impl IntoIterator<Item = u64>) -> Vec<Arc<Request>> {
         let mut cursor = ShardCursor::new(self);
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for id in ids {
-            let shard = cursor.shard(id);
-            if shard.get(&id).is_some_and(|req| req.is_polled()) {
-                shard.remove(&id);
-                removed += 1;
+            if let Entry::Occupied(e) = cursor.shard(id).entry(id)
+                && e.get().is_polled()
+            {
+                removed.push(e.remove());
             }
         }
         removed
@@ -263,7 +264,7 @@ mod tests {
             l.insert([req]);
         }
         // 2 is not polled, 999 is unknown, 63 appears twice: 5 removed.
-        assert_eq!(l.remove_polled([1, 2, 63, 63, 64, 999, 65, 1030]), 5);
+        assert_eq!(l.remove_polled([1, 2, 63, 63, 64, 999, 65, 1030]).len(), 5);
         let mut left: Vec<u64> = l.snapshot().iter().map(|r| r.id).collect();
         left.sort();
         assert_eq!(left, [2, 200]);

@@ -12,6 +12,7 @@ mod metrics;
 mod outcome;
 mod pool;
 mod queue;
+mod recycle;
 mod registry;
 pub(crate) mod request;
 mod shared;
@@ -35,6 +36,7 @@ use crate::status::Status;
 use ledger::Ledger;
 use pool::{BusyFlags, Pool, PoolMsg};
 use queue::{CompletionQueue, PollEnd};
+use recycle::{Recycler, Spare};
 use registry::{HandlerEntry, HandlerKind, Registry};
 use request::Request;
 use shared::Shared;
@@ -161,6 +163,7 @@ impl Engine {
             timers: Arc::new(Timers::new()),
             rt: runtime.handle().clone(),
             next_id: 1.into(),
+            recycler: Recycler::default(),
             drain_deadline: Default::default(),
             config,
         });
@@ -332,23 +335,29 @@ impl Engine {
         if self.shared.config.metrics {
             count_submitted_by_handler(&entries[..granted]);
         }
-        let accepted: Vec<Arc<Request>> = reqs
+        let mut spares = Vec::with_capacity(granted);
+        self.shared.recycler.take(granted, &mut spares);
+        let accepted: Vec<(Arc<Request>, Vec<u8>)> = reqs
             .iter()
             .zip(entries)
             .take(granted)
             .enumerate()
-            .map(|(i, (sub, entry))| self.new_request(first_id + i as u64, sub, entry, now))
+            .map(|(i, (sub, entry))| {
+                self.new_request(first_id + i as u64, sub, entry, now, spares.pop())
+            })
             .collect();
         if let Some(ids) = out_ids {
-            for (slot, req) in ids.iter_mut().zip(&accepted) {
+            for (slot, (req, _)) in ids.iter_mut().zip(&accepted) {
                 *slot = req.id;
             }
         }
         // Every request is in the ledger before any starts: one that completes at once can be
         // polled and released only once the ledger knows it.
-        self.shared.ledger.insert(accepted.iter().cloned());
-        for (req, sub) in accepted.into_iter().zip(reqs) {
-            if let Some(req) = self.start_request(req, sub.payload) {
+        self.shared
+            .ledger
+            .insert(accepted.iter().map(|(req, _)| req.clone()));
+        for (req, payload) in accepted {
+            if let Some(req) = self.start_request(req, payload) {
                 inline_done.push(req);
             }
         }
@@ -391,9 +400,9 @@ impl Engine {
         if self.shared.config.metrics {
             entry.metrics.count_submitted(1);
         }
-        let req = self.new_request(id, sub, entry, Instant::now());
+        let (req, payload) = self.new_request(id, sub, entry, Instant::now(), None);
         self.shared.ledger.insert([req.clone()]);
-        let inline = self.start_request(req, sub.payload);
+        let inline = self.start_request(req, payload);
         self.shared.counters.accepted.fetch_add(1, Relaxed);
         self.shared.queue.push(inline);
         Ok(id)
@@ -436,30 +445,52 @@ impl Engine {
     }
 
     /// Creates the record of an accepted request, deadline counted from `now`.
+    /// A new request and its own copy of the payload (with room for the NUL an echo adds),
+    /// made from a recycled request and buffer when there is one.
     fn new_request(
         &self,
         id: u64,
         sub: &Submission<'_>,
         entry: Arc<HandlerEntry>,
         now: Instant,
-    ) -> Arc<Request> {
+        spare: Option<Spare>,
+    ) -> (Arc<Request>, Vec<u8>) {
         let timeout_ms = match sub.timeout_ms {
             0 => self.shared.config.default_timeout_ms,
             ms => ms,
         };
         let deadline = (timeout_ms > 0).then(|| now + Duration::from_millis(u64::from(timeout_ms)));
-        Arc::new(Request::new(id, sub.user_data, entry, now, deadline))
+        let (req, mut payload) = match spare {
+            // A spare is never shared (the recycler keeps only requests nothing else holds).
+            Some(Spare { mut req, buf })
+                if Arc::strong_count(&req) == 1 && Arc::weak_count(&req) == 0 =>
+            {
+                if let Some(r) = Arc::get_mut(&mut req) {
+                    r.renew(id, sub.user_data, entry, now, deadline);
+                }
+                (req, buf)
+            }
+            _ => (
+                Arc::new(Request::new(id, sub.user_data, entry, now, deadline)),
+                Vec::new(),
+            ),
+        };
+        if !sub.payload.is_empty() {
+            payload.reserve_exact(sub.payload.len() + 1);
+            payload.extend_from_slice(sub.payload);
+        }
+        (req, payload)
     }
 
     /// Starts an accepted request already in the ledger. A request that completes inline
     /// (echo) is returned for the caller to queue with its batch.
-    fn start_request(&self, req: Arc<Request>, payload: &[u8]) -> Option<Arc<Request>> {
+    fn start_request(&self, req: Arc<Request>, payload: Vec<u8>) -> Option<Arc<Request>> {
         let inline = matches!(req.handler.kind, HandlerKind::Echo) && req.handler.gate.limit() == 0;
         if inline {
             let outcome = Outcome {
                 status: Status::PORTWAY_OK,
                 code: 0,
-                data: Body::copy_from(payload),
+                data: Body::from_vec(payload),
                 meta: Meta::default(),
             };
             if req.claim_inline(outcome) {
@@ -470,7 +501,7 @@ impl Engine {
             }
             return None;
         }
-        dispatch::start(&self.shared, req, payload.to_vec());
+        dispatch::start(&self.shared, req, payload);
         None
     }
 
@@ -557,9 +588,11 @@ impl Engine {
     /// or already released are ignored. Returns how many were released.
     pub fn release(&self, ids: impl IntoIterator<Item = u64>) -> Result<usize> {
         self.check_fork()?;
-        let n = self.shared.ledger.remove_polled(ids);
+        let released = self.shared.ledger.remove_polled(ids);
+        let n = released.len();
         self.shared.counters.released.fetch_add(n as u64, Relaxed);
         self.shared.ledger.release_slots(n as u64);
+        self.shared.recycler.give(released);
         Ok(n)
     }
 

@@ -97,6 +97,27 @@ impl Request {
         }
     }
 
+    /// Makes a released request, which nothing else refers to any more, a new one (the
+    /// recycler's reuse; the same as `Request::new`, without the allocation).
+    pub fn renew(
+        &mut self,
+        id: u64,
+        user_data: u64,
+        handler: Arc<HandlerEntry>,
+        accepted_at: Instant,
+        deadline: Option<Instant>,
+    ) {
+        *self = Request::new(id, user_data, handler, accepted_at, deadline);
+    }
+
+    /// Takes the buffer the completion's bytes lived in (empty if there was none), for reuse.
+    pub fn take_spent_buffer(&mut self) -> Vec<u8> {
+        match self.outcome.get_mut().take() {
+            Some(outcome) => outcome.data.into_vec(),
+            None => Vec::new(),
+        }
+    }
+
     /// Number of stages this request runs through.
     pub fn stage_count(&self) -> usize {
         match &self.handler.kind {

@@ -11,6 +11,7 @@ use super::ledger::Ledger;
 use super::log::Logger;
 use super::pool::{BusyFlags, PoolMsg};
 use super::queue::CompletionQueue;
+use super::recycle::Recycler;
 use super::registry::Registry;
 use super::stats::Counters;
 use super::timer::Timers;
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     /// The `sleep` handler's timer (its driver task holds it too).
     pub timers: std::sync::Arc<Timers>,
     pub rt: tokio::runtime::Handle,
+    /// Released requests kept for reuse by the next submits.
+    pub recycler: Recycler,
     /// Next request id; ids start at 1 and are never reused.
     pub next_id: AtomicU64,
     /// Set by a draining shutdown with a deadline.
