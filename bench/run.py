@@ -364,6 +364,8 @@ def systems(scale: int) -> list[System]:
                lambda ctx: [c, "sha", str(w4), str(W4_WORKERS)], w4, check=have_c),
         System("w4.go.sha", "W4", "Go: 2 goroutines on buffered channels (crypto/sha256)", "Go", False,
                "w4.c.sha", lambda ctx: [go, "sha", str(w4), str(W4_WORKERS)], w4, check=have_go),
+        System("w4.c.bare", "W4", "C: 2 bare pthreads hashing, no queue (libcrypto's ceiling here)", "C", False,
+               "w4.c.sha", lambda ctx: [c, "sha-bare", str(w4), str(W4_WORKERS)], w4, check=have_c),
     ]
 
 
@@ -618,7 +620,9 @@ def markdown(doc: dict[str, Any]) -> str:
                       "child's whole-process figure is in latest.json.", ""]
         if wl == "W4":
             lines += ["Note: pool efficiency = throughput ÷ (the same process's one-thread hashing rate × 2 "
-                      "workers), each system against its own one-thread rate.", ""]
+                      "workers), each system against its own one-thread rate. The bare-pthreads row is the "
+                      "same libcrypto hashing with no queue and no engine: what two threads of this machine "
+                      "reach at all.", ""]
     lines += ["### Goals (issue 7), from this run", "", "| goal | value | met |", "|---|---:|:---:|"]
     for g in doc["goals"]:
         if g["value"] is None:

@@ -16,11 +16,15 @@
  *                                             fetched once, one EVP_MD_CTX per thread (the
  *                                             one-shot SHA256() looks the algorithm up per call,
  *                                             about 20% slower here).
+ *   pw_bench sha-bare N WORKERS               W4's ceiling on this machine: the same hashing on
+ *                                             WORKERS bare pthreads, N/WORKERS digests each, no
+ *                                             queue and no engine; same output fields.
  *
  * Exit 0 only when every request completed with PORTWAY_OK (and, for http, HTTP 200).
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +123,19 @@ static void sha_handler(void *ctx, portway_call *call) {
     portway_call_payload(call, &data, &len);
     sha256(data, len, digest);
     portway_call_respond(call, digest, sizeof digest);
+}
+
+/* The one-thread hashing rate (n/4 digests on the calling thread). */
+static double single_thread_rate(const uint8_t *payload, uint64_t n) {
+    static volatile uint8_t sink;
+    uint8_t digest[32];
+    uint64_t single_n = n / 4;
+    double t0 = now_s();
+    for (uint64_t i = 0; i < single_n; i++) {
+        sha256(payload, SHA_PAYLOAD, digest);
+        sink ^= digest[0];
+    }
+    return (double)single_n / (now_s() - t0);
 }
 
 /* ------------------------------------------------------------------ the windowed loop */
@@ -253,27 +270,19 @@ static int sha(uint64_t n, uint32_t workers) {
     for (size_t i = 0; i < sizeof payload; i++) payload[i] = (uint8_t)(i * 31 + 7);
 
     /* One thread, no engine: the rate the pool is measured against. */
-    uint64_t single_n = n / 4;
-    static volatile uint8_t sink;
-    uint8_t digest[32];
     sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
     if (sha256_md == NULL) {
         fprintf(stderr, "pw_bench: EVP_MD_fetch(SHA256) failed\n");
         return 1;
     }
-    double t0 = now_s();
-    for (uint64_t i = 0; i < single_n; i++) {
-        sha256(payload, sizeof payload, digest);
-        sink ^= digest[0];
-    }
-    double single_rate = (double)single_n / (now_s() - t0);
+    double single_rate = single_thread_rate(payload, n);
 
     portway_engine *eng = engine(workers, 65536);
     uint32_t h;
     CHECK(portway_register_handler(eng, "sha256", sha_handler, NULL, &h));
     portway_request *reqs = same_requests(h, payload, sizeof payload);
     run_window(eng, reqs, 10000, WINDOW, 1, NULL);
-    t0 = now_s();
+    double t0 = now_s();
     uint64_t failed = run_window(eng, reqs, n, WINDOW, 1, NULL);
     double secs = now_s() - t0;
     portway_engine_free(eng);
@@ -286,16 +295,54 @@ static int sha(uint64_t n, uint32_t workers) {
     return failed ? 1 : 0;
 }
 
+struct bare_share {
+    const uint8_t *payload;
+    uint64_t n;
+};
+
+static void *bare_hash(void *arg) {
+    const struct bare_share *share = arg;
+    static volatile uint8_t sink;
+    uint8_t digest[32];
+    for (uint64_t i = 0; i < share->n; i++) {
+        sha256(share->payload, SHA_PAYLOAD, digest);
+        sink ^= digest[0];
+    }
+    return NULL;
+}
+
+static int sha_bare(uint64_t n, uint32_t workers) {
+    static uint8_t payload[SHA_PAYLOAD];
+    for (size_t i = 0; i < sizeof payload; i++) payload[i] = (uint8_t)(i * 31 + 7);
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (sha256_md == NULL || workers == 0 || workers > 64) return 1;
+    double single = single_thread_rate(payload, n);
+    pthread_t th[64];
+    struct bare_share share = {payload, n / workers};
+    double t0 = now_s();
+    for (uint32_t w = 0; w < workers; w++)
+        if (pthread_create(&th[w], NULL, bare_hash, &share) != 0) return 1;
+    for (uint32_t w = 0; w < workers; w++) pthread_join(th[w], NULL);
+    double secs = now_s() - t0, rate = (double)(share.n * workers) / secs;
+    EVP_MD_free(sha256_md);
+    printf("{\"n\": %" PRIu64 ", \"secs\": %.6f, \"rate\": %.1f, \"single_thread_rate\": %.1f, "
+           "\"efficiency\": %.4f, \"workers\": %u, \"failed\": 0}\n",
+           share.n * workers, secs, rate, single, rate / (single * workers), workers);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 5 && strcmp(argv[1], "overhead") == 0)
         return overhead(argv[2], strtoull(argv[3], NULL, 10), (uint32_t)strtoul(argv[4], NULL, 10));
     if (argc >= 4 && strcmp(argv[1], "sleep") == 0) return sleeps(strtoull(argv[2], NULL, 10), argv[3]);
     if (argc >= 5 && strcmp(argv[1], "http") == 0)
         return fanout(argv[2], strtoull(argv[3], NULL, 10), strtoull(argv[4], NULL, 10));
+    if (argc >= 4 && strcmp(argv[1], "sha-bare") == 0)
+        return sha_bare(strtoull(argv[2], NULL, 10), (uint32_t)strtoul(argv[3], NULL, 10));
     if (argc >= 4 && strcmp(argv[1], "sha") == 0)
         return sha(strtoull(argv[2], NULL, 10), (uint32_t)strtoul(argv[3], NULL, 10));
     fprintf(stderr,
             "usage: pw_bench overhead native|echo N WORKERS | sleep N MS | http URL N CONC | "
-            "sha N WORKERS\n");
+            "sha N WORKERS | sha-bare N WORKERS\n");
     return 2;
 }
