@@ -231,8 +231,10 @@ pub(crate) fn claim(shared: &Shared, req: &Request, outcome: Outcome) -> bool {
 }
 
 fn arm_deadline(shared: &Arc<Shared>, req: &Arc<Request>) {
-    let Some(deadline) = req.deadline else { return };
-    let ms = deadline.duration_since(req.accepted_at).as_millis();
+    let Some(deadline) = req.deadline() else {
+        return;
+    };
+    let ms = req.timeout_ms;
     let task_shared = shared.clone();
     let task_req = req.clone();
     let handle = shared.rt.spawn(async move {

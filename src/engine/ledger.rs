@@ -257,7 +257,7 @@ mod tests {
         let now = Instant::now();
         let ids = [1, 2, 63, 64, 65, 200, 1030];
         for id in ids {
-            let req = Arc::new(Request::new(id, 0, entry.clone(), now, None));
+            let req = Arc::new(Request::new(id, 0, entry.clone(), now, 0));
             if id != 2 {
                 req.mark_polled();
             }

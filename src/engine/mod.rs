@@ -459,19 +459,18 @@ impl Engine {
             0 => self.shared.config.default_timeout_ms,
             ms => ms,
         };
-        let deadline = (timeout_ms > 0).then(|| now + Duration::from_millis(u64::from(timeout_ms)));
         let (req, mut payload) = match spare {
             // A spare is never shared (the recycler keeps only requests nothing else holds).
             Some(Spare { mut req, buf })
                 if Arc::strong_count(&req) == 1 && Arc::weak_count(&req) == 0 =>
             {
                 if let Some(r) = Arc::get_mut(&mut req) {
-                    r.renew(id, sub.user_data, entry, now, deadline);
+                    r.renew(id, sub.user_data, entry, now, timeout_ms);
                 }
                 (req, buf)
             }
             _ => (
-                Arc::new(Request::new(id, sub.user_data, entry, now, deadline)),
+                Arc::new(Request::new(id, sub.user_data, entry, now, timeout_ms)),
                 Vec::new(),
             ),
         };

@@ -111,7 +111,7 @@ mod tests {
         let entry = registry
             .get(registry.register("echo", HandlerKind::Echo).unwrap())
             .unwrap();
-        Arc::new(Request::new(id, 0, entry, Instant::now(), None))
+        Arc::new(Request::new(id, 0, entry, Instant::now(), 0))
     }
 
     #[test]

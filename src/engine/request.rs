@@ -40,7 +40,8 @@ pub(crate) struct Request {
     /// The handler the host addressed (a pipeline, or a single handler).
     pub handler: Arc<HandlerEntry>,
     pub accepted_at: Instant,
-    pub deadline: Option<Instant>,
+    /// The request's time limit in ms from acceptance (0 = none).
+    pub timeout_ms: u32,
     state: AtomicU8,
     /// Nanoseconds after `accepted_at` at which the first stage started, plus one (0 = never).
     started_ns: AtomicU64,
@@ -48,9 +49,6 @@ pub(crate) struct Request {
     finished_ns: AtomicU64,
     /// The stage being run or waited for (for the in-flight dump).
     stage: AtomicU32,
-    /// Pipelines only: ns after `accepted_at` when the current stage was queued and started.
-    stage_queued_ns: AtomicU64,
-    stage_started_ns: AtomicU64,
     /// Written once, by the caller that won `claim_*`, before the request is queued for
     /// polling; read only by pollers after they took it from the queue (the queue's lock
     /// orders the write before the reads).
@@ -58,8 +56,9 @@ pub(crate) struct Request {
     polled: AtomicBool,
     /// Set before a task or permit is stored, so finishing knows whether to look for one.
     armed: AtomicBool,
-    /// Timer and running task, aborted when the request finishes.
-    tasks: Mutex<Tasks>,
+    /// Timer and running task, aborted when the request finishes (boxed on first use: most
+    /// requests never have any, and every byte here is paid per request in flight).
+    tasks: Mutex<Option<Box<Tasks>>>,
 }
 
 #[derive(Default)]
@@ -68,6 +67,9 @@ struct Tasks {
     stage_task: Option<AbortHandle>,
     /// Held while the request is inside a pipeline whose own concurrency is limited.
     route_permit: Option<GatePermit>,
+    /// Pipelines only: ns after `accepted_at` when the current stage was queued and started.
+    stage_queued_ns: u64,
+    stage_started_ns: u64,
 }
 
 impl Request {
@@ -76,24 +78,22 @@ impl Request {
         user_data: u64,
         handler: Arc<HandlerEntry>,
         accepted_at: Instant,
-        deadline: Option<Instant>,
+        timeout_ms: u32,
     ) -> Self {
         Request {
             id,
             user_data,
             handler,
             accepted_at,
-            deadline,
+            timeout_ms,
             state: AtomicU8::new(QUEUED),
             started_ns: AtomicU64::new(0),
             finished_ns: AtomicU64::new(0),
             stage: AtomicU32::new(0),
-            stage_queued_ns: AtomicU64::new(0),
-            stage_started_ns: AtomicU64::new(0),
             outcome: UnsafeCell::new(None),
             polled: AtomicBool::new(false),
             armed: AtomicBool::new(false),
-            tasks: Mutex::new(Tasks::default()),
+            tasks: Mutex::new(None),
         }
     }
 
@@ -105,9 +105,16 @@ impl Request {
         user_data: u64,
         handler: Arc<HandlerEntry>,
         accepted_at: Instant,
-        deadline: Option<Instant>,
+        timeout_ms: u32,
     ) {
-        *self = Request::new(id, user_data, handler, accepted_at, deadline);
+        *self = Request::new(id, user_data, handler, accepted_at, timeout_ms);
+    }
+
+    /// When the request times out, if it has a time limit.
+    pub fn deadline(&self) -> Option<Instant> {
+        (self.timeout_ms > 0).then(|| {
+            self.accepted_at + std::time::Duration::from_millis(u64::from(self.timeout_ms))
+        })
     }
 
     /// Takes the buffer the completion's bytes lived in (empty if there was none), for reuse.
@@ -166,7 +173,8 @@ impl Request {
         self.finished_ns.store(ns, Ordering::Relaxed);
         self.write_outcome(outcome);
         if self.armed.load(Ordering::SeqCst) {
-            let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+            let taken = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let tasks = taken.map(|t| *t).unwrap_or_default();
             if let Some(t) = tasks.timer {
                 t.abort();
             }
@@ -214,20 +222,26 @@ impl Request {
     pub fn enter_stage(&self, stage: usize) {
         self.stage.store(stage as u32, Ordering::Relaxed);
         if stage > 0 {
-            self.stage_queued_ns.store(self.age_ns(), Ordering::Relaxed);
+            let age = self.age_ns();
+            self.with_tasks(|t| t.stage_queued_ns = age);
         }
     }
 
     /// Notes that the current stage started running.
     pub fn stage_started(&self) {
-        self.stage_started_ns
-            .store(self.age_ns(), Ordering::Relaxed);
+        let age = self.age_ns();
+        self.with_tasks(|t| t.stage_started_ns = age);
     }
 
     /// The current stage's (queue wait, run time) so far, in ns.
     pub fn stage_timings(&self) -> (u64, u64) {
-        let queued = self.stage_queued_ns.load(Ordering::Relaxed);
-        let started = self.stage_started_ns.load(Ordering::Relaxed).max(queued);
+        let (queued, started) = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or((0, 0), |t| (t.stage_queued_ns, t.stage_started_ns));
+        let started = started.max(queued);
         (started - queued, self.age_ns().saturating_sub(started))
     }
 
@@ -283,8 +297,14 @@ impl Request {
             drop(tasks);
             drop(permit);
         } else {
-            tasks.route_permit = Some(permit);
+            tasks.get_or_insert_with(Box::default).route_permit = Some(permit);
         }
+    }
+
+    /// Runs `f` on the request's boxed extras (pipeline timings), creating them if needed.
+    fn with_tasks(&self, f: impl FnOnce(&mut Tasks)) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        f(tasks.get_or_insert_with(Box::default));
     }
 
     fn store_task(
@@ -300,7 +320,21 @@ impl Request {
             drop(tasks);
             handle.abort();
         } else {
-            *slot(&mut tasks) = Some(handle);
+            *slot(tasks.get_or_insert_with(Box::default)) = Some(handle);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_stays_small() {
+        // Every request in flight costs this much (plus its Arc header, the ledger entry and
+        // what its handler holds): W2 measures it. Growing it should be a decision.
+        let size = std::mem::size_of::<Request>();
+        println!("Request: {size} bytes");
+        assert!(size <= 128, "Request grew to {size} bytes");
     }
 }
