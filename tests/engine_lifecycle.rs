@@ -40,6 +40,51 @@ fn default_timeout_applies_when_the_request_has_none() {
 }
 
 #[test]
+fn deadlines_that_were_met_never_fire_and_timed_out_requests_complete_once() {
+    // Deadlines live on the engine timer; a request that finished first leaves its entry
+    // behind until the entry's time (or a purge). Those entries must stay silent, and a request
+    // whose time did come must complete exactly once, whichever of the handler and the timer
+    // got there first.
+    let eng = engine();
+    let (echo_pool, sleep) = (
+        eng.register_blocking("quick", |c: &mut portway::handlers::Call| {
+            c.respond(b"done").unwrap();
+        })
+        .unwrap(),
+        eng.lookup("sleep").unwrap(),
+    );
+    let mut batch: Vec<Submission<'_>> = (0..3000).map(|_| timed(echo_pool, b"", 40)).collect();
+    batch.extend((0..300).map(|_| timed(sleep, b"5000", 25)));
+    batch.extend((0..300).map(|i| timed(sleep, if i % 2 == 0 { b"20" } else { b"30" }, 25)));
+    let (n, r) = eng.submit_batch(&batch, None);
+    r.unwrap();
+    let got = collect(&eng, n);
+    assert_eq!(got.len(), n);
+    let timeouts = got
+        .iter()
+        .filter(|c| c.status == Status::PORTWAY_TIMEOUT)
+        .count();
+    assert!(
+        timeouts >= 300,
+        "the 5 s sleeps all time out, got {timeouts}"
+    );
+    let mut ids: Vec<u64> = got.iter().map(|c| c.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "one completion per request");
+    // Every deadline has passed by now: nothing more may arrive.
+    std::thread::sleep(Duration::from_millis(80));
+    let (late, _) = eng.poll_owned(64, Some(Duration::ZERO)).unwrap();
+    assert!(
+        late.is_empty(),
+        "{} completions after the last one",
+        late.len()
+    );
+    let st = eng.stats().unwrap();
+    assert_eq!(st.in_flight, 0);
+}
+
+#[test]
 fn deadline_counts_queue_time() {
     // One pool worker busy for 100 ms: a request queued behind it with a 30 ms deadline
     // times out even though its own work would be instant.

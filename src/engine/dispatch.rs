@@ -20,9 +20,11 @@ use crate::status::Status;
 /// Ticket stage meaning "enter the pipeline" (used at a pipeline's own gate).
 const ROUTE_ENTRY: usize = usize::MAX;
 
-/// Starts an accepted request: arms its deadline and enters stage 0.
+/// Starts an accepted request (its deadline already armed, see [`Timers::deadlines`]): enters
+/// stage 0.
+///
+/// [`Timers::deadlines`]: super::timer::Timers::deadlines
 pub(crate) fn start(shared: &Arc<Shared>, req: Arc<Request>, payload: Vec<u8>) {
-    arm_deadline(shared, &req);
     if matches!(req.handler.kind, HandlerKind::Pipeline(_)) {
         let route = req.handler.clone();
         let ticket = Ticket {
@@ -228,25 +230,6 @@ pub(crate) fn claim(shared: &Shared, req: &Request, outcome: Outcome) -> bool {
         }
         None => false,
     }
-}
-
-fn arm_deadline(shared: &Arc<Shared>, req: &Arc<Request>) {
-    let Some(deadline) = req.deadline() else {
-        return;
-    };
-    let ms = req.timeout_ms;
-    let task_shared = shared.clone();
-    let task_req = req.clone();
-    let handle = shared.rt.spawn(async move {
-        tokio::time::sleep_until(deadline.into()).await;
-        let msg = format!("deadline of {ms} ms passed");
-        finish(
-            &task_shared,
-            &task_req,
-            Outcome::failed(Status::PORTWAY_TIMEOUT, msg),
-        );
-    });
-    req.set_timer(handle.abort_handle());
 }
 
 /// Polls a handler future, turning a panic into a `PORTWAY_PANIC` outcome.

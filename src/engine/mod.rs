@@ -356,6 +356,10 @@ impl Engine {
         self.shared
             .ledger
             .insert(accepted.iter().map(|(req, _)| req.clone()));
+        let timed = accepted.iter().map(|(req, _)| req);
+        self.shared
+            .timers
+            .deadlines(timed.filter(|req| !completes_inline(req)));
         for (req, payload) in accepted {
             if let Some(req) = self.start_request(req, payload) {
                 inline_done.push(req);
@@ -402,6 +406,9 @@ impl Engine {
         }
         let (req, payload) = self.new_request(id, sub, entry, Instant::now(), None);
         self.shared.ledger.insert([req.clone()]);
+        if !completes_inline(&req) {
+            self.shared.timers.deadlines([&req]);
+        }
         let inline = self.start_request(req, payload);
         self.shared.counters.accepted.fetch_add(1, Relaxed);
         self.shared.queue.push(inline);
@@ -484,8 +491,7 @@ impl Engine {
     /// Starts an accepted request already in the ledger. A request that completes inline
     /// (echo) is returned for the caller to queue with its batch.
     fn start_request(&self, req: Arc<Request>, payload: Vec<u8>) -> Option<Arc<Request>> {
-        let inline = matches!(req.handler.kind, HandlerKind::Echo) && req.handler.gate.limit() == 0;
-        if inline {
+        if completes_inline(&req) {
             let outcome = Outcome {
                 status: Status::PORTWAY_OK,
                 code: 0,
@@ -786,6 +792,12 @@ impl PolledRecorder {
             handler.metrics.record(items);
         }
     }
+}
+
+/// True for requests that complete inside the submit call (an ungated echo): they need no
+/// deadline.
+fn completes_inline(req: &Request) -> bool {
+    matches!(req.handler.kind, HandlerKind::Echo) && req.handler.gate.limit() == 0
 }
 
 fn validate_first_stage(entry: &HandlerEntry, payload: &[u8]) -> Result<()> {

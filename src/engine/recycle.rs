@@ -55,13 +55,18 @@ impl Recycler {
         out.extend(taken);
     }
 
-    /// Keeps the released requests that nothing else refers to any more, within the bounds;
-    /// the others are simply dropped.
+    /// Keeps the released requests that nothing else refers to any more, within the bounds.
+    /// The others (still held by a deadline entry, say) lose their completion's bytes now and
+    /// are freed by their last holder.
     pub fn give(&self, released: impl IntoIterator<Item = Arc<Request>>) {
         let mut fresh: Vec<Spare> = released
             .into_iter()
             .filter_map(|mut req| {
-                let mut buf = Arc::get_mut(&mut req)?.take_spent_buffer();
+                let Some(unique) = Arc::get_mut(&mut req) else {
+                    req.free_outcome_after_release();
+                    return None;
+                };
+                let mut buf = unique.take_spent_buffer();
                 if buf.capacity() > MAX_BUFFER {
                     buf = Vec::new();
                 }
@@ -126,6 +131,22 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(r.len(), 0);
         assert!(out.iter().all(|s| Arc::strong_count(&s.req) == 1));
+    }
+
+    #[test]
+    fn a_released_request_held_elsewhere_lets_go_of_its_bytes() {
+        // A deadline entry can keep a released request alive until its time: the response it
+        // carried must not live that long.
+        let r = Recycler::default();
+        let req = request(1);
+        assert!(
+            req.claim_completion(crate::engine::Outcome::ok(vec![7; 100_000]))
+                .is_some()
+        );
+        let timer_entry = req.clone();
+        r.give([req]);
+        assert_eq!(r.len(), 0);
+        assert!(timer_entry.outcome().is_none());
     }
 
     #[test]

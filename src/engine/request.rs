@@ -63,7 +63,6 @@ pub(crate) struct Request {
 
 #[derive(Default)]
 struct Tasks {
-    timer: Option<AbortHandle>,
     stage_task: Option<AbortHandle>,
     /// Held while the request is inside a pipeline whose own concurrency is limited.
     route_permit: Option<GatePermit>,
@@ -175,9 +174,6 @@ impl Request {
         if self.armed.load(Ordering::SeqCst) {
             let taken = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
             let tasks = taken.map(|t| *t).unwrap_or_default();
-            if let Some(t) = tasks.timer {
-                t.abort();
-            }
             if let Some(t) = tasks.stage_task {
                 t.abort();
             }
@@ -260,6 +256,16 @@ impl Request {
         }
     }
 
+    /// Frees the completion's bytes and metadata once the host has released it. Something
+    /// else (a deadline entry waiting for its time) may keep the request itself alive a while
+    /// longer, and should not keep a large response with it.
+    pub fn free_outcome_after_release(&self) {
+        // SAFETY: the outcome is read only by the one poller that took the request from the
+        // queue, between queueing and release; release comes after that poll, and nothing
+        // writes or reads the outcome again.
+        unsafe { *self.outcome.get() = None };
+    }
+
     /// The final outcome. Call only after taking the request from the completion queue.
     pub fn outcome(&self) -> Option<&Outcome> {
         // SAFETY: written once before the request was queued; the queue lock orders that write
@@ -277,11 +283,6 @@ impl Request {
                 (started, finished.saturating_sub(started))
             }
         }
-    }
-
-    /// Remembers the deadline timer so finishing can abort it.
-    pub fn set_timer(&self, handle: AbortHandle) {
-        self.store_task(handle, |t| &mut t.timer);
     }
 
     /// Remembers the running stage's task so cancel can drop it.

@@ -1,11 +1,12 @@
-//! The built-in `sleep` handler's timer: one heap of wake-up times for the whole engine, driven
-//! by a single runtime task.
+//! The engine's timer: one heap of wake-up times for the whole engine, driven by a single
+//! runtime task. It holds the built-in `sleep` handler's sleepers and every request's deadline.
 //!
-//! A sleeping request costs one heap entry, instead of a runtime task, a boxed future and an
-//! abort handle of its own; requests that wake together are completed and queued together.
-//! A sleep that is cancelled (or timed out, or shut down) stays in the heap until its time
-//! comes, or until the next purge: when the heap has doubled since the last purge, entries of
-//! finished requests are dropped, so cancelled sleeps cost amortised O(1) and never pile up.
+//! A sleeping request, or a request with a time limit, costs one heap entry, instead of a
+//! runtime task, a boxed future and an abort handle of its own; requests that wake together
+//! are completed and queued together. An entry whose request finished first (a sleep that was
+//! cancelled, a deadline that was met) stays in the heap until its time comes, or until the
+//! next purge: when the heap has doubled since the last purge, entries of finished requests
+//! are dropped, so they cost amortised O(1) and never pile up.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -19,6 +20,7 @@ use super::outcome::Outcome;
 use super::registry::GatePermit;
 use super::request::Request;
 use super::shared::Shared;
+use crate::status::Status;
 
 /// Below this many entries the heap is never purged.
 const MIN_PURGE: usize = 1024;
@@ -28,7 +30,10 @@ const MIN_PURGE: usize = 1024;
 /// sleeps end together, that was 5 MB more at the peak.)
 const MAX_DUE: usize = 1024;
 
-/// Sleeping requests by wake-up time, and the driver's wake-up signal.
+/// The `stage` of an entry that is a request's deadline rather than a sleep.
+const DEADLINE: u32 = u32::MAX;
+
+/// Sleeping requests and deadlines by time, and the driver's wake-up signal.
 pub(crate) struct Timers {
     state: Mutex<TimerState>,
     wake_driver: Notify,
@@ -42,7 +47,7 @@ struct TimerState {
     purge_at: usize,
 }
 
-/// One sleeping stage of a request.
+/// One sleeping stage of a request, or a request's deadline (`stage` == [`DEADLINE`]).
 struct Sleeper {
     at: Instant,
     req: Arc<Request>,
@@ -94,7 +99,31 @@ impl Timers {
         permit: Option<GatePermit>,
         duration: Duration,
     ) {
-        let at = Instant::now() + duration;
+        self.insert(std::iter::once(Sleeper {
+            at: Instant::now() + duration,
+            req,
+            stage: stage as u32,
+            permit: permit.map(Box::new),
+        }));
+    }
+
+    /// Times each request out at its deadline (with `PORTWAY_TIMEOUT`) unless it has finished
+    /// by then; requests without a time limit are skipped. One lock for the lot.
+    pub fn deadlines<'a>(&self, reqs: impl IntoIterator<Item = &'a Arc<Request>>) {
+        let mut entries = reqs.into_iter().filter_map(|req| {
+            req.deadline().map(|at| Sleeper {
+                at,
+                req: req.clone(),
+                stage: DEADLINE,
+                permit: None,
+            })
+        });
+        if let Some(first) = entries.next() {
+            self.insert(std::iter::once(first).chain(entries));
+        }
+    }
+
+    fn insert(&self, entries: impl Iterator<Item = Sleeper>) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.heap.len() >= st.purge_at {
             let purged: Vec<Sleeper> = {
@@ -110,12 +139,12 @@ impl Timers {
             drop(purged);
             st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         }
-        st.heap.push(Sleeper {
-            at,
-            req,
-            stage: stage as u32,
-            permit: permit.map(Box::new),
-        });
+        let mut earliest: Option<Instant> = None;
+        for entry in entries {
+            earliest = Some(earliest.map_or(entry.at, |t| t.min(entry.at)));
+            st.heap.push(entry);
+        }
+        let Some(at) = earliest else { return };
         let earlier = st.driver_wakes_at.is_none_or(|t| at < t);
         if earlier {
             st.driver_wakes_at = Some(at);
@@ -182,8 +211,9 @@ pub(crate) async fn drive(timers: Arc<Timers>, shared: Weak<Shared>) {
     }
 }
 
-/// Ends the sleeps in `due`: final stages are completed and queued as one batch; pipeline
-/// stages go on to their next stage. Permits are dropped last, outside every lock.
+/// Ends the sleeps and deadlines in `due`: final stages and timeouts are completed and queued
+/// as one batch; pipeline stages go on to their next stage. Permits are dropped last, outside
+/// every lock.
 fn wake_up(shared: &Arc<Shared>, due: Vec<Sleeper>) {
     let mut finished = Vec::with_capacity(due.len());
     let mut permits = Vec::new();
@@ -192,7 +222,13 @@ fn wake_up(shared: &Arc<Shared>, due: Vec<Sleeper>) {
         if s.req.is_done() {
             continue;
         }
-        if s.req.stage_count() > 1 {
+        if s.stage == DEADLINE {
+            let message = format!("deadline of {} ms passed", s.req.timeout_ms);
+            let outcome = Outcome::failed(Status::PORTWAY_TIMEOUT, message);
+            if dispatch::claim(shared, &s.req, outcome) {
+                finished.push(s.req);
+            }
+        } else if s.req.stage_count() > 1 {
             // Pipelines go on to their next stage (and record per-stage figures).
             dispatch::stage_done(shared, s.req, s.stage as usize, Outcome::ok(Vec::new()));
         } else if dispatch::claim(shared, &s.req, Outcome::ok(Vec::new())) {
