@@ -155,6 +155,7 @@ call_p = c_void_p
 # name -> (restype, argtypes). Every function of include/portway.h must appear here.
 _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "portway_poll": (status_t, [eng_p, POINTER(PortwayCompletion), c_size_t, c_int32, POINTER(c_size_t)]),
+    "portway_poll_min": (status_t, [eng_p, POINTER(PortwayCompletion), c_size_t, c_size_t, c_int32, POINTER(c_size_t)]),
     "portway_release": (status_t, [eng_p, POINTER(PortwayCompletion), c_size_t]),
     "portway_notify_fd": (c_int32, [eng_p]),
     "portway_set_notify": (status_t, [eng_p, NOTIFY_FN, c_void_p]),
