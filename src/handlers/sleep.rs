@@ -1,16 +1,11 @@
-//! The built-in `sleep` handler: waits on a runtime timer (no thread held), responds empty.
+//! The built-in `sleep` handler's payload: ASCII decimal milliseconds. The waiting itself is
+//! done by the engine timer (`engine/timer.rs`): no task and no thread per sleeper; the
+//! request completes with an empty response.
 
-use std::time::Duration;
-
-use super::{AsyncHandler, OutcomeFuture};
-use crate::engine::Outcome;
 use crate::error::{Error, Result};
 
 /// Longest sleep accepted: one day.
 const MAX_SLEEP_MS: u64 = 86_400_000;
-
-/// Waits for the number of milliseconds given as ASCII decimal in the payload.
-pub struct Sleep;
 
 /// Parses the payload: ASCII decimal milliseconds, surrounding whitespace allowed.
 pub fn parse_millis(payload: &[u8]) -> Result<u64> {
@@ -28,26 +23,6 @@ pub fn parse_millis(payload: &[u8]) -> Result<u64> {
         )));
     }
     Ok(ms)
-}
-
-impl AsyncHandler for Sleep {
-    fn validate(&self, payload: &[u8]) -> Result<()> {
-        parse_millis(payload).map(|_| ())
-    }
-
-    fn call(&self, payload: Vec<u8>) -> OutcomeFuture {
-        Box::pin(async move {
-            match parse_millis(&payload) {
-                Ok(ms) => {
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    Outcome::ok(Vec::new())
-                }
-                // Reachable only as a later pipeline stage, where the payload was not checked
-                // at submit time.
-                Err(e) => Outcome::failed(e.status(), e.to_string()),
-            }
-        })
-    }
 }
 
 #[cfg(test)]
