@@ -451,9 +451,9 @@ impl Engine {
         counter.fetch_add(n as u64, Relaxed);
     }
 
-    /// Creates the record of an accepted request, deadline counted from `now`.
-    /// A new request and its own copy of the payload (with room for the NUL an echo adds),
-    /// made from a recycled request and buffer when there is one.
+    /// The record of an accepted request (its deadline counted from `now`) and its own copy of
+    /// the payload (with room for the NUL an echo adds), made from a recycled request and
+    /// buffer when there is one.
     fn new_request(
         &self,
         id: u64,

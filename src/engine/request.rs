@@ -56,8 +56,9 @@ pub(crate) struct Request {
     polled: AtomicBool,
     /// Set before a task or permit is stored, so finishing knows whether to look for one.
     armed: AtomicBool,
-    /// Timer and running task, aborted when the request finishes (boxed on first use: most
-    /// requests never have any, and every byte here is paid per request in flight).
+    /// The running stage's task (aborted when the request finishes), a pipeline's permit and
+    /// its per-stage timings: boxed on first use, since most requests never have any, and
+    /// every byte here is paid per request in flight.
     tasks: Mutex<Option<Box<Tasks>>>,
 }
 
