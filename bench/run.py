@@ -620,7 +620,8 @@ def markdown(doc: dict[str, Any]) -> str:
                       "child's whole-process figure is in latest.json.", ""]
         if wl == "W4":
             lines += ["Note: pool efficiency = throughput ÷ (the same process's one-thread hashing rate × 2 "
-                      "workers), each system against its own one-thread rate. The bare-pthreads row is the "
+                      "workers), each system against its own one-thread rate, measured right before and right "
+                      "after its pool run (the mean of the two). The bare-pthreads row is the "
                       "same libcrypto hashing with no queue and no engine: what two threads of this machine "
                       "reach at all.", ""]
     lines += ["### Goals (issue 7), from this run", "", "| goal | value | met |", "|---|---:|:---:|"]

@@ -224,17 +224,23 @@ func shaBench(n, workers int) {
 		payload[i] = byte(i*31 + 7)
 	}
 	hash := func(p []byte) []byte { d := sha256.Sum256(p); return d[:] }
-	singleN := n / 4
+	// The one-thread rate, measured right before and right after the pool run; the mean of
+	// the two is used (as in pw_bench.c), so a drift in the machine's speed falls on both sides.
 	var sink byte
-	t0 := time.Now()
-	for i := 0; i < singleN; i++ {
-		sink ^= hash(payload)[0]
+	singleRate := func() float64 {
+		singleN := n / 8
+		t0 := time.Now()
+		for i := 0; i < singleN; i++ {
+			sink ^= hash(payload)[0]
+		}
+		return float64(singleN) / time.Since(t0).Seconds()
 	}
-	single := float64(singleN) / time.Since(t0).Seconds()
+	singleBefore := singleRate()
 	runPool(10000, workers, payload, hash) // warm-up
-	t0 = time.Now()
+	t0 := time.Now()
 	runPool(n, workers, payload, hash)
 	secs := time.Since(t0).Seconds()
+	single := (singleBefore + singleRate()) / 2
 	rate := float64(n) / secs
 	emit(map[string]any{"n": n, "secs": secs, "rate": rate, "single_thread_rate": single,
 		"efficiency": rate / (single * float64(workers)), "workers": workers, "sink": sink & 0})
