@@ -208,8 +208,10 @@ class Engine {
     const signal = opts && opts.signal;
     if (signal && signal.aborted) return Promise.reject(abortError(signal));
     let p;
+    let count = 0;
     try {
       const arr = Array.isArray(payloads) ? payloads : Array.from(payloads);
+      count = arr.length;
       for (let i = 0; i < arr.length; i++) {
         const x = arr[i];
         if (!(x instanceof Uint8Array)) {
@@ -225,9 +227,13 @@ class Engine {
       return Promise.reject(e);
     }
     if (!signal) return p;
-    // Cancel the whole batch: ids of a batch are not exposed, so cancel via cancelAll would be
-    // too broad; abort rejects at once and the batch's completions are absorbed.
-    return this._withSignal(p, signal, () => {});
+    // An accepted batch is all of `payloads`, and the engine gives one batch consecutive ids
+    // (Engine::submit_batch takes them with one fetch_add), ending at lastId(). Abort cancels
+    // each of them, rejects at once, and the batch's completions are absorbed.
+    const last = count > 0 ? this._n.lastId() : 0;
+    return this._withSignal(p, signal, () => {
+      for (let id = last - count + 1; count > 0 && id <= last; id++) this._n.cancel(id);
+    });
   }
 
   _withSignal(p, signal, cancel) {

@@ -128,6 +128,23 @@ test('AbortSignal during a request cancels the native request', async () => {
   await eng.close();
 });
 
+test('AbortSignal on submitMany cancels every native request of the batch', async () => {
+  const eng = new Engine(opts());
+  const before = await eng.submit('echo', 'x'); // an earlier request must not be touched
+  assert.equal(before.data.toString(), 'x');
+  const ac = new AbortController();
+  const p = eng.submitMany('sleep', ['5000', '5000', '5000', '5000'], { signal: ac.signal });
+  const other = eng.submit('sleep', '30'); // a later request must not be touched either
+  setTimeout(() => ac.abort(), 20);
+  await assert.rejects(p, { name: 'AbortError' });
+  assert.equal((await other).data.length, 0);
+  for (let i = 0; i < 100 && eng.stats().completed.PORTWAY_CANCELLED < 4; i++) await new Promise((r) => setTimeout(r, 10));
+  const st = eng.stats();
+  assert.equal(st.completed.PORTWAY_CANCELLED, 4);
+  assert.equal(st.completed.PORTWAY_OK, 2);
+  await eng.close();
+});
+
 test('AbortSignal.timeout works', async () => {
   const eng = new Engine(opts());
   await assert.rejects(eng.submit('sleep', '5000', { signal: AbortSignal.timeout(20) }), { name: 'AbortError' });
