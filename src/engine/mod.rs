@@ -466,17 +466,19 @@ impl Engine {
             0 => self.shared.config.default_timeout_ms,
             ms => ms,
         };
+        // A spare is never shared: the recycler keeps only requests nothing else holds.
         let (req, mut payload) = match spare {
-            // A spare is never shared (the recycler keeps only requests nothing else holds).
-            Some(Spare { mut req, buf })
-                if Arc::strong_count(&req) == 1 && Arc::weak_count(&req) == 0 =>
-            {
-                if let Some(r) = Arc::get_mut(&mut req) {
+            Some(Spare { mut req, buf }) => match Arc::get_mut(&mut req) {
+                Some(r) => {
                     r.renew(id, sub.user_data, entry, now, timeout_ms);
+                    (req, buf)
                 }
-                (req, buf)
-            }
-            _ => (
+                None => (
+                    Arc::new(Request::new(id, sub.user_data, entry, now, timeout_ms)),
+                    buf,
+                ),
+            },
+            None => (
                 Arc::new(Request::new(id, sub.user_data, entry, now, timeout_ms)),
                 Vec::new(),
             ),

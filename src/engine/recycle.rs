@@ -49,10 +49,9 @@ impl Recycler {
     pub fn take(&self, n: usize, out: &mut Vec<Spare>) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let keep = st.items.len().saturating_sub(n);
-        let taken = st.items.split_off(keep);
-        st.bytes -= taken.iter().map(Spare::bytes).sum::<usize>();
-        drop(st);
-        out.extend(taken);
+        let taken: usize = st.items[keep..].iter().map(Spare::bytes).sum();
+        st.bytes -= taken;
+        out.extend(st.items.drain(keep..));
     }
 
     /// Keeps the released requests that nothing else refers to any more, within the bounds.

@@ -110,16 +110,20 @@ impl Timers {
     /// Times each request out at its deadline (with `PORTWAY_TIMEOUT`) unless it has finished
     /// by then; requests without a time limit are skipped. One lock for the lot.
     pub fn deadlines<'a>(&self, reqs: impl IntoIterator<Item = &'a Arc<Request>>) {
-        let mut entries = reqs.into_iter().filter_map(|req| {
-            req.deadline().map(|at| Sleeper {
-                at,
-                req: req.clone(),
-                stage: DEADLINE,
-                permit: None,
+        let mut entries = reqs
+            .into_iter()
+            .filter_map(|req| {
+                req.deadline().map(|at| Sleeper {
+                    at,
+                    req: req.clone(),
+                    stage: DEADLINE,
+                    permit: None,
+                })
             })
-        });
-        if let Some(first) = entries.next() {
-            self.insert(std::iter::once(first).chain(entries));
+            .peekable();
+        // Batches without a time limit (the common case) never take the timer's lock.
+        if entries.peek().is_some() {
+            self.insert(entries);
         }
     }
 

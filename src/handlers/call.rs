@@ -61,23 +61,21 @@ impl Response {
     /// allocates nor frees (with glibc, a buffer freed on another thread than the one that
     /// allocated it takes that thread's arena lock, which workers and host then fight over).
     fn into_vec(self, mut spent: Vec<u8>) -> Vec<u8> {
-        let needed = self.as_slice().len() + 1;
-        if self.as_slice().is_empty() {
+        let data = self.as_slice();
+        if data.is_empty() {
             return Vec::new();
         }
-        if spent.capacity() >= needed && spent.capacity() <= needed.max(1024) * 4 {
+        let needed = data.len() + 1; // the NUL the completion adds
+        let mut target = if spent.capacity() >= needed && spent.capacity() <= needed.max(1024) * 4 {
             spent.clear();
-            spent.extend_from_slice(self.as_slice());
-            return spent;
-        }
-        match self {
-            Response::Heap(bytes) => bytes,
-            Response::Inline { .. } => {
-                let mut bytes = Vec::with_capacity(needed);
-                bytes.extend_from_slice(self.as_slice());
-                bytes
-            }
-        }
+            spent
+        } else if let Response::Heap(bytes) = self {
+            return bytes;
+        } else {
+            Vec::with_capacity(needed)
+        };
+        target.extend_from_slice(data);
+        target
     }
 }
 
