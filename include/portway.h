@@ -428,8 +428,12 @@ portway_status portway_poll_min(struct portway_engine *eng,
 
 /**
  * Releases `n` polled completions: their buffers are freed and their in-flight slots return.
- * Entries that were never polled, or were already released, are ignored. `c` may be NULL
- * only when `n` is 0. Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
+ * Entries that were never polled, or were already released, are ignored. Only `id` is read
+ * from each entry. Callable from any thread, also while another thread polls: a completion
+ * that a concurrent `portway_poll` is handing out at that moment (an id the caller guessed)
+ * is released too, but freed only after that poll has filled its entry, so a poll never
+ * reads freed memory; the pointers of that entry must then not be read. `c` may be NULL only
+ * when `n` is 0. Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
  */
 portway_status portway_release(struct portway_engine *eng,
                                const struct portway_completion *c,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::request::Request;
+use super::request::{ReleaseClaim, Request};
 
 const SHARDS: usize = 16;
 
@@ -163,19 +163,30 @@ impl Ledger {
     }
 
     /// Forgets the requests whose completions were polled (they are being released), keeping
-    /// each shard's lock across a run of ids in that shard, and returns them (to be dropped or
-    /// recycled outside the locks). Ids unknown or not yet polled are skipped.
-    pub fn remove_polled(&self, ids: impl IntoIterator<Item = u64>) -> Vec<Arc<Request>> {
+    /// each shard's lock across a run of ids in that shard. Returns how many were released
+    /// and those whose memory the caller frees or recycles (outside the locks); a request a
+    /// poller is still showing to the host is released but left for that poller to free.
+    /// Ids unknown or not yet polled are skipped.
+    pub fn remove_polled(&self, ids: impl IntoIterator<Item = u64>) -> Released {
         let mut cursor = ShardCursor::new(self);
-        let mut removed = Vec::new();
+        let mut released = Released::default();
         for id in ids {
-            if let Entry::Occupied(e) = cursor.shard(id).entry(id)
-                && e.get().is_polled()
-            {
-                removed.push(e.remove());
+            if let Entry::Occupied(e) = cursor.shard(id).entry(id) {
+                match e.get().claim_release() {
+                    ReleaseClaim::NotPolled => {}
+                    ReleaseClaim::Free => {
+                        released.count += 1;
+                        released.to_free.push(e.remove());
+                    }
+                    ReleaseClaim::Deferred => {
+                        released.count += 1;
+                        // The poller holds its own reference until it is done.
+                        drop(e.remove());
+                    }
+                }
             }
         }
-        removed
+        released
     }
 
     /// Every request in flight (a snapshot).
@@ -199,6 +210,15 @@ impl Ledger {
             drop(drained);
         }
     }
+}
+
+/// What `Ledger::remove_polled` released.
+#[derive(Default)]
+pub(crate) struct Released {
+    /// Requests released (their slots are the caller's to return).
+    pub count: usize,
+    /// The released requests nothing reads any more, to be freed or recycled.
+    pub to_free: Vec<Arc<Request>>,
 }
 
 type ShardMap = HashMap<u64, Arc<Request>, BuildHasherDefault<IdHasher>>;
@@ -259,12 +279,14 @@ mod tests {
         for id in ids {
             let req = Arc::new(Request::new(id, 0, entry.clone(), now, 0));
             if id != 2 {
-                req.mark_polled();
+                req.begin_show();
+                assert!(req.end_show());
             }
             l.insert([req]);
         }
         // 2 is not polled, 999 is unknown, 63 appears twice: 5 removed.
-        assert_eq!(l.remove_polled([1, 2, 63, 63, 64, 999, 65, 1030]).len(), 5);
+        let released = l.remove_polled([1, 2, 63, 63, 64, 999, 65, 1030]);
+        assert_eq!((released.count, released.to_free.len()), (5, 5));
         let mut left: Vec<u64> = l.snapshot().iter().map(|r| r.id).collect();
         left.sort();
         assert_eq!(left, [2, 200]);

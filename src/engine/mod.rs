@@ -538,7 +538,9 @@ impl Engine {
 
     /// Waits up to `timeout` (None = forever) for completions and shows up to `cap` of them to
     /// `f` (outside the queue lock: a slow `f` never holds up the threads posting completions).
-    /// Each stays valid until released.
+    /// Each completion is shown once; `f` may release it (or any other) while it looks at it:
+    /// the release takes effect at once (slot, ledger) but the completion's memory is freed
+    /// only after `f` returns, so a `Completion` is valid for the whole call of `f`.
     pub fn poll(
         &self,
         cap: usize,
@@ -571,17 +573,25 @@ impl Engine {
         }
         let metrics = self.shared.config.metrics;
         let mut recorded = PolledRecorder::default();
+        // Requests the host released while `f` was looking at them: freed here, after `f`.
+        let mut released_while_shown: Vec<Arc<Request>> = Vec::new();
         let end = self.shared.queue.poll(cap, min, timeout, |i, req| {
-            req.mark_polled();
+            req.begin_show();
             if let Some(outcome) = req.outcome() {
-                f(i, Completion { req, outcome });
                 if metrics {
                     let (queued, ran) = req.timings();
                     recorded.add(&req.handler, outcome.status, queued, ran);
                 }
+                f(i, Completion { req, outcome });
+            }
+            if !req.end_show() {
+                released_while_shown.push(req.clone());
             }
         });
         recorded.flush();
+        if !released_while_shown.is_empty() {
+            self.shared.recycler.give(released_while_shown);
+        }
         match end {
             PollEnd::Taken(n) => {
                 self.shared.counters.polled.fetch_add(n as u64, Relaxed);
@@ -592,14 +602,16 @@ impl Engine {
     }
 
     /// Releases completions by id, freeing their slots. Ids that are unknown, not yet polled
-    /// or already released are ignored. Returns how many were released.
+    /// or already released are ignored. A completion a poll is showing right now (inside its
+    /// callback, on this thread or another) is released too, and its memory is freed when
+    /// that poll is done with it. Returns how many were released.
     pub fn release(&self, ids: impl IntoIterator<Item = u64>) -> Result<usize> {
         self.check_fork()?;
         let released = self.shared.ledger.remove_polled(ids);
-        let n = released.len();
+        let n = released.count;
         self.shared.counters.released.fetch_add(n as u64, Relaxed);
         self.shared.ledger.release_slots(n as u64);
-        self.shared.recycler.give(released);
+        self.shared.recycler.give(released.to_free);
         Ok(n)
     }
 

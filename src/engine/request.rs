@@ -19,6 +19,28 @@ const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
 const DONE: u8 = 2;
 
+// Where the completion is on its way to the host (the `shown` field). A poller moves it
+// NOT_SHOWN -> SHOWING while it reads the outcome (the Rust callback, or the C poll filling its
+// record), then SHOWING -> POLLED. A release that finds it SHOWING moves it to
+// RELEASED_WHILE_SHOWING instead of freeing it, and the poller frees it once it is done: the
+// outcome is never freed while a poller reads it.
+const NOT_SHOWN: u8 = 0;
+const SHOWING: u8 = 1;
+const POLLED: u8 = 2;
+const RELEASED_WHILE_SHOWING: u8 = 3;
+
+/// What a release found (`Request::claim_release`).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReleaseClaim {
+    /// Never handed to the host: the release is ignored.
+    NotPolled,
+    /// Polled and no longer read by the poller: the caller frees it.
+    Free,
+    /// A poller is reading it right now: it is released (slot, ledger), and the poller frees
+    /// the outcome when it is done.
+    Deferred,
+}
+
 /// What `mark_running` found.
 pub(crate) enum Transition {
     /// The first stage is starting.
@@ -53,7 +75,8 @@ pub(crate) struct Request {
     /// polling; read only by pollers after they took it from the queue (the queue's lock
     /// orders the write before the reads).
     outcome: UnsafeCell<Option<Outcome>>,
-    polled: AtomicBool,
+    /// NOT_SHOWN, SHOWING, POLLED or RELEASED_WHILE_SHOWING (see above).
+    shown: AtomicU8,
     /// Set before a task or permit is stored, so finishing knows whether to look for one.
     armed: AtomicBool,
     /// The running stage's task (aborted when the request finishes), a pipeline's permit and
@@ -91,7 +114,7 @@ impl Request {
             finished_ns: AtomicU64::new(0),
             stage: AtomicU32::new(0),
             outcome: UnsafeCell::new(None),
-            polled: AtomicBool::new(false),
+            shown: AtomicU8::new(NOT_SHOWN),
             armed: AtomicBool::new(false),
             tasks: Mutex::new(None),
         }
@@ -200,14 +223,43 @@ impl Request {
         unsafe { *self.outcome.get() = Some(outcome) };
     }
 
-    /// Marks the completion as handed to the host; false if it already was.
-    pub fn mark_polled(&self) -> bool {
-        !self.polled.swap(true, Ordering::AcqRel)
+    /// The poller that took the request from the completion queue starts reading its outcome
+    /// (to show it to the host). Until `end_show`, a release does not free it.
+    pub fn begin_show(&self) {
+        self.shown.store(SHOWING, Ordering::Release);
     }
 
-    /// True once the completion was handed to the host.
+    /// The poller is done reading the outcome. False when the host released the request
+    /// meanwhile: the poller then owns the release of its outcome (nothing else frees it).
+    pub fn end_show(&self) -> bool {
+        self.shown
+            .compare_exchange(SHOWING, POLLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// A host releases this request (called under its ledger shard's lock, so at most once
+    /// per request with a result other than `NotPolled`).
+    pub fn claim_release(&self) -> ReleaseClaim {
+        match self.shown.load(Ordering::Acquire) {
+            NOT_SHOWN => ReleaseClaim::NotPolled,
+            SHOWING => match self.shown.compare_exchange(
+                SHOWING,
+                RELEASED_WHILE_SHOWING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => ReleaseClaim::Deferred,
+                // The poller finished in between (POLLED): its reads happened before its
+                // release-ordered store, which this acquire saw.
+                Err(_) => ReleaseClaim::Free,
+            },
+            _ => ReleaseClaim::Free,
+        }
+    }
+
+    /// True once the completion was handed to the host (or is being handed).
     pub fn is_polled(&self) -> bool {
-        self.polled.load(Ordering::Acquire)
+        self.shown.load(Ordering::Acquire) != NOT_SHOWN
     }
 
     /// Nanoseconds since acceptance.
@@ -262,8 +314,9 @@ impl Request {
     /// longer, and should not keep a large response with it.
     pub fn free_outcome_after_release(&self) {
         // SAFETY: the outcome is read only by the one poller that took the request from the
-        // queue, between queueing and release; release comes after that poll, and nothing
-        // writes or reads the outcome again.
+        // queue, between `begin_show` and `end_show`; it is freed only after both the release
+        // and `end_show` (`claim_release` / `end_show` decide which of the two comes last and
+        // frees it), and nothing writes or reads the outcome again.
         unsafe { *self.outcome.get() = None };
     }
 

@@ -107,8 +107,12 @@ pub unsafe extern "C" fn portway_poll_min(
 }
 
 /// Releases `n` polled completions: their buffers are freed and their in-flight slots return.
-/// Entries that were never polled, or were already released, are ignored. `c` may be NULL
-/// only when `n` is 0. Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
+/// Entries that were never polled, or were already released, are ignored. Only `id` is read
+/// from each entry. Callable from any thread, also while another thread polls: a completion
+/// that a concurrent `portway_poll` is handing out at that moment (an id the caller guessed)
+/// is released too, but freed only after that poll has filled its entry, so a poll never
+/// reads freed memory; the pointers of that entry must then not be read. `c` may be NULL only
+/// when `n` is 0. Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_release(
     eng: *mut portway_engine,
