@@ -277,6 +277,10 @@ typedef uint32_t portway_shutdown_mode;
  * that returns without responding completes with `PORTWAY_HANDLER_ERROR`. It may be called
  * from several pool threads at once, and should poll `portway_call_is_cancelled` during long
  * work. It must not call `portway_engine_free`.
+ *
+ * The handler's thread may end inside it (`pthread_exit`, thread cancellation, a language
+ * runtime ending threads as it shuts down): that request then completes with
+ * `PORTWAY_HANDLER_ERROR` ("its thread exited") and the pool starts a new thread in its place.
  */
 typedef void (*portway_handler_fn)(void *ctx, struct portway_call *call);
 

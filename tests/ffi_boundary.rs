@@ -185,7 +185,7 @@ fn config_setters_validate() {
     }
 }
 
-unsafe extern "C" fn shout(_ctx: *mut c_void, call: *mut portway_call) {
+unsafe extern "C-unwind" fn shout(_ctx: *mut c_void, call: *mut portway_call) {
     unsafe {
         let (mut data, mut len) = (ptr::null(), 0usize);
         assert_eq!(

@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::handlers::{AsyncHandler, BlockingHandler, sleep};
 use crate::status::Status;
 use ledger::Ledger;
-use pool::{BusyFlags, Pool, PoolMsg};
+use pool::{BusyFlags, Pool};
 use queue::{CompletionQueue, PollEnd};
 use recycle::{Recycler, Spare};
 use registry::{HandlerEntry, HandlerKind, Registry};
@@ -221,12 +221,35 @@ impl Engine {
 
     // ----- handlers -----
 
-    /// Registers a handler that runs on the worker pool.
+    /// Registers a handler that runs on the worker pool. A panic in it completes its request
+    /// with `PORTWAY_PANIC`.
     pub fn register_blocking(&self, name: &str, handler: impl BlockingHandler) -> Result<u32> {
+        self.register_pool_handler(name, handler, false)
+    }
+
+    /// Registers a C function (through a wrapper that cannot panic) to run on the worker
+    /// pool. Its thread may end under it (`pthread_exit`): the pool lets that unwind pass,
+    /// completes the request and replaces the thread.
+    pub(crate) fn register_foreign(
+        &self,
+        name: &str,
+        handler: impl BlockingHandler,
+    ) -> Result<u32> {
+        self.register_pool_handler(name, handler, true)
+    }
+
+    fn register_pool_handler(
+        &self,
+        name: &str,
+        handler: impl BlockingHandler,
+        foreign: bool,
+    ) -> Result<u32> {
         self.check_fork()?;
-        self.shared
-            .registry
-            .register(name, HandlerKind::Blocking(Arc::new(handler)))
+        let kind = HandlerKind::Blocking(registry::PoolHandler {
+            handler: Arc::new(handler),
+            foreign,
+        });
+        self.shared.registry.register(name, kind)
     }
 
     /// Registers a handler that runs as a future on the runtime.
@@ -864,9 +887,7 @@ impl Drop for Engine {
             });
         }
         if let Some(pool) = self.pool.take() {
-            for _ in 0..pool.size() {
-                let _ = shared.pool_tx.send(PoolMsg::Stop);
-            }
+            pool.stop(shared);
             let drain_left = shared
                 .drain_deadline
                 .lock()

@@ -5,16 +5,17 @@
 //! idle worker always takes the next job at once and a slow job never delays another's
 //! completion.
 
+use std::ffi::{CString, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::dispatch;
 use super::log::LogLevel;
 use super::outcome::Outcome;
 use super::registry::{GatePermit, HandlerKind, Ticket};
+use super::request::Request;
 use super::shared::Shared;
 use crate::error::panic_message;
 use crate::handlers::Call;
@@ -60,11 +61,34 @@ impl BusyFlags {
     }
 }
 
-/// The pool's threads, a count of those still alive, and the channel (to drop leftovers).
+/// The pool: how many workers it started and how many are alive, and the channel (to drop
+/// leftovers).
+///
+/// Workers are plain detached pthreads, not `std::thread`s: std wraps every thread's body in a
+/// `catch_unwind`, which would catch a forced unwind (`pthread_exit` inside a C handler) and
+/// abort the process. A worker that loses its thread that way completes its request and
+/// starts a replacement (`WorkerExit`), so the pool keeps its size.
 pub(crate) struct Pool {
-    threads: Vec<JoinHandle<()>>,
-    alive: Arc<(Mutex<usize>, Condvar)>,
+    size: usize,
+    alive: Arc<Alive>,
     rx: flume::Receiver<PoolMsg>,
+}
+
+/// Workers alive, a condvar signalled each time one exits, and whether the pool is stopping
+/// (then a lost worker is not replaced).
+#[derive(Default)]
+struct Alive {
+    count: Mutex<usize>,
+    exited: Condvar,
+    stopping: AtomicBool,
+}
+
+/// What a worker thread owns.
+struct Worker {
+    shared: Arc<Shared>,
+    index: usize,
+    rx: flume::Receiver<PoolMsg>,
+    alive: Arc<Alive>,
 }
 
 /// Sends a job to the pool; if the pool has stopped, the request completes with
@@ -81,47 +105,47 @@ impl Pool {
     /// stop message (sent by the engine's teardown, or here when a thread cannot be started).
     pub fn start(shared: &Arc<Shared>, rx: flume::Receiver<PoolMsg>) -> std::io::Result<Pool> {
         let n = shared.pool_workers;
-        let alive = Arc::new((Mutex::new(n), Condvar::new()));
-        let mut threads = Vec::with_capacity(n);
-        for i in 0..n {
-            let rx = rx.clone();
-            let alive = alive.clone();
-            let worker_shared = shared.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("portway-pool-{i}"))
-                .spawn(move || {
-                    worker_loop(&worker_shared, i, &rx);
-                    drop(worker_shared);
-                    let (count, cv) = &*alive;
-                    *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-                    cv.notify_all();
-                });
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    for _ in 0..threads.len() {
-                        let _ = shared.pool_tx.send(PoolMsg::Stop);
-                    }
-                    for t in threads {
-                        let _ = t.join();
-                    }
-                    return Err(e);
-                }
+        let alive = Arc::new(Alive {
+            count: Mutex::new(n),
+            ..Alive::default()
+        });
+        for index in 0..n {
+            let worker = Worker {
+                shared: shared.clone(),
+                index,
+                rx: rx.clone(),
+                alive: alive.clone(),
+            };
+            if let Err(e) = spawn_worker(worker) {
+                // Stop the ones started; the failed one and those never started are not alive.
+                *alive.count.lock().unwrap_or_else(|e| e.into_inner()) -= n - index;
+                let pool = Pool {
+                    size: index,
+                    alive,
+                    rx,
+                };
+                pool.stop(shared);
+                pool.join_within(Duration::from_secs(5));
+                return Err(e);
             }
         }
-        Ok(Pool { threads, alive, rx })
+        Ok(Pool { size: n, alive, rx })
     }
 
-    /// Number of worker threads started.
-    pub fn size(&self) -> usize {
-        self.threads.len()
+    /// Asks every worker to exit once it is done with its job; lost workers are no longer
+    /// replaced.
+    pub fn stop(&self, shared: &Shared) {
+        self.alive.stopping.store(true, Ordering::SeqCst);
+        for _ in 0..self.size {
+            let _ = shared.pool_tx.send(PoolMsg::Stop);
+        }
     }
 
-    /// Waits until every worker has exited or `grace` passes. Joins the exited ones and
-    /// detaches (abandons) the rest. Returns how many were abandoned.
+    /// Waits until every worker has exited or `grace` passes; the rest are abandoned (they
+    /// exit when their handler returns). Returns how many were abandoned.
     pub fn join_within(self, grace: Duration) -> usize {
         let deadline = Instant::now() + grace;
-        let (count, cv) = &*self.alive;
+        let (count, cv) = (&self.alive.count, &self.alive.exited);
         let mut left = count.lock().unwrap_or_else(|e| e.into_inner());
         while *left > 0 {
             let now = Instant::now();
@@ -139,12 +163,125 @@ impl Pool {
             // Jobs handed back after the stop messages hold the engine: drop them.
             while self.rx.try_recv().is_ok() {}
         }
-        for t in self.threads {
-            if t.is_finished() {
-                let _ = t.join();
-            }
-        }
         abandoned
+    }
+}
+
+// Not part of portway's C ABI: the doc line below keeps cbindgen from putting it in the header.
+/// `pthread_create` with a start routine that may unwind: the `libc` crate declares it with an
+/// `extern "C"` one, through which a forced unwind must not pass.
+///
+/// cbindgen:ignore
+mod sys {
+    use std::ffi::{c_int, c_void};
+
+    unsafe extern "C" {
+        #[link_name = "pthread_create"]
+        pub fn pthread_create_unwinding(
+            thread: *mut libc::pthread_t,
+            attr: *const libc::pthread_attr_t,
+            start: extern "C-unwind" fn(*mut c_void) -> *mut c_void,
+            arg: *mut c_void,
+        ) -> c_int;
+    }
+}
+
+/// Starts a detached pthread running `worker`.
+fn spawn_worker(worker: Worker) -> std::io::Result<()> {
+    let arg = Box::into_raw(Box::new(worker));
+    // SAFETY: `attr` is initialised before use and destroyed after; `worker_main` takes back
+    // the box `arg` points to, exactly once, and only if the thread was created.
+    let rc = unsafe {
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+        let mut rc = libc::pthread_attr_init(attr.as_mut_ptr());
+        if rc == 0 {
+            rc =
+                libc::pthread_attr_setdetachstate(attr.as_mut_ptr(), libc::PTHREAD_CREATE_DETACHED);
+            if rc == 0 {
+                let mut thread: libc::pthread_t = 0;
+                rc = sys::pthread_create_unwinding(
+                    &mut thread,
+                    attr.as_ptr(),
+                    worker_main,
+                    arg.cast(),
+                );
+            }
+            libc::pthread_attr_destroy(attr.as_mut_ptr());
+        }
+        rc
+    };
+    if rc != 0 {
+        // SAFETY: no thread was created, so the box is still ours.
+        drop(unsafe { Box::from_raw(arg) });
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// A worker thread's body. "C-unwind": a forced unwind from a C handler passes through it to
+/// glibc, which ends the thread; `WorkerExit` runs on the way. (A Rust panic outside a
+/// handler call, which would be a bug here, finds no `catch_unwind` above and aborts.)
+extern "C-unwind" fn worker_main(arg: *mut c_void) -> *mut c_void {
+    // SAFETY: `spawn_worker` passed a `Box<Worker>` that only this thread takes back.
+    let worker = *unsafe { Box::from_raw(arg.cast::<Worker>()) };
+    let name = format!("portway-pool-{}", worker.index);
+    if let Ok(name) = CString::new(&name.as_bytes()[..name.len().min(15)]) {
+        // SAFETY: a NUL-terminated name of at most 15 bytes, for the calling thread.
+        unsafe { libc::pthread_setname_np(libc::pthread_self(), name.as_ptr()) };
+    }
+    let mut exit = WorkerExit {
+        worker: Some(worker),
+        returned: false,
+    };
+    if let Some(w) = &exit.worker {
+        worker_loop(&w.shared, w.index, &w.rx);
+    }
+    exit.returned = true;
+    std::ptr::null_mut()
+}
+
+/// Runs when a worker's thread ends: normally (stop message) it counts the worker out; when
+/// the thread is being torn down under a handler (a forced unwind) it starts a replacement,
+/// unless the pool is stopping or the thread cannot be created (then the pool shrinks).
+struct WorkerExit {
+    worker: Option<Worker>,
+    returned: bool,
+}
+
+impl Drop for WorkerExit {
+    fn drop(&mut self) {
+        let Some(worker) = self.worker.take() else {
+            return;
+        };
+        let alive = worker.alive.clone();
+        if !self.returned && !alive.stopping.load(Ordering::SeqCst) {
+            let shared = worker.shared.clone();
+            let index = worker.index;
+            let replaced = spawn_worker(worker);
+            let lost = replaced.is_err();
+            // Logged from the runtime: the host's log hook must not run on this thread now
+            // (see HandlerWatch).
+            shared.rt.clone().spawn(async move {
+                match &replaced {
+                    Ok(()) => shared.logger.log(LogLevel::Warn, || {
+                        format!("pool worker {index}: its thread exited inside a handler; replaced")
+                    }),
+                    Err(e) => shared.logger.log(LogLevel::Error, || {
+                        format!(
+                            "pool worker {index}: its thread exited inside a handler and no \
+                             thread could replace it ({e}); the pool has one worker less"
+                        )
+                    }),
+                }
+            });
+            if !lost {
+                return;
+            }
+        } else {
+            drop(worker);
+        }
+        *alive.count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        alive.exited.notify_all();
     }
 }
 
@@ -193,15 +330,29 @@ fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
         return;
     }
     let entry = req.stage(stage);
-    let HandlerKind::Blocking(handler) = &entry.kind else {
+    let HandlerKind::Blocking(pool_handler) = &entry.kind else {
         let msg = format!("handler {:?} is not a pool handler", entry.name);
         dispatch::finish(shared, &req, Outcome::failed(Status::PORTWAY_INTERNAL, msg));
         return;
     };
     let mut call = Call::new(req.clone(), payload);
+    let watch = HandlerWatch {
+        shared,
+        worker,
+        req: &req,
+        stage,
+        permit,
+    };
     shared.pool_busy.set(worker, true);
-    let result = catch_unwind(AssertUnwindSafe(|| handler.call(&mut call)));
-    shared.pool_busy.set(worker, false);
+    let handler = &pool_handler.handler;
+    let result = if pool_handler.foreign {
+        // No catch_unwind: it cannot panic, and a forced unwind must pass (see PoolHandler).
+        handler.call(&mut call);
+        Ok(())
+    } else {
+        catch_unwind(AssertUnwindSafe(|| handler.call(&mut call)))
+    };
+    let permit = watch.handler_returned();
     let outcome = match result {
         Ok(()) => call.into_outcome(),
         Err(panic) => {
@@ -218,4 +369,54 @@ fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
     };
     dispatch::stage_done(shared, req, stage, outcome);
     drop(permit);
+}
+
+/// Alive while a handler runs. Dropped only when the thread is torn down under the handler by
+/// a forced unwind: it then has the request completed, which would otherwise never happen.
+///
+/// That work (and dropping the gate permit, which may start the next call) is handed to the
+/// runtime rather than done here: it may call the host's hooks (log, notify), and a host hook
+/// on a thread being torn down may itself end the thread (CPython's do) in the middle of this
+/// unwind, which aborts.
+struct HandlerWatch<'a> {
+    shared: &'a Arc<Shared>,
+    worker: usize,
+    req: &'a Arc<Request>,
+    stage: usize,
+    permit: Option<GatePermit>,
+}
+
+impl HandlerWatch<'_> {
+    /// The handler returned (or panicked into `catch_unwind`): disarms the watch and hands
+    /// back the permit.
+    fn handler_returned(mut self) -> Option<GatePermit> {
+        self.shared.pool_busy.set(self.worker, false);
+        let permit = self.permit.take();
+        std::mem::forget(self);
+        permit
+    }
+}
+
+impl Drop for HandlerWatch<'_> {
+    fn drop(&mut self) {
+        self.shared.pool_busy.set(self.worker, false);
+        let shared = self.shared.clone();
+        let req = self.req.clone();
+        let (stage, permit) = (self.stage, self.permit.take());
+        self.shared.rt.spawn(async move {
+            let msg = format!(
+                "handler {:?}: its thread exited (pthread_exit or thread cancellation) before it returned",
+                req.stage(stage).name
+            );
+            shared
+                .logger
+                .log(LogLevel::Error, || format!("request {}: {msg}", req.id));
+            dispatch::finish(
+                &shared,
+                &req,
+                Outcome::failed(Status::PORTWAY_HANDLER_ERROR, msg),
+            );
+            drop(permit);
+        });
+    }
 }

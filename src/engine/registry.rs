@@ -24,9 +24,20 @@ pub(crate) enum HandlerKind {
     /// A future on the runtime.
     Async(Arc<dyn AsyncHandler>),
     /// A function on the worker pool.
-    Blocking(Arc<dyn BlockingHandler>),
+    Blocking(PoolHandler),
     /// Stages run in order; never nested (pipelines of pipelines are flattened).
     Pipeline(Vec<Arc<HandlerEntry>>),
+}
+
+/// A handler run on the worker pool.
+pub(crate) struct PoolHandler {
+    pub handler: Arc<dyn BlockingHandler>,
+    /// A C function (registered through the C ABI): called without catching panics, so that
+    /// a forced unwind ending its thread (`pthread_exit`, thread cancellation; CPython does it
+    /// to threads that want the GIL while it shuts down) passes through instead of being
+    /// caught, which aborts the process. It cannot panic: every `portway_call_*` function
+    /// catches its own panics.
+    pub foreign: bool,
 }
 
 /// A registered handler.

@@ -26,11 +26,17 @@ unsafe impl Handle for portway_call {
 /// that returns without responding completes with `PORTWAY_HANDLER_ERROR`. It may be called
 /// from several pool threads at once, and should poll `portway_call_is_cancelled` during long
 /// work. It must not call `portway_engine_free`.
+///
+/// The handler's thread may end inside it (`pthread_exit`, thread cancellation, a language
+/// runtime ending threads as it shuts down): that request then completes with
+/// `PORTWAY_HANDLER_ERROR` ("its thread exited") and the pool starts a new thread in its place.
 pub type portway_handler_fn =
-    Option<unsafe extern "C" fn(ctx: *mut c_void, call: *mut portway_call)>;
+    Option<unsafe extern "C-unwind" fn(ctx: *mut c_void, call: *mut portway_call)>;
 
 struct NativeHandler {
-    f: unsafe extern "C" fn(*mut c_void, *mut portway_call),
+    // "C-unwind": a forced unwind (`pthread_exit`) may leave the handler; with "C" that
+    // would be undefined behaviour.
+    f: unsafe extern "C-unwind" fn(*mut c_void, *mut portway_call),
     ctx: *mut c_void,
 }
 
@@ -65,7 +71,7 @@ pub unsafe extern "C" fn portway_register_handler(
         let name = unsafe { utf8(name, "name") }?;
         let f = handler_fn.ok_or_else(|| Error::invalid("handler_fn is NULL"))?;
         require_out(out_id, "out_id")?;
-        let id = engine.register_blocking(name, NativeHandler { f, ctx })?;
+        let id = engine.register_foreign(name, NativeHandler { f, ctx })?;
         // SAFETY: checked non-NULL above.
         unsafe { write_out(out_id, "out_id", id) }
     })
