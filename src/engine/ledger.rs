@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::request::{ReleaseClaim, Request};
+use super::sync::{AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard};
 
 const SHARDS: usize = 16;
 
@@ -53,7 +54,9 @@ fn shard_of(id: u64) -> usize {
 impl Ledger {
     pub fn new(max_in_flight: u64) -> Self {
         Ledger {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(ShardMap::default()))
+                .collect(),
             in_flight: AtomicU64::new(0),
             max_in_flight,
             slot_waiters: AtomicUsize::new(0),
@@ -279,8 +282,7 @@ mod tests {
         for id in ids {
             let req = Arc::new(Request::new(id, 0, entry.clone(), now, 0));
             if id != 2 {
-                req.begin_show();
-                assert!(req.end_show());
+                assert!(req.show(|_, _| {}).is_none());
             }
             l.insert([req]);
         }

@@ -8,6 +8,8 @@ mod exposition;
 mod fork;
 mod ledger;
 mod log;
+#[cfg(all(test, portway_loom))]
+mod loom_models;
 mod metrics;
 mod outcome;
 mod pool;
@@ -17,6 +19,7 @@ mod registry;
 pub(crate) mod request;
 mod shared;
 mod stats;
+mod sync;
 mod timer;
 
 use std::sync::Arc;
@@ -599,17 +602,14 @@ impl Engine {
         // Requests the host released while `f` was looking at them: freed here, after `f`.
         let mut released_while_shown: Vec<Arc<Request>> = Vec::new();
         let end = self.shared.queue.poll(cap, min, timeout, |i, req| {
-            req.begin_show();
-            if let Some(outcome) = req.outcome() {
+            let released = req.show(|req, outcome| {
                 if metrics {
                     let (queued, ran) = req.timings();
                     recorded.add(&req.handler, outcome.status, queued, ran);
                 }
                 f(i, Completion { req, outcome });
-            }
-            if !req.end_show() {
-                released_while_shown.push(req.clone());
-            }
+            });
+            released_while_shown.extend(released);
         });
         recorded.flush();
         if !released_while_shown.is_empty() {
@@ -630,11 +630,8 @@ impl Engine {
     /// that poll is done with it. Returns how many were released.
     pub fn release(&self, ids: impl IntoIterator<Item = u64>) -> Result<usize> {
         self.check_fork()?;
-        let released = self.shared.ledger.remove_polled(ids);
-        let n = released.count;
+        let n = self.shared.recycler.release(&self.shared.ledger, ids);
         self.shared.counters.released.fetch_add(n as u64, Relaxed);
-        self.shared.ledger.release_slots(n as u64);
-        self.shared.recycler.give(released.to_free);
         Ok(n)
     }
 

@@ -11,17 +11,19 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::request::Request;
+use super::sync::{AtomicU64, Condvar, Mutex, RwLock, yield_now};
 use crate::error::{Error, Result};
 
 const SHUTDOWN_BIT: u64 = 1 << 63;
 
 /// How many times a poll that finds nothing looks again (yielding in between) before it sleeps.
-const LOOKS_BEFORE_SLEEPING: u32 = 32;
+/// (Once under loom: each look is another branch of the model, and one shows the path.)
+const LOOKS_BEFORE_SLEEPING: u32 = if cfg!(portway_loom) { 1 } else { 32 };
 
 /// Called after completions become ready when none were waiting.
 pub type NotifyHook = Arc<dyn Fn() + Send + Sync>;
@@ -241,7 +243,7 @@ impl CompletionQueue {
                 // sleep and the wake-up it then needs cost more than that).
                 spins_left -= 1;
                 drop(st);
-                std::thread::yield_now();
+                yield_now();
                 st = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 continue;
             }

@@ -7,9 +7,11 @@
 //! the slower arena paths, on memory that had gone cold. Taking a released request back costs
 //! a check that nothing else holds it and a reset in place.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use super::ledger::Ledger;
 use super::request::Request;
+use super::sync::Mutex;
 
 /// At most this many spares are kept.
 const MAX_SPARES: usize = 4096;
@@ -33,9 +35,16 @@ impl Spare {
 }
 
 /// The engine's spares, shared by every submitting and releasing thread.
-#[derive(Default)]
 pub(crate) struct Recycler {
     state: Mutex<Spares>,
+}
+
+impl Default for Recycler {
+    fn default() -> Self {
+        Recycler {
+            state: Mutex::new(Spares::default()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -45,6 +54,16 @@ struct Spares {
 }
 
 impl Recycler {
+    /// Releases the polled completions among `ids`: out of the ledger, their slots back, their
+    /// memory kept here or freed (one a poller is still showing is freed by that poller).
+    /// Returns how many were released.
+    pub fn release(&self, ledger: &Ledger, ids: impl IntoIterator<Item = u64>) -> usize {
+        let released = ledger.remove_polled(ids);
+        ledger.release_slots(released.count as u64);
+        self.give(released.to_free);
+        released.count
+    }
+
     /// Moves up to `n` spares into `out` (one lock for the lot).
     pub fn take(&self, n: usize, out: &mut Vec<Spare>) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());

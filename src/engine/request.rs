@@ -5,15 +5,15 @@
 //! completion; everyone else sees that they lost and posts nothing. That single atomic swap
 //! is what makes "exactly one completion per accepted request" hold under every race.
 
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio::task::AbortHandle;
 
 use super::outcome::Outcome;
 use super::registry::{GatePermit, HandlerEntry, HandlerKind};
+use super::sync::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Mutex, OutcomeCell};
 
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
@@ -74,7 +74,7 @@ pub(crate) struct Request {
     /// Written once, by the caller that won `claim_*`, before the request is queued for
     /// polling; read only by pollers after they took it from the queue (the queue's lock
     /// orders the write before the reads).
-    outcome: UnsafeCell<Option<Outcome>>,
+    outcome: OutcomeCell<Option<Outcome>>,
     /// NOT_SHOWN, SHOWING, POLLED or RELEASED_WHILE_SHOWING (see above).
     shown: AtomicU8,
     /// Set before a task or permit is stored, so finishing knows whether to look for one.
@@ -113,7 +113,7 @@ impl Request {
             started_ns: AtomicU64::new(0),
             finished_ns: AtomicU64::new(0),
             stage: AtomicU32::new(0),
-            outcome: UnsafeCell::new(None),
+            outcome: OutcomeCell::new(None),
             shown: AtomicU8::new(NOT_SHOWN),
             armed: AtomicBool::new(false),
             tasks: Mutex::new(None),
@@ -142,7 +142,8 @@ impl Request {
 
     /// Takes the buffer the completion's bytes lived in (empty if there was none), for reuse.
     pub fn take_spent_buffer(&mut self) -> Vec<u8> {
-        match self.outcome.get_mut().take() {
+        // SAFETY: `&mut self`: nothing else can reach the outcome.
+        match self.outcome.with_mut(|o| unsafe { (*o).take() }) {
             Some(outcome) => outcome.data.into_vec(),
             None => Vec::new(),
         }
@@ -220,18 +221,28 @@ impl Request {
     fn write_outcome(&self, outcome: Outcome) {
         // SAFETY: only the single winner of the DONE swap gets here, once, and nobody reads the
         // outcome before the request is pushed to the completion queue afterwards.
-        unsafe { *self.outcome.get() = Some(outcome) };
+        self.outcome.with_mut(|o| unsafe { *o = Some(outcome) });
     }
 
-    /// The poller that took the request from the completion queue starts reading its outcome
-    /// (to show it to the host). Until `end_show`, a release does not free it.
-    pub fn begin_show(&self) {
+    /// Shows the completion to `f`, for the poller that took the request from the completion
+    /// queue (the only one that may). A release while `f` runs does not free it: the request
+    /// is then returned, and the caller frees it once it is done with its batch.
+    pub fn show(self: &Arc<Self>, f: impl FnOnce(&Request, &Outcome)) -> Option<Arc<Request>> {
+        self.begin_show();
+        if let Some(outcome) = self.outcome() {
+            f(self, outcome);
+        }
+        (!self.end_show()).then(|| self.clone())
+    }
+
+    /// The poller starts reading the outcome. Until `end_show`, a release does not free it.
+    fn begin_show(&self) {
         self.shown.store(SHOWING, Ordering::Release);
     }
 
     /// The poller is done reading the outcome. False when the host released the request
     /// meanwhile: the poller then owns the release of its outcome (nothing else frees it).
-    pub fn end_show(&self) -> bool {
+    fn end_show(&self) -> bool {
         self.shown
             .compare_exchange(SHOWING, POLLED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
@@ -317,14 +328,14 @@ impl Request {
         // queue, between `begin_show` and `end_show`; it is freed only after both the release
         // and `end_show` (`claim_release` / `end_show` decide which of the two comes last and
         // frees it), and nothing writes or reads the outcome again.
-        unsafe { *self.outcome.get() = None };
+        self.outcome.with_mut(|o| unsafe { *o = None });
     }
 
     /// The final outcome. Call only after taking the request from the completion queue.
     pub fn outcome(&self) -> Option<&Outcome> {
         // SAFETY: written once before the request was queued; the queue lock orders that write
         // before this read, and it is never written again.
-        unsafe { (*self.outcome.get()).as_ref() }
+        self.outcome.with(|o| unsafe { (*o).as_ref() })
     }
 
     /// (queued_ns, run_ns) as the completion reports them.
