@@ -58,6 +58,27 @@ struct portway_handler_stats {
     struct portway_latency run;               /**< Start to finish. */
 };
 
+/*
+ * Names a C user can write for the records above. The functions `portway_stats` and
+ * `portway_handler_stats` own the plain names, so the records are `portway_stats_record` and
+ * `portway_handler_stats_record` (the `struct` tags keep working too).
+ */
+/** `struct portway_stats`, filled by `portway_stats()`. */
+typedef struct portway_stats portway_stats_record;
+/** `struct portway_latency`: latency of one handler, in nanoseconds. */
+typedef struct portway_latency portway_latency;
+/** `struct portway_handler_stats`, filled by `portway_handler_stats()`. */
+typedef struct portway_handler_stats portway_handler_stats_record;
+
+/**
+ * Most bytes any buffer or array passed to portway may span: 2^56 - 1 (128 PiB, beyond any
+ * 64-bit address space; on 32-bit targets `PTRDIFF_MAX` is lower and applies instead). A
+ * count or length whose buffer would be larger cannot be true, and is refused with
+ * `PORTWAY_INVALID_ARGUMENT` (or `PORTWAY_PAYLOAD_TOO_LARGE` for a payload) before anything
+ * is read or written through it.
+ */
+#define PORTWAY_MAX_BUFFER 72057594037927935
+
 /**
  * Log level of fine detail.
  */
@@ -180,8 +201,12 @@ typedef uint32_t portway_status;
 #endif // __cplusplus
 
 /**
- * One invocation of a native handler. Valid only until the handler returns; use it only on
- * the thread that runs the handler.
+ * One invocation of a native handler, lent to it by the engine: valid only until the handler
+ * returns; never free it. Thread rules: every `portway_call_*` function may be called from any
+ * thread while the handler runs, at the same time as the others (a watchdog thread polling
+ * `portway_call_is_cancelled` while the handler responds is fine: the calls that change the
+ * response are serialized, the reads of cancellation and user data take no lock). None may be
+ * called once the handler has returned: join such threads before returning.
  */
 typedef struct portway_call portway_call;
 
@@ -404,9 +429,11 @@ extern "C" {
  * Waits until at least one completion is ready or `timeout_ms` passes (0 = don't wait,
  * -1 = forever), then fills up to `cap` entries of `out` and writes their count to `*out_n`
  * (0 after a timeout or a `portway_wake`). Several threads may poll at once; each completion
- * goes to exactly one of them. Returns `PORTWAY_OK`; `PORTWAY_CLOSED` once the engine is shut
- * down and every completion has been polled (`*out_n` is not written); `PORTWAY_INVALID_ARGUMENT`
- * (NULL engine/out/out_n, cap 0, timeout below -1); `PORTWAY_FORKED`.
+ * goes to exactly one of them. `cap` is 1 to `PORTWAY_MAX_BUFFER / sizeof(portway_completion)`
+ * (the most an array can hold), checked before anything is written. Returns `PORTWAY_OK`;
+ * `PORTWAY_CLOSED` once the engine is shut down and every completion has been polled (`*out_n`
+ * is not written); `PORTWAY_INVALID_ARGUMENT` (NULL engine/out/out_n, cap 0 or above its
+ * limit, timeout below -1); `PORTWAY_FORKED`.
  */
 portway_status portway_poll(struct portway_engine *eng,
                             struct portway_completion *out,
@@ -418,10 +445,10 @@ portway_status portway_poll(struct portway_engine *eng,
  * `portway_poll` that waits for a batch: it returns once at least `min` completions are ready,
  * or fewer when every request accepted and not yet polled has completed (so a `min` above the
  * work in flight never waits forever), or when `timeout_ms` passes or `portway_wake` is called
- * (0 = don't wait, -1 = forever). Then it fills up to `cap` entries, like `portway_poll`. A host
- * that keeps many requests in flight takes its completions in batches, one wake-up each (like
- * liburing's `io_uring_wait_cqe_nr`). Returns what `portway_poll` returns;
- * `PORTWAY_INVALID_ARGUMENT` also when `min` is 0 or above `cap`.
+ * (0 = don't wait, -1 = forever). Then it fills up to `cap` entries, like `portway_poll` (and
+ * with its limit on `cap`). A host that keeps many requests in flight takes its completions in
+ * batches, one wake-up each (like liburing's `io_uring_wait_cqe_nr`). Returns what
+ * `portway_poll` returns; `PORTWAY_INVALID_ARGUMENT` also when `min` is 0 or above `cap`.
  */
 portway_status portway_poll_min(struct portway_engine *eng,
                                 struct portway_completion *out,
@@ -437,7 +464,10 @@ portway_status portway_poll_min(struct portway_engine *eng,
  * that a concurrent `portway_poll` is handing out at that moment (an id the caller guessed)
  * is released too, but freed only after that poll has filled its entry, so a poll never
  * reads freed memory; the pointers of that entry must then not be read. `c` may be NULL only
- * when `n` is 0. Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
+ * when `n` is 0; `n` is at most `PORTWAY_MAX_BUFFER / sizeof(portway_completion)` (the most
+ * an array can hold), checked before `c` is read. Returns `PORTWAY_OK`,
+ * `PORTWAY_INVALID_ARGUMENT` (NULL engine, NULL `c` with `n` > 0, `n` above its limit) or
+ * `PORTWAY_FORKED`.
  */
 portway_status portway_release(struct portway_engine *eng,
                                const struct portway_completion *c,
@@ -560,7 +590,8 @@ void portway_engine_free(struct portway_engine *eng);
  * Registers a native handler named `name` (UTF-8, unique, 1..=256 bytes) and writes its id to
  * `*out_id`. `fn` runs on the worker pool with `ctx`; `ctx` must stay valid until the engine is
  * freed. Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL or bad name, NULL fn,
- * duplicate name) or `PORTWAY_FORKED`.
+ * duplicate name), `PORTWAY_SHUTDOWN` (shutdown has begun: the handler could never run) or
+ * `PORTWAY_FORKED`.
  */
 portway_status portway_register_handler(struct portway_engine *eng,
                                         const char *name,
@@ -590,9 +621,10 @@ portway_status portway_handler_set_concurrency(struct portway_engine *eng,
  * Registers a pipeline named `name` that runs `stages[0..n]` in order, each stage's response
  * being the next stage's payload, each under its own concurrency limit. The request's
  * deadline covers the whole pipeline; the first failure ends it. Pipelines used as stages
- * are flattened (at most 64 stages in all). Writes the new handler id to `*out_id`.
- * Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER` (a stage id), `PORTWAY_INVALID_ARGUMENT`
- * (n == 0, too many stages, bad or duplicate name, NULL pointers) or `PORTWAY_FORKED`.
+ * are flattened (at most 64 stages in all). `n` is 1 to 64, checked before `stages` is read.
+ * Writes the new handler id to `*out_id`. Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER` (a
+ * stage id), `PORTWAY_INVALID_ARGUMENT` (n == 0, too many stages, bad or duplicate name, NULL
+ * pointers), `PORTWAY_SHUTDOWN` (shutdown has begun) or `PORTWAY_FORKED`.
  */
 portway_status portway_pipeline_new(struct portway_engine *eng,
                                     const char *name,
@@ -618,16 +650,18 @@ uint64_t portway_call_user_data(struct portway_call *call);
 bool portway_call_is_cancelled(struct portway_call *call);
 
 /**
- * Sets the response to a copy of `data[0..len]` (`data` may be NULL when `len` is 0).
- * Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL call, NULL data with len > 0,
- * already responded or failed).
+ * Sets the response to a copy of `data[0..len]` (`data` may be NULL when `len` is 0; `len` is
+ * at most `PORTWAY_MAX_BUFFER`, checked before `data` is read). Returns `PORTWAY_OK` or
+ * `PORTWAY_INVALID_ARGUMENT` (NULL call, NULL data with len > 0, len above its limit, already
+ * responded or failed).
  */
 portway_status portway_call_respond(struct portway_call *call, const uint8_t *data, size_t len);
 
 /**
- * Fails the call: its completion gets `PORTWAY_HANDLER_ERROR` with `message` (UTF-8; copied)
- * as its data. Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL call or message,
- * already responded or failed).
+ * Fails the call: its completion gets `PORTWAY_HANDLER_ERROR` with `message` (copied) as its
+ * data. A message that is not valid UTF-8 is kept, with each invalid sequence replaced by
+ * U+FFFD. Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL call or message, already
+ * responded or failed).
  */
 portway_status portway_call_fail(struct portway_call *call, const char *message);
 
@@ -653,7 +687,8 @@ portway_status portway_http_options_default(struct portway_http_options *out);
  * Registers another http handler named `name` with its own connection pool and limits
  * (`opts` NULL = defaults) and writes its id to `*out_id`. Payloads and completions are as
  * for the built-in "http". Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL or duplicate
- * name, an option out of range, an unreadable CA file) or `PORTWAY_FORKED`.
+ * name, an option out of range, an unreadable CA file), `PORTWAY_SHUTDOWN` (shutdown has begun)
+ * or `PORTWAY_FORKED`.
  */
 portway_status portway_register_http(struct portway_engine *eng,
                                      const char *name,
@@ -664,7 +699,8 @@ portway_status portway_register_http(struct portway_engine *eng,
  * Writes the engine's metrics in the Prometheus text format (NUL-terminated) to `buf`:
  * per-handler counters, engine gauges and per-handler histograms of queue wait and run time.
  * `*needed` always receives the size required, NUL included; when `cap` is smaller (or `buf`
- * is NULL), nothing else is written and `PORTWAY_BUFFER_TOO_SMALL` is returned. Per-handler
+ * is NULL), nothing else is written and `PORTWAY_BUFFER_TOO_SMALL` is returned; a `cap` above
+ * `PORTWAY_MAX_BUFFER` (no buffer is that large) is `PORTWAY_INVALID_ARGUMENT`. Per-handler
  * completions and latencies are recorded when completions are polled.
  * Returns `PORTWAY_OK`, `PORTWAY_BUFFER_TOO_SMALL`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
  */
@@ -693,7 +729,7 @@ portway_status portway_inflight_json(struct portway_engine *eng,
  */
 portway_status portway_handler_stats(struct portway_engine *eng,
                                      uint32_t id,
-                                     struct portway_handler_stats *out);
+                                     portway_handler_stats_record *out);
 
 /**
  * Delivers engine events at `min_level` or above (`PORTWAY_LOG_DEBUG` .. `PORTWAY_LOG_ERROR`) to
@@ -719,12 +755,15 @@ portway_status portway_config_set_log(struct portway_config *cfg,
  * Writes a snapshot of the engine's counters to `*out`. Callable from any thread.
  * Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL engine or out) or `PORTWAY_FORKED`.
  */
-portway_status portway_stats(struct portway_engine *eng, struct portway_stats *out);
+portway_status portway_stats(struct portway_engine *eng, portway_stats_record *out);
 
 /**
  * Submits one request and writes its id (nonzero, never reused) to `*out_id`. Never blocks.
+ * `req->payload_len` is at most the engine's `max_payload` (`portway_config_set_max_payload`,
+ * default 64 MiB), checked before the payload is read.
  * Returns `PORTWAY_OK`; `PORTWAY_BUSY` (every `max_in_flight` slot is taken: poll and release,
- * then retry); `PORTWAY_SHUTDOWN`; `PORTWAY_UNKNOWN_HANDLER`; `PORTWAY_PAYLOAD_TOO_LARGE`;
+ * then retry); `PORTWAY_SHUTDOWN`; `PORTWAY_UNKNOWN_HANDLER`; `PORTWAY_PAYLOAD_TOO_LARGE`
+ * (`payload_len` above `max_payload`);
  * `PORTWAY_INVALID_ARGUMENT` (NULL pointers, a payload the handler refuses); `PORTWAY_FORKED`.
  * A refused request posts no completion and changes nothing.
  */
@@ -736,8 +775,11 @@ portway_status portway_submit(struct portway_engine *eng,
  * Submits `reqs[0..n]`, accepting the longest possible prefix, and writes the number accepted
  * to `*out_accepted` (written whenever the arguments are valid, even when not all were
  * accepted) and their ids to `out_ids[0..accepted]` (`out_ids` may be NULL).
- * Returns `PORTWAY_OK` when all were accepted, else the status that stopped the batch at
- * index `*out_accepted` (see `portway_submit`). Never blocks.
+ * `n` is at most `PORTWAY_MAX_BUFFER / sizeof(portway_request)` (the most an array can hold;
+ * a larger `n` is `PORTWAY_INVALID_ARGUMENT` with nothing read or accepted); each
+ * `payload_len` at most `max_payload`, checked before that payload is read (the batch stops
+ * there with `PORTWAY_PAYLOAD_TOO_LARGE`). Returns `PORTWAY_OK` when all were accepted, else the status
+ * that stopped the batch at index `*out_accepted` (see `portway_submit`). Never blocks.
  */
 portway_status portway_submit_batch(struct portway_engine *eng,
                                     const struct portway_request *reqs,

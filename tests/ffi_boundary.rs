@@ -368,3 +368,64 @@ fn register_http_validates_and_registers() {
         portway_engine_free(eng);
     }
 }
+
+#[test]
+fn registration_after_shutdown_is_refused_in_rust_and_in_c() {
+    let eng = portway::Engine::new(portway::Config::default()).unwrap();
+    let echo = eng.lookup("echo").unwrap();
+    eng.shutdown(portway::ShutdownMode::Drain, None).unwrap();
+    let late = eng.register_blocking("late", |c: &mut portway::handlers::Call| {
+        let _ = c.respond(b"");
+    });
+    assert!(matches!(late, Err(portway::Error::Shutdown)), "{late:?}");
+    assert!(matches!(
+        eng.register_pipeline("late-pipe", &[echo]),
+        Err(portway::Error::Shutdown)
+    ));
+    assert!(eng.lookup("late").is_err());
+    drop(eng);
+
+    unsafe extern "C-unwind" fn never(_: *mut c_void, _: *mut portway_call) {}
+    let eng = new_engine();
+    unsafe {
+        assert_eq!(
+            portway_engine_shutdown(eng, PORTWAY_CANCEL_NOW, 0),
+            Status::PORTWAY_OK
+        );
+        let mut id = 5u32;
+        assert_eq!(
+            portway_register_handler(eng, c"late".as_ptr(), Some(never), ptr::null_mut(), &mut id),
+            Status::PORTWAY_SHUTDOWN
+        );
+        assert!(last_error().contains("shutting down"), "{}", last_error());
+        assert_eq!(id, 5);
+        portway_engine_free(eng);
+    }
+}
+
+#[test]
+fn a_rust_handler_can_hand_its_cancellation_to_another_thread() {
+    let eng = portway::Engine::new(portway::Config::default()).unwrap();
+    let h = eng
+        .register_blocking("watched", |c: &mut portway::handlers::Call| {
+            let token = c.cancellation();
+            let watchdog = std::thread::spawn(move || token.is_cancelled());
+            let seen = watchdog.join().unwrap();
+            let _ = c.respond(if seen { b"cancelled" } else { b"running" });
+        })
+        .unwrap();
+    let id = eng
+        .submit(&portway::Submission {
+            handler: h,
+            timeout_ms: 0,
+            user_data: 0,
+            payload: b"",
+        })
+        .unwrap();
+    let (done, _) = eng
+        .poll_owned(1, Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].id, id);
+    assert_eq!(done[0].data, b"running");
+}

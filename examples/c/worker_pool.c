@@ -161,7 +161,7 @@ int main(void) {
     }
     double wall = now_ms() - t0;
 
-    struct portway_stats st;
+    portway_stats_record st;
     TRY(portway_stats(eng, &st));
     printf("summary: %d jobs on %llu pool workers in %.1f ms (longest job %.1f ms), %d failed\n",
            N_JOBS, (unsigned long long)st.pool_workers, wall, (double)busiest_run_ns / 1e6, failed);

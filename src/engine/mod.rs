@@ -212,6 +212,16 @@ impl Engine {
         }
     }
 
+    /// Refuses registration once shutdown began: a handler registered then could never run, and
+    /// an OK would tell the host it can.
+    fn check_registration(&self) -> Result<()> {
+        self.check_fork()?;
+        if self.shared.queue.is_shutting_down() {
+            return Err(Error::Shutdown);
+        }
+        Ok(())
+    }
+
     /// The configuration the engine was built with.
     pub fn config(&self) -> &Config {
         &self.shared.config
@@ -247,7 +257,7 @@ impl Engine {
         handler: impl BlockingHandler,
         foreign: bool,
     ) -> Result<u32> {
-        self.check_fork()?;
+        self.check_registration()?;
         let kind = HandlerKind::Blocking(registry::PoolHandler {
             handler: Arc::new(handler),
             foreign,
@@ -257,7 +267,7 @@ impl Engine {
 
     /// Registers a handler that runs as a future on the runtime.
     pub fn register_async(&self, name: &str, handler: impl AsyncHandler) -> Result<u32> {
-        self.check_fork()?;
+        self.check_registration()?;
         self.shared
             .registry
             .register(name, HandlerKind::Async(Arc::new(handler)))
@@ -265,7 +275,7 @@ impl Engine {
 
     /// Registers a pipeline running `stages` in order; nested pipelines are flattened.
     pub fn register_pipeline(&self, name: &str, stages: &[u32]) -> Result<u32> {
-        self.check_fork()?;
+        self.check_registration()?;
         if stages.is_empty() {
             return Err(Error::invalid("a pipeline needs at least one stage"));
         }
@@ -465,6 +475,15 @@ impl Engine {
             }
             (out, None)
         })
+    }
+
+    /// Counts `n` requests refused before they could be offered to [`Engine::submit_batch`]
+    /// (the C boundary refuses a payload length above `max_payload` before reading it), so
+    /// the stats read as if the engine had refused them itself.
+    #[doc(hidden)]
+    pub fn count_refused(&self, e: &Error, n: usize) {
+        self.shared.counters.submitted.fetch_add(n as u64, Relaxed);
+        self.count_rejection(e, n);
     }
 
     fn count_rejection(&self, e: &Error, n: usize) {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::engine::portway_engine;
 use super::guard::{
-    Handle, guard, guard_value, require_out, set_last_error, slice, timeout, write_out,
+    Castable, check_count, guard, guard_value, require_out, set_last_error, slice, timeout,
+    write_out,
 };
 use crate::engine::{Polled, portway_meta};
 use crate::error::Error;
@@ -43,9 +44,11 @@ pub struct portway_completion {
 /// Waits until at least one completion is ready or `timeout_ms` passes (0 = don't wait,
 /// -1 = forever), then fills up to `cap` entries of `out` and writes their count to `*out_n`
 /// (0 after a timeout or a `portway_wake`). Several threads may poll at once; each completion
-/// goes to exactly one of them. Returns `PORTWAY_OK`; `PORTWAY_CLOSED` once the engine is shut
-/// down and every completion has been polled (`*out_n` is not written); `PORTWAY_INVALID_ARGUMENT`
-/// (NULL engine/out/out_n, cap 0, timeout below -1); `PORTWAY_FORKED`.
+/// goes to exactly one of them. `cap` is 1 to `PORTWAY_MAX_BUFFER / sizeof(portway_completion)`
+/// (the most an array can hold), checked before anything is written. Returns `PORTWAY_OK`;
+/// `PORTWAY_CLOSED` once the engine is shut down and every completion has been polled (`*out_n`
+/// is not written); `PORTWAY_INVALID_ARGUMENT` (NULL engine/out/out_n, cap 0 or above its
+/// limit, timeout below -1); `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_poll(
     eng: *mut portway_engine,
@@ -61,10 +64,10 @@ pub unsafe extern "C" fn portway_poll(
 /// `portway_poll` that waits for a batch: it returns once at least `min` completions are ready,
 /// or fewer when every request accepted and not yet polled has completed (so a `min` above the
 /// work in flight never waits forever), or when `timeout_ms` passes or `portway_wake` is called
-/// (0 = don't wait, -1 = forever). Then it fills up to `cap` entries, like `portway_poll`. A host
-/// that keeps many requests in flight takes its completions in batches, one wake-up each (like
-/// liburing's `io_uring_wait_cqe_nr`). Returns what `portway_poll` returns;
-/// `PORTWAY_INVALID_ARGUMENT` also when `min` is 0 or above `cap`.
+/// (0 = don't wait, -1 = forever). Then it fills up to `cap` entries, like `portway_poll` (and
+/// with its limit on `cap`). A host that keeps many requests in flight takes its completions in
+/// batches, one wake-up each (like liburing's `io_uring_wait_cqe_nr`). Returns what
+/// `portway_poll` returns; `PORTWAY_INVALID_ARGUMENT` also when `min` is 0 or above `cap`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_poll_min(
     eng: *mut portway_engine,
@@ -79,6 +82,8 @@ pub unsafe extern "C" fn portway_poll_min(
         let engine = unsafe { portway_engine::borrow(eng) }?;
         require_out(out, "out")?;
         require_out(out_n, "out_n")?;
+        // Before anything is written through `out.add(i)`: a cap the array cannot have.
+        check_count::<portway_completion>(cap, usize::MAX, "cap")?;
         let wait = timeout(timeout_ms, "timeout_ms")?;
         let polled = engine.poll_min(cap, min, wait, |i, c| {
             let (meta, meta_len) = c.meta().c_view();
@@ -112,7 +117,10 @@ pub unsafe extern "C" fn portway_poll_min(
 /// that a concurrent `portway_poll` is handing out at that moment (an id the caller guessed)
 /// is released too, but freed only after that poll has filled its entry, so a poll never
 /// reads freed memory; the pointers of that entry must then not be read. `c` may be NULL only
-/// when `n` is 0. Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
+/// when `n` is 0; `n` is at most `PORTWAY_MAX_BUFFER / sizeof(portway_completion)` (the most
+/// an array can hold), checked before `c` is read. Returns `PORTWAY_OK`,
+/// `PORTWAY_INVALID_ARGUMENT` (NULL engine, NULL `c` with `n` > 0, `n` above its limit) or
+/// `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_release(
     eng: *mut portway_engine,
@@ -123,7 +131,7 @@ pub unsafe extern "C" fn portway_release(
         // SAFETY: NULL or a live engine.
         let engine = unsafe { portway_engine::borrow(eng) }?;
         // SAFETY: NULL (with n == 0) or `n` readable completions.
-        let items = unsafe { slice(c, n, "c") }?;
+        let items = unsafe { slice(c, n, usize::MAX, "c") }?;
         engine.release(items.iter().map(|c| c.id)).map(|_| ())
     })
 }

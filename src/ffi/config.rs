@@ -1,6 +1,6 @@
 //! `portway_config`: engine settings built before `portway_engine_new`.
 
-use super::guard::{Handle, guard};
+use super::guard::{BoxCastPtr, Castable, OwnedBox, guard};
 use crate::engine::Config;
 use crate::status::portway_status;
 
@@ -11,7 +11,8 @@ pub struct portway_config {
 }
 
 // SAFETY: every `*mut portway_config` handed out comes from `into_raw(Config)`.
-unsafe impl Handle for portway_config {
+unsafe impl Castable for portway_config {
+    type Own = OwnedBox;
     type Rust = Config;
     const WHAT: &'static str = "config";
 }
@@ -30,7 +31,7 @@ pub extern "C" fn portway_config_new() -> *mut portway_config {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_config_free(cfg: *mut portway_config) {
     // SAFETY: the caller passes NULL or a config from `portway_config_new`, freed once.
-    let _ = std::panic::catch_unwind(|| drop(unsafe { portway_config::from_raw(cfg) }));
+    let _ = std::panic::catch_unwind(|| drop(unsafe { portway_config::free_raw(cfg) }));
 }
 
 fn set<T>(

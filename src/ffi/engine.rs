@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::config::portway_config;
-use super::guard::{Handle, guard, require_out, write_out};
+use super::guard::{BoxCastPtr, Castable, OwnedBox, guard, require_out, write_out};
 use crate::engine::{Config, Engine, ShutdownMode};
 use crate::error::Error;
 use crate::status::portway_status;
@@ -16,7 +16,8 @@ pub struct portway_engine {
 }
 
 // SAFETY: every `*mut portway_engine` handed out comes from `into_raw(Engine)`.
-unsafe impl Handle for portway_engine {
+unsafe impl Castable for portway_engine {
+    type Own = OwnedBox;
     type Rust = Engine;
     const WHAT: &'static str = "engine";
 }
@@ -89,5 +90,5 @@ pub unsafe extern "C" fn portway_engine_shutdown(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_engine_free(eng: *mut portway_engine) {
     // SAFETY: NULL or an engine from `portway_engine_new`, freed once.
-    let _ = std::panic::catch_unwind(|| drop(unsafe { portway_engine::from_raw(eng) }));
+    let _ = std::panic::catch_unwind(|| drop(unsafe { portway_engine::free_raw(eng) }));
 }

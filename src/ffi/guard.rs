@@ -46,31 +46,57 @@ pub(crate) fn guard_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     })
 }
 
-/// A C handle type and how Rust owns what it points to.
+/// How Rust owns the object behind a C handle; the marker types below are the choices.
+///
+/// The ownership is a property of the handle *type* (as rustls-ffi's `Castable` does it): each
+/// conversion trait exists only for one ownership, so converting a handle the wrong way (say,
+/// `Box::from_raw` of a `portway_call` that lives on a worker's stack) does not compile.
+pub(crate) trait Ownership {}
+
+/// The handle is a `Box` made by `into_raw` and freed exactly once by `free_raw`.
+pub(crate) enum OwnedBox {}
+impl Ownership for OwnedBox {}
+
+/// The handle points at an object Rust lends to C for the duration of one callback; C never
+/// owns it, so there is no way to make one from a value or to free one.
+pub(crate) enum Borrowed {}
+impl Ownership for Borrowed {}
+
+/// A C handle type: the Rust object it stands for and how that object is owned.
 ///
 /// # Safety
-/// Implementors promise that pointers of type `*mut Self` handed to C were made by
-/// [`into_raw`](Handle::into_raw) (boxed) or point at a live `Self::Rust` (borrowed).
-pub(crate) unsafe trait Handle: Sized {
+/// Every `*const Self` / `*mut Self` given to C must be made by the conversion trait matching
+/// [`Castable::Own`] ([`BoxCastPtr::into_raw`] or [`BorrowedPtr::lend`]), so that it points at
+/// a `Self::Rust`.
+pub(crate) unsafe trait Castable {
+    /// How the object is owned: [`OwnedBox`] or [`Borrowed`].
+    type Own: Ownership;
     /// The Rust object behind the handle.
     type Rust;
     /// The handle's name in error messages.
     const WHAT: &'static str;
 
+    /// Borrows the object; NULL is an invalid argument. Every ownership allows shared borrows.
+    ///
+    /// # Safety
+    /// `ptr` must be NULL or a live handle of this type, not mutably borrowed during `'a`.
+    unsafe fn borrow<'a>(ptr: *const Self) -> Result<&'a Self::Rust>
+    where
+        Self: Sized,
+    {
+        // SAFETY: the caller guarantees `ptr` is NULL or live; the trait's contract says it
+        // points at a `Self::Rust`.
+        unsafe { ptr.cast::<Self::Rust>().as_ref() }
+            .ok_or_else(|| Error::invalid(format!("{} is NULL", Self::WHAT)))
+    }
+}
+
+/// Conversions of a boxed handle: made with `into_raw`, borrowed (also mutably, for handles C
+/// promises not to share), freed once with `free_raw`.
+pub(crate) trait BoxCastPtr: Castable<Own = OwnedBox> + Sized {
     /// Boxes `value` and gives C its pointer.
     fn into_raw(value: Self::Rust) -> *mut Self {
         Box::into_raw(Box::new(value)).cast()
-    }
-
-    /// Borrows the object; NULL is an invalid argument.
-    ///
-    /// # Safety
-    /// `ptr` must be NULL or a live handle of this type.
-    unsafe fn borrow<'a>(ptr: *const Self) -> Result<&'a Self::Rust> {
-        // SAFETY: the caller guarantees `ptr` is NULL or live; the cast is the documented
-        // representation of this handle type.
-        unsafe { ptr.cast::<Self::Rust>().as_ref() }
-            .ok_or_else(|| Error::invalid(format!("{} is NULL", Self::WHAT)))
     }
 
     /// Borrows the object mutably; NULL is an invalid argument.
@@ -83,19 +109,59 @@ pub(crate) unsafe trait Handle: Sized {
             .ok_or_else(|| Error::invalid(format!("{} is NULL", Self::WHAT)))
     }
 
-    /// Takes back a boxed handle; NULL gives None.
+    /// Takes back a boxed handle to drop it; NULL gives None.
     ///
     /// # Safety
     /// `ptr` must be NULL or come from `into_raw` and not have been freed.
-    unsafe fn from_raw(ptr: *mut Self) -> Option<Box<Self::Rust>> {
+    unsafe fn free_raw(ptr: *mut Self) -> Option<Box<Self::Rust>> {
         // SAFETY: the caller guarantees `ptr` came from `into_raw`.
         (!ptr.is_null()).then(|| unsafe { Box::from_raw(ptr.cast::<Self::Rust>()) })
     }
+}
+impl<T: Castable<Own = OwnedBox>> BoxCastPtr for T {}
 
-    /// The handle for a borrowed object.
-    fn from_ref(value: &mut Self::Rust) -> *mut Self {
-        (value as *mut Self::Rust).cast()
+/// Conversions of a borrowed handle: lent to C from a shared reference and borrowed back shared
+/// (so several threads may hold it at once); never boxed, never freed, never mutably borrowed.
+/// Whatever a borrowed handle lets C change must sit behind interior mutability.
+pub(crate) trait BorrowedPtr: Castable<Own = Borrowed> + Sized {
+    /// The handle for a lent object; valid while the reference is.
+    fn lend(value: &Self::Rust) -> *mut Self {
+        (value as *const Self::Rust).cast_mut().cast()
     }
+}
+impl<T: Castable<Own = Borrowed>> BorrowedPtr for T {}
+
+/// Most bytes any buffer or array passed to portway may span: 2^56 - 1 (128 PiB, beyond any
+/// 64-bit address space; on 32-bit targets `PTRDIFF_MAX` is lower and applies instead). A
+/// count or length whose buffer would be larger cannot be true, and is refused with
+/// `PORTWAY_INVALID_ARGUMENT` (or `PORTWAY_PAYLOAD_TOO_LARGE` for a payload) before anything
+/// is read or written through it.
+pub const PORTWAY_MAX_BUFFER: u64 = 0x00ff_ffff_ffff_ffff;
+
+/// Largest number of `T` one C array may hold: `PORTWAY_MAX_BUFFER` bytes, and never more than
+/// `PTRDIFF_MAX / sizeof(T)` (Rust slices and C pointer arithmetic are undefined beyond it).
+pub(crate) const fn max_items<T>() -> usize {
+    let size = if size_of::<T>() == 0 {
+        1
+    } else {
+        size_of::<T>()
+    };
+    let bytes = if PORTWAY_MAX_BUFFER < isize::MAX as u64 {
+        PORTWAY_MAX_BUFFER as usize
+    } else {
+        isize::MAX as usize
+    };
+    bytes / size
+}
+
+/// Checks a C count against the array limit of `T` and a documented `limit` (`what` is named
+/// in the message), before anything is read through it.
+pub(crate) fn check_count<T>(n: usize, limit: usize, what: &str) -> Result<()> {
+    let max = limit.min(max_items::<T>());
+    if n > max {
+        return Err(Error::invalid(format!("{what} is {n}; the limit is {max}")));
+    }
+    Ok(())
 }
 
 /// Writes `value` through a required output pointer.
@@ -120,10 +186,12 @@ pub(crate) fn require_out<T>(out: *mut T, what: &str) -> Result<()> {
 }
 
 /// Borrows a byte buffer given as pointer and length; NULL is allowed only with length 0.
+/// A length above `PORTWAY_MAX_BUFFER` is refused before the slice is formed.
 ///
 /// # Safety
 /// When non-NULL, `data` must be valid for reading `len` bytes for `'a`.
 pub(crate) unsafe fn bytes<'a>(data: *const u8, len: usize, what: &str) -> Result<&'a [u8]> {
+    check_count::<u8>(len, usize::MAX, &format!("{what} length"))?;
     if data.is_null() {
         if len == 0 {
             return Ok(&[]);
@@ -136,11 +204,18 @@ pub(crate) unsafe fn bytes<'a>(data: *const u8, len: usize, what: &str) -> Resul
     Ok(unsafe { std::slice::from_raw_parts(data, len) })
 }
 
-/// Borrows an array of `n` items; NULL is allowed only with `n` 0.
+/// Borrows an array of `n` items; NULL is allowed only with `n` 0. `n` above `limit` (the
+/// function's documented limit) or above [`max_items`] is refused before the slice is formed.
 ///
 /// # Safety
 /// When non-NULL, `items` must be valid for reading `n` items for `'a`.
-pub(crate) unsafe fn slice<'a, T>(items: *const T, n: usize, what: &str) -> Result<&'a [T]> {
+pub(crate) unsafe fn slice<'a, T>(
+    items: *const T,
+    n: usize,
+    limit: usize,
+    what: &str,
+) -> Result<&'a [T]> {
+    check_count::<T>(n, limit, &format!("the count of {what}"))?;
     if items.is_null() {
         if n == 0 {
             return Ok(&[]);
@@ -175,5 +250,49 @@ pub(crate) fn timeout(ms: i32, what: &str) -> Result<Option<std::time::Duration>
         ms => Err(Error::invalid(format!(
             "{what} of {ms} is invalid: use -1 (forever), 0 (no wait) or a positive number of ms"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BorrowedPtr, BoxCastPtr, check_count, max_items};
+    use crate::ffi::{portway_call, portway_completion, portway_config, portway_engine};
+
+    /// Compiles only while `T` does NOT implement `BoxCastPtr`: were it implemented, both impls
+    /// below would apply and `_` could not be inferred (static_assertions' `assert_not_impl_any`
+    /// trick). So `portway_call::free_raw` (a `Box::from_raw` of the call a worker lends from
+    /// its stack) and `portway_call::into_raw` / `borrow_mut` fail to compile.
+    trait AmbiguousIfBoxed<A> {
+        fn check() {}
+    }
+    impl<T: ?Sized> AmbiguousIfBoxed<()> for T {}
+    impl<T: BoxCastPtr> AmbiguousIfBoxed<u8> for T {}
+    const _: fn() = || <portway_call as AmbiguousIfBoxed<_>>::check();
+
+    fn boxed<T: BoxCastPtr>() {}
+    fn borrowed<T: BorrowedPtr>() {}
+
+    #[test]
+    fn each_handle_has_only_the_conversions_of_its_ownership() {
+        boxed::<portway_engine>();
+        boxed::<portway_config>();
+        borrowed::<portway_call>();
+    }
+
+    #[test]
+    fn counts_are_checked_against_the_array_limit_and_the_documented_one() {
+        let per_completion = max_items::<portway_completion>();
+        assert_eq!(
+            per_completion,
+            super::PORTWAY_MAX_BUFFER as usize / size_of::<portway_completion>()
+        );
+        assert!(check_count::<portway_completion>(per_completion, usize::MAX, "n").is_ok());
+        assert!(check_count::<portway_completion>(per_completion + 1, usize::MAX, "n").is_err());
+        assert!(check_count::<u32>(64, 64, "n").is_ok());
+        let e = check_count::<u32>(65, 64, "the count of stages").unwrap_err();
+        assert_eq!(e.to_string(), "the count of stages is 65; the limit is 64");
+        for huge in [usize::MAX, usize::MAX / 2, 1 << 60, isize::MAX as usize + 1] {
+            assert!(check_count::<u8>(huge, usize::MAX, "len").is_err());
+        }
     }
 }

@@ -1,24 +1,75 @@
 //! Handlers from C: registering native functions and pipelines, lookup, concurrency limits,
 //! and the `portway_call` accessors a native handler uses while it runs.
 
-use std::ffi::{c_char, c_void};
+use std::ffi::{CStr, c_char, c_void};
+use std::ptr::NonNull;
+use std::sync::Mutex;
 
 use super::engine::portway_engine;
-use super::guard::{Handle, bytes, guard, guard_value, require_out, slice, utf8, write_out};
-use crate::error::Error;
-use crate::handlers::{BlockingHandler, Call};
+use super::guard::{
+    Borrowed, BorrowedPtr, Castable, bytes, guard, guard_value, require_out, slice, utf8, write_out,
+};
+use crate::engine::MAX_PIPELINE_STAGES;
+use crate::error::{Error, Result};
+use crate::handlers::{BlockingHandler, Call, Cancellation};
 use crate::status::portway_status;
 
-/// One invocation of a native handler. Valid only until the handler returns; use it only on
-/// the thread that runs the handler.
+/// One invocation of a native handler, lent to it by the engine: valid only until the handler
+/// returns; never free it. Thread rules: every `portway_call_*` function may be called from any
+/// thread while the handler runs, at the same time as the others (a watchdog thread polling
+/// `portway_call_is_cancelled` while the handler responds is fine: the calls that change the
+/// response are serialized, the reads of cancellation and user data take no lock). None may be
+/// called once the handler has returned: join such threads before returning.
 pub struct portway_call {
     _opaque: [u8; 0],
 }
 
-// SAFETY: a `*mut portway_call` only ever points at the `Call` a pool worker lends the handler.
-unsafe impl Handle for portway_call {
-    type Rust = Call;
+// SAFETY: a `*mut portway_call` only ever comes from `lend(&NativeCall)` in
+// `NativeHandler::call`, which keeps the `NativeCall` alive until the handler returns.
+unsafe impl Castable for portway_call {
+    type Own = Borrowed;
+    type Rust = NativeCall;
     const WHAT: &'static str = "call";
+}
+
+/// What a `portway_call` handle points at: C may reach it from several threads at once, so it
+/// is only ever borrowed shared. What may be read from anywhere (cancellation, user data) sits
+/// outside the lock; the `Call` that builds the response is reachable only through the mutex,
+/// so a watchdog's `is_cancelled` never aliases a responding thread's `&mut Call`.
+pub(crate) struct NativeCall {
+    cancellation: Cancellation,
+    user_data: u64,
+    /// The `&mut Call` the worker lent for this run, as a pointer so the handle type needs no
+    /// lifetime; dereferenced only under the mutex, only while the run lasts.
+    call: Mutex<NonNull<Call>>,
+}
+
+// SAFETY: `call` is dereferenced only under its mutex, and `Call` itself is `Send`; the rest is
+// `Send + Sync`. A `NativeCall` never outlives the run whose `&mut Call` it holds.
+unsafe impl Send for NativeCall {}
+// SAFETY: as above: shared access reaches the `Call` only through the mutex.
+unsafe impl Sync for NativeCall {}
+
+impl NativeCall {
+    /// Runs `f` with the call, exclusively.
+    fn with<R>(&self, f: impl FnOnce(&mut Call) -> R) -> R {
+        // A panic in another accessor cannot leave the call half-changed (each runs one `Call`
+        // method), so a poisoned lock is taken over.
+        let mut ptr = self.call.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the pointer is the `&mut Call` lent for the handler's run, which is still
+        // going (the handle is valid only until the handler returns); the lock makes this the
+        // only reference made from it.
+        f(unsafe { ptr.as_mut() })
+    }
+}
+
+/// Borrows the call behind a handle.
+///
+/// # Safety
+/// `call` must be NULL or the handle lent to a handler that has not returned yet.
+unsafe fn native<'a>(call: *mut portway_call) -> Result<&'a NativeCall> {
+    // SAFETY: per the caller.
+    unsafe { portway_call::borrow(call) }
 }
 
 /// A native handler: runs on a worker-pool thread with the `ctx` given at registration.
@@ -47,15 +98,21 @@ unsafe impl Sync for NativeHandler {}
 
 impl BlockingHandler for NativeHandler {
     fn call(&self, call: &mut Call) {
-        // SAFETY: the host registered `f` for this use; the call pointer is live for the call.
-        unsafe { (self.f)(self.ctx, portway_call::from_ref(call)) }
+        let native = NativeCall {
+            cancellation: call.cancellation(),
+            user_data: call.user_data(),
+            call: Mutex::new(NonNull::from(call)),
+        };
+        // SAFETY: the host registered `f` for this use; `native` outlives the call of `f`.
+        unsafe { (self.f)(self.ctx, portway_call::lend(&native)) }
     }
 }
 
 /// Registers a native handler named `name` (UTF-8, unique, 1..=256 bytes) and writes its id to
 /// `*out_id`. `fn` runs on the worker pool with `ctx`; `ctx` must stay valid until the engine is
 /// freed. Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL or bad name, NULL fn,
-/// duplicate name) or `PORTWAY_FORKED`.
+/// duplicate name), `PORTWAY_SHUTDOWN` (shutdown has begun: the handler could never run) or
+/// `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_register_handler(
     eng: *mut portway_engine,
@@ -112,9 +169,10 @@ pub unsafe extern "C" fn portway_handler_set_concurrency(
 /// Registers a pipeline named `name` that runs `stages[0..n]` in order, each stage's response
 /// being the next stage's payload, each under its own concurrency limit. The request's
 /// deadline covers the whole pipeline; the first failure ends it. Pipelines used as stages
-/// are flattened (at most 64 stages in all). Writes the new handler id to `*out_id`.
-/// Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER` (a stage id), `PORTWAY_INVALID_ARGUMENT`
-/// (n == 0, too many stages, bad or duplicate name, NULL pointers) or `PORTWAY_FORKED`.
+/// are flattened (at most 64 stages in all). `n` is 1 to 64, checked before `stages` is read.
+/// Writes the new handler id to `*out_id`. Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER` (a
+/// stage id), `PORTWAY_INVALID_ARGUMENT` (n == 0, too many stages, bad or duplicate name, NULL
+/// pointers), `PORTWAY_SHUTDOWN` (shutdown has begun) or `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_pipeline_new(
     eng: *mut portway_engine,
@@ -128,8 +186,9 @@ pub unsafe extern "C" fn portway_pipeline_new(
         let engine = unsafe { portway_engine::borrow(eng) }?;
         // SAFETY: NULL or a NUL-terminated string.
         let name = unsafe { utf8(name, "name") }?;
-        // SAFETY: NULL (with n == 0) or `n` readable ids.
-        let stages = unsafe { slice(stages, n, "stages") }?;
+        // SAFETY: NULL (with n == 0) or `n` readable ids; `n` is checked against the stage
+        // limit first, so a wrong count never reads past the caller's array.
+        let stages = unsafe { slice(stages, n, MAX_PIPELINE_STAGES, "stages") }?;
         require_out(out_id, "out_id")?;
         let id = engine.register_pipeline(name, stages)?;
         // SAFETY: checked non-NULL above.
@@ -147,14 +206,15 @@ pub unsafe extern "C" fn portway_call_payload(
 ) -> portway_status {
     guard(|| {
         // SAFETY: NULL or the live call of the running handler.
-        let call = unsafe { portway_call::borrow(call) }?;
+        let call = unsafe { native(call) }?;
         require_out(data, "data")?;
         require_out(len, "len")?;
-        let payload = call.payload();
+        // The payload is never changed while the handler runs, so its pointer outlives the lock.
+        let (ptr, n) = call.with(|c| (c.payload().as_ptr(), c.payload().len()));
         // SAFETY: both checked non-NULL; the caller gives writable pointers.
         unsafe {
-            data.write(payload.as_ptr());
-            len.write(payload.len());
+            data.write(ptr);
+            len.write(n);
         }
         Ok(())
     })
@@ -164,9 +224,7 @@ pub unsafe extern "C" fn portway_call_payload(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_call_user_data(call: *mut portway_call) -> u64 {
     // SAFETY: NULL or the live call of the running handler.
-    guard_value(0, || {
-        unsafe { portway_call::borrow(call) }.map_or(0, |c| c.user_data())
-    })
+    guard_value(0, || unsafe { native(call) }.map_or(0, |c| c.user_data))
 }
 
 /// True once the request was cancelled, timed out or shut down: the handler should stop soon;
@@ -175,13 +233,14 @@ pub unsafe extern "C" fn portway_call_user_data(call: *mut portway_call) -> u64 
 pub unsafe extern "C" fn portway_call_is_cancelled(call: *mut portway_call) -> bool {
     // SAFETY: NULL or the live call of the running handler.
     guard_value(true, || {
-        unsafe { portway_call::borrow(call) }.map_or(true, |c| c.is_cancelled())
+        unsafe { native(call) }.map_or(true, |c| c.cancellation.is_cancelled())
     })
 }
 
-/// Sets the response to a copy of `data[0..len]` (`data` may be NULL when `len` is 0).
-/// Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL call, NULL data with len > 0,
-/// already responded or failed).
+/// Sets the response to a copy of `data[0..len]` (`data` may be NULL when `len` is 0; `len` is
+/// at most `PORTWAY_MAX_BUFFER`, checked before `data` is read). Returns `PORTWAY_OK` or
+/// `PORTWAY_INVALID_ARGUMENT` (NULL call, NULL data with len > 0, len above its limit, already
+/// responded or failed).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_call_respond(
     call: *mut portway_call,
@@ -190,15 +249,17 @@ pub unsafe extern "C" fn portway_call_respond(
 ) -> portway_status {
     guard(|| {
         // SAFETY: NULL or the live call of the running handler.
-        let call = unsafe { portway_call::borrow_mut(call) }?;
+        let call = unsafe { native(call) }?;
         // SAFETY: NULL (with len 0) or `len` readable bytes.
-        call.respond(unsafe { bytes(data, len, "data") }?)
+        let data = unsafe { bytes(data, len, "data") }?;
+        call.with(|c| c.respond(data))
     })
 }
 
-/// Fails the call: its completion gets `PORTWAY_HANDLER_ERROR` with `message` (UTF-8; copied)
-/// as its data. Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL call or message,
-/// already responded or failed).
+/// Fails the call: its completion gets `PORTWAY_HANDLER_ERROR` with `message` (copied) as its
+/// data. A message that is not valid UTF-8 is kept, with each invalid sequence replaced by
+/// U+FFFD. Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL call or message, already
+/// responded or failed).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_call_fail(
     call: *mut portway_call,
@@ -206,9 +267,14 @@ pub unsafe extern "C" fn portway_call_fail(
 ) -> portway_status {
     guard(|| {
         // SAFETY: NULL or the live call of the running handler.
-        let call = unsafe { portway_call::borrow_mut(call) }?;
-        // SAFETY: NULL or a NUL-terminated string.
-        call.fail(unsafe { utf8(message, "message") }?)
+        let call = unsafe { native(call) }?;
+        if message.is_null() {
+            return Err(Error::invalid("message is NULL"));
+        }
+        // SAFETY: non-NULL and NUL-terminated per the caller. Lossy: a handler's error text
+        // in a legacy encoding must not turn into "returned without responding".
+        let message = unsafe { CStr::from_ptr(message) }.to_string_lossy();
+        call.with(|c| c.fail(&message))
     })
 }
 
@@ -221,7 +287,7 @@ pub unsafe extern "C" fn portway_call_set_code(
 ) -> portway_status {
     guard(|| {
         // SAFETY: NULL or the live call of the running handler.
-        unsafe { portway_call::borrow_mut(call) }?.set_code(code);
+        unsafe { native(call) }?.with(|c| c.set_code(code));
         Ok(())
     })
 }
@@ -236,9 +302,9 @@ pub unsafe extern "C" fn portway_call_add_meta(
 ) -> portway_status {
     guard(|| {
         // SAFETY: NULL or the live call of the running handler.
-        let call = unsafe { portway_call::borrow_mut(call) }?;
+        let call = unsafe { native(call) }?;
         // SAFETY: NULL or NUL-terminated strings.
         let (k, v) = unsafe { (utf8(key, "key")?, utf8(value, "value")?) };
-        call.add_meta(k, v)
+        call.with(|c| c.add_meta(k, v))
     })
 }

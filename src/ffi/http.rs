@@ -3,7 +3,7 @@
 use std::ffi::c_char;
 
 use super::engine::portway_engine;
-use super::guard::{Handle, guard, require_out, utf8, write_out};
+use super::guard::{Castable, guard, require_out, utf8, write_out};
 use crate::handlers::http::HttpOptions;
 use crate::status::portway_status;
 
@@ -78,7 +78,8 @@ pub unsafe extern "C" fn portway_http_options_default(
 /// Registers another http handler named `name` with its own connection pool and limits
 /// (`opts` NULL = defaults) and writes its id to `*out_id`. Payloads and completions are as
 /// for the built-in "http". Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL or duplicate
-/// name, an option out of range, an unreadable CA file) or `PORTWAY_FORKED`.
+/// name, an option out of range, an unreadable CA file), `PORTWAY_SHUTDOWN` (shutdown has begun)
+/// or `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_register_http(
     eng: *mut portway_engine,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::config::portway_config;
 use super::engine::portway_engine;
-use super::guard::{Handle, guard, require_out, write_out};
+use super::guard::{BoxCastPtr, Castable, check_count, guard, require_out, write_out};
 use crate::engine::{LatencySummary, LogHook, LogLevel, LogSetting, STATUS_SLOTS};
 use crate::error::{Error, Result};
 use crate::status::portway_status;
@@ -59,8 +59,9 @@ impl From<LatencySummary> for portway_latency {
     }
 }
 
-/// `struct portway_handler_stats` in C (spelled out in the header by hand, since C cannot also
-/// have a typedef named like the function): counts and latency of one handler.
+/// `struct portway_handler_stats` in C, typedef `portway_handler_stats_record` (spelled out in
+/// the header by hand, since the function owns the plain name): counts and latency of one
+/// handler.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct portway_handler_stats_record {
@@ -83,6 +84,8 @@ pub struct portway_handler_stats_record {
 /// `buf` must be NULL or writable for `cap` bytes; `needed` NULL or writable.
 unsafe fn copy_text(text: &str, buf: *mut c_char, cap: usize, needed: *mut usize) -> Result<()> {
     require_out(needed, "needed")?;
+    // A capacity no buffer can have is a caller bug, refused before anything is written.
+    check_count::<u8>(cap, usize::MAX, "cap")?;
     let n = text.len() + 1;
     // SAFETY: checked non-NULL; writable per the caller.
     unsafe { needed.write(n) };
@@ -100,7 +103,8 @@ unsafe fn copy_text(text: &str, buf: *mut c_char, cap: usize, needed: *mut usize
 /// Writes the engine's metrics in the Prometheus text format (NUL-terminated) to `buf`:
 /// per-handler counters, engine gauges and per-handler histograms of queue wait and run time.
 /// `*needed` always receives the size required, NUL included; when `cap` is smaller (or `buf`
-/// is NULL), nothing else is written and `PORTWAY_BUFFER_TOO_SMALL` is returned. Per-handler
+/// is NULL), nothing else is written and `PORTWAY_BUFFER_TOO_SMALL` is returned; a `cap` above
+/// `PORTWAY_MAX_BUFFER` (no buffer is that large) is `PORTWAY_INVALID_ARGUMENT`. Per-handler
 /// completions and latencies are recorded when completions are polled.
 /// Returns `PORTWAY_OK`, `PORTWAY_BUFFER_TOO_SMALL`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]

@@ -1,16 +1,17 @@
 //! `portway_stats`: counters and gauges of one engine.
 
 use super::engine::portway_engine;
-use super::guard::{Handle, guard, write_out};
+use super::guard::{Castable, guard, write_out};
 use crate::engine::STATUS_SLOTS;
 use crate::status::portway_status;
 
 /// Length of `portway_stats.completed`: one counter per status value.
 pub const PORTWAY_STATUS_SLOTS: usize = STATUS_SLOTS;
 
-/// `struct portway_stats` in C (the header spells it out by hand, since C cannot also have a
-/// typedef named like the function): a snapshot of an engine's counters (monotonic) and gauges (current values). Gauges are read
-/// without a global lock, so under load they may be off by requests moving between states.
+/// `struct portway_stats` in C, typedef `portway_stats_record` (the header spells it out by
+/// hand, since the function owns the plain name): a snapshot of an engine's counters
+/// (monotonic) and gauges (current values). Gauges are read without a global lock, so under
+/// load they may be off by requests moving between states.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct portway_stats_record {

@@ -1,8 +1,8 @@
 //! Submitting and cancelling requests.
 
 use super::engine::portway_engine;
-use super::guard::{Handle, bytes, guard, require_out, slice, timeout, write_out};
-use crate::engine::Submission;
+use super::guard::{Castable, bytes, guard, max_items, require_out, slice, timeout, write_out};
+use crate::engine::{Engine, Submission};
 use crate::error::{Error, Result};
 use crate::status::portway_status;
 
@@ -24,7 +24,39 @@ pub struct portway_request {
     pub payload_len: usize,
 }
 
-/// Converts a C request into a Rust submission.
+/// Refuses a payload length above the engine's `max_payload` (or above `PORTWAY_MAX_BUFFER`)
+/// before any slice of it is formed: a length larger than the buffer behind it would otherwise
+/// be read.
+fn check_payload_len(engine: &Engine, req: &portway_request) -> Result<()> {
+    let max = engine.config().max_payload.min(max_items::<u8>() as u64);
+    if req.payload_len as u64 > max {
+        return Err(Error::PayloadTooLarge {
+            len: req.payload_len,
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// Converts one C request into a Rust submission, its payload length checked first; a refusal
+/// is counted in the engine's stats like any other.
+///
+/// # Safety
+/// `req.payload` must be NULL or valid for reading `req.payload_len` bytes for `'a`.
+unsafe fn checked_submission<'a>(
+    engine: &Engine,
+    req: &portway_request,
+    what: &str,
+) -> Result<Submission<'a>> {
+    if let Err(e) = check_payload_len(engine, req) {
+        engine.count_refused(&e, 1);
+        return Err(e);
+    }
+    // SAFETY: per the caller.
+    unsafe { submission(req, what) }
+}
+
+/// Converts a C request whose payload length was checked into a Rust submission.
 ///
 /// # Safety
 /// `req.payload` must be NULL or valid for reading `req.payload_len` bytes for `'a`.
@@ -39,8 +71,11 @@ unsafe fn submission<'a>(req: &portway_request, what: &str) -> Result<Submission
 }
 
 /// Submits one request and writes its id (nonzero, never reused) to `*out_id`. Never blocks.
+/// `req->payload_len` is at most the engine's `max_payload` (`portway_config_set_max_payload`,
+/// default 64 MiB), checked before the payload is read.
 /// Returns `PORTWAY_OK`; `PORTWAY_BUSY` (every `max_in_flight` slot is taken: poll and release,
-/// then retry); `PORTWAY_SHUTDOWN`; `PORTWAY_UNKNOWN_HANDLER`; `PORTWAY_PAYLOAD_TOO_LARGE`;
+/// then retry); `PORTWAY_SHUTDOWN`; `PORTWAY_UNKNOWN_HANDLER`; `PORTWAY_PAYLOAD_TOO_LARGE`
+/// (`payload_len` above `max_payload`);
 /// `PORTWAY_INVALID_ARGUMENT` (NULL pointers, a payload the handler refuses); `PORTWAY_FORKED`.
 /// A refused request posts no completion and changes nothing.
 #[unsafe(no_mangle)]
@@ -56,7 +91,7 @@ pub unsafe extern "C" fn portway_submit(
         let req = unsafe { req.as_ref() }.ok_or_else(|| Error::invalid("req is NULL"))?;
         require_out(out_id, "out_id")?;
         // SAFETY: the request's payload is readable per the caller.
-        let id = engine.submit(&unsafe { submission(req, "req->payload") }?)?;
+        let id = engine.submit(&unsafe { checked_submission(engine, req, "req->payload") }?)?;
         // SAFETY: checked non-NULL above.
         unsafe { write_out(out_id, "out_id", id) }
     })
@@ -65,8 +100,11 @@ pub unsafe extern "C" fn portway_submit(
 /// Submits `reqs[0..n]`, accepting the longest possible prefix, and writes the number accepted
 /// to `*out_accepted` (written whenever the arguments are valid, even when not all were
 /// accepted) and their ids to `out_ids[0..accepted]` (`out_ids` may be NULL).
-/// Returns `PORTWAY_OK` when all were accepted, else the status that stopped the batch at
-/// index `*out_accepted` (see `portway_submit`). Never blocks.
+/// `n` is at most `PORTWAY_MAX_BUFFER / sizeof(portway_request)` (the most an array can hold;
+/// a larger `n` is `PORTWAY_INVALID_ARGUMENT` with nothing read or accepted); each
+/// `payload_len` at most `max_payload`, checked before that payload is read (the batch stops
+/// there with `PORTWAY_PAYLOAD_TOO_LARGE`). Returns `PORTWAY_OK` when all were accepted, else the status
+/// that stopped the batch at index `*out_accepted` (see `portway_submit`). Never blocks.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_submit_batch(
     eng: *mut portway_engine,
@@ -79,13 +117,23 @@ pub unsafe extern "C" fn portway_submit_batch(
         // SAFETY: NULL or a live engine.
         let engine = unsafe { portway_engine::borrow(eng) }?;
         require_out(out_accepted, "out_accepted")?;
-        // SAFETY: NULL (with n == 0) or `n` readable requests.
-        let reqs = unsafe { slice(reqs, n, "reqs") }?;
-        let subs = reqs
+        // SAFETY: NULL (with n == 0) or `n` readable requests; `n` is checked first.
+        let reqs = unsafe { slice(reqs, n, usize::MAX, "reqs") }?;
+        // `out_ids` is an array of the same `n`, of smaller items: within its limit too.
+        const _: () = assert!(size_of::<u64>() <= size_of::<portway_request>());
+        // The batch ends before the first payload too large to read.
+        let (fit, too_large) = match reqs
+            .iter()
+            .position(|r| check_payload_len(engine, r).is_err())
+        {
+            Some(i) => (&reqs[..i], check_payload_len(engine, &reqs[i]).err()),
+            None => (reqs, None),
+        };
+        let subs = fit
             .iter()
             .enumerate()
-            // SAFETY: each payload is readable per the caller.
             .map(|(i, r)| {
+                // SAFETY: each payload is readable per the caller; its length was checked.
                 unsafe { submission(r, "payload") }.map_err(|_| {
                     Error::invalid(format!(
                         "reqs[{i}].payload is NULL but payload_len is {}",
@@ -97,10 +145,17 @@ pub unsafe extern "C" fn portway_submit_batch(
         let ids = if out_ids.is_null() {
             None
         } else {
-            // SAFETY: non-NULL `out_ids` has room for `n` ids per the caller.
-            Some(unsafe { std::slice::from_raw_parts_mut(out_ids, n) })
+            // SAFETY: non-NULL `out_ids` has room for `n >= subs.len()` ids per the caller.
+            Some(unsafe { std::slice::from_raw_parts_mut(out_ids, subs.len()) })
         };
-        let (n_ok, result) = engine.submit_batch(&subs, ids);
+        let (n_ok, mut result) = engine.submit_batch(&subs, ids);
+        if let Some(e) = too_large {
+            // The requests from the refused one on were never offered to the engine: count
+            // them under the status that stopped the batch, as the engine does for its part.
+            let stop = result.err().unwrap_or(e);
+            engine.count_refused(&stop, reqs.len() - subs.len());
+            result = Err(stop);
+        }
         // SAFETY: checked non-NULL above.
         unsafe { out_accepted.write(n_ok) };
         result
@@ -126,7 +181,8 @@ pub unsafe extern "C" fn portway_submit_wait(
         require_out(out_id, "out_id")?;
         let wait = timeout(wait_ms, "wait_ms")?;
         // SAFETY: the request's payload is readable per the caller.
-        let id = engine.submit_wait(&unsafe { submission(req, "req->payload") }?, wait)?;
+        let sub = unsafe { checked_submission(engine, req, "req->payload") }?;
+        let id = engine.submit_wait(&sub, wait)?;
         // SAFETY: checked non-NULL above.
         unsafe { write_out(out_id, "out_id", id) }
     })

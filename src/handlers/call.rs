@@ -22,6 +22,25 @@ pub struct Call {
     result: Option<std::result::Result<Response, String>>,
 }
 
+/// The cancellation state of one call, shareable across threads (see [`Call::cancellation`]).
+#[derive(Clone)]
+pub struct Cancellation(Arc<Request>);
+
+impl Cancellation {
+    /// True once the request was cancelled, timed out or shut down.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.is_done()
+    }
+}
+
+impl std::fmt::Debug for Cancellation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cancellation")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
 /// The bytes a handler responded with.
 enum Response {
     Inline {
@@ -108,6 +127,12 @@ impl Call {
     /// True once the request was cancelled, timed out or shut down; the handler should stop.
     pub fn is_cancelled(&self) -> bool {
         self.request.is_done()
+    }
+
+    /// A handle on this call's cancellation state that another thread (a watchdog) may hold
+    /// and read while the handler keeps `&mut Call`.
+    pub fn cancellation(&self) -> Cancellation {
+        Cancellation(self.request.clone())
     }
 
     /// Sets the response bytes (copied). Fails if the call already responded or failed.

@@ -16,7 +16,7 @@ pub mod call;
 pub mod http;
 pub mod sleep;
 
-pub use call::Call;
+pub use call::{Call, Cancellation};
 
 /// A boxed future producing an outcome.
 pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome> + Send + 'static>>;
