@@ -192,9 +192,6 @@ fn host_and_port(authority: &Authority, tls: bool) -> std::result::Result<(Strin
             .into());
     }
     let host = authority.host();
-    if host.is_empty() {
-        return Err("has an empty host".into());
-    }
     let rest = &text[host.len()..];
     let default = if tls { 443 } else { 80 };
     let port = match rest.strip_prefix(':') {
@@ -207,7 +204,11 @@ fn host_and_port(authority: &Authority, tls: bool) -> std::result::Result<(Strin
             .ok_or_else(|| format!("has an invalid port {p:?}"))?,
         None => return Err("has an invalid authority".into()),
     };
+    // Checked without the brackets: `http://[]/` names no host either.
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err("has an empty host".into());
+    }
     Ok((host.to_ascii_lowercase(), port))
 }
 
@@ -365,5 +366,7 @@ mod tests {
                 .contains("Transfer-Encoding")
         );
         assert!(err(b"CONNECT http://h:1/ HTTP/1.1\r\n\r\n").contains("CONNECT"));
+        // Found by the http_request_head fuzz target: brackets around nothing.
+        assert!(err(b"GET https://[]/ HTTP/1.1\r\n\r\n").contains("empty host"));
     }
 }
