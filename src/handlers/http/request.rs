@@ -205,9 +205,15 @@ fn host_and_port(authority: &Authority, tls: bool) -> std::result::Result<(Strin
         None => return Err("has an invalid authority".into()),
     };
     // Checked without the brackets: `http://[]/` names no host either.
+    let bracketed = host.starts_with('[');
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err("has an empty host".into());
+    }
+    // The URL parser takes any bracketed text; only an IPv6 address belongs there (no zone
+    // identifier), or the brackets would be dropped and the text resolved as a host name.
+    if bracketed && host.parse::<std::net::Ipv6Addr>().is_err() {
+        return Err(format!("has an invalid IPv6 address [{host}]"));
     }
     Ok((host.to_ascii_lowercase(), port))
 }
@@ -368,5 +374,7 @@ mod tests {
         assert!(err(b"CONNECT http://h:1/ HTTP/1.1\r\n\r\n").contains("CONNECT"));
         // Found by the http_request_head fuzz target: brackets around nothing.
         assert!(err(b"GET https://[]/ HTTP/1.1\r\n\r\n").contains("empty host"));
+        assert!(err(b"GET https://[tc%1]/ HTTP/1.1\r\n\r\n").contains("invalid IPv6 address"));
+        assert!(err(b"GET http://[fe80::1%25eth0]/ HTTP/1.1\r\n\r\n").contains("IPv6"));
     }
 }
