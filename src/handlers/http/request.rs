@@ -204,16 +204,24 @@ fn host_and_port(authority: &Authority, tls: bool) -> std::result::Result<(Strin
             .ok_or_else(|| format!("has an invalid port {p:?}"))?,
         None => return Err("has an invalid authority".into()),
     };
-    // Checked without the brackets: `http://[]/` names no host either.
-    let bracketed = host.starts_with('[');
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    // The URL parser takes brackets anywhere in a host and any text inside them; only an
+    // IPv6 address (without a zone identifier) may be bracketed, and only as the whole host,
+    // or the text would be resolved as a host name. `http://[]/` names no host at all.
+    let host = if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').unwrap_or(inner);
+        if !inner.is_empty() && inner.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("has an invalid IPv6 address [{inner}]"));
+        }
+        inner
+    } else if host.contains(['[', ']']) {
+        return Err(format!(
+            "has an invalid host {host:?}: brackets belong only around a whole IPv6 address"
+        ));
+    } else {
+        host
+    };
     if host.is_empty() {
         return Err("has an empty host".into());
-    }
-    // The URL parser takes any bracketed text; only an IPv6 address belongs there (no zone
-    // identifier), or the brackets would be dropped and the text resolved as a host name.
-    if bracketed && host.parse::<std::net::Ipv6Addr>().is_err() {
-        return Err(format!("has an invalid IPv6 address [{host}]"));
     }
     Ok((host.to_ascii_lowercase(), port))
 }
@@ -376,5 +384,6 @@ mod tests {
         assert!(err(b"GET https://[]/ HTTP/1.1\r\n\r\n").contains("empty host"));
         assert!(err(b"GET https://[tc%1]/ HTTP/1.1\r\n\r\n").contains("invalid IPv6 address"));
         assert!(err(b"GET http://[fe80::1%25eth0]/ HTTP/1.1\r\n\r\n").contains("IPv6"));
+        assert!(err(b"GET https://z[1e]:/ HTTP/1.1\r\n\r\n").contains("brackets belong"));
     }
 }
