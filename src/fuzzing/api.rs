@@ -254,15 +254,16 @@ impl Run {
             4 => (Kind::Pipeline, self.pipeline),
             5 => (Kind::Unknown, 0xFFFF_FF00 | u32::from(input.byte())),
             _ => {
+                // A small id: one of ours, or one made unknown for sure (small ids also
+                // include the built-in "http" handler, which would go to the network).
                 let id = u32::from(input.byte());
-                let kind = match id {
-                    id if id == self.echo => Kind::Echo,
-                    id if id == self.sleep => Kind::Sleep,
-                    id if id == self.native => Kind::Native,
-                    id if id == self.pipeline => Kind::Pipeline,
-                    _ => Kind::Unknown,
-                };
-                (kind, id)
+                match id {
+                    id if id == self.echo => (Kind::Echo, id),
+                    id if id == self.sleep => (Kind::Sleep, id),
+                    id if id == self.native => (Kind::Native, id),
+                    id if id == self.pipeline => (Kind::Pipeline, id),
+                    id => (Kind::Unknown, 0xFFFF_0000 | id),
+                }
             }
         };
         let shape = input.byte();
