@@ -10,6 +10,8 @@
 pub mod engine;
 pub mod error;
 pub mod ffi;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handlers;
 pub mod status;
 

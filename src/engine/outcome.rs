@@ -139,7 +139,8 @@ impl Meta {
         Meta(Some(Box::new(MetaPairs { text, view })))
     }
 
-    /// The pairs as Rust strings (lossy for invalid UTF-8).
+    /// The pairs as Rust strings; a key or value that is not valid UTF-8 reads as "" (the C
+    /// view has its bytes).
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         let (text, n): (&[u8], usize) = match &self.0 {
             Some(p) => (&p.text, p.view.len()),

@@ -241,58 +241,17 @@ impl Client {
         }
     }
 
-    /// Reads the body within the limit; the announced length is checked first.
+    /// Reads the body within the handler's limit.
     async fn read(
         &self,
         origin: &Origin,
         resp: hyper::Response<Incoming>,
     ) -> Result<Response, HttpError> {
-        let (parts, mut body) = resp.into_parts();
-        let limit = self.body_limit;
-        let announced = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if let Some(len) = announced
-            && len > limit
-        {
-            return Err(HttpError::new(
-                Kind::BodyTooLarge,
-                format!(
-                    "the response from {origin} announces a body of {len} bytes, over \
-                     max_body_bytes ({limit} bytes)"
-                ),
-            ));
-        }
-        // Room for the announced length (within reason) and the NUL the completion adds.
-        let mut data =
-            Vec::with_capacity(announced.unwrap_or(0).min(limit).min(PREALLOC_MAX) as usize + 1);
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| errors::body_failed(origin, &e))?;
-            if let Ok(chunk) = frame.into_data() {
-                if (data.len() + chunk.len()) as u64 > limit {
-                    return Err(HttpError::new(
-                        Kind::BodyTooLarge,
-                        format!(
-                            "the response body from {origin} is longer than max_body_bytes \
-                             ({limit} bytes); reading stopped there"
-                        ),
-                    ));
-                }
-                data.extend_from_slice(&chunk);
-            }
-        }
-        Ok(Response {
-            status: parts.status,
-            headers: parts.headers,
-            body: data,
-        })
+        read_response(origin, resp, self.body_limit).await
     }
-
     /// The hyper request for one connection: origin-form with a Host header for HTTP/1,
     /// absolute form without connection-specific headers for HTTP/2.
-    fn build(&self, req: &Prepared, h2: bool) -> hyper::Request<ReqBody> {
+    pub(crate) fn build(&self, req: &Prepared, h2: bool) -> hyper::Request<ReqBody> {
         let mut headers = req.headers.clone();
         if let Some(ua) = &self.user_agent
             && !headers.contains_key(USER_AGENT)
@@ -335,6 +294,55 @@ impl Client {
         *out.headers_mut() = headers;
         out
     }
+}
+
+/// Reads the whole body of `resp` within `limit` bytes; the announced length is checked
+/// first. (Also the response fuzz target's reader.)
+pub(crate) async fn read_response(
+    origin: &Origin,
+    resp: hyper::Response<Incoming>,
+    limit: u64,
+) -> Result<Response, HttpError> {
+    let (parts, mut body) = resp.into_parts();
+    let announced = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(len) = announced
+        && len > limit
+    {
+        return Err(HttpError::new(
+            Kind::BodyTooLarge,
+            format!(
+                "the response from {origin} announces a body of {len} bytes, over \
+                 max_body_bytes ({limit} bytes)"
+            ),
+        ));
+    }
+    // Room for the announced length (within reason) and the NUL the completion adds.
+    let mut data =
+        Vec::with_capacity(announced.unwrap_or(0).min(limit).min(PREALLOC_MAX) as usize + 1);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| errors::body_failed(origin, &e))?;
+        if let Ok(chunk) = frame.into_data() {
+            if (data.len() + chunk.len()) as u64 > limit {
+                return Err(HttpError::new(
+                    Kind::BodyTooLarge,
+                    format!(
+                        "the response body from {origin} is longer than max_body_bytes \
+                         ({limit} bytes); reading stopped there"
+                    ),
+                ));
+            }
+            data.extend_from_slice(&chunk);
+        }
+    }
+    Ok(Response {
+        status: parts.status,
+        headers: parts.headers,
+        body: data,
+    })
 }
 
 fn closed_pool(_: tokio::sync::AcquireError) -> HttpError {

@@ -121,10 +121,7 @@ impl Connector {
                 _task: Arc::new(TaskGuard(task.abort_handle())),
             }))
         } else {
-            let head = self.max_header_bytes as usize;
-            let (sender, conn) = http1::Builder::new()
-                .max_header_size(head)
-                .max_buf_size(DEFAULT_H1_BUF.max(head + MIN_H1_BUF))
+            let (sender, conn) = h1_builder(self.max_header_bytes)
                 .handshake(io)
                 .await
                 .map_err(failed)?;
@@ -138,6 +135,18 @@ impl Connector {
             }))
         }
     }
+}
+
+/// The HTTP/1 client settings of every connection: the response head limit, and a read
+/// buffer with room for a head of that size. (Shared with the response fuzz target, which runs
+/// these settings over an in-memory pipe.)
+pub(crate) fn h1_builder(max_header_bytes: u32) -> http1::Builder {
+    let head = max_header_bytes as usize;
+    let mut builder = http1::Builder::new();
+    builder
+        .max_header_size(head)
+        .max_buf_size(DEFAULT_H1_BUF.max(head + MIN_H1_BUF));
+    builder
 }
 
 /// Resolves the host (unless it is an IP literal) and connects to each address in turn.

@@ -37,6 +37,7 @@
 mod client;
 mod connect;
 mod errors;
+pub(crate) mod fuzz_hooks;
 mod options;
 mod pool;
 mod redirect;

@@ -192,9 +192,6 @@ fn host_and_port(authority: &Authority, tls: bool) -> std::result::Result<(Strin
             .into());
     }
     let host = authority.host();
-    if host.is_empty() {
-        return Err("has an empty host".into());
-    }
     let rest = &text[host.len()..];
     let default = if tls { 443 } else { 80 };
     let port = match rest.strip_prefix(':') {
@@ -207,7 +204,25 @@ fn host_and_port(authority: &Authority, tls: bool) -> std::result::Result<(Strin
             .ok_or_else(|| format!("has an invalid port {p:?}"))?,
         None => return Err("has an invalid authority".into()),
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    // The URL parser takes brackets anywhere in a host and any text inside them; only an
+    // IPv6 address (without a zone identifier) may be bracketed, and only as the whole host,
+    // or the text would be resolved as a host name. `http://[]/` names no host at all.
+    let host = if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').unwrap_or(inner);
+        if !inner.is_empty() && inner.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("has an invalid IPv6 address [{inner}]"));
+        }
+        inner
+    } else if host.contains(['[', ']']) {
+        return Err(format!(
+            "has an invalid host {host:?}: brackets belong only around a whole IPv6 address"
+        ));
+    } else {
+        host
+    };
+    if host.is_empty() {
+        return Err("has an empty host".into());
+    }
     Ok((host.to_ascii_lowercase(), port))
 }
 
@@ -365,5 +380,10 @@ mod tests {
                 .contains("Transfer-Encoding")
         );
         assert!(err(b"CONNECT http://h:1/ HTTP/1.1\r\n\r\n").contains("CONNECT"));
+        // Found by the http_request_head fuzz target: brackets around nothing.
+        assert!(err(b"GET https://[]/ HTTP/1.1\r\n\r\n").contains("empty host"));
+        assert!(err(b"GET https://[tc%1]/ HTTP/1.1\r\n\r\n").contains("invalid IPv6 address"));
+        assert!(err(b"GET http://[fe80::1%25eth0]/ HTTP/1.1\r\n\r\n").contains("IPv6"));
+        assert!(err(b"GET https://z[1e]:/ HTTP/1.1\r\n\r\n").contains("brackets belong"));
     }
 }
