@@ -13,6 +13,8 @@ Design:
 - Native calls are counted (``_Core.active``, a deque: append/pop are atomic under the GIL,
   no lock on the hot path); ``portway_engine_free`` runs only when none is running. No native
   work from ``__del__``: ``weakref.finalize`` closes with cancel (also at interpreter exit).
+  Every future references its Engine, so the finalizer runs only once no one can wait for
+  the work it cancels.
   In a forked child every call raises ``ForkedError``.
 - Hot paths (submit, poll, release) call private function objects without ``argtypes``,
   with preallocated ``c_void_p``/``c_size_t`` arguments (per-thread scratch buffers taken
@@ -999,8 +1001,11 @@ def _deliver_log(_ctx: int | None, level: int, message: bytes | None) -> None:
 class Engine:
     """An embeddable request engine (``portway_engine``); also a context manager.
 
-    ``runtime_threads``/``pool_workers``: None = one per CPU. ``default_timeout`` (seconds)
-    applies to requests submitted without one. Exiting the ``with`` block closes with drain.
+    ``runtime_threads``/``pool_workers``: None = one per CPU. ``default_timeout`` (seconds,
+    above 0) applies to requests submitted without one. Exiting the ``with`` block closes
+    with drain. The engine lives while it or any of its futures is referenced; once neither
+    is, its finalizer closes it with cancel. See ``bindings/python/README.md`` for the
+    statuses and errors shared with the C and Node bindings.
     """
 
     def __init__(
@@ -1204,7 +1209,9 @@ class Engine:
         handler: str = "http",
     ) -> Future[HttpResponse]:
         """Sends an HTTP/1.1 request through the "http" handler. Any HTTP status resolves to an
-        ``HttpResponse``; connection, TLS, protocol, body-size errors and timeouts raise."""
+        ``HttpResponse``; connection, TLS, protocol, body-size errors and timeouts raise.
+        ``url`` must be an absolute http(s) URL: a relative one raises ``InvalidArgumentError``
+        (status INVALID_ARGUMENT, a ``ValueError``), as in the C and Node bindings."""
         payload = build_request(method, url, headers, body)
         return self._submit(handler, payload, timeout, response_from_completion)
 
@@ -1530,7 +1537,7 @@ class Engine:
         check(st)
 
     def handler_id(self, name: str) -> int:
-        """The id of handler ``name``; raises ``UnknownHandlerError``."""
+        """The id of handler ``name``; raises ``UnknownHandlerError`` (status NOT_FOUND)."""
         return self._core.handler_id(name)
 
     def has_handler(self, name: str) -> bool:
@@ -1544,9 +1551,11 @@ class Engine:
     # ------------------------------------------------------------ control and introspection
 
     def cancel(self, fut: Future[Any]) -> bool:
+        """``fut.cancel()``: True if its request was still in flight."""
         return fut.cancel()
 
     def cancel_all(self) -> None:
+        """Cancels every request in flight; each raises ``CancelledError("... cancel_all")``."""
         core = self._core
         eng = core.enter()
         try:

@@ -10,6 +10,9 @@ import concurrent.futures
 import gc
 import inspect
 import math
+import re
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -20,6 +23,8 @@ import pytest
 
 import portway
 from portway import Status, _lib
+
+from conftest import REPO, child_env
 
 
 def small_engine(**kw: Any) -> portway.Engine:
@@ -470,3 +475,18 @@ def test_typed_dicts_catch_key_typos(tmp_path: Any) -> None:
     errors = [line for line in out.splitlines() if ": error:" in line]
     assert {int(line.split(":")[1]) for line in errors} == {4, 6, 7}, out
 
+
+
+# ------------------------------------------------------------------ the binding's README
+
+
+@pytest.mark.parametrize(
+    "snippet", re.findall(r"```python\n(.*?)```", (REPO / "bindings/python/README.md").read_text(), flags=re.S)
+)
+def test_readme_snippets_run(snippet: str) -> None:
+    import textwrap
+
+    r = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(snippet)], env=child_env(), capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
