@@ -370,6 +370,10 @@ class _Core:
         self.freed = False  # no new native call may start
         self.poller: threading.Thread | None = None
         self.poller_lock = threading.Lock()
+        # Set when the delivery thread ends. close() waits on this, not on Thread.join():
+        # a Ctrl-C that interrupts join() can leave the thread marked stopped while it runs
+        # (CPython 3.11, bpo-45274's fix releases the thread-state lock it did not take).
+        self.poller_exited = threading.Event()
         # Demand: futures somebody waits on without polling (result() after a drain found
         # nothing, concurrent.futures.wait/as_completed, add_done_callback). The delivery
         # thread sits in portway_poll only while demand exists (or always_poll is set);
@@ -757,6 +761,12 @@ class _Core:
                 t.start()
 
     def _poller_main(self) -> None:
+        try:
+            self._deliver_until_closed()
+        finally:
+            self.poller_exited.set()
+
+    def _deliver_until_closed(self) -> None:
         cond = self.demand_cond
         while True:
             if not self.always_poll and self.demand_count == 0:
@@ -920,20 +930,21 @@ class _Core:
         poller = self.poller
         interrupted: BaseException | None = None
         if poller is not None and poller is not threading.current_thread():
+            exited = self.poller_exited
             try:
                 if drain and timeout is None:
-                    poller.join()  # no deadline: the drain ends when the last request does
+                    exited.wait()  # no deadline: the drain ends when the last request does
                 else:
                     # the engine cancels at the deadline; then the last completions arrive
-                    poller.join((timeout if drain and timeout is not None else 0) + 2.0)
+                    exited.wait((timeout if drain and timeout is not None else 0) + 2.0)
             except BaseException as exc:  # noqa: BLE001 - e.g. Ctrl-C during a long drain
                 interrupted = exc
-            if poller.is_alive():
+            if not exited.is_set():
                 if interrupted is not None:
                     self.cancel_reason = "cancelled: close() was interrupted during its drain"
                 LIB.portway_engine_shutdown(eng, _lib.CANCEL_NOW, 0)
                 LIB.portway_wake(eng)
-                poller.join(2.0)
+                exited.wait(2.0)
         self._remove_all_readers(1.0)
         # From here no native call may start; wait for those running (e.g. a poll slice on
         # another thread, which ends within a slice) to return.
@@ -955,7 +966,20 @@ _FINALIZED = "cancelled: the Engine was garbage-collected or the interpreter exi
 
 def _close_core(core: _Core, drain: bool, timeout: float | None) -> None:
     """The Engine's finalizer. It runs only once nothing references the Engine, and every
-    future references its Engine: so the work it cancels is work nobody can wait for."""
+    future references its Engine: so the work it cancels is work nobody can wait for.
+
+    The last reference may go on the delivery thread (it settled the last future) or, through
+    the cycle collector, on an engine thread running a Python handler, where freeing the
+    engine must not happen: there the close runs on a thread of its own."""
+    here = threading.current_thread()
+    if here is core.poller or isinstance(here, threading._DummyThread):
+        try:
+            threading.Thread(
+                target=core.close, args=(drain, timeout, _FINALIZED), name="portway-finalize", daemon=True
+            ).start()
+            return
+        except RuntimeError:  # interpreter shutdown: no new threads; close here
+            pass
     core.close(drain, timeout, _FINALIZED)
 
 

@@ -44,6 +44,30 @@ def test_close_without_deadline_waits_for_the_work() -> None:
     assert fut.result(timeout=0).ok
 
 
+def test_ctrl_c_during_an_endless_drain_cancels_and_closes() -> None:
+    import os
+    import signal
+
+    e = small_engine()
+    assert e.submit("echo", b"x").result().ok  # the delivery thread exists
+    fut = e.submit("sleep", b"60000")
+    core = e._core
+
+    def interrupt() -> None:
+        while not core.closing:
+            time.sleep(0.01)
+        time.sleep(0.2)  # let close() reach its wait (the test does not depend on how long)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    t = threading.Thread(target=interrupt)
+    t.start()
+    with pytest.raises(KeyboardInterrupt):
+        e.close(timeout=None)
+    t.join()
+    assert core.freed  # closed all the same
+    assert "interrupted" in _cancel_message(fut)
+
+
 def test_a_temporary_engine_lives_until_its_future_is_done() -> None:
     c = portway.Engine(runtime_threads=1, pool_workers=1).submit("sleep", b"50").result(timeout=30)
     assert c.ok
@@ -92,6 +116,45 @@ def test_the_engine_is_finalized_once_nothing_references_it() -> None:
     gc.collect()
     assert ref() is None
     assert core.closing  # the finalizer closed it
+
+
+def _spy_close(core: Any) -> tuple[list[str], threading.Event]:
+    """Records the name of the thread the finalizer's close() runs on."""
+    seen: list[str] = []
+    done = threading.Event()
+    close = core.close
+
+    def spy(*args: Any) -> None:
+        seen.append(threading.current_thread().name)
+        close(*args)
+        done.set()
+
+    core.close = spy
+    return seen, done
+
+
+def test_the_finalizer_never_closes_on_the_delivery_thread() -> None:
+    # The delivery thread settles the last future and drops it: the engine goes with it.
+    e = small_engine()
+    seen, done = _spy_close(e._core)
+    e.submit("sleep", b"30").add_done_callback(lambda f: None)
+    del e
+    gc.collect()
+    assert done.wait(30)
+    assert seen == ["portway-finalize"]
+
+
+def test_the_finalizer_never_closes_on_an_engine_thread() -> None:
+    other = small_engine()
+    holder = [small_engine()]
+    seen, done = _spy_close(holder[0]._core)
+    other.register("drop", lambda p: holder.clear() or b"")  # runs on other's pool thread
+    try:
+        assert other.submit("drop", b"").result().ok
+        assert done.wait(30)
+        assert seen == ["portway-finalize"]
+    finally:
+        other.close()
 
 
 # ------------------------------------------------------------------ asyncio loops are freed
