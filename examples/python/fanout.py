@@ -17,6 +17,8 @@ import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
+from http.client import HTTPResponse
+from typing import cast
 
 import portway
 
@@ -99,7 +101,7 @@ def run_threads(urls: list[str], window: int) -> Run:
     def fetch(url: str) -> tuple[str, float]:
         t0 = time.perf_counter()
         try:
-            with urllib.request.urlopen(url, timeout=10.0) as resp:
+            with cast(HTTPResponse, urllib.request.urlopen(url, timeout=10.0)) as resp:
                 resp.read()
                 key = str(resp.status)
         except Exception as exc:  # noqa: BLE001 (every failure is counted, not raised)

@@ -18,6 +18,8 @@ import sys
 import threading
 import urllib.parse
 import urllib.request
+from http.client import HTTPResponse
+from typing import cast
 
 import portway
 
@@ -39,7 +41,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             ms = min(int(q.get("ms", ["20"])[0]), 10_000)
             futures = ENGINE.submit_many("sleep", [str(ms).encode()] * n, timeout=5.0)
             ok = sum(1 for f in futures if f.result().ok)
-            self.reply(200, "application/json", json.dumps({"requests": n, "ok": ok}).encode())
+            answer: dict[str, int] = {"requests": n, "ok": ok}
+            self.reply(200, "application/json", json.dumps(answer).encode())
         else:
             self.reply(404, "text/plain", b"not found\n")
 
@@ -54,12 +57,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def get(url: str) -> bytes:
+    """The body of a GET (urlopen's return type is not declared: say what it is)."""
+    with cast(HTTPResponse, urllib.request.urlopen(url)) as resp:
+        return resp.read()
+
+
 def self_test(base: str) -> int:
-    work = json.loads(urllib.request.urlopen(f"{base}/work?n=20&ms=5").read())
+    work: object = json.loads(get(f"{base}/work?n=20&ms=5"))
     assert work == {"requests": 20, "ok": 20}, work
-    metrics = urllib.request.urlopen(f"{base}/metrics").read().decode()
+    metrics = get(f"{base}/metrics").decode()
     assert 'portway_requests_submitted_total{handler="sleep"} 20' in metrics, metrics
-    inflight = json.loads(urllib.request.urlopen(f"{base}/debug/inflight").read())
+    inflight: portway.Inflight = json.loads(get(f"{base}/debug/inflight"))
     assert inflight["total"] == 0, inflight
     print("metrics_server self-test: /work, /metrics and /debug/inflight answered correctly")
     return 0

@@ -19,6 +19,7 @@ from ._errors import (
     HandlerError,
     InternalError,
     InvalidArgumentError,
+    InvalidArgumentTypeError,
     NotFoundError,
     PanicError,
     PayloadTooLargeError,
@@ -34,6 +35,7 @@ from ._futures import Completion, Future
 from ._http import HttpResponse
 from ._lib import LIB as _LIB
 from ._lib import LIBRARY_PATH, LibraryLoadError
+from ._types import HandlerStats, Inflight, InflightRequest, Latency, Stats
 
 __version__ = "0.1.0"
 
@@ -53,6 +55,7 @@ __all__ = [
     "CancelledError",
     "PortwayError",
     "InvalidArgumentError",
+    "InvalidArgumentTypeError",
     "BusyError",
     "ShutdownError",
     "ClosedError",
@@ -70,6 +73,11 @@ __all__ = [
     "InternalError",
     "BufferTooSmallError",
     "LibraryLoadError",
+    "Stats",
+    "Inflight",
+    "InflightRequest",
+    "HandlerStats",
+    "Latency",
     "LIBRARY_PATH",
     "library_version",
 ]

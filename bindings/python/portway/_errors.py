@@ -11,6 +11,7 @@ __all__ = [
     "Status",
     "PortwayError",
     "InvalidArgumentError",
+    "InvalidArgumentTypeError",
     "BusyError",
     "ShutdownError",
     "ClosedError",
@@ -75,7 +76,15 @@ class PortwayError(Exception):
 
 
 class InvalidArgumentError(PortwayError, ValueError):
+    """A bad argument (``INVALID_ARGUMENT``): a timeout of 0 or below, NaN or infinite, a
+    relative URL, a value out of range, a payload the handler refuses. Also a ``ValueError``."""
+
     status = Status.INVALID_ARGUMENT
+
+
+class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument of the wrong type (an ``int`` payload, a handler name that is not a ``str``,
+    a handler that is not callable). Status ``INVALID_ARGUMENT``; also a ``TypeError``."""
 
 
 class BusyError(PortwayError):
@@ -91,11 +100,17 @@ class ClosedError(ShutdownError):
 
 
 class NotFoundError(PortwayError, LookupError):
+    """``NOT_FOUND``: no handler has that name, or a request id is unknown or completed."""
+
     status = Status.NOT_FOUND
 
 
-class UnknownHandlerError(PortwayError, LookupError):
-    status = Status.UNKNOWN_HANDLER
+class UnknownHandlerError(NotFoundError):
+    """No handler has that name: status ``NOT_FOUND``, as ``portway_handler_lookup`` answers and
+    as the Node binding reports. (A handler *id* the engine does not know, which the binding
+    never sends, comes as this class too, with status ``UNKNOWN_HANDLER``.)"""
+
+    status = Status.NOT_FOUND
 
 
 class TimeoutError(PortwayError, builtins.TimeoutError):  # noqa: A001 - the contract's name
@@ -150,7 +165,6 @@ _BY_STATUS: dict[int, type[PortwayError]] = {
         ShutdownError,
         ClosedError,
         NotFoundError,
-        UnknownHandlerError,
         TimeoutError,
         HandlerError,
         PanicError,
@@ -168,6 +182,8 @@ _BY_STATUS: dict[int, type[PortwayError]] = {
 
 def error_for(status: int, message: str = "") -> PortwayError:
     """The exception for ``status`` (a generic ``PortwayError`` for an unknown value)."""
+    if status == Status.UNKNOWN_HANDLER:
+        return UnknownHandlerError(message, status)
     cls = _BY_STATUS.get(status)
     if cls is None:
         return PortwayError(message, status)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar, Union
 from ._errors import PortwayError, Status, error_for
 
 if TYPE_CHECKING:
-    from ._engine import _Core
+    from ._engine import Engine, _Core
 
 __all__ = ["Completion", "Future"]
 
@@ -140,7 +140,9 @@ class Future(concurrent.futures.Future[T], Generic[T]):
 
     # Slots for what every future sets (``_id`` is written by the submitting code, before the
     # future is returned); the rest are class-level defaults, overridden per instance when set.
-    __slots__ = ("_core", "_token", "_id")
+    # ``_owner`` is the Engine: a future keeps its engine alive, so that an engine nobody else
+    # references is not finalized (which cancels) while someone can still wait on its work.
+    __slots__ = ("_core", "_token", "_id", "_owner")
 
     # The base class's fields, as class-level defaults (instance values shadow them).
     _state = _PENDING
@@ -157,10 +159,18 @@ class Future(concurrent.futures.Future[T], Generic[T]):
     _core: _Core
     _token: int
     _id: int
+    _owner: Engine | None
 
-    def __init__(self, core: _Core, token: int = 0, transform: Callable[[Completion], Any] | None = None) -> None:
+    def __init__(
+        self,
+        core: _Core,
+        token: int = 0,
+        transform: Callable[[Completion], Any] | None = None,
+        owner: Engine | None = None,
+    ) -> None:
         self._core = core
         self._token = token
+        self._owner = owner
         if transform is not None:
             self._transform = transform
 
@@ -196,7 +206,10 @@ class Future(concurrent.futures.Future[T], Generic[T]):
                     return self._result  # type: ignore[return-value]
             elif st is _PENDING or st is _RUNNING:
                 core.add_demand(self)  # ask the delivery thread, then wait
-        return super().result(timeout)
+        try:
+            return super().result(timeout)
+        except concurrent.futures.CancelledError:
+            raise self._cancelled_error() from None
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         if self._state is _FINISHED:
@@ -204,7 +217,15 @@ class Future(concurrent.futures.Future[T], Generic[T]):
         self._prepare_wait()
         if self._state is _FINISHED:
             return self._exception
-        return super().exception(timeout)
+        try:
+            return super().exception(timeout)
+        except concurrent.futures.CancelledError:
+            raise self._cancelled_error() from None
+
+    def _cancelled_error(self) -> concurrent.futures.CancelledError:
+        """The ``CancelledError`` to raise, saying why (the base class raises one without)."""
+        reason = self.__dict__.get("_cancel_reason") or "cancelled"
+        return concurrent.futures.CancelledError(f"request {self.request_id}: {reason}")
 
     def _prepare_wait(self) -> None:
         st = self._state
@@ -234,6 +255,11 @@ class Future(concurrent.futures.Future[T], Generic[T]):
     # ------------------------------------------------------------ cancelling
 
     def cancel(self) -> bool:
+        """Cancels the native request; True if it was still in flight (or already cancelled).
+        ``result()`` then raises ``CancelledError("... cancelled by Future.cancel()")``."""
+        return self._cancel("cancelled by Future.cancel()")
+
+    def _cancel(self, reason: str) -> bool:
         st = self._state
         if st is _CANCELLED or st is _CANCELLED_AND_NOTIFIED:
             return True
@@ -242,7 +268,7 @@ class Future(concurrent.futures.Future[T], Generic[T]):
         rid = getattr(self, "_id", 0)
         if not rid or not self._core.cancel_id(rid):
             return False  # already completed: the completion is on its way
-        self._set_cancelled()  # its completion will say CANCELLED; whichever comes first
+        self._set_cancelled(reason)  # its completion will say CANCELLED; whichever comes first
         return True
 
     def set_running_or_notify_cancel(self) -> bool:
@@ -299,7 +325,7 @@ class Future(concurrent.futures.Future[T], Generic[T]):
             else:
                 self._result = c  # type: ignore[assignment]
         elif status == _STATUS_CANCELLED:
-            self._set_cancelled()
+            self._set_cancelled(c.data.decode("utf-8", "replace"))
             return
         else:
             self._exception = c.error()
@@ -318,13 +344,14 @@ class Future(concurrent.futures.Future[T], Generic[T]):
             if self._slow:
                 self._wake()
 
-    def _set_cancelled(self) -> None:
+    def _set_cancelled(self, reason: str) -> None:
         st = self._state
         if not (st is _PENDING or st is _RUNNING):
             return
         mark: list[Any] = []
         if self.__dict__.setdefault("_cancel_claim", mark) is not mark:
             return  # the other side (cancel() or the CANCELLED completion) got here first
+        self.__dict__["_cancel_reason"] = reason
         # CANCELLED_AND_NOTIFIED, not CANCELLED: no executor will call
         # set_running_or_notify_cancel, and wait()/as_completed count only the former as done.
         self._state = _CANCELLED_AND_NOTIFIED
@@ -415,7 +442,7 @@ def _resolve_async(entry: AsyncTarget, c: Completion) -> None:
             return
         fut.set_result(value)
     elif status == _STATUS_CANCELLED:
-        fut.cancel()
+        fut.cancel(c.data.decode("utf-8", "replace"))  # the message says why
     else:
         fut.set_exception(c.error())
 

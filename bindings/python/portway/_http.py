@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Union
 from urllib.parse import urlsplit
 
+from ._errors import InvalidArgumentError, InvalidArgumentTypeError
 from ._futures import Completion
 
 __all__ = ["HttpResponse", "build_request", "HeadersArg", "response_from_completion"]
@@ -25,12 +26,18 @@ _HEAD_CACHE_MAX = 512
 
 
 def _check_token(value: str, what: str) -> None:
+    if not isinstance(value, str):
+        raise InvalidArgumentTypeError(f"{what} must be a str, got {type(value).__name__}")
     if not value or _BAD_TOKEN.search(value) is not None:
-        raise ValueError(f"invalid {what}: {value!r}")
+        raise InvalidArgumentError(f"invalid {what}: {value!r}")
 
 
 def build_request(method: str, url: str, headers: HeadersArg = None, body: bytes | str | None = None) -> bytes:
-    """The "http" handler's payload: an HTTP/1.1 request head in absolute form, then the body."""
+    """The "http" handler's payload: an HTTP/1.1 request head in absolute form, then the body.
+
+    A relative URL, a bad method or header raises ``InvalidArgumentError`` (status
+    INVALID_ARGUMENT, also a ``ValueError``); a non-``str`` method or URL, or a body that is
+    neither bytes-like nor ``str``, raises ``InvalidArgumentTypeError``."""
     if headers is None and body is None and method.__class__ is str and url.__class__ is str:
         key = (method, url)
         head = _HEAD_CACHE.get(key)
@@ -46,12 +53,14 @@ def build_request(method: str, url: str, headers: HeadersArg = None, body: bytes
 def _build_request(method: str, url: str, headers: HeadersArg, body: bytes | str | None) -> bytes:
     _check_token(method, "method")
     if " " in method:
-        raise ValueError(f"invalid method: {method!r}")
+        raise InvalidArgumentError(f"invalid method: {method!r}")
+    if not isinstance(url, str):
+        raise InvalidArgumentTypeError(f"url must be a str, got {type(url).__name__}")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"an absolute http(s) URL is required, got {url!r}")
+        raise InvalidArgumentError(f"an absolute http(s) URL is required, got {url!r}")
     if _BAD_URL.search(url) is not None:
-        raise ValueError(f"invalid URL: {url!r}")
+        raise InvalidArgumentError(f"invalid URL: {url!r}")
     pairs: list[tuple[str, str]]
     if headers is None:
         pairs = []
@@ -62,14 +71,25 @@ def _build_request(method: str, url: str, headers: HeadersArg, body: bytes | str
     names = {k.lower() for k, _ in pairs}
     if "host" not in names:
         pairs.insert(0, ("Host", parts.netloc.rpartition("@")[2]))
-    data = body.encode() if isinstance(body, str) else (bytes(body) if body is not None else b"")
+    if body is None:
+        data = b""
+    elif isinstance(body, str):
+        data = body.encode()
+    else:
+        try:
+            with memoryview(body) as view:
+                data = view.tobytes()
+        except TypeError:
+            raise InvalidArgumentTypeError(
+                f"body must be bytes-like, str or None, got {type(body).__name__}"
+            ) from None
     if body is not None and "content-length" not in names and "transfer-encoding" not in names:
         pairs.append(("Content-Length", str(len(data))))
     lines = [f"{method} {url} HTTP/1.1"]
     for k, v in pairs:
         _check_token(k, "header name")
         if _BAD_TOKEN.search(v) is not None:
-            raise ValueError(f"invalid header value for {k!r}")
+            raise InvalidArgumentError(f"invalid header value for {k!r}")
         lines.append(f"{k}: {v}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head + data

@@ -286,17 +286,6 @@ def test_context_manager() -> None:
     assert e.closed
 
 
-def test_garbage_collected_engine_is_closed() -> None:
-    import gc
-
-    e = portway.Engine(runtime_threads=1, pool_workers=1)
-    fut = e.submit("sleep", b"60000")
-    del e
-    gc.collect()
-    with pytest.raises(concurrent.futures.CancelledError):
-        fut.result(timeout=5)
-
-
 def test_metrics_text_when_available(eng: portway.Engine) -> None:
     from portway import _lib
 

@@ -81,9 +81,9 @@ def test_timeout_ms_cache_is_exact() -> None:
     assert _engine._timeout_ms(0.1) == 100 and _engine._timeout_ms(0.1) == 100
     assert _engine._timeout_ms(Fraction(1, 10)) == 100  # exact, not a cache hit
     assert _engine._timeout_ms(Fraction(0.1)) == 101  # equal to the float 0.1 but rounds up
-    assert _engine._timeout_ms(0.0) == 1 and _engine._timeout_ms(-0.0) == 1
+    assert _engine._timeout_ms(0.0001) == 1  # rounded up to whole ms, never down to 0
     assert _engine._timeout_ms(None) == 0 and _engine._timeout_ms(2) == 2000
-    for bad in (-1.0, float("nan"), -1.0, float("nan")):
+    for bad in (0.0, -0.0, 0, -1.0, float("nan"), float("inf"), -1.0, float("nan"), 0.0):
         with pytest.raises(portway.InvalidArgumentError):
             _engine._timeout_ms(bad)
 
