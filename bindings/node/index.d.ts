@@ -1,19 +1,43 @@
 /// <reference types="node" />
 
+// <status-names> generated from include/portway.h by scripts/status-names.js: do not edit
 export type StatusName =
-  | 'PORTWAY_OK' | 'PORTWAY_INVALID_ARGUMENT' | 'PORTWAY_BUSY' | 'PORTWAY_SHUTDOWN' | 'PORTWAY_CLOSED'
-  | 'PORTWAY_NOT_FOUND' | 'PORTWAY_UNKNOWN_HANDLER' | 'PORTWAY_TIMEOUT' | 'PORTWAY_CANCELLED'
-  | 'PORTWAY_HANDLER_ERROR' | 'PORTWAY_PANIC' | 'PORTWAY_FORKED' | 'PORTWAY_PAYLOAD_TOO_LARGE'
-  | 'PORTWAY_CONNECT_ERROR' | 'PORTWAY_TLS_ERROR' | 'PORTWAY_PROTOCOL_ERROR' | 'PORTWAY_BODY_TOO_LARGE'
-  | 'PORTWAY_INTERNAL';
+  | 'PORTWAY_OK'
+  | 'PORTWAY_INVALID_ARGUMENT'
+  | 'PORTWAY_BUSY'
+  | 'PORTWAY_SHUTDOWN'
+  | 'PORTWAY_CLOSED'
+  | 'PORTWAY_NOT_FOUND'
+  | 'PORTWAY_UNKNOWN_HANDLER'
+  | 'PORTWAY_TIMEOUT'
+  | 'PORTWAY_CANCELLED'
+  | 'PORTWAY_HANDLER_ERROR'
+  | 'PORTWAY_PANIC'
+  | 'PORTWAY_FORKED'
+  | 'PORTWAY_PAYLOAD_TOO_LARGE'
+  | 'PORTWAY_CONNECT_ERROR'
+  | 'PORTWAY_TLS_ERROR'
+  | 'PORTWAY_PROTOCOL_ERROR'
+  | 'PORTWAY_BODY_TOO_LARGE'
+  | 'PORTWAY_INTERNAL'
+  | 'PORTWAY_BUFFER_TOO_SMALL';
+// </status-names>
 
+/** Level of an `onLog` event, and `logLevel`'s values. */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
+/** Engine configuration. Every number must be an integer in its range (else a TypeError or
+ *  RangeError with code 'PORTWAY_INVALID_ARGUMENT'); an omitted one takes the library default. */
 export interface EngineOptions {
+  /** Tokio runtime threads, 0..1024 (0 = one per CPU). */
   runtimeThreads?: number;
+  /** Native worker-pool threads, 0..1024 (0 = one per CPU). */
   poolWorkers?: number;
+  /** Most requests accepted and not yet delivered, at least 1 (default 65536). */
   maxInFlight?: number;
+  /** Deadline in ms of requests submitted without `timeoutMs` (0 = none, the default). */
   defaultTimeoutMs?: number;
+  /** Largest payload in bytes, 1..2^53-1 (default 64 MiB). */
   maxPayload?: number;
   /** Engine events (start, shutdown, handler panics, connection failures, requests leaked past free, abandoned
    *  handlers), delivered asynchronously on the JS thread (`this` is undefined).
@@ -24,13 +48,25 @@ export interface EngineOptions {
   logLevel?: LogLevel;
 }
 
+/** Request bytes: binary data as is, a string as UTF-8. Nothing else is accepted. */
 export type Payload = Buffer | Uint8Array | ArrayBuffer | ArrayBufferView | string;
 
-export interface SubmitOptions {
+/** Options of `submitMany`. */
+export interface SubmitManyOptions {
+  /** Deadline in ms, 1..2^32-1, counted from submit; omitted = the engine's default. 0 is refused. */
   timeoutMs?: number;
+  /** Aborting rejects with `AbortError` at once and cancels the request(s). */
   signal?: AbortSignal;
 }
 
+/** Options of `submit`. */
+export interface SubmitOptions extends SubmitManyOptions {
+  /** When every in-flight slot is taken, wait up to this many ms (Infinity: no limit) for one,
+   *  in submission order, instead of rejecting with PORTWAY_BUSY at once (the default, 0). */
+  wait?: number;
+}
+
+/** A successful request's result. */
 export interface Completion {
   id: number;
   data: Buffer;
@@ -40,6 +76,7 @@ export interface Completion {
   runNs: number;
 }
 
+/** An outbound HTTP request for `Engine#http`. `url` must be absolute (http or https). */
 export interface HttpRequest {
   method?: string;
   url: string | URL;
@@ -49,6 +86,7 @@ export interface HttpRequest {
   signal?: AbortSignal;
 }
 
+/** The response of `Engine#http` (any HTTP status, 404 included, is a response). */
 export declare class HttpResponse {
   status: number;
   headers: Array<[string, string]>;
@@ -61,6 +99,7 @@ export declare class HttpResponse {
   json(): any;
 }
 
+/** Engine counters (`portway_stats`). */
 export interface Stats {
   submitted: number;
   accepted: number;
@@ -95,8 +134,10 @@ export interface HandlerStats {
   run: Latency;
 }
 
+/** Where a request in flight is. */
 export type InflightState = 'queued' | 'running' | 'ready' | 'unreleased';
 
+/** One entry of `Engine#inflight`. */
 export interface InflightRequest {
   id: number;
   /** The addon's own tag (promise slot << 32 | index within submitMany), not a user value. */
@@ -108,6 +149,7 @@ export interface InflightRequest {
   ageMs: number;
 }
 
+/** The result of `Engine#inflight`. */
 export interface Inflight {
   /** All requests in flight, however many are listed. */
   total: number;
@@ -115,9 +157,11 @@ export interface Inflight {
   requests: InflightRequest[];
 }
 
+/** A refused call or a failed request. Bad arguments are instead a TypeError or RangeError
+ *  whose `code` is 'PORTWAY_INVALID_ARGUMENT' (see `InvalidArgumentError`). */
 export declare class PortwayError extends Error {
   name: 'PortwayError';
-  code: StatusName | string;
+  code: StatusName | 'PORTWAY_UNKNOWN_STATUS';
   status: number;
   /** Set on completion errors: the request id. */
   requestId?: number;
@@ -127,29 +171,50 @@ export declare class PortwayError extends Error {
   accepted?: number;
 }
 
+/** The shape of the TypeError/RangeError thrown for bad input (no coercion is attempted). */
+export type InvalidArgumentError = (TypeError | RangeError) & { code: 'PORTWAY_INVALID_ARGUMENT'; status: 1 };
+
+/** Rejection of an aborted request; `cause` is the signal's reason. */
 export declare class AbortError extends Error {
   name: 'AbortError';
   code: 'ABORT_ERR';
 }
 
+/** One portway engine: its own threads, queues and handlers. */
 export declare class Engine {
   constructor(opts?: EngineOptions);
+  /** The id of a handler name (PortwayError PORTWAY_NOT_FOUND if unknown); a number is returned as is. */
   lookup(name: string | number): number;
+  /** One request; never throws: a refused submit is a rejected promise. */
   submit(handler: string | number, payload?: Payload, opts?: SubmitOptions): Promise<Completion>;
-  submitMany(handler: string | number, payloads: Iterable<Payload>, opts?: SubmitOptions): Promise<Completion[]>;
+  /** One batch, all or nothing: the completions in order, or the first failure (`index`). */
+  submitMany(handler: string | number, payloads: Iterable<Payload>, opts?: SubmitManyOptions): Promise<Completion[]>;
+  /** Outbound HTTP through the "http" handler. */
   http(req: HttpRequest): Promise<HttpResponse>;
+  /** Registers a pipeline of stages (handler names or ids); returns its id. */
   pipeline(name: string, stages: Array<string | number>): number;
+  /** At most `limit` calls of the handler run at once (0 = no limit). */
   setConcurrency(name: string | number, limit: number): void;
+  /** Cancels request `id` (an integer 0..2^53-1); true if it was still in flight. */
   cancel(id: number): boolean;
+  /** Cancels every request in flight. */
   cancelAll(): void;
+  /** A snapshot of the engine's counters. */
   stats(): Stats;
   /** Prometheus text exposition format. */
   metricsText(): string;
+  /** Counts and latency percentiles of one handler. */
   handlerStats(name: string | number): HandlerStats;
+  /** Requests in flight, oldest first, at most `limit` (default 100). */
   inflight(opts?: { limit?: number }): Inflight;
+  /** Shuts down (drain, or cancel with `drain: false`; `timeoutMs` is the drain deadline,
+   *  default 5000, 0 = none), waits for every completion, frees the engine. Idempotent. */
   close(opts?: { drain?: boolean; timeoutMs?: number }): Promise<void>;
 }
 
+/** The library version, e.g. "0.1.0". */
 export declare const version: string;
+/** The C ABI version of the library. */
 export declare const abiVersion: number;
+/** The name of a status value, e.g. statusStr(2) === 'PORTWAY_BUSY'. */
 export declare function statusStr(status: number): string;

@@ -76,26 +76,54 @@ class AbortError extends Error {
   }
 }
 
-const U32_MAX = 0xffffffff;
+const INVALID_ARGUMENT = 1; // PORTWAY_INVALID_ARGUMENT
 
-function optU32(v, name) {
-  if (v === undefined || v === null) return undefined;
-  if (!Number.isInteger(v) || v < 0 || v > U32_MAX) throw new TypeError(`${name} must be an integer in 0..2^32-1`);
-  return v;
+/** A TypeError or RangeError for bad input, carrying `code` 'PORTWAY_INVALID_ARGUMENT' and
+ *  `status` 1 like the addon's own argument errors (README "Errors"). */
+function invalidArg(Ctor, message, cause) {
+  const e = new Ctor(message, cause === undefined ? undefined : { cause });
+  e.code = 'PORTWAY_INVALID_ARGUMENT';
+  e.status = INVALID_ARGUMENT;
+  return e;
 }
 
-function timeoutOf(opts) {
-  const t = opts && opts.timeoutMs;
-  return t === undefined || t === null ? 0 : optU32(t, 'timeoutMs');
+/** `opts` as given: undefined or an object (a typo'd call like submit(h, p, 500) is refused). */
+function optionsOf(opts, what) {
+  if (opts === undefined) return {};
+  if (opts === null || typeof opts !== 'object') throw invalidArg(TypeError, `${what} must be an object`);
+  return opts;
 }
 
+function signalOf(opts) {
+  const s = opts.signal;
+  if (s === undefined) return undefined;
+  if (!(s instanceof AbortSignal)) throw invalidArg(TypeError, 'signal must be an AbortSignal');
+  return s;
+}
+
+// setTimeout's largest delay; `wait` also takes Infinity (no limit).
+const WAIT_MAX = 0x7fffffff;
+
+/** `wait` in ms: 0 (the default) = fail at once with PORTWAY_BUSY, Infinity = no limit. */
+function waitOf(opts) {
+  const w = opts.wait;
+  if (w === undefined) return 0;
+  if (typeof w !== 'number') throw invalidArg(TypeError, 'wait must be a number of milliseconds');
+  if (w === Infinity) return w;
+  if (!Number.isInteger(w) || w < 0 || w > WAIT_MAX) {
+    throw invalidArg(RangeError, `wait must be an integer from 0 to ${WAIT_MAX}, or Infinity (got ${w})`);
+  }
+  return w;
+}
+
+/** Payload bytes: undefined = empty; strings as UTF-8; nothing else is coerced. */
 function toBytes(p) {
-  if (p === undefined || p === null) return Buffer.alloc(0);
+  if (p === undefined) return Buffer.alloc(0);
   if (typeof p === 'string') return Buffer.from(p);
   if (p instanceof Uint8Array) return p;
   if (ArrayBuffer.isView(p)) return new Uint8Array(p.buffer, p.byteOffset, p.byteLength);
   if (p instanceof ArrayBuffer) return new Uint8Array(p);
-  throw new TypeError('payload must be a Buffer, Uint8Array, ArrayBuffer or string');
+  throw invalidArg(TypeError, 'payload must be a Buffer, Uint8Array, ArrayBuffer, ArrayBufferView or string');
 }
 
 function abortError(signal) {
@@ -106,9 +134,9 @@ function abortError(signal) {
 const LOG_LEVELS = { debug: 1, info: 2, warn: 3, error: 4 };
 
 function logLevelOf(v) {
-  if (v === undefined || v === null) return LOG_LEVELS.info;
-  const n = LOG_LEVELS[v];
-  if (n === undefined) throw new TypeError("logLevel must be 'debug', 'info', 'warn' or 'error'");
+  if (v === undefined) return LOG_LEVELS.info;
+  const n = typeof v === 'string' && Object.hasOwn(LOG_LEVELS, v) ? LOG_LEVELS[v] : undefined;
+  if (n === undefined) throw invalidArg(TypeError, "logLevel must be 'debug', 'info', 'warn' or 'error'");
   return n;
 }
 
@@ -132,21 +160,26 @@ class Engine {
    *          onLog?: (level: 'debug'|'info'|'warn'|'error', message: string) => void,
    *          logLevel?: 'debug'|'info'|'warn'|'error'}} [opts]
    */
-  constructor(opts = {}) {
-    const onLog = opts.onLog;
-    if (onLog !== undefined && onLog !== null && typeof onLog !== 'function') throw new TypeError('onLog must be a function');
+  constructor(opts) {
+    const o = optionsOf(opts, 'Engine options');
+    const onLog = o.onLog;
+    if (onLog !== undefined && typeof onLog !== 'function') throw invalidArg(TypeError, 'onLog must be a function');
+    // The numbers go to the addon as given: it checks each (integer, in range), no coercion.
     this._n = new native.NativeEngine(
-      optU32(opts.runtimeThreads, 'runtimeThreads'),
-      optU32(opts.poolWorkers, 'poolWorkers'),
-      optU32(opts.maxInFlight, 'maxInFlight'),
-      optU32(opts.defaultTimeoutMs, 'defaultTimeoutMs'),
-      opts.maxPayload === undefined ? undefined : Number(opts.maxPayload),
-      onLog || undefined,
-      logLevelOf(opts.logLevel),
+      o.runtimeThreads,
+      o.poolWorkers,
+      o.maxInFlight,
+      o.defaultTimeoutMs,
+      o.maxPayload,
+      onLog,
+      logLevelOf(o.logLevel),
     );
     this._n._res = []; // promise settlers by waiter slot (see deliver)
     this._n._rej = [];
     this._n._bat = []; // submitMany: the results array by waiter slot
+    // submit(.., { wait }) refused with PORTWAY_BUSY: waiting in order for a slot (see _park).
+    this._parked = [];
+    this._n._onRelease = () => this._retryParked();
     this._ids = new Map();
     this._heads = new Map(); // http(): request heads by method and URL string (no headers/body)
     this._closed = null;
@@ -162,36 +195,113 @@ class Engine {
     });
   }
 
-  /** The id of handler `name` (cached); throws PortwayError PORTWAY_NOT_FOUND. */
+  /** The id of handler `name` (cached); throws PortwayError PORTWAY_NOT_FOUND. A number is
+   *  taken as an id as it is (checked where it is used). */
   lookup(name) {
     if (typeof name === 'number') return name;
+    if (typeof name !== 'string') throw invalidArg(TypeError, 'handler must be a handler name (string) or id (number)');
     let id = this._ids.get(name);
     if (id === undefined) {
-      id = this._n.lookup(String(name));
+      id = this._n.lookup(name);
       this._ids.set(name, id);
     }
     return id;
   }
 
-  /** Submits one request; resolves to {id, data, code, meta, queuedNs, runNs}. */
+  /** Submits one request; resolves to {id, data, code, meta, queuedNs, runNs}. With
+   *  `wait: ms`, a submit refused for want of a slot (PORTWAY_BUSY) waits up to `ms` for one. */
   submit(handler, payload, opts) {
-    const signal = opts && opts.signal;
-    if (signal && signal.aborted) return Promise.reject(abortError(signal));
     let p;
+    let signal;
+    let parked;
     try {
-      p = this._submit1(this.lookup(handler), toBytes(payload), timeoutOf(opts));
+      const o = optionsOf(opts, 'submit options');
+      signal = signalOf(o);
+      const wait = waitOf(o);
+      const hid = this.lookup(handler);
+      const bytes = toBytes(payload);
+      if (signal && signal.aborted) return Promise.reject(abortError(signal));
+      if (wait > 0 && this._parked.length > 0) {
+        parked = this._park(hid, bytes, o.timeoutMs, wait); // behind the earlier waiters
+      } else {
+        try {
+          p = this._submit1(hid, bytes, o.timeoutMs);
+        } catch (e) {
+          if (wait === 0 || !(e instanceof PortwayError) || e.code !== 'PORTWAY_BUSY') throw e;
+          parked = this._park(hid, bytes, o.timeoutMs, wait);
+        }
+      }
     } catch (e) {
       return Promise.reject(e);
+    }
+    if (parked) {
+      if (!signal) return parked.promise;
+      return this._withSignal(parked.promise, signal, () => this._unpark(parked, signal));
     }
     if (!signal) return p;
     const id = this._n.lastId();
     return this._withSignal(p, signal, () => this._n.cancel(id));
   }
 
+  /** Keeps a submit refused with PORTWAY_BUSY until a drain releases a slot (_retryParked) or
+   *  `wait` ms pass (then it rejects with that PORTWAY_BUSY). portway_submit_wait would block
+   *  the JS thread, and slots are only released on the JS thread (after polling): it would
+   *  always wait in vain, so the waiting happens here. The payload is copied: the caller may
+   *  reuse its buffer as soon as submit() returns, as without `wait`. */
+  _park(hid, bytes, timeoutMs, wait) {
+    const entry = { hid, bytes: Buffer.from(bytes), timeoutMs, id: 0, timer: undefined, promise: undefined };
+    entry.promise = new Promise((resolve, reject) => {
+      entry.resolve = resolve;
+      entry.reject = reject;
+    });
+    if (wait !== Infinity) {
+      entry.timer = setTimeout(() => {
+        this._unpark(entry);
+        entry.reject(new PortwayError(`no in-flight slot was released within ${wait} ms`, 'PORTWAY_BUSY', 2));
+      }, wait);
+    }
+    this._parked.push(entry);
+    if (this._parked.length === 1) this._n.watchRelease(true);
+    return entry;
+  }
+
+  /** Takes `entry` off the waiting list; if it was already submitted (abort), cancels it. */
+  _unpark(entry) {
+    const i = this._parked.indexOf(entry);
+    if (i >= 0) {
+      this._parked.splice(i, 1);
+      if (entry.timer !== undefined) clearTimeout(entry.timer);
+      if (this._parked.length === 0) this._n.watchRelease(false);
+    } else if (entry.id !== 0) {
+      this._n.cancel(entry.id);
+    }
+  }
+
+  /** Slots were released: submits the waiting requests in order while slots are free. */
+  _retryParked() {
+    const q = this._parked;
+    while (q.length > 0) {
+      const e = q[0];
+      let slot;
+      try {
+        slot = this._n.submit(e.hid, e.bytes, e.timeoutMs);
+      } catch (err) {
+        if (err instanceof PortwayError && err.code === 'PORTWAY_BUSY') return;
+        this._unpark(e);
+        e.reject(err);
+        continue;
+      }
+      this._unpark(e);
+      e.id = this._n.lastId();
+      this._n._res[slot] = e.resolve;
+      this._n._rej[slot] = e.reject;
+    }
+  }
+
   /** One batch through the addon (all Buffers/Uint8Arrays); settled by deliver. */
-  _submitBatch(handlerId, arr, timeoutMs) {
+  _submitBatch(handlerId, arr, timeoutMs, ids) {
     const n = this._n;
-    const slot = n.submitMany(handlerId, arr, timeoutMs);
+    const slot = n.submitMany(handlerId, arr, timeoutMs, ids);
     if (typeof slot !== 'number') return Promise.reject(slot); // partly accepted: cancelled
     if (slot === 0) return Promise.resolve([]);
     const results = new Array(arr.length);
@@ -205,34 +315,38 @@ class Engine {
   /** Submits every payload in one batch call; resolves to the completions in order. All or
    *  nothing: rejects with the first failure (`err.index`); a partly accepted batch is cancelled. */
   submitMany(handler, payloads, opts) {
-    const signal = opts && opts.signal;
-    if (signal && signal.aborted) return Promise.reject(abortError(signal));
     let p;
-    let count = 0;
+    let signal;
+    let ids;
     try {
-      const arr = Array.isArray(payloads) ? payloads : Array.from(payloads);
-      count = arr.length;
+      const o = optionsOf(opts, 'submitMany options');
+      signal = signalOf(o);
+      if (o.wait !== undefined) throw invalidArg(TypeError, 'submitMany takes no wait option (submit does)');
+      if (payloads === null || typeof payloads !== 'object' || typeof payloads[Symbol.iterator] !== 'function') {
+        throw invalidArg(TypeError, 'payloads must be an array (or iterable) of payloads');
+      }
+      const hid = this.lookup(handler);
+      let arr = Array.isArray(payloads) ? payloads : Array.from(payloads);
+      if (signal && signal.aborted) return Promise.reject(abortError(signal));
       for (let i = 0; i < arr.length; i++) {
-        const x = arr[i];
-        if (!(x instanceof Uint8Array)) {
+        if (!(arr[i] instanceof Uint8Array)) {
           // copy-on-demand normalisation; the common case (all Buffers) is untouched
-          const norm = arr === payloads ? arr.slice() : arr;
-          for (let j = i; j < norm.length; j++) norm[j] = toBytes(norm[j]);
-          p = this._submitBatch(this.lookup(handler), norm, timeoutOf(opts));
+          if (arr === payloads) arr = arr.slice();
+          for (let j = i; j < arr.length; j++) arr[j] = toBytes(arr[j]);
           break;
         }
       }
-      if (!p) p = this._submitBatch(this.lookup(handler), arr, timeoutOf(opts));
+      // With a signal the addon writes the batch's ids here: abort cancels exactly those.
+      ids = signal && arr.length > 0 ? new Float64Array(arr.length) : undefined;
+      p = this._submitBatch(hid, arr, o.timeoutMs, ids);
     } catch (e) {
       return Promise.reject(e);
     }
     if (!signal) return p;
-    // An accepted batch is all of `payloads`, and the engine gives one batch consecutive ids
-    // (Engine::submit_batch takes them with one fetch_add), ending at lastId(). Abort cancels
-    // each of them, rejects at once, and the batch's completions are absorbed.
-    const last = count > 0 ? this._n.lastId() : 0;
+    // Abort cancels each request of the batch, rejects at once, and the batch's completions
+    // are absorbed.
     return this._withSignal(p, signal, () => {
-      for (let id = last - count + 1; count > 0 && id <= last; id++) this._n.cancel(id);
+      if (ids) for (const id of ids) if (id !== 0) this._n.cancel(id);
     });
   }
 
@@ -258,7 +372,7 @@ class Engine {
 
   /** Outbound HTTP through the "http" handler. */
   async http(opts) {
-    const { method = 'GET', url, headers, body, timeoutMs, signal } = opts || {};
+    const { method = 'GET', url, headers, body, timeoutMs, signal } = optionsOf(opts, 'http request');
     // The common case (a URL string, no headers, no body) reuses the head built before for the
     // same method and URL: the engine copies the payload at submit, so the Buffer is reusable.
     const key = typeof url === 'string' && typeof method === 'string' && headers === undefined &&
@@ -270,9 +384,16 @@ class Engine {
         return new HttpResponse(c);
       }
     }
-    const u = new URL(url);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError(`unsupported URL scheme ${u.protocol}`);
-    if (!/^[A-Z!#$%&'*+.^_`|~0-9a-z-]+$/.test(method)) throw new TypeError('invalid method');
+    if (typeof url !== 'string' && !(url instanceof URL)) throw invalidArg(TypeError, 'url must be a string or URL');
+    let u;
+    try {
+      u = new URL(url);
+    } catch (e) {
+      // Relative or malformed: PORTWAY_INVALID_ARGUMENT, as in Python and C (README).
+      throw invalidArg(TypeError, `url must be an absolute http(s) URL (got ${JSON.stringify(String(url))})`, e);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw invalidArg(TypeError, `unsupported URL scheme ${u.protocol}`);
+    if (typeof method !== 'string' || !/^[A-Z!#$%&'*+.^_`|~0-9a-z-]+$/.test(method)) throw invalidArg(TypeError, 'invalid method');
     const bodyBytes = body === undefined || body === null ? null : toBytes(body);
     let head = `${method} ${u.href} HTTP/1.1\r\n`;
     let hasHost = false;
@@ -283,7 +404,7 @@ class Engine {
     for (const [k, v] of pairs) {
       const key = String(k);
       const val = String(v);
-      if (/[\r\n:]/.test(key) || /[\r\n]/.test(val)) throw new TypeError(`invalid header ${key}`);
+      if (/[\r\n:]/.test(key) || /[\r\n]/.test(val)) throw invalidArg(TypeError, `invalid header ${key}`);
       const lk = key.toLowerCase();
       if (lk === 'host') hasHost = true;
       if (lk === 'content-length' || lk === 'transfer-encoding') hasLength = true;
@@ -303,17 +424,19 @@ class Engine {
 
   /** Registers a pipeline of stages (handler names or ids); returns its id. */
   pipeline(name, stages) {
-    const id = this._n.pipeline(String(name), stages.map((s) => this.lookup(s)));
+    if (typeof name !== 'string') throw invalidArg(TypeError, 'pipeline name must be a string');
+    if (!Array.isArray(stages)) throw invalidArg(TypeError, 'stages must be an array of handler names or ids');
+    const id = this._n.pipeline(name, stages.map((s) => this.lookup(s)));
     this._ids.set(name, id);
     return id;
   }
 
   /** At most `n` calls of handler `name` run at once (0 = no limit). */
   setConcurrency(name, n) {
-    this._n.setConcurrency(this.lookup(name), optU32(n, 'limit'));
+    this._n.setConcurrency(this.lookup(name), n);
   }
 
-  /** Cancels one request by id (see `submit(..).id` on the completion, or lastId). */
+  /** Cancels one request by id (an integer from 0 to 2^53-1; anything else throws). */
   cancel(id) {
     return this._n.cancel(id);
   }
@@ -339,21 +462,38 @@ class Engine {
 
   /** Requests in flight, oldest first, at most `limit` of them:
    *  { total, requests: [{ id, userData, handler, stage, stageHandler, state, ageMs }] }. */
-  inflight({ limit = 100 } = {}) {
-    const snap = JSON.parse(this._n.inflightJson(optU32(limit, 'limit')));
+  inflight(opts) {
+    const snap = JSON.parse(this._n.inflightJson(optionsOf(opts, 'inflight options').limit));
     return { total: snap.total, requests: snap.requests.map(inflightEntry) };
   }
 
   /** Shuts down (drain or cancel), waits for every completion, frees the engine. Idempotent;
    *  a later call with `drain: false` escalates a pending drain to a cancel. */
-  close(opts = {}) {
-    const drain = opts.drain !== false;
-    const t = opts.timeoutMs === undefined ? 5000 : optU32(opts.timeoutMs, 'timeoutMs');
+  close(opts) {
+    let drain;
+    let t;
+    try {
+      const o = optionsOf(opts, 'close options');
+      if (o.drain !== undefined && typeof o.drain !== 'boolean') throw invalidArg(TypeError, 'drain must be a boolean');
+      drain = o.drain !== false;
+      t = o.timeoutMs === undefined ? 5000 : o.timeoutMs; // checked by the addon
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (this._closed) {
       if (!drain) this._n.close(false, 0);
       return this._closed;
     }
-    this._closed = this._n.close(drain, t);
+    try {
+      this._closed = this._n.close(drain, t);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    // Waiting submits will find no slot: the engine takes no more work.
+    for (const e of this._parked.slice()) {
+      this._unpark(e);
+      e.reject(new PortwayError('engine is closed', 'PORTWAY_SHUTDOWN', 3));
+    }
     return this._closed;
   }
 }

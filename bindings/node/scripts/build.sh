@@ -5,7 +5,13 @@
 #      CARGO (default cargo), CC (default cc), PORTWAY_SKIP_CARGO=1 to reuse the built library,
 #      PORTWAY_PROFILE=release (default; what `npm install` uses) or debug (what `make test` uses:
 #      the top-level `make test` builds target/debug for the C tests already, so no second
-#      full compile of the crate is needed).
+#      full compile of the crate is needed),
+#      PORTWAY_STRIP=1|0 (default 1 for release, 0 for debug): strip the addon's symbols and
+#      debug info (the static library's debug info is most of an unstripped addon's size),
+#      PORTWAY_ADDON_OUT (default build/portway.node) and PORTWAY_CFLAGS (extra cc flags): the
+#      test-only fault-injection build uses them (see Makefile `test`),
+#      PORTWAY_LIB (default target/$PORTWAY_PROFILE/libportway.a): a static library built
+#      elsewhere (use with PORTWAY_SKIP_CARGO=1).
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -26,17 +32,27 @@ esac
 if [ "${PORTWAY_SKIP_CARGO:-0}" != 1 ]; then
   "$CARGO" build $cargo_flag --lib --manifest-path "$root/Cargo.toml"
 fi
-lib="$root/target/$profile/libportway.a"
-mkdir -p "$here/build"
-out="$here/build/portway.node"
-stamp="$here/build/profile"
-if [ ! -f "$out" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$profile" ] || [ "$lib" -nt "$out" ] || \
+case "${PORTWAY_STRIP:-}" in
+  "") if [ "$profile" = release ]; then strip=1; else strip=0; fi ;;
+  0|1) strip=$PORTWAY_STRIP ;;
+  *) echo "build.sh: PORTWAY_STRIP must be 0 or 1" >&2; exit 1 ;;
+esac
+if [ "$strip" = 1 ]; then debug_flags=-s; else debug_flags=-g; fi
+extra=${PORTWAY_CFLAGS:-}
+lib=${PORTWAY_LIB:-$root/target/$profile/libportway.a}
+[ -f "$lib" ] || { echo "build.sh: $lib not found" >&2; exit 1; }
+out=${PORTWAY_ADDON_OUT:-$here/build/portway.node}
+mkdir -p "$(dirname "$out")"
+stamp="$out.stamp"
+want="$profile strip=$strip $extra"
+if [ ! -f "$out" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ "$lib" -nt "$out" ] || \
    [ "$here/src/addon.c" -nt "$out" ] || [ "$root/include/portway.h" -nt "$out" ]; then
-  "$CC" -std=c11 -shared -fPIC -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread \
-    -fvisibility=hidden -I"$NODE_INCLUDE" -I"$root/include" \
+  # shellcheck disable=SC2086 # $extra and $debug_flags are word lists
+  "$CC" -std=c11 -shared -fPIC -O2 $debug_flags -Wall -Wextra -Werror -D_GNU_SOURCE -pthread \
+    -fvisibility=hidden $extra -I"$NODE_INCLUDE" -I"$root/include" \
     "$here/src/addon.c" "$lib" -Wl,--gc-sections -Wl,--exclude-libs,ALL -lpthread -ldl -lm \
     -o "$out.tmp"
   mv "$out.tmp" "$out"
-  echo "$profile" > "$stamp"
-  echo "built $out ($profile)"
+  echo "$want" > "$stamp"
+  echo "built $out ($want)"
 fi

@@ -25,6 +25,7 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <pthread.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -64,6 +65,82 @@ static void throw_napi_error(napi_env env, napi_status st, const char *what) {
     (void)st;
     napi_throw_error(env, "PORTWAY_NAPI", msg);
 }
+
+/* Throws a TypeError (range false) or RangeError carrying `.code` 'PORTWAY_INVALID_ARGUMENT'
+ * and `.status` 1: every argument check of the binding refuses bad input this way, so callers
+ * can test one code whichever binding they use (README "Errors"). */
+static void throw_invalid(napi_env env, bool range, const char *msg) {
+    napi_value code, text, err, st;
+    napi_status s = napi_create_string_utf8(env, "PORTWAY_INVALID_ARGUMENT", NAPI_AUTO_LENGTH, &code);
+    if (s == napi_ok) s = napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &text);
+    if (s == napi_ok)
+        s = range ? napi_create_range_error(env, code, text, &err) : napi_create_type_error(env, code, text, &err);
+    if (s != napi_ok) {
+        napi_throw_type_error(env, "PORTWAY_INVALID_ARGUMENT", msg);
+        return;
+    }
+    if (napi_create_uint32(env, PORTWAY_INVALID_ARGUMENT, &st) == napi_ok)
+        napi_set_named_property(env, err, "status", st);
+    napi_throw(env, err);
+}
+
+/* Reads integer argument `what` in [min, max] (max at most 2^53 - 1, so every value is exact in
+ * a double) into *out. `undefined` gives *out = dflt when `optional`; anything else that is not
+ * such a number throws (TypeError for a non-number, RangeError for NaN, fractions, out of
+ * range) and returns false. No coercion: `"5"`, `1.5`, `-1` and `null` are refused, and no
+ * out-of-range double ever reaches a C integer conversion. */
+static bool get_int_arg(napi_env env, napi_value v, const char *what, double min, double max,
+                        bool optional, int64_t dflt, int64_t *out) {
+    char msg[160];
+    napi_valuetype t;
+    NAPI_CALL_BOOL(env, napi_typeof(env, v, &t));
+    if (t == napi_undefined && optional) {
+        *out = dflt;
+        return true;
+    }
+    if (t != napi_number) {
+        snprintf(msg, sizeof msg, "%s must be an integer from %.0f to %.0f", what, min, max);
+        throw_invalid(env, false, msg);
+        return false;
+    }
+    double d = 0;
+    NAPI_CALL_BOOL(env, napi_get_value_double(env, v, &d));
+    if (!(d >= min && d <= max) || d != floor(d)) {
+        snprintf(msg, sizeof msg, "%s must be an integer from %.0f to %.0f (got %g)", what, min, max, d);
+        throw_invalid(env, true, msg);
+        return false;
+    }
+    *out = (int64_t)d;
+    return true;
+}
+
+#define U32_MAX_D 4294967295.0
+#define SAFE_INT_MAX_D 9007199254740991.0 /* Number.MAX_SAFE_INTEGER */
+
+/* Clears a pending JS exception left by a failed N-API call we recover from. */
+static void clear_exception(napi_env env) {
+    bool pending = false;
+    napi_value ignored;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending)
+        napi_get_and_clear_last_exception(env, &ignored);
+}
+
+/* Test-only fault injection (built with -DPORTWAY_FAULT_INJECTION by `make test` into
+ * build/faults/, never into build/portway.node): NativeEngine#_fault(point, count) makes the
+ * next `count` passes through a failure point fail as the N-API call there can, so the tests
+ * can check that every such failure still settles the promises it concerns. */
+enum {
+    FAULT_FLUSH,       /* deliver_flush cannot prepare its call into JS */
+    FAULT_BUFFER_COPY, /* napi_create_buffer_copy of a large body fails */
+    FAULT_NOTIFY,      /* napi_call_threadsafe_function in the notify hook fails */
+    FAULT_BATCH_GAP,   /* submitMany: another request takes an id inside the batch's range */
+    FAULT_COUNT
+};
+#ifdef PORTWAY_FAULT_INJECTION
+#define FAULT(pe, point) fault_hit((pe), (point))
+#else
+#define FAULT(pe, point) ((void)(pe), false)
+#endif
 
 /* Per-instance data: the PortwayError class given by lib/index.js. */
 typedef struct {
@@ -142,6 +219,11 @@ typedef struct pw_engine {
     bool flushing;                /* the marker is queued: keep the wrapper (busy) */
     size_t text_hint;             /* metricsText/inflight: last size needed */
     atomic_bool notify_pending;
+    atomic_bool notify_lost;      /* a notify call failed: the JS thread retries it */
+    bool watch_release;           /* JS has submits waiting for a slot: report releases */
+#ifdef PORTWAY_FAULT_INJECTION
+    atomic_uint faults[FAULT_COUNT];
+#endif
     int refs;                     /* wrapper + tsfn + log_tsfn */
     bool hook_registered;
     napi_ref wrapper;             /* weak (0) when idle, strong (1) while busy */
@@ -174,12 +256,38 @@ static void engine_unref(pw_engine *pe) {
     free(pe);
 }
 
+#ifdef PORTWAY_FAULT_INJECTION
+static bool fault_hit(pw_engine *pe, int point) {
+    unsigned n = atomic_load(&pe->faults[point]);
+    while (n > 0)
+        if (atomic_compare_exchange_weak(&pe->faults[point], &n, n - 1)) return true;
+    return false;
+}
+#endif
+
+/* The engine calls this when its completion queue turns non-empty (and only then: while
+ * completions wait, later ones do not call it again). If the tsfn call fails, nothing would
+ * ever drain them, so the flag is cleared and the loss recorded: the JS thread makes the call
+ * again the next time it enters the addon (recover_notify). */
 static void notify_hook(void *ctx) {
     pw_engine *pe = ctx;
     if (atomic_exchange(&pe->notify_pending, true)) return; /* a call is already queued */
+    napi_status st = napi_closing;
     pthread_mutex_lock(&pe->mu);
-    if (pe->tsfn_open) napi_call_threadsafe_function(pe->tsfn, NULL, napi_tsfn_nonblocking);
+    if (pe->tsfn_open)
+        st = FAULT(pe, FAULT_NOTIFY) ? napi_generic_failure
+                                     : napi_call_threadsafe_function(pe->tsfn, NULL, napi_tsfn_nonblocking);
     pthread_mutex_unlock(&pe->mu);
+    if (st != napi_ok) {
+        atomic_store(&pe->notify_lost, true);
+        atomic_store(&pe->notify_pending, false);
+    }
+}
+
+/* On the JS thread: repeats a notification that could not be queued. */
+static void recover_notify(pw_engine *pe) {
+    if (atomic_load(&pe->notify_lost) && atomic_exchange(&pe->notify_lost, false) && pe->eng)
+        notify_hook(pe);
 }
 
 /* ------------------------------------------------------------------ log delivery
@@ -467,7 +575,56 @@ static bool deliver_init(napi_env env, pw_engine *pe) {
     return true;
 }
 
-/* Hands the pending records to JS; `arena` overrides the engine's arena (one large body). */
+/* A batch whose promise was rejected: its later completions send no record (JS has forgotten
+ * it). No-op for a single request or a batch already complete (its slot is free). */
+static void batch_abandon(pw_engine *pe, uint32_t slot) {
+    if (slot == 0 || slot > pe->cap) return;
+    pw_waiter *w = &pe->waiters[slot - 1];
+    if (w->used && w->batch) w->settled = true;
+}
+
+/* The fallback when the first `n` records could not be handed to deliver (or deliver threw):
+ * rejects every promise among them that is still pending, through the NativeEngine's _rej
+ * table, with the record's own completion error if it has one, else a PortwayError
+ * PORTWAY_INTERNAL naming the step that failed. Completions are never dropped in silence: if
+ * even this is impossible, the error becomes an uncaught exception. */
+static void deliver_fail(napi_env env, pw_engine *pe, uint32_t n, napi_value errs, const char *what) {
+    clear_exception(env);
+    char msg[200];
+    snprintf(msg, sizeof msg, "portway: a completion could not be handed to JavaScript (%s)", what);
+    napi_value err = make_error(env, PORTWAY_INTERNAL, msg, strlen(msg));
+    napi_value self = NULL, res, rej, bat, undef;
+    bool ok = err && pe->wrapper && napi_get_reference_value(env, pe->wrapper, &self) == napi_ok &&
+              self && napi_get_undefined(env, &undef) == napi_ok &&
+              napi_get_named_property(env, self, "_res", &res) == napi_ok &&
+              napi_get_named_property(env, self, "_rej", &rej) == napi_ok &&
+              napi_get_named_property(env, self, "_bat", &bat) == napi_ok;
+    for (uint32_t i = 0; i < n; i++) {
+        const double *r = pe->nums_data + (size_t)i * DELIVER_FIELDS;
+        uint32_t slot = (uint32_t)r[0];
+        if (r[8] >= 0) batch_abandon(pe, slot);
+        napi_value fn, e = err, ignored;
+        napi_valuetype t = napi_undefined;
+        if (!ok || napi_get_element(env, rej, slot, &fn) != napi_ok ||
+            napi_typeof(env, fn, &t) != napi_ok || t != napi_function)
+            continue; /* settled already (e.g. by deliver before it threw) */
+        napi_set_element(env, res, slot, undef);
+        napi_set_element(env, rej, slot, undef);
+        napi_set_element(env, bat, slot, undef);
+        if (r[3] < 0 && errs) {
+            napi_value x;
+            napi_valuetype xt = napi_undefined;
+            if (napi_get_element(env, errs, i, &x) == napi_ok && napi_typeof(env, x, &xt) == napi_ok &&
+                xt == napi_object)
+                e = x;
+        }
+        if (napi_call_function(env, undef, fn, 1, &e, &ignored) != napi_ok) clear_exception(env);
+    }
+    if (!ok && err) napi_fatal_exception(env, err);
+}
+
+/* Hands the pending records to JS; `arena` overrides the engine's arena (one large body). Any
+ * failure rejects the promises concerned (deliver_fail) rather than losing the records. */
 static void deliver_flush(napi_env env, pw_engine *pe, napi_value arena) {
     uint32_t n = pe->dn;
     if (n == 0) return;
@@ -479,19 +636,25 @@ static void deliver_flush(napi_env env, pw_engine *pe, napi_value arena) {
     pe->errs = NULL;
     pw_instance *inst = get_instance(env);
     napi_value fn = NULL, self = NULL, undef, argv[5], ignored;
-    if (!inst || !inst->deliver || napi_get_reference_value(env, inst->deliver, &fn) != napi_ok ||
-        !fn || !pe->wrapper || napi_get_reference_value(env, pe->wrapper, &self) != napi_ok || !self ||
+    if (FAULT(pe, FAULT_FLUSH) || !inst || !inst->deliver ||
+        napi_get_reference_value(env, inst->deliver, &fn) != napi_ok || !fn || !pe->wrapper ||
+        napi_get_reference_value(env, pe->wrapper, &self) != napi_ok || !self ||
         napi_get_undefined(env, &undef) != napi_ok || napi_create_uint32(env, n, &argv[0]) != napi_ok ||
-        napi_get_reference_value(env, pe->nums_ref, &argv[1]) != napi_ok)
+        napi_get_reference_value(env, pe->nums_ref, &argv[1]) != napi_ok ||
+        (!arena && napi_get_reference_value(env, pe->arena_ref, &argv[2]) != napi_ok) ||
+        (hlen && napi_create_string_utf8(env, pe->hbuf, hlen, &argv[3]) != napi_ok)) {
+        deliver_fail(env, pe, n, errs, "preparing the delivery call failed");
         return;
+    }
     if (arena) argv[2] = arena;
-    else if (napi_get_reference_value(env, pe->arena_ref, &argv[2]) != napi_ok) return;
-    argv[3] = undef;
-    if (hlen && napi_create_string_utf8(env, pe->hbuf, hlen, &argv[3]) != napi_ok) return;
+    if (!hlen) argv[3] = undef;
     argv[4] = errs ? errs : undef;
     if (napi_call_function(env, self, fn, 5, argv, &ignored) == napi_pending_exception) {
         napi_value err; /* a bug in deliver: surface it as an uncaught exception */
-        if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+        if (napi_get_and_clear_last_exception(env, &err) == napi_ok) {
+            deliver_fail(env, pe, n, errs, "deliver threw");
+            napi_fatal_exception(env, err);
+        }
     }
 }
 
@@ -510,7 +673,18 @@ static bool hbuf_append(pw_engine *pe, const char *s) {
     return true;
 }
 
-static void deliver_add(napi_env env, pw_engine *pe, uint32_t slot, const portway_completion *c,
+/* Adds completion error `err` as record i's rejection (errs[i]). */
+static void record_error(napi_env env, pw_engine *pe, uint32_t i, napi_value err, int64_t pos) {
+    napi_value idx;
+    if (err && pos >= 0 && napi_create_uint32(env, (uint32_t)pos, &idx) == napi_ok)
+        napi_set_named_property(env, err, "index", idx);
+    if (!pe->errs && napi_create_array(env, &pe->errs) != napi_ok) pe->errs = NULL;
+    if (pe->errs && err) napi_set_element(env, pe->errs, i, err);
+}
+
+/* Appends completion `c` as a record; returns false when the record rejects its promise (an
+ * error status, or its body could not be copied into a Buffer). */
+static bool deliver_add(napi_env env, pw_engine *pe, uint32_t slot, const portway_completion *c,
                         int64_t pos, bool last) {
     bool ok = c->status == PORTWAY_OK;
     if (pe->dn == POLL_BATCH || (ok && c->len > ARENA_BYTES - pe->arena_used))
@@ -529,12 +703,8 @@ static void deliver_add(napi_env env, pw_engine *pe, uint32_t slot, const portwa
     r[9] = last ? 1 : 0;
     pe->dn++;
     if (!ok) {
-        napi_value err = completion_error(env, c), idx;
-        if (err && pos >= 0 && napi_create_uint32(env, (uint32_t)pos, &idx) == napi_ok)
-            napi_set_named_property(env, err, "index", idx);
-        if (!pe->errs && napi_create_array(env, &pe->errs) != napi_ok) pe->errs = NULL;
-        if (pe->errs && err) napi_set_element(env, pe->errs, i, err);
-        return;
+        record_error(env, pe, i, completion_error(env, c), pos);
+        return false;
     }
     size_t hmark = pe->hlen, m = 0;
     for (; m < c->meta_len; m++) {
@@ -549,17 +719,31 @@ static void deliver_add(napi_env env, pw_engine *pe, uint32_t slot, const portwa
     if (c->len > ARENA_BYTES) { /* alone in this delivery (flushed above), in its own Buffer */
         napi_value big;
         r[3] = 0;
-        if (napi_create_buffer_copy(env, c->len, c->data, NULL, &big) != napi_ok) {
-            pe->dn = 0;
-            pe->hlen = 0;
-            return;
+        if (FAULT(pe, FAULT_BUFFER_COPY) ||
+            napi_create_buffer_copy(env, c->len, c->data, NULL, &big) != napi_ok) {
+            /* No Buffer for the body (out of memory, or over the Buffer size limit): the
+             * promise rejects, like any failed completion, and stays pending in this batch. */
+            clear_exception(env);
+            pe->hlen = hmark;
+            r[3] = -1;
+            r[4] = 0;
+            r[5] = 0;
+            char msg[160];
+            snprintf(msg, sizeof msg, "portway: could not allocate a Buffer for a %zu-byte response body",
+                     c->len);
+            napi_value err = make_error(env, PORTWAY_INTERNAL, msg, strlen(msg)), id;
+            if (err && napi_create_double(env, (double)c->id, &id) == napi_ok)
+                napi_set_named_property(env, err, "requestId", id);
+            record_error(env, pe, i, err, pos);
+            return false;
         }
         deliver_flush(env, pe, big);
-        return;
+        return true;
     }
     r[3] = (double)pe->arena_used;
     if (c->len) memcpy(pe->arena_data + pe->arena_used, c->data, c->len);
     pe->arena_used += c->len;
+    return true;
 }
 
 static void settle(napi_env env, pw_engine *pe, const portway_completion *c) {
@@ -575,14 +759,9 @@ static void settle(napi_env env, pw_engine *pe, const portway_completion *c) {
         return;
     }
     bool last = --w->remaining == 0;
-    if (!w->settled) {
-        if (c->status != PORTWAY_OK) {
-            w->settled = true;
-            deliver_add(env, pe, slot, c, pos, true); /* rejects; JS forgets the batch */
-        } else {
-            deliver_add(env, pe, slot, c, pos, last);
-        }
-    }
+    /* The first failure rejects the batch (JS forgets it); the rest is absorbed. */
+    if (!w->settled && !deliver_add(env, pe, slot, c, pos, last || c->status != PORTWAY_OK))
+        w->settled = true;
     if (last) waiter_free(pe, slot);
 }
 
@@ -602,9 +781,26 @@ static void on_closed(napi_env env, pw_engine *pe) {
     if (d) resolve_undefined(env, d);
 }
 
+/* Tells JS that in-flight slots were released, for submits waiting for one ({ wait }): calls
+ * the NativeEngine's _onRelease(). Released slots are not always visible to deliver (the
+ * absorbed completions of a rejected batch send no record), hence a notice of its own. */
+static void release_notice(napi_env env, pw_engine *pe) {
+    napi_value self = NULL, fn, ignored;
+    napi_valuetype t = napi_undefined;
+    if (!pe->wrapper || napi_get_reference_value(env, pe->wrapper, &self) != napi_ok || !self ||
+        napi_get_named_property(env, self, "_onRelease", &fn) != napi_ok ||
+        napi_typeof(env, fn, &t) != napi_ok || t != napi_function)
+        return;
+    if (napi_call_function(env, self, fn, 0, NULL, &ignored) == napi_pending_exception) {
+        napi_value err;
+        if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+    }
+}
+
 /* Drains every ready completion on the JS thread. */
 static void drain(napi_env env, pw_engine *pe) {
     atomic_store(&pe->notify_pending, false);
+    bool released = false;
     while (pe->eng) {
         size_t n = 0;
         portway_status st = portway_poll(pe->eng, pe->buf, POLL_BATCH, 0, &n);
@@ -613,20 +809,21 @@ static void drain(napi_env env, pw_engine *pe) {
             break;
         }
         if (st != PORTWAY_OK || n == 0) break;
-        napi_handle_scope scope;
-        if (napi_open_handle_scope(env, &scope) != napi_ok) {
-            portway_release(pe->eng, pe->buf, n);
-            break;
-        }
+        /* Without a scope of its own (it could not be opened) the values live in the
+         * caller's scope: settling every completion matters more. */
+        napi_handle_scope scope = NULL;
+        if (napi_open_handle_scope(env, &scope) != napi_ok) scope = NULL;
         for (size_t i = 0; i < n; i++) settle(env, pe, &pe->buf[i]);
         deliver_flush(env, pe, NULL);
         portway_release(pe->eng, pe->buf, n);
-        napi_close_handle_scope(env, scope);
+        released = true;
+        if (scope) napi_close_handle_scope(env, scope);
         /* Loop until a poll returns nothing: the poll that takes the last completion after a
          * shutdown closes the queue without calling the notify hook, so the CLOSED answer
          * must be collected here (see bindings/node/README.md). */
         if (n < POLL_BATCH && !pe->closing) break; /* empty; the next push notifies again */
     }
+    if (released && pe->watch_release) release_notice(env, pe);
     update_busy(env, pe);
 }
 
@@ -644,6 +841,7 @@ static pw_engine *unwrap_this(napi_env env, napi_callback_info info, size_t *arg
     void *data = NULL;
     NAPI_CALL(env, napi_get_cb_info(env, info, argc, argv, &self, NULL));
     NAPI_CALL(env, napi_unwrap(env, self, &data));
+    if (data) recover_notify(data);
     return data;
 }
 
@@ -651,23 +849,14 @@ static pw_engine *live_engine(napi_env env, napi_callback_info info, size_t *arg
     pw_engine *pe = unwrap_this(env, info, argc, argv);
     if (!pe) return NULL;
     if (!pe->eng) {
+        /* PORTWAY_SHUTDOWN, as a submit between close() and the free gets from the library
+         * (and as the Python and C APIs answer after close): one status for "closed". */
         const char *m = "engine is closed";
-        napi_value err = make_error(env, PORTWAY_CLOSED, m, strlen(m));
+        napi_value err = make_error(env, PORTWAY_SHUTDOWN, m, strlen(m));
         if (err) napi_throw(env, err);
         return NULL;
     }
     return pe;
-}
-
-static bool get_u32_opt(napi_env env, napi_value v, int64_t *out) {
-    napi_valuetype t;
-    NAPI_CALL_BOOL(env, napi_typeof(env, v, &t));
-    if (t == napi_undefined || t == napi_null) {
-        *out = -1;
-        return true;
-    }
-    NAPI_CALL_BOOL(env, napi_get_value_int64(env, v, out));
-    return true;
 }
 
 static bool get_bytes(napi_env env, napi_value v, const uint8_t **data, size_t *len) {
@@ -679,14 +868,14 @@ static bool get_bytes(napi_env env, napi_value v, const uint8_t **data, size_t *
         void *ptr;
         NAPI_CALL_BOOL(env, napi_get_typedarray_info(env, v, &type, &length, &ptr, NULL, NULL));
         if (type != napi_uint8_array && type != napi_uint8_clamped_array && type != napi_int8_array) {
-            napi_throw_type_error(env, NULL, "payload must be a Buffer or Uint8Array");
+            throw_invalid(env, false, "payload must be a Buffer or Uint8Array");
             return false;
         }
         *data = ptr;
         *len = length;
         return true;
     }
-    napi_throw_type_error(env, NULL, "payload must be a Buffer or Uint8Array");
+    throw_invalid(env, false, "payload must be a Buffer or Uint8Array");
     return false;
 }
 
@@ -696,11 +885,19 @@ static napi_value engine_ctor(napi_env env, napi_callback_info info) {
     size_t argc = 7;
     napi_value argv[7], self;
     NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+    /* Options as given (lib/index.js passes them through): undefined = the library default. */
+    static const struct {
+        const char *name;
+        double min, max;
+    } opt_spec[5] = {
+        {"runtimeThreads", 0, 1024},       {"poolWorkers", 0, 1024}, {"maxInFlight", 1, U32_MAX_D},
+        {"defaultTimeoutMs", 0, U32_MAX_D}, {"maxPayload", 1, SAFE_INT_MAX_D},
+    };
     int64_t opt[5];
-    for (size_t i = 0; i < 5; i++) {
-        if (i >= argc) opt[i] = -1;
-        else if (!get_u32_opt(env, argv[i], &opt[i])) return NULL;
-    }
+    for (size_t i = 0; i < 5; i++)
+        if (!get_int_arg(env, argv[i], opt_spec[i].name, opt_spec[i].min, opt_spec[i].max, true, -1,
+                         &opt[i]))
+            return NULL;
     napi_value on_log = NULL;
     uint32_t log_level = PORTWAY_LOG_INFO;
     if (argc > 5) {
@@ -714,8 +911,10 @@ static napi_value engine_ctor(napi_env env, napi_callback_info info) {
     }
     if (argc > 6) {
         int64_t lv;
-        if (!get_u32_opt(env, argv[6], &lv)) return NULL;
-        if (lv >= 0) log_level = (uint32_t)lv;
+        if (!get_int_arg(env, argv[6], "logLevel", PORTWAY_LOG_DEBUG, PORTWAY_LOG_ERROR, true,
+                         PORTWAY_LOG_INFO, &lv))
+            return NULL;
+        log_level = (uint32_t)lv;
     }
     pw_engine *pe = calloc(1, sizeof *pe);
     if (!pe) {
@@ -797,10 +996,18 @@ napi_fail:
 }
 
 static uint32_t get_handler_id(napi_env env, napi_value v, bool *ok) {
-    uint32_t id = 0;
-    *ok = napi_get_value_uint32(env, v, &id) == napi_ok;
-    if (!*ok) napi_throw_type_error(env, NULL, "handler id must be a number");
-    return id;
+    int64_t id = 0;
+    *ok = get_int_arg(env, v, "handler id", 0, U32_MAX_D, false, 0, &id);
+    return (uint32_t)id;
+}
+
+/* A request's timeoutMs: undefined = 0, the engine default; else 1 ms or more. 0 is refused
+ * rather than read as "the default" or "no deadline" (README "Statuses and decisions"). */
+static bool get_timeout(napi_env env, napi_value v, uint32_t *out) {
+    int64_t t = 0;
+    if (!get_int_arg(env, v, "timeoutMs", 1, U32_MAX_D, true, 0, &t)) return false;
+    *out = (uint32_t)t;
+    return true;
 }
 
 /* submit(handlerId, payload, timeoutMs) -> slot: lib/index.js keeps the promise's resolve and
@@ -815,9 +1022,7 @@ static napi_value m_submit(napi_env env, napi_callback_info info) {
     if (!ok) return NULL;
     portway_request req = {.handler = handler};
     if (!get_bytes(env, argv[1], &req.payload, &req.payload_len)) return NULL;
-    uint32_t timeout = 0;
-    NAPI_CALL(env, napi_get_value_uint32(env, argv[2], &timeout));
-    req.timeout_ms = timeout;
+    if (!get_timeout(env, argv[2], &req.timeout_ms)) return NULL;
     if (!deliver_init(env, pe)) return NULL;
     uint32_t slot = waiter_alloc(pe);
     if (!slot) {
@@ -837,6 +1042,7 @@ static napi_value m_submit(napi_env env, napi_callback_info info) {
     w->used = true;
     w->remaining = 1;
     pe->in_flight++;
+    recover_notify(pe); /* an inline completion's notify call may have failed just now */
     napi_value v;
     NAPI_CALL(env, napi_create_uint32(env, slot, &v));
     if (!update_busy(env, pe)) return NULL;
@@ -848,8 +1054,8 @@ static napi_value m_submit(napi_env env, napi_callback_info info) {
  * the accepted prefix is cancelled and the rejection (a PortwayError with .accepted) is
  * returned instead of a slot; the batch's completions are then absorbed. */
 static napi_value m_submit_many(napi_env env, napi_callback_info info) {
-    size_t argc = 3;
-    napi_value argv[3];
+    size_t argc = 4;
+    napi_value argv[4];
     pw_engine *pe = live_engine(env, info, &argc, argv);
     if (!pe) return NULL;
     bool ok;
@@ -857,7 +1063,23 @@ static napi_value m_submit_many(napi_env env, napi_callback_info info) {
     if (!ok) return NULL;
     uint32_t n = 0, timeout = 0;
     NAPI_CALL(env, napi_get_array_length(env, argv[1], &n));
-    NAPI_CALL(env, napi_get_value_uint32(env, argv[2], &timeout));
+    if (!get_timeout(env, argv[2], &timeout)) return NULL;
+    /* argv[3]: undefined, or a Float64Array of n elements that receives the accepted ids (an
+     * abort cancels exactly those: the header does not promise consecutive ids). */
+    double *out_ids = NULL;
+    bool is_ta = false;
+    NAPI_CALL(env, napi_is_typedarray(env, argv[3], &is_ta));
+    if (is_ta) {
+        napi_typedarray_type type;
+        size_t length = 0;
+        void *ptr = NULL;
+        NAPI_CALL(env, napi_get_typedarray_info(env, argv[3], &type, &length, &ptr, NULL, NULL));
+        if (type != napi_float64_array || length < n) {
+            throw_invalid(env, false, "ids must be a Float64Array of one element per payload");
+            return NULL;
+        }
+        out_ids = ptr;
+    }
     napi_value v;
     if (n == 0) {
         NAPI_CALL(env, napi_create_uint32(env, 0, &v));
@@ -906,8 +1128,25 @@ static napi_value m_submit_many(napi_env env, napi_callback_info info) {
         return NULL;
     }
     size_t accepted = 0;
-    portway_status st = portway_submit_batch(pe->eng, reqs, n, ids, &accepted);
+    portway_status st;
+#ifdef PORTWAY_FAULT_INJECTION
+    if (n > 1 && FAULT(pe, FAULT_BATCH_GAP)) {
+        /* Submits the batch in two calls with an unrelated request (user_data 0: no waiter)
+         * between them, so its ids have a gap, as the header allows. */
+        size_t more = 0;
+        uint64_t gap_id;
+        portway_request gap = reqs[0];
+        gap.user_data = 0;
+        st = portway_submit_batch(pe->eng, reqs, 1, ids, &accepted);
+        if (st == PORTWAY_OK) st = portway_submit(pe->eng, &gap, &gap_id);
+        if (st == PORTWAY_OK) st = portway_submit_batch(pe->eng, reqs + 1, n - 1, ids + 1, &more);
+        accepted += more;
+    } else
+#endif
+        st = portway_submit_batch(pe->eng, reqs, n, ids, &accepted);
     free(reqs);
+    if (out_ids)
+        for (size_t i = 0; i < accepted; i++) out_ids[i] = (double)ids[i];
     if (st != PORTWAY_OK && accepted == 0) {
         free(ids);
         waiter_free(pe, slot);
@@ -938,6 +1177,7 @@ static napi_value m_submit_many(napi_env env, napi_callback_info info) {
         v = err;
     }
     free(ids);
+    recover_notify(pe);
     if (!update_busy(env, pe)) return NULL;
     if (v) return v;
     if (st != PORTWAY_OK) NAPI_CALL(env, napi_get_undefined(env, &v)); /* no error object */
@@ -961,9 +1201,9 @@ static napi_value m_cancel(napi_env env, napi_callback_info info) {
     pw_engine *pe = unwrap_this(env, info, &argc, argv);
     if (!pe) return NULL;
     bool r = false;
+    int64_t id = 0; /* ids are exact in a Number up to 2^53 - 1 */
+    if (!get_int_arg(env, argv[0], "id", 0, SAFE_INT_MAX_D, false, 0, &id)) return NULL;
     if (pe->eng) {
-        double id = 0;
-        NAPI_CALL(env, napi_get_value_double(env, argv[0], &id));
         portway_status st = portway_cancel(pe->eng, (uint64_t)id);
         if (st != PORTWAY_OK && st != PORTWAY_NOT_FOUND) {
             throw_status(env, st);
@@ -1026,12 +1266,13 @@ static napi_value m_pipeline(napi_env env, napi_callback_info info) {
     }
     for (uint32_t i = 0; i < n; i++) {
         napi_value el;
+        int64_t sid = 0;
         if (napi_get_element(env, argv[1], i, &el) != napi_ok ||
-            napi_get_value_uint32(env, el, &st_ids[i]) != napi_ok) {
+            !get_int_arg(env, el, "stage handler id", 0, U32_MAX_D, false, 0, &sid)) {
             if (st_ids != stages) free(st_ids);
-            napi_throw_type_error(env, NULL, "stages must be handler ids");
             return NULL;
         }
+        st_ids[i] = (uint32_t)sid;
     }
     uint32_t id = 0;
     portway_status st = portway_pipeline_new(pe->eng, name, st_ids, n, &id);
@@ -1050,10 +1291,11 @@ static napi_value m_set_concurrency(napi_env env, napi_callback_info info) {
     napi_value argv[2];
     pw_engine *pe = live_engine(env, info, &argc, argv);
     if (!pe) return NULL;
-    uint32_t id, limit;
-    NAPI_CALL(env, napi_get_value_uint32(env, argv[0], &id));
-    NAPI_CALL(env, napi_get_value_uint32(env, argv[1], &limit));
-    portway_status st = portway_handler_set_concurrency(pe->eng, id, limit);
+    int64_t id, limit;
+    if (!get_int_arg(env, argv[0], "handler id", 0, U32_MAX_D, false, 0, &id) ||
+        !get_int_arg(env, argv[1], "limit", 0, U32_MAX_D, false, 0, &limit))
+        return NULL;
+    portway_status st = portway_handler_set_concurrency(pe->eng, (uint32_t)id, (uint32_t)limit);
     if (st != PORTWAY_OK) {
         throw_status(env, st);
         return NULL;
@@ -1161,9 +1403,9 @@ static napi_value m_inflight_json(napi_env env, napi_callback_info info) {
     napi_value argv[1];
     pw_engine *pe = live_engine(env, info, &argc, argv);
     if (!pe) return NULL;
-    uint32_t limit = 0;
-    NAPI_CALL(env, napi_get_value_uint32(env, argv[0], &limit));
-    return text_call(env, pe, text_inflight, limit);
+    int64_t limit = 0;
+    if (!get_int_arg(env, argv[0], "limit", 0, U32_MAX_D, true, 100, &limit)) return NULL;
+    return text_call(env, pe, text_inflight, (uint32_t)limit);
 }
 
 static bool set_latency(napi_env env, napi_value obj, const char *key,
@@ -1218,9 +1460,9 @@ static napi_value m_close(napi_env env, napi_callback_info info) {
     pw_engine *pe = unwrap_this(env, info, &argc, argv);
     if (!pe) return NULL;
     bool drain_mode = true;
-    uint32_t deadline = 0;
+    int64_t deadline = 0;
     NAPI_CALL(env, napi_get_value_bool(env, argv[0], &drain_mode));
-    NAPI_CALL(env, napi_get_value_uint32(env, argv[1], &deadline));
+    if (!get_int_arg(env, argv[1], "timeoutMs", 0, U32_MAX_D, false, 0, &deadline)) return NULL;
     napi_deferred d;
     NAPI_CALL(env, napi_create_promise(env, &d, &promise));
     if (!pe->eng) {
@@ -1230,7 +1472,7 @@ static napi_value m_close(napi_env env, napi_callback_info info) {
         return promise;
     }
     portway_status st =
-        portway_engine_shutdown(pe->eng, drain_mode ? PORTWAY_DRAIN : PORTWAY_CANCEL_NOW, deadline);
+        portway_engine_shutdown(pe->eng, drain_mode ? PORTWAY_DRAIN : PORTWAY_CANCEL_NOW, (uint32_t)deadline);
     if (st != PORTWAY_OK) {
         const char *m = portway_last_error();
         napi_value err = make_error(env, st, m, strlen(m));
@@ -1251,6 +1493,40 @@ static napi_value m_close(napi_env env, napi_callback_info info) {
     drain(env, pe);
     return promise;
 }
+
+/* watchRelease(on): while on, each drain that released slots calls this._onRelease(). */
+static napi_value m_watch_release(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    pw_engine *pe = unwrap_this(env, info, &argc, argv);
+    if (!pe) return NULL;
+    NAPI_CALL(env, napi_get_value_bool(env, argv[0], &pe->watch_release));
+    return NULL;
+}
+
+#ifdef PORTWAY_FAULT_INJECTION
+/* _fault(point, count): the next `count` passes through failure point `point` fail. */
+static napi_value m_fault(napi_env env, napi_callback_info info) {
+    size_t argc = 2;
+    napi_value argv[2];
+    pw_engine *pe = unwrap_this(env, info, &argc, argv);
+    if (!pe) return NULL;
+    static const char *const names[FAULT_COUNT] = {"flush", "bufferCopy", "notify", "batchGap"};
+    char name[32];
+    size_t len = 0;
+    int64_t count = 0;
+    NAPI_CALL(env, napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len));
+    if (!get_int_arg(env, argv[1], "count", 0, 1000, false, 0, &count)) return NULL;
+    for (int i = 0; i < FAULT_COUNT; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            atomic_store(&pe->faults[i], (unsigned)count);
+            return NULL;
+        }
+    }
+    throw_invalid(env, true, "unknown fault point");
+    return NULL;
+}
+#endif
 
 /* ------------------------------------------------------------------ module */
 
@@ -1285,9 +1561,9 @@ static napi_value m_status_str(napi_env env, napi_callback_info info) {
     size_t argc = 1;
     napi_value argv[1], v;
     NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-    uint32_t s = 0;
-    NAPI_CALL(env, napi_get_value_uint32(env, argv[0], &s));
-    NAPI_CALL(env, napi_create_string_utf8(env, portway_status_str(s), NAPI_AUTO_LENGTH, &v));
+    int64_t s = 0;
+    if (!get_int_arg(env, argv[0], "status", 0, U32_MAX_D, false, 0, &s)) return NULL;
+    NAPI_CALL(env, napi_create_string_utf8(env, portway_status_str((uint32_t)s), NAPI_AUTO_LENGTH, &v));
     return v;
 }
 
@@ -1317,6 +1593,10 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
         {"inflightJson", NULL, m_inflight_json, NULL, NULL, NULL, napi_default_method, NULL},
         {"handlerStats", NULL, m_handler_stats, NULL, NULL, NULL, napi_default_method, NULL},
         {"close", NULL, m_close, NULL, NULL, NULL, napi_default_method, NULL},
+        {"watchRelease", NULL, m_watch_release, NULL, NULL, NULL, napi_default_method, NULL},
+#ifdef PORTWAY_FAULT_INJECTION
+        {"_fault", NULL, m_fault, NULL, NULL, NULL, napi_default_method, NULL},
+#endif
     };
     napi_value cls;
     NAPI_CALL(env, napi_define_class(env, "NativeEngine", NAPI_AUTO_LENGTH, engine_ctor, NULL,

@@ -222,8 +222,8 @@ test('close: drain lets work finish, idempotent, then calls fail', async () => {
   await c1;
   assert.equal((await p).data.length, 0);
   await eng.close();
-  await assert.rejects(eng.submit('echo', 'x'), { code: 'PORTWAY_CLOSED' });
-  assert.throws(() => eng.stats(), { code: 'PORTWAY_CLOSED' });
+  await assert.rejects(eng.submit('echo', 'x'), { code: 'PORTWAY_SHUTDOWN' });
+  assert.throws(() => eng.stats(), { code: 'PORTWAY_SHUTDOWN' });
 });
 
 test('close: cancel now and escalation', async () => {
@@ -250,10 +250,10 @@ test('drain deadline cancels what is left', async () => {
   assert.equal(await p, 'PORTWAY_CANCELLED');
 });
 
-test('bad arguments throw TypeError', async () => {
+test('bad arguments throw TypeError or RangeError', async () => {
   const eng = new Engine(opts());
   await assert.rejects(eng.submit('echo', 42), TypeError);
-  assert.throws(() => new Engine({ maxInFlight: -1 }), TypeError);
+  assert.throws(() => new Engine({ maxInFlight: -1 }), RangeError);
   assert.throws(() => new Engine({ maxInFlight: 0 }), { code: 'PORTWAY_INVALID_ARGUMENT' });
   await eng.close();
 });

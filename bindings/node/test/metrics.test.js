@@ -39,7 +39,7 @@ test('metricsText counts echoes; histogram counts equal completions', async () =
     assert.match(line, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? [-+0-9.eE]+|\+Inf|NaN$/, line);
   }
   await eng.close();
-  assert.throws(() => eng.metricsText(), (e) => e instanceof PortwayError && e.code === 'PORTWAY_CLOSED');
+  assert.throws(() => eng.metricsText(), (e) => e instanceof PortwayError && e.code === 'PORTWAY_SHUTDOWN');
 });
 
 test('handlerStats: sleep p50 is at least the sleep; completed lists nonzero statuses only', async () => {
@@ -111,8 +111,8 @@ test('inflight: limit caps the list (oldest first), total counts all; large snap
   assert.equal(all.requests.length, 300);
   assert.deepEqual(all.requests.slice(0, 2).map((x) => x.id), two.requests.map((x) => x.id));
   assert.equal(eng.inflight({ limit: 0 }).requests.length, 0);
-  assert.throws(() => eng.inflight({ limit: -1 }), TypeError);
-  assert.throws(() => eng.inflight({ limit: 1.5 }), TypeError);
+  assert.throws(() => eng.inflight({ limit: -1 }), RangeError);
+  assert.throws(() => eng.inflight({ limit: 1.5 }), RangeError);
   eng.cancelAll();
   assert.ok((await Promise.all(ps)).every((x) => x === 'PORTWAY_CANCELLED'));
   assert.deepEqual(eng.inflight(), { total: 0, requests: [] });

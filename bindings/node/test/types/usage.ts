@@ -1,0 +1,62 @@
+// Compiled (never run) by test/types.test.js with `tsc --strict --noEmit`: every public API
+// used as documented type-checks, and each `@ts-expect-error` line is a misuse the types refuse.
+import {
+  Engine, PortwayError, AbortError, HttpResponse, StatusName, Completion, Stats, HandlerStats,
+  Inflight, InvalidArgumentError, SubmitOptions, version, abiVersion, statusStr,
+} from '../../index';
+
+async function main(): Promise<void> {
+  const eng = new Engine({ runtimeThreads: 1, poolWorkers: 1, maxInFlight: 8, defaultTimeoutMs: 0,
+    maxPayload: 1 << 20, logLevel: 'warn', onLog: (level, message) => console.log(level, message.length) });
+  const c: Completion = await eng.submit('echo', Buffer.from('hi'), { timeoutMs: 100 });
+  const id: number = c.id;
+  const waiting: SubmitOptions = { wait: 50, signal: new AbortController().signal };
+  await eng.submit(eng.lookup('echo'), 'text', waiting);
+  await eng.submit('echo', new Uint8Array(2), { wait: Infinity });
+  const many: Completion[] = await eng.submitMany('echo', [Buffer.alloc(1), 'b', new ArrayBuffer(2)]);
+  const r: HttpResponse = await eng.http({ url: new URL('http://127.0.0.1/'), headers: { a: 'b' } });
+  const h: string | undefined = r.header('content-type');
+  eng.pipeline('p', ['echo', 1]);
+  eng.setConcurrency('echo', 2);
+  const cancelled: boolean = eng.cancel(id);
+  const s: Stats = eng.stats();
+  const busy: number = s.completed.PORTWAY_BUFFER_TOO_SMALL + s.completed.PORTWAY_BUSY;
+  const hs: HandlerStats = eng.handlerStats('echo');
+  const p50: number = hs.run.p50Ns;
+  const inf: Inflight = eng.inflight({ limit: 10 });
+  const text: string = eng.metricsText();
+  await eng.close({ drain: false, timeoutMs: 100 });
+  console.log(many.length, h, cancelled, busy, p50, inf.total, text.length, version, abiVersion, statusStr(0));
+
+  try {
+    await eng.submit('echo');
+  } catch (e) {
+    if (e instanceof PortwayError) {
+      const code: StatusName | 'PORTWAY_UNKNOWN_STATUS' = e.code;
+      const st: number = e.status;
+      console.log(code, st, e.requestId, e.index, e.accepted);
+    } else if (e instanceof AbortError) {
+      const abort: 'ABORT_ERR' = e.code;
+      console.log(abort);
+    } else if (e instanceof TypeError || e instanceof RangeError) {
+      const bad = e as InvalidArgumentError;
+      const invalid: 'PORTWAY_INVALID_ARGUMENT' = bad.code;
+      console.log(invalid, bad.status);
+    }
+  }
+
+  const every: StatusName[] = ['PORTWAY_OK', 'PORTWAY_BUFFER_TOO_SMALL', 'PORTWAY_INTERNAL'];
+  // @ts-expect-error: not a status
+  const nope: StatusName = 'PORTWAY_NOPE';
+  // @ts-expect-error: payloads are bytes or strings
+  await eng.submit('echo', 5);
+  // @ts-expect-error: submitMany has no wait option
+  await eng.submitMany('echo', ['x'], { wait: 10 });
+  // @ts-expect-error: a misspelt option
+  new Engine({ maxInflight: 1 });
+  // @ts-expect-error: logLevel is one of four names
+  new Engine({ logLevel: 'verbose' });
+  console.log(every, nope);
+}
+
+void main();
