@@ -5,12 +5,15 @@
 #      CARGO (default cargo), CC (default cc), PORTWAY_SKIP_CARGO=1 to reuse the built library,
 #      PORTWAY_PROFILE=release (default; what `npm install` uses) or debug (what `make test` uses:
 #      the top-level `make test` builds target/debug for the C tests already, so no second
-#      full compile of the crate is needed).
+#      full compile of the crate is needed). A release addon is stripped of debug info
+#      (50 MB -> under 10 MB; the symbol table stays); PORTWAY_KEEP_DEBUG=1 keeps it. STRIP
+#      names the strip to run (default strip; if missing the addon stays unstripped).
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 root=$(cd "$here/../.." && pwd)
 CARGO=${CARGO:-cargo}
 CC=${CC:-cc}
+STRIP=${STRIP:-strip}
 if [ -z "${NODE_INCLUDE:-}" ]; then
   prefix=$(dirname "$(dirname "$(command -v node)")")
   if [ -f "$prefix/include/node/node_api.h" ]; then NODE_INCLUDE="$prefix/include/node"
@@ -30,13 +33,21 @@ lib="$root/target/$profile/libportway.a"
 mkdir -p "$here/build"
 out="$here/build/portway.node"
 stamp="$here/build/profile"
-if [ ! -f "$out" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$profile" ] || [ "$lib" -nt "$out" ] || \
+# What the stamp records: the profile, and whether a release addon is stripped (so switching
+# PORTWAY_KEEP_DEBUG rebuilds it).
+flavor=$profile
+if [ "$profile" = release ] && [ "${PORTWAY_KEEP_DEBUG:-0}" != 1 ]; then flavor=release-stripped; fi
+if [ ! -f "$out" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$flavor" ] || [ "$lib" -nt "$out" ] || \
    [ "$here/src/addon.c" -nt "$out" ] || [ "$root/include/portway.h" -nt "$out" ]; then
   "$CC" -std=c11 -shared -fPIC -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread \
     -fvisibility=hidden -I"$NODE_INCLUDE" -I"$root/include" \
     "$here/src/addon.c" "$lib" -Wl,--gc-sections -Wl,--exclude-libs,ALL -lpthread -ldl -lm \
     -o "$out.tmp"
+  if [ "$flavor" = release-stripped ]; then
+    if command -v "$STRIP" >/dev/null 2>&1; then "$STRIP" --strip-debug "$out.tmp"
+    else echo "build.sh: warning: $STRIP not found; the addon keeps its debug info" >&2; fi
+  fi
   mv "$out.tmp" "$out"
-  echo "$profile" > "$stamp"
-  echo "built $out ($profile)"
+  echo "$flavor" > "$stamp"
+  echo "built $out ($flavor)"
 fi
