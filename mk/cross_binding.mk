@@ -3,19 +3,22 @@
 # the table and fails on any binding whose status differs from the decided one.
 #
 # Uses the debug static library (built for the C tests), the Python package in target/pyenv
-# (installed by test-python; installed here if missing) and the Node addon (debug profile, as
-# test-node builds it).
+# and the Node addon (debug profile, as test-node builds it); `bindings-ready` provides the
+# last two when this runs on its own (mk/deploy.mk uses it too).
 
 NPM       ?= npm
+PYENV     := target/pyenv
 CROSS_DIR := tests/cross_binding
 CROSS_OUT := $(C_BUILD)/cross_binding
 
-.PHONY: test-cross-binding
+.PHONY: test-cross-binding bindings-ready
 
-test-cross-binding: lib
-	@mkdir -p $(CROSS_OUT)
-	$(CC) $(CFLAGS_C) $(CROSS_DIR)/driver.c $(DEBUG_DIR)/libportway.a -ldl -lm -o $(CROSS_OUT)/driver_c
-	@test -x target/pyenv/bin/python && target/pyenv/bin/python -c 'import portway' 2>/dev/null \
+bindings-ready:
+	@test -x $(PYENV)/bin/python && $(PYENV)/bin/python -c 'import portway' 2>/dev/null \
 	  || $(MAKE) -C bindings/python install
 	cd bindings/node && PORTWAY_PROFILE=debug $(NPM) install --offline --no-package-lock --no-audit --no-fund >/dev/null
-	$(PYTHON) $(CROSS_DIR)/compare.py --c $(CROSS_OUT)/driver_c --python target/pyenv/bin/python --node node
+
+test-cross-binding: lib bindings-ready
+	@mkdir -p $(CROSS_OUT)
+	$(CC) $(CFLAGS_C) $(CROSS_DIR)/driver.c $(DEBUG_DIR)/libportway.a -ldl -lm -o $(CROSS_OUT)/driver_c
+	$(PYTHON) $(CROSS_DIR)/compare.py --c $(CROSS_OUT)/driver_c --python $(PYENV)/bin/python --node node
