@@ -59,8 +59,14 @@ def free_ports(count: int) -> int:
     sys.exit("no run of free ports found")
 
 
+# Servers started and not yet stopped: main() kills their process groups on any failure, so a
+# failed run leaves no gunicorn or cluster worker behind.
+_RUNNING: list[Server] = []
+
+
 class Server:
-    """A server process whose stdout and stderr lines are collected as they come."""
+    """A server process (in a process group of its own, with its workers) whose stdout and
+    stderr lines are collected as they come."""
 
     def __init__(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
         self.name = name
@@ -68,7 +74,8 @@ class Server:
         self.cond = threading.Condition()
         print(f"== {name}: {' '.join(cmd)}", flush=True)
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        _RUNNING.append(self)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -98,15 +105,21 @@ class Server:
         try:
             rc = self.proc.wait(timeout=HANG_S)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
             self.fail("did not exit after SIGTERM")
+        _RUNNING.remove(self)
         if rc != 0:
             self.fail(f"exited with status {rc} after SIGTERM")
 
+    def kill(self) -> None:
+        """SIGKILL to the whole process group (the server and its workers)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
     def fail(self, why: str) -> NoReturn:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        self.kill()
         with self.cond:
             log = "\n".join(self.lines[-60:])
         sys.exit(f"{self.name}: {why}\n--- its output ---\n{log}")
@@ -212,10 +225,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--python", required=True, help="the venv python with portway and gunicorn")
     args = ap.parse_args()
-    gunicorn(args.python)
-    gunicorn_preload(args.python)
-    node_cluster()
-    node_worker_threads()
+    try:
+        gunicorn(args.python)
+        gunicorn_preload(args.python)
+        node_cluster()
+        node_worker_threads()
+    finally:
+        for srv in _RUNNING:
+            srv.kill()
     print("test-deploy: gunicorn, gunicorn --preload, Node cluster and worker_threads recipes passed")
 
 
