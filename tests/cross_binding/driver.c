@@ -2,9 +2,9 @@
  * Cross-binding driver for the C ABI: runs ONE case of tests/cross_binding/cases.json, passed
  * by compare.py as arguments (C has no JSON parser at hand, so the comparer flattens the row):
  *
- *     driver_c OP HANDLER PAYLOAD TIMEOUT_MS MAX_PAYLOAD URL
+ *     driver_c OP HANDLER PAYLOAD TIMEOUT_MS MAX_PAYLOAD DEFAULT_TIMEOUT_MS URL
  *
- * TIMEOUT_MS and MAX_PAYLOAD are "-" when the case leaves them unset. Prints the outcome's status
+ * TIMEOUT_MS, MAX_PAYLOAD and DEFAULT_TIMEOUT_MS are "-" when the case leaves them unset. Prints the outcome's status
  * name (portway_status_str) and, on a second line, portway_last_error() when a call refused.
  */
 #include <inttypes.h>
@@ -40,15 +40,17 @@ static int submit_and_wait(portway_engine *eng, const portway_request *req) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7) {
-        fprintf(stderr, "usage: %s OP HANDLER PAYLOAD TIMEOUT_MS MAX_PAYLOAD URL\n", argv[0]);
+    if (argc != 8) {
+        fprintf(stderr, "usage: %s OP HANDLER PAYLOAD TIMEOUT_MS MAX_PAYLOAD DEFAULT_TIMEOUT_MS URL\n", argv[0]);
         return 2;
     }
-    const char *op = argv[1], *handler = argv[2], *payload = argv[3], *url = argv[6];
+    const char *op = argv[1], *handler = argv[2], *payload = argv[3], *url = argv[7];
     portway_config *cfg = portway_config_new();
     if (cfg == NULL) return 2;
     if (strcmp(argv[5], "-") != 0)
         portway_config_set_max_payload(cfg, strtoull(argv[5], NULL, 10));
+    if (strcmp(argv[6], "-") != 0)
+        portway_config_set_default_timeout_ms(cfg, (uint32_t)strtoul(argv[6], NULL, 10));
     portway_engine *eng;
     portway_status st = portway_engine_new(cfg, &eng);
     portway_config_free(cfg);

@@ -15,6 +15,7 @@ const NEVER_ISSUED_ID = 2 ** 40;
 async function runCase(c) {
   const opts = {};
   if (c.max_payload != null) opts.maxPayload = c.max_payload;
+  if (c.default_timeout_ms != null) opts.defaultTimeoutMs = c.default_timeout_ms;
   const eng = new Engine(opts);
   try {
     if (c.op === 'cancel_unknown') {

@@ -29,6 +29,8 @@ def run_case(case: dict[str, Any]) -> tuple[str, str]:
     kwargs: dict[str, Any] = {}
     if case.get("max_payload") is not None:
         kwargs["max_payload"] = case["max_payload"]
+    if case.get("default_timeout_ms") is not None:
+        kwargs["default_timeout"] = case["default_timeout_ms"] / 1000
     eng = portway.Engine(**kwargs)
     try:
         op = case["op"]
