@@ -71,4 +71,5 @@ dist-c: release
 	tar -C $(DIST_STAGE)/c --owner=0 --group=0 -czf $(DIST_DIR)/$(DIST_C_NAME).tar.gz $(DIST_C_NAME)
 
 test-dist: dist
+	@command -v $(PKG_CONFIG) >/dev/null || { echo "installing pkg-config"; (apt-get update -qq && apt-get install -y -qq pkgconf) >/dev/null; }
 	$(PYTHON) tests/dist/check_dist.py --dist $(DIST_DIR) --python $(PYTHON)
