@@ -1,4 +1,4 @@
-"""gunicorn settings for gunicorn_app (docs/DEPLOYING.md): one portway engine per worker.
+"""gunicorn settings for wsgi_app (docs/DEPLOYING.md): one portway engine per worker.
 
 Environment: PORT (default 8000), WORKERS (default 2), METRICS_PORT (default 9100: worker
 metrics on METRICS_PORT..METRICS_PORT+WORKERS-1; 0 turns them off).
@@ -22,17 +22,17 @@ graceful_timeout = 15
 
 def post_fork(server: Any, worker: Any) -> None:
     """Runs in each new worker: its own engine (never the master's) and its metrics port."""
-    import gunicorn_app
+    import wsgi_app
 
-    gunicorn_app.engine()
+    wsgi_app.engine()
     base = int(os.environ.get("METRICS_PORT", "9100"))
     if base:
-        port = gunicorn_app.start_metrics_server("127.0.0.1", base, workers)
+        port = wsgi_app.start_metrics_server("127.0.0.1", base, workers)
         server.log.info("worker %s: portway metrics on 127.0.0.1:%s/metrics", worker.pid, port)
 
 
 def worker_exit(server: Any, worker: Any) -> None:
     """Runs in the worker as it exits: in-flight requests finish before the engine is freed."""
-    import gunicorn_app
+    import wsgi_app
 
-    gunicorn_app.close_engine()
+    wsgi_app.close_engine()

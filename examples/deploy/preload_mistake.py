@@ -4,7 +4,7 @@
 
 The engine is created at import, which --preload runs in the master before it forks the
 workers. The engine's threads stay in the master; in a worker every call raises
-portway.ForkedError. Use gunicorn_app.engine() (one per process) instead.
+portway.ForkedError. Use wsgi_app.engine() (one per process) instead.
 """
 
 from __future__ import annotations

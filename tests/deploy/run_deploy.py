@@ -3,12 +3,13 @@
 
     run_deploy.py --python target/pyenv/bin/python
 
-- gunicorn, 2 workers (examples/deploy/gunicorn.conf.py + gunicorn_app.py): curls /fanout
+- gunicorn, 2 workers (examples/deploy/gunicorn.conf.py + wsgi_app.py): curls /fanout
   concurrently until both workers have answered, checks every result, scrapes both workers'
   metrics ports and checks their sum counts every request (what Prometheus' sum by does), then
   stops it with SIGTERM and checks a clean exit.
 - gunicorn --preload with an engine made at import (preload_mistake.py): the request fails and
   the worker's log shows ForkedError with its message.
+- uWSGI with lazy-apps, 2 workers (uwsgi.ini + uwsgi_app.py): the same checks as gunicorn.
 - Node cluster, 2 workers (node_cluster.js): the same checks as gunicorn.
 - Node worker_threads (node_worker_threads.js): two threads, an engine each, exits 0.
 Nothing here asserts on time: waits are bounded only so that a hang fails instead of blocking.
@@ -175,7 +176,7 @@ def gunicorn(python: str) -> None:
     gunicorn_bin = str(Path(python).parent / "gunicorn")
     port, metrics = free_ports(1), free_ports(2)
     env = {"PORT": str(port), "WORKERS": "2", "METRICS_PORT": str(metrics)}
-    srv = Server("gunicorn", [gunicorn_bin, "-c", str(DEPLOY / "gunicorn.conf.py"), "gunicorn_app:app"], env)
+    srv = Server("gunicorn", [gunicorn_bin, "-c", str(DEPLOY / "gunicorn.conf.py"), "wsgi_app:app"], env)
     srv.wait_for(r"portway metrics on", 2)
     made = fan_out_until_both_answer(srv, port)
     check_metrics_sum(srv, metrics, made)
@@ -198,6 +199,18 @@ def gunicorn_preload(python: str) -> None:
         srv.fail(f"ForkedError without its explanation: {line}")
     print(f"  the worker's log: {line.strip()}")
     srv.stop()
+
+
+def uwsgi(python: str) -> None:
+    uwsgi_bin = str(Path(python).parent / "uwsgi")
+    port, metrics = free_ports(1), free_ports(2)
+    env = {"PORT": str(port), "WORKERS": "2", "METRICS_PORT": str(metrics)}
+    srv = Server("uWSGI lazy-apps", [uwsgi_bin, "--ini", str(DEPLOY / "uwsgi.ini")], env)
+    srv.wait_for(r"portway metrics on", 2)
+    made = fan_out_until_both_answer(srv, port)
+    check_metrics_sum(srv, metrics, made)
+    srv.stop()
+    print("  stopped cleanly")
 
 
 def node_cluster() -> None:
@@ -228,12 +241,13 @@ def main() -> None:
     try:
         gunicorn(args.python)
         gunicorn_preload(args.python)
+        uwsgi(args.python)
         node_cluster()
         node_worker_threads()
     finally:
         for srv in _RUNNING:
             srv.kill()
-    print("test-deploy: gunicorn, gunicorn --preload, Node cluster and worker_threads recipes passed")
+    print("test-deploy: gunicorn, gunicorn --preload, uWSGI lazy-apps, Node cluster and worker_threads recipes passed")
 
 
 if __name__ == "__main__":

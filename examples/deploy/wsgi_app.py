@@ -1,6 +1,7 @@
-"""A WSGI app for gunicorn with one portway engine per worker process (docs/DEPLOYING.md).
+"""A WSGI app for gunicorn and uWSGI with one portway engine per worker process (docs/DEPLOYING.md).
 
-    gunicorn -c examples/deploy/gunicorn.conf.py gunicorn_app:app
+    gunicorn -c examples/deploy/gunicorn.conf.py wsgi_app:app
+    uwsgi --ini examples/deploy/uwsgi.ini   (through uwsgi_app.py)
 
 Endpoints:
     GET /fanout?n=50&ms=20   n "sleep" requests of ms milliseconds and n "echo" requests, all in
