@@ -57,7 +57,9 @@ dist-node: release
 	PORTWAY_PROFILE=release PORTWAY_SKIP_CARGO=1 sh bindings/node/scripts/build.sh
 	rm -rf $(DIST_STAGE)/npm $(DIST_DIR)/portway-*.tgz
 	mkdir -p $(DIST_STAGE)/npm/build
-	cp -R bindings/node/lib bindings/node/index.mjs bindings/node/index.d.ts bindings/node/README.md $(DIST_STAGE)/npm/
+	cp -R bindings/node/lib bindings/node/index.mjs bindings/node/index.d.ts $(DIST_STAGE)/npm/
+	{ printf '> This package carries a prebuilt addon for %s (libportway linked in): `npm install`\n> compiles nothing and needs no Rust toolchain; the build steps below are for a checkout.\n\n' "$$(node -p 'process.platform + "-" + process.arch')"; \
+	  cat bindings/node/README.md; } > $(DIST_STAGE)/npm/README.md
 	cp bindings/node/build/portway.node $(DIST_STAGE)/npm/build/
 	node tools/dist_package_json.js bindings/node/package.json $(DIST_STAGE)/npm/package.json
 	cd $(DIST_STAGE)/npm && $(NPM) pack --silent --pack-destination $(abspath $(DIST_DIR))
