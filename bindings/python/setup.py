@@ -4,7 +4,12 @@
 ``build_py``, which runs ``cargo build --release --manifest-path <repo>/Cargo.toml`` and copies
 ``target/release/libportway.so`` into ``portway/`` before the package files are collected.
 Environment: ``CARGO`` (the cargo to run), ``CARGO_TARGET_DIR`` (honoured),
-``PORTWAY_PREBUILT_LIBRARY`` (copy this file instead of running cargo).
+``PORTWAY_PREBUILT_LIBRARY`` (copy this file instead of running cargo), ``PORTWAY_KEEP_DEBUG=1``
+(ship the library with its debug info; by default the copy is stripped of it: 28 MB -> 5 MB,
+the symbol table stays so panic backtraces still name functions), ``STRIP`` (the strip to run).
+
+The wheel is tagged ``py3-none-<platform>``: the package is pure Python over ctypes, so one wheel
+serves every CPython 3.10+, but it carries a native library for one platform.
 """
 
 from __future__ import annotations
@@ -18,6 +23,11 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
+
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # setuptools < 70.1 ships it in the wheel package
+    from wheel.bdist_wheel import bdist_wheel
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -41,6 +51,15 @@ def build_library() -> Path:
     return target / "release" / LIBNAME
 
 
+def strip_debug(path: Path) -> None:
+    """Removes debug info from ``path`` in place (a missing ``strip`` leaves it, with a warning)."""
+    strip = os.environ.get("STRIP", "strip")
+    if shutil.which(strip) is None:
+        print(f"portway: warning: {strip!r} not found; shipping the library unstripped", flush=True)
+        return
+    subprocess.run([strip, "--strip-debug", str(path)], check=True)
+
+
 class BuildPyWithCargo(build_py):
     def run(self) -> None:
         lib = build_library()
@@ -49,6 +68,8 @@ class BuildPyWithCargo(build_py):
             raise SystemExit(f"portway: cargo finished but {lib} does not exist")
         tmp = dest.with_suffix(".tmp")
         shutil.copyfile(lib, tmp)
+        if os.environ.get("PORTWAY_KEEP_DEBUG") != "1":
+            strip_debug(tmp)
         os.replace(tmp, dest)  # atomic: a process that has the old one mapped keeps it
         super().run()
 
@@ -58,4 +79,14 @@ class BinaryDistribution(Distribution):
         return True
 
 
-setup(cmdclass={"build_py": BuildPyWithCargo}, distclass=BinaryDistribution)
+class PlatformWheel(bdist_wheel):
+    def get_tag(self) -> tuple[str, str, str]:
+        # Any CPython 3 (ctypes, no extension module), one platform (the library inside).
+        _, _, plat = super().get_tag()
+        return "py3", "none", plat
+
+
+setup(
+    cmdclass={"build_py": BuildPyWithCargo, "bdist_wheel": PlatformWheel},
+    distclass=BinaryDistribution,
+)

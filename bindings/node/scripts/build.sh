@@ -6,8 +6,9 @@
 #      PORTWAY_PROFILE=release (default; what `npm install` uses) or debug (what `make test` uses:
 #      the top-level `make test` builds target/debug for the C tests already, so no second
 #      full compile of the crate is needed),
-#      PORTWAY_STRIP=1|0 (default 1 for release, 0 for debug): strip the addon's symbols and
-#      debug info (the static library's debug info is most of an unstripped addon's size),
+#      PORTWAY_STRIP=1|0 (default 1 for release, 0 for debug; PORTWAY_KEEP_DEBUG=1 means 0):
+#      strip the addon's symbols and debug info (the static library's debug info is most of an
+#      unstripped addon's size),
 #      PORTWAY_ADDON_OUT (default build/portway.node) and PORTWAY_CFLAGS (extra cc flags): the
 #      test-only fault-injection build uses them (see Makefile `test`),
 #      PORTWAY_LIB (default target/$PORTWAY_PROFILE/libportway.a): a static library built
@@ -33,7 +34,7 @@ if [ "${PORTWAY_SKIP_CARGO:-0}" != 1 ]; then
   "$CARGO" build $cargo_flag --lib --manifest-path "$root/Cargo.toml"
 fi
 case "${PORTWAY_STRIP:-}" in
-  "") if [ "$profile" = release ]; then strip=1; else strip=0; fi ;;
+  "") if [ "$profile" = release ] && [ "${PORTWAY_KEEP_DEBUG:-0}" != 1 ]; then strip=1; else strip=0; fi ;;
   0|1) strip=$PORTWAY_STRIP ;;
   *) echo "build.sh: PORTWAY_STRIP must be 0 or 1" >&2; exit 1 ;;
 esac
