@@ -16,6 +16,9 @@ class PortwayError extends Error {
 }
 native.setErrorClass(PortwayError);
 
+/** An RFC 9110 token: what a method and a header name must be. */
+const TOKEN = /^[A-Z!#$%&'*+.^_`|~0-9a-z-]+$/;
+
 // Completions, delivered by the addon in batches (see "completions -> JS" in src/addon.c):
 // `this` is the NativeEngine; record i is nums[i*10 .. i*10+9] = slot, id, code, body offset in
 // `arena` (-1: rejected with errs[i]), body length, meta count, queuedNs, runNs, batch position
@@ -272,7 +275,7 @@ class Engine {
     }
     const u = new URL(url);
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError(`unsupported URL scheme ${u.protocol}`);
-    if (!/^[A-Z!#$%&'*+.^_`|~0-9a-z-]+$/.test(method)) throw new TypeError('invalid method');
+    if (!TOKEN.test(method)) throw new TypeError('invalid method');
     const bodyBytes = body === undefined || body === null ? null : toBytes(body);
     let head = `${method} ${u.href} HTTP/1.1\r\n`;
     let hasHost = false;
@@ -283,7 +286,11 @@ class Engine {
     for (const [k, v] of pairs) {
       const key = String(k);
       const val = String(v);
-      if (/[\r\n:]/.test(key) || /[\r\n]/.test(val)) throw new TypeError(`invalid header ${key}`);
+      // RFC 9110 token names; a ':' or space would split the name and let a caller set any header.
+      if (!TOKEN.test(key)) {
+        throw new TypeError(`invalid header name ${JSON.stringify(key)}: a name must be a non-empty RFC 9110 token (letters, digits and !#$%&'*+-.^_\`|~)`);
+      }
+      if (/[\r\n\0]/.test(val)) throw new TypeError(`invalid value for header ${JSON.stringify(key)}: CR, LF and NUL are not allowed`);
       const lk = key.toLowerCase();
       if (lk === 'host') hasHost = true;
       if (lk === 'content-length' || lk === 'transfer-encoding') hasLength = true;

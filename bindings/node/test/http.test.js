@@ -138,6 +138,13 @@ test('http() validates its input', async () => {
   const e = new Engine({ runtimeThreads: 1, poolWorkers: 1 });
   await assert.rejects(e.http({ url: 'ftp://x/' }), TypeError);
   await assert.rejects(e.http({ url: 'http://x/', method: 'GE T' }), TypeError);
+  // header names are RFC 9110 tokens: a ':' used to split {'X:Y': '1'} into header X = "Y: 1"
+  for (const name of ['X:Y', 'X Y', '', 'X\0', 'é', '(x)']) {
+    await assert.rejects(e.http({ url: 'http://x/', headers: { [name]: '1' } }), /RFC 9110 token/);
+  }
+  for (const value of ['a\0b', 'a\rb', 'a\nb']) {
+    await assert.rejects(e.http({ url: 'http://x/', headers: [['X-A', value]] }), /CR, LF and NUL/);
+  }
   await assert.rejects(e.http({ url: 'http://x/', headers: { 'X-Bad': 'a\r\nb' } }), TypeError);
   await e.close();
 });

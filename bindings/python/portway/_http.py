@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Union
 from urllib.parse import urlsplit
 
+from ._errors import InvalidArgumentError
 from ._futures import Completion
 
 __all__ = ["HttpResponse", "build_request", "HeadersArg", "response_from_completion"]
@@ -16,6 +17,9 @@ HeadersArg = Union[Mapping[str, str], Iterable[tuple[str, str]], None]
 
 
 _BAD_TOKEN = re.compile("[\r\n\0]")
+# RFC 9110 section 5.6.2 token: what a header name must be. A ":" in a name would otherwise
+# split it, so that {"X:Y": "1"} went out as header "X" with value "Y: 1".
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_URL = re.compile("[ \r\n\0]")
 
 # Request heads of bodiless, header-less requests (the common GET), by (method, url): building
@@ -67,9 +71,13 @@ def _build_request(method: str, url: str, headers: HeadersArg, body: bytes | str
         pairs.append(("Content-Length", str(len(data))))
     lines = [f"{method} {url} HTTP/1.1"]
     for k, v in pairs:
-        _check_token(k, "header name")
+        if _TOKEN.fullmatch(k) is None:
+            raise InvalidArgumentError(
+                f"invalid header name {k!r}: a name must be a non-empty RFC 9110 token "
+                "(letters, digits and !#$%&'*+-.^_`|~; no spaces, colons or control characters)"
+            )
         if _BAD_TOKEN.search(v) is not None:
-            raise ValueError(f"invalid header value for {k!r}")
+            raise InvalidArgumentError(f"invalid value for header {k!r}: CR, LF and NUL are not allowed in a header value")
         lines.append(f"{k}: {v}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head + data

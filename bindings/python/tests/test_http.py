@@ -82,6 +82,18 @@ def test_build_request() -> None:
         build_request("GET", "http://h/", {"X": "a\r\nInjected: 1"})
 
 
+def test_header_names_must_be_tokens() -> None:
+    # A colon in a name used to split it: {"X:Y": "1"} went out as header "X" with value "Y: 1".
+    for name in ("X:Y", "X Y", "", "X\x00", "X\r\nY", "é", "(x)"):
+        with pytest.raises(portway.InvalidArgumentError, match="RFC 9110 token"):
+            build_request("GET", "http://h/", {name: "1"})
+    for value in ("a\x00b", "a\rb", "a\nb"):
+        with pytest.raises(portway.InvalidArgumentError, match="CR, LF and NUL"):
+            build_request("GET", "http://h/", [("X-A", value)])
+    ok = build_request("GET", "http://h/", {"X-Odd_!#$%&'*+.^`|~9": "v: w"})
+    assert b"\r\nX-Odd_!#$%&'*+.^`|~9: v: w\r\n" in ok
+
+
 def test_http_response_helpers() -> None:
     r = portway.HttpResponse(200, [("Content-Type", "text/plain; charset=latin-1")], "é".encode("latin-1"))
     assert r.text() == "é" and r.header("content-type") is not None and r.ok
