@@ -291,7 +291,8 @@ typedef struct portway_http_options {
      */
     uint32_t max_connections_per_host;
     /**
-     * Largest response head in bytes (at least 1024). Default 65536.
+     * Largest response head in bytes (at least 1024). Default 65536. HTTP/1 responses may
+     * also have one header line per 256 bytes of it, and at least 256 lines.
      */
     uint32_t max_header_bytes;
     /**

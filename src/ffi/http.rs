@@ -15,7 +15,8 @@ pub struct portway_http_options {
     /// Most connections open at once to one origin (scheme, host, port); 0 = no limit.
     /// Default 256.
     pub max_connections_per_host: u32,
-    /// Largest response head in bytes (at least 1024). Default 65536.
+    /// Largest response head in bytes (at least 1024). Default 65536. HTTP/1 responses may
+    /// also have one header line per 256 bytes of it, and at least 256 lines.
     pub max_header_bytes: u32,
     /// Largest response body in bytes; more fails with `PORTWAY_BODY_TOO_LARGE`; 0 = no limit.
     /// Default 64 MiB.

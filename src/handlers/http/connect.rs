@@ -124,6 +124,7 @@ impl Connector {
             let head = self.max_header_bytes as usize;
             let (sender, conn) = http1::Builder::new()
                 .max_header_size(head)
+                .max_headers(max_header_lines(self.max_header_bytes))
                 .max_buf_size(DEFAULT_H1_BUF.max(head + MIN_H1_BUF))
                 .handshake(io)
                 .await
@@ -139,6 +140,17 @@ impl Connector {
         }
     }
 }
+
+/// How many header lines an HTTP/1 response may have: one per 256 bytes of
+/// `max_header_bytes`, at least [`MIN_HEADER_LINES`]. hyper's own default is 100, which real
+/// servers exceed (long `Set-Cookie` and CSP lists); the parser reserves one slot per line for
+/// every head it parses, so the count scales with the byte limit rather than being unbounded.
+pub(crate) fn max_header_lines(max_header_bytes: u32) -> usize {
+    (max_header_bytes as usize / 256).max(MIN_HEADER_LINES)
+}
+
+/// Fewest header lines an HTTP/1 response may always have.
+pub(crate) const MIN_HEADER_LINES: usize = 256;
 
 /// Resolves the host (unless it is an IP literal) and connects to each address in turn.
 async fn tcp_connect(origin: &Origin) -> Result<TcpStream, HttpError> {

@@ -110,7 +110,9 @@ pub(crate) fn exchange_failed(
     let message = if e.is_parse() && e.to_string().contains("too large") {
         format!(
             "the response head from {origin} is too large: over max_header_bytes \
-             ({max_header_bytes} bytes) or over 100 header lines"
+             ({max_header_bytes} bytes) or over {} header lines (one per 256 bytes of \
+             max_header_bytes, at least 256)",
+            super::connect::max_header_lines(max_header_bytes)
         )
     } else if e.is_parse() {
         format!("malformed response from {origin}: {}", chain(e))

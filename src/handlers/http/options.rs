@@ -31,7 +31,8 @@ pub struct HttpOptions {
     pub max_body_bytes: u64,
     /// Largest response head accepted, in bytes (HTTP/1: status line and headers; HTTP/2: the
     /// decoded header list); a larger one fails the request with `PORTWAY_PROTOCOL_ERROR`.
-    /// At least 1024. Default 64 KiB. (HTTP/1 responses are also limited to 100 header lines.)
+    /// At least 1024. Default 64 KiB. HTTP/1 responses may also have at most one header line
+    /// per 256 bytes of this limit, and at least 256 lines (so 256 by default).
     pub max_header_bytes: u32,
     /// How long resolving the host, connecting and the TLS handshake may take together, in
     /// ms; past it the request fails with `PORTWAY_CONNECT_ERROR`. 0 = no limit (the request's
