@@ -345,6 +345,12 @@ typedef struct portway_http_options {
      * protection TLS gives. Default false.
      */
     bool danger_accept_invalid_certs;
+    /**
+     * Longest wait for any byte of the response, in ms: from sending the request to the
+     * response head, then between two pieces of the body. Past it the request fails with
+     * `PORTWAY_TIMEOUT` (message naming read_timeout_ms). 0 = none. Default 30000.
+     */
+    uint32_t read_timeout_ms;
 } portway_http_options;
 
 /**

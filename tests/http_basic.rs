@@ -557,3 +557,74 @@ fn http1_responses_with_hundreds_of_header_lines_pass_up_to_the_limit() {
     assert_status(&c, Status::PORTWAY_OK);
     assert_eq!(c.meta.len(), 1001);
 }
+
+#[test]
+fn a_silent_server_fails_after_read_timeout_and_a_slow_steady_one_does_not() {
+    let (got_tx, got) = mpsc::channel();
+    let (closed_tx, closed) = mpsc::channel();
+    let silent = silent_server(got_tx, closed_tx);
+    let engine = engine();
+    let http = engine
+        .register_http(
+            "http-read-timeout",
+            HttpOptions {
+                read_timeout_ms: 300,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap();
+    // No deadline of its own: only read_timeout_ms ends it.
+    let c = run(&engine, http, &get(&silent.url("/silent")), 0);
+    assert_status(&c, Status::PORTWAY_TIMEOUT);
+    assert!(text(&c).contains("read_timeout_ms"), "{}", text(&c));
+    assert!(text(&c).contains("response head"), "{}", text(&c));
+    got.recv_timeout(WAIT)
+        .expect("the request reached the server");
+    closed
+        .recv_timeout(WAIT)
+        .expect("the timed-out request's connection was closed");
+
+    // A body that stalls after its head fails the same way.
+    let stalls = Server::raw(|stream, _| async move {
+        let (r, mut w) = stream.into_split();
+        let mut r = BufReader::new(r);
+        if read_request(&mut r).await.is_some() {
+            let _ = w
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+                .await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    });
+    let c = run(&engine, http, &get(&stalls.url("/stall")), 0);
+    assert_status(&c, Status::PORTWAY_TIMEOUT);
+    assert!(text(&c).contains("response body"), "{}", text(&c));
+
+    // The limit is per wait, not for the whole response: a body that keeps arriving, for
+    // longer in total than the limit, completes.
+    let steady = Server::raw(|stream, _| async move {
+        let (r, mut w) = stream.into_split();
+        let mut r = BufReader::new(r);
+        if read_request(&mut r).await.is_some() {
+            let _ = w
+                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await;
+            for _ in 0..12 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = w.write_all(b"1\r\nx\r\n").await;
+            }
+            let _ = w.write_all(b"0\r\n\r\n").await;
+        }
+    });
+    let slow = engine
+        .register_http(
+            "http-read-timeout-steady",
+            HttpOptions {
+                read_timeout_ms: 400,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap();
+    let c = run(&engine, slow, &get(&steady.url("/drip")), 0);
+    assert_status(&c, Status::PORTWAY_OK);
+    assert_eq!(text(&c), "x".repeat(12));
+}

@@ -46,6 +46,10 @@ pub struct portway_http_options {
     /// Accept any server certificate without verification. Only for tests: it removes the
     /// protection TLS gives. Default false.
     pub danger_accept_invalid_certs: bool,
+    /// Longest wait for any byte of the response, in ms: from sending the request to the
+    /// response head, then between two pieces of the body. Past it the request fails with
+    /// `PORTWAY_TIMEOUT` (message naming read_timeout_ms). 0 = none. Default 30000.
+    pub read_timeout_ms: u32,
 }
 
 /// Writes the default options (those of the built-in "http" handler) to `*out`.
@@ -70,6 +74,7 @@ pub unsafe extern "C" fn portway_http_options_default(
             http2_prior_knowledge: d.http2_prior_knowledge,
             extra_ca_pem_path: std::ptr::null(),
             danger_accept_invalid_certs: d.danger_accept_invalid_certs,
+            read_timeout_ms: d.read_timeout_ms,
         };
         // SAFETY: the caller passes NULL or a writable struct.
         unsafe { write_out(out, "out", opts) }
@@ -116,6 +121,7 @@ pub unsafe extern "C" fn portway_register_http(
                 options.extra_ca_pem_path = Some(path.into());
             }
             options.danger_accept_invalid_certs = o.danger_accept_invalid_certs;
+            options.read_timeout_ms = o.read_timeout_ms;
         }
         let id = engine.register_http(name, options)?;
         // SAFETY: checked non-NULL above.

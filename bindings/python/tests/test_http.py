@@ -169,3 +169,12 @@ def test_register_http_with_limits(eng: portway.Engine, server: str) -> None:
         eng.http("GET", server + "/hello", handler="small").result(timeout=10)
     with pytest.raises(portway.InvalidArgumentError):
         eng.register_http("bad", no_such_option=1)
+
+
+@needs_http
+def test_read_timeout_ms(eng: portway.Engine, server: str) -> None:
+    # The /slow handler answers after 2 s: a 200 ms read timeout ends the request on its own.
+    eng.register_http("impatient", read_timeout_ms=200)
+    with pytest.raises(portway.TimeoutError, match="read_timeout_ms"):
+        eng.http("GET", server + "/slow", handler="impatient").result(timeout=10)
+    assert eng.http("GET", server + "/hello", handler="impatient").result(timeout=10).body == b"hello world"

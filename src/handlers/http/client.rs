@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING, UPGRADE, USER_AGENT};
@@ -60,6 +61,7 @@ pub(crate) struct Client {
     connector: Connector,
     body_limit: u64,
     max_header_bytes: u32,
+    read_timeout: Option<Duration>,
     user_agent: Option<HeaderValue>,
 }
 
@@ -80,6 +82,7 @@ impl Client {
             connector: Connector::new(opts)?,
             body_limit: opts.body_limit(),
             max_header_bytes: opts.max_header_bytes,
+            read_timeout: opts.read_timeout(),
             user_agent,
         })
     }
@@ -209,7 +212,10 @@ impl Client {
                     return Err(failed(e, true));
                 }
                 let request = self.build(req, false);
-                let resp = match conn.sender.try_send_request(request).await {
+                let resp = match self
+                    .receiving(origin, "head", conn.sender.try_send_request(request))
+                    .await?
+                {
                     Ok(r) => r,
                     Err(mut e) => {
                         let unsent = e.take_message().is_some();
@@ -226,7 +232,10 @@ impl Client {
                     return Err(failed(e, true));
                 }
                 let request = self.build(req, true);
-                let resp = match conn.sender.try_send_request(request).await {
+                let resp = match self
+                    .receiving(origin, "head", conn.sender.try_send_request(request))
+                    .await?
+                {
                     Ok(r) => r,
                     Err(mut e) => {
                         let unsent = e.take_message().is_some();
@@ -268,7 +277,7 @@ impl Client {
         // Room for the announced length (within reason) and the NUL the completion adds.
         let mut data =
             Vec::with_capacity(announced.unwrap_or(0).min(limit).min(PREALLOC_MAX) as usize + 1);
-        while let Some(frame) = body.frame().await {
+        while let Some(frame) = self.receiving(origin, "body", body.frame()).await? {
             let frame = frame.map_err(|e| errors::body_failed(origin, &e))?;
             if let Ok(chunk) = frame.into_data() {
                 if (data.len() + chunk.len()) as u64 > limit {
@@ -287,6 +296,30 @@ impl Client {
             status: parts.status,
             headers: parts.headers,
             body: data,
+        })
+    }
+
+    /// Awaits `step` (the response head, or the next piece of the body) within the read
+    /// timeout. On expiry the caller drops the exchange, which closes an HTTP/1 connection
+    /// or resets an HTTP/2 stream.
+    async fn receiving<F: std::future::Future>(
+        &self,
+        origin: &Origin,
+        what: &str,
+        step: F,
+    ) -> Result<F::Output, HttpError> {
+        let Some(limit) = self.read_timeout else {
+            return Ok(step.await);
+        };
+        tokio::time::timeout(limit, step).await.map_err(|_| {
+            HttpError::new(
+                Kind::Timeout,
+                format!(
+                    "no data received from {origin} for {} ms while waiting for the response \
+                     {what} (read_timeout_ms)",
+                    limit.as_millis()
+                ),
+            )
         })
     }
 

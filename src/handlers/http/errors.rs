@@ -19,6 +19,8 @@ pub(crate) enum Kind {
     /// The peer broke HTTP: malformed or cut-off response, reset, bad redirect
     /// (`PORTWAY_PROTOCOL_ERROR`).
     Protocol,
+    /// No byte of the response arrived within `read_timeout_ms` (`PORTWAY_TIMEOUT`).
+    Timeout,
     /// The response body (or its announced length) is over `max_body_bytes`
     /// (`PORTWAY_BODY_TOO_LARGE`).
     BodyTooLarge,
@@ -51,6 +53,7 @@ impl HttpError {
             Kind::Connect => Status::PORTWAY_CONNECT_ERROR,
             Kind::Tls => Status::PORTWAY_TLS_ERROR,
             Kind::Protocol => Status::PORTWAY_PROTOCOL_ERROR,
+            Kind::Timeout => Status::PORTWAY_TIMEOUT,
             Kind::BodyTooLarge => Status::PORTWAY_BODY_TOO_LARGE,
             Kind::Internal => Status::PORTWAY_INTERNAL,
         }

@@ -28,6 +28,8 @@
 //!   `max_header_bytes`, a connection closed or reset before the response was complete, an
 //!   unusable redirect, or more than `max_redirects` redirects.
 //! - `PORTWAY_BODY_TOO_LARGE`: the body (or its announced length) is over `max_body_bytes`.
+//! - `PORTWAY_TIMEOUT`: no byte of the response arrived for `read_timeout_ms` (the message
+//!   names it), or the request's own deadline passed (set by the engine).
 //! - `PORTWAY_TIMEOUT` / `PORTWAY_CANCELLED`: set by the engine, which drops the request's
 //!   future; an HTTP/1 connection in use is then closed, never returned to the pool (an
 //!   HTTP/2 stream is reset; its shared connection stays).

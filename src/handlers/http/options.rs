@@ -38,6 +38,13 @@ pub struct HttpOptions {
     /// ms; past it the request fails with `PORTWAY_CONNECT_ERROR`. 0 = no limit (the request's
     /// own deadline still applies). Default 10 000.
     pub connect_timeout_ms: u32,
+    /// How long the request may go without receiving a byte of its response, in ms: from
+    /// sending it to the response head, then between two pieces of the body. Past it the
+    /// request fails with `PORTWAY_TIMEOUT` and a message naming `read_timeout_ms` (its HTTP/1
+    /// connection is closed; an HTTP/2 stream is reset). Catches servers that go silent, which
+    /// a request without its own deadline would otherwise wait for forever. 0 = no limit.
+    /// Default 30 000.
+    pub read_timeout_ms: u32,
     /// How long an idle keep-alive connection stays in the pool, in ms. 0 = no limit.
     /// Default 90 000.
     pub pool_idle_timeout_ms: u32,
@@ -75,6 +82,7 @@ impl Default for HttpOptions {
             max_body_bytes: 64 << 20,
             max_header_bytes: 64 << 10,
             connect_timeout_ms: 10_000,
+            read_timeout_ms: 30_000,
             pool_idle_timeout_ms: 90_000,
             follow_redirects: false,
             max_redirects: 10,
@@ -124,6 +132,10 @@ impl HttpOptions {
 
     pub(crate) fn connect_timeout(&self) -> Option<Duration> {
         millis(self.connect_timeout_ms)
+    }
+
+    pub(crate) fn read_timeout(&self) -> Option<Duration> {
+        millis(self.read_timeout_ms)
     }
 
     pub(crate) fn pool_idle_timeout(&self) -> Option<Duration> {
