@@ -319,7 +319,9 @@ typedef struct portway_http_options {
     uint32_t max_redirects;
     /**
      * Extra attempts for idempotent methods after connect errors and 502/503/504, with
-     * jittered exponential backoff; 0 = off (default); at most 100.
+     * jittered exponential backoff; 0 = off (default); at most 100. Requests the server did
+     * not process (never sent, HTTP/2 REFUSED_STREAM; for idempotent methods also streams
+     * failed by a GOAWAY) are sent again on a new connection without counting against it.
      */
     uint32_t retries;
     /**

@@ -31,7 +31,9 @@ pub struct portway_http_options {
     /// Most redirects followed when `follow_redirects` is set (at most 100). Default 10.
     pub max_redirects: u32,
     /// Extra attempts for idempotent methods after connect errors and 502/503/504, with
-    /// jittered exponential backoff; 0 = off (default); at most 100.
+    /// jittered exponential backoff; 0 = off (default); at most 100. Requests the server did
+    /// not process (never sent, HTTP/2 REFUSED_STREAM; for idempotent methods also streams
+    /// failed by a GOAWAY) are sent again on a new connection without counting against it.
     pub retries: u32,
     /// First retry delay in ms, doubled for each later retry. Default 100.
     pub retry_base_backoff_ms: u32,

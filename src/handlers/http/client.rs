@@ -38,11 +38,26 @@ enum Lease {
     H2 { conn: H2Conn, host: Arc<Host> },
 }
 
-/// A failed exchange, and whether it may be repeated on another connection (the request was
-/// not sent, or was idempotent and got no response head, as when a pooled connection was
-/// closed by the server just before it was used).
+/// Most times one exchange is repeated because the server did not process it (GOAWAY,
+/// REFUSED_STREAM, a connection closed before the request was sent). These repeats do not
+/// count against `retries` (gRPC calls them transparent retries), but a server that refuses
+/// everything must not loop forever.
+const MAX_UNPROCESSED_REPEATS: u32 = 10;
+
+/// A failed exchange, and whether it may be repeated on another connection.
 struct Failure {
     error: HttpError,
+    /// The server did not process the request: it was never sent, or its HTTP/2 stream was
+    /// refused with REFUSED_STREAM (RFC 9113 section 8.7), or (for idempotent methods only)
+    /// it failed with the connection's GOAWAY. Repeated whatever `retries` says.
+    ///
+    /// Why GOAWAY counts only for idempotent methods: h2 fails exactly the streams above
+    /// GOAWAY's last-stream-id, but hyper's HTTP/2 dispatcher also hands the GOAWAY error to
+    /// a request whose stream it had just opened when the GOAWAY arrived, a stream the server
+    /// may well process. Repeating a POST on that error could run it twice.
+    unprocessed: bool,
+    /// Idempotent and got no response head, as when a pooled connection was closed by the
+    /// server just before it was used.
     may_repeat: bool,
 }
 
@@ -50,6 +65,7 @@ impl From<HttpError> for Failure {
     fn from(error: HttpError) -> Self {
         Failure {
             error,
+            unprocessed: false,
             may_repeat: false,
         }
     }
@@ -96,10 +112,13 @@ impl Client {
         )
     }
 
-    /// Sends `req` once and reads the whole response. A pooled connection that turns out to
-    /// be dead before the response head is replaced by another, once.
+    /// Sends `req` once and reads the whole response. A request the server did not process
+    /// is sent again on another connection (up to [`MAX_UNPROCESSED_REPEATS`] times); a pooled
+    /// connection that turns out to be dead before the response head is replaced by another,
+    /// once.
     pub async fn exchange(&self, req: &Prepared) -> Result<Response, HttpError> {
         let mut reused_failures = 0;
+        let mut unprocessed = 0;
         loop {
             let (lease, reused) = self.checkout(&req.origin).await?;
             let counter = if reused {
@@ -110,6 +129,17 @@ impl Client {
             counter.fetch_add(1, Ordering::Relaxed);
             match self.send(lease, req).await {
                 Ok(resp) => return Ok(resp),
+                Err(f) if f.unprocessed && unprocessed < MAX_UNPROCESSED_REPEATS => {
+                    unprocessed += 1
+                }
+                Err(mut f) if f.unprocessed => {
+                    f.error.message = format!(
+                        "{} ({} attempts, none processed by the server)",
+                        f.error.message,
+                        unprocessed + 1
+                    );
+                    return Err(f.error);
+                }
                 Err(f) if f.may_repeat && reused && reused_failures == 0 => reused_failures += 1,
                 Err(f) => return Err(f.error),
             }
@@ -203,6 +233,9 @@ impl Client {
         let origin = &req.origin;
         let idempotent = is_idempotent(&req.method);
         let failed = |e: hyper::Error, unsent: bool| Failure {
+            unprocessed: unsent
+                || errors::is_refused(&e)
+                || (idempotent && (errors::is_go_away(&e) || errors::h2_dropped_unopened(&e))),
             may_repeat: unsent || (idempotent && !e.is_parse()),
             error: errors::exchange_failed(origin, &e, self.max_header_bytes),
         };
@@ -239,7 +272,9 @@ impl Client {
                     Ok(r) => r,
                     Err(mut e) => {
                         let unsent = e.take_message().is_some();
-                        if conn.sender.is_closed() {
+                        // After a GOAWAY the connection takes no new streams: later requests
+                        // must open another one while this one finishes its older streams.
+                        if conn.sender.is_closed() || errors::is_go_away(e.error()) {
                             host.drop_h2(&conn);
                         }
                         return Err(failed(e.into_error(), unsent));

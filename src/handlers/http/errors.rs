@@ -127,6 +127,29 @@ pub(crate) fn exchange_failed(
     HttpError::protocol(message)
 }
 
+/// The server sent GOAWAY on the connection this stream was meant for.
+pub(crate) fn is_go_away(e: &hyper::Error) -> bool {
+    find::<h2::Error>(e).is_some_and(|h2| h2.is_go_away() && h2.is_remote())
+}
+
+/// The server reset the request's stream with REFUSED_STREAM: it did not process it (RFC 9113
+/// section 8.7), so it may be sent again on a new connection whatever the method.
+pub(crate) fn is_refused(e: &hyper::Error) -> bool {
+    find::<h2::Error>(e).is_some_and(|h2| {
+        h2.is_remote() && h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+    })
+}
+
+/// hyper's HTTP/2 dispatcher dropped the request without an answer. It does that when the
+/// connection shuts down after a GOAWAY while the request's stream waits for a free slot
+/// (MAX_CONCURRENT_STREAMS), usually before the stream was sent. (The connection task is
+/// never aborted while a request uses it, and the runtime outlives every request, which are
+/// hyper's other reasons for this error.) hyper has no predicate for it: `is_user` plus its
+/// fixed text.
+pub(crate) fn h2_dropped_unopened(e: &hyper::Error) -> bool {
+    e.is_user() && e.to_string().starts_with("dispatch task is gone")
+}
+
 /// Reading the response body failed.
 pub(crate) fn body_failed(origin: &Origin, e: &hyper::Error) -> HttpError {
     if let Some(tls) = find_rustls(e) {
@@ -168,10 +191,15 @@ fn next_cause<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError +
 }
 
 fn find_rustls<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    find(e)
+}
+
+/// The first error of type `T` in the chain (hyper wraps the h2 and rustls errors).
+fn find<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a T> {
     let mut cur = Some(e);
     while let Some(c) = cur {
-        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
-            return Some(tls);
+        if let Some(found) = c.downcast_ref::<T>() {
+            return Some(found);
         }
         cur = next_cause(c);
     }

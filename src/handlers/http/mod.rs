@@ -35,6 +35,14 @@
 //!   HTTP/2 stream is reset; its shared connection stays).
 //!
 //! On failure `data` holds a message naming the origin and the cause.
+//!
+//! # Requests the server did not process
+//! An HTTP/2 server closing a connection with GOAWAY (nginx does after `keepalive_requests`)
+//! or refusing a stream with REFUSED_STREAM has not processed those requests (RFC 9113
+//! sections 6.8 and 8.7). They are sent again on a new connection, up to 10 times, without
+//! counting against `retries`: refused streams and requests never sent whatever the method,
+//! requests failed by a GOAWAY when their method is idempotent (hyper can report a GOAWAY for
+//! a stream it had just sent, so a POST is not repeated on that evidence alone).
 
 mod client;
 mod connect;

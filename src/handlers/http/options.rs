@@ -56,6 +56,9 @@ pub struct HttpOptions {
     pub max_redirects: u32,
     /// Extra attempts for idempotent requests (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) after a
     /// connect error or a 502, 503 or 504 response. 0 = no retries (the default); at most 100.
+    /// Requests the server did not process are sent again whatever this says, up to 10 times
+    /// and for any method: never sent, or refused with HTTP/2 REFUSED_STREAM; idempotent ones
+    /// also when their HTTP/2 stream failed with the connection's GOAWAY.
     pub retries: u32,
     /// Delay before the first retry, in ms; each later retry doubles it (capped at 30 s) and
     /// every delay is jittered to between half and all of its value. A `Retry-After` in
