@@ -89,6 +89,11 @@ async fn describe(
 
 /// An HTTPS server offering h2 and http/1.1 in ALPN.
 fn tls_server(pki: &TestPki) -> Server {
+    tls_server_alpn(pki, &[b"h2", b"http/1.1"])
+}
+
+/// An HTTPS server offering `alpn`; `/slow` paths are answered after 100 ms.
+fn tls_server_alpn(pki: &TestPki, alpn: &[&[u8]]) -> Server {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -96,7 +101,7 @@ fn tls_server(pki: &TestPki) -> Server {
         .with_no_client_auth()
         .with_single_cert(pki.chain.clone(), pki.key.clone_key())
         .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     Server::raw(move |stream, _| {
         let acceptor = acceptor.clone();
@@ -106,13 +111,19 @@ fn tls_server(pki: &TestPki) -> Server {
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = TokioIo::new(tls);
+            let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                if req.uri().path().starts_with("/slow") {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                describe(req).await
+            });
             if h2 {
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(io, service_fn(describe))
+                    .serve_connection(io, service)
                     .await;
             } else {
                 let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service_fn(describe))
+                    .serve_connection(io, service)
                     .await;
             }
         }
@@ -285,4 +296,78 @@ fn cancelling_an_http2_request_resets_only_its_stream() {
         1,
         "the shared connection survived the cancel"
     );
+}
+
+fn with_test_ca(engine: &portway::Engine, name: &str, pki: &TestPki, max_conns: u32) -> u32 {
+    engine
+        .register_http(
+            name,
+            HttpOptions {
+                extra_ca_pem_path: Some(pki.ca_pem_path.clone()),
+                max_connections_per_host: max_conns,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_cold_burst_to_an_h2_origin_shares_one_connection() {
+    // Nothing is known about the origin when 300 requests arrive at once: they wait for the
+    // first connection's ALPN instead of each opening their own.
+    let pki = TestPki::new("cold-h2");
+    let server = tls_server(&pki);
+    let engine = engine();
+    let http = with_test_ca(&engine, "https-cold", &pki, 256);
+    for i in 0..300 {
+        submit(
+            &engine,
+            http,
+            &get(&https_url(&server, &format!("/slow/{i}"))),
+            0,
+        );
+    }
+    for c in wait_all(&engine, 300) {
+        assert_status(&c, Status::PORTWAY_OK);
+        assert_eq!(meta(&c, "x-version"), Some("HTTP/2.0"));
+    }
+    assert_eq!(server.accepted(), 1, "one connection for the whole burst");
+}
+
+#[test]
+fn a_cold_burst_to_an_http1_origin_fans_out_up_to_the_cap() {
+    let pki = TestPki::new("cold-h1");
+    let server = tls_server_alpn(&pki, &[b"http/1.1"]);
+    let engine = engine();
+    let http = with_test_ca(&engine, "https-cold-h1", &pki, 4);
+    for i in 0..20 {
+        submit(
+            &engine,
+            http,
+            &get(&https_url(&server, &format!("/slow/{i}"))),
+            0,
+        );
+    }
+    for c in wait_all(&engine, 20) {
+        assert_status(&c, Status::PORTWAY_OK);
+        assert_eq!(meta(&c, "x-version"), Some("HTTP/1.1"));
+    }
+    assert_eq!(server.accepted(), 4);
+}
+
+#[test]
+fn a_cold_burst_shares_the_failure_of_the_first_connection() {
+    let pki = TestPki::new("cold-untrusted");
+    let server = tls_server(&pki);
+    let engine = engine();
+    let http = engine.lookup("http").unwrap();
+    for _ in 0..50 {
+        submit(&engine, http, &get(&https_url(&server, "/")), 0);
+    }
+    for c in wait_all(&engine, 50) {
+        assert_status(&c, Status::PORTWAY_TLS_ERROR);
+        assert!(text(&c).contains("certificate"), "{}", text(&c));
+    }
+    // Requests that waited for the first handshake got its error instead of trying their own.
+    assert!(server.accepted() < 50, "{} handshakes", server.accepted());
 }

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use super::connect::{Connected, Connector};
 use super::errors::{self, HttpError, Kind};
 use super::options::HttpOptions;
-use super::pool::{H1Conn, H2Conn, Host, Pool, ReqBody};
+use super::pool::{H1Conn, H2Conn, Host, Pool, Probe, ReqBody};
 use super::request::{Origin, Prepared};
 use super::retry::is_idempotent;
 use crate::error::Result as PwResult;
@@ -147,7 +147,9 @@ impl Client {
     }
 
     /// Takes an idle or shared connection, or opens one within the cap, or waits for one.
-    /// The flag says whether the connection was used before.
+    /// While the first connection to an https origin is being opened, waits for it to learn
+    /// the protocol (see the pool's module doc). The flag says whether the connection was
+    /// used before.
     async fn checkout(&self, origin: &Origin) -> Result<(Lease, bool), HttpError> {
         self.pool.start_reaper();
         let host = self.pool.host(origin);
@@ -167,14 +169,32 @@ impl Client {
                     true,
                 ));
             }
+            let probe = if self.connector.may_speak_h2(origin) && !host.h1_known() {
+                match host.join_probe() {
+                    Probe::Lead(guard) => Some(guard),
+                    Probe::Wait(generation) => {
+                        notified.await;
+                        if let Some(e) = host.probe_error(generation) {
+                            return Err(e);
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
             let permit = match host.permits.clone().try_acquire_owned() {
                 Ok(p) => p,
                 Err(_) => tokio::select! {
-                    _ = &mut notified => continue,
+                    _ = &mut notified, if probe.is_none() => continue,
                     p = host.permits.clone().acquire_owned() => p.map_err(closed_pool)?,
                 },
             };
-            return Ok((self.opened(origin, host.clone(), permit).await?, false));
+            let opened = self.opened(origin, host.clone(), permit).await;
+            if let Some(guard) = probe {
+                guard.finish(opened.as_ref().err());
+            }
+            return Ok((opened?, false));
         }
     }
 
@@ -219,7 +239,7 @@ impl Client {
     ) -> Result<Lease, HttpError> {
         Ok(match self.connector.connect(origin, permit).await? {
             Connected::H1(conn) => {
-                host.forget_h2();
+                host.set_h1();
                 Lease::H1 { conn, host }
             }
             Connected::H2(conn) => {

@@ -52,6 +52,12 @@ impl Connector {
         })
     }
 
+    /// Whether a new connection to `origin` may turn out to speak HTTP/2 (ALPN offers h2 on
+    /// https); plain http without prior knowledge is always HTTP/1.1.
+    pub fn may_speak_h2(&self, origin: &Origin) -> bool {
+        origin.tls
+    }
+
     /// Opens a connection to `origin`; the connection keeps `permit` until it closes.
     pub async fn connect(
         &self,

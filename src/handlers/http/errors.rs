@@ -29,7 +29,7 @@ pub(crate) enum Kind {
 }
 
 /// A failed exchange.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct HttpError {
     pub kind: Kind,
     pub message: String,

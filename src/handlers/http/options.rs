@@ -24,7 +24,10 @@ pub(crate) const MIN_HEADER_BYTES: u32 = 1024;
 pub struct HttpOptions {
     /// Most connections open at once to one origin (scheme, host, port), idle ones included.
     /// Requests beyond what those connections can carry wait for one to come free.
-    /// 0 = no limit. Default 256.
+    /// An HTTP/2 origin gets one connection (RFC 9113 section 9.1), shared by all requests;
+    /// those beyond the server's MAX_CONCURRENT_STREAMS queue on it. While the first
+    /// connection to an https origin is opened, other requests wait to learn whether it
+    /// speaks HTTP/2 instead of opening their own. 0 = no limit. Default 256.
     pub max_connections_per_host: u32,
     /// Largest response body accepted, in bytes; a longer body fails the request with
     /// `PORTWAY_BODY_TOO_LARGE` and reading stops at the limit. 0 = no limit. Default 64 MiB.
