@@ -353,6 +353,12 @@ typedef struct portway_http_options {
      * `PORTWAY_TIMEOUT` (message naming read_timeout_ms). 0 = none. Default 30000.
      */
     uint32_t read_timeout_ms;
+    /**
+     * Send `Accept-Encoding: gzip, br, zstd, deflate` when the request has none and decode
+     * such bodies (`max_body_bytes` applies to the decoded size; headers stay as received).
+     * Default true.
+     */
+    bool decompress;
 } portway_http_options;
 
 /**

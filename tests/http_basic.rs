@@ -628,3 +628,88 @@ fn a_silent_server_fails_after_read_timeout_and_a_slow_steady_one_does_not() {
     assert_status(&c, Status::PORTWAY_OK);
     assert_eq!(text(&c), "x".repeat(12));
 }
+
+#[test]
+fn compressed_bodies_are_asked_for_and_decoded_within_the_limit() {
+    use std::io::Write;
+    let plain = b"compress me, ".repeat(1000);
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&plain).unwrap();
+        e.finish().unwrap()
+    };
+    let deflate = {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&plain).unwrap();
+        e.finish().unwrap()
+    };
+    let zstd = zstd::encode_all(&plain[..], 3).unwrap();
+    let bomb = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![0u8; 8 << 20]).unwrap();
+        e.finish().unwrap()
+    };
+    let server = Server::http(move |req| {
+        let accept = req.header("accept-encoding").unwrap_or("-").to_owned();
+        let (coding, body) = match req.target.as_str() {
+            "/gzip" => ("gzip", gz.clone()),
+            "/deflate" => ("deflate", deflate.clone()),
+            "/zstd" => ("zstd", zstd.clone()),
+            "/bomb" => ("gzip", bomb.clone()),
+            _ => ("gzip", b"\x1f\x8bnot really gzip".to_vec()),
+        };
+        response(
+            200,
+            &[("Content-Encoding", coding), ("X-Accept", &accept)],
+            &body,
+        )
+    });
+    let engine = engine();
+    let http = engine.lookup("http").unwrap();
+    for path in ["/gzip", "/deflate", "/zstd"] {
+        let c = run(&engine, http, &get(&server.url(path)), 0);
+        assert_status(&c, Status::PORTWAY_OK);
+        assert_eq!(c.data, plain, "{path}");
+        assert_eq!(meta(&c, "x-accept"), Some("gzip, br, zstd, deflate"));
+        // The headers stay as received.
+        assert_eq!(meta(&c, "content-encoding"), Some(&path[1..]));
+    }
+    let c = run(&engine, http, &get(&server.url("/corrupt")), 0);
+    assert_status(&c, Status::PORTWAY_PROTOCOL_ERROR);
+    assert!(text(&c).contains("cannot be decoded"), "{}", text(&c));
+
+    // A zip bomb: 8 MiB of zeros in a few KiB, against a 1 MiB limit.
+    let small = engine
+        .register_http(
+            "http-1mib",
+            HttpOptions {
+                max_body_bytes: 1 << 20,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap();
+    let c = run(&engine, small, &get(&server.url("/bomb")), 0);
+    assert_status(&c, Status::PORTWAY_BODY_TOO_LARGE);
+    assert!(text(&c).contains("decoded (gzip)"), "{}", text(&c));
+
+    // A caller's own Accept-Encoding, or decompress off: the body as sent.
+    let own = format!(
+        "GET {} HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n",
+        server.url("/gzip")
+    );
+    let c = run(&engine, http, own.as_bytes(), 0);
+    assert_eq!(meta(&c, "x-accept"), Some("gzip"));
+    assert_ne!(c.data, plain);
+    let raw = engine
+        .register_http(
+            "http-raw",
+            HttpOptions {
+                decompress: false,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap();
+    let c = run(&engine, raw, &get(&server.url("/gzip")), 0);
+    assert_eq!(meta(&c, "x-accept"), Some("-"));
+    assert_ne!(c.data, plain);
+}

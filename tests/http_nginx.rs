@@ -202,6 +202,17 @@ fn against_nginx() {
     let nginx = Nginx::start(&bin);
     goaway_after_keepalive_requests_loses_nothing(&nginx);
     a_cold_burst_opens_at_most_four_connections(&nginx);
+    gzip_bodies_are_decoded(&nginx);
+}
+
+/// nginx gzips the page when asked: portway asks and hands back the page itself.
+fn gzip_bodies_are_decoded(nginx: &Nginx) {
+    let engine = engine();
+    let http = nginx.handler(&engine, "nginx-gzip");
+    let c = run(&engine, http, &get(&nginx.url(nginx.long_port, "/")), 0);
+    assert_status(&c, Status::PORTWAY_OK);
+    assert_eq!(meta(&c, "content-encoding"), Some("gzip"));
+    assert_eq!(text(&c), page());
 }
 
 /// nginx ends each connection with GOAWAY after 100 requests: 10 rounds of 300 concurrent

@@ -52,6 +52,10 @@ pub struct portway_http_options {
     /// response head, then between two pieces of the body. Past it the request fails with
     /// `PORTWAY_TIMEOUT` (message naming read_timeout_ms). 0 = none. Default 30000.
     pub read_timeout_ms: u32,
+    /// Send `Accept-Encoding: gzip, br, zstd, deflate` when the request has none and decode
+    /// such bodies (`max_body_bytes` applies to the decoded size; headers stay as received).
+    /// Default true.
+    pub decompress: bool,
 }
 
 /// Writes the default options (those of the built-in "http" handler) to `*out`.
@@ -77,6 +81,7 @@ pub unsafe extern "C" fn portway_http_options_default(
             extra_ca_pem_path: std::ptr::null(),
             danger_accept_invalid_certs: d.danger_accept_invalid_certs,
             read_timeout_ms: d.read_timeout_ms,
+            decompress: d.decompress,
         };
         // SAFETY: the caller passes NULL or a writable struct.
         unsafe { write_out(out, "out", opts) }
@@ -124,6 +129,7 @@ pub unsafe extern "C" fn portway_register_http(
             }
             options.danger_accept_invalid_certs = o.danger_accept_invalid_certs;
             options.read_timeout_ms = o.read_timeout_ms;
+            options.decompress = o.decompress;
         }
         let id = engine.register_http(name, options)?;
         // SAFETY: checked non-NULL above.

@@ -123,6 +123,7 @@ class PortwayHttpOptions(Structure):
         ("extra_ca_pem_path", c_char_p),
         ("danger_accept_invalid_certs", c_bool),
         ("read_timeout_ms", c_uint32),
+        ("decompress", c_bool),
     ]
 
 

@@ -7,13 +7,16 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING, UPGRADE, USER_AGENT};
+use http::header::{
+    ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
+};
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use super::connect::{Connected, Connector};
+use super::decode::{self, DecodeError, Decoder};
 use super::errors::{self, HttpError, Kind};
 use super::options::HttpOptions;
 use super::pool::{H1Conn, H2Conn, Host, Pool, Probe, ReqBody};
@@ -78,6 +81,7 @@ pub(crate) struct Client {
     body_limit: u64,
     max_header_bytes: u32,
     read_timeout: Option<Duration>,
+    decompress: bool,
     user_agent: Option<HeaderValue>,
 }
 
@@ -99,6 +103,7 @@ impl Client {
             body_limit: opts.body_limit(),
             max_header_bytes: opts.max_header_bytes,
             read_timeout: opts.read_timeout(),
+            decompress: opts.decompress,
             user_agent,
         })
     }
@@ -252,6 +257,8 @@ impl Client {
     async fn send(&self, lease: Lease, req: &Prepared) -> Result<Response, Failure> {
         let origin = &req.origin;
         let idempotent = is_idempotent(&req.method);
+        // Decode only what portway asked for: a caller's own Accept-Encoding gets raw bytes.
+        let decode = self.decompress && !req.headers.contains_key(ACCEPT_ENCODING);
         let failed = |e: hyper::Error, unsent: bool| Failure {
             unprocessed: unsent
                 || errors::is_refused(&e)
@@ -275,7 +282,7 @@ impl Client {
                         return Err(failed(e.into_error(), unsent));
                     }
                 };
-                let resp = self.read(origin, resp).await?;
+                let resp = self.read(origin, resp, decode).await?;
                 host.put_idle(conn);
                 Ok(resp)
             }
@@ -300,7 +307,7 @@ impl Client {
                         return Err(failed(e.into_error(), unsent));
                     }
                 };
-                Ok(self.read(origin, resp).await?)
+                Ok(self.read(origin, resp, decode).await?)
             }
         }
     }
@@ -310,6 +317,7 @@ impl Client {
         &self,
         origin: &Origin,
         resp: hyper::Response<Incoming>,
+        decode: bool,
     ) -> Result<Response, HttpError> {
         let (parts, mut body) = resp.into_parts();
         let limit = self.body_limit;
@@ -330,11 +338,23 @@ impl Client {
             ));
         }
         // Room for the announced length (within reason) and the NUL the completion adds.
-        let mut data =
-            Vec::with_capacity(announced.unwrap_or(0).min(limit).min(PREALLOC_MAX) as usize + 1);
+        let capacity = announced.unwrap_or(0).min(limit).min(PREALLOC_MAX) as usize + 1;
+        let mut decoder = if decode {
+            Decoder::for_headers(&parts.headers, limit, capacity)
+        } else {
+            None
+        };
+        let mut data = Vec::with_capacity(if decoder.is_some() { 0 } else { capacity });
+        let mut encoded_len = 0;
         while let Some(frame) = self.receiving(origin, "body", body.frame()).await? {
             let frame = frame.map_err(|e| errors::body_failed(origin, &e))?;
             if let Ok(chunk) = frame.into_data() {
+                if let Some(d) = &mut decoder {
+                    encoded_len += chunk.len();
+                    d.write(&chunk)
+                        .map_err(|e| decode_failed(origin, d.name, limit, e))?;
+                    continue;
+                }
                 if (data.len() + chunk.len()) as u64 > limit {
                     return Err(HttpError::new(
                         Kind::BodyTooLarge,
@@ -346,6 +366,14 @@ impl Client {
                 }
                 data.extend_from_slice(&chunk);
             }
+        }
+        if let Some(d) = decoder
+            && encoded_len > 0
+        {
+            let name = d.name;
+            data = d
+                .finish()
+                .map_err(|e| decode_failed(origin, name, limit, e))?;
         }
         Ok(Response {
             status: parts.status,
@@ -387,6 +415,9 @@ impl Client {
         {
             headers.insert(USER_AGENT, ua.clone());
         }
+        if self.decompress && !headers.contains_key(ACCEPT_ENCODING) {
+            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static(decode::ACCEPT));
+        }
         let mut uri = req.uri.clone();
         let version;
         if h2 {
@@ -422,6 +453,21 @@ impl Client {
         *out.version_mut() = version;
         *out.headers_mut() = headers;
         out
+    }
+}
+
+fn decode_failed(origin: &Origin, coding: &str, limit: u64, e: DecodeError) -> HttpError {
+    match e {
+        DecodeError::TooLarge => HttpError::new(
+            Kind::BodyTooLarge,
+            format!(
+                "the decoded ({coding}) response body from {origin} is longer than \
+                 max_body_bytes ({limit} bytes); decoding stopped there"
+            ),
+        ),
+        DecodeError::Corrupt(why) => HttpError::protocol(format!(
+            "the {coding} response body from {origin} cannot be decoded: {why}"
+        )),
     }
 }
 

@@ -20,7 +20,10 @@
 //! # Completion
 //! - `PORTWAY_OK` for every HTTP response, 4xx and 5xx included: `code` is the HTTP status,
 //!   `meta` the response headers (names lowercase, in the order received, values of a
-//!   repeated name together), `data` the body.
+//!   repeated name together), `data` the body. With `decompress` on (the default) and no
+//!   `Accept-Encoding` in the request, portway asks for `gzip, br, zstd, deflate` and `data`
+//!   is the decoded body, while `meta` keeps the headers as received (`content-encoding`,
+//!   and `content-length` of the encoded body, included).
 //! - `PORTWAY_CONNECT_ERROR`: the host could not be resolved or connected to, or opening the
 //!   connection (TLS handshake included) took longer than `connect_timeout_ms`.
 //! - `PORTWAY_TLS_ERROR`: the TLS handshake or certificate verification failed.
@@ -46,6 +49,7 @@
 
 mod client;
 mod connect;
+mod decode;
 mod errors;
 mod options;
 mod pool;

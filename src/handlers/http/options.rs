@@ -48,6 +48,12 @@ pub struct HttpOptions {
     /// a request without its own deadline would otherwise wait for forever. 0 = no limit.
     /// Default 30 000.
     pub read_timeout_ms: u32,
+    /// Ask for compressed responses and decode them: a request without `Accept-Encoding` is
+    /// sent with `Accept-Encoding: gzip, br, zstd, deflate` and a response body in one of
+    /// those encodings is decoded as it arrives, `max_body_bytes` applying to the decoded
+    /// size. The response headers stay as received. A request that sets its own
+    /// `Accept-Encoding` gets the body as sent. Default true.
+    pub decompress: bool,
     /// How long an idle keep-alive connection stays in the pool, in ms. 0 = no limit.
     /// Default 90 000.
     pub pool_idle_timeout_ms: u32,
@@ -89,6 +95,7 @@ impl Default for HttpOptions {
             max_header_bytes: 64 << 10,
             connect_timeout_ms: 10_000,
             read_timeout_ms: 30_000,
+            decompress: true,
             pool_idle_timeout_ms: 90_000,
             follow_redirects: false,
             max_redirects: 10,
