@@ -338,7 +338,7 @@ typedef struct portway_http_options {
      */
     bool http2_prior_knowledge;
     /**
-     * Path of a PEM file of CA certificates trusted besides the bundled web PKI roots;
+     * Path of a PEM file of CA certificates trusted besides the other roots;
      * NULL = none.
      */
     const char *extra_ca_pem_path;
@@ -359,6 +359,11 @@ typedef struct portway_http_options {
      * Default true.
      */
     bool decompress;
+    /**
+     * Trust only the bundled web PKI roots. Default false: the platform's trust store
+     * (honouring `SSL_CERT_FILE` / `SSL_CERT_DIR`) is trusted too.
+     */
+    bool bundled_roots_only;
 } portway_http_options;
 
 /**

@@ -203,6 +203,35 @@ fn against_nginx() {
     goaway_after_keepalive_requests_loses_nothing(&nginx);
     a_cold_burst_opens_at_most_four_connections(&nginx);
     gzip_bodies_are_decoded(&nginx);
+    ssl_cert_file_is_trusted_unless_bundled_roots_only(&nginx);
+}
+
+/// The test CA given only through SSL_CERT_FILE (the platform store's override) is trusted,
+/// except by a handler limited to the bundled roots.
+fn ssl_cert_file_is_trusted_unless_bundled_roots_only(nginx: &Nginx) {
+    // SAFETY: this binary runs one test; no other thread reads the environment now.
+    unsafe { std::env::set_var("SSL_CERT_FILE", &nginx.pki.ca_pem_path) };
+    let engine = engine();
+    let system = engine
+        .register_http("nginx-system-store", HttpOptions::default())
+        .unwrap();
+    let bundled = engine
+        .register_http(
+            "nginx-bundled-only",
+            HttpOptions {
+                bundled_roots_only: true,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap();
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("SSL_CERT_FILE") };
+    let url = nginx.url(nginx.long_port, "/");
+    let c = run(&engine, system, &get(&url), 0);
+    assert_status(&c, Status::PORTWAY_OK);
+    let c = run(&engine, bundled, &get(&url), 0);
+    assert_status(&c, Status::PORTWAY_TLS_ERROR);
+    assert!(text(&c).contains("UnknownIssuer"), "{}", text(&c));
 }
 
 /// nginx gzips the page when asked: portway asks and hands back the page itself.

@@ -42,7 +42,7 @@ pub struct portway_http_options {
     /// Speak HTTP/2 without negotiation (h2c on http://, only h2 in ALPN on https://).
     /// Default false.
     pub http2_prior_knowledge: bool,
-    /// Path of a PEM file of CA certificates trusted besides the bundled web PKI roots;
+    /// Path of a PEM file of CA certificates trusted besides the other roots;
     /// NULL = none.
     pub extra_ca_pem_path: *const c_char,
     /// Accept any server certificate without verification. Only for tests: it removes the
@@ -56,6 +56,9 @@ pub struct portway_http_options {
     /// such bodies (`max_body_bytes` applies to the decoded size; headers stay as received).
     /// Default true.
     pub decompress: bool,
+    /// Trust only the bundled web PKI roots. Default false: the platform's trust store
+    /// (honouring `SSL_CERT_FILE` / `SSL_CERT_DIR`) is trusted too.
+    pub bundled_roots_only: bool,
 }
 
 /// Writes the default options (those of the built-in "http" handler) to `*out`.
@@ -82,6 +85,7 @@ pub unsafe extern "C" fn portway_http_options_default(
             danger_accept_invalid_certs: d.danger_accept_invalid_certs,
             read_timeout_ms: d.read_timeout_ms,
             decompress: d.decompress,
+            bundled_roots_only: d.bundled_roots_only,
         };
         // SAFETY: the caller passes NULL or a writable struct.
         unsafe { write_out(out, "out", opts) }
@@ -130,6 +134,7 @@ pub unsafe extern "C" fn portway_register_http(
             options.danger_accept_invalid_certs = o.danger_accept_invalid_certs;
             options.read_timeout_ms = o.read_timeout_ms;
             options.decompress = o.decompress;
+            options.bundled_roots_only = o.bundled_roots_only;
         }
         let id = engine.register_http(name, options)?;
         // SAFETY: checked non-NULL above.

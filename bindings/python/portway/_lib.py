@@ -124,6 +124,7 @@ class PortwayHttpOptions(Structure):
         ("danger_accept_invalid_certs", c_bool),
         ("read_timeout_ms", c_uint32),
         ("decompress", c_bool),
+        ("bundled_roots_only", c_bool),
     ]
 
 

@@ -79,7 +79,12 @@ pub struct HttpOptions {
     /// Speak HTTP/2 without negotiation: h2c on `http://` URLs, and only `h2` offered in ALPN on
     /// `https://` URLs. Default false (HTTP/1.1 on `http://`, ALPN picks on `https://`).
     pub http2_prior_knowledge: bool,
-    /// A PEM file of CA certificates trusted in addition to the bundled web PKI roots.
+    /// Trust only the web PKI roots bundled in portway (Mozilla's, from `webpki-roots`).
+    /// Default false: the platform's trust store is trusted as well (on Linux the CA file and
+    /// directory OpenSSL uses, or those named by `SSL_CERT_FILE` / `SSL_CERT_DIR`), so that a
+    /// root installed by the system or an administrator is honoured.
+    pub bundled_roots_only: bool,
+    /// A PEM file of CA certificates trusted in addition to the other roots.
     /// Default none.
     pub extra_ca_pem_path: Option<PathBuf>,
     /// Accept any server certificate without verifying it. Only for tests against servers
@@ -96,6 +101,7 @@ impl Default for HttpOptions {
             connect_timeout_ms: 10_000,
             read_timeout_ms: 30_000,
             decompress: true,
+            bundled_roots_only: false,
             pool_idle_timeout_ms: 90_000,
             follow_redirects: false,
             max_redirects: 10,
