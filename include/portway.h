@@ -244,7 +244,7 @@ typedef struct portway_completion {
      */
     size_t len;
     /**
-     * Handler-defined pairs (the response headers for "http"); NULL when `meta_len` is 0.
+     * Handler-defined pairs (for "http": the response headers, then `:http-version`); NULL when `meta_len` is 0.
      */
     const struct portway_meta *meta;
     /**
@@ -364,6 +364,11 @@ typedef struct portway_http_options {
      * (honouring `SSL_CERT_FILE` / `SSL_CERT_DIR`) is trusted too.
      */
     bool bundled_roots_only;
+    /**
+     * Offer only HTTP/1.1 in ALPN on https:// (not with `http2_prior_knowledge`).
+     * Default false.
+     */
+    bool http1_only;
 } portway_http_options;
 
 /**

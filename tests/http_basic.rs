@@ -63,9 +63,10 @@ fn get_post_put_delete_with_headers_and_bodies() {
             "x-type",
             "set-cookie",
             "set-cookie",
-            "content-length"
+            "content-length",
+            ":http-version"
         ],
-        "headers in the order received"
+        "headers in the order received, then the version"
     );
     let cookies: Vec<&str> = c
         .meta
@@ -539,7 +540,8 @@ fn http1_responses_with_hundreds_of_header_lines_pass_up_to_the_limit() {
     let c = run(&engine, http, &get(&server.url("/250")), 0);
     assert_status(&c, Status::PORTWAY_OK);
     assert_eq!(meta(&c, "x-h249"), Some("249"));
-    assert_eq!(c.meta.len(), 251);
+    assert_eq!(meta(&c, ":http-version"), Some("HTTP/1.1"));
+    assert_eq!(c.meta.len(), 252);
     let c = run(&engine, http, &get(&server.url("/300")), 0);
     assert_status(&c, Status::PORTWAY_PROTOCOL_ERROR);
     assert!(text(&c).contains("over 256 header lines"), "{}", text(&c));
@@ -555,7 +557,7 @@ fn http1_responses_with_hundreds_of_header_lines_pass_up_to_the_limit() {
         .unwrap();
     let c = run(&engine, big, &get(&server.url("/1000")), 0);
     assert_status(&c, Status::PORTWAY_OK);
-    assert_eq!(c.meta.len(), 1001);
+    assert_eq!(c.meta.len(), 1002);
 }
 
 #[test]

@@ -241,6 +241,7 @@ fn gzip_bodies_are_decoded(nginx: &Nginx) {
     let c = run(&engine, http, &get(&nginx.url(nginx.long_port, "/")), 0);
     assert_status(&c, Status::PORTWAY_OK);
     assert_eq!(meta(&c, "content-encoding"), Some("gzip"));
+    assert_eq!(meta(&c, ":http-version"), Some("HTTP/2"));
     assert_eq!(text(&c), page());
 }
 

@@ -319,3 +319,42 @@ fn a_cold_burst_shares_the_failure_of_the_first_connection() {
     // Requests that waited for the first handshake got its error instead of trying their own.
     assert!(server.accepted() < 50, "{} handshakes", server.accepted());
 }
+
+#[test]
+fn the_version_is_reported_and_http1_only_keeps_https_on_http1() {
+    let pki = TestPki::new("http1-only");
+    let server = tls_server(&pki);
+    let engine = engine();
+    let h2 = with_test_ca(&engine, "https-any", &pki, 256);
+    let c = run(&engine, h2, &get(&https_url(&server, "/")), 0);
+    assert_status(&c, Status::PORTWAY_OK);
+    assert_eq!(
+        c.meta.last().unwrap(),
+        &(":http-version".into(), "HTTP/2".into())
+    );
+    let h1 = engine
+        .register_http(
+            "https-http1-only",
+            HttpOptions {
+                extra_ca_pem_path: Some(pki.ca_pem_path.clone()),
+                http1_only: true,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap();
+    let c = run(&engine, h1, &get(&https_url(&server, "/")), 0);
+    assert_status(&c, Status::PORTWAY_OK);
+    assert_eq!(meta(&c, "x-version"), Some("HTTP/1.1"));
+    assert_eq!(meta(&c, ":http-version"), Some("HTTP/1.1"));
+    let e = engine
+        .register_http(
+            "both",
+            HttpOptions {
+                http1_only: true,
+                http2_prior_knowledge: true,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("http1_only"), "{e}");
+}

@@ -52,6 +52,8 @@ export interface HttpRequest {
 export declare class HttpResponse {
   status: number;
   headers: Array<[string, string]>;
+  /** 'HTTP/1.1', 'HTTP/2' (or 'HTTP/1.0'): the version the response came with. */
+  httpVersion: string;
   body: Buffer;
   id: number;
   queuedNs: number;

@@ -59,6 +59,9 @@ pub struct portway_http_options {
     /// Trust only the bundled web PKI roots. Default false: the platform's trust store
     /// (honouring `SSL_CERT_FILE` / `SSL_CERT_DIR`) is trusted too.
     pub bundled_roots_only: bool,
+    /// Offer only HTTP/1.1 in ALPN on https:// (not with `http2_prior_knowledge`).
+    /// Default false.
+    pub http1_only: bool,
 }
 
 /// Writes the default options (those of the built-in "http" handler) to `*out`.
@@ -86,6 +89,7 @@ pub unsafe extern "C" fn portway_http_options_default(
             read_timeout_ms: d.read_timeout_ms,
             decompress: d.decompress,
             bundled_roots_only: d.bundled_roots_only,
+            http1_only: d.http1_only,
         };
         // SAFETY: the caller passes NULL or a writable struct.
         unsafe { write_out(out, "out", opts) }
@@ -135,6 +139,7 @@ pub unsafe extern "C" fn portway_register_http(
             options.read_timeout_ms = o.read_timeout_ms;
             options.decompress = o.decompress;
             options.bundled_roots_only = o.bundled_roots_only;
+            options.http1_only = o.http1_only;
         }
         let id = engine.register_http(name, options)?;
         // SAFETY: checked non-NULL above.

@@ -368,7 +368,11 @@ class Engine {
 class HttpResponse {
   constructor(c) {
     this.status = c.code;
-    this.headers = c.meta;
+    // The handler reports the HTTP version as the last meta pair, ':http-version'.
+    const meta = c.meta;
+    const last = meta.length > 0 ? meta[meta.length - 1] : undefined;
+    this.httpVersion = last !== undefined && last[0] === ':http-version' ? last[1] : '';
+    this.headers = this.httpVersion === '' ? meta : meta.slice(0, -1);
     this.body = c.data;
     this.id = c.id;
     this.queuedNs = c.queuedNs;

@@ -68,6 +68,9 @@ test.describe('http', { skip }, () => {
     assert.ok(Array.isArray(r.headers));
     assert.equal(r.header('x-test'), 'yes');
     assert.ok(r.headers.some(([k, v]) => k.toLowerCase() === 'content-type' && v === 'text/plain'));
+    // The version comes apart from the headers.
+    assert.equal(r.httpVersion, 'HTTP/1.1');
+    assert.ok(!r.headers.some(([k]) => k === ':http-version'));
   });
 
   test('POST with headers and body, json()', async () => {

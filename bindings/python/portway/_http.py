@@ -25,6 +25,9 @@ _BAD_URL = re.compile("[ \r\n\0]")
 # Request heads of bodiless, header-less requests (the common GET), by (method, url): building
 # one validates and formats it, a dict hit does not. Bounded: cleared when full.
 _HEAD_CACHE: dict[tuple[str, str], bytes] = {}
+
+# The last meta pair of every "http" completion: the HTTP version used.
+_VERSION_META = ":http-version"
 _HEAD_CACHE_MAX = 512
 
 
@@ -86,10 +89,16 @@ def _build_request(method: str, url: str, headers: HeadersArg, body: bytes | str
 class HttpResponse:
     """A response from the "http" handler: any HTTP status, 4xx and 5xx included."""
 
-    __slots__ = ("status", "headers", "body", "completion")
+    __slots__ = ("status", "headers", "body", "completion", "http_version")
 
     def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes, completion: Completion | None = None) -> None:
         self.status = status
+        #: The HTTP version of the response: "HTTP/1.1", "HTTP/2" (or "HTTP/1.0"); the
+        #: handler reports it as the last meta pair, ``:http-version``, taken off ``headers``.
+        self.http_version = ""
+        if headers and headers[-1][0] == _VERSION_META:
+            self.http_version = headers[-1][1]
+            headers = headers[:-1]
         self.headers = headers
         self.body = body
         self.completion = completion

@@ -125,6 +125,7 @@ class PortwayHttpOptions(Structure):
         ("read_timeout_ms", c_uint32),
         ("decompress", c_bool),
         ("bundled_roots_only", c_bool),
+        ("http1_only", c_bool),
     ]
 
 

@@ -109,6 +109,9 @@ def test_status_headers_body(eng: portway.Engine, server: str) -> None:
     names = [k.lower() for k, _ in resp.headers]
     assert names.index("x-one") < names.index("x-two")
     assert resp.header("X-Two") == "2"
+    # The version comes apart from the headers.
+    assert resp.http_version == "HTTP/1.1"
+    assert ":http-version" not in names
 
 
 @needs_http

@@ -33,6 +33,8 @@ pub(crate) struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// The HTTP version the response came with.
+    pub version: Version,
 }
 
 /// A connection taken for one exchange.
@@ -379,6 +381,7 @@ impl Client {
             status: parts.status,
             headers: parts.headers,
             body: data,
+            version: parts.version,
         })
     }
 

@@ -39,6 +39,7 @@ pub(crate) struct Connector {
     tls: TlsConnector,
     connect_timeout: Option<Duration>,
     h2_prior_knowledge: bool,
+    http1_only: bool,
     max_header_bytes: u32,
 }
 
@@ -48,6 +49,7 @@ impl Connector {
             tls: TlsConnector::from(super::tls::client_config(opts)?),
             connect_timeout: opts.connect_timeout(),
             h2_prior_knowledge: opts.http2_prior_knowledge,
+            http1_only: opts.http1_only,
             max_header_bytes: opts.max_header_bytes,
         })
     }
@@ -55,7 +57,7 @@ impl Connector {
     /// Whether a new connection to `origin` may turn out to speak HTTP/2 (ALPN offers h2 on
     /// https); plain http without prior knowledge is always HTTP/1.1.
     pub fn may_speak_h2(&self, origin: &Origin) -> bool {
-        origin.tls
+        origin.tls && !self.http1_only
     }
 
     /// Opens a connection to `origin`; the connection keeps `permit` until it closes.

@@ -23,7 +23,8 @@
 //!   repeated name together), `data` the body. With `decompress` on (the default) and no
 //!   `Accept-Encoding` in the request, portway asks for `gzip, br, zstd, deflate` and `data`
 //!   is the decoded body, while `meta` keeps the headers as received (`content-encoding`,
-//!   and `content-length` of the encoded body, included).
+//!   and `content-length` of the encoded body, included). The last `meta` pair is always
+//!   `:http-version` (a name no header can have) with `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
 //! - `PORTWAY_CONNECT_ERROR`: the host could not be resolved or connected to, or opening the
 //!   connection (TLS handshake included) took longer than `connect_timeout_ms`.
 //! - `PORTWAY_TLS_ERROR`: the TLS handshake or certificate verification failed.
@@ -202,11 +203,29 @@ impl Inner {
     }
 }
 
+/// The name of the last meta pair of every response: the HTTP version used.
+pub const VERSION_META: &str = ":http-version";
+
+fn version_name(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
 fn into_outcome(resp: Response) -> Outcome {
+    let version = version_name(resp.version);
     let meta = Meta::from_byte_pairs(|| {
         resp.headers
             .iter()
             .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+            .chain(std::iter::once((
+                VERSION_META.as_bytes(),
+                version.as_bytes(),
+            )))
     });
     Outcome::ok(resp.body)
         .with_code(u32::from(resp.status.as_u16()))

@@ -79,6 +79,9 @@ pub struct HttpOptions {
     /// Speak HTTP/2 without negotiation: h2c on `http://` URLs, and only `h2` offered in ALPN on
     /// `https://` URLs. Default false (HTTP/1.1 on `http://`, ALPN picks on `https://`).
     pub http2_prior_knowledge: bool,
+    /// Offer only HTTP/1.1 in ALPN on `https://` URLs (for servers or middleboxes whose
+    /// HTTP/2 misbehaves). Cannot be combined with `http2_prior_knowledge`. Default false.
+    pub http1_only: bool,
     /// Trust only the web PKI roots bundled in portway (Mozilla's, from `webpki-roots`).
     /// Default false: the platform's trust store is trusted as well (on Linux the CA file and
     /// directory OpenSSL uses, or those named by `SSL_CERT_FILE` / `SSL_CERT_DIR`), so that a
@@ -102,6 +105,7 @@ impl Default for HttpOptions {
             read_timeout_ms: 30_000,
             decompress: true,
             bundled_roots_only: false,
+            http1_only: false,
             pool_idle_timeout_ms: 90_000,
             follow_redirects: false,
             max_redirects: 10,
@@ -140,6 +144,11 @@ impl HttpOptions {
                 "retries must be at most {MAX_RETRIES}, got {}",
                 self.retries
             )));
+        }
+        if self.http1_only && self.http2_prior_knowledge {
+            return Err(Error::invalid(
+                "http1_only and http2_prior_knowledge cannot both be set",
+            ));
         }
         if http::HeaderValue::from_str(&self.user_agent).is_err() {
             return Err(Error::invalid(

@@ -42,6 +42,8 @@ pub(crate) fn client_config(opts: &HttpOptions) -> Result<Arc<ClientConfig>> {
     };
     config.alpn_protocols = if opts.http2_prior_knowledge {
         vec![b"h2".to_vec()]
+    } else if opts.http1_only {
+        vec![b"http/1.1".to_vec()]
     } else {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     };
