@@ -1021,8 +1021,10 @@ class Engine:
     def register_http(self, name: str, **options: Any) -> int:
         """Registers another http handler ``name`` with its own connection pool and limits.
         ``options`` are ``portway_http_options`` fields (e.g. ``max_connections_per_host=8,
-        max_body_bytes=1 << 20, follow_redirects=True, retries=2, user_agent="me/1"``);
-        the rest keep their defaults. Use it with ``http(..., handler=name)``."""
+        max_body_bytes=1 << 20, follow_redirects=True, retries=2, user_agent="me/1",
+        read_timeout_ms=5000, decompress=False, http1_only=True, bundled_roots_only=True``);
+        the rest keep their defaults (bindings/python/README.md lists them all). Use it with
+        ``http(..., handler=name)``."""
         if not hasattr(LIB, "portway_register_http"):
             raise PortwayError("this libportway has no portway_register_http")
         opts = _lib.PortwayHttpOptions()
