@@ -369,6 +369,13 @@ typedef struct portway_http_options {
      * Default false.
      */
     bool http1_only;
+    /**
+     * Forward proxy: NULL = from the environment (http_proxy, https_proxy/HTTPS_PROXY,
+     * all_proxy/ALL_PROXY, no_proxy/NO_PROXY as curl reads them; loopback targets go direct),
+     * "" = none, or `http://[user:password@]host:port` for every request (CONNECT for
+     * https targets; user:password sent as Proxy-Authorization). Default NULL.
+     */
+    const char *proxy;
 } portway_http_options;
 
 /**

@@ -358,3 +358,34 @@ fn the_version_is_reported_and_http1_only_keeps_https_on_http1() {
         .unwrap_err();
     assert!(e.to_string().contains("http1_only"), "{e}");
 }
+
+#[test]
+fn https_through_a_proxy_uses_a_connect_tunnel() {
+    let pki = TestPki::new("proxied");
+    let server = tls_server(&pki);
+    let (proxy, seen) = http_support::proxy::forward_proxy(false);
+    let engine = engine();
+    let http = engine
+        .register_http(
+            "https-proxied",
+            HttpOptions {
+                extra_ca_pem_path: Some(pki.ca_pem_path.clone()),
+                proxy: Some(format!("http://me:secret@{}", proxy.addr)),
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap();
+    let c = run(&engine, http, &get(&https_url(&server, "/tunnelled")), 0);
+    assert_status(&c, Status::PORTWAY_OK);
+    assert_eq!(meta(&c, ":http-version"), Some("HTTP/2"));
+    assert_eq!(text(&c), "GET /tunnelled ");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [(
+            "CONNECT".to_owned(),
+            format!("127.0.0.1:{}", server.addr.port()),
+            "Basic bWU6c2VjcmV0".to_owned()
+        )]
+    );
+}

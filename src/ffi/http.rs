@@ -62,6 +62,11 @@ pub struct portway_http_options {
     /// Offer only HTTP/1.1 in ALPN on https:// (not with `http2_prior_knowledge`).
     /// Default false.
     pub http1_only: bool,
+    /// Forward proxy: NULL = from the environment (http_proxy, https_proxy/HTTPS_PROXY,
+    /// all_proxy/ALL_PROXY, no_proxy/NO_PROXY as curl reads them; loopback targets go direct),
+    /// "" = none, or `http://[user:password@]host:port` for every request (CONNECT for
+    /// https targets; user:password sent as Proxy-Authorization). Default NULL.
+    pub proxy: *const c_char,
 }
 
 /// Writes the default options (those of the built-in "http" handler) to `*out`.
@@ -90,6 +95,7 @@ pub unsafe extern "C" fn portway_http_options_default(
             decompress: d.decompress,
             bundled_roots_only: d.bundled_roots_only,
             http1_only: d.http1_only,
+            proxy: std::ptr::null(),
         };
         // SAFETY: the caller passes NULL or a writable struct.
         unsafe { write_out(out, "out", opts) }
@@ -140,6 +146,10 @@ pub unsafe extern "C" fn portway_register_http(
             options.decompress = o.decompress;
             options.bundled_roots_only = o.bundled_roots_only;
             options.http1_only = o.http1_only;
+            if !o.proxy.is_null() {
+                // SAFETY: non-NULL, NUL-terminated per the caller.
+                options.proxy = Some(unsafe { utf8(o.proxy, "opts->proxy") }?.to_owned());
+            }
         }
         let id = engine.register_http(name, options)?;
         // SAFETY: checked non-NULL above.

@@ -126,6 +126,7 @@ class PortwayHttpOptions(Structure):
         ("decompress", c_bool),
         ("bundled_roots_only", c_bool),
         ("http1_only", c_bool),
+        ("proxy", c_char_p),
     ]
 
 

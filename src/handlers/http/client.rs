@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
-    ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
+    ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING,
+    UPGRADE, USER_AGENT,
 };
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version};
@@ -448,7 +449,17 @@ impl Client {
             {
                 headers.insert(HOST, v);
             }
-            uri = origin_form(&uri);
+            match self.connector.proxy_for(&req.origin) {
+                // Plain http through a proxy: the absolute URL tells the proxy where to go.
+                Some(proxy) if !req.origin.tls => {
+                    if let Some(auth) = &proxy.auth
+                        && !headers.contains_key(PROXY_AUTHORIZATION)
+                    {
+                        headers.insert(PROXY_AUTHORIZATION, auth.clone());
+                    }
+                }
+                _ => uri = origin_form(&uri),
+            }
         }
         let mut out = hyper::Request::new(Full::new(Bytes::clone(&req.body)));
         *out.method_mut() = req.method.clone();

@@ -16,6 +16,7 @@ use tokio_rustls::TlsConnector;
 use super::errors::{self, HttpError, Kind, chain};
 use super::options::HttpOptions;
 use super::pool::{H1Conn, H2Conn, TaskGuard};
+use super::proxy::{Proxies, Proxy, connect_tunnel};
 use super::request::Origin;
 use crate::error::Result as PwResult;
 
@@ -41,6 +42,7 @@ pub(crate) struct Connector {
     h2_prior_knowledge: bool,
     http1_only: bool,
     max_header_bytes: u32,
+    proxies: Proxies,
 }
 
 impl Connector {
@@ -50,6 +52,7 @@ impl Connector {
             connect_timeout: opts.connect_timeout(),
             h2_prior_knowledge: opts.http2_prior_knowledge,
             http1_only: opts.http1_only,
+            proxies: Proxies::new(opts.proxy.as_deref())?,
             max_header_bytes: opts.max_header_bytes,
         })
     }
@@ -58,6 +61,11 @@ impl Connector {
     /// https); plain http without prior knowledge is always HTTP/1.1.
     pub fn may_speak_h2(&self, origin: &Origin) -> bool {
         origin.tls && !self.http1_only
+    }
+
+    /// The proxy requests to `origin` go through, if any.
+    pub fn proxy_for(&self, origin: &Origin) -> Option<&Proxy> {
+        self.proxies.for_origin(origin)
     }
 
     /// Opens a connection to `origin`; the connection keeps `permit` until it closes.
@@ -88,8 +96,14 @@ impl Connector {
         origin: &Origin,
         permit: OwnedSemaphorePermit,
     ) -> Result<Connected, HttpError> {
-        let tcp = tcp_connect(origin).await?;
+        let proxy = self.proxies.for_origin(origin);
+        let mut tcp = tcp_connect(proxy.map_or(origin, |p| &p.addr)).await?;
         let _ = tcp.set_nodelay(true);
+        if let Some(proxy) = proxy
+            && origin.tls
+        {
+            connect_tunnel(&mut tcp, proxy, origin).await?;
+        }
         let (stream, h2): (Box<dyn Stream>, bool) = if origin.tls {
             let name = ServerName::try_from(origin.host.clone()).map_err(|_| {
                 HttpError::new(

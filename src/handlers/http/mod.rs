@@ -54,6 +54,7 @@ mod decode;
 mod errors;
 mod options;
 mod pool;
+mod proxy;
 mod redirect;
 mod request;
 mod retry;

@@ -82,6 +82,12 @@ pub struct HttpOptions {
     /// Offer only HTTP/1.1 in ALPN on `https://` URLs (for servers or middleboxes whose
     /// HTTP/2 misbehaves). Cannot be combined with `http2_prior_knowledge`. Default false.
     pub http1_only: bool,
+    /// The forward proxy: None = from the environment (`http_proxy`, `https_proxy` /
+    /// `HTTPS_PROXY`, `all_proxy` / `ALL_PROXY`, `no_proxy` / `NO_PROXY`, with curl's rules;
+    /// loopback targets always go direct), `""` = none, or an `http://[user:password@]host:port`
+    /// URL used for every request (https targets through a CONNECT tunnel; user:password is
+    /// sent as `Proxy-Authorization: Basic`). Default None.
+    pub proxy: Option<String>,
     /// Trust only the web PKI roots bundled in portway (Mozilla's, from `webpki-roots`).
     /// Default false: the platform's trust store is trusted as well (on Linux the CA file and
     /// directory OpenSSL uses, or those named by `SSL_CERT_FILE` / `SSL_CERT_DIR`), so that a
@@ -106,6 +112,7 @@ impl Default for HttpOptions {
             decompress: true,
             bundled_roots_only: false,
             http1_only: false,
+            proxy: None,
             pool_idle_timeout_ms: 90_000,
             follow_redirects: false,
             max_redirects: 10,
