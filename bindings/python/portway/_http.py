@@ -94,11 +94,11 @@ class HttpResponse:
     def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes, completion: Completion | None = None) -> None:
         self.status = status
         #: The HTTP version of the response: "HTTP/1.1", "HTTP/2" (or "HTTP/1.0"); the
-        #: handler reports it as the last meta pair, ``:http-version``, taken off ``headers``.
+        #: handler reports it as the last meta pair, ``:http-version``, popped off ``headers``
+        #: in place (the list stays the completion's ``meta``: no copy on the hot path).
         self.http_version = ""
         if headers and headers[-1][0] == _VERSION_META:
-            self.http_version = headers[-1][1]
-            headers = headers[:-1]
+            self.http_version = headers.pop()[1]
         self.headers = headers
         self.body = body
         self.completion = completion
