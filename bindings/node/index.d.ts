@@ -47,6 +47,48 @@ export interface HttpRequest {
   body?: Payload;
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** The http handler to use (one added with registerHttp); default 'http'. */
+  handler?: string;
+}
+
+/** Options of registerHttp: portway_http_options in camelCase (defaults in the README). */
+export interface HttpOptions {
+  /** Connections per origin (HTTP/2 origins use one, shared); 0 = no limit. Default 256. */
+  maxConnectionsPerHost?: number;
+  /** Response head limit; HTTP/1 also one header line per 256 bytes, at least 256. Default 65536. */
+  maxHeaderBytes?: number;
+  /** Body limit (decoded size when decompressing); 0 = none. Default 64 MiB. */
+  maxBodyBytes?: number;
+  /** DNS + TCP + TLS handshake limit; 0 = none. Default 10000. */
+  connectTimeoutMs?: number;
+  /** Longest silence while waiting for the head or between body pieces; 0 = none. Default 30000. */
+  readTimeoutMs?: number;
+  /** Idle keep-alive lifetime; 0 = no limit. Default 90000. */
+  poolIdleTimeoutMs?: number;
+  /** Follow 3xx redirects. Default false. */
+  followRedirects?: boolean;
+  /** Most redirects followed. Default 10. */
+  maxRedirects?: number;
+  /** Retries of idempotent requests after connect errors and 502/503/504. Default 0. */
+  retries?: number;
+  /** First retry delay, doubled each time. Default 100. */
+  retryBaseBackoffMs?: number;
+  /** User-Agent when the request has none; '' = none. Default 'portway/<version>'. */
+  userAgent?: string;
+  /** h2c on http://, only h2 on https://. Default false. */
+  http2PriorKnowledge?: boolean;
+  /** Only http/1.1 in ALPN. Default false. */
+  http1Only?: boolean;
+  /** Ask for and decode gzip, br, zstd, deflate. Default true. */
+  decompress?: boolean;
+  /** Trust only the bundled roots, not the platform store. Default false. */
+  bundledRootsOnly?: boolean;
+  /** A PEM file of extra CA certificates. */
+  extraCaPemPath?: string;
+  /** Forward proxy: unset = environment (curl's rules), '' = none, or 'http://user:pw@host:port'. */
+  proxy?: string;
+  /** No certificate verification (tests only). Default false. */
+  dangerAcceptInvalidCerts?: boolean;
 }
 
 export declare class HttpResponse {
@@ -142,6 +184,8 @@ export declare class Engine {
   http(req: HttpRequest): Promise<HttpResponse>;
   pipeline(name: string, stages: Array<string | number>): number;
   setConcurrency(name: string | number, limit: number): void;
+  /** Adds an http handler with its own pool and options; returns its id. */
+  registerHttp(name: string, options?: HttpOptions): number;
   cancel(id: number): boolean;
   cancelAll(): void;
   stats(): Stats;

@@ -16,6 +16,15 @@ class PortwayError extends Error {
 }
 native.setErrorClass(PortwayError);
 
+/** The options of registerHttp and their kinds (portway_http_options in camelCase). */
+const HTTP_OPTIONS = {
+  maxConnectionsPerHost: 'u32', maxHeaderBytes: 'u32', maxBodyBytes: 'u64', connectTimeoutMs: 'u32',
+  readTimeoutMs: 'u32', poolIdleTimeoutMs: 'u32', followRedirects: 'boolean', maxRedirects: 'u32',
+  retries: 'u32', retryBaseBackoffMs: 'u32', userAgent: 'string', http2PriorKnowledge: 'boolean',
+  http1Only: 'boolean', decompress: 'boolean', bundledRootsOnly: 'boolean', extraCaPemPath: 'string',
+  proxy: 'string', dangerAcceptInvalidCerts: 'boolean',
+};
+
 /** An RFC 9110 token: what a method and a header name must be. */
 const TOKEN = /^[A-Z!#$%&'*+.^_`|~0-9a-z-]+$/;
 
@@ -261,7 +270,7 @@ class Engine {
 
   /** Outbound HTTP through the "http" handler. */
   async http(opts) {
-    const { method = 'GET', url, headers, body, timeoutMs, signal } = opts || {};
+    const { method = 'GET', url, headers, body, timeoutMs, signal, handler = 'http' } = opts || {};
     // The common case (a URL string, no headers, no body) reuses the head built before for the
     // same method and URL: the engine copies the payload at submit, so the Buffer is reusable.
     const key = typeof url === 'string' && typeof method === 'string' && headers === undefined &&
@@ -269,7 +278,7 @@ class Engine {
     if (key !== undefined) {
       const cached = this._heads.get(key);
       if (cached !== undefined) {
-        const c = await this.submit('http', cached, { timeoutMs, signal });
+        const c = await this.submit(handler, cached, { timeoutMs, signal });
         return new HttpResponse(c);
       }
     }
@@ -304,13 +313,36 @@ class Engine {
       if (this._heads.size >= 256) this._heads.clear();
       this._heads.set(key, payload);
     }
-    const c = await this.submit('http', payload, { timeoutMs, signal });
+    const c = await this.submit(handler, payload, { timeoutMs, signal });
     return new HttpResponse(c);
   }
 
   /** Registers a pipeline of stages (handler names or ids); returns its id. */
   pipeline(name, stages) {
     const id = this._n.pipeline(String(name), stages.map((s) => this.lookup(s)));
+    this._ids.set(name, id);
+    return id;
+  }
+
+  /**
+   * Registers another http handler `name` with its own connection pool and options (the
+   * fields of portway_http_options in camelCase; see index.d.ts). Use it with
+   * `http({ ..., handler: name })`.
+   */
+  registerHttp(name, options = {}) {
+    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    for (const [k, v] of Object.entries(options)) {
+      const kind = HTTP_OPTIONS[k];
+      if (kind === undefined) {
+        throw new TypeError(`unknown http option ${k}; known: ${Object.keys(HTTP_OPTIONS).join(', ')}`);
+      }
+      if (v === undefined || v === null) continue;
+      const ok = kind === 'u32' ? Number.isInteger(v) && v >= 0 && v <= 0xffffffff
+        : kind === 'u64' ? Number.isSafeInteger(v) && v >= 0
+          : typeof v === kind;
+      if (!ok) throw new TypeError(`http option ${k} must be ${kind === 'u32' || kind === 'u64' ? 'a non-negative integer' : `a ${kind}`}`);
+    }
+    const id = this._n.registerHttp(String(name), options);
     this._ids.set(name, id);
     return id;
   }

@@ -137,6 +137,31 @@ test.describe('http', { skip }, () => {
   });
 });
 
+test('registerHttp: options reach the handler, bad ones throw', async () => {
+  const e = new Engine({ runtimeThreads: 1, poolWorkers: 1 });
+  const srv = http.createServer((req, res) => {
+    res.setHeader('x-accept', String(req.headers['accept-encoding']));
+    res.end('0123456789');
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${srv.address().port}/`;
+  try {
+    e.registerHttp('small', { maxBodyBytes: 4, decompress: false, readTimeoutMs: 5000, proxy: '' });
+    await assert.rejects(e.http({ url, handler: 'small' }), (err) => err.code === 'PORTWAY_BODY_TOO_LARGE');
+    e.registerHttp('roomy', { maxBodyBytes: 100 });
+    const r = await e.http({ url, handler: 'roomy' });
+    assert.equal(r.text(), '0123456789');
+    assert.equal(r.header('x-accept'), 'gzip, br, zstd, deflate');
+    assert.throws(() => e.registerHttp('x', { nope: 1 }), /unknown http option nope/);
+    assert.throws(() => e.registerHttp('x', { retries: -1 }), TypeError);
+    assert.throws(() => e.registerHttp('x', { http1Only: true, http2PriorKnowledge: true }),
+      (err) => err.code === 'PORTWAY_INVALID_ARGUMENT');
+  } finally {
+    srv.close();
+    await e.close();
+  }
+});
+
 test('http() validates its input', async () => {
   const e = new Engine({ runtimeThreads: 1, poolWorkers: 1 });
   await assert.rejects(e.http({ url: 'ftp://x/' }), TypeError);
