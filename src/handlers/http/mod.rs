@@ -25,8 +25,9 @@
 //!   is the decoded body, while `meta` keeps the headers as received (`content-encoding`,
 //!   and `content-length` of the encoded body, included). The last `meta` pair is always
 //!   `:http-version` (a name no header can have) with `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
-//! - `PORTWAY_CONNECT_ERROR`: the host could not be resolved or connected to, or opening the
-//!   connection (TLS handshake included) took longer than `connect_timeout_ms`.
+//! - `PORTWAY_CONNECT_ERROR`: the host (or the proxy) could not be resolved or connected to,
+//!   the proxy refused the CONNECT tunnel, or opening the connection (TLS handshake included)
+//!   took longer than `connect_timeout_ms`.
 //! - `PORTWAY_TLS_ERROR`: the TLS handshake or certificate verification failed.
 //! - `PORTWAY_PROTOCOL_ERROR`: a malformed response, a response head over
 //!   `max_header_bytes`, a connection closed or reset before the response was complete, an
