@@ -269,7 +269,7 @@ typedef struct portway_completion {
      */
     size_t len;
     /**
-     * Handler-defined pairs (the response headers for "http"); NULL when `meta_len` is 0.
+     * Handler-defined pairs (for "http": the response headers, then `:http-version`); NULL when `meta_len` is 0.
      */
     const struct portway_meta *meta;
     /**
@@ -320,7 +320,8 @@ typedef struct portway_http_options {
      */
     uint32_t max_connections_per_host;
     /**
-     * Largest response head in bytes (at least 1024). Default 65536.
+     * Largest response head in bytes (at least 1024). Default 65536. HTTP/1 responses may
+     * also have one header line per 256 bytes of it, and at least 256 lines.
      */
     uint32_t max_header_bytes;
     /**
@@ -347,7 +348,9 @@ typedef struct portway_http_options {
     uint32_t max_redirects;
     /**
      * Extra attempts for idempotent methods after connect errors and 502/503/504, with
-     * jittered exponential backoff; 0 = off (default); at most 100.
+     * jittered exponential backoff; 0 = off (default); at most 100. Requests the server did
+     * not process (never sent, HTTP/2 REFUSED_STREAM; for idempotent methods also streams
+     * failed by a GOAWAY) are sent again on a new connection without counting against it.
      */
     uint32_t retries;
     /**
@@ -364,7 +367,7 @@ typedef struct portway_http_options {
      */
     bool http2_prior_knowledge;
     /**
-     * Path of a PEM file of CA certificates trusted besides the bundled web PKI roots;
+     * Path of a PEM file of CA certificates trusted besides the other roots;
      * NULL = none.
      */
     const char *extra_ca_pem_path;
@@ -373,6 +376,35 @@ typedef struct portway_http_options {
      * protection TLS gives. Default false.
      */
     bool danger_accept_invalid_certs;
+    /**
+     * Longest wait for any byte of the response, in ms: from sending the request to the
+     * response head, then between two pieces of the body. Past it the request fails with
+     * `PORTWAY_TIMEOUT` (message naming read_timeout_ms). 0 = none. Default 30000.
+     */
+    uint32_t read_timeout_ms;
+    /**
+     * Send `Accept-Encoding: gzip, br, zstd, deflate` when the request has none and decode
+     * such bodies (`max_body_bytes` applies to the decoded size; headers stay as received).
+     * Default true.
+     */
+    bool decompress;
+    /**
+     * Trust only the bundled web PKI roots. Default false: the platform's trust store
+     * (honouring `SSL_CERT_FILE` / `SSL_CERT_DIR`) is trusted too.
+     */
+    bool bundled_roots_only;
+    /**
+     * Offer only HTTP/1.1 in ALPN on https:// (not with `http2_prior_knowledge`).
+     * Default false.
+     */
+    bool http1_only;
+    /**
+     * Forward proxy: NULL = from the environment (http_proxy, https_proxy/HTTPS_PROXY,
+     * all_proxy/ALL_PROXY, no_proxy/NO_PROXY as curl reads them; loopback targets go direct),
+     * "" = none, or `http://[user:password@]host:port` for every request (CONNECT for
+     * https targets; user:password sent as Proxy-Authorization). Default NULL.
+     */
+    const char *proxy;
 } portway_http_options;
 
 /**

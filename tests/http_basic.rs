@@ -63,9 +63,10 @@ fn get_post_put_delete_with_headers_and_bodies() {
             "x-type",
             "set-cookie",
             "set-cookie",
-            "content-length"
+            "content-length",
+            ":http-version"
         ],
-        "headers in the order received"
+        "headers in the order received, then the version"
     );
     let cookies: Vec<&str> = c
         .meta
@@ -517,4 +518,200 @@ fn a_connect_that_hangs_fails_after_the_connect_timeout() {
     assert!(text(&c).contains("timed out after 200 ms"), "{}", text(&c));
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(listener);
+}
+
+#[test]
+fn http1_responses_with_hundreds_of_header_lines_pass_up_to_the_limit() {
+    // hyper's default limit is 100 header lines; real servers send more (Set-Cookie lists).
+    // The limit is one line per 256 bytes of max_header_bytes, at least 256.
+    let server = Server::http(|req| {
+        let n: usize = req.target.trim_start_matches('/').parse().unwrap();
+        let headers: Vec<(String, String)> =
+            (0..n).map(|i| (format!("X-H{i}"), i.to_string())).collect();
+        let refs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        response(200, &refs, b"ok")
+    });
+    let engine = engine();
+    let http = engine.lookup("http").unwrap();
+    // 250 lines + Content-Length: within the default 256.
+    let c = run(&engine, http, &get(&server.url("/250")), 0);
+    assert_status(&c, Status::PORTWAY_OK);
+    assert_eq!(meta(&c, "x-h249"), Some("249"));
+    assert_eq!(meta(&c, ":http-version"), Some("HTTP/1.1"));
+    assert_eq!(c.meta.len(), 252);
+    let c = run(&engine, http, &get(&server.url("/300")), 0);
+    assert_status(&c, Status::PORTWAY_PROTOCOL_ERROR);
+    assert!(text(&c).contains("over 256 header lines"), "{}", text(&c));
+    // A larger byte limit allows more lines: 256 KiB / 256 = 1024.
+    let big = engine
+        .register_http(
+            "http-many-headers",
+            HttpOptions {
+                max_header_bytes: 256 << 10,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap();
+    let c = run(&engine, big, &get(&server.url("/1000")), 0);
+    assert_status(&c, Status::PORTWAY_OK);
+    assert_eq!(c.meta.len(), 1002);
+}
+
+#[test]
+fn a_silent_server_fails_after_read_timeout_and_a_slow_steady_one_does_not() {
+    let (got_tx, got) = mpsc::channel();
+    let (closed_tx, closed) = mpsc::channel();
+    let silent = silent_server(got_tx, closed_tx);
+    let engine = engine();
+    let http = engine
+        .register_http(
+            "http-read-timeout",
+            HttpOptions {
+                read_timeout_ms: 300,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap();
+    // No deadline of its own: only read_timeout_ms ends it.
+    let c = run(&engine, http, &get(&silent.url("/silent")), 0);
+    assert_status(&c, Status::PORTWAY_TIMEOUT);
+    assert!(text(&c).contains("read_timeout_ms"), "{}", text(&c));
+    assert!(text(&c).contains("response head"), "{}", text(&c));
+    got.recv_timeout(WAIT)
+        .expect("the request reached the server");
+    closed
+        .recv_timeout(WAIT)
+        .expect("the timed-out request's connection was closed");
+
+    // A body that stalls after its head fails the same way.
+    let stalls = Server::raw(|stream, _| async move {
+        let (r, mut w) = stream.into_split();
+        let mut r = BufReader::new(r);
+        if read_request(&mut r).await.is_some() {
+            let _ = w
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+                .await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    });
+    let c = run(&engine, http, &get(&stalls.url("/stall")), 0);
+    assert_status(&c, Status::PORTWAY_TIMEOUT);
+    assert!(text(&c).contains("response body"), "{}", text(&c));
+
+    // The limit is per wait, not for the whole response: a body that keeps arriving, for
+    // longer in total than the limit, completes.
+    let steady = Server::raw(|stream, _| async move {
+        let (r, mut w) = stream.into_split();
+        let mut r = BufReader::new(r);
+        if read_request(&mut r).await.is_some() {
+            let _ = w
+                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await;
+            for _ in 0..12 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = w.write_all(b"1\r\nx\r\n").await;
+            }
+            let _ = w.write_all(b"0\r\n\r\n").await;
+        }
+    });
+    let slow = engine
+        .register_http(
+            "http-read-timeout-steady",
+            HttpOptions {
+                read_timeout_ms: 400,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap();
+    let c = run(&engine, slow, &get(&steady.url("/drip")), 0);
+    assert_status(&c, Status::PORTWAY_OK);
+    assert_eq!(text(&c), "x".repeat(12));
+}
+
+#[test]
+fn compressed_bodies_are_asked_for_and_decoded_within_the_limit() {
+    use std::io::Write;
+    let plain = b"compress me, ".repeat(1000);
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&plain).unwrap();
+        e.finish().unwrap()
+    };
+    let deflate = {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&plain).unwrap();
+        e.finish().unwrap()
+    };
+    let zstd = zstd::encode_all(&plain[..], 3).unwrap();
+    let bomb = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![0u8; 8 << 20]).unwrap();
+        e.finish().unwrap()
+    };
+    let server = Server::http(move |req| {
+        let accept = req.header("accept-encoding").unwrap_or("-").to_owned();
+        let (coding, body) = match req.target.as_str() {
+            "/gzip" => ("gzip", gz.clone()),
+            "/deflate" => ("deflate", deflate.clone()),
+            "/zstd" => ("zstd", zstd.clone()),
+            "/bomb" => ("gzip", bomb.clone()),
+            _ => ("gzip", b"\x1f\x8bnot really gzip".to_vec()),
+        };
+        response(
+            200,
+            &[("Content-Encoding", coding), ("X-Accept", &accept)],
+            &body,
+        )
+    });
+    let engine = engine();
+    let http = engine.lookup("http").unwrap();
+    for path in ["/gzip", "/deflate", "/zstd"] {
+        let c = run(&engine, http, &get(&server.url(path)), 0);
+        assert_status(&c, Status::PORTWAY_OK);
+        assert_eq!(c.data, plain, "{path}");
+        assert_eq!(meta(&c, "x-accept"), Some("gzip, br, zstd, deflate"));
+        // The headers stay as received.
+        assert_eq!(meta(&c, "content-encoding"), Some(&path[1..]));
+    }
+    let c = run(&engine, http, &get(&server.url("/corrupt")), 0);
+    assert_status(&c, Status::PORTWAY_PROTOCOL_ERROR);
+    assert!(text(&c).contains("cannot be decoded"), "{}", text(&c));
+
+    // A zip bomb: 8 MiB of zeros in a few KiB, against a 1 MiB limit.
+    let small = engine
+        .register_http(
+            "http-1mib",
+            HttpOptions {
+                max_body_bytes: 1 << 20,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap();
+    let c = run(&engine, small, &get(&server.url("/bomb")), 0);
+    assert_status(&c, Status::PORTWAY_BODY_TOO_LARGE);
+    assert!(text(&c).contains("decoded (gzip)"), "{}", text(&c));
+
+    // A caller's own Accept-Encoding, or decompress off: the body as sent.
+    let own = format!(
+        "GET {} HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n",
+        server.url("/gzip")
+    );
+    let c = run(&engine, http, own.as_bytes(), 0);
+    assert_eq!(meta(&c, "x-accept"), Some("gzip"));
+    assert_ne!(c.data, plain);
+    let raw = engine
+        .register_http(
+            "http-raw",
+            HttpOptions {
+                decompress: false,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap();
+    let c = run(&engine, raw, &get(&server.url("/gzip")), 0);
+    assert_eq!(meta(&c, "x-accept"), Some("-"));
+    assert_ne!(c.data, plain);
 }

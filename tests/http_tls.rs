@@ -4,68 +4,16 @@
 mod http_support;
 
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use http_support::pki::TestPki;
 use http_support::*;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portway::Status;
 use portway::handlers::http::HttpOptions;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-
-/// A throwaway CA and a server certificate signed by it.
-struct TestPki {
-    ca_pem_path: PathBuf,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-}
-
-impl TestPki {
-    /// A server certificate for 127.0.0.1 and localhost.
-    fn new(tag: &str) -> TestPki {
-        Self::for_names(tag, &["127.0.0.1", "localhost"])
-    }
-
-    fn for_names(tag: &str, names: &[&str]) -> TestPki {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        ca.distinguished_name
-            .push(DnType::CommonName, "portway test CA");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca, &ca_key);
-
-        let leaf_key = KeyPair::generate().unwrap();
-        let mut leaf =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
-
-        let ca_pem_path =
-            std::env::temp_dir().join(format!("portway-test-ca-{}-{tag}.pem", std::process::id()));
-        std::fs::write(&ca_pem_path, ca_cert.pem()).unwrap();
-        TestPki {
-            ca_pem_path,
-            chain: vec![leaf_cert.der().clone()],
-            key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into(),
-        }
-    }
-}
-
-impl Drop for TestPki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.ca_pem_path);
-    }
-}
 
 /// Answers every request with its protocol version, method, path and body.
 async fn describe(
@@ -89,6 +37,11 @@ async fn describe(
 
 /// An HTTPS server offering h2 and http/1.1 in ALPN.
 fn tls_server(pki: &TestPki) -> Server {
+    tls_server_alpn(pki, &[b"h2", b"http/1.1"])
+}
+
+/// An HTTPS server offering `alpn`; `/slow` paths are answered after 100 ms.
+fn tls_server_alpn(pki: &TestPki, alpn: &[&[u8]]) -> Server {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -96,7 +49,7 @@ fn tls_server(pki: &TestPki) -> Server {
         .with_no_client_auth()
         .with_single_cert(pki.chain.clone(), pki.key.clone_key())
         .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     Server::raw(move |stream, _| {
         let acceptor = acceptor.clone();
@@ -106,13 +59,19 @@ fn tls_server(pki: &TestPki) -> Server {
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = TokioIo::new(tls);
+            let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                if req.uri().path().starts_with("/slow") {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                describe(req).await
+            });
             if h2 {
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(io, service_fn(describe))
+                    .serve_connection(io, service)
                     .await;
             } else {
                 let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service_fn(describe))
+                    .serve_connection(io, service)
                     .await;
             }
         }
@@ -284,5 +243,149 @@ fn cancelling_an_http2_request_resets_only_its_stream() {
         server.accepted(),
         1,
         "the shared connection survived the cancel"
+    );
+}
+
+fn with_test_ca(engine: &portway::Engine, name: &str, pki: &TestPki, max_conns: u32) -> u32 {
+    engine
+        .register_http(
+            name,
+            HttpOptions {
+                extra_ca_pem_path: Some(pki.ca_pem_path.clone()),
+                max_connections_per_host: max_conns,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_cold_burst_to_an_h2_origin_shares_one_connection() {
+    // Nothing is known about the origin when 300 requests arrive at once: they wait for the
+    // first connection's ALPN instead of each opening their own.
+    let pki = TestPki::new("cold-h2");
+    let server = tls_server(&pki);
+    let engine = engine();
+    let http = with_test_ca(&engine, "https-cold", &pki, 256);
+    for i in 0..300 {
+        submit(
+            &engine,
+            http,
+            &get(&https_url(&server, &format!("/slow/{i}"))),
+            0,
+        );
+    }
+    for c in wait_all(&engine, 300) {
+        assert_status(&c, Status::PORTWAY_OK);
+        assert_eq!(meta(&c, "x-version"), Some("HTTP/2.0"));
+    }
+    assert_eq!(server.accepted(), 1, "one connection for the whole burst");
+}
+
+#[test]
+fn a_cold_burst_to_an_http1_origin_fans_out_up_to_the_cap() {
+    let pki = TestPki::new("cold-h1");
+    let server = tls_server_alpn(&pki, &[b"http/1.1"]);
+    let engine = engine();
+    let http = with_test_ca(&engine, "https-cold-h1", &pki, 4);
+    for i in 0..20 {
+        submit(
+            &engine,
+            http,
+            &get(&https_url(&server, &format!("/slow/{i}"))),
+            0,
+        );
+    }
+    for c in wait_all(&engine, 20) {
+        assert_status(&c, Status::PORTWAY_OK);
+        assert_eq!(meta(&c, "x-version"), Some("HTTP/1.1"));
+    }
+    assert_eq!(server.accepted(), 4);
+}
+
+#[test]
+fn a_cold_burst_shares_the_failure_of_the_first_connection() {
+    let pki = TestPki::new("cold-untrusted");
+    let server = tls_server(&pki);
+    let engine = engine();
+    let http = engine.lookup("http").unwrap();
+    for _ in 0..50 {
+        submit(&engine, http, &get(&https_url(&server, "/")), 0);
+    }
+    for c in wait_all(&engine, 50) {
+        assert_status(&c, Status::PORTWAY_TLS_ERROR);
+        assert!(text(&c).contains("certificate"), "{}", text(&c));
+    }
+    // Requests that waited for the first handshake got its error instead of trying their own.
+    assert!(server.accepted() < 50, "{} handshakes", server.accepted());
+}
+
+#[test]
+fn the_version_is_reported_and_http1_only_keeps_https_on_http1() {
+    let pki = TestPki::new("http1-only");
+    let server = tls_server(&pki);
+    let engine = engine();
+    let h2 = with_test_ca(&engine, "https-any", &pki, 256);
+    let c = run(&engine, h2, &get(&https_url(&server, "/")), 0);
+    assert_status(&c, Status::PORTWAY_OK);
+    assert_eq!(
+        c.meta.last().unwrap(),
+        &(":http-version".into(), "HTTP/2".into())
+    );
+    let h1 = engine
+        .register_http(
+            "https-http1-only",
+            HttpOptions {
+                extra_ca_pem_path: Some(pki.ca_pem_path.clone()),
+                http1_only: true,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap();
+    let c = run(&engine, h1, &get(&https_url(&server, "/")), 0);
+    assert_status(&c, Status::PORTWAY_OK);
+    assert_eq!(meta(&c, "x-version"), Some("HTTP/1.1"));
+    assert_eq!(meta(&c, ":http-version"), Some("HTTP/1.1"));
+    let e = engine
+        .register_http(
+            "both",
+            HttpOptions {
+                http1_only: true,
+                http2_prior_knowledge: true,
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("http1_only"), "{e}");
+}
+
+#[test]
+fn https_through_a_proxy_uses_a_connect_tunnel() {
+    let pki = TestPki::new("proxied");
+    let server = tls_server(&pki);
+    let (proxy, seen) = http_support::proxy::forward_proxy(false);
+    let engine = engine();
+    let http = engine
+        .register_http(
+            "https-proxied",
+            HttpOptions {
+                extra_ca_pem_path: Some(pki.ca_pem_path.clone()),
+                proxy: Some(format!("http://me:secret@{}", proxy.addr)),
+                ..HttpOptions::default()
+            },
+        )
+        .unwrap();
+    let c = run(&engine, http, &get(&https_url(&server, "/tunnelled")), 0);
+    assert_status(&c, Status::PORTWAY_OK);
+    assert_eq!(meta(&c, ":http-version"), Some("HTTP/2"));
+    assert_eq!(text(&c), "GET /tunnelled ");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [(
+            "CONNECT".to_owned(),
+            format!("127.0.0.1:{}", server.addr.port()),
+            "Basic bWU6c2VjcmV0".to_owned()
+        )]
     );
 }

@@ -84,12 +84,56 @@ export interface HttpRequest {
   body?: Payload;
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** The http handler to use (one added with registerHttp); default 'http'. */
+  handler?: string;
+}
+
+/** Options of registerHttp: portway_http_options in camelCase (defaults in the README). */
+export interface HttpOptions {
+  /** Connections per origin (HTTP/2 origins use one, shared); 0 = no limit. Default 256. */
+  maxConnectionsPerHost?: number;
+  /** Response head limit; HTTP/1 also one header line per 256 bytes, at least 256. Default 65536. */
+  maxHeaderBytes?: number;
+  /** Body limit (decoded size when decompressing); 0 = none. Default 64 MiB. */
+  maxBodyBytes?: number;
+  /** DNS + TCP + TLS handshake limit; 0 = none. Default 10000. */
+  connectTimeoutMs?: number;
+  /** Longest silence while waiting for the head or between body pieces; 0 = none. Default 30000. */
+  readTimeoutMs?: number;
+  /** Idle keep-alive lifetime; 0 = no limit. Default 90000. */
+  poolIdleTimeoutMs?: number;
+  /** Follow 3xx redirects. Default false. */
+  followRedirects?: boolean;
+  /** Most redirects followed. Default 10. */
+  maxRedirects?: number;
+  /** Retries of idempotent requests after connect errors and 502/503/504. Default 0. */
+  retries?: number;
+  /** First retry delay, doubled each time. Default 100. */
+  retryBaseBackoffMs?: number;
+  /** User-Agent when the request has none; '' = none. Default 'portway/<version>'. */
+  userAgent?: string;
+  /** h2c on http://, only h2 on https://. Default false. */
+  http2PriorKnowledge?: boolean;
+  /** Only http/1.1 in ALPN. Default false. */
+  http1Only?: boolean;
+  /** Ask for and decode gzip, br, zstd, deflate. Default true. */
+  decompress?: boolean;
+  /** Trust only the bundled roots, not the platform store. Default false. */
+  bundledRootsOnly?: boolean;
+  /** A PEM file of extra CA certificates. */
+  extraCaPemPath?: string;
+  /** Forward proxy: unset = environment (curl's rules), '' = none, or 'http://user:pw@host:port'. */
+  proxy?: string;
+  /** No certificate verification (tests only). Default false. */
+  dangerAcceptInvalidCerts?: boolean;
 }
 
 /** The response of `Engine#http` (any HTTP status, 404 included, is a response). */
 export declare class HttpResponse {
   status: number;
   headers: Array<[string, string]>;
+  /** 'HTTP/1.1', 'HTTP/2' (or 'HTTP/1.0'): the version the response came with. */
+  httpVersion: string;
   body: Buffer;
   id: number;
   queuedNs: number;
@@ -195,6 +239,8 @@ export declare class Engine {
   pipeline(name: string, stages: Array<string | number>): number;
   /** At most `limit` calls of the handler run at once (0 = no limit). */
   setConcurrency(name: string | number, limit: number): void;
+  /** Adds an http handler with its own pool and options; returns its id. */
+  registerHttp(name: string, options?: HttpOptions): number;
   /** Cancels request `id` (an integer 0..2^53-1); true if it was still in flight. */
   cancel(id: number): boolean;
   /** Cancels every request in flight. */

@@ -31,7 +31,7 @@ pub struct portway_completion {
     pub data: *const u8,
     /// Length of `data`.
     pub len: usize,
-    /// Handler-defined pairs (the response headers for "http"); NULL when `meta_len` is 0.
+    /// Handler-defined pairs (for "http": the response headers, then `:http-version`); NULL when `meta_len` is 0.
     pub meta: *const portway_meta,
     /// Number of pairs in `meta`.
     pub meta_len: usize,

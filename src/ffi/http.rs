@@ -15,7 +15,8 @@ pub struct portway_http_options {
     /// Most connections open at once to one origin (scheme, host, port); 0 = no limit.
     /// Default 256.
     pub max_connections_per_host: u32,
-    /// Largest response head in bytes (at least 1024). Default 65536.
+    /// Largest response head in bytes (at least 1024). Default 65536. HTTP/1 responses may
+    /// also have one header line per 256 bytes of it, and at least 256 lines.
     pub max_header_bytes: u32,
     /// Largest response body in bytes; more fails with `PORTWAY_BODY_TOO_LARGE`; 0 = no limit.
     /// Default 64 MiB.
@@ -30,7 +31,9 @@ pub struct portway_http_options {
     /// Most redirects followed when `follow_redirects` is set (at most 100). Default 10.
     pub max_redirects: u32,
     /// Extra attempts for idempotent methods after connect errors and 502/503/504, with
-    /// jittered exponential backoff; 0 = off (default); at most 100.
+    /// jittered exponential backoff; 0 = off (default); at most 100. Requests the server did
+    /// not process (never sent, HTTP/2 REFUSED_STREAM; for idempotent methods also streams
+    /// failed by a GOAWAY) are sent again on a new connection without counting against it.
     pub retries: u32,
     /// First retry delay in ms, doubled for each later retry. Default 100.
     pub retry_base_backoff_ms: u32,
@@ -39,12 +42,31 @@ pub struct portway_http_options {
     /// Speak HTTP/2 without negotiation (h2c on http://, only h2 in ALPN on https://).
     /// Default false.
     pub http2_prior_knowledge: bool,
-    /// Path of a PEM file of CA certificates trusted besides the bundled web PKI roots;
+    /// Path of a PEM file of CA certificates trusted besides the other roots;
     /// NULL = none.
     pub extra_ca_pem_path: *const c_char,
     /// Accept any server certificate without verification. Only for tests: it removes the
     /// protection TLS gives. Default false.
     pub danger_accept_invalid_certs: bool,
+    /// Longest wait for any byte of the response, in ms: from sending the request to the
+    /// response head, then between two pieces of the body. Past it the request fails with
+    /// `PORTWAY_TIMEOUT` (message naming read_timeout_ms). 0 = none. Default 30000.
+    pub read_timeout_ms: u32,
+    /// Send `Accept-Encoding: gzip, br, zstd, deflate` when the request has none and decode
+    /// such bodies (`max_body_bytes` applies to the decoded size; headers stay as received).
+    /// Default true.
+    pub decompress: bool,
+    /// Trust only the bundled web PKI roots. Default false: the platform's trust store
+    /// (honouring `SSL_CERT_FILE` / `SSL_CERT_DIR`) is trusted too.
+    pub bundled_roots_only: bool,
+    /// Offer only HTTP/1.1 in ALPN on https:// (not with `http2_prior_knowledge`).
+    /// Default false.
+    pub http1_only: bool,
+    /// Forward proxy: NULL = from the environment (http_proxy, https_proxy/HTTPS_PROXY,
+    /// all_proxy/ALL_PROXY, no_proxy/NO_PROXY as curl reads them; loopback targets go direct),
+    /// "" = none, or `http://[user:password@]host:port` for every request (CONNECT for
+    /// https targets; user:password sent as Proxy-Authorization). Default NULL.
+    pub proxy: *const c_char,
 }
 
 /// Writes the default options (those of the built-in "http" handler) to `*out`.
@@ -69,6 +91,11 @@ pub unsafe extern "C" fn portway_http_options_default(
             http2_prior_knowledge: d.http2_prior_knowledge,
             extra_ca_pem_path: std::ptr::null(),
             danger_accept_invalid_certs: d.danger_accept_invalid_certs,
+            read_timeout_ms: d.read_timeout_ms,
+            decompress: d.decompress,
+            bundled_roots_only: d.bundled_roots_only,
+            http1_only: d.http1_only,
+            proxy: std::ptr::null(),
         };
         // SAFETY: the caller passes NULL or a writable struct.
         unsafe { write_out(out, "out", opts) }
@@ -116,6 +143,14 @@ pub unsafe extern "C" fn portway_register_http(
                 options.extra_ca_pem_path = Some(path.into());
             }
             options.danger_accept_invalid_certs = o.danger_accept_invalid_certs;
+            options.read_timeout_ms = o.read_timeout_ms;
+            options.decompress = o.decompress;
+            options.bundled_roots_only = o.bundled_roots_only;
+            options.http1_only = o.http1_only;
+            if !o.proxy.is_null() {
+                // SAFETY: non-NULL, NUL-terminated per the caller.
+                options.proxy = Some(unsafe { utf8(o.proxy, "opts->proxy") }?.to_owned());
+            }
         }
         let id = engine.register_http(name, options)?;
         // SAFETY: checked non-NULL above.

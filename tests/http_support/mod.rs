@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
+pub mod proxy;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -16,6 +16,18 @@ class PortwayError extends Error {
 }
 native.setErrorClass(PortwayError);
 
+/** The options of registerHttp and their kinds (portway_http_options in camelCase). */
+const HTTP_OPTIONS = {
+  maxConnectionsPerHost: 'u32', maxHeaderBytes: 'u32', maxBodyBytes: 'u64', connectTimeoutMs: 'u32',
+  readTimeoutMs: 'u32', poolIdleTimeoutMs: 'u32', followRedirects: 'boolean', maxRedirects: 'u32',
+  retries: 'u32', retryBaseBackoffMs: 'u32', userAgent: 'string', http2PriorKnowledge: 'boolean',
+  http1Only: 'boolean', decompress: 'boolean', bundledRootsOnly: 'boolean', extraCaPemPath: 'string',
+  proxy: 'string', dangerAcceptInvalidCerts: 'boolean',
+};
+
+/** An RFC 9110 token: what a method and a header name must be. */
+const TOKEN = /^[A-Z!#$%&'*+.^_`|~0-9a-z-]+$/;
+
 // Completions, delivered by the addon in batches (see "completions -> JS" in src/addon.c):
 // `this` is the NativeEngine; record i is nums[i*10 .. i*10+9] = slot, id, code, body offset in
 // `arena` (-1: rejected with errs[i]), body length, meta count, queuedNs, runNs, batch position
@@ -372,7 +384,7 @@ class Engine {
 
   /** Outbound HTTP through the "http" handler. */
   async http(opts) {
-    const { method = 'GET', url, headers, body, timeoutMs, signal } = optionsOf(opts, 'http request');
+    const { method = 'GET', url, headers, body, timeoutMs, signal, handler = 'http' } = optionsOf(opts, 'http request');
     // The common case (a URL string, no headers, no body) reuses the head built before for the
     // same method and URL: the engine copies the payload at submit, so the Buffer is reusable.
     const key = typeof url === 'string' && typeof method === 'string' && headers === undefined &&
@@ -380,7 +392,7 @@ class Engine {
     if (key !== undefined) {
       const cached = this._heads.get(key);
       if (cached !== undefined) {
-        const c = await this.submit('http', cached, { timeoutMs, signal });
+        const c = await this.submit(handler, cached, { timeoutMs, signal });
         return new HttpResponse(c);
       }
     }
@@ -393,7 +405,7 @@ class Engine {
       throw invalidArg(TypeError, `url must be an absolute http(s) URL (got ${JSON.stringify(String(url))})`, e);
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw invalidArg(TypeError, `unsupported URL scheme ${u.protocol}`);
-    if (typeof method !== 'string' || !/^[A-Z!#$%&'*+.^_`|~0-9a-z-]+$/.test(method)) throw invalidArg(TypeError, 'invalid method');
+    if (typeof method !== 'string' || !TOKEN.test(method)) throw invalidArg(TypeError, 'invalid method');
     const bodyBytes = body === undefined || body === null ? null : toBytes(body);
     let head = `${method} ${u.href} HTTP/1.1\r\n`;
     let hasHost = false;
@@ -404,7 +416,11 @@ class Engine {
     for (const [k, v] of pairs) {
       const key = String(k);
       const val = String(v);
-      if (/[\r\n:]/.test(key) || /[\r\n]/.test(val)) throw invalidArg(TypeError, `invalid header ${key}`);
+      // RFC 9110 token names; a ':' or space would split the name and let a caller set any header.
+      if (!TOKEN.test(key)) {
+        throw invalidArg(TypeError, `invalid header name ${JSON.stringify(key)}: a name must be a non-empty RFC 9110 token (letters, digits and !#$%&'*+-.^_\`|~)`);
+      }
+      if (/[\r\n\0]/.test(val)) throw invalidArg(TypeError, `invalid value for header ${JSON.stringify(key)}: CR, LF and NUL are not allowed`);
       const lk = key.toLowerCase();
       if (lk === 'host') hasHost = true;
       if (lk === 'content-length' || lk === 'transfer-encoding') hasLength = true;
@@ -418,7 +434,7 @@ class Engine {
       if (this._heads.size >= 256) this._heads.clear();
       this._heads.set(key, payload);
     }
-    const c = await this.submit('http', payload, { timeoutMs, signal });
+    const c = await this.submit(handler, payload, { timeoutMs, signal });
     return new HttpResponse(c);
   }
 
@@ -427,6 +443,29 @@ class Engine {
     if (typeof name !== 'string') throw invalidArg(TypeError, 'pipeline name must be a string');
     if (!Array.isArray(stages)) throw invalidArg(TypeError, 'stages must be an array of handler names or ids');
     const id = this._n.pipeline(name, stages.map((s) => this.lookup(s)));
+    this._ids.set(name, id);
+    return id;
+  }
+
+  /**
+   * Registers another http handler `name` with its own connection pool and options (the
+   * fields of portway_http_options in camelCase; see index.d.ts). Use it with
+   * `http({ ..., handler: name })`.
+   */
+  registerHttp(name, options = {}) {
+    if (options === null || typeof options !== 'object') throw invalidArg(TypeError, 'options must be an object');
+    for (const [k, v] of Object.entries(options)) {
+      const kind = HTTP_OPTIONS[k];
+      if (kind === undefined) {
+        throw invalidArg(TypeError, `unknown http option ${k}; known: ${Object.keys(HTTP_OPTIONS).join(', ')}`);
+      }
+      if (v === undefined || v === null) continue;
+      const ok = kind === 'u32' ? Number.isInteger(v) && v >= 0 && v <= 0xffffffff
+        : kind === 'u64' ? Number.isSafeInteger(v) && v >= 0
+          : typeof v === kind;
+      if (!ok) throw invalidArg(TypeError, `http option ${k} must be ${kind === 'u32' || kind === 'u64' ? 'a non-negative integer' : `a ${kind}`}`);
+    }
+    const id = this._n.registerHttp(String(name), options);
     this._ids.set(name, id);
     return id;
   }
@@ -501,7 +540,11 @@ class Engine {
 class HttpResponse {
   constructor(c) {
     this.status = c.code;
-    this.headers = c.meta;
+    // The handler reports the HTTP version as the last meta pair, ':http-version'.
+    const meta = c.meta;
+    const last = meta.length > 0 ? meta[meta.length - 1] : undefined;
+    this.httpVersion = last !== undefined && last[0] === ':http-version' ? last[1] : '';
+    this.headers = this.httpVersion === '' ? meta : meta.slice(0, -1);
     this.body = c.data;
     this.id = c.id;
     this.queuedNs = c.queuedNs;

@@ -1285,6 +1285,106 @@ static napi_value m_pipeline(napi_env env, napi_callback_info info) {
     return v;
 }
 
+/* The property `key` of `obj` when it is set (not undefined/null); *v is NULL otherwise. */
+static bool opt_prop(napi_env env, napi_value obj, const char *key, napi_value *v) {
+    napi_valuetype t;
+    *v = NULL;
+    NAPI_CALL_BOOL(env, napi_get_named_property(env, obj, key, v));
+    NAPI_CALL_BOOL(env, napi_typeof(env, *v, &t));
+    if (t == napi_undefined || t == napi_null) *v = NULL;
+    return true;
+}
+
+static bool opt_u32(napi_env env, napi_value obj, const char *key, uint32_t *out) {
+    napi_value v;
+    if (!opt_prop(env, obj, key, &v)) return false;
+    if (v) NAPI_CALL_BOOL(env, napi_get_value_uint32(env, v, out));
+    return true;
+}
+
+static bool opt_bool(napi_env env, napi_value obj, const char *key, bool *out) {
+    napi_value v;
+    if (!opt_prop(env, obj, key, &v)) return false;
+    if (v) NAPI_CALL_BOOL(env, napi_get_value_bool(env, v, out));
+    return true;
+}
+
+/* A string option copied into malloc'd memory (freed by the caller); NULL when unset. */
+static bool opt_str(napi_env env, napi_value obj, const char *key, char **out) {
+    napi_value v;
+    size_t len = 0;
+    if (!opt_prop(env, obj, key, &v)) return false;
+    if (!v) return true;
+    NAPI_CALL_BOOL(env, napi_get_value_string_utf8(env, v, NULL, 0, &len));
+    *out = malloc(len + 1);
+    if (!*out) {
+        napi_throw_error(env, "PORTWAY_INTERNAL", "out of memory");
+        return false;
+    }
+    NAPI_CALL_BOOL(env, napi_get_value_string_utf8(env, v, *out, len + 1, &len));
+    return true;
+}
+
+/* registerHttp(name, options) -> id. `options` was checked by lib/index.js: known keys of the
+ * right types only (numbers as u32, maxBodyBytes as a safe integer). */
+static napi_value m_register_http(napi_env env, napi_callback_info info) {
+    size_t argc = 2;
+    napi_value argv[2], v;
+    pw_engine *pe = live_engine(env, info, &argc, argv);
+    if (!pe) return NULL;
+    char name[300];
+    size_t len;
+    NAPI_CALL(env, napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len));
+    portway_http_options o;
+    portway_status st = portway_http_options_default(&o);
+    if (st != PORTWAY_OK) {
+        throw_status(env, st);
+        return NULL;
+    }
+    char *user_agent = NULL, *ca = NULL, *proxy = NULL;
+    napi_value body;
+    bool ok = opt_u32(env, argv[1], "maxConnectionsPerHost", &o.max_connections_per_host) &&
+              opt_u32(env, argv[1], "maxHeaderBytes", &o.max_header_bytes) &&
+              opt_u32(env, argv[1], "connectTimeoutMs", &o.connect_timeout_ms) &&
+              opt_u32(env, argv[1], "readTimeoutMs", &o.read_timeout_ms) &&
+              opt_u32(env, argv[1], "poolIdleTimeoutMs", &o.pool_idle_timeout_ms) &&
+              opt_bool(env, argv[1], "followRedirects", &o.follow_redirects) &&
+              opt_u32(env, argv[1], "maxRedirects", &o.max_redirects) &&
+              opt_u32(env, argv[1], "retries", &o.retries) &&
+              opt_u32(env, argv[1], "retryBaseBackoffMs", &o.retry_base_backoff_ms) &&
+              opt_bool(env, argv[1], "http2PriorKnowledge", &o.http2_prior_knowledge) &&
+              opt_bool(env, argv[1], "http1Only", &o.http1_only) &&
+              opt_bool(env, argv[1], "decompress", &o.decompress) &&
+              opt_bool(env, argv[1], "bundledRootsOnly", &o.bundled_roots_only) &&
+              opt_bool(env, argv[1], "dangerAcceptInvalidCerts", &o.danger_accept_invalid_certs) &&
+              opt_str(env, argv[1], "userAgent", &user_agent) &&
+              opt_str(env, argv[1], "extraCaPemPath", &ca) &&
+              opt_str(env, argv[1], "proxy", &proxy) &&
+              opt_prop(env, argv[1], "maxBodyBytes", &body);
+    if (ok && body) {
+        int64_t n = 0;
+        ok = napi_get_value_int64(env, body, &n) == napi_ok;
+        o.max_body_bytes = (uint64_t)n;
+    }
+    uint32_t id = 0;
+    if (ok) {
+        o.user_agent = user_agent;
+        o.extra_ca_pem_path = ca;
+        o.proxy = proxy;
+        st = portway_register_http(pe->eng, name, &o, &id);
+    }
+    free(user_agent);
+    free(ca);
+    free(proxy);
+    if (!ok) return NULL;
+    if (st != PORTWAY_OK) {
+        throw_status(env, st);
+        return NULL;
+    }
+    NAPI_CALL(env, napi_create_uint32(env, id, &v));
+    return v;
+}
+
 /* setConcurrency(id, limit) */
 static napi_value m_set_concurrency(napi_env env, napi_callback_info info) {
     size_t argc = 2;
@@ -1588,6 +1688,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
         {"lookup", NULL, m_lookup, NULL, NULL, NULL, napi_default_method, NULL},
         {"pipeline", NULL, m_pipeline, NULL, NULL, NULL, napi_default_method, NULL},
         {"setConcurrency", NULL, m_set_concurrency, NULL, NULL, NULL, napi_default_method, NULL},
+        {"registerHttp", NULL, m_register_http, NULL, NULL, NULL, napi_default_method, NULL},
         {"stats", NULL, m_stats, NULL, NULL, NULL, napi_default_method, NULL},
         {"metricsText", NULL, m_metrics_text, NULL, NULL, NULL, napi_default_method, NULL},
         {"inflightJson", NULL, m_inflight_json, NULL, NULL, NULL, napi_default_method, NULL},

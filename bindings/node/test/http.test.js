@@ -68,6 +68,9 @@ test.describe('http', { skip }, () => {
     assert.ok(Array.isArray(r.headers));
     assert.equal(r.header('x-test'), 'yes');
     assert.ok(r.headers.some(([k, v]) => k.toLowerCase() === 'content-type' && v === 'text/plain'));
+    // The version comes apart from the headers.
+    assert.equal(r.httpVersion, 'HTTP/1.1');
+    assert.ok(!r.headers.some(([k]) => k === ':http-version'));
   });
 
   test('POST with headers and body, json()', async () => {
@@ -134,10 +137,42 @@ test.describe('http', { skip }, () => {
   });
 });
 
+test('registerHttp: options reach the handler, bad ones throw', async () => {
+  const e = new Engine({ runtimeThreads: 1, poolWorkers: 1 });
+  const srv = http.createServer((req, res) => {
+    res.setHeader('x-accept', String(req.headers['accept-encoding']));
+    res.end('0123456789');
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${srv.address().port}/`;
+  try {
+    e.registerHttp('small', { maxBodyBytes: 4, decompress: false, readTimeoutMs: 5000, proxy: '' });
+    await assert.rejects(e.http({ url, handler: 'small' }), (err) => err.code === 'PORTWAY_BODY_TOO_LARGE');
+    e.registerHttp('roomy', { maxBodyBytes: 100 });
+    const r = await e.http({ url, handler: 'roomy' });
+    assert.equal(r.text(), '0123456789');
+    assert.equal(r.header('x-accept'), 'gzip, br, zstd, deflate');
+    assert.throws(() => e.registerHttp('x', { nope: 1 }), /unknown http option nope/);
+    assert.throws(() => e.registerHttp('x', { retries: -1 }), TypeError);
+    assert.throws(() => e.registerHttp('x', { http1Only: true, http2PriorKnowledge: true }),
+      (err) => err.code === 'PORTWAY_INVALID_ARGUMENT');
+  } finally {
+    srv.close();
+    await e.close();
+  }
+});
+
 test('http() validates its input', async () => {
   const e = new Engine({ runtimeThreads: 1, poolWorkers: 1 });
   await assert.rejects(e.http({ url: 'ftp://x/' }), TypeError);
   await assert.rejects(e.http({ url: 'http://x/', method: 'GE T' }), TypeError);
+  // header names are RFC 9110 tokens: a ':' used to split {'X:Y': '1'} into header X = "Y: 1"
+  for (const name of ['X:Y', 'X Y', '', 'X\0', 'é', '(x)']) {
+    await assert.rejects(e.http({ url: 'http://x/', headers: { [name]: '1' } }), /RFC 9110 token/);
+  }
+  for (const value of ['a\0b', 'a\rb', 'a\nb']) {
+    await assert.rejects(e.http({ url: 'http://x/', headers: [['X-A', value]] }), /CR, LF and NUL/);
+  }
   await assert.rejects(e.http({ url: 'http://x/', headers: { 'X-Bad': 'a\r\nb' } }), TypeError);
   await e.close();
 });

@@ -1464,6 +1464,11 @@ class Engine:
         http2_prior_knowledge: bool | None = None,
         extra_ca_pem_path: str | os.PathLike[str] | None = None,
         danger_accept_invalid_certs: bool | None = None,
+        read_timeout_ms: int | None = None,
+        decompress: bool | None = None,
+        bundled_roots_only: bool | None = None,
+        http1_only: bool | None = None,
+        proxy: str | None = None,
     ) -> int:
         """Registers another http handler ``name`` with its own connection pool and limits;
         use it with ``http(..., handler=name)``. Each keyword is the ``portway_http_options``
@@ -1471,12 +1476,17 @@ class Engine:
 
         - ``max_connections_per_host`` (0 = no limit), ``max_header_bytes`` (>= 1024),
           ``max_body_bytes`` (0 = no limit), ``connect_timeout_ms``, ``pool_idle_timeout_ms``
-          (0 = none), ``max_redirects`` and ``retries`` (at most 100), ``retry_base_backoff_ms``:
+          (0 = none), ``max_redirects`` and ``retries`` (at most 100), ``retry_base_backoff_ms``,
+          ``read_timeout_ms`` (no byte received for that long -> ``TimeoutError``; 0 = none):
           ``int`` within the C field's unsigned range.
-        - ``follow_redirects``, ``http2_prior_knowledge``, ``danger_accept_invalid_certs``:
-          ``bool`` only.
+        - ``follow_redirects``, ``http2_prior_knowledge``, ``danger_accept_invalid_certs``,
+          ``decompress`` (default True), ``bundled_roots_only`` (ignore the system trust store),
+          ``http1_only``: ``bool`` only.
         - ``user_agent`` ("" = send none), ``extra_ca_pem_path``: ``str`` (a path may be a
-          ``PathLike``).
+          ``PathLike``); ``proxy``: None = from the environment, "" = none, or an
+          ``http://[user:password@]host:port`` URL.
+
+        ``bindings/python/README.md`` lists every option with its default.
 
         A value of the wrong type raises ``InvalidArgumentTypeError``, one out of range
         ``InvalidArgumentError`` (never wrapped around). Returns the handler id."""
@@ -1494,6 +1504,11 @@ class Engine:
             "http2_prior_knowledge": http2_prior_knowledge,
             "extra_ca_pem_path": extra_ca_pem_path,
             "danger_accept_invalid_certs": danger_accept_invalid_certs,
+            "read_timeout_ms": read_timeout_ms,
+            "decompress": decompress,
+            "bundled_roots_only": bundled_roots_only,
+            "http1_only": http1_only,
+            "proxy": proxy,
         }
         raw_name = _check_name(name)
         if not hasattr(LIB, "portway_register_http"):

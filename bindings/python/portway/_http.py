@@ -17,11 +17,17 @@ HeadersArg = Union[Mapping[str, str], Iterable[tuple[str, str]], None]
 
 
 _BAD_TOKEN = re.compile("[\r\n\0]")
+# RFC 9110 section 5.6.2 token: what a header name must be. A ":" in a name would otherwise
+# split it, so that {"X:Y": "1"} went out as header "X" with value "Y: 1".
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_URL = re.compile("[ \r\n\0]")
 
 # Request heads of bodiless, header-less requests (the common GET), by (method, url): building
 # one validates and formats it, a dict hit does not. Bounded: cleared when full.
 _HEAD_CACHE: dict[tuple[str, str], bytes] = {}
+
+# The last meta pair of every "http" completion: the HTTP version used.
+_VERSION_META = ":http-version"
 _HEAD_CACHE_MAX = 512
 
 
@@ -87,9 +93,13 @@ def _build_request(method: str, url: str, headers: HeadersArg, body: bytes | str
         pairs.append(("Content-Length", str(len(data))))
     lines = [f"{method} {url} HTTP/1.1"]
     for k, v in pairs:
-        _check_token(k, "header name")
+        if _TOKEN.fullmatch(k) is None:
+            raise InvalidArgumentError(
+                f"invalid header name {k!r}: a name must be a non-empty RFC 9110 token "
+                "(letters, digits and !#$%&'*+-.^_`|~; no spaces, colons or control characters)"
+            )
         if _BAD_TOKEN.search(v) is not None:
-            raise InvalidArgumentError(f"invalid header value for {k!r}")
+            raise InvalidArgumentError(f"invalid value for header {k!r}: CR, LF and NUL are not allowed in a header value")
         lines.append(f"{k}: {v}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head + data
@@ -98,10 +108,16 @@ def _build_request(method: str, url: str, headers: HeadersArg, body: bytes | str
 class HttpResponse:
     """A response from the "http" handler: any HTTP status, 4xx and 5xx included."""
 
-    __slots__ = ("status", "headers", "body", "completion")
+    __slots__ = ("status", "headers", "body", "completion", "http_version")
 
     def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes, completion: Completion | None = None) -> None:
         self.status = status
+        #: The HTTP version of the response: "HTTP/1.1", "HTTP/2" (or "HTTP/1.0"); the
+        #: handler reports it as the last meta pair, ``:http-version``, popped off ``headers``
+        #: in place (the list stays the completion's ``meta``: no copy on the hot path).
+        self.http_version = ""
+        if headers and headers[-1][0] == _VERSION_META:
+            self.http_version = headers.pop()[1]
         self.headers = headers
         self.body = body
         self.completion = completion

@@ -122,6 +122,11 @@ class PortwayHttpOptions(Structure):
         ("http2_prior_knowledge", c_bool),
         ("extra_ca_pem_path", c_char_p),
         ("danger_accept_invalid_certs", c_bool),
+        ("read_timeout_ms", c_uint32),
+        ("decompress", c_bool),
+        ("bundled_roots_only", c_bool),
+        ("http1_only", c_bool),
+        ("proxy", c_char_p),
     ]
 
 

@@ -82,6 +82,18 @@ def test_build_request() -> None:
         build_request("GET", "http://h/", {"X": "a\r\nInjected: 1"})
 
 
+def test_header_names_must_be_tokens() -> None:
+    # A colon in a name used to split it: {"X:Y": "1"} went out as header "X" with value "Y: 1".
+    for name in ("X:Y", "X Y", "", "X\x00", "X\r\nY", "é", "(x)"):
+        with pytest.raises(portway.InvalidArgumentError, match="RFC 9110 token"):
+            build_request("GET", "http://h/", {name: "1"})
+    for value in ("a\x00b", "a\rb", "a\nb"):
+        with pytest.raises(portway.InvalidArgumentError, match="CR, LF and NUL"):
+            build_request("GET", "http://h/", [("X-A", value)])
+    ok = build_request("GET", "http://h/", {"X-Odd_!#$%&'*+.^`|~9": "v: w"})
+    assert b"\r\nX-Odd_!#$%&'*+.^`|~9: v: w\r\n" in ok
+
+
 def test_http_response_helpers() -> None:
     r = portway.HttpResponse(200, [("Content-Type", "text/plain; charset=latin-1")], "é".encode("latin-1"))
     assert r.text() == "é" and r.header("content-type") is not None and r.ok
@@ -97,6 +109,9 @@ def test_status_headers_body(eng: portway.Engine, server: str) -> None:
     names = [k.lower() for k, _ in resp.headers]
     assert names.index("x-one") < names.index("x-two")
     assert resp.header("X-Two") == "2"
+    # The version comes apart from the headers.
+    assert resp.http_version == "HTTP/1.1"
+    assert ":http-version" not in names
 
 
 @needs_http
@@ -157,3 +172,12 @@ def test_register_http_with_limits(eng: portway.Engine, server: str) -> None:
         eng.http("GET", server + "/hello", handler="small").result(timeout=10)
     with pytest.raises(TypeError):  # the options are typed keywords now
         eng.register_http("bad", no_such_option=1)  # type: ignore[call-arg]
+
+
+@needs_http
+def test_read_timeout_ms(eng: portway.Engine, server: str) -> None:
+    # The /slow handler answers after 2 s: a 200 ms read timeout ends the request on its own.
+    eng.register_http("impatient", read_timeout_ms=200)
+    with pytest.raises(portway.TimeoutError, match="read_timeout_ms"):
+        eng.http("GET", server + "/slow", handler="impatient").result(timeout=10)
+    assert eng.http("GET", server + "/hello", handler="impatient").result(timeout=10).body == b"hello world"

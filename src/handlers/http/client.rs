@@ -4,18 +4,23 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING, UPGRADE, USER_AGENT};
+use http::header::{
+    ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING,
+    UPGRADE, USER_AGENT,
+};
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use super::connect::{Connected, Connector};
+use super::decode::{self, DecodeError, Decoder};
 use super::errors::{self, HttpError, Kind};
 use super::options::HttpOptions;
-use super::pool::{H1Conn, H2Conn, Host, Pool, ReqBody};
+use super::pool::{H1Conn, H2Conn, Host, Pool, Probe, ReqBody};
 use super::request::{Origin, Prepared};
 use super::retry::is_idempotent;
 use crate::error::Result as PwResult;
@@ -29,6 +34,8 @@ pub(crate) struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// The HTTP version the response came with.
+    pub version: Version,
 }
 
 /// A connection taken for one exchange.
@@ -37,11 +44,26 @@ enum Lease {
     H2 { conn: H2Conn, host: Arc<Host> },
 }
 
-/// A failed exchange, and whether it may be repeated on another connection (the request was
-/// not sent, or was idempotent and got no response head, as when a pooled connection was
-/// closed by the server just before it was used).
+/// Most times one exchange is repeated because the server did not process it (GOAWAY,
+/// REFUSED_STREAM, a connection closed before the request was sent). These repeats do not
+/// count against `retries` (gRPC calls them transparent retries), but a server that refuses
+/// everything must not loop forever.
+const MAX_UNPROCESSED_REPEATS: u32 = 10;
+
+/// A failed exchange, and whether it may be repeated on another connection.
 struct Failure {
     error: HttpError,
+    /// The server did not process the request: it was never sent, or its HTTP/2 stream was
+    /// refused with REFUSED_STREAM (RFC 9113 section 8.7), or (for idempotent methods only)
+    /// it failed with the connection's GOAWAY. Repeated whatever `retries` says.
+    ///
+    /// Why GOAWAY counts only for idempotent methods: h2 fails exactly the streams above
+    /// GOAWAY's last-stream-id, but hyper's HTTP/2 dispatcher also hands the GOAWAY error to
+    /// a request whose stream it had just opened when the GOAWAY arrived, a stream the server
+    /// may well process. Repeating a POST on that error could run it twice.
+    unprocessed: bool,
+    /// Idempotent and got no response head, as when a pooled connection was closed by the
+    /// server just before it was used.
     may_repeat: bool,
 }
 
@@ -49,6 +71,7 @@ impl From<HttpError> for Failure {
     fn from(error: HttpError) -> Self {
         Failure {
             error,
+            unprocessed: false,
             may_repeat: false,
         }
     }
@@ -60,6 +83,8 @@ pub(crate) struct Client {
     connector: Connector,
     body_limit: u64,
     max_header_bytes: u32,
+    read_timeout: Option<Duration>,
+    decompress: bool,
     user_agent: Option<HeaderValue>,
 }
 
@@ -80,6 +105,8 @@ impl Client {
             connector: Connector::new(opts)?,
             body_limit: opts.body_limit(),
             max_header_bytes: opts.max_header_bytes,
+            read_timeout: opts.read_timeout(),
+            decompress: opts.decompress,
             user_agent,
         })
     }
@@ -93,10 +120,13 @@ impl Client {
         )
     }
 
-    /// Sends `req` once and reads the whole response. A pooled connection that turns out to
-    /// be dead before the response head is replaced by another, once.
+    /// Sends `req` once and reads the whole response. A request the server did not process
+    /// is sent again on another connection (up to [`MAX_UNPROCESSED_REPEATS`] times); a pooled
+    /// connection that turns out to be dead before the response head is replaced by another,
+    /// once.
     pub async fn exchange(&self, req: &Prepared) -> Result<Response, HttpError> {
         let mut reused_failures = 0;
+        let mut unprocessed = 0;
         loop {
             let (lease, reused) = self.checkout(&req.origin).await?;
             let counter = if reused {
@@ -107,6 +137,17 @@ impl Client {
             counter.fetch_add(1, Ordering::Relaxed);
             match self.send(lease, req).await {
                 Ok(resp) => return Ok(resp),
+                Err(f) if f.unprocessed && unprocessed < MAX_UNPROCESSED_REPEATS => {
+                    unprocessed += 1
+                }
+                Err(mut f) if f.unprocessed => {
+                    f.error.message = format!(
+                        "{} ({} attempts, none processed by the server)",
+                        f.error.message,
+                        unprocessed + 1
+                    );
+                    return Err(f.error);
+                }
                 Err(f) if f.may_repeat && reused && reused_failures == 0 => reused_failures += 1,
                 Err(f) => return Err(f.error),
             }
@@ -114,7 +155,9 @@ impl Client {
     }
 
     /// Takes an idle or shared connection, or opens one within the cap, or waits for one.
-    /// The flag says whether the connection was used before.
+    /// While the first connection to an https origin is being opened, waits for it to learn
+    /// the protocol (see the pool's module doc). The flag says whether the connection was
+    /// used before.
     async fn checkout(&self, origin: &Origin) -> Result<(Lease, bool), HttpError> {
         self.pool.start_reaper();
         let host = self.pool.host(origin);
@@ -134,14 +177,32 @@ impl Client {
                     true,
                 ));
             }
+            let probe = if self.connector.may_speak_h2(origin) && !host.h1_known() {
+                match host.join_probe() {
+                    Probe::Lead(guard) => Some(guard),
+                    Probe::Wait(generation) => {
+                        notified.await;
+                        if let Some(e) = host.probe_error(generation) {
+                            return Err(e);
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
             let permit = match host.permits.clone().try_acquire_owned() {
                 Ok(p) => p,
                 Err(_) => tokio::select! {
-                    _ = &mut notified => continue,
+                    _ = &mut notified, if probe.is_none() => continue,
                     p = host.permits.clone().acquire_owned() => p.map_err(closed_pool)?,
                 },
             };
-            return Ok((self.opened(origin, host.clone(), permit).await?, false));
+            let opened = self.opened(origin, host.clone(), permit).await;
+            if let Some(guard) = probe {
+                guard.finish(opened.as_ref().err());
+            }
+            return Ok((opened?, false));
         }
     }
 
@@ -186,7 +247,7 @@ impl Client {
     ) -> Result<Lease, HttpError> {
         Ok(match self.connector.connect(origin, permit).await? {
             Connected::H1(conn) => {
-                host.forget_h2();
+                host.set_h1();
                 Lease::H1 { conn, host }
             }
             Connected::H2(conn) => {
@@ -199,7 +260,12 @@ impl Client {
     async fn send(&self, lease: Lease, req: &Prepared) -> Result<Response, Failure> {
         let origin = &req.origin;
         let idempotent = is_idempotent(&req.method);
+        // Decode only what portway asked for: a caller's own Accept-Encoding gets raw bytes.
+        let decode = self.decompress && !req.headers.contains_key(ACCEPT_ENCODING);
         let failed = |e: hyper::Error, unsent: bool| Failure {
+            unprocessed: unsent
+                || errors::is_refused(&e)
+                || (idempotent && (errors::is_go_away(&e) || errors::h2_dropped_unopened(&e))),
             may_repeat: unsent || (idempotent && !e.is_parse()),
             error: errors::exchange_failed(origin, &e, self.max_header_bytes),
         };
@@ -209,14 +275,15 @@ impl Client {
                     return Err(failed(e, true));
                 }
                 let request = self.build(req, false);
-                let resp = match conn.sender.try_send_request(request).await {
+                let sent = conn.sender.try_send_request(request);
+                let resp = match receiving(self.read_timeout, origin, "head", sent).await? {
                     Ok(r) => r,
                     Err(mut e) => {
                         let unsent = e.take_message().is_some();
                         return Err(failed(e.into_error(), unsent));
                     }
                 };
-                let resp = self.read(origin, resp).await?;
+                let resp = self.read(origin, resp, decode).await?;
                 host.put_idle(conn);
                 Ok(resp)
             }
@@ -226,17 +293,20 @@ impl Client {
                     return Err(failed(e, true));
                 }
                 let request = self.build(req, true);
-                let resp = match conn.sender.try_send_request(request).await {
+                let sent = conn.sender.try_send_request(request);
+                let resp = match receiving(self.read_timeout, origin, "head", sent).await? {
                     Ok(r) => r,
                     Err(mut e) => {
                         let unsent = e.take_message().is_some();
-                        if conn.sender.is_closed() {
+                        // After a GOAWAY the connection takes no new streams: later requests
+                        // must open another one while this one finishes its older streams.
+                        if conn.sender.is_closed() || errors::is_go_away(e.error()) {
                             host.drop_h2(&conn);
                         }
                         return Err(failed(e.into_error(), unsent));
                     }
                 };
-                Ok(self.read(origin, resp).await?)
+                Ok(self.read(origin, resp, decode).await?)
             }
         }
     }
@@ -246,9 +316,11 @@ impl Client {
         &self,
         origin: &Origin,
         resp: hyper::Response<Incoming>,
+        decode: bool,
     ) -> Result<Response, HttpError> {
-        read_response(origin, resp, self.body_limit).await
+        read_response(origin, resp, self.body_limit, decode, self.read_timeout).await
     }
+
     /// The hyper request for one connection: origin-form with a Host header for HTTP/1,
     /// absolute form without connection-specific headers for HTTP/2.
     pub(crate) fn build(&self, req: &Prepared, h2: bool) -> hyper::Request<ReqBody> {
@@ -257,6 +329,9 @@ impl Client {
             && !headers.contains_key(USER_AGENT)
         {
             headers.insert(USER_AGENT, ua.clone());
+        }
+        if self.decompress && !headers.contains_key(ACCEPT_ENCODING) {
+            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static(decode::ACCEPT));
         }
         let mut uri = req.uri.clone();
         let version;
@@ -285,7 +360,17 @@ impl Client {
             {
                 headers.insert(HOST, v);
             }
-            uri = origin_form(&uri);
+            match self.connector.proxy_for(&req.origin) {
+                // Plain http through a proxy: the absolute URL tells the proxy where to go.
+                Some(proxy) if !req.origin.tls => {
+                    if let Some(auth) = &proxy.auth
+                        && !headers.contains_key(PROXY_AUTHORIZATION)
+                    {
+                        headers.insert(PROXY_AUTHORIZATION, auth.clone());
+                    }
+                }
+                _ => uri = origin_form(&uri),
+            }
         }
         let mut out = hyper::Request::new(Full::new(Bytes::clone(&req.body)));
         *out.method_mut() = req.method.clone();
@@ -296,12 +381,15 @@ impl Client {
     }
 }
 
-/// Reads the whole body of `resp` within `limit` bytes; the announced length is checked
-/// first. (Also the response fuzz target's reader.)
+/// Reads the whole body of `resp` within `limit` bytes (the decoded size when `decode` and the
+/// response is encoded); the announced length is checked first, and each read waits at most
+/// `read_timeout`. (Also the response fuzz target's reader.)
 pub(crate) async fn read_response(
     origin: &Origin,
     resp: hyper::Response<Incoming>,
     limit: u64,
+    decode: bool,
+    read_timeout: Option<std::time::Duration>,
 ) -> Result<Response, HttpError> {
     let (parts, mut body) = resp.into_parts();
     let announced = parts
@@ -321,11 +409,23 @@ pub(crate) async fn read_response(
         ));
     }
     // Room for the announced length (within reason) and the NUL the completion adds.
-    let mut data =
-        Vec::with_capacity(announced.unwrap_or(0).min(limit).min(PREALLOC_MAX) as usize + 1);
-    while let Some(frame) = body.frame().await {
+    let capacity = announced.unwrap_or(0).min(limit).min(PREALLOC_MAX) as usize + 1;
+    let mut decoder = if decode {
+        Decoder::for_headers(&parts.headers, limit, capacity)
+    } else {
+        None
+    };
+    let mut data = Vec::with_capacity(if decoder.is_some() { 0 } else { capacity });
+    let mut encoded_len = 0;
+    while let Some(frame) = receiving(read_timeout, origin, "body", body.frame()).await? {
         let frame = frame.map_err(|e| errors::body_failed(origin, &e))?;
         if let Ok(chunk) = frame.into_data() {
+            if let Some(d) = &mut decoder {
+                encoded_len += chunk.len();
+                d.write(&chunk)
+                    .map_err(|e| decode_failed(origin, d.name, limit, e))?;
+                continue;
+            }
             if (data.len() + chunk.len()) as u64 > limit {
                 return Err(HttpError::new(
                     Kind::BodyTooLarge,
@@ -338,11 +438,59 @@ pub(crate) async fn read_response(
             data.extend_from_slice(&chunk);
         }
     }
+    if let Some(d) = decoder
+        && encoded_len > 0
+    {
+        let name = d.name;
+        data = d
+            .finish()
+            .map_err(|e| decode_failed(origin, name, limit, e))?;
+    }
     Ok(Response {
         status: parts.status,
         headers: parts.headers,
         body: data,
+        version: parts.version,
     })
+}
+
+/// Awaits `step` (the response head, or the next piece of the body) within the read
+/// timeout. On expiry the caller drops the exchange, which closes an HTTP/1 connection
+/// or resets an HTTP/2 stream.
+pub(crate) async fn receiving<F: std::future::Future>(
+    read_timeout: Option<std::time::Duration>,
+    origin: &Origin,
+    what: &str,
+    step: F,
+) -> Result<F::Output, HttpError> {
+    let Some(limit) = read_timeout else {
+        return Ok(step.await);
+    };
+    tokio::time::timeout(limit, step).await.map_err(|_| {
+        HttpError::new(
+            Kind::Timeout,
+            format!(
+                "no data received from {origin} for {} ms while waiting for the response \
+                 {what} (read_timeout_ms)",
+                limit.as_millis()
+            ),
+        )
+    })
+}
+
+fn decode_failed(origin: &Origin, coding: &str, limit: u64, e: DecodeError) -> HttpError {
+    match e {
+        DecodeError::TooLarge => HttpError::new(
+            Kind::BodyTooLarge,
+            format!(
+                "the decoded ({coding}) response body from {origin} is longer than \
+                 max_body_bytes ({limit} bytes); decoding stopped there"
+            ),
+        ),
+        DecodeError::Corrupt(why) => HttpError::protocol(format!(
+            "the {coding} response body from {origin} cannot be decoded: {why}"
+        )),
+    }
 }
 
 fn closed_pool(_: tokio::sync::AcquireError) -> HttpError {

@@ -16,6 +16,7 @@ use tokio_rustls::TlsConnector;
 use super::errors::{self, HttpError, Kind, chain};
 use super::options::HttpOptions;
 use super::pool::{H1Conn, H2Conn, TaskGuard};
+use super::proxy::{Proxies, Proxy, connect_tunnel};
 use super::request::Origin;
 use crate::error::Result as PwResult;
 
@@ -39,7 +40,9 @@ pub(crate) struct Connector {
     tls: TlsConnector,
     connect_timeout: Option<Duration>,
     h2_prior_knowledge: bool,
+    http1_only: bool,
     max_header_bytes: u32,
+    proxies: Proxies,
 }
 
 impl Connector {
@@ -48,8 +51,21 @@ impl Connector {
             tls: TlsConnector::from(super::tls::client_config(opts)?),
             connect_timeout: opts.connect_timeout(),
             h2_prior_knowledge: opts.http2_prior_knowledge,
+            http1_only: opts.http1_only,
+            proxies: Proxies::new(opts.proxy.as_deref())?,
             max_header_bytes: opts.max_header_bytes,
         })
+    }
+
+    /// Whether a new connection to `origin` may turn out to speak HTTP/2 (ALPN offers h2 on
+    /// https); plain http without prior knowledge is always HTTP/1.1.
+    pub fn may_speak_h2(&self, origin: &Origin) -> bool {
+        origin.tls && !self.http1_only
+    }
+
+    /// The proxy requests to `origin` go through, if any.
+    pub fn proxy_for(&self, origin: &Origin) -> Option<&Proxy> {
+        self.proxies.for_origin(origin)
     }
 
     /// Opens a connection to `origin`; the connection keeps `permit` until it closes.
@@ -80,8 +96,14 @@ impl Connector {
         origin: &Origin,
         permit: OwnedSemaphorePermit,
     ) -> Result<Connected, HttpError> {
-        let tcp = tcp_connect(origin).await?;
+        let proxy = self.proxies.for_origin(origin);
+        let mut tcp = tcp_connect(proxy.map_or(origin, |p| &p.addr)).await?;
         let _ = tcp.set_nodelay(true);
+        if let Some(proxy) = proxy
+            && origin.tls
+        {
+            connect_tunnel(&mut tcp, proxy, origin).await?;
+        }
         let (stream, h2): (Box<dyn Stream>, bool) = if origin.tls {
             let name = ServerName::try_from(origin.host.clone()).map_err(|_| {
                 HttpError::new(
@@ -137,17 +159,29 @@ impl Connector {
     }
 }
 
-/// The HTTP/1 client settings of every connection: the response head limit, and a read
-/// buffer with room for a head of that size. (Shared with the response fuzz target, which runs
+/// The HTTP/1 client settings of every connection: the response head limit, its line count,
+/// and a read buffer with room for a head of that size. (Shared with the response fuzz target, which runs
 /// these settings over an in-memory pipe.)
 pub(crate) fn h1_builder(max_header_bytes: u32) -> http1::Builder {
     let head = max_header_bytes as usize;
     let mut builder = http1::Builder::new();
     builder
         .max_header_size(head)
+        .max_headers(max_header_lines(max_header_bytes))
         .max_buf_size(DEFAULT_H1_BUF.max(head + MIN_H1_BUF));
     builder
 }
+
+/// How many header lines an HTTP/1 response may have: one per 256 bytes of
+/// `max_header_bytes`, at least [`MIN_HEADER_LINES`]. hyper's own default is 100, which real
+/// servers exceed (long `Set-Cookie` and CSP lists); the parser reserves one slot per line for
+/// every head it parses, so the count scales with the byte limit rather than being unbounded.
+pub(crate) fn max_header_lines(max_header_bytes: u32) -> usize {
+    (max_header_bytes as usize / 256).max(MIN_HEADER_LINES)
+}
+
+/// Fewest header lines an HTTP/1 response may always have.
+pub(crate) const MIN_HEADER_LINES: usize = 256;
 
 /// Resolves the host (unless it is an IP literal) and connects to each address in turn.
 async fn tcp_connect(origin: &Origin) -> Result<TcpStream, HttpError> {

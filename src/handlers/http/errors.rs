@@ -19,6 +19,8 @@ pub(crate) enum Kind {
     /// The peer broke HTTP: malformed or cut-off response, reset, bad redirect
     /// (`PORTWAY_PROTOCOL_ERROR`).
     Protocol,
+    /// No byte of the response arrived within `read_timeout_ms` (`PORTWAY_TIMEOUT`).
+    Timeout,
     /// The response body (or its announced length) is over `max_body_bytes`
     /// (`PORTWAY_BODY_TOO_LARGE`).
     BodyTooLarge,
@@ -27,7 +29,7 @@ pub(crate) enum Kind {
 }
 
 /// A failed exchange.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct HttpError {
     pub kind: Kind,
     pub message: String,
@@ -51,6 +53,7 @@ impl HttpError {
             Kind::Connect => Status::PORTWAY_CONNECT_ERROR,
             Kind::Tls => Status::PORTWAY_TLS_ERROR,
             Kind::Protocol => Status::PORTWAY_PROTOCOL_ERROR,
+            Kind::Timeout => Status::PORTWAY_TIMEOUT,
             Kind::BodyTooLarge => Status::PORTWAY_BODY_TOO_LARGE,
             Kind::Internal => Status::PORTWAY_INTERNAL,
         }
@@ -110,7 +113,9 @@ pub(crate) fn exchange_failed(
     let message = if e.is_parse() && e.to_string().contains("too large") {
         format!(
             "the response head from {origin} is too large: over max_header_bytes \
-             ({max_header_bytes} bytes) or over 100 header lines"
+             ({max_header_bytes} bytes) or over {} header lines (one per 256 bytes of \
+             max_header_bytes, at least 256)",
+            super::connect::max_header_lines(max_header_bytes)
         )
     } else if e.is_parse() {
         format!("malformed response from {origin}: {}", chain(e))
@@ -120,6 +125,29 @@ pub(crate) fn exchange_failed(
         format!("request to {origin} failed: {}", chain(e))
     };
     HttpError::protocol(message)
+}
+
+/// The server sent GOAWAY on the connection this stream was meant for.
+pub(crate) fn is_go_away(e: &hyper::Error) -> bool {
+    find::<h2::Error>(e).is_some_and(|h2| h2.is_go_away() && h2.is_remote())
+}
+
+/// The server reset the request's stream with REFUSED_STREAM: it did not process it (RFC 9113
+/// section 8.7), so it may be sent again on a new connection whatever the method.
+pub(crate) fn is_refused(e: &hyper::Error) -> bool {
+    find::<h2::Error>(e).is_some_and(|h2| {
+        h2.is_remote() && h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+    })
+}
+
+/// hyper's HTTP/2 dispatcher dropped the request without an answer. It does that when the
+/// connection shuts down after a GOAWAY while the request's stream waits for a free slot
+/// (MAX_CONCURRENT_STREAMS), usually before the stream was sent. (The connection task is
+/// never aborted while a request uses it, and the runtime outlives every request, which are
+/// hyper's other reasons for this error.) hyper has no predicate for it: `is_user` plus its
+/// fixed text.
+pub(crate) fn h2_dropped_unopened(e: &hyper::Error) -> bool {
+    e.is_user() && e.to_string().starts_with("dispatch task is gone")
 }
 
 /// Reading the response body failed.
@@ -163,10 +191,15 @@ fn next_cause<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError +
 }
 
 fn find_rustls<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    find(e)
+}
+
+/// The first error of type `T` in the chain (hyper wraps the h2 and rustls errors).
+fn find<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a T> {
     let mut cur = Some(e);
     while let Some(c) = cur {
-        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
-            return Some(tls);
+        if let Some(found) = c.downcast_ref::<T>() {
+            return Some(found);
         }
         cur = next_cause(c);
     }

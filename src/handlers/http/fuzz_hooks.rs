@@ -189,7 +189,7 @@ async fn exchange(
             .send_request(client().build(req, false))
             .await
             .map_err(|e| errors::exchange_failed(origin, &e, knobs.max_header_bytes))?;
-        read_response(origin, resp, knobs.body_limit).await
+        read_response(origin, resp, knobs.body_limit, false, None).await
     }
     .await;
     drop(sender);

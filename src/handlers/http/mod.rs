@@ -20,26 +20,43 @@
 //! # Completion
 //! - `PORTWAY_OK` for every HTTP response, 4xx and 5xx included: `code` is the HTTP status,
 //!   `meta` the response headers (names lowercase, in the order received, values of a
-//!   repeated name together), `data` the body.
-//! - `PORTWAY_CONNECT_ERROR`: the host could not be resolved or connected to, or opening the
-//!   connection (TLS handshake included) took longer than `connect_timeout_ms`.
+//!   repeated name together), `data` the body. With `decompress` on (the default) and no
+//!   `Accept-Encoding` in the request, portway asks for `gzip, br, zstd, deflate` and `data`
+//!   is the decoded body, while `meta` keeps the headers as received (`content-encoding`,
+//!   and `content-length` of the encoded body, included). The last `meta` pair is always
+//!   `:http-version` (a name no header can have) with `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
+//! - `PORTWAY_CONNECT_ERROR`: the host (or the proxy) could not be resolved or connected to,
+//!   the proxy refused the CONNECT tunnel, or opening the connection (TLS handshake included)
+//!   took longer than `connect_timeout_ms`.
 //! - `PORTWAY_TLS_ERROR`: the TLS handshake or certificate verification failed.
 //! - `PORTWAY_PROTOCOL_ERROR`: a malformed response, a response head over
 //!   `max_header_bytes`, a connection closed or reset before the response was complete, an
 //!   unusable redirect, or more than `max_redirects` redirects.
 //! - `PORTWAY_BODY_TOO_LARGE`: the body (or its announced length) is over `max_body_bytes`.
+//! - `PORTWAY_TIMEOUT`: no byte of the response arrived for `read_timeout_ms` (the message
+//!   names it), or the request's own deadline passed (set by the engine).
 //! - `PORTWAY_TIMEOUT` / `PORTWAY_CANCELLED`: set by the engine, which drops the request's
 //!   future; an HTTP/1 connection in use is then closed, never returned to the pool (an
 //!   HTTP/2 stream is reset; its shared connection stays).
 //!
 //! On failure `data` holds a message naming the origin and the cause.
+//!
+//! # Requests the server did not process
+//! An HTTP/2 server closing a connection with GOAWAY (nginx does after `keepalive_requests`)
+//! or refusing a stream with REFUSED_STREAM has not processed those requests (RFC 9113
+//! sections 6.8 and 8.7). They are sent again on a new connection, up to 10 times, without
+//! counting against `retries`: refused streams and requests never sent whatever the method,
+//! requests failed by a GOAWAY when their method is idempotent (hyper can report a GOAWAY for
+//! a stream it had just sent, so a POST is not repeated on that evidence alone).
 
 mod client;
 mod connect;
+mod decode;
 mod errors;
 pub(crate) mod fuzz_hooks;
 mod options;
 mod pool;
+mod proxy;
 mod redirect;
 mod request;
 mod retry;
@@ -189,11 +206,29 @@ impl Inner {
     }
 }
 
+/// The name of the last meta pair of every response: the HTTP version used.
+pub const VERSION_META: &str = ":http-version";
+
+fn version_name(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
 fn into_outcome(resp: Response) -> Outcome {
+    let version = version_name(resp.version);
     let meta = Meta::from_byte_pairs(|| {
         resp.headers
             .iter()
             .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+            .chain(std::iter::once((
+                VERSION_META.as_bytes(),
+                version.as_bytes(),
+            )))
     });
     Outcome::ok(resp.body)
         .with_code(u32::from(resp.status.as_u16()))

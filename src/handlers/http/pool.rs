@@ -5,6 +5,13 @@
 //! origin's semaphore for as long as the socket is open, so the cap counts real sockets. The
 //! handle aborts the task when dropped: a connection that is not explicitly put back idle
 //! (cancelled request, error, unread body) is closed, never reused.
+//!
+//! Cold bursts: while the first connection to an https origin is being opened, nobody knows
+//! whether ALPN will pick h2 or http/1.1. One request opens it (the probe); the others wait.
+//! If it speaks h2 they all share it; if HTTP/1.1 they open their own connections up to the
+//! cap; if it fails they fail with its error (as Go's transport shares one dial). The origin
+//! then keeps one HTTP/2 connection (RFC 9113 section 9.1): requests beyond the server's
+//! MAX_CONCURRENT_STREAMS queue on it rather than opening more connections.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +24,7 @@ use hyper::client::conn::{http1, http2};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::AbortHandle;
 
+use super::errors::HttpError;
 use super::request::Origin;
 
 /// The request body type on every connection.
@@ -50,6 +58,10 @@ pub(crate) struct Host {
     idle: Mutex<Vec<(H1Conn, Instant)>>,
     h2: Mutex<Option<H2Conn>>,
     h2_known: AtomicBool,
+    /// The origin answered ALPN with http/1.1 (or without ALPN): no probing needed.
+    h1_known: AtomicBool,
+    /// The probe of an origin whose protocol is not known yet.
+    probe: Mutex<ProbeState>,
     /// Held while opening an HTTP/2 connection, so that concurrent requests wait for it
     /// instead of each opening their own.
     pub h2_connecting: tokio::sync::Mutex<()>,
@@ -70,6 +82,8 @@ impl Host {
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
             h2_known: AtomicBool::new(h2_known),
+            h1_known: AtomicBool::new(false),
+            probe: Mutex::new(ProbeState::default()),
             h2_connecting: tokio::sync::Mutex::new(()),
             notify: Notify::new(),
             permits: Arc::new(Semaphore::new(max)),
@@ -82,9 +96,38 @@ impl Host {
         self.h2_known.load(Ordering::Acquire)
     }
 
-    /// The origin answered with HTTP/1 after all (e.g. ALPN changed).
-    pub fn forget_h2(&self) {
+    /// The origin answered with HTTP/1 (at first, or after all when ALPN changed).
+    pub fn set_h1(&self) {
         self.h2_known.store(false, Ordering::Release);
+        self.h1_known.store(true, Ordering::Release);
+    }
+
+    /// True once a connection to this origin spoke HTTP/1.
+    pub fn h1_known(&self) -> bool {
+        self.h1_known.load(Ordering::Acquire)
+    }
+
+    /// Joins the probe of this origin: the first caller leads it (opens the connection), the
+    /// others get the generation to wait for. Call with the host's `notify` already enabled.
+    pub fn join_probe(self: &Arc<Self>) -> Probe {
+        let mut p = lock(&self.probe);
+        if p.running {
+            return Probe::Wait(p.generation);
+        }
+        p.running = true;
+        p.generation += 1;
+        Probe::Lead(ProbeGuard {
+            host: self.clone(),
+            generation: p.generation,
+        })
+    }
+
+    /// The error of probe `generation`, when it failed.
+    pub fn probe_error(&self, generation: u64) -> Option<HttpError> {
+        match &lock(&self.probe).failed {
+            Some((g, e)) if *g == generation => Some(e.clone()),
+            _ => None,
+        }
     }
 
     /// The shared HTTP/2 connection, if it is still open.
@@ -103,6 +146,7 @@ impl Host {
     /// Makes `conn` the shared HTTP/2 connection and wakes waiting requests.
     pub fn set_h2(&self, conn: H2Conn) {
         *lock(&self.h2) = Some(conn);
+        self.h1_known.store(false, Ordering::Release);
         self.h2_known.store(true, Ordering::Release);
         self.notify.notify_waiters();
     }
@@ -165,6 +209,47 @@ impl Host {
         lock(&self.h2).is_none()
             && lock(&self.idle).is_empty()
             && self.permits.available_permits() == self.max
+    }
+}
+
+/// The probe of one origin (see the module doc).
+#[derive(Default)]
+struct ProbeState {
+    running: bool,
+    /// Counts probes, so that a waiter can tell whether the probe it waited for failed.
+    generation: u64,
+    /// The last failed probe and its error, given to the requests that waited for it.
+    failed: Option<(u64, HttpError)>,
+}
+
+/// What a request does while the protocol of its origin is not known.
+pub(crate) enum Probe {
+    /// Open the first connection; finish the guard with the outcome.
+    Lead(ProbeGuard),
+    /// Wait on the host's `notify` for the probe of this generation to end.
+    Wait(u64),
+}
+
+/// Ends a probe and wakes its waiters; dropped without `finish` (the leading request was
+/// cancelled) it ends the probe without an error, so that a waiter leads the next one.
+pub(crate) struct ProbeGuard {
+    host: Arc<Host>,
+    generation: u64,
+}
+
+impl ProbeGuard {
+    /// Ends the probe; `error` is handed to the requests that waited for it.
+    pub fn finish(self, error: Option<&HttpError>) {
+        if let Some(e) = error {
+            lock(&self.host.probe).failed = Some((self.generation, e.clone()));
+        }
+    }
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        lock(&self.host.probe).running = false;
+        self.host.notify.notify_waiters();
     }
 }
 

@@ -1,5 +1,6 @@
-//! The rustls client configuration: bundled web PKI roots, an optional extra CA bundle, ALPN,
-//! and the explicitly named way to turn verification off.
+//! The rustls client configuration: the platform's trust store and the bundled web PKI roots
+//! (or the bundled ones only), an optional extra CA bundle, ALPN, and the explicitly named way
+//! to turn verification off.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +28,13 @@ pub(crate) fn client_config(opts: &HttpOptions) -> Result<Arc<ClientConfig>> {
     } else {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if !opts.bundled_roots_only {
+            // The platform store: on Linux the file and directory OpenSSL would use, or
+            // SSL_CERT_FILE / SSL_CERT_DIR when set. Unreadable entries are skipped, as
+            // OpenSSL does; the bundled roots still apply.
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+        }
         if let Some(path) = &opts.extra_ca_pem_path {
             add_pem_bundle(&mut roots, path)?;
         }
@@ -34,6 +42,8 @@ pub(crate) fn client_config(opts: &HttpOptions) -> Result<Arc<ClientConfig>> {
     };
     config.alpn_protocols = if opts.http2_prior_knowledge {
         vec![b"h2".to_vec()]
+    } else if opts.http1_only {
+        vec![b"http/1.1".to_vec()]
     } else {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     };
