@@ -66,6 +66,11 @@ fn rust_layout() -> Layout {
             http2_prior_knowledge,
             extra_ca_pem_path,
             danger_accept_invalid_certs,
+            read_timeout_ms,
+            decompress,
+            bundled_roots_only,
+            http1_only,
+            proxy,
         ]
     );
     rust_rows!(
