@@ -231,7 +231,14 @@ fn check_response(req: &Prepared, knobs: &ResponseKnobs, resp: super::client::Re
     assert_eq!(outcome.code, u32::from(status.as_u16()));
     assert_eq!(outcome.data.as_slice(), &body[..]);
     let (view, n) = outcome.meta.c_view();
-    assert_eq!(n, expected.len());
+    // The headers, then the `:http-version` pair every http completion ends with.
+    assert_eq!(n, expected.len() + 1);
+    // SAFETY: `view` holds `n` pairs of NUL-terminated strings owned by `outcome`.
+    let last = unsafe { *view.add(n - 1) };
+    assert_eq!(
+        unsafe { CStr::from_ptr(last.key) }.to_bytes(),
+        super::VERSION_META.as_bytes()
+    );
     for (i, (k, v)) in expected.iter().enumerate() {
         // SAFETY: `view` holds `n` pairs of NUL-terminated strings owned by `outcome`.
         let pair = unsafe { *view.add(i) };
