@@ -1,8 +1,8 @@
 'use strict';
 // Cross-binding driver for the Node binding: runs every case of cases.json (argv[2]) and prints
-// one JSON object {case name: {status, detail}}. The status is `err.code` of a PortwayError,
-// the error's name for anything else (TypeError, ...), PORTWAY_OK for a success. Cancel
-// returns a boolean: true is PORTWAY_OK, false (nothing in flight had that id) PORTWAY_NOT_FOUND.
+// one JSON object {case name: {status, detail}}. The status is `err.code` of a PortwayError or
+// of an argument error carrying a PORTWAY_ code, the error's name for anything else
+// (TypeError, ...), PORTWAY_OK for a success. Cancel returns a boolean: true is PORTWAY_OK, false (nothing in flight had that id) PORTWAY_NOT_FOUND.
 const fs = require('node:fs');
 const path = require('node:path');
 
@@ -31,6 +31,11 @@ async function runCase(c) {
     return { status: 'PORTWAY_OK', detail: '' };
   } catch (err) {
     if (err instanceof PortwayError) return { status: err.code, detail: err.message };
+    // Argument errors are TypeError/RangeError (JS cannot make them PortwayErrors too) that
+    // carry the status in `code`, as bindings/node/README.md documents.
+    if (err && typeof err.code === 'string' && err.code.startsWith('PORTWAY_')) {
+      return { status: err.code, detail: `${err.name}: ${err.message}` };
+    }
     return { status: (err && err.name) || String(err), detail: (err && err.message) || '' };
   } finally {
     await eng.close();
