@@ -2,7 +2,8 @@
 // Cross-binding driver for the Node binding: runs every case of cases.json (argv[2]) and prints
 // one JSON object {case name: {status, detail}}. The status is `err.code` of a PortwayError or
 // of an argument error carrying a PORTWAY_ code, the error's name for anything else
-// (TypeError, ...), PORTWAY_OK for a success. Cancel returns a boolean: true is PORTWAY_OK, false (nothing in flight had that id) PORTWAY_NOT_FOUND.
+// (TypeError, ...), PORTWAY_OK for a success. Cancel returns a boolean: true is PORTWAY_OK,
+// false (nothing in flight had that id) PORTWAY_NOT_FOUND.
 const fs = require('node:fs');
 const path = require('node:path');
 
