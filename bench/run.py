@@ -253,7 +253,7 @@ error_log {d}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     default_type application/octet-stream;
-    log_format bench '$connection $server_protocol $status';
+    log_format bench '$connection $server_protocol $status $ssl_protocol';
     access_log {d}/access.log bench;
 {temps}
     # One connection carries a whole run: no GOAWAY in the middle of it (nginx's default,
@@ -262,6 +262,8 @@ http {{
     keepalive_timeout 300s;
     server {{
         listen 127.0.0.1:{port} ssl http2;
+        # Debian's nginx 1.22 offers TLS 1.3 only when asked (its default list ends at 1.2).
+        ssl_protocols TLSv1.2 TLSv1.3;
         ssl_certificate {d}/cert.pem;
         ssl_certificate_key {d}/key.pem;
         root {d}/www;
@@ -289,7 +291,8 @@ http {{
             (self.DIR / "nginx.conf").write_text(self._conf(port))
             (self.DIR / "access.log").write_bytes(b"")
             self.proc = subprocess.Popen(
-                [nginx, "-p", str(self.DIR), "-c", str(self.DIR / "nginx.conf"), "-e", str(self.DIR / "error.log")],
+                [nginx, "-p", str(self.DIR), "-c", str(self.DIR / "nginx.conf"),
+                 "-e", str(self.DIR / "error.log")],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
                 start_new_session=True)
             end = time.monotonic() + timeout
@@ -300,9 +303,11 @@ http {{
                     return
                 except OSError:
                     time.sleep(0.05)
-            err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None and self.proc.stderr else ""
-            log = (self.DIR / "error.log").read_text(errors="replace") if (self.DIR / "error.log").exists() else ""
-            last = _why(err + "\n" + log)
+            err = ""
+            if self.proc.poll() is not None and self.proc.stderr:  # exited: its stderr is complete
+                err = self.proc.stderr.read().decode(errors="replace")
+            errlog = self.DIR / "error.log"
+            last = _why(err + "\n" + (errlog.read_text(errors="replace") if errlog.exists() else ""))
             self._kill()
             if "in use" not in last:
                 break
@@ -315,17 +320,26 @@ http {{
         except OSError:
             return 0
 
-    def since(self, mark: int) -> dict[str, Any]:
-        """Requests logged after `mark`: their count, protocols, statuses and connections."""
-        with open(self.DIR / "access.log", "rb") as f:
-            f.seek(mark)
-            rows = [ln.split() for ln in f.read().decode(errors="replace").splitlines()]
-        rows = [r for r in rows if len(r) == 3]
+    def since(self, mark: int, expect: int) -> dict[str, Any]:
+        """Requests logged after `mark`: their count, protocols, statuses, connections and TLS
+        versions. nginx writes a request's line when it finalizes the request, which may be
+        after the client got the response and exited: wait (up to 5 s) for `expect` lines."""
+        end = time.monotonic() + 5
+        while True:
+            with open(self.DIR / "access.log", "rb") as f:
+                f.seek(mark)
+                text = f.read().decode(errors="replace")
+            # Only whole lines: the last one may still be being written.
+            rows = [ln.split() for ln in text[:text.rfind("\n") + 1].splitlines()]
+            rows = [r for r in rows if len(r) == 4]
+            if len(rows) >= expect or time.monotonic() > end:
+                break
+            time.sleep(0.02)
         protocols: dict[str, int] = {}
         for r in rows:
             protocols[r[1]] = protocols.get(r[1], 0) + 1
         return {"requests": len(rows), "connections": len({r[0] for r in rows}), "protocols": protocols,
-                "non_200": sum(r[2] != "200" for r in rows)}
+                "non_200": sum(r[2] != "200" for r in rows), "tls": sorted({r[3] for r in rows})}
 
     def _kill(self) -> None:
         p, self.proc = self.proc, None
@@ -692,7 +706,8 @@ def run_workload(wl: str, syss: list[System], rounds: int, warmup: bool, timeout
                 cmd = s.cmd(ctx)
                 mark = nginx.mark() if nginx else 0
                 r = run_child(cmd, timeout, env)
-                seen = nginx.since(mark) if nginx else None
+                # The clients' warm-up is one request per worker (W3_CONC) before the timed n.
+                seen = nginx.since(mark, s.n + W3_CONC) if nginx and r.ok else None
                 if r.ok and seen is not None:
                     r.ok, r.error = _check_seen(s, seen)
                 if not r.ok:
@@ -730,7 +745,8 @@ def run_workload(wl: str, syss: list[System], rounds: int, warmup: bool, timeout
 def _seen(seen: dict[str, Any]) -> str:
     """nginx's view of one client run (warm-up included): protocols and connections."""
     protos = ", ".join(f"{k} × {v:,}" for k, v in sorted(seen["protocols"].items())) or "no requests"
-    return f"{protos} on {seen['connections']} TLS connection{'s' if seen['connections'] != 1 else ''}"
+    conns = seen["connections"]
+    return f"{protos} on {conns} TLS connection{'s' if conns != 1 else ''} ({', '.join(seen.get('tls', []))})"
 
 
 def _check_seen(s: System, seen: dict[str, Any]) -> tuple[bool, str]:
@@ -857,9 +873,10 @@ def markdown(doc: dict[str, Any]) -> str:
                       "child's whole-process figure is in latest.json.", ""]
         if wl == "W3-TLS":
             lines += ["Note: nginx 1 worker process, `keepalive_requests 1000000` (no GOAWAY during a run), "
-                      "HTTP/2 through ALPN, a P-256 certificate from a CA made for the run, a static 1 KiB "
-                      "file, no gzip. Client CPU as in W3 (getrusage of the client process over the timed "
-                      "requests; nginx is not counted).", "",
+                      "HTTP/2 through ALPN, TLS 1.2 and 1.3 offered, a P-256 certificate from a CA made for "
+                      "the run, a static 1 KiB file, no gzip (see \"W3-TLS: the server and what is checked\" "
+                      "above). Client CPU as in W3 (getrusage of the client process over the timed requests; "
+                      "nginx is not counted).", "",
                       "What nginx's access log saw per client run (warm-up of 64 requests included; the last "
                       "run):", ""]
             for r in wrecs:
