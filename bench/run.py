@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench`: portway against the systems users would pick instead, side by side.
 
-    python bench/run.py [--quick] [--only W1,W3] [--reps 5] [--allow-missing]
+    python bench/run.py [--quick] [--only W1,W3,W3-TLS] [--reps 5] [--allow-missing]
 
 Runs every workload's systems (portway through C, Rust, Python and Node; the anchors in Go, C,
 Python and Node), each as a child process that prints one JSON line, with a timeout on every
@@ -17,6 +17,7 @@ a child that failed, timed out or printed no result, or a system that is not ava
 
 Expects the binaries that mk/bench.mk builds (target/bench/...), the release library, and the
 environment that mk/bench.mk passes (PYTHON for the Python figures, with aiohttp installed).
+W3-TLS also needs nginx and the openssl CLI (mk/bench-tls.mk installs them), and httpx[http2].
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import platform
 import select
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -61,6 +63,9 @@ W1_N_HOSTED = 200_000  # Python and Node hosts, and the Python anchors: see the 
 W1_BATCH = 1024
 W2_N, W2_MS = 100_000, 10
 W3_N, W3_CONC = 20_000, 64
+W3TLS_N, W3TLS_BODY = 20_000, 1024  # GETs over TLS + HTTP/2 to nginx, 64 in flight (issue 14)
+W3TLS_N_HTTPX = 5_000  # httpx does about 1 k req/s here: 20,000 would take 20-60 s per run
+WORKLOADS = ("W1", "W2", "W3", "W3-TLS", "W4")
 W4_N, W4_WORKERS = 500_000, 2
 POOL_WORKERS = 2
 
@@ -195,6 +200,168 @@ class Server:
             p.wait(timeout=5)
 
 
+def find_nginx() -> str | None:
+    """Debian's nginx (/usr/sbin is often not on a user's PATH), else the first on PATH."""
+    return next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None) or shutil.which("nginx")
+
+
+class Nginx:
+    """The W3-TLS target: nginx on a free 127.0.0.1 port serving a 1 KiB file over TLS with
+    HTTP/2 (ALPN), with a throwaway CA and server certificate made here by the openssl CLI.
+    Everything lives in target/bench/nginx-tls, removed by stop(). Its access log (connection
+    serial, protocol, status per request) tells which protocol each client used and how many
+    connections it opened: mark() before a client runs, since(mark) after it."""
+
+    DIR = BIN / "nginx-tls"
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.ca = ""
+
+    def _openssl(self, *args: str) -> None:
+        r = subprocess.run(["openssl", *args], cwd=self.DIR, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"openssl {args[0]} failed: {_why(r.stderr)}")
+
+    def _pki(self) -> None:
+        # P-256 keys, as most of the web; the CA may only sign, the leaf only serve 127.0.0.1.
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+        self._openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+                      "-subj", "/CN=portway bench throwaway CA",
+                      "-addext", "basicConstraints=critical,CA:TRUE",
+                      "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        self._openssl("req", *ec, "-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+        (self.DIR / "server.ext").write_text(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n"
+            "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+        self._openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                      "-set_serial", "2", "-days", "2", "-extfile", "server.ext", "-out", "cert.pem")
+
+    def _conf(self, port: int) -> str:
+        d = self.DIR
+        # As root, nginx would switch to an unprivileged user that cannot read target/bench;
+        # with master_process off it is one process anyway.
+        user = "user root;" if os.geteuid() == 0 else ""
+        temps = "\n".join(f"    {k}_temp_path {d}/tmp-{k};" for k in
+                          ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        return f"""{user}
+daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    default_type application/octet-stream;
+    log_format bench '$connection $server_protocol $status $ssl_protocol';
+    access_log {d}/access.log bench;
+{temps}
+    # One connection carries a whole run: no GOAWAY in the middle of it (nginx's default,
+    # 1000, would end each HTTP/2 connection 20 times per 20,000 requests).
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    server {{
+        listen 127.0.0.1:{port} ssl http2;
+        # Debian's nginx 1.22 offers TLS 1.3 only when asked (its default list ends at 1.2).
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_certificate {d}/cert.pem;
+        ssl_certificate_key {d}/key.pem;
+        root {d}/www;
+        location = /1k {{ }}
+    }}
+}}
+"""
+
+    def start(self, timeout: float = 15.0) -> None:
+        nginx = find_nginx()
+        if nginx is None:
+            raise RuntimeError("nginx not found (`make nginx-installed` installs Debian's nginx-light)")
+        if shutil.which("openssl") is None:
+            raise RuntimeError("the openssl CLI is not installed (Debian package openssl)")
+        shutil.rmtree(self.DIR, ignore_errors=True)
+        (self.DIR / "www").mkdir(parents=True)
+        (self.DIR / "www" / "1k").write_bytes(bytes(ord("a") + i % 26 for i in range(W3TLS_BODY)))
+        self._pki()
+        self.ca = str(self.DIR / "ca.pem")
+        last = ""
+        for _ in range(3):  # the free port may be taken between probing and nginx's bind
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            (self.DIR / "nginx.conf").write_text(self._conf(port))
+            (self.DIR / "access.log").write_bytes(b"")
+            self.proc = subprocess.Popen(
+                [nginx, "-p", str(self.DIR), "-c", str(self.DIR / "nginx.conf"),
+                 "-e", str(self.DIR / "error.log")],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+                start_new_session=True)
+            end = time.monotonic() + timeout
+            while time.monotonic() < end and self.proc.poll() is None:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    self.url = f"https://127.0.0.1:{port}/1k"
+                    return
+                except OSError:
+                    time.sleep(0.05)
+            err = ""
+            if self.proc.poll() is not None and self.proc.stderr:  # exited: its stderr is complete
+                err = self.proc.stderr.read().decode(errors="replace")
+            errlog = self.DIR / "error.log"
+            last = _why(err + "\n" + (errlog.read_text(errors="replace") if errlog.exists() else ""))
+            self._kill()
+            if "in use" not in last:
+                break
+        self.stop()
+        raise RuntimeError(f"nginx did not start: {last}")
+
+    def mark(self) -> int:
+        try:
+            return (self.DIR / "access.log").stat().st_size
+        except OSError:
+            return 0
+
+    def since(self, mark: int, expect: int) -> dict[str, Any]:
+        """Requests logged after `mark`: their count, protocols, statuses, connections and TLS
+        versions. nginx writes a request's line when it finalizes the request, which may be
+        after the client got the response and exited: wait (up to 5 s) for `expect` lines."""
+        end = time.monotonic() + 5
+        while True:
+            with open(self.DIR / "access.log", "rb") as f:
+                f.seek(mark)
+                text = f.read().decode(errors="replace")
+            # Only whole lines: the last one may still be being written.
+            rows = [ln.split() for ln in text[:text.rfind("\n") + 1].splitlines()]
+            rows = [r for r in rows if len(r) == 4]
+            if len(rows) >= expect or time.monotonic() > end:
+                break
+            time.sleep(0.02)
+        protocols: dict[str, int] = {}
+        for r in rows:
+            protocols[r[1]] = protocols.get(r[1], 0) + 1
+        return {"requests": len(rows), "connections": len({r[0] for r in rows}), "protocols": protocols,
+                "non_200": sum(r[2] != "200" for r in rows), "tls": sorted({r[3] for r in rows})}
+
+    def _kill(self) -> None:
+        p, self.proc = self.proc, None
+        if p is None:
+            return
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=5)
+        if p.stderr:
+            p.stderr.close()
+
+    def stop(self) -> None:
+        self._kill()
+        shutil.rmtree(self.DIR, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------- the systems
 
 
@@ -220,6 +387,9 @@ class System:
     env: dict[str, str] = field(default_factory=dict)
     check: Callable[[], str | None] = lambda: None  # None = available, else why not
     note: str = ""
+    # W3-TLS: the only protocol nginx may log for this system's requests (e.g. "HTTP/2.0"), so
+    # that a client silently falling back to HTTP/1.1 fails the run instead of skewing it.
+    protocol: str = ""
 
 
 def _rate(r: ChildResult) -> float:
@@ -243,6 +413,11 @@ W_METRICS: dict[str, list[Metric]] = {
         Metric("cpu_per_10k", "client CPU s per 10,000 requests", "CPU s", False,
                lambda r: float(r.data["cpu_s"]) * 10_000 / float(r.data["n"])),
     ],
+    "W3-TLS": [
+        Metric("rate", "requests/s", "req/s", True, _rate),
+        Metric("cpu_per_10k", "client CPU s per 10,000 requests", "CPU s", False,
+               lambda r: float(r.data["cpu_s"]) * 10_000 / float(r.data["n"])),
+    ],
     "W4": [
         Metric("rate", "digests/s", "digests/s", True, _rate),
         Metric("efficiency", "pool efficiency", "%", True, lambda r: float(r.data["efficiency"])),
@@ -252,6 +427,7 @@ WORKLOAD_TITLES = {
     "W1": "W1 overhead (no-op requests through a pool of 2)",
     "W2": "W2 concurrency (10 ms sleeps)",
     "W3": "W3 HTTP fan-out (GETs, 64 in flight, local Go server)",
+    "W3-TLS": "W3-TLS HTTP fan-out over TLS + HTTP/2 (GETs of 1 KiB, 64 in flight, local nginx)",
     "W4": "W4 CPU work (SHA-256 of 1 KiB on a pool of 2)",
 }
 
@@ -275,6 +451,18 @@ def _node_check() -> str | None:
     r = subprocess.run([NODE, "-e", code], env=_node_env(), cwd=ROOT, capture_output=True,
                        text=True, timeout=60)
     return None if r.returncode == 0 else f"node: {_why(r.stderr)}"
+
+
+def _nginx_check() -> str | None:
+    if find_nginx() is None:
+        return "nginx not found (`make nginx-installed` installs Debian's nginx-light)"
+    if shutil.which("openssl") is None:
+        return "the openssl CLI is not installed (Debian package openssl)"
+    return None
+
+
+def _all(*checks: Callable[[], str | None]) -> Callable[[], str | None]:
+    return lambda: next((why for why in (c() for c in checks) if why), None)
 
 
 def _py_env() -> dict[str, str]:
@@ -305,6 +493,9 @@ def systems(scale: int) -> list[System]:
     hosted = (f"{W1_N_HOSTED:,} requests instead of {W1_N:,} (rates are per second; interpreted hosts "
               "would take minutes per run at the full size)")
     core_bin = BIN / "core-bench"
+    tls, tls_httpx = W3TLS_N // scale, W3TLS_N_HTTPX // scale
+    have_curl = _need_file(BIN / "curl_multi", "curl_multi")
+    py_httpx_check = _python_check("httpx, h2")
     return [
         # ---- W1
         System("w1.c.native", "W1", "portway, C, native C handler", "C", True, "w1.c.native",
@@ -359,6 +550,35 @@ def systems(scale: int) -> list[System]:
                check=_node_check),
         System("w3.node.agent", "W3", "Node: http keep-alive Agent", "Node", False, "w3.node.portway",
                lambda ctx: [NODE, js_an, ctx["url"], str(w3), str(W3_CONC)], w3),
+        # ---- W3-TLS: every command ends with the CA file nginx's certificate chains to
+        System("w3t.c.portway", "W3-TLS", "portway, C, http handler (extra_ca_pem_path)", "C", True,
+               "w3t.c.portway", lambda ctx: [c, "http", ctx["url"], str(tls), str(W3_CONC), ctx["ca"]], tls,
+               check=_all(have_c, _nginx_check), protocol="HTTP/2.0"),
+        System("w3t.go.client", "W3-TLS", "Go: net/http client (HTTP/2)", "Go", False, "w3t.c.portway",
+               lambda ctx: [go, "client", ctx["url"], str(tls), str(W3_CONC), ctx["ca"]], tls,
+               check=_all(have_go, _nginx_check), protocol="HTTP/2.0"),
+        System("w3t.c.curl", "W3-TLS", "C: libcurl multi (HTTP/2, multiplexed)", "C", False, "w3t.c.portway",
+               lambda ctx: [str(BIN / "curl_multi"), ctx["url"], str(tls), str(W3_CONC), ctx["ca"]], tls,
+               check=_all(have_curl, _nginx_check), protocol="HTTP/2.0"),
+        System("w3t.py.portway", "W3-TLS", "portway, Python ahttp (asyncio)", "Python", True, "w3t.py.portway",
+               lambda ctx: [PYTHON, py_pw, "http", ctx["url"], str(tls), str(W3_CONC), ctx["ca"]], tls,
+               env=pyenv, check=_all(py_pw_check, _nginx_check), protocol="HTTP/2.0"),
+        System("w3t.py.aiohttp", "W3-TLS", "Python: aiohttp (HTTP/1.1)", "Python", False, "w3t.py.portway",
+               lambda ctx: [PYTHON, py_an, "aiohttp", ctx["url"], str(tls), str(W3_CONC), ctx["ca"]], tls,
+               check=_all(py_aio_check, _nginx_check), protocol="HTTP/1.1",
+               note="aiohttp has no HTTP/2: it speaks HTTP/1.1 on up to 64 TLS connections"),
+        System("w3t.py.httpx", "W3-TLS", "Python: httpx AsyncClient(http2=True)", "Python", False, "w3t.py.portway",
+               lambda ctx: [PYTHON, py_an, "httpx", ctx["url"], str(tls_httpx), str(W3_CONC), ctx["ca"]],
+               tls_httpx, check=_all(py_httpx_check, _nginx_check), protocol="HTTP/2.0",
+               note=f"httpx runs {W3TLS_N_HTTPX:,} requests instead of {W3TLS_N:,} (rates are per second; "
+                    "at about 1 k req/s the full size would take a minute per run on a busy machine)"),
+        System("w3t.node.portway", "W3-TLS", "portway, Node http", "Node", True, "w3t.node.portway",
+               lambda ctx: [NODE, js_pw, "http", ctx["url"], str(tls), str(W3_CONC), ctx["ca"]], tls,
+               env=nodeenv, check=_all(_node_check, _nginx_check), protocol="HTTP/2.0"),
+        System("w3t.node.agent", "W3-TLS", "Node: https keep-alive Agent (HTTP/1.1)", "Node", False,
+               "w3t.node.portway", lambda ctx: [NODE, js_an, ctx["url"], str(tls), str(W3_CONC), ctx["ca"]], tls,
+               check=_nginx_check, note="Node's https.Agent speaks HTTP/1.1 on up to 64 TLS connections "
+                                         "(HTTP/2 is node:http2's separate session API)", protocol="HTTP/1.1"),
         # ---- W4
         System("w4.c.sha", "W4", "portway, C, native handler (libcrypto)", "C", True, "w4.c.sha",
                lambda ctx: [c, "sha", str(w4), str(W4_WORKERS)], w4, check=have_c),
@@ -381,6 +601,8 @@ GOALS = [
     ("W3 from C ≥ 1.0× Go's client", "rate", "w3.c.portway", "w3.go.client", 1.0, "higher"),
     ("W3 from Python ≥ 3× aiohttp", "rate", "w3.py.portway", "w3.py.aiohttp", 3.0, "higher"),
     ("W3 from Node ≥ 3× Node's agent", "rate", "w3.node.portway", "w3.node.agent", 3.0, "higher"),
+    ("W3-TLS from C ≥ 1.0× Go's client", "rate", "w3t.c.portway", "w3t.go.client", 1.0, "higher"),
+    ("W3-TLS from Python ≥ 3× aiohttp", "rate", "w3t.py.portway", "w3t.py.aiohttp", 3.0, "higher"),
     ("W4 ≥ 1.0× Go", "rate", "w4.c.sha", "w4.go.sha", 1.0, "higher"),
     ("W4 pool efficiency ≥ 90%", "efficiency", "w4.c.sha", None, 0.9, "absolute"),
 ]
@@ -460,7 +682,8 @@ def run_workload(wl: str, syss: list[System], rounds: int, warmup: bool, timeout
         else:
             live.append(s)
         records[s.sid] = rec
-    server = None
+    server: Server | None = None
+    nginx: Nginx | None = None
     ctx: dict[str, Any] = {}
     try:
         if wl == "W3" and live:
@@ -468,6 +691,11 @@ def run_workload(wl: str, syss: list[System], rounds: int, warmup: bool, timeout
             server.start()
             ctx["url"] = server.url
             log(f"  server {server.url}")
+        if wl == "W3-TLS" and live:
+            nginx = Nginx()
+            nginx.start()
+            ctx.update(url=nginx.url, ca=nginx.ca)
+            log(f"  nginx {nginx.url} (CA {Path(nginx.ca).relative_to(ROOT)})")
         plan = (["warm-up"] if warmup else []) + [f"round {i + 1}/{rounds}" for i in range(rounds)]
         for i, label in enumerate(plan):
             if i > (1 if warmup else 0) and time.time() > deadline:
@@ -479,7 +707,12 @@ def run_workload(wl: str, syss: list[System], rounds: int, warmup: bool, timeout
                     continue  # a system that failed once is not run again
                 env = dict(s.env and {**os.environ, **s.env} or os.environ)
                 cmd = s.cmd(ctx)
+                mark = nginx.mark() if nginx else 0
                 r = run_child(cmd, timeout, env)
+                # The clients' warm-up is one request per worker (W3_CONC) before the timed n.
+                seen = nginx.since(mark, s.n + W3_CONC) if nginx and r.ok else None
+                if r.ok and seen is not None:
+                    r.ok, r.error = _check_seen(s, seen)
                 if not r.ok:
                     rec.update(status="failed", error=f"{label}: {r.error}")
                     log(f"  {s.sid:18} {label}: FAILED: {r.error}")
@@ -489,8 +722,11 @@ def run_workload(wl: str, syss: list[System], rounds: int, warmup: bool, timeout
                     continue
                 vals = {m.key: m.extract(r) for m in W_METRICS[wl]}
                 rec["runs"].append({"metrics": vals, "child": r.data, "maxrss_kib": r.maxrss_kib,
-                                    "child_cpu_s": r.cpu_s, "child_wall_s": r.wall_s})
+                                    "child_cpu_s": r.cpu_s, "child_wall_s": r.wall_s,
+                                    **({"server_log": seen} if seen is not None else {})})
                 shown = ", ".join(f"{k} {_fmt(v)}" for k, v in vals.items())
+                if seen is not None:
+                    shown += f", {_seen(seen)}"
                 log(f"  {s.sid:18} {label}: {shown}  ({r.wall_s:.1f} s)")
     except Exception as exc:  # the server did not start, say: every figure of the workload fails
         for s in live:
@@ -500,11 +736,31 @@ def run_workload(wl: str, syss: list[System], rounds: int, warmup: bool, timeout
     finally:
         if server:
             server.stop()
+        if nginx:
+            nginx.stop()
     for rec in records.values():
         if rec["status"] == "ok":
             rec["figures"] = {m.key: summarize([run["metrics"][m.key] for run in rec["runs"]])
                               for m in W_METRICS[wl]}
     return records
+
+
+def _seen(seen: dict[str, Any]) -> str:
+    """nginx's view of one client run (warm-up included): protocols and connections."""
+    protos = ", ".join(f"{k} × {v:,}" for k, v in sorted(seen["protocols"].items())) or "no requests"
+    conns = seen["connections"]
+    return f"{protos} on {conns} TLS connection{'s' if conns != 1 else ''} ({', '.join(seen.get('tls', []))})"
+
+
+def _check_seen(s: System, seen: dict[str, Any]) -> tuple[bool, str]:
+    """A client run passes when nginx logged at least its n requests, all with status 200 and
+    the protocol the system is meant to speak."""
+    other = {p: k for p, k in seen["protocols"].items() if s.protocol and p != s.protocol}
+    if other:
+        return False, f"nginx logged {_seen(seen)}, expected only {s.protocol}"
+    if seen["requests"] < s.n or seen["non_200"]:
+        return False, f"nginx logged {seen['requests']:,} requests ({seen['non_200']} not 200) for {s.n:,}"
+    return True, ""
 
 
 def _fmt(v: float, unit: str = "") -> str:
@@ -582,7 +838,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
     ]
     recs = doc["records"]
-    for wl in ("W1", "W2", "W3", "W4"):
+    for wl in WORKLOADS:
         wrecs = [r for r in recs if r["workload"] == wl]
         if not wrecs:
             continue
@@ -618,13 +874,25 @@ def markdown(doc: dict[str, Any]) -> str:
             lines += ["Note: client CPU = getrusage(RUSAGE_SELF) of the client process, all threads, over the "
                       "timed requests only (the Go server is a separate process and is not counted); the "
                       "child's whole-process figure is in latest.json.", ""]
+        if wl == "W3-TLS":
+            lines += ["Note: nginx 1 worker process, `keepalive_requests 1000000` (no GOAWAY during a run), "
+                      "HTTP/2 through ALPN, TLS 1.2 and 1.3 offered, a P-256 certificate from a CA made for "
+                      "the run, a static 1 KiB file, no gzip (see \"W3-TLS: the server and what is checked\" "
+                      "above). Client CPU as in W3 (getrusage of the client process over the timed requests; "
+                      "nginx is not counted).", "",
+                      "What nginx's access log saw per client run (warm-up of 64 requests included; the last "
+                      "run):", ""]
+            for r in wrecs:
+                if r["status"] == "ok" and r["runs"] and "server_log" in r["runs"][-1]:
+                    lines.append(f"- {r['system']}: {_seen(r['runs'][-1]['server_log'])}")
+            lines.append("")
         if wl == "W4":
             lines += ["Note: pool efficiency = throughput ÷ (the same process's one-thread hashing rate × 2 "
                       "workers), each system against its own one-thread rate, measured right before and right "
                       "after its pool run (the mean of the two). The bare-pthreads row is the "
                       "same libcrypto hashing with no queue and no engine: what two threads of this machine "
                       "reach at all.", ""]
-    lines += ["### Goals (issue 7), from this run", "", "| goal | value | met |", "|---|---:|:---:|"]
+    lines += ["### Goals (issues 7 and 14), from this run", "", "| goal | value | met |", "|---|---:|:---:|"]
     for g in doc["goals"]:
         if g["value"] is None:
             lines.append(f"| {g['goal']} | not measured | — |")
@@ -658,7 +926,7 @@ def chart(doc: dict[str, Any], path: Path) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         return f"matplotlib not importable ({exc})"
-    panels = [(wl, met) for wl in ("W1", "W2", "W3", "W4") for met in W_METRICS[wl]
+    panels = [(wl, met) for wl in WORKLOADS for met in W_METRICS[wl]
               if any(r["workload"] == wl for r in doc["records"])]
     fig, axes = plt.subplots(len(panels), 1, figsize=(12, 2 * len(panels)))  # resized below
     axes = list(axes) if len(panels) > 1 else [axes]
@@ -707,7 +975,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", default=os.environ.get("QUICK") == "1")
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W3")
+    ap.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W3,W3-TLS")
     ap.add_argument("--allow-missing", action="store_true", default=os.environ.get("BENCH_ALLOW_MISSING") == "1",
                     help="a system that is not available is recorded, not an error")
     ap.add_argument("--publish", action="store_true",
@@ -720,7 +988,7 @@ def main() -> int:
     scale = 10 if args.quick else 1
     rounds = 1 if args.quick else args.reps
     timeout = args.timeout or (60.0 if args.quick else 120.0)
-    wanted = {w.strip().upper() for w in args.only.split(",") if w.strip()} or {"W1", "W2", "W3", "W4"}
+    wanted = {w.strip().upper() for w in args.only.split(",") if w.strip()} or set(WORKLOADS)
 
     def log(msg: str) -> None:
         print(msg, flush=True)
@@ -732,7 +1000,7 @@ def main() -> int:
         f"{load0[2]:.2f}, {os.cpu_count()} CPUs")
     all_sys = systems(scale)
     records: dict[str, dict[str, Any]] = {}
-    for wl in ("W1", "W2", "W3", "W4"):
+    for wl in WORKLOADS:
         if wl not in wanted:
             continue
         log(f"== {WORKLOAD_TITLES[wl]}")

@@ -14,7 +14,8 @@
 #   make bench-build     only the installs and builds
 #
 # Installs only: Debian golang-go, libcurl4-openssl-dev, libssl-dev (apt-get, when missing) and
-# a virtual environment target/bench-venv with aiohttp and matplotlib. Everything it builds goes
+# a virtual environment target/bench-venv with aiohttp and matplotlib; mk/bench-tls.mk adds
+# nginx-light, openssl and httpx[http2] for W3-TLS. Everything it builds goes
 # under target/bench/; the Node addon used here is a private release build in
 # target/bench/node-portway, so bindings/node/build is left as the tests left it.
 

@@ -6,7 +6,9 @@
 //	anchors sleep-held N MS    W2, all N goroutines started (blocked on a barrier) before any sleeps
 //	anchors server             W3: a keep-alive net/http server on 127.0.0.1:0; prints
 //	                           "LISTENING http://127.0.0.1:PORT", stops when stdin closes
-//	anchors client URL N CONC  W3: N GETs of URL with net/http, CONC goroutines in flight
+//	anchors client URL N CONC [CA_PEM]
+//	                           W3: N GETs of URL with net/http, CONC goroutines in flight; with
+//	                           CA_PEM (W3-TLS), https trusting that CA, HTTP/2 through ALPN
 //	anchors sha N WORKERS      W4: N SHA-256 digests of 1 KiB payloads on a pool of WORKERS
 //	                           goroutines (buffered channels, capacity 1024), plus the
 //	                           one-goroutine rate of the same hashing
@@ -15,6 +17,8 @@ package main
 import (
 	"bufio"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -174,11 +178,27 @@ func server() {
 	srv.Serve(ln)
 }
 
-func client(url string, n, conc int) {
+func client(url string, n, conc int, caPath string) {
 	tr := &http.Transport{MaxIdleConns: conc, MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc,
 		IdleConnTimeout: 90 * time.Second, DisableCompression: true}
+	if caPath != "" {
+		pem, err := os.ReadFile(caPath)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "anchors client:", err)
+			os.Exit(2)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			fmt.Fprintln(os.Stderr, "anchors client: no certificate in", caPath)
+			os.Exit(2)
+		}
+		// A Transport with its own TLS config speaks HTTP/2 only when asked to: this is what
+		// http.DefaultTransport sets, so the anchor is Go's default client with one more root.
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots}
+		tr.ForceAttemptHTTP2 = true
+	}
 	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	var failed int64
+	var failed, h2 int64
 	get := func() {
 		resp, err := c.Get(url)
 		if err != nil {
@@ -189,6 +209,9 @@ func client(url string, n, conc int) {
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if resp.ProtoMajor == 2 {
+			atomic.AddInt64(&h2, 1)
+		}
 		if resp.StatusCode != 200 {
 			atomic.AddInt64(&failed, 1)
 		}
@@ -208,11 +231,12 @@ func client(url string, n, conc int) {
 		wg.Wait()
 	}
 	run(conc) // warm-up: opens the connections
-	failed = 0
+	failed, h2 = 0, 0
 	c0, t0 := cpuSecs(), time.Now()
 	run(n)
 	secs, cpu := time.Since(t0).Seconds(), cpuSecs()-c0
-	emit(map[string]any{"n": n, "secs": secs, "rate": float64(n) / secs, "cpu_s": cpu, "failed": failed, "concurrency": conc})
+	emit(map[string]any{"n": n, "secs": secs, "rate": float64(n) / secs, "cpu_s": cpu, "failed": failed,
+		"concurrency": conc, "h2_responses": h2})
 	if failed > 0 {
 		os.Exit(1)
 	}
@@ -258,11 +282,15 @@ func main() {
 	case len(a) >= 2 && a[1] == "server":
 		server()
 	case len(a) >= 5 && a[1] == "client":
-		client(a[2], atoi(a[3]), atoi(a[4]))
+		ca := ""
+		if len(a) >= 6 {
+			ca = a[5]
+		}
+		client(a[2], atoi(a[3]), atoi(a[4]), ca)
 	case len(a) >= 4 && a[1] == "sha":
 		shaBench(atoi(a[2]), atoi(a[3]))
 	default:
-		fmt.Fprintln(os.Stderr, "usage: anchors pool N | sleep N MS | sleep-held N MS | server | client URL N CONC | sha N WORKERS")
+		fmt.Fprintln(os.Stderr, "usage: anchors pool N | sleep N MS | sleep-held N MS | server | client URL N CONC [CA_PEM] | sha N WORKERS")
 		os.Exit(2)
 	}
 }

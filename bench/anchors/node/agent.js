@@ -1,15 +1,19 @@
 'use strict';
 // W3 anchor from Node: N GETs through node:http with a keep-alive Agent (maxSockets =
 // CONCURRENCY), CONCURRENCY requests in flight. Prints one JSON line.
-//   node agent.js URL N CONCURRENCY
-const http = require('node:http');
+//   node agent.js URL N CONCURRENCY [CA_PEM]
+// With CA_PEM (W3-TLS): node:https with a keep-alive https.Agent trusting that CA. Node's
+// Agent speaks HTTP/1.1 only (HTTP/2 is the separate node:http2 session API), so this anchor
+// opens up to CONCURRENCY TLS connections.
+const fs = require('node:fs');
 
-const [url, n, conc] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
+const [url, n, conc, caPem] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4]), process.argv[5]];
 if (!url || !(n > 0) || !(conc > 0)) {
-  console.error('usage: node agent.js URL N CONCURRENCY');
+  console.error('usage: node agent.js URL N CONCURRENCY [CA_PEM]');
   process.exit(2);
 }
-const agent = new http.Agent({ keepAlive: true, maxSockets: conc });
+const http = require(caPem ? 'node:https' : 'node:http');
+const agent = new http.Agent({ keepAlive: true, maxSockets: conc, ...(caPem ? { ca: fs.readFileSync(caPem) } : {}) });
 let failed = 0;
 
 function get() {

@@ -7,8 +7,10 @@
  *                                             handler on the pool that responds with nothing;
  *                                             "echo" is the built-in (inline) echo.
  *   pw_bench sleep N MS                       W2: N concurrent MS-millisecond "sleep" requests.
- *   pw_bench http URL N CONCURRENCY           W3: N GETs of URL through "http", CONCURRENCY in
- *                                             flight (a sliding window).
+ *   pw_bench http URL N CONCURRENCY [CA_PEM]  W3: N GETs of URL through "http", CONCURRENCY in
+ *                                             flight (a sliding window). With CA_PEM (W3-TLS):
+ *                                             through an http handler registered with that CA
+ *                                             as `extra_ca_pem_path`, default options otherwise.
  *   pw_bench sha N WORKERS                    W4: N SHA-256 digests of 1 KiB payloads by a C
  *                                             handler (libcrypto) on WORKERS pool threads; also
  *                                             measures the one-thread rate of the same hashing.
@@ -247,12 +249,21 @@ static int sleeps(uint64_t n, const char *ms) {
 
 static int http_ok(const portway_completion *c) { return c->code == 200; }
 
-static int fanout(const char *url, uint64_t n, uint64_t conc) {
+static int fanout(const char *url, uint64_t n, uint64_t conc, const char *ca_pem) {
     portway_engine *eng = engine(0, 65536);
     char head[4096];
     int len = snprintf(head, sizeof head, "GET %s HTTP/1.1\r\n\r\n", url);
     if (len < 0 || (size_t)len >= sizeof head) return 2;
-    portway_request *reqs = same_requests(lookup(eng, "http"), head, (size_t)len);
+    uint32_t h;
+    if (ca_pem != NULL) {
+        portway_http_options opts;
+        CHECK(portway_http_options_default(&opts));
+        opts.extra_ca_pem_path = ca_pem;
+        CHECK(portway_register_http(eng, "http-bench-ca", &opts, &h));
+    } else {
+        h = lookup(eng, "http");
+    }
+    portway_request *reqs = same_requests(h, head, (size_t)len);
     run_window(eng, reqs, conc, conc, 0, http_ok); /* warm-up: opens the connections */
     double c0 = cpu_s(), t0 = now_s();
     uint64_t failed = run_window(eng, reqs, n, conc, 0, http_ok);
@@ -340,13 +351,14 @@ int main(int argc, char **argv) {
         return overhead(argv[2], strtoull(argv[3], NULL, 10), (uint32_t)strtoul(argv[4], NULL, 10));
     if (argc >= 4 && strcmp(argv[1], "sleep") == 0) return sleeps(strtoull(argv[2], NULL, 10), argv[3]);
     if (argc >= 5 && strcmp(argv[1], "http") == 0)
-        return fanout(argv[2], strtoull(argv[3], NULL, 10), strtoull(argv[4], NULL, 10));
+        return fanout(argv[2], strtoull(argv[3], NULL, 10), strtoull(argv[4], NULL, 10),
+                      argc >= 6 ? argv[5] : NULL);
     if (argc >= 4 && strcmp(argv[1], "sha-bare") == 0)
         return sha_bare(strtoull(argv[2], NULL, 10), (uint32_t)strtoul(argv[3], NULL, 10));
     if (argc >= 4 && strcmp(argv[1], "sha") == 0)
         return sha(strtoull(argv[2], NULL, 10), (uint32_t)strtoul(argv[3], NULL, 10));
     fprintf(stderr,
-            "usage: pw_bench overhead native|echo N WORKERS | sleep N MS | http URL N CONC | "
+            "usage: pw_bench overhead native|echo N WORKERS | sleep N MS | http URL N CONC [CA_PEM] | "
             "sha N WORKERS | sha-bare N WORKERS\n");
     return 2;
 }

@@ -2,7 +2,10 @@
 // The portway side of `make bench` from Node (bindings/node). Prints one JSON line.
 //   node pw.js overhead N BATCH        W1: N empty "echo" requests, submitMany in batches of
 //                                      BATCH, two batches in flight
-//   node pw.js http URL N CONCURRENCY  W3: N GETs through Engine.http, CONCURRENCY in flight
+//   node pw.js http URL N CONCURRENCY [CA_PEM]
+//                                      W3: N GETs through Engine.http, CONCURRENCY in flight;
+//                                      with CA_PEM (W3-TLS) through an http handler registered
+//                                      with extraCaPemPath: CA_PEM
 // PORTWAY_NODE (env): the directory of the binding to load (default: bindings/node).
 const path = require('node:path');
 const { Engine } = require(process.env.PORTWAY_NODE || path.join(__dirname, '..', '..', '..', 'bindings', 'node'));
@@ -34,8 +37,13 @@ async function overhead(n, batch) {
   console.log(JSON.stringify({ n, secs, rate: n / secs, cpu_s: cpu, failed: 0, batch }));
 }
 
-async function http(url, n, conc) {
+async function http(url, n, conc, caPem) {
   const eng = new Engine();
+  let handler = 'http';
+  if (caPem) {
+    handler = 'http-bench-ca';
+    eng.registerHttp(handler, { extraCaPemPath: caPem });
+  }
   let failed = 0;
   const run = async (total) => {
     let left = total;
@@ -43,7 +51,7 @@ async function http(url, n, conc) {
       while (left > 0) {
         left--;
         try {
-          const r = await eng.http({ url, timeoutMs: 30000 });
+          const r = await eng.http({ url, timeoutMs: 30000, handler });
           if (r.status !== 200) failed++;
         } catch (e) {
           if (failed++ === 0) console.error(`pw.js: ${e}`);
@@ -68,9 +76,9 @@ async function http(url, n, conc) {
 const a = process.argv.slice(2);
 let p;
 if (a.length >= 3 && a[0] === 'overhead') p = overhead(Number(a[1]), Number(a[2]));
-else if (a.length >= 4 && a[0] === 'http') p = http(a[1], Number(a[2]), Number(a[3]));
+else if (a.length >= 4 && a[0] === 'http') p = http(a[1], Number(a[2]), Number(a[3]), a[4]);
 else {
-  console.error('usage: node pw.js overhead N BATCH | http URL N CONCURRENCY');
+  console.error('usage: node pw.js overhead N BATCH | http URL N CONCURRENCY [CA_PEM]');
   process.exit(2);
 }
 p.catch((e) => {

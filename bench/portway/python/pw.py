@@ -2,8 +2,10 @@
 
     pw.py overhead N BATCH        W1: N empty "echo" requests, submit_many in batches of BATCH,
                                   two batches in flight
-    pw.py http URL N CONCURRENCY  W3: N GETs through "http" (Engine.ahttp), CONCURRENCY asyncio
-                                  workers in flight
+    pw.py http URL N CONCURRENCY [CA_PEM]
+                                  W3: N GETs through "http" (Engine.ahttp), CONCURRENCY asyncio
+                                  workers in flight. With CA_PEM (W3-TLS): through an http
+                                  handler registered with extra_ca_pem_path=CA_PEM
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def overhead(n: int, batch: int) -> None:
     sys.exit(1 if failed else 0)
 
 
-def http(url: str, n: int, conc: int) -> None:
+def http(url: str, n: int, conc: int, ca_pem: str | None) -> None:
+    handler = "http"
     async def main() -> tuple[float, float, int]:
         failed = 0
 
@@ -63,7 +66,7 @@ def http(url: str, n: int, conc: int) -> None:
                 while left > 0:
                     left -= 1
                     try:
-                        r = await eng.ahttp("GET", url, timeout=30.0)
+                        r = await eng.ahttp("GET", url, timeout=30.0, handler=handler)
                         if r.status != 200:
                             failed += 1
                     except portway.PortwayError as exc:
@@ -80,6 +83,9 @@ def http(url: str, n: int, conc: int) -> None:
         return time.perf_counter() - t0, cpu_s() - c0, failed
 
     with portway.Engine() as eng:
+        if ca_pem is not None:
+            handler = "http-bench-ca"
+            eng.register_http(handler, extra_ca_pem_path=ca_pem)
         secs, cpu, failed = asyncio.run(main())
     print(json.dumps({"n": n, "secs": secs, "rate": n / secs, "cpu_s": cpu, "failed": failed, "concurrency": conc}))
     sys.exit(1 if failed else 0)
@@ -90,7 +96,7 @@ if __name__ == "__main__":
     if len(a) >= 4 and a[1] == "overhead":
         overhead(int(a[2]), int(a[3]))
     elif len(a) >= 5 and a[1] == "http":
-        http(a[2], int(a[3]), int(a[4]))
+        http(a[2], int(a[3]), int(a[4]), a[5] if len(a) >= 6 else None)
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
