@@ -2,7 +2,7 @@
 // Failures inside the addon's delivery path (an N-API call that fails) must still settle every
 // promise they concern, with a PortwayError: nothing may wait forever. The failures are made on
 // purpose through the test-only fault points of build/faults/portway.node (`make test` builds
-// it with -DPORTWAY_FAULT_INJECTION; see NativeEngine#_fault in src/addon.c), loaded here under
+// it with -DPORTWAY_FAULT_INJECTION; see NativeEngine#_fault in src/faults.c), loaded here under
 // a copy of lib/, so the addon users get is never involved.
 const test = require('node:test');
 const assert = require('node:assert/strict');
