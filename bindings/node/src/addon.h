@@ -104,11 +104,10 @@ typedef struct {
     napi_ref deliver; /* lib/native.js's deliver(n, nums, arena, hdrs, errs), this = NativeEngine */
 } pw_instance;
 
-
 /* ------------------------------------------------------------------ engine state */
 
 /* A waiter: one promise, settled by one completion (single) or by `remaining` (batch). The
- * promise itself lives in JS (NativeEngine._res/_rej[slot], see "completions -> JS"). */
+ * promise itself lives in JS (NativeEngine._res/_rej[slot], see delivery.c). */
 typedef struct {
     bool used;              /* false when the slot is free */
     uint32_t remaining;     /* completions still expected */
@@ -117,6 +116,9 @@ typedef struct {
     uint32_t next_free;
 } pw_waiter;
 
+/* The state behind one NativeEngine: shared by the wrapper and the tsfns (refcounted, see
+ * lifetime.c); touched only on the JS thread except the fields the hooks read under `mu` and
+ * the atomics. */
 typedef struct pw_engine {
     portway_engine *eng;          /* NULL once freed */
     napi_env env;

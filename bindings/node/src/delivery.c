@@ -260,7 +260,7 @@ static void on_closed(napi_env env, pw_engine *pe) {
     napi_deferred d = pe->close_deferred;
     pe->close_deferred = NULL;
     pe->closing = false;
-    /* With onLog, close() resolves once the log flush marker comes through (see above). */
+    /* With onLog, close() resolves once the log flush marker comes through (see log.c). */
     pe->flush_deferred = d;
     if (pw_engine_destroy(pe, false)) {
         d = NULL; /* pw_log_call_js resolves it */

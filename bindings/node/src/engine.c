@@ -69,7 +69,7 @@ napi_value pw_js_engine_ctor(napi_env env, napi_callback_info info) {
     pe->tsfn_open = true;
     if ((ns = napi_unref_threadsafe_function(env, pe->tsfn)) != napi_ok) goto napi_fail;
     if (on_log) {
-        /* onLog lives on the wrapper, not in the tsfn (see "log delivery"). */
+        /* onLog lives on the wrapper, not in the tsfn (see log.c). */
         napi_property_descriptor prop = {"onLog", NULL, NULL, NULL, NULL, on_log, napi_default, NULL};
         if ((ns = napi_define_properties(env, self, 1, &prop)) != napi_ok) goto napi_fail;
         if ((ns = napi_create_string_utf8(env, "portway.log", NAPI_AUTO_LENGTH, &name)) != napi_ok)
