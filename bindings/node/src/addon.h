@@ -210,13 +210,20 @@ bool pw_get_string(napi_env env, napi_value v, const char *what, char **out);
 
 /* ------------------------------------------------------------------ lifetime.c */
 
+/* Frees the per-instance data (its finalizer, given to napi_set_instance_data). */
 void pw_instance_finalize(napi_env env, void *data, void *hint);
+/* The per-instance data, or NULL. */
 pw_instance *pw_get_instance(napi_env env);
+/* setErrorClass(PortwayError) and setDeliver(deliver): lib/native.js calls them at load. */
 napi_value pw_js_set_error_class(napi_env env, napi_callback_info info);
 napi_value pw_js_set_deliver(napi_env env, napi_callback_info info);
+/* Drops one of the references (wrapper, tsfn, log tsfn); the last one frees `pe`. */
 void pw_engine_unref(pw_engine *pe);
+/* Frees the native engine and releases both tsfns, in the order log.c describes. */
 bool pw_engine_destroy(pw_engine *pe, bool from_cleanup_hook);
+/* The env cleanup hook (registered after both tsfns): pw_engine_destroy at env teardown. */
 void pw_cleanup_hook(void *arg);
+/* Finalizers of the notify tsfn and of the wrapper: each drops its reference. */
 void pw_tsfn_finalize(napi_env env, void *data, void *hint);
 void pw_wrapper_finalize(napi_env env, void *data, void *hint);
 /* Sets *flag (tsfn_open or log_open) to false under pe->mu, against the hooks reading it. */
@@ -249,6 +256,7 @@ static inline bool pw_update_busy(napi_env env, pw_engine *pe) {
 
 /* ------------------------------------------------------------------ engine.c */
 
+/* The NativeEngine methods below (pw_js_*) are N-API callbacks; module.c lists them. */
 napi_value pw_js_engine_ctor(napi_env env, napi_callback_info info);
 napi_value pw_js_close(napi_env env, napi_callback_info info);
 
@@ -269,10 +277,13 @@ static inline void pw_waiter_free(pw_engine *pe, uint32_t slot) {
 
 /* ------------------------------------------------------------------ delivery.c */
 
+/* The engine's notify hook (any thread): queues one call of pw_call_js. */
 void pw_notify_hook(void *ctx);
 /* Creates the delivery buffers (first submit); see pw_deliver_ready. */
 bool pw_deliver_init(napi_env env, pw_engine *pe);
+/* Polls, delivers and releases every ready completion (JS thread). */
 void pw_drain(napi_env env, pw_engine *pe);
+/* The notify tsfn's callback: pw_drain (nothing at teardown, env == NULL). */
 void pw_call_js(napi_env env, napi_value js_cb, void *context, void *data);
 napi_value pw_js_watch_release(napi_env env, napi_callback_info info);
 
@@ -289,6 +300,8 @@ static inline void pw_recover_notify(pw_engine *pe) {
 
 /* ------------------------------------------------------------------ log.c */
 
+/* The engine's log hook (any thread), the log tsfn's callback (JS thread: onLog, or the close
+ * flush marker) and its finalizer. */
 void pw_log_hook(void *ctx, uint32_t level, const char *message);
 void pw_log_call_js(napi_env env, napi_value js_cb, void *context, void *data);
 void pw_log_tsfn_finalize(napi_env env, void *data, void *hint);

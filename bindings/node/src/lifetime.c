@@ -148,6 +148,7 @@ bool pw_wrapper_method(napi_env env, pw_engine *pe, const char *key, napi_value 
 pw_engine *pw_this(napi_env env, napi_callback_info info, size_t n, bool live, pw_args *args) {
     napi_value self;
     void *data = NULL;
+    if (n > PW_MAX_ARGS) n = PW_MAX_ARGS; /* never write past args->v */
     NAPI_CALL(env, napi_get_cb_info(env, info, &n, args ? args->v : NULL, &self, NULL));
     NAPI_CALL(env, napi_unwrap(env, self, &data));
     pw_engine *pe = data;
