@@ -69,18 +69,15 @@ bench-go: bench-deps
 	@mkdir -p $(BENCH_OUT)
 	cd bench/anchors/go && $(BENCH_GOENV) go build -trimpath -o $(abspath $(BENCH_OUT))/go-anchors .
 
-# The Node addon as bindings/node/scripts/build.sh builds it, against the release static library,
-# into a private copy of the package.
+# The Node addon, built by bindings/node/scripts/build.sh (the same sources, flags and strip as
+# a release `npm install`) against the release static library, into a private copy of the
+# package.
 bench-node: release
 	@mkdir -p $(BENCH_NODE)/lib $(BENCH_NODE)/build
 	cp -R bindings/node/lib/. $(BENCH_NODE)/lib/
 	cp bindings/node/package.json $(BENCH_NODE)/package.json
-	@inc=$$(dirname "$$(dirname "$$(command -v node)")")/include/node; \
-	[ -f "$$inc/node_api.h" ] || inc=/usr/include/node; \
-	echo "$(CC) ... bindings/node/src/addon.c -> $(BENCH_NODE)/build/portway.node"; \
-	$(CC) -std=c11 -shared -fPIC -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread \
-	  -fvisibility=hidden -I"$$inc" -Iinclude bindings/node/src/addon.c $(RELEASE_DIR)/libportway.a \
-	  -Wl,--gc-sections -Wl,--exclude-libs,ALL -lpthread -ldl -lm -o $(BENCH_NODE)/build/portway.node
+	PORTWAY_PROFILE=release PORTWAY_SKIP_CARGO=1 PORTWAY_LIB=$(abspath $(RELEASE_DIR))/libportway.a \
+	  PORTWAY_ADDON_OUT=$(abspath $(BENCH_NODE))/build/portway.node sh bindings/node/scripts/build.sh
 
 # benches/core.rs, built by cargo (bench profile = release settings) and copied where run.py
 # finds it.

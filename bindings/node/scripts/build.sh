@@ -46,12 +46,17 @@ out=${PORTWAY_ADDON_OUT:-$here/build/portway.node}
 mkdir -p "$(dirname "$out")"
 stamp="$out.stamp"
 want="$profile strip=$strip $extra"
-if [ ! -f "$out" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ "$lib" -nt "$out" ] || \
-   [ "$here/src/addon.c" -nt "$out" ] || [ "$root/include/portway.h" -nt "$out" ]; then
+# The addon's sources: every src/*.c, sharing the private header src/addon.h.
+stale=0
+if [ ! -f "$out" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then stale=1; fi
+for f in "$lib" "$root/include/portway.h" "$here"/src/*.c "$here"/src/*.h; do
+  if [ "$f" -nt "$out" ]; then stale=1; fi
+done
+if [ "$stale" = 1 ]; then
   # shellcheck disable=SC2086 # $extra and $debug_flags are word lists
   "$CC" -std=c11 -shared -fPIC -O2 $debug_flags -Wall -Wextra -Werror -D_GNU_SOURCE -pthread \
     -fvisibility=hidden $extra -I"$NODE_INCLUDE" -I"$root/include" \
-    "$here/src/addon.c" "$lib" -Wl,--gc-sections -Wl,--exclude-libs,ALL -lpthread -ldl -lm \
+    "$here"/src/*.c "$lib" -Wl,--gc-sections -Wl,--exclude-libs,ALL -lpthread -ldl -lm \
     -o "$out.tmp"
   mv "$out.tmp" "$out"
   echo "$want" > "$stamp"

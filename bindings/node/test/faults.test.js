@@ -2,7 +2,7 @@
 // Failures inside the addon's delivery path (an N-API call that fails) must still settle every
 // promise they concern, with a PortwayError: nothing may wait forever. The failures are made on
 // purpose through the test-only fault points of build/faults/portway.node (`make test` builds
-// it with -DPORTWAY_FAULT_INJECTION; see NativeEngine#_fault in src/addon.c), loaded here under
+// it with -DPORTWAY_FAULT_INJECTION; see NativeEngine#_fault in src/faults.c), loaded here under
 // a copy of lib/, so the addon users get is never involved.
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -14,9 +14,8 @@ const root = path.join(__dirname, '..');
 const faultBuild = path.join(root, 'build', 'faults', 'portway.node');
 if (!fs.existsSync(faultBuild)) throw new Error(`${faultBuild} is missing: run \`make test\` (or \`make faults\`)`);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'portway-faults-'));
-fs.mkdirSync(path.join(dir, 'lib'));
 fs.mkdirSync(path.join(dir, 'build'));
-fs.copyFileSync(path.join(root, 'lib', 'index.js'), path.join(dir, 'lib', 'index.js'));
+fs.cpSync(path.join(root, 'lib'), path.join(dir, 'lib'), { recursive: true });
 fs.copyFileSync(faultBuild, path.join(dir, 'build', 'portway.node'));
 const { Engine, PortwayError } = require(path.join(dir, 'lib', 'index.js'));
 process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));

@@ -58,6 +58,29 @@ test('handler: a name (string) or an id (integer); null is not the handler "null
   await eng.close();
 });
 
+test('names are read whole: a long one is refused with its true length, a NUL is refused', async () => {
+  const eng = new Engine(opts());
+  // 400 bytes: the core's limit is 256, and its message must quote the real length (the
+  // addon once cut names at 299 bytes, so the message said 299).
+  const long = 'n'.repeat(400);
+  assert.throws(() => eng.registerHttp(long), (e) => e.code === 'PORTWAY_INVALID_ARGUMENT' && /\b400 bytes/.test(e.message));
+  assert.throws(() => eng.pipeline(long, ['echo']), (e) => e.code === 'PORTWAY_INVALID_ARGUMENT' && /\b400 bytes/.test(e.message));
+  // multi-byte: 300 characters of 3 bytes each are 900 bytes
+  assert.throws(() => eng.pipeline('\u20ac'.repeat(300), ['echo']), /\b900 bytes/);
+  assert.throws(() => eng.lookup(long), (e) => e.code === 'PORTWAY_NOT_FOUND' && e.message.includes(long));
+  // A name with a NUL would reach C cut at the NUL ('echo\0x' would find 'echo'): refused.
+  for (const f of [() => eng.lookup('echo\0x'), () => eng.pipeline('p\0q', ['echo']),
+    () => eng.registerHttp('h\0i'), () => eng.registerHttp('h2', { userAgent: 'a\0b' })]) {
+    assert.throws(f, invalid(TypeError));
+  }
+  assert.throws(() => eng.lookup('p'), { code: 'PORTWAY_NOT_FOUND' }); // nothing was registered
+  // a name of exactly the limit still works
+  const max = 'm'.repeat(256);
+  assert.equal(typeof eng.pipeline(max, ['echo']), 'number');
+  assert.equal(eng._n.lookup(max), eng.lookup(max));
+  await eng.close();
+});
+
 test('payloads: Buffers, typed arrays, ArrayBuffers, strings; nothing coerced', async () => {
   const eng = new Engine(opts());
   for (const bad of [null, 5, {}, [1, 2], true]) {

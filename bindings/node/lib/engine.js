@@ -1,0 +1,351 @@
+'use strict';
+// The Engine class: the public API over the addon's NativeEngine. Promises live here (by waiter
+// slot, settled by lib/native.js's deliver); submits refused for want of a slot can wait here.
+
+const native = require('./native.js');
+const { PortwayError, invalidArg, abortError } = require('./errors.js');
+const { optionsOf, signalOf, waitOf, toBytes, logLevelOf } = require('./validation.js');
+const { checkHttpOptions, requestPayload, HttpResponse } = require('./http.js');
+
+// portway_inflight_json's snake_case keys, as the rest of this API spells them.
+function inflightEntry(r) {
+  return {
+    id: r.id,
+    userData: r.user_data,
+    handler: r.handler,
+    stage: r.stage,
+    stageHandler: r.stage_handler,
+    state: r.state,
+    ageMs: r.age_ms,
+  };
+}
+
+class Engine {
+  /**
+   * @param {{runtimeThreads?: number, poolWorkers?: number, maxInFlight?: number,
+   *          defaultTimeoutMs?: number, maxPayload?: number,
+   *          onLog?: (level: 'debug'|'info'|'warn'|'error', message: string) => void,
+   *          logLevel?: 'debug'|'info'|'warn'|'error'}} [opts]
+   */
+  constructor(opts) {
+    const o = optionsOf(opts, 'Engine options');
+    const onLog = o.onLog;
+    if (onLog !== undefined && typeof onLog !== 'function') throw invalidArg(TypeError, 'onLog must be a function');
+    // The numbers go to the addon as given: it checks each (integer, in range), no coercion.
+    this._n = new native.NativeEngine(
+      o.runtimeThreads,
+      o.poolWorkers,
+      o.maxInFlight,
+      o.defaultTimeoutMs,
+      o.maxPayload,
+      onLog,
+      logLevelOf(o.logLevel),
+    );
+    this._n._res = []; // promise settlers by waiter slot (see deliver)
+    this._n._rej = [];
+    this._n._bat = []; // submitMany: the results array by waiter slot
+    // submit(.., { wait }) refused with PORTWAY_BUSY: waiting in order for a slot (see _park).
+    this._parked = [];
+    this._n._onRelease = () => this._retryParked();
+    this._ids = new Map();
+    this._heads = new Map(); // http(): request heads by method and URL string (no headers/body)
+    this._closed = null;
+  }
+
+  /** One request through the addon; the promise is settled by deliver. */
+  _submit1(handlerId, bytes, timeoutMs) {
+    const n = this._n;
+    const slot = n.submit(handlerId, bytes, timeoutMs);
+    return new Promise((resolve, reject) => {
+      n._res[slot] = resolve;
+      n._rej[slot] = reject;
+    });
+  }
+
+  /** The id of handler `name` (cached); throws PortwayError PORTWAY_NOT_FOUND. A number is
+   *  taken as an id as it is (checked where it is used). */
+  lookup(name) {
+    if (typeof name === 'number') return name;
+    if (typeof name !== 'string') throw invalidArg(TypeError, 'handler must be a handler name (string) or id (number)');
+    let id = this._ids.get(name);
+    if (id === undefined) {
+      id = this._n.lookup(name);
+      this._ids.set(name, id);
+    }
+    return id;
+  }
+
+  /** Submits one request; resolves to {id, data, code, meta, queuedNs, runNs}. With
+   *  `wait: ms`, a submit refused for want of a slot (PORTWAY_BUSY) waits up to `ms` for one. */
+  submit(handler, payload, opts) {
+    let p;
+    let signal;
+    let parked;
+    try {
+      const o = optionsOf(opts, 'submit options');
+      signal = signalOf(o);
+      const wait = waitOf(o);
+      const hid = this.lookup(handler);
+      const bytes = toBytes(payload);
+      if (signal && signal.aborted) return Promise.reject(abortError(signal));
+      if (wait > 0 && this._parked.length > 0) {
+        parked = this._park(hid, bytes, o.timeoutMs, wait); // behind the earlier waiters
+      } else {
+        try {
+          p = this._submit1(hid, bytes, o.timeoutMs);
+        } catch (e) {
+          if (wait === 0 || !(e instanceof PortwayError) || e.code !== 'PORTWAY_BUSY') throw e;
+          parked = this._park(hid, bytes, o.timeoutMs, wait);
+        }
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (parked) {
+      if (!signal) return parked.promise;
+      return this._withSignal(parked.promise, signal, () => this._unpark(parked, signal));
+    }
+    if (!signal) return p;
+    const id = this._n.lastId();
+    return this._withSignal(p, signal, () => this._n.cancel(id));
+  }
+
+  /** Keeps a submit refused with PORTWAY_BUSY until a drain releases a slot (_retryParked) or
+   *  `wait` ms pass (then it rejects with that PORTWAY_BUSY). portway_submit_wait would block
+   *  the JS thread, and slots are only released on the JS thread (after polling): it would
+   *  always wait in vain, so the waiting happens here. The payload is copied: the caller may
+   *  reuse its buffer as soon as submit() returns, as without `wait`. */
+  _park(hid, bytes, timeoutMs, wait) {
+    const entry = { hid, bytes: Buffer.from(bytes), timeoutMs, id: 0, timer: undefined, promise: undefined };
+    entry.promise = new Promise((resolve, reject) => {
+      entry.resolve = resolve;
+      entry.reject = reject;
+    });
+    if (wait !== Infinity) {
+      entry.timer = setTimeout(() => {
+        this._unpark(entry);
+        entry.reject(new PortwayError(`no in-flight slot was released within ${wait} ms`, 'PORTWAY_BUSY', 2));
+      }, wait);
+    }
+    this._parked.push(entry);
+    if (this._parked.length === 1) this._n.watchRelease(true);
+    return entry;
+  }
+
+  /** Takes `entry` off the waiting list; if it was already submitted (abort), cancels it. */
+  _unpark(entry) {
+    const i = this._parked.indexOf(entry);
+    if (i >= 0) {
+      this._parked.splice(i, 1);
+      if (entry.timer !== undefined) clearTimeout(entry.timer);
+      if (this._parked.length === 0) this._n.watchRelease(false);
+    } else if (entry.id !== 0) {
+      this._n.cancel(entry.id);
+    }
+  }
+
+  /** Slots were released: submits the waiting requests in order while slots are free. */
+  _retryParked() {
+    const q = this._parked;
+    while (q.length > 0) {
+      const e = q[0];
+      let slot;
+      try {
+        slot = this._n.submit(e.hid, e.bytes, e.timeoutMs);
+      } catch (err) {
+        if (err instanceof PortwayError && err.code === 'PORTWAY_BUSY') return;
+        this._unpark(e);
+        e.reject(err);
+        continue;
+      }
+      this._unpark(e);
+      e.id = this._n.lastId();
+      this._n._res[slot] = e.resolve;
+      this._n._rej[slot] = e.reject;
+    }
+  }
+
+  /** One batch through the addon (all Buffers/Uint8Arrays); settled by deliver. */
+  _submitBatch(handlerId, arr, timeoutMs, ids) {
+    const n = this._n;
+    const slot = n.submitMany(handlerId, arr, timeoutMs, ids);
+    if (typeof slot !== 'number') return Promise.reject(slot); // partly accepted: cancelled
+    if (slot === 0) return Promise.resolve([]);
+    const results = new Array(arr.length);
+    return new Promise((resolve, reject) => {
+      n._res[slot] = resolve;
+      n._rej[slot] = reject;
+      n._bat[slot] = results;
+    });
+  }
+
+  /** Submits every payload in one batch call; resolves to the completions in order. All or
+   *  nothing: rejects with the first failure (`err.index`); a partly accepted batch is cancelled. */
+  submitMany(handler, payloads, opts) {
+    let p;
+    let signal;
+    let ids;
+    try {
+      const o = optionsOf(opts, 'submitMany options');
+      signal = signalOf(o);
+      if (o.wait !== undefined) throw invalidArg(TypeError, 'submitMany takes no wait option (submit does)');
+      if (payloads === null || typeof payloads !== 'object' || typeof payloads[Symbol.iterator] !== 'function') {
+        throw invalidArg(TypeError, 'payloads must be an array (or iterable) of payloads');
+      }
+      const hid = this.lookup(handler);
+      let arr = Array.isArray(payloads) ? payloads : Array.from(payloads);
+      if (signal && signal.aborted) return Promise.reject(abortError(signal));
+      for (let i = 0; i < arr.length; i++) {
+        if (!(arr[i] instanceof Uint8Array)) {
+          // copy-on-demand normalisation; the common case (all Buffers) is untouched
+          if (arr === payloads) arr = arr.slice();
+          for (let j = i; j < arr.length; j++) arr[j] = toBytes(arr[j]);
+          break;
+        }
+      }
+      // With a signal the addon writes the batch's ids here: abort cancels exactly those.
+      ids = signal && arr.length > 0 ? new Float64Array(arr.length) : undefined;
+      p = this._submitBatch(hid, arr, o.timeoutMs, ids);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (!signal) return p;
+    // Abort cancels each request of the batch, rejects at once, and the batch's completions
+    // are absorbed.
+    return this._withSignal(p, signal, () => {
+      if (ids) for (const id of ids) if (id !== 0) this._n.cancel(id);
+    });
+  }
+
+  _withSignal(p, signal, cancel) {
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        cancel();
+        reject(abortError(signal));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      p.then(
+        (v) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(v);
+        },
+        (e) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(signal.aborted ? abortError(signal) : e);
+        },
+      );
+    });
+  }
+
+  /** Outbound HTTP through the "http" handler. */
+  async http(opts) {
+    const { method = 'GET', url, headers, body, timeoutMs, signal, handler = 'http' } = optionsOf(opts, 'http request');
+    // The common case (a URL string, no headers, no body) reuses the head built before for the
+    // same method and URL: the engine copies the payload at submit, so the Buffer is reusable.
+    const key = typeof url === 'string' && typeof method === 'string' && headers === undefined &&
+      (body === undefined || body === null) ? `${method.length}:${method} ${url}` : undefined;
+    if (key !== undefined) {
+      const cached = this._heads.get(key);
+      if (cached !== undefined) {
+        const c = await this.submit(handler, cached, { timeoutMs, signal });
+        return new HttpResponse(c);
+      }
+    }
+    const payload = requestPayload(method, url, headers, body);
+    if (key !== undefined) {
+      if (this._heads.size >= 256) this._heads.clear();
+      this._heads.set(key, payload);
+    }
+    const c = await this.submit(handler, payload, { timeoutMs, signal });
+    return new HttpResponse(c);
+  }
+
+  /** Registers a pipeline of stages (handler names or ids); returns its id. */
+  pipeline(name, stages) {
+    if (typeof name !== 'string') throw invalidArg(TypeError, 'pipeline name must be a string');
+    if (!Array.isArray(stages)) throw invalidArg(TypeError, 'stages must be an array of handler names or ids');
+    const id = this._n.pipeline(name, stages.map((s) => this.lookup(s)));
+    this._ids.set(name, id);
+    return id;
+  }
+
+  /**
+   * Registers another http handler `name` with its own connection pool and options (the
+   * fields of portway_http_options in camelCase; see index.d.ts). Use it with
+   * `http({ ..., handler: name })`.
+   */
+  registerHttp(name, options = {}) {
+    checkHttpOptions(options);
+    const id = this._n.registerHttp(String(name), options);
+    this._ids.set(name, id);
+    return id;
+  }
+
+  /** At most `n` calls of handler `name` run at once (0 = no limit). */
+  setConcurrency(name, n) {
+    this._n.setConcurrency(this.lookup(name), n);
+  }
+
+  /** Cancels one request by id (an integer from 0 to 2^53-1; anything else throws). */
+  cancel(id) {
+    return this._n.cancel(id);
+  }
+
+  cancelAll() {
+    this._n.cancelAll();
+  }
+
+  stats() {
+    return this._n.stats();
+  }
+
+  /** Prometheus text exposition (portway_metrics_text): counters, gauges, histograms. */
+  metricsText() {
+    return this._n.metricsText();
+  }
+
+  /** Counts and latency percentiles of one handler (name or id). Nanosecond figures are
+   *  Numbers: exact up to 2^53 ns (~104 days summed), rounded beyond. */
+  handlerStats(name) {
+    return this._n.handlerStats(this.lookup(name));
+  }
+
+  /** Requests in flight, oldest first, at most `limit` of them:
+   *  { total, requests: [{ id, userData, handler, stage, stageHandler, state, ageMs }] }. */
+  inflight(opts) {
+    const snap = JSON.parse(this._n.inflightJson(optionsOf(opts, 'inflight options').limit));
+    return { total: snap.total, requests: snap.requests.map(inflightEntry) };
+  }
+
+  /** Shuts down (drain or cancel), waits for every completion, frees the engine. Idempotent;
+   *  a later call with `drain: false` escalates a pending drain to a cancel. */
+  close(opts) {
+    let drain;
+    let t;
+    try {
+      const o = optionsOf(opts, 'close options');
+      if (o.drain !== undefined && typeof o.drain !== 'boolean') throw invalidArg(TypeError, 'drain must be a boolean');
+      drain = o.drain !== false;
+      t = o.timeoutMs === undefined ? 5000 : o.timeoutMs; // checked by the addon
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (this._closed) {
+      if (!drain) this._n.close(false, 0);
+      return this._closed;
+    }
+    try {
+      this._closed = this._n.close(drain, t);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    // Waiting submits will find no slot: the engine takes no more work.
+    for (const e of this._parked.slice()) {
+      this._unpark(e);
+      e.reject(new PortwayError('engine is closed', 'PORTWAY_SHUTDOWN', 3));
+    }
+    return this._closed;
+  }
+}
+
+module.exports = { Engine };
