@@ -17,12 +17,17 @@
  *   --warmup W       requests run before the timed part (default: IN_FLIGHT)
  *   --series FILE    also writes one CSV line per timed request: submit offset (s), latency
  *                    (ms), portway status, HTTP code, queue wait in portway (ms)
+ *   --down MODE:MS   takes the upstream down (POST /admin/down, MODE 500, hang or refuse) for
+ *                    MS ms right before the timed part; implies --allow-failures
+ *   --allow-failures failed requests (5xx, connect errors) are reported, not an exit status
  *
  * The handler has no per-host connection cap (max_connections_per_host 0), so that "no limit"
  * really offers IN_FLIGHT requests at once to the upstream over HTTP/1.1 keep-alive; the
  * upstream's control endpoints go through the built-in "http" handler, outside any limit.
  * Exits 0 when every request completed (timeouts included); 1 on any other failure (a
- * connect error, a 5xx) or when the upstream saw fewer requests than were answered.
+ * connect error, a 5xx; unless --allow-failures) or when the upstream saw fewer requests than
+ * were answered. fail_p50_ms / fail_p99_ms are the latencies of the requests that did not get
+ * a 200 (timeouts included): how fast a caller learns that the upstream is unusable.
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
@@ -55,7 +60,7 @@ static void die(const char *what, portway_status st) {
 
 static void usage(void) {
     fprintf(stderr, "usage: w5-driver URL N IN_FLIGHT [--limit L] [--timeout-ms T] [--slo-ms S] "
-                    "[--warmup W] [--series FILE]\n");
+                    "[--warmup W] [--series FILE] [--down 500|hang|refuse:MS] [--allow-failures]\n");
     exit(2);
 }
 
@@ -186,21 +191,47 @@ static double pct(const double *v, uint64_t n, double p) {
     return v[rank ? rank - 1 : 0];
 }
 
+/* A latency in ms for the JSON line: null when there is none (no failed request). */
+static const char *json_ms(char buf[32], double v) {
+    if (isnan(v)) return "null";
+    snprintf(buf, 32, "%.3f", v);
+    return buf;
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) usage();
     const char *url = argv[1];
     uint64_t n = number(argv[2], 1, 100000000);
     uint64_t in_flight = number(argv[3], 1, 1000000);
     uint64_t limit = 0, timeout_ms = 0, slo_ms = 100, warmup = in_flight;
-    const char *series = NULL;
+    const char *series = NULL, *down = NULL;
+    int allow_failures = 0;
     for (int i = 4; i < argc; i += 2) {
+        if (strcmp(argv[i], "--allow-failures") == 0) {
+            allow_failures = 1;
+            i--;
+            continue;
+        }
         if (i + 1 >= argc) usage();
         if (strcmp(argv[i], "--limit") == 0) limit = number(argv[i + 1], 0, UINT32_MAX);
         else if (strcmp(argv[i], "--timeout-ms") == 0) timeout_ms = number(argv[i + 1], 0, UINT32_MAX);
         else if (strcmp(argv[i], "--slo-ms") == 0) slo_ms = number(argv[i + 1], 1, UINT32_MAX);
         else if (strcmp(argv[i], "--warmup") == 0) warmup = number(argv[i + 1], 0, 100000000);
         else if (strcmp(argv[i], "--series") == 0) series = argv[i + 1];
+        else if (strcmp(argv[i], "--down") == 0) down = argv[i + 1];
         else usage();
+    }
+    char down_path[128] = "";
+    if (down) {
+        const char *colon = strchr(down, ':');
+        size_t mode_len = colon ? (size_t)(colon - down) : 0;
+        if (colon == NULL || !((mode_len == 3 && strncmp(down, "500", 3) == 0) ||
+                               (mode_len == 4 && strncmp(down, "hang", 4) == 0) ||
+                               (mode_len == 6 && strncmp(down, "refuse", 6) == 0)))
+            usage();
+        snprintf(down_path, sizeof down_path, "admin/down?mode=%.*s&ms=%" PRIu64, (int)mode_len, down,
+                 number(colon + 1, 1, UINT32_MAX));
+        allow_failures = 1;
     }
     size_t url_len = strlen(url);
     if (strncmp(url, "http://", 7) != 0 || url_len < 8 || url[url_len - 1] != '/') {
@@ -232,7 +263,8 @@ int main(int argc, char **argv) {
     struct outcome *out = calloc(n, sizeof *out);
     double *lat = calloc(n, sizeof *lat);
     double *queued = calloc(n, sizeof *queued);
-    if (reqs == NULL || out == NULL || lat == NULL || queued == NULL) return 1;
+    double *fail_lat = calloc(n, sizeof *fail_lat);
+    if (reqs == NULL || out == NULL || lat == NULL || queued == NULL || fail_lat == NULL) return 1;
     for (size_t i = 0; i < BATCH; i++)
         reqs[i] = (portway_request){.handler = h, .timeout_ms = (uint32_t)timeout_ms,
                                     .payload = (const uint8_t *)head, .payload_len = (size_t)len};
@@ -241,23 +273,26 @@ int main(int argc, char **argv) {
     if (warmup) run(eng, reqs, warmup, in_flight, NULL, 0); /* opens the connections */
     wait_upstream_idle(eng, url, stats, sizeof stats);
     control(eng, "POST", url, "stats/reset", stats, sizeof stats);
+    if (down) control(eng, "POST", url, down_path, stats, sizeof stats);
 
     double t0 = now_s();
     run(eng, reqs, n, in_flight, out, t0);
     double secs = now_s() - t0;
 
-    uint64_t ok = 0, good = 0, timeouts = 0, errors = 0;
+    uint64_t ok = 0, good = 0, timeouts = 0, errors = 0, failed = 0;
     for (uint64_t i = 0; i < n; i++) {
         lat[i] = out[i].latency_s * 1e3;
         queued[i] = out[i].queued_s * 1e3;
         if (out[i].status == PORTWAY_OK && out[i].code == 200) {
             ok++;
             if (lat[i] <= (double)slo_ms) good++;
-        } else if (out[i].status == PORTWAY_TIMEOUT) {
-            timeouts++;
-        } else {
-            errors++;
+            continue;
         }
+        fail_lat[failed++] = lat[i];
+        if (out[i].status == PORTWAY_TIMEOUT)
+            timeouts++;
+        else
+            errors++;
     }
     if (series) {
         FILE *f = fopen(series, "w");
@@ -275,9 +310,11 @@ int main(int argc, char **argv) {
     }
     qsort(lat, n, sizeof *lat, cmp_double);
     qsort(queued, n, sizeof *queued, cmp_double);
+    qsort(fail_lat, failed, sizeof *fail_lat, cmp_double);
 
     /* What the upstream saw: once it is idle, every request it admitted has been served. */
     wait_upstream_idle(eng, url, stats, sizeof stats);
+    char f50[32], f99[32];
     double started = stat(stats, "started"), served = stat(stats, "served");
     portway_engine_free(eng);
 
@@ -287,13 +324,16 @@ int main(int argc, char **argv) {
            ", \"p50_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, \"queued_p50_ms\": %.3f"
            ", \"queued_p99_ms\": %.3f, \"server_started\": %.0f, \"server_served\": %.0f"
            ", \"server_max_in_progress\": %.0f, \"server_over_knee\": %.0f, \"server_tails\": %.0f"
-           ", \"server_abandoned\": %.0f, \"server_down_rejected\": %.0f}\n",
+           ", \"server_abandoned\": %.0f, \"server_down_rejected\": %.0f, \"not_ok\": %" PRIu64
+           ", \"fail_p50_ms\": %s, \"fail_p99_ms\": %s, \"down\": \"%s\"}\n",
            n, in_flight, limit, timeout_ms, slo_ms, secs, ok, good, timeouts, errors, (double)good / secs,
            (double)ok / secs, pct(lat, n, 0.50), pct(lat, n, 0.99), pct(lat, n, 0.999), pct(lat, n, 1.0),
            pct(queued, n, 0.50), pct(queued, n, 0.99), started, served, stat(stats, "max_in_progress"),
            stat(stats, "over_knee"), stat(stats, "tails"), stat(stats, "abandoned"),
-           stat(stats, "down_rejected"));
-    int bad = errors != 0 || started < (double)ok || served != started;
+           stat(stats, "down_rejected"), failed, json_ms(f50, pct(fail_lat, failed, 0.50)),
+           json_ms(f99, pct(fail_lat, failed, 0.99)),
+           down ? down : "");
+    int bad = (errors != 0 && !allow_failures) || started < (double)ok || served != started;
     if (bad)
         fprintf(stderr, "w5-driver: %" PRIu64 " errors; the upstream started %.0f and served %.0f for %" PRIu64
                         " answered\n", errors, started, served, ok);
@@ -301,5 +341,6 @@ int main(int argc, char **argv) {
     free(out);
     free(lat);
     free(queued);
+    free(fail_lat);
     return bad;
 }

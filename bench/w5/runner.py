@@ -7,10 +7,12 @@ Every run starts a fresh upstream (bench/w5/upstream, so the seeded tail picks t
 arrivals in every run), drives it with the C driver (bench/w5/driver.c) through portway's http
 handler, and stops it. Rows:
 
-- Knee: 512 requests in flight against an upstream whose service time is 10 ms up to 64 in
-  progress and grows by 1 ms per extra request beyond (its throughput peaks at 64 and collapses
-  past it). No limit, then a sweep of fixed limits (portway_handler_set_concurrency).
+- Knee: 512 requests in flight against an upstream whose service time is 5 ms up to 64 in
+  progress and grows by 0.5 ms per extra request beyond (its throughput peaks at 64, 12,800
+  req/s, and collapses past it). No limit, then a sweep of fixed limits (portway_handler_set_concurrency).
 - Tail: 64 in flight, 10 ms service, 1 % of requests 50 times longer (seeded). No hedging.
+- Breaker baseline: the knee upstream taken down in mode "hang" (it holds every request), 512 in
+  flight, a 1 s deadline: how long a caller takes to learn that the upstream is unusable.
 - The rows that need issue 16's policies (adaptive limit, hedging, rate limit, breaker) are
   listed as "needs #16", not measured.
 
@@ -58,13 +60,18 @@ MD_END = "<!-- w5:end -->"
 
 IN_FLIGHT = 512
 SLO_MS = 100
-KNEE_SERVER = ["-knee", "64", "-base-ms", "10", "-per-extra-ms", "1"]
+# Peak 12,800 req/s at 64 in progress: in a closed loop of 512, latency is about 512 / throughput
+# (Little's law), so the 100 ms SLO needs more than 5,120 req/s; a peak well above that keeps
+# the best fixed limit's goodput off that edge (with a 10 ms base, 6,400 req/s, it swung 20x
+# between runs on a loaded machine).
+KNEE_SERVER = ["-knee", "64", "-base-ms", "5", "-per-extra-ms", "0.5"]
 TAIL_SERVER = ["-knee", "0", "-base-ms", "10", "-tail-frac", "0.01", "-tail-mult", "50", "-seed", "1"]
 TAIL_IN_FLIGHT = 64
 LIMITS = [16, 32, 48, 64, 96, 128, 256]
 QUICK_LIMITS = [32, 64, 128]
-KNEE_N, TAIL_N = 10_000, 20_000
+KNEE_N, TAIL_N, BREAKER_N = 10_000, 20_000, 5_120
 QUICK_DIV = 5
+STUCK_DEADLINE_MS = 1000
 
 
 @dataclass
@@ -82,7 +89,7 @@ class Row:
 
 def rows(quick: bool) -> list[Row]:
     div = QUICK_DIV if quick else 1
-    kn, tn = KNEE_N // div, TAIL_N // div
+    kn, tn, bn = KNEE_N // div, TAIL_N // div, BREAKER_N // div
     out = [Row("knee.none", "knee", "no limit", KNEE_SERVER, [str(kn), str(IN_FLIGHT)], kn, IN_FLIGHT)]
     for lim in QUICK_LIMITS if quick else LIMITS:
         out.append(Row(f"knee.fixed{lim}", "knee", f"fixed limit {lim}", KNEE_SERVER,
@@ -94,6 +101,9 @@ def rows(quick: bool) -> list[Row]:
         Row("tail.p95", "tail", "hedge after the live p95", needs="#16: portway_policy.hedge_after_p95"),
         Row("rate.1000", "rate", "1,000 req/s token bucket, 10 s at any offered load",
             needs="#16: portway_policy.rate_per_s"),
+        Row("breaker.none", "breaker", "no breaker: upstream stuck (down, mode hang), 1 s deadline",
+            KNEE_SERVER, [str(bn), str(IN_FLIGHT), "--timeout-ms", str(STUCK_DEADLINE_MS),
+                          "--down", "hang:600000"], bn, IN_FLIGHT),
         Row("breaker.down", "breaker", "breaker: fail fast while down, recover within one cooldown",
             needs="#16: portway_policy.breaker_failures (the upstream's POST /admin/down is ready)"),
     ]
@@ -129,12 +139,13 @@ def run_once(row: Row, series: Path | None, timeout: float) -> ChildResult:
         up.stop()
 
 
-FIGURES = ["goodput", "throughput", "p50_ms", "p99_ms", "p999_ms", "server_max_in_progress", "extra_percent"]
+FIGURES = ["goodput", "throughput", "p50_ms", "p99_ms", "p999_ms", "server_max_in_progress", "extra_percent",
+           "fail_p50_ms", "fail_p99_ms"]
 
 
 def figures(r: ChildResult) -> dict[str, float]:
     d = r.data
-    vals = {k: float(d[k]) for k in FIGURES if k in d}
+    vals = {k: float(d[k]) for k in FIGURES if d.get(k) is not None}
     # Requests the upstream started beyond those offered: 0 without hedging, the hedges' cost with it.
     vals["extra_percent"] = max(0.0, float(d["server_started"]) - float(d["n"])) * 100 / float(d["n"])
     return vals
@@ -157,6 +168,11 @@ def check_counts(row: Row, d: dict[str, Any]) -> list[str]:
         bad.append(f"limit {row.limit}: {d['server_max_in_progress']} in progress upstream at once")
     if row.limit and row.limit <= 64 and d["server_over_knee"]:
         bad.append(f"limit {row.limit} (at or below the knee): {d['server_over_knee']} requests past it")
+    if row.group == "breaker":
+        if d["timeouts"] != d["n"] or d["server_started"] != 0 or d["server_down_rejected"] == 0:
+            bad.append(f"stuck upstream: {d['timeouts']} of {d['n']} timed out, the upstream started "
+                       f"{d['server_started']} and held {d['server_down_rejected']}; want all timed out, "
+                       "none started, some held")
     if row.group == "tail":
         frac = d["server_tails"] / max(1, d["server_started"])
         if not 0.005 <= frac <= 0.015:
@@ -182,8 +198,10 @@ def fmt(v: float | None, unit: str = "") -> str:
 
 def cell(rec: dict[str, Any], key: str, unit: str = "") -> str:
     if rec["status"] != "ok":
-        return rec["status"] if key == "goodput" or key == "p50_ms" else ""
-    f = rec["figures"][key]
+        return rec["status"] if key in ("goodput", "p50_ms", "fail_p50_ms") else ""
+    f = rec["figures"].get(key)
+    if f is None:  # not in every run (e.g. no request failed: no time to fail)
+        return "n/a"
     if f["min"] == f["max"]:
         return fmt(f["median"], unit)
     return f"{fmt(f['median'], unit)} ({fmt(f['min'], unit)} – {fmt(f['max'], unit)})"
@@ -203,10 +221,12 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{doc['loadavg_start'][0]:.2f} at start, {doc['loadavg_end'][0]:.2f} at end; tree {m['git']}.",
         f"- Each figure: {doc['reps']} run(s)" + ("" if doc["quick"] else " after a warm-up round")
         + ", rows interleaved within each round, a fresh upstream per run; median (min – max).",
-        "- Knee upstream: `w5-upstream " + " ".join(KNEE_SERVER) + f"` (service 10 ms up to 64 in "
-        "progress, +1 ms per extra one: throughput peaks at 64, 6,400 req/s, and falls past it); "
+        "- Knee upstream: `w5-upstream " + " ".join(KNEE_SERVER) + f"` (service 5 ms up to 64 in "
+        "progress, +0.5 ms per extra one: throughput peaks at 64, 12,800 req/s, and falls past it); "
         f"{IN_FLIGHT} requests in flight, no deadline; goodput = 200s within {SLO_MS} ms per second.",
         "- Tail upstream: `w5-upstream " + " ".join(TAIL_SERVER) + f"`; {TAIL_IN_FLIGHT} in flight.",
+        f"- Breaker baseline: the knee upstream after `POST /admin/down?mode=hang`, {IN_FLIGHT} in flight, "
+        f"a {STUCK_DEADLINE_MS} ms deadline; time to fail = submit to the PORTWAY_TIMEOUT completion.",
         "- Latency: submit to completion in the C driver (`bench/w5/driver.c`), every request; "
         "**upstream max** = the most requests the upstream itself had in progress (its `/stats`).",
         f"- Whole run: {doc['elapsed_s'] / 60:.1f} min. Provisional: figures from a shared machine.",
@@ -237,8 +257,9 @@ def markdown(doc: dict[str, Any]) -> str:
             continue
         lines.append(f"| {r['name']} | {cell(r, 'p50_ms')} | {cell(r, 'p99_ms')} | {cell(r, 'p999_ms')} | "
                      f"{cell(r, 'extra_percent', '%')} |")
-    lines += ["", "### Rate and breaker", "", "| row | status |", "|---|---|"]
-    lines += [f"| {r['name']} | needs {r['needs']} |" for r in other]
+    lines += ["", "### Rate and breaker", "", "| row | time to fail p50 ms | p99 ms |", "|---|---:|---:|"]
+    lines += [f"| {r['name']} | needs {r['needs']} | |" if r["needs"] else
+              f"| {r['name']} | {cell(r, 'fail_p50_ms')} | {cell(r, 'fail_p99_ms')} |" for r in other]
     lines += ["", "### Goals (issue 16)", "", "| goal | value | met |", "|---|---:|:---:|",
               "| adaptive ≥ 90 % of the best fixed limit's goodput, p99 ≤ 1.5× its p99, far above no limit "
               "| needs #16 | — |",
@@ -252,8 +273,9 @@ def markdown(doc: dict[str, Any]) -> str:
 
 def write_markdown(path: Path, text: str) -> None:
     old = path.read_text() if path.exists() else ""
-    if MD_BEGIN in old and MD_END in old:
-        head, rest = old.split(MD_BEGIN, 1)
+    begin = MD_BEGIN.split(" (", 1)[0]  # the marker's fixed part: its note may be reworded
+    if begin in old and MD_END in old.split(begin, 1)[1]:
+        head, rest = old.split(begin, 1)
         path.write_text(head + text.rstrip("\n") + rest.split(MD_END, 1)[1])
     else:
         path.write_text((old.rstrip("\n") + "\n\n" if old else "") + text)
@@ -373,7 +395,8 @@ def main() -> int:
         if rec["needs"]:
             continue
         if rec["runs"]:
-            rec["figures"] = {k: summarize([run["figures"][k] for run in rec["runs"]]) for k in FIGURES}
+            rec["figures"] = {k: summarize([run["figures"][k] for run in rec["runs"]]) for k in FIGURES
+                              if all(k in run["figures"] for run in rec["runs"])}
         else:
             rec["status"] = "failed"
     doc = {

@@ -38,8 +38,10 @@ type Stats struct {
 //	GET  /stats                       Stats as JSON
 //	POST /stats/reset                 zero the counters (max_in_progress restarts from now)
 //	POST /admin/down?ms=N&mode=M      down for N ms: mode "500" answers every work request
-//	                                  500 at once; mode "refuse" closes the listener and every
-//	                                  open connection, and listens again after N ms
+//	                                  500 at once; mode "hang" holds it until the window ends,
+//	                                  then answers 500 (a stuck upstream: callers time out);
+//	                                  mode "refuse" closes the listener and every open
+//	                                  connection, and listens again after N ms
 //
 // The service time is slept in full even when the client has gone: an overloaded upstream
 // does not learn that a caller gave up, which is what makes overload waste capacity.
@@ -55,6 +57,7 @@ type Server struct {
 	mu        sync.Mutex
 	st        Stats
 	downUntil time.Time
+	downHang  bool // the down window is mode "hang"
 }
 
 // NewServer returns a server for model m answering bodyBytes bytes.
@@ -104,9 +107,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
 
 	s.mu.Lock()
-	if s.now().Before(s.downUntil) {
+	if now := s.now(); now.Before(s.downUntil) {
 		s.st.DownRejected++
+		hang, until := s.downHang, s.downUntil
 		s.mu.Unlock()
+		if hang { // a stuck upstream: nothing until the window ends (callers time out first)
+			s.sleep(until.Sub(now))
+		}
 		http.Error(w, "upstream down", http.StatusInternalServerError)
 		return
 	}
@@ -162,9 +169,10 @@ func (s *Server) down(w http.ResponseWriter, r *http.Request) {
 	}
 	d := time.Duration(ms) * time.Millisecond
 	switch mode := r.URL.Query().Get("mode"); mode {
-	case "", "500":
+	case "", "500", "hang":
 		s.mu.Lock()
 		s.downUntil = s.now().Add(d)
+		s.downHang = mode == "hang"
 		s.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	case "refuse":
@@ -174,6 +182,7 @@ func (s *Server) down(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Lock()
 		s.downUntil = s.now().Add(d) // requests already read on open connections fail too
+		s.downHang = false
 		s.mu.Unlock()
 		w.Header().Set("Connection", "close")
 		w.WriteHeader(http.StatusNoContent)
@@ -182,6 +191,6 @@ func (s *Server) down(w http.ResponseWriter, r *http.Request) {
 		}
 		s.refuse(d)
 	default:
-		http.Error(w, fmt.Sprintf("mode must be 500 or refuse, not %q", mode), http.StatusBadRequest)
+		http.Error(w, fmt.Sprintf("mode must be 500, hang or refuse, not %q", mode), http.StatusBadRequest)
 	}
 }

@@ -243,6 +243,23 @@ func TestServerDown500ForItsWindowThenUp(t *testing.T) {
 	if st.DownRejected != 4 || st.Served != 1 || st.Down {
 		t.Fatalf("stats %+v, want 4 rejected, 1 served", st)
 	}
+	// Mode hang: the request waits out the rest of the window (on the fake clock), then 500.
+	var slept []time.Duration
+	s.sleep = func(d time.Duration) { slept = append(slept, d) }
+	if c := do("POST", "/admin/down?ms=2000&mode=hang"); c != http.StatusNoContent {
+		t.Fatalf("down hang: %d", c)
+	}
+	clock = clock.Add(500 * time.Millisecond)
+	if c := do("GET", "/work"); c != 500 || len(slept) != 1 || slept[0] != 1500*time.Millisecond {
+		t.Fatalf("while hanging: %d after sleeping %v, want 500 after 1.5s", c, slept)
+	}
+	clock = clock.Add(1500 * time.Millisecond)
+	if c := do("GET", "/work"); c != 200 || len(slept) != 2 || slept[1] != 0 {
+		t.Fatalf("after the hang window: %d, slept %v", c, slept)
+	}
+	if st := s.Snapshot(); st.DownRejected != 5 || st.Served != 2 {
+		t.Fatalf("stats %+v, want 5 rejected, 2 served", st)
+	}
 	if c := do("POST", "/admin/down?ms=10&mode=refuse"); c != http.StatusNotImplemented {
 		t.Fatalf("refuse without a listener: %d, want 501", c)
 	}
