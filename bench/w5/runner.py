@@ -71,6 +71,8 @@ LIMITS = [16, 32, 48, 64, 96, 128, 256]
 QUICK_LIMITS = [32, 64, 128]
 KNEE_N, TAIL_N, BREAKER_N = 10_000, 20_000, 5_120
 QUICK_DIV = 5
+# The rows drawn in the latency-over-time chart (all eight knee rows would hide one another).
+PLOTTED = {"knee.none", "knee.fixed32", "knee.fixed64", "knee.fixed128", "tail.none"}
 STUCK_DEADLINE_MS = 1000
 
 
@@ -368,7 +370,7 @@ def main() -> int:
     for rnd in range(0 if args.quick else -1, rounds):
         label = "warm-up" if rnd < 0 else f"run {rnd + 1}/{rounds}"
         for row in live:
-            path = series_dir / f"{row.rid}.csv" if rnd == rounds - 1 else None
+            path = series_dir / f"{row.rid}.csv" if rnd == rounds - 1 and row.rid in PLOTTED else None
             try:
                 res = run_once(row, path, args.timeout)
             except RuntimeError as exc:
