@@ -22,9 +22,9 @@ time) and the W5 section of BENCHMARKS.md (between its own markers). Quick mode 
 `make test` runs through `make test-bench-w5`): one round of fewer rows at a fifth of the size,
 written under target/bench/w5/quick/ (unless --publish). --check fails the run unless the
 upstream's own counts agree with the model and the driver (every answered request was seen
-upstream; no limit offers all 512 at once and goes past the knee; a fixed limit L never has
-more than L in progress upstream; about 1 % of tail-row arrivals were in the tail); these are
-counts, never timings.
+upstream; no limit offers (nearly) all 512 at once and goes past the knee; a fixed limit L
+never has more than L in progress upstream; about 1 % of tail-row arrivals were in the tail;
+with the upstream stuck, every request times out and none is served); counts, never timings.
 """
 
 from __future__ import annotations
@@ -161,9 +161,11 @@ def check_counts(row: Row, d: dict[str, Any]) -> list[str]:
     if d["errors"]:
         bad.append(f"{d['errors']} requests failed")
     if row.group == "knee" and row.limit == 0:
-        if d["server_max_in_progress"] != row.in_flight:
+        # All 512 at once is what every run so far shows; 90 % leaves room for a client slow to
+        # resubmit on a loaded machine and still catches a connection cap (the default is 256).
+        if d["server_max_in_progress"] < 0.9 * row.in_flight:
             bad.append(f"no limit: at most {d['server_max_in_progress']} in progress upstream, "
-                       f"want all {row.in_flight} offered")
+                       f"want (nearly) all {row.in_flight} offered")
         if d["server_over_knee"] == 0:
             bad.append("no limit: no request went past the knee")
     if row.limit and d["server_max_in_progress"] > row.limit:
