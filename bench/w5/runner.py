@@ -10,6 +10,8 @@ handler, and stops it. Rows:
 - Knee: 512 requests in flight against an upstream whose service time is 5 ms up to 64 in
   progress and grows by 0.5 ms per extra request beyond (its throughput peaks at 64, 12,800
   req/s, and collapses past it). No limit, then a sweep of fixed limits (portway_handler_set_concurrency).
+- The same knee from Python (bench/w5/driver.py: asyncio workers on Engine.ahttp): no limit and
+  a fixed limit of 64.
 - Tail: 64 in flight, 10 ms service, 1 % of requests 50 times longer (seeded). No hedging.
 - Breaker baseline: the knee upstream taken down in mode "hang" (it holds every request), 512 in
   flight, a 1 s deadline: how long a caller takes to learn that the upstream is unusable.
@@ -87,6 +89,7 @@ class Row:
     in_flight: int = 0
     limit: int = 0
     needs: str = ""  # not measurable yet: what it waits for
+    host: str = "C"  # the driver: "C" (driver.c) or "Python" (driver.py, the binding)
 
 
 def rows(quick: bool) -> list[Row]:
@@ -97,6 +100,10 @@ def rows(quick: bool) -> list[Row]:
         out.append(Row(f"knee.fixed{lim}", "knee", f"fixed limit {lim}", KNEE_SERVER,
                        [str(kn), str(IN_FLIGHT), "--limit", str(lim)], kn, IN_FLIGHT, lim))
     out += [
+        Row("knee.py.none", "knee", "Python: no limit", KNEE_SERVER, [str(kn), str(IN_FLIGHT)], kn, IN_FLIGHT,
+            host="Python"),
+        Row("knee.py.fixed64", "knee", "Python: fixed limit 64", KNEE_SERVER,
+            [str(kn), str(IN_FLIGHT), "--limit", "64"], kn, IN_FLIGHT, 64, host="Python"),
         Row("knee.adaptive", "knee", "adaptive (no tuning)", needs="#16: portway_policy.adaptive"),
         Row("tail.none", "tail", "no hedging", TAIL_SERVER, [str(tn), str(TAIL_IN_FLIGHT)], tn, TAIL_IN_FLIGHT),
         Row("tail.fixed", "tail", "hedge after a fixed delay", needs="#16: portway_policy.hedge_after_ms"),
@@ -133,6 +140,11 @@ class Upstream(Server):
 def run_once(row: Row, series: Path | None, timeout: float) -> ChildResult:
     up = Upstream(row.server)
     try:
+        if row.host == "Python":
+            env = dict(os.environ, PYTHONPATH=str(ROOT / "bindings" / "python"),
+                       PORTWAY_LIBRARY=str(ROOT / "target" / "release" / "libportway.so"))
+            return run_child([sys.executable, str(HERE / "driver.py"), up.url, *row.driver,
+                              "--slo-ms", str(SLO_MS)], timeout, env)
         cmd = [str(DRIVER), up.url, *row.driver, "--slo-ms", str(SLO_MS)]
         if series:
             cmd += ["--series", str(series)]
@@ -231,7 +243,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "- Tail upstream: `w5-upstream " + " ".join(TAIL_SERVER) + f"`; {TAIL_IN_FLIGHT} in flight.",
         f"- Breaker baseline: the knee upstream after `POST /admin/down?mode=hang`, {IN_FLIGHT} in flight, "
         f"a {STUCK_DEADLINE_MS} ms deadline; time to fail = submit to the PORTWAY_TIMEOUT completion.",
-        "- Latency: submit to completion in the C driver (`bench/w5/driver.c`), every request; "
+        "- Latency: submit to completion in the C driver (`bench/w5/driver.c`; the Python rows: "
+        "`bench/w5/driver.py`, asyncio workers on `Engine.ahttp`), every request; "
         "**upstream max** = the most requests the upstream itself had in progress (its `/stats`).",
         f"- Whole run: {doc['elapsed_s'] / 60:.1f} min. Provisional: figures from a shared machine.",
         "",
@@ -245,7 +258,7 @@ def markdown(doc: dict[str, Any]) -> str:
             continue
         lines.append(f"| {r['name']} | {cell(r, 'goodput')} | {cell(r, 'throughput')} | {cell(r, 'p50_ms')} | "
                      f"{cell(r, 'p99_ms')} | {cell(r, 'p999_ms')} | {cell(r, 'server_max_in_progress', 'count')} |")
-    fixed = [r for r in knee if r["limit"] and r["status"] == "ok"]
+    fixed = [r for r in knee if r["limit"] and r["host"] == "C" and r["status"] == "ok"]
     if fixed:
         best = max(fixed, key=lambda r: r["figures"]["goodput"]["median"])
         none = recs.get("knee.none")
@@ -361,7 +374,7 @@ def main() -> int:
     all_rows = rows(args.quick)
     live = [r for r in all_rows if not r.needs]
     records: dict[str, dict[str, Any]] = {
-        r.rid: {"rid": r.rid, "group": r.group, "name": r.name, "limit": r.limit, "n": r.n,
+        r.rid: {"rid": r.rid, "group": r.group, "name": r.name, "host": r.host, "limit": r.limit, "n": r.n,
                 "in_flight": r.in_flight, "needs": r.needs, "server": r.server,
                 "status": "needs " + r.needs.split(":")[0] if r.needs else "ok", "runs": [], "errors": []}
         for r in all_rows}
