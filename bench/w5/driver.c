@@ -1,0 +1,346 @@
+/*
+ * driver.c: the portway side of W5 (issue 16), through the C ABI. Prints one JSON line.
+ *
+ *   w5-driver URL N IN_FLIGHT [options]
+ *
+ * Offers N GETs of URL "work" (URL is the upstream's base, ending in '/') through an http
+ * handler of its own, keeping IN_FLIGHT requests submitted (a closed loop: a completion is
+ * replaced at once), and records each request's latency from submit to completion. Reports
+ * goodput (requests answered 200 within the SLO, per second), p50 / p99 / p99.9 / max of every
+ * request's latency (failures count at the time they completed), and what the upstream saw
+ * (its GET /stats after the run, reset before it).
+ *
+ *   --limit L        portway_handler_set_concurrency(handler, L) (0 = no limit: the default)
+ *   --timeout-ms T   each request's deadline (0 = none: the default); a request that cannot
+ *                    finish in time completes PORTWAY_TIMEOUT and counts against goodput
+ *   --slo-ms S       the latency a good response is within (default 100)
+ *   --warmup W       requests run before the timed part (default: IN_FLIGHT)
+ *   --series FILE    also writes one CSV line per timed request: submit offset (s), latency
+ *                    (ms), portway status, HTTP code, queue wait in portway (ms)
+ *   --down MODE:MS   takes the upstream down (POST /admin/down, MODE 500, hang or refuse) for
+ *                    MS ms right before the timed part; implies --allow-failures
+ *   --allow-failures failed requests (5xx, connect errors) are reported, not an exit status
+ *
+ * The handler has no per-host connection cap (max_connections_per_host 0), so that "no limit"
+ * really offers IN_FLIGHT requests at once to the upstream over HTTP/1.1 keep-alive; the
+ * upstream's control endpoints go through the built-in "http" handler, outside any limit.
+ * Exits 0 when every request completed (timeouts included); 1 on any other failure (a
+ * connect error, a 5xx; unless --allow-failures) or when the upstream saw fewer requests than
+ * were answered. fail_p50_ms / fail_p99_ms are the latencies of the requests that did not get
+ * a 200 (timeouts included): how fast a caller learns that the upstream is unusable.
+ */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "portway.h"
+
+#define BATCH 512 /* completions per poll, requests per submit_batch */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, portway_status st) {
+    fprintf(stderr, "w5-driver: %s: %s: %s\n", what, portway_status_str(st), portway_last_error());
+    exit(1);
+}
+
+#define CHECK(call)                             \
+    do {                                        \
+        portway_status st_ = (call);            \
+        if (st_ != PORTWAY_OK) die(#call, st_); \
+    } while (0)
+
+static void usage(void) {
+    fprintf(stderr, "usage: w5-driver URL N IN_FLIGHT [--limit L] [--timeout-ms T] [--slo-ms S] "
+                    "[--warmup W] [--series FILE] [--down 500|hang|refuse:MS] [--allow-failures]\n");
+    exit(2);
+}
+
+/* A whole decimal number in [min, max], or the usage message. */
+static uint64_t number(const char *s, uint64_t min, uint64_t max) {
+    char *end = NULL;
+    if (s == NULL || *s < '0' || *s > '9') usage();
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end != '\0' || v < min || v > max) usage();
+    return v;
+}
+
+/* ------------------------------------------------------------------ the upstream's control */
+
+/* One control call to the upstream through the built-in "http" (outside the measured handler
+ * and its limit). Writes the body (NUL-terminated, truncated to cap) to out. */
+static void control(portway_engine *eng, const char *method, const char *url, const char *path,
+                    char *out, size_t cap) {
+    char head[2048];
+    int len = snprintf(head, sizeof head, "%s %s%s HTTP/1.1\r\nContent-Length: 0\r\n\r\n", method, url, path);
+    if (len < 0 || (size_t)len >= sizeof head) usage();
+    uint32_t http;
+    CHECK(portway_handler_lookup(eng, "http", &http));
+    portway_request req = {.handler = http, .timeout_ms = 30000, .user_data = UINT64_MAX,
+                           .payload = (const uint8_t *)head, .payload_len = (size_t)len};
+    uint64_t id;
+    CHECK(portway_submit_wait(eng, &req, -1, &id));
+    portway_completion c;
+    size_t n = 0;
+    while (n == 0) CHECK(portway_poll(eng, &c, 1, -1, &n));
+    if (c.status != PORTWAY_OK || c.code >= 300) {
+        fprintf(stderr, "w5-driver: %s %s%s: %s, HTTP %u: %.*s\n", method, url, path,
+                portway_status_str((portway_status)c.status), c.code, (int)(c.len < 200 ? c.len : 200),
+                (const char *)c.data);
+        exit(1);
+    }
+    size_t k = c.len < cap - 1 ? c.len : cap - 1;
+    memcpy(out, c.data, k);
+    out[k] = '\0';
+    CHECK(portway_release(eng, &c, 1));
+}
+
+/* The number after "key": in the upstream's stats JSON (flat, numbers only where we look). */
+static double stat(const char *json, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    if (p == NULL) {
+        fprintf(stderr, "w5-driver: the upstream's stats have no %s: %s\n", key, json);
+        exit(1);
+    }
+    return strtod(p + strlen(pat), NULL);
+}
+
+/* Polls the upstream's stats until nothing is in progress there: requests portway gave up on
+ * (timeouts) keep the upstream busy until their service time ends. */
+static void wait_upstream_idle(portway_engine *eng, const char *url, char *stats, size_t cap) {
+    for (;;) {
+        control(eng, "GET", url, "stats", stats, cap);
+        if (stat(stats, "in_progress") == 0) return;
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    }
+}
+
+/* ------------------------------------------------------------------ the closed loop */
+
+struct outcome {
+    double submit_s, latency_s, queued_s;
+    uint32_t status, code;
+};
+
+/* Keeps `in_flight` requests of `reqs` submitted until `total` completed, each request's
+ * outcome in out[user_data] (out may be NULL for the warm-up). */
+static void run(portway_engine *eng, portway_request *reqs, uint64_t total, uint64_t in_flight,
+                struct outcome *out, double t0) {
+    static portway_completion comps[BATCH];
+    uint64_t submitted = 0, done = 0, holding = 0;
+    while (done < total) {
+        while (submitted < total && holding < in_flight) {
+            uint64_t want = in_flight - holding;
+            if (want > total - submitted) want = total - submitted;
+            if (want > BATCH) want = BATCH;
+            double t = now_s();
+            for (uint64_t i = 0; i < want; i++) {
+                reqs[i].user_data = submitted + i;
+                if (out) out[submitted + i].submit_s = t;
+            }
+            size_t accepted = 0;
+            portway_status st = portway_submit_batch(eng, reqs, (size_t)want, NULL, &accepted);
+            submitted += accepted;
+            holding += accepted;
+            if (st == PORTWAY_BUSY) break;
+            if (st != PORTWAY_OK) die("portway_submit_batch", st);
+        }
+        size_t n = 0;
+        CHECK(portway_poll(eng, comps, BATCH, -1, &n));
+        double t = now_s();
+        for (size_t k = 0; k < n; k++) {
+            if (out) {
+                struct outcome *o = &out[comps[k].user_data];
+                o->latency_s = t - o->submit_s;
+                o->submit_s -= t0;
+                o->queued_s = (double)comps[k].queued_ns / 1e9;
+                o->status = comps[k].status;
+                o->code = comps[k].code;
+            }
+            static int told; /* the first failure that is not a timeout says why */
+            if (comps[k].status != PORTWAY_OK && comps[k].status != PORTWAY_TIMEOUT && !told++)
+                fprintf(stderr, "w5-driver: first error: %s: %.*s\n",
+                        portway_status_str((portway_status)comps[k].status),
+                        (int)(comps[k].len < 200 ? comps[k].len : 200), (const char *)comps[k].data);
+        }
+        CHECK(portway_release(eng, comps, n));
+        holding -= n;
+        done += n;
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of sorted v[0..n]. */
+static double pct(const double *v, uint64_t n, double p) {
+    if (n == 0) return NAN;
+    uint64_t rank = (uint64_t)ceil(p * (double)n);
+    return v[rank ? rank - 1 : 0];
+}
+
+/* A latency in ms for the JSON line: null when there is none (no failed request). */
+static const char *json_ms(char buf[32], double v) {
+    if (isnan(v)) return "null";
+    snprintf(buf, 32, "%.3f", v);
+    return buf;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) usage();
+    const char *url = argv[1];
+    uint64_t n = number(argv[2], 1, 100000000);
+    uint64_t in_flight = number(argv[3], 1, 1000000);
+    uint64_t limit = 0, timeout_ms = 0, slo_ms = 100, warmup = in_flight;
+    const char *series = NULL, *down = NULL;
+    int allow_failures = 0;
+    for (int i = 4; i < argc; i += 2) {
+        if (strcmp(argv[i], "--allow-failures") == 0) {
+            allow_failures = 1;
+            i--;
+            continue;
+        }
+        if (i + 1 >= argc) usage();
+        if (strcmp(argv[i], "--limit") == 0) limit = number(argv[i + 1], 0, UINT32_MAX);
+        else if (strcmp(argv[i], "--timeout-ms") == 0) timeout_ms = number(argv[i + 1], 0, UINT32_MAX);
+        else if (strcmp(argv[i], "--slo-ms") == 0) slo_ms = number(argv[i + 1], 1, UINT32_MAX);
+        else if (strcmp(argv[i], "--warmup") == 0) warmup = number(argv[i + 1], 0, 100000000);
+        else if (strcmp(argv[i], "--series") == 0) series = argv[i + 1];
+        else if (strcmp(argv[i], "--down") == 0) down = argv[i + 1];
+        else usage();
+    }
+    char down_path[128] = "";
+    if (down) {
+        const char *colon = strchr(down, ':');
+        size_t mode_len = colon ? (size_t)(colon - down) : 0;
+        if (colon == NULL || !((mode_len == 3 && strncmp(down, "500", 3) == 0) ||
+                               (mode_len == 4 && strncmp(down, "hang", 4) == 0) ||
+                               (mode_len == 6 && strncmp(down, "refuse", 6) == 0)))
+            usage();
+        snprintf(down_path, sizeof down_path, "admin/down?mode=%.*s&ms=%" PRIu64, (int)mode_len, down,
+                 number(colon + 1, 1, UINT32_MAX));
+        allow_failures = 1;
+    }
+    size_t url_len = strlen(url);
+    if (strncmp(url, "http://", 7) != 0 || url_len < 8 || url[url_len - 1] != '/') {
+        fprintf(stderr, "w5-driver: URL must be the upstream's base, http://HOST:PORT/\n");
+        return 2;
+    }
+
+    portway_config *cfg = portway_config_new();
+    if (cfg == NULL) die("portway_config_new", PORTWAY_INTERNAL);
+    CHECK(portway_config_set_max_in_flight(cfg, (uint32_t)(in_flight + 16)));
+    portway_engine *eng = NULL;
+    CHECK(portway_engine_new(cfg, &eng));
+    portway_config_free(cfg);
+
+    portway_http_options opts;
+    CHECK(portway_http_options_default(&opts));
+    opts.max_connections_per_host = 0; /* the upstream sees every request offered */
+    opts.decompress = false;
+    opts.proxy = "";
+    opts.read_timeout_ms = 0; /* only the request's own deadline applies */
+    uint32_t h;
+    CHECK(portway_register_http(eng, "w5", &opts, &h));
+    if (limit) CHECK(portway_handler_set_concurrency(eng, h, (uint32_t)limit));
+
+    char head[2048];
+    int len = snprintf(head, sizeof head, "GET %swork HTTP/1.1\r\n\r\n", url);
+    if (len < 0 || (size_t)len >= sizeof head) usage();
+    portway_request *reqs = calloc(BATCH, sizeof *reqs);
+    struct outcome *out = calloc(n, sizeof *out);
+    double *lat = calloc(n, sizeof *lat);
+    double *queued = calloc(n, sizeof *queued);
+    double *fail_lat = calloc(n, sizeof *fail_lat);
+    if (reqs == NULL || out == NULL || lat == NULL || queued == NULL || fail_lat == NULL) return 1;
+    for (size_t i = 0; i < BATCH; i++)
+        reqs[i] = (portway_request){.handler = h, .timeout_ms = (uint32_t)timeout_ms,
+                                    .payload = (const uint8_t *)head, .payload_len = (size_t)len};
+
+    static char stats[8192];
+    if (warmup) run(eng, reqs, warmup, in_flight, NULL, 0); /* opens the connections */
+    wait_upstream_idle(eng, url, stats, sizeof stats);
+    control(eng, "POST", url, "stats/reset", stats, sizeof stats);
+    if (down) control(eng, "POST", url, down_path, stats, sizeof stats);
+
+    double t0 = now_s();
+    run(eng, reqs, n, in_flight, out, t0);
+    double secs = now_s() - t0;
+
+    uint64_t ok = 0, good = 0, timeouts = 0, errors = 0, failed = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        lat[i] = out[i].latency_s * 1e3;
+        queued[i] = out[i].queued_s * 1e3;
+        if (out[i].status == PORTWAY_OK && out[i].code == 200) {
+            ok++;
+            if (lat[i] <= (double)slo_ms) good++;
+            continue;
+        }
+        fail_lat[failed++] = lat[i];
+        if (out[i].status == PORTWAY_TIMEOUT)
+            timeouts++;
+        else
+            errors++;
+    }
+    if (series) {
+        FILE *f = fopen(series, "w");
+        if (f == NULL) {
+            perror(series);
+            return 1;
+        }
+        fprintf(f, "submit_s,latency_ms,status,code,queued_ms\n");
+        for (uint64_t i = 0; i < n; i++)
+            fprintf(f, "%.6f,%.3f,%u,%u,%.3f\n", out[i].submit_s, lat[i], out[i].status, out[i].code, queued[i]);
+        if (fclose(f) != 0) {
+            perror(series);
+            return 1;
+        }
+    }
+    qsort(lat, n, sizeof *lat, cmp_double);
+    qsort(queued, n, sizeof *queued, cmp_double);
+    qsort(fail_lat, failed, sizeof *fail_lat, cmp_double);
+
+    /* What the upstream saw: once it is idle, every request it admitted has been served. */
+    wait_upstream_idle(eng, url, stats, sizeof stats);
+    char f50[32], f99[32];
+    double started = stat(stats, "started"), served = stat(stats, "served");
+    portway_engine_free(eng);
+
+    printf("{\"n\": %" PRIu64 ", \"in_flight\": %" PRIu64 ", \"limit\": %" PRIu64 ", \"timeout_ms\": %" PRIu64
+           ", \"slo_ms\": %" PRIu64 ", \"secs\": %.6f, \"ok\": %" PRIu64 ", \"good\": %" PRIu64
+           ", \"timeouts\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"goodput\": %.1f, \"throughput\": %.1f"
+           ", \"p50_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, \"queued_p50_ms\": %.3f"
+           ", \"queued_p99_ms\": %.3f, \"server_started\": %.0f, \"server_served\": %.0f"
+           ", \"server_max_in_progress\": %.0f, \"server_over_knee\": %.0f, \"server_tails\": %.0f"
+           ", \"server_abandoned\": %.0f, \"server_down_rejected\": %.0f, \"not_ok\": %" PRIu64
+           ", \"fail_p50_ms\": %s, \"fail_p99_ms\": %s, \"down\": \"%s\"}\n",
+           n, in_flight, limit, timeout_ms, slo_ms, secs, ok, good, timeouts, errors, (double)good / secs,
+           (double)ok / secs, pct(lat, n, 0.50), pct(lat, n, 0.99), pct(lat, n, 0.999), pct(lat, n, 1.0),
+           pct(queued, n, 0.50), pct(queued, n, 0.99), started, served, stat(stats, "max_in_progress"),
+           stat(stats, "over_knee"), stat(stats, "tails"), stat(stats, "abandoned"),
+           stat(stats, "down_rejected"), failed, json_ms(f50, pct(fail_lat, failed, 0.50)),
+           json_ms(f99, pct(fail_lat, failed, 0.99)),
+           down ? down : "");
+    int bad = (errors != 0 && !allow_failures) || started < (double)ok || served != started;
+    if (bad)
+        fprintf(stderr, "w5-driver: %" PRIu64 " errors; the upstream started %.0f and served %.0f for %" PRIu64
+                        " answered\n", errors, started, served, ok);
+    free(reqs);
+    free(out);
+    free(lat);
+    free(queued);
+    free(fail_lat);
+    return bad;
+}

@@ -1,0 +1,3 @@
+module portway.bench/w5/upstream
+
+go 1.19
