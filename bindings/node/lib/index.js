@@ -4,6 +4,7 @@
 const path = require('node:path');
 
 const native = require(path.join(__dirname, '..', 'build', 'portway.node'));
+const { fetch } = require('./fetch.js');
 
 /** An error from portway: `.code` is the status name, e.g. 'PORTWAY_BUSY'. */
 class PortwayError extends Error {
@@ -436,6 +437,11 @@ class Engine {
     }
     const c = await this.submit(handler, payload, { timeoutMs, signal });
     return new HttpResponse(c);
+  }
+
+  /** WHATWG fetch through an http handler: resolves to a global Response (lib/fetch.js). */
+  fetch(input, init) {
+    return fetch(this, input, init);
   }
 
   /** Registers a pipeline of stages (handler names or ids); returns its id. */

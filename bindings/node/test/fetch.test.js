@@ -1,0 +1,165 @@
+'use strict';
+// eng.fetch against Node's global fetch (undici): the same program (fixtures/fetch-program.js)
+// runs with each, against the same local servers, and every observable must agree; then what
+// only portway has (timeoutMs, handler, the PortwayError cause, cancellation of the request).
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
+const { Engine, PortwayError } = require('..');
+const { program, startServers } = require('./fixtures/fetch-program.js');
+
+// Where eng.fetch differs from undici on purpose (bindings/node/README.md "fetch"), each with
+// what portway gives instead; every other case must be identical.
+const KNOWN = {
+  // The http handler sends whole bodies with a Content-Length: a stream is read into memory
+  // first, so the server sees a length where undici sent chunks.
+  'stream body': (pw, un) => {
+    assert.equal(pw.seen.headers['content-length'], '8');
+    delete pw.seen.headers['content-length'];
+    delete pw.res.headers;
+    delete un.res.headers;
+    pw.res.text = un.res.text = undefined;
+    assert.deepEqual(pw, un);
+  },
+  // undici's cause has an empty message; ours says what happened.
+  'redirect 307 of a stream body': (pw, un) => {
+    assert.equal(un.rejected.causeMessage, '');
+    assert.equal(pw.rejected.causeMessage, 'Cannot follow a redirect with a streamed request body');
+    pw.rejected.causeMessage = '';
+    assert.deepEqual(pw, un);
+  },
+  // The cause is the PortwayError (checked below), not Node's socket error.
+  'connection refused': (pw, un) => {
+    assert.match(un.rejected.causeMessage, /ECONNREFUSED/);
+    un.rejected.causeMessage = undefined;
+    assert.deepEqual(pw, un);
+  },
+};
+
+/** Runs `f(eng, srv)` with a fresh engine and servers, closing both afterwards. */
+async function withEngine(f) {
+  const srv = await startServers();
+  const eng = new Engine({ runtimeThreads: 1, poolWorkers: 1 });
+  try {
+    return await f(eng, srv);
+  } finally {
+    await eng.close();
+    await srv.close();
+  }
+}
+
+test('the same program gives the same record with global fetch and with eng.fetch', async () => {
+  await withEngine(async (eng, srv) => {
+    const undici = await program(fetch, srv);
+    // The one line a user changes:
+    const portway = await program((input, init) => eng.fetch(input, init), srv);
+    assert.deepEqual(Object.keys(portway), Object.keys(undici));
+    assert.ok(Object.keys(undici).length > 70);
+    for (const name of Object.keys(undici)) {
+      if (KNOWN[name]) KNOWN[name](portway[name], undici[name]);
+      else assert.deepEqual(portway[name], undici[name], `case ${JSON.stringify(name)}`);
+    }
+    // The program saw what it should, so the agreement above is not two identical failures.
+    assert.equal(undici.get.res.url, `${srv.base}/echo?q=1`);
+    assert.equal(undici['redirect 303 POST'].seen.method, 'GET');
+    assert.equal(undici['redirect 307 POST'].seen.body, 'payload');
+    assert.equal(undici['redirect cross-origin drops credentials'].res.type, 'cors');
+    assert.equal(undici['redirect chain of 21'].rejected.causeMessage, 'redirect count exceeded');
+    assert.equal(undici['abort in flight'].rejected.name, 'AbortError');
+    assert.equal(undici['status 204'].nullBody, true);
+    assert.equal(undici.gzip.text, 'unzipped '.repeat(100));
+  });
+});
+
+test('a network error is TypeError("fetch failed") whose cause is the PortwayError', async () => {
+  await withEngine(async (eng, srv) => {
+    const err = await eng.fetch(srv.closedUrl).then(() => assert.fail('resolved'), (e) => e);
+    assert.ok(err instanceof TypeError);
+    assert.equal(err.message, 'fetch failed');
+    assert.ok(err.cause instanceof PortwayError);
+    assert.equal(err.cause.code, 'PORTWAY_CONNECT_ERROR');
+  });
+});
+
+test('timeoutMs fails the fetch with cause PORTWAY_TIMEOUT', async () => {
+  await withEngine(async (eng, srv) => {
+    const err = await eng.fetch(`${srv.base}/hold`, { timeoutMs: 50 }).then(() => assert.fail('resolved'), (e) => e);
+    assert.ok(err instanceof TypeError);
+    assert.equal(err.cause.code, 'PORTWAY_TIMEOUT');
+    // A bad timeout is the binding's own argument error, not a network error.
+    await assert.rejects(eng.fetch(`${srv.base}/echo`, { timeoutMs: 0 }), { name: 'RangeError', code: 'PORTWAY_INVALID_ARGUMENT' });
+  });
+});
+
+test('an abort cancels the portway request: its connection is closed', async () => {
+  await withEngine(async (eng, srv) => {
+    const ac = new AbortController();
+    const held = srv.nextHold();
+    const p = eng.fetch(`${srv.base}/hold`, { signal: ac.signal });
+    await held;
+    const closed = new Promise((resolve) => srv.held[0].socket.once('close', resolve));
+    ac.abort();
+    await assert.rejects(p, { name: 'AbortError' });
+    await closed; // the handler dropped the request (HTTP/1: the connection is closed)
+    assert.equal(eng.inflight().total, 0);
+  });
+});
+
+test('init.handler picks an http handler added with registerHttp', async () => {
+  await withEngine(async (eng, srv) => {
+    eng.registerHttp('fetch-small', { maxBodyBytes: 10 });
+    const ok = await eng.fetch(`${srv.base}/status/200`, { handler: 'fetch-small' });
+    assert.equal(await ok.text(), 'status 200');
+    const err = await eng.fetch(`${srv.base}/json`, { handler: 'fetch-small' }).then(() => assert.fail('resolved'), (e) => e);
+    assert.equal(err.cause.code, 'PORTWAY_BODY_TOO_LARGE');
+    // An unknown handler is a usage error, the PortwayError itself.
+    await assert.rejects(eng.fetch(`${srv.base}/echo`, { handler: 'nope' }), { name: 'PortwayError', code: 'PORTWAY_NOT_FOUND' });
+  });
+});
+
+test('a body buffer reused by the caller at once: every hop sends the bytes given', async () => {
+  await withEngine(async (eng, srv) => {
+    const buf = Buffer.from('original');
+    const p = eng.fetch(`${srv.base}/redirect/307?to=/echo/again`, { method: 'POST', body: buf });
+    buf.fill(0x78);
+    const r = await p;
+    assert.equal(r.redirected, true);
+    assert.equal((await r.json()).body, 'original');
+  });
+});
+
+test('clone keeps url, redirected and type; a consumed body cannot be cloned', async () => {
+  await withEngine(async (eng, srv) => {
+    const r = await eng.fetch(`${srv.base}/redirect/302?to=${encodeURIComponent(`${srv.other}/echo/c`)}`);
+    const c = r.clone();
+    assert.ok(c instanceof Response);
+    assert.deepEqual([c.url, c.redirected, c.type, c.status], [`${srv.other}/echo/c`, true, 'cors', 200]);
+    assert.equal(await c.text(), await r.text());
+    assert.throws(() => r.clone(), TypeError);
+  });
+});
+
+test('bad init is a TypeError, as fetch gives', async () => {
+  await withEngine(async (eng, srv) => {
+    await assert.rejects(eng.fetch(`${srv.base}/echo`, { redirect: 'follow-me' }), TypeError);
+    await assert.rejects(eng.fetch(`${srv.base}/echo`, { signal: {} }), TypeError);
+    await assert.rejects(eng.fetch(`${srv.base}/echo`, 5), TypeError);
+    await assert.rejects(eng.fetch('ftp://example.com/'), TypeError);
+  });
+});
+
+test('eng.fetch from ESM', () => {
+  const src = `import { Engine } from ${JSON.stringify(path.join(__dirname, '..', 'index.mjs'))};
+    import http from 'node:http';
+    const s = http.createServer((q, r) => r.end('esm')).listen(0, '127.0.0.1', async () => {
+      const eng = new Engine();
+      const r = await eng.fetch('http://127.0.0.1:' + s.address().port + '/');
+      console.log(r instanceof Response, await r.text());
+      await eng.close();
+      s.close();
+    });`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', src], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), 'true esm');
+});
