@@ -280,7 +280,13 @@ async function fetch(eng, input, init) {
     throw networkError(new Error('unknown scheme'));
   }
   const o = init === undefined || init === null ? {} : init;
-  const handler = eng.lookup(o.handler === undefined ? 'http' : o.handler);
+  let handler;
+  try {
+    handler = eng.lookup(o.handler === undefined ? 'http' : o.handler);
+  } catch (e) {
+    // An unknown handler is the caller's mistake; a closed engine fails like a refused submit.
+    throw e instanceof PortwayError && e.code !== 'PORTWAY_NOT_FOUND' ? networkError(e) : e;
+  }
   const { timeoutMs } = o;
   // timeoutMs bounds the whole fetch, redirects included: each hop gets what is left.
   const deadline = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;

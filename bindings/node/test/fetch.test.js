@@ -82,6 +82,22 @@ test('a network error is TypeError("fetch failed") whose cause is the PortwayErr
   });
 });
 
+test('a closed engine fails the fetch with cause PORTWAY_SHUTDOWN, whatever was cached', async () => {
+  const srv = await startServers();
+  try {
+    for (const warm of [false, true]) {
+      const eng = new Engine({ runtimeThreads: 1, poolWorkers: 1 });
+      if (warm) await (await eng.fetch(`${srv.base}/echo`)).text(); // the handler id is cached
+      await eng.close();
+      const err = await eng.fetch(`${srv.base}/echo`).then(() => assert.fail('resolved'), (e) => e);
+      assert.ok(err instanceof TypeError, `warm=${warm}: ${err}`);
+      assert.equal(err.cause.code, 'PORTWAY_SHUTDOWN');
+    }
+  } finally {
+    await srv.close();
+  }
+});
+
 test('timeoutMs fails the fetch with cause PORTWAY_TIMEOUT', async () => {
   await withEngine(async (eng, srv) => {
     const err = await eng.fetch(`${srv.base}/hold`, { timeoutMs: 50 }).then(() => assert.fail('resolved'), (e) => e);
