@@ -34,19 +34,36 @@ const REDIRECT_MODES = new Set(['follow', 'manual', 'error']);
 
 let PortwayError; // from ./index.js, required lazily (index.js requires this file)
 
-/** A Response whose `url`, `redirected` and `type` are those of a fetched response (a
- *  constructed Response has url '', redirected false and type 'default', all read-only). */
+/** The rejection of a second read of a body, worded as Node's. */
+function bodyUnusable() {
+  return Promise.reject(new TypeError('Body is unusable: Body has already been read'));
+}
+
+/**
+ * The Response eng.fetch resolves to. It is a global Response (`instanceof Response`) whose
+ * `url`, `redirected` and `type` are those of a fetched response (a constructed one has '',
+ * false and 'default', read-only). Its body bytes are already in memory, so it is built
+ * lazily: the base Response gets no body and no headers, which keeps the platform from
+ * wrapping the bytes in a ReadableStream and copying every header at once (most of the cost of
+ * a small response otherwise); `text()`, `json()`, `arrayBuffer()` and `bytes()` decode the
+ * bytes directly; the headers are filled in on first use; and the first use of `body` (or
+ * `blob()`, `formData()`) creates a real Response over the bytes that serves every later use,
+ * so stream semantics are exactly the platform's.
+ */
 class FetchResponse extends Response {
   #url;
   #redirected;
   #type;
-  #bytes;
-  #init;
+  #bytes; // the body (a Uint8Array), or null for a null-body response
+  #meta; // response header pairs not yet copied into `headers`, or null
+  #used = false; // read by text()/json()/arrayBuffer()/bytes() before any #real
+  #shared = false; // #bytes is also another response's (clone): never hand its memory over
+  #real; // the Response over #bytes that owns the body once it is needed as a stream
 
-  constructor(bytes, init, url, redirected, type) {
-    super(bytes, init);
+  constructor(bytes, status, statusText, meta, url, redirected, type) {
+    super(null, { status, statusText });
     this.#bytes = bytes;
-    this.#init = init;
+    this.#meta = meta;
     this.#url = url;
     this.#redirected = redirected;
     this.#type = type;
@@ -68,13 +85,98 @@ class FetchResponse extends Response {
     return this.#type;
   }
 
+  /** The response headers, copied in from the handler's pairs on first use. */
+  get headers() {
+    const h = super.headers;
+    const meta = this.#meta;
+    if (meta !== null) {
+      this.#meta = null;
+      for (let i = 0; i < meta.length; i++) h.append(meta[i][0], meta[i][1]);
+    }
+    return h;
+  }
+
+  /** The Response that owns the body from now on (created on first need, marked read when
+   *  the body was already read here). */
+  #delegate() {
+    if (this.#real === undefined) {
+      const type = this.headers.get('content-type');
+      this.#real = new Response(this.#bytes, type === null ? undefined : { headers: { 'content-type': type } });
+      if (this.#used) this.#real.arrayBuffer().catch(() => {}); // disturbed, as here
+    }
+    return this.#real;
+  }
+
+  get body() {
+    return this.#bytes === null ? null : this.#delegate().body;
+  }
+
+  get bodyUsed() {
+    return this.#real === undefined ? this.#used : this.#real.bodyUsed;
+  }
+
+  /** Takes the body bytes for one read, or undefined when they were read before. */
+  #take() {
+    if (this.#used) return undefined;
+    this.#used = true;
+    return this.#bytes;
+  }
+
+  text() {
+    if (this.#bytes === null) return super.text();
+    if (this.#real !== undefined) return this.#real.text();
+    const b = this.#take();
+    if (b === undefined) return bodyUnusable();
+    // UTF-8 decode as the Fetch standard does it: a leading BOM is dropped.
+    const t = Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8');
+    return Promise.resolve(t.charCodeAt(0) === 0xfeff ? t.slice(1) : t);
+  }
+
+  json() {
+    if (this.#bytes === null) return super.json();
+    if (this.#real !== undefined) return this.#real.json();
+    return this.text().then(JSON.parse);
+  }
+
+  arrayBuffer() {
+    if (this.#bytes === null) return super.arrayBuffer();
+    if (this.#real !== undefined) return this.#real.arrayBuffer();
+    const b = this.#take();
+    if (b === undefined) return bodyUnusable();
+    // The handler's body has an ArrayBuffer of its own, read once: it is handed over, no copy.
+    if (!this.#shared && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength) return Promise.resolve(b.buffer);
+    return Promise.resolve(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  }
+
+  bytes() {
+    if (this.#bytes === null) return super.bytes();
+    if (this.#real !== undefined) return this.#real.bytes();
+    const b = this.#take();
+    if (b === undefined) return bodyUnusable();
+    return Promise.resolve(new Uint8Array(b)); // a copy: a clone may share the bytes
+  }
+
+  blob() {
+    return this.#bytes === null ? super.blob() : this.#delegate().blob();
+  }
+
+  formData() {
+    if (this.#bytes === null) return super.formData();
+    return this.#delegate().formData();
+  }
+
   /** A copy that keeps url/redirected/type (Response#clone would return a plain Response).
-   *  The body is the same immutable bytes, so no tee is needed. */
+   *  The bytes are never written to, so the copy shares them. */
   clone() {
-    if (this.bodyUsed || (this.body !== null && this.body.locked)) {
+    if (this.bodyUsed || (this.#real !== undefined && this.#real.body.locked)) {
       throw new TypeError('Response.clone: Body has already been consumed.');
     }
-    return new FetchResponse(this.#bytes, this.#init, this.#url, this.#redirected, this.#type);
+    const meta = [];
+    for (const pair of this.headers) meta.push(pair);
+    this.#shared = true;
+    const c = new FetchResponse(this.#bytes, this.status, this.statusText, meta, this.#url, this.#redirected, this.#type);
+    c.#shared = true;
+    return c;
   }
 }
 
@@ -92,8 +194,28 @@ function methodOf(s) {
   return NORMALIZED_METHODS.has(up) ? up : m;
 }
 
-/** The request URL: absolute, http or https, no credentials (as fetch requires). */
+// Parsed URLs by their string (never mutated: a redirect makes a new URL), and the payloads
+// of bodiless GETs without headers by URL, as `http()` keeps its heads: parsing and building
+// them again is a good part of a small fetch's cost. Cleared when full.
+const CACHE_MAX = 256;
+const urls = new Map();
+const getHeads = new Map();
+
+/** The request URL: absolute, no credentials (as fetch requires). */
 function urlOf(input) {
+  if (typeof input === 'string') {
+    let u = urls.get(input);
+    if (u === undefined) {
+      u = parseUrl(input);
+      if (urls.size >= CACHE_MAX) urls.clear();
+      urls.set(input, u);
+    }
+    return u;
+  }
+  return parseUrl(input);
+}
+
+function parseUrl(input) {
   let u;
   try {
     u = new URL(input);
@@ -185,6 +307,16 @@ function requestOf(input, init) {
  *  handler adds Host (from the URL) and User-Agent; Content-Length is set here from the body
  *  (0 for a bodiless POST or PUT, as fetch sends). */
 function payloadOf(req) {
+  if (req.method === 'GET' && req.body === null && req.headers.keys().next().done) {
+    const href = withoutFragment(req.url);
+    let p = getHeads.get(href);
+    if (p === undefined) {
+      p = Buffer.from(`GET ${href} HTTP/1.1\r\naccept: */*\r\n\r\n`, 'latin1');
+      if (getHeads.size >= CACHE_MAX) getHeads.clear();
+      getHeads.set(href, p);
+    }
+    return p;
+  }
   let head = `${req.method} ${withoutFragment(req.url)} HTTP/1.1\r\n`;
   let accept = false;
   for (const [k, v] of req.headers) {
@@ -207,20 +339,18 @@ function responseOf(c, req, redirected, type) {
     // Response cannot represent these; only a broken server sends them as a final status.
     throw networkError(new Error(`invalid HTTP status ${status} from ${req.url.origin}`));
   }
-  const meta = c.meta;
+  let meta = c.meta;
   let version = '';
-  let n = meta.length;
+  const n = meta.length;
   if (n > 0 && meta[n - 1][0] === ':http-version') {
     version = meta[n - 1][1];
-    n--;
+    meta = meta.slice(0, n - 1);
   }
-  const headers = new Headers();
-  for (let i = 0; i < n; i++) headers.append(meta[i][0], meta[i][1]);
   // The handler does not report the reason phrase: HTTP/1.x gets the standard one (what Node's
   // http server sends unless told otherwise), HTTP/2 has none.
   const statusText = version === 'HTTP/2' ? '' : STATUS_CODES[status] || '';
   const nullBody = req.method === 'HEAD' || NULL_BODY_STATUSES.has(status);
-  return new FetchResponse(nullBody ? null : c.data, { status, statusText, headers }, withoutFragment(req.url), redirected, type);
+  return new FetchResponse(nullBody ? null : c.data, status, statusText, meta, withoutFragment(req.url), redirected, type);
 }
 
 /** The request for the next hop after a redirect response `res` to `req`, following the

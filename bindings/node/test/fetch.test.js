@@ -156,6 +156,19 @@ test('clone keeps url, redirected and type; a consumed body cannot be cloned', a
   });
 });
 
+test('arrayBuffer hands over the body memory only when no clone shares it', async () => {
+  await withEngine(async (eng, srv) => {
+    const r = await eng.fetch(`${srv.base}/json`);
+    const c = r.clone();
+    new Uint8Array(await r.arrayBuffer()).fill(0x2a);
+    assert.deepEqual(await c.json(), { a: [1, 2, { b: 'ü' }] });
+    const alone = await eng.fetch(`${srv.base}/json`);
+    const ab = await alone.arrayBuffer();
+    assert.equal(Buffer.from(ab).toString(), JSON.stringify({ a: [1, 2, { b: 'ü' }] }));
+    await assert.rejects(alone.arrayBuffer(), TypeError); // read once, as any body
+  });
+});
+
 test('bad init is a TypeError, as fetch gives', async () => {
   await withEngine(async (eng, srv) => {
     await assert.rejects(eng.fetch(`${srv.base}/echo`, { redirect: 'follow-me' }), TypeError);
