@@ -3,6 +3,8 @@
 //   node pw.js overhead N BATCH        W1: N empty "echo" requests, submitMany in batches of
 //                                      BATCH, two batches in flight
 //   node pw.js http URL N CONCURRENCY  W3: N GETs through Engine.http, CONCURRENCY in flight
+//   node pw.js fetch URL N CONCURRENCY W3: the same through Engine.fetch, each body read with
+//                                      arrayBuffer() (what a fetch user does; http has it read)
 // PORTWAY_NODE (env): the directory of the binding to load (default: bindings/node).
 const path = require('node:path');
 const { Engine } = require(process.env.PORTWAY_NODE || path.join(__dirname, '..', '..', '..', 'bindings', 'node'));
@@ -34,7 +36,17 @@ async function overhead(n, batch) {
   console.log(JSON.stringify({ n, secs, rate: n / secs, cpu_s: cpu, failed: 0, batch }));
 }
 
-async function http(url, n, conc) {
+// The two W3 request shapes: one GET, resolved when its body is in hand.
+const GETS = {
+  http: async (eng, url) => (await eng.http({ url, timeoutMs: 30000 })).status,
+  fetch: async (eng, url) => {
+    const r = await eng.fetch(url, { timeoutMs: 30000 });
+    await r.arrayBuffer();
+    return r.status;
+  },
+};
+
+async function http(url, n, conc, get) {
   const eng = new Engine();
   let failed = 0;
   const run = async (total) => {
@@ -43,8 +55,7 @@ async function http(url, n, conc) {
       while (left > 0) {
         left--;
         try {
-          const r = await eng.http({ url, timeoutMs: 30000 });
-          if (r.status !== 200) failed++;
+          if ((await get(eng, url)) !== 200) failed++;
         } catch (e) {
           if (failed++ === 0) console.error(`pw.js: ${e}`);
         }
@@ -68,9 +79,9 @@ async function http(url, n, conc) {
 const a = process.argv.slice(2);
 let p;
 if (a.length >= 3 && a[0] === 'overhead') p = overhead(Number(a[1]), Number(a[2]));
-else if (a.length >= 4 && a[0] === 'http') p = http(a[1], Number(a[2]), Number(a[3]));
+else if (a.length >= 4 && Object.hasOwn(GETS, a[0])) p = http(a[1], Number(a[2]), Number(a[3]), GETS[a[0]]);
 else {
-  console.error('usage: node pw.js overhead N BATCH | http URL N CONCURRENCY');
+  console.error('usage: node pw.js overhead N BATCH | http URL N CONCURRENCY | fetch URL N CONCURRENCY');
   process.exit(2);
 }
 p.catch((e) => {
