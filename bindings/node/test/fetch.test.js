@@ -4,6 +4,8 @@
 // only portway has (timeoutMs, handler, the PortwayError cause, cancellation of the request).
 const test = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
 const { Engine, PortwayError } = require('..');
@@ -32,7 +34,9 @@ const KNOWN = {
   // The cause is the PortwayError (checked below), not Node's socket error.
   'connection refused': (pw, un) => {
     assert.match(un.rejected.causeMessage, /ECONNREFUSED/);
-    un.rejected.causeMessage = undefined;
+    assert.equal(pw.rejected.causeMessage, undefined); // a PortwayError: its message is not compared
+    delete un.rejected.causeMessage;
+    delete pw.rejected.causeMessage;
     assert.deepEqual(pw, un);
   },
 };
@@ -49,27 +53,61 @@ async function withEngine(f) {
   }
 }
 
+/** Every case agrees, but for the KNOWN differences; and the program saw what it should, so
+ *  the agreement is not two identical failures. */
+function agree(portway, undici, base) {
+  assert.deepEqual(Object.keys(portway), Object.keys(undici));
+  assert.ok(Object.keys(undici).length > 80);
+  for (const name of Object.keys(undici)) {
+    if (KNOWN[name]) KNOWN[name](portway[name], undici[name]);
+    else assert.deepEqual(portway[name], undici[name], `case ${JSON.stringify(name)}`);
+  }
+  assert.equal(undici.get.res.url, `${base}/echo?q=1`);
+  assert.equal(undici['redirect 303 POST'].seen.method, 'GET');
+  assert.equal(undici['redirect 307 POST'].seen.body, 'payload');
+  assert.equal(undici['redirect cross-origin drops credentials'].res.type, 'cors');
+  assert.equal(undici['redirect chain of 21'].rejected.causeMessage, 'redirect count exceeded');
+  assert.equal(undici['abort in flight'].rejected.name, 'AbortError');
+  assert.equal(undici['status 204'].nullBody, true);
+  assert.equal(undici.gzip.text, 'unzipped '.repeat(100));
+}
+
 test('the same program gives the same record with global fetch and with eng.fetch', async () => {
   await withEngine(async (eng, srv) => {
     const undici = await program(fetch, srv);
     // The one line a user changes:
     const portway = await program((input, init) => eng.fetch(input, init), srv);
-    assert.deepEqual(Object.keys(portway), Object.keys(undici));
-    assert.ok(Object.keys(undici).length > 70);
-    for (const name of Object.keys(undici)) {
-      if (KNOWN[name]) KNOWN[name](portway[name], undici[name]);
-      else assert.deepEqual(portway[name], undici[name], `case ${JSON.stringify(name)}`);
-    }
-    // The program saw what it should, so the agreement above is not two identical failures.
-    assert.equal(undici.get.res.url, `${srv.base}/echo?q=1`);
-    assert.equal(undici['redirect 303 POST'].seen.method, 'GET');
-    assert.equal(undici['redirect 307 POST'].seen.body, 'payload');
-    assert.equal(undici['redirect cross-origin drops credentials'].res.type, 'cors');
-    assert.equal(undici['redirect chain of 21'].rejected.causeMessage, 'redirect count exceeded');
-    assert.equal(undici['abort in flight'].rejected.name, 'AbortError');
-    assert.equal(undici['status 204'].nullBody, true);
-    assert.equal(undici.gzip.text, 'unzipped '.repeat(100));
+    agree(portway, undici, srv.base);
   });
+});
+
+test('the same over https, with a test CA', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'portway-fetch-'));
+  try {
+    const ssl = (...args) => spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+    if (ssl('version').status !== 0) {
+      t.skip('no openssl command to make the test CA');
+      return;
+    }
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+    for (const r of [
+      ssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=portway test CA',
+        '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign'),
+      ssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1'),
+      (fs.writeFileSync(path.join(dir, 'ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n'),
+      ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
+        '-out', 'server.pem', '-days', '2', '-extfile', 'ext')),
+    ]) assert.equal(r.status, 0, r.stderr);
+    const r = spawnSync(process.execPath, [path.join(__dirname, 'fixtures', 'fetch-https.js'),
+      ...['ca.pem', 'server.key', 'server.pem'].map((f) => path.join(dir, f))],
+    { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: path.join(dir, 'ca.pem') }, timeout: 120000 });
+    assert.equal(r.status, 0, r.stderr);
+    const { base, undici, portway } = JSON.parse(r.stdout);
+    assert.match(base, /^https:/);
+    agree(portway, undici, base);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a network error is TypeError("fetch failed") whose cause is the PortwayError', async () => {
