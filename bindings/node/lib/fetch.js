@@ -34,6 +34,16 @@ const REDIRECT_MODES = new Set(['follow', 'manual', 'error']);
 
 let PortwayError; // from ./index.js, required lazily (index.js requires this file)
 
+/** Headers mutators that throw as those of a fetched response do. */
+const IMMUTABLE = {};
+for (const m of ['append', 'set', 'delete']) {
+  IMMUTABLE[m] = {
+    value() {
+      throw new TypeError('immutable');
+    },
+  };
+}
+
 /** The rejection of a second read of a body, worded as Node's. */
 function bodyUnusable() {
   return Promise.reject(new TypeError('Body is unusable: Body has already been read'));
@@ -85,13 +95,16 @@ class FetchResponse extends Response {
     return this.#type;
   }
 
-  /** The response headers, copied in from the handler's pairs on first use. */
+  /** The response headers, copied in from the handler's pairs on first use, then read-only
+   *  like a fetched response's (the platform gives no way to make a Headers immutable, so its
+   *  mutators are shadowed on the instance). */
   get headers() {
     const h = super.headers;
     const meta = this.#meta;
     if (meta !== null) {
       this.#meta = null;
       for (let i = 0; i < meta.length; i++) h.append(meta[i][0], meta[i][1]);
+      Object.defineProperties(h, IMMUTABLE);
     }
     return h;
   }
