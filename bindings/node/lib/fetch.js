@@ -44,6 +44,9 @@ for (const m of ['append', 'set', 'delete']) {
   };
 }
 
+/** Removes the abort listener of a response collected unread (see FetchResponse#watch). */
+const unwatched = new FinalizationRegistry(({ signal, onAbort }) => signal.removeEventListener('abort', onAbort));
+
 /** The rejection of a second read of a body, worded as Node's. */
 function bodyUnusable() {
   return Promise.reject(new TypeError('Body is unusable: Body has already been read'));
@@ -69,14 +72,53 @@ class FetchResponse extends Response {
   #used = false; // read by text()/json()/arrayBuffer()/bytes() before any #real
   #shared = false; // #bytes is also another response's (clone): never hand its memory over
   #real; // the Response over #bytes that owns the body once it is needed as a stream
+  #signal; // the request's signal while its abort can still error the body, else undefined
+  #ctl; // the controller of #real's body stream, when made while #signal was watched
 
-  constructor(bytes, status, statusText, meta, url, redirected, type) {
+  constructor(bytes, status, statusText, meta, url, redirected, type, signal) {
     super(null, { status, statusText });
     this.#bytes = bytes;
     this.#meta = meta;
     this.#url = url;
     this.#redirected = redirected;
     this.#type = type;
+    if (signal !== undefined && bytes !== null && !signal.aborted) this.#watch(signal);
+  }
+
+  /** As in Node's fetch, aborting the request's signal after the response arrived errors a
+   *  body not yet read with the signal's reason. The listener holds the response weakly and
+   *  goes when the body has been read here or the response is collected. */
+  #watch(signal) {
+    this.#signal = signal;
+    const ref = new WeakRef(this);
+    const onAbort = () => ref.deref()?.#abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    unwatched.register(this, { signal, onAbort }, this);
+    this.#unwatch = () => {
+      signal.removeEventListener('abort', onAbort);
+      unwatched.unregister(this);
+    };
+  }
+
+  #unwatch = undefined;
+  #aborted = false; // the signal aborted before the body was read: reads reject
+
+  #abort(reason) {
+    this.#unwatch = undefined;
+    if (this.#used) return;
+    this.#delegate();
+    this.#signal = undefined;
+    this.#aborted = true;
+    if (this.#ctl !== undefined) this.#ctl.error(reason);
+  }
+
+  /** The rejection a body read gets before any reading, as Node's: an unusable body (read,
+   *  or its stream locked), then an aborted one (a DOMException whatever the reason; the
+   *  stream itself errors with the reason). Undefined when the read may go on. */
+  #refusal() {
+    if (this.bodyUsed || (this.#real !== undefined && this.#real.body.locked)) return bodyUnusable();
+    if (this.#aborted) return Promise.reject(new DOMException('The operation was aborted.', 'AbortError'));
+    return undefined;
   }
 
   /** The final URL, after redirects, without its fragment. */
@@ -114,8 +156,24 @@ class FetchResponse extends Response {
   #delegate() {
     if (this.#real === undefined) {
       const type = this.headers.get('content-type');
-      this.#real = new Response(this.#bytes, type === null ? undefined : { headers: { 'content-type': type } });
-      if (this.#used) this.#real.arrayBuffer().catch(() => {}); // disturbed, as here
+      const init = type === null ? undefined : { headers: { 'content-type': type } };
+      if (this.#signal !== undefined && !this.#used) {
+        // A stream this response can still error when the signal aborts.
+        const bytes = this.#bytes;
+        const stream = new ReadableStream({
+          start: (c) => {
+            this.#ctl = c;
+          },
+          pull: (c) => {
+            c.enqueue(new Uint8Array(bytes));
+            c.close();
+          },
+        }, { highWaterMark: 0 });
+        this.#real = new Response(stream, init);
+      } else {
+        this.#real = new Response(this.#bytes, init);
+        if (this.#used) this.#real.arrayBuffer().catch(() => {}); // disturbed, as here
+      }
     }
     return this.#real;
   }
@@ -132,14 +190,20 @@ class FetchResponse extends Response {
   #take() {
     if (this.#used) return undefined;
     this.#used = true;
+    if (this.#unwatch !== undefined) {
+      this.#unwatch();
+      this.#unwatch = undefined;
+      this.#signal = undefined;
+    }
     return this.#bytes;
   }
 
   text() {
     if (this.#bytes === null) return super.text();
+    const no = this.#refusal();
+    if (no !== undefined) return no;
     if (this.#real !== undefined) return this.#real.text();
     const b = this.#take();
-    if (b === undefined) return bodyUnusable();
     // UTF-8 decode as the Fetch standard does it: a leading BOM is dropped.
     const t = Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8');
     return Promise.resolve(t.charCodeAt(0) === 0xfeff ? t.slice(1) : t);
@@ -147,15 +211,15 @@ class FetchResponse extends Response {
 
   json() {
     if (this.#bytes === null) return super.json();
-    if (this.#real !== undefined) return this.#real.json();
     return this.text().then(JSON.parse);
   }
 
   arrayBuffer() {
     if (this.#bytes === null) return super.arrayBuffer();
+    const no = this.#refusal();
+    if (no !== undefined) return no;
     if (this.#real !== undefined) return this.#real.arrayBuffer();
     const b = this.#take();
-    if (b === undefined) return bodyUnusable();
     // The handler's body has an ArrayBuffer of its own, read once: it is handed over, no copy.
     if (!this.#shared && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength) return Promise.resolve(b.buffer);
     return Promise.resolve(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
@@ -163,19 +227,21 @@ class FetchResponse extends Response {
 
   bytes() {
     if (this.#bytes === null) return super.bytes();
+    const no = this.#refusal();
+    if (no !== undefined) return no;
     if (this.#real !== undefined) return this.#real.bytes();
     const b = this.#take();
-    if (b === undefined) return bodyUnusable();
     return Promise.resolve(new Uint8Array(b)); // a copy: a clone may share the bytes
   }
 
   blob() {
-    return this.#bytes === null ? super.blob() : this.#delegate().blob();
+    if (this.#bytes === null) return super.blob();
+    return this.#refusal() ?? this.#delegate().blob();
   }
 
   formData() {
     if (this.#bytes === null) return super.formData();
-    return this.#delegate().formData();
+    return this.#refusal() ?? this.#delegate().formData();
   }
 
   /** A copy that keeps url/redirected/type (Response#clone would return a plain Response).
@@ -187,7 +253,8 @@ class FetchResponse extends Response {
     const meta = [];
     for (const pair of this.headers) meta.push(pair);
     this.#shared = true;
-    const c = new FetchResponse(this.#bytes, this.status, this.statusText, meta, this.#url, this.#redirected, this.#type);
+    const c = new FetchResponse(this.#bytes, this.status, this.statusText, meta, this.#url, this.#redirected,
+      this.#type, this.#signal);
     c.#shared = true;
     return c;
   }
@@ -363,7 +430,7 @@ function responseOf(c, req, redirected, type) {
   // http server sends unless told otherwise), HTTP/2 has none.
   const statusText = version === 'HTTP/2' ? '' : STATUS_CODES[status] || '';
   const nullBody = req.method === 'HEAD' || NULL_BODY_STATUSES.has(status);
-  return new FetchResponse(nullBody ? null : c.data, status, statusText, meta, withoutFragment(req.url), redirected, type);
+  return new FetchResponse(nullBody ? null : c.data, status, statusText, meta, withoutFragment(req.url), redirected, type, req.signal);
 }
 
 /** The request for the next hop after a redirect response `res` to `req`, following the

@@ -8,6 +8,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
+const { getEventListeners } = require('node:events');
 const { Engine, PortwayError } = require('..');
 const { program, startServers } = require('./fixtures/fetch-program.js');
 
@@ -30,6 +31,18 @@ const KNOWN = {
     assert.equal(pw.rejected.causeMessage, 'Cannot follow a redirect with a streamed request body');
     pw.rejected.causeMessage = '';
     assert.deepEqual(pw, un);
+  },
+  // Abort after a clone: in Node the tee makes the original report 'Body is unusable' (and
+  // its stream end empty) while the clone reports the abort; here both report the abort, as
+  // an unread body without a clone does. Neither gives the body.
+  'abort after response cloned': (pw, un) => {
+    assert.equal(un.copy.err.name, 'AbortError');
+    assert.equal(pw.copy.err.name, 'AbortError');
+    assert.match(un.text.err.message, /Body is unusable/);
+    for (const m of ['text', 'json', 'arrayBuffer', 'bytes', 'blob', 'formData']) {
+      assert.deepEqual(pw[m].err.name, 'AbortError', m);
+    }
+    assert.equal(pw.stream.name, 'AbortError');
   },
   // The cause is the PortwayError (checked below), not Node's socket error.
   'connection refused': (pw, un) => {
@@ -157,6 +170,18 @@ test('an abort cancels the portway request: its connection is closed', async () 
     await assert.rejects(p, { name: 'AbortError' });
     await closed; // the handler dropped the request (HTTP/1: the connection is closed)
     assert.equal(eng.inflight().total, 0);
+  });
+});
+
+test('one long-lived signal over many fetches: no abort listener stays once bodies are read', async () => {
+  await withEngine(async (eng, srv) => {
+    const ac = new AbortController();
+    for (let i = 0; i < 30; i++) await (await eng.fetch(`${srv.base}/json`, { signal: ac.signal })).json();
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
+    const unread = await eng.fetch(`${srv.base}/json`, { signal: ac.signal });
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 1); // until read, it may abort the body
+    await unread.arrayBuffer();
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
   });
 });
 
