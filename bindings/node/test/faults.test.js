@@ -16,7 +16,8 @@ if (!fs.existsSync(faultBuild)) throw new Error(`${faultBuild} is missing: run \
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'portway-faults-'));
 fs.mkdirSync(path.join(dir, 'lib'));
 fs.mkdirSync(path.join(dir, 'build'));
-fs.copyFileSync(path.join(root, 'lib', 'index.js'), path.join(dir, 'lib', 'index.js'));
+// Every module of lib/ (index.js requires its siblings, e.g. fetch.js).
+fs.cpSync(path.join(root, 'lib'), path.join(dir, 'lib'), { recursive: true });
 fs.copyFileSync(faultBuild, path.join(dir, 'build', 'portway.node'));
 const { Engine, PortwayError } = require(path.join(dir, 'lib', 'index.js'));
 process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
