@@ -30,6 +30,8 @@ const BODY_HEADERS = ['content-encoding', 'content-language', 'content-location'
  *  undici, and so Node's fetch, also drops these two). */
 const CROSS_ORIGIN_DROPPED = ['authorization', 'proxy-authorization', 'cookie'];
 
+const NON_ASCII = /[^\x00-\x7f]/;
+
 const REDIRECT_MODES = new Set(['follow', 'manual', 'error']);
 
 let PortwayError; // from ./index.js, required lazily (index.js requires this file)
@@ -425,6 +427,12 @@ function responseOf(c, req, redirected, type) {
   if (n > 0 && meta[n - 1][0] === ':http-version') {
     version = meta[n - 1][1];
     meta = meta.slice(0, n - 1);
+  }
+  for (let i = 0; i < meta.length; i++) {
+    const v = meta[i][1];
+    // Header values are bytes; fetch shows each as one char (Latin-1), and a Headers value
+    // cannot hold more (it throws). The addon hands them over decoded as UTF-8: re-encode.
+    if (NON_ASCII.test(v)) meta[i] = [meta[i][0], Buffer.from(v, 'utf8').toString('latin1')];
   }
   // The handler does not report the reason phrase: HTTP/1.x gets the standard one (what Node's
   // http server sends unless told otherwise), HTTP/2 has none.

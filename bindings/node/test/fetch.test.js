@@ -9,6 +9,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
 const { getEventListeners } = require('node:events');
+const net = require('node:net');
 const { Engine, PortwayError } = require('..');
 const { program, startServers } = require('./fixtures/fetch-program.js');
 
@@ -183,6 +184,27 @@ test('one long-lived signal over many fetches: no abort listener stays once bodi
     await unread.arrayBuffer();
     assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
   });
+});
+
+test('non-ASCII header bytes show as Latin-1 chars, as in Node, not a rejection', async () => {
+  // A raw server: Node's http server cannot send UTF-8 header bytes.
+  const server = net.createServer((sock) => sock.once('data', () => sock.end(Buffer.concat([
+    Buffer.from('HTTP/1.1 200 OK\r\nx-utf8: '), Buffer.from('ü€', 'utf8'),
+    Buffer.from('\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok'),
+  ]))));
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${server.address().port}/`;
+  const eng = new Engine({ runtimeThreads: 1, poolWorkers: 1 });
+  try {
+    const want = (await fetch(url)).headers.get('x-utf8');
+    assert.equal(want, Buffer.from('ü€', 'utf8').toString('latin1'));
+    const r = await eng.fetch(url);
+    assert.equal(r.headers.get('x-utf8'), want);
+    assert.equal(await r.text(), 'ok');
+  } finally {
+    await eng.close();
+    server.close();
+  }
 });
 
 test('init.handler picks an http handler added with registerHttp', async () => {
