@@ -441,7 +441,7 @@ function responseOf(c, req, redirected, type) {
   return new FetchResponse(nullBody ? null : c.data, status, statusText, meta, withoutFragment(req.url), redirected, type, req.signal);
 }
 
-/** The request for the next hop after a redirect response `res` to `req`, following the
+/** The request for the next hop after the redirect completion `c` of `req`, following the
  *  Fetch standard's HTTP-redirect fetch; null when there is no Location (the response is then
  *  returned as is). */
 function redirectOf(req, c) {
