@@ -66,6 +66,7 @@ function bodyUnusable() {
  * so stream semantics are exactly the platform's.
  */
 class FetchResponse extends Response {
+  #status;
   #url;
   #redirected;
   #type;
@@ -78,7 +79,9 @@ class FetchResponse extends Response {
   #ctl; // the controller of #real's body stream, when made while #signal was watched
 
   constructor(bytes, status, statusText, meta, url, redirected, type, signal) {
-    super(null, { status, statusText });
+    // A Response holds 200..599 only; servers may send up to 999 (Node's fetch shows them).
+    super(null, { status: status <= 599 ? status : 200, statusText });
+    this.#status = status;
     this.#bytes = bytes;
     this.#meta = meta;
     this.#url = url;
@@ -121,6 +124,15 @@ class FetchResponse extends Response {
     if (this.bodyUsed || (this.#real !== undefined && this.#real.body.locked)) return bodyUnusable();
     if (this.#aborted) return Promise.reject(new DOMException('The operation was aborted.', 'AbortError'));
     return undefined;
+  }
+
+  /** The HTTP status, 200..999. */
+  get status() {
+    return this.#status;
+  }
+
+  get ok() {
+    return this.#status >= 200 && this.#status <= 299;
   }
 
   /** The final URL, after redirects, without its fragment. */
@@ -417,8 +429,8 @@ function payloadOf(req) {
 /** A Response from a completion of the http handler. */
 function responseOf(c, req, redirected, type) {
   const status = c.code;
-  if (status < 200 || status > 599) {
-    // Response cannot represent these; only a broken server sends them as a final status.
+  if (status < 200 || status > 999) {
+    // Not a final status (the handler takes 1xx as interim); only a broken server sends these.
     throw networkError(new Error(`invalid HTTP status ${status} from ${req.url.origin}`));
   }
   let meta = c.meta;

@@ -45,6 +45,14 @@ const KNOWN = {
     }
     assert.equal(pw.stream.name, 'AbortError');
   },
+  // The handler does not report reason phrases: statuses without a standard one get ''
+  // (Node's server sends 'unknown').
+  ...Object.fromEntries([599, 600, 999].map((s) => [`status ${s}`, (pw, un) => {
+    assert.equal(un.statusText, 'unknown');
+    assert.equal(pw.statusText, '');
+    assert.deepEqual({ ...pw, statusText: '' }, { ...un, statusText: '' });
+    assert.equal(pw.status, s);
+  }])),
   // The cause is the PortwayError (checked below), not Node's socket error.
   'connection refused': (pw, un) => {
     assert.match(un.rejected.causeMessage, /ECONNREFUSED/);
