@@ -356,7 +356,8 @@ function bodyOf(body, duplex) {
 }
 
 /** The request as fetch would send it: { url, method, headers, body, stream, redirect, signal },
- *  or a promise of it when the body must be read first (a Request's, a Blob, a stream). */
+ *  or a promise of it when the body must be read first (a Request's, a Blob, a stream).
+ *  `headers` is a Headers, or null for none (the common case, kept free of a Headers). */
 function requestOf(input, init) {
   if (init !== undefined && (init === null || typeof init !== 'object')) {
     throw new TypeError('fetch: init must be an object');
@@ -377,7 +378,7 @@ function requestOf(input, init) {
   }
   const url = urlOf(input);
   const method = o.method === undefined ? 'GET' : methodOf(o.method);
-  const headers = new Headers(o.headers);
+  let headers = o.headers === undefined ? null : new Headers(o.headers);
   const redirect = o.redirect === undefined ? 'follow' : o.redirect;
   if (!REDIRECT_MODES.has(redirect)) {
     throw new TypeError(`fetch: redirect must be 'follow', 'manual' or 'error' (got ${JSON.stringify(String(redirect))})`);
@@ -388,7 +389,10 @@ function requestOf(input, init) {
   if (o.body === undefined || o.body === null) return req;
   if (method === 'GET' || method === 'HEAD') throw new TypeError('Request with GET/HEAD method cannot have body.');
   const withBody = (b) => {
-    if (b.type !== null && !headers.has('content-type')) headers.set('content-type', b.type);
+    if (b.type !== null && (headers === null || !headers.has('content-type'))) {
+      if (headers === null) req.headers = headers = new Headers();
+      headers.set('content-type', b.type);
+    }
     req.body = b.bytes;
     req.stream = b.stream;
     return req;
@@ -401,7 +405,7 @@ function requestOf(input, init) {
  *  handler adds Host (from the URL) and User-Agent; Content-Length is set here from the body
  *  (0 for a bodiless POST or PUT, as fetch sends). */
 function payloadOf(req) {
-  if (req.method === 'GET' && req.body === null && req.headers.keys().next().done) {
+  if (req.method === 'GET' && req.body === null && req.headers === null) {
     const href = withoutFragment(req.url);
     let p = getHeads.get(href);
     if (p === undefined) {
@@ -413,10 +417,12 @@ function payloadOf(req) {
   }
   let head = `${req.method} ${withoutFragment(req.url)} HTTP/1.1\r\n`;
   let accept = false;
-  for (const [k, v] of req.headers) {
-    if (k === 'content-length' || k === 'host' || k === 'transfer-encoding') continue;
-    if (k === 'accept') accept = true;
-    head += `${k}: ${v}\r\n`;
+  if (req.headers !== null) {
+    for (const [k, v] of req.headers) {
+      if (k === 'content-length' || k === 'host' || k === 'transfer-encoding') continue;
+      if (k === 'accept') accept = true;
+      head += `${k}: ${v}\r\n`;
+    }
   }
   if (!accept) head += 'accept: */*\r\n';
   const n = req.body === null ? 0 : req.body.length;
@@ -471,7 +477,7 @@ function redirectOf(req, c) {
   if (next.hash === '' && req.url.hash !== '') next.hash = req.url.hash;
   const status = c.code;
   let { method, body } = req;
-  const headers = new Headers(req.headers);
+  const headers = new Headers(req.headers ?? undefined);
   if (((status === 301 || status === 302) && method === 'POST') || (status === 303 && method !== 'GET' && method !== 'HEAD')) {
     method = 'GET';
     body = null;
