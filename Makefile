@@ -41,7 +41,7 @@ header-check:
 
 # ---------------------------------------------------------------- tests
 
-test: lint test-rust test-loom test-c test-examples test-install test-python test-examples-python test-node test-quickstart test-dist test-deploy test-bench test-bench-w5 test-cross-binding
+test: lint test-rust test-loom test-c test-examples test-install test-python test-examples-python test-node test-examples-node test-quickstart test-dist test-deploy test-bench test-bench-w5 test-cross-binding
 	@echo "make test: every suite passed"
 
 # Formatting and lints (warnings are errors).

@@ -88,6 +88,20 @@ export interface HttpRequest {
   handler?: string;
 }
 
+/** `init` of `Engine#fetch`: fetch's own RequestInit (method, headers, body, signal, redirect,
+ *  duplex) plus portway's fields. Fields fetch ignores in Node (mode, credentials, cache,
+ *  referrer, ...) are ignored here too. */
+export interface FetchInit extends RequestInit {
+  /** Deadline in ms of the whole fetch, redirects included, 1..2^32-1 (default: the engine's
+   *  `defaultTimeoutMs`). Passing it fails the fetch with a TypeError whose cause is a
+   *  PortwayError with code 'PORTWAY_TIMEOUT'. */
+  timeoutMs?: number;
+  /** The http handler that sends the request: a name or id, default 'http' (the built-in).
+   *  One added with registerHttp sets limits, proxy, CA, ...; it must keep `followRedirects`
+   *  off (the default), since fetch follows redirects itself, by `redirect`. */
+  handler?: string | number;
+}
+
 /** Options of registerHttp: portway_http_options in camelCase (defaults in the README). */
 export interface HttpOptions {
   /** Connections per origin (HTTP/2 origins use one, shared); 0 = no limit. Default 256. */
@@ -235,6 +249,10 @@ export declare class Engine {
   submitMany(handler: string | number, payloads: Iterable<Payload>, opts?: SubmitManyOptions): Promise<Completion[]>;
   /** Outbound HTTP through the "http" handler. */
   http(req: HttpRequest): Promise<HttpResponse>;
+  /** WHATWG fetch through an http handler: a global Response for every HTTP status (its body
+   *  already in memory); a network error rejects with TypeError('fetch failed') whose `cause`
+   *  is the PortwayError, an abort with the signal's reason (see the README's "fetch"). */
+  fetch(input: string | URL | Request, init?: FetchInit): Promise<Response>;
   /** Registers a pipeline of stages (handler names or ids); returns its id. */
   pipeline(name: string, stages: Array<string | number>): number;
   /** At most `limit` calls of the handler run at once (0 = no limit). */

@@ -6,6 +6,9 @@
 //                                      W3: N GETs through Engine.http, CONCURRENCY in flight;
 //                                      with CA_PEM (W3-TLS) through an http handler registered
 //                                      with extraCaPemPath: CA_PEM
+//   node pw.js fetch URL N CONCURRENCY [CA_PEM]
+//                                      W3: the same through Engine.fetch, each body read with
+//                                      arrayBuffer() (what a fetch user does; http has it read)
 // PORTWAY_NODE (env): the directory of the binding to load (default: bindings/node).
 const path = require('node:path');
 const { Engine } = require(process.env.PORTWAY_NODE || path.join(__dirname, '..', '..', '..', 'bindings', 'node'));
@@ -37,7 +40,17 @@ async function overhead(n, batch) {
   console.log(JSON.stringify({ n, secs, rate: n / secs, cpu_s: cpu, failed: 0, batch }));
 }
 
-async function http(url, n, conc, caPem) {
+// The two W3 request shapes: one GET, resolved when its body is in hand.
+const GETS = {
+  http: async (eng, url, handler) => (await eng.http({ url, timeoutMs: 30000, handler })).status,
+  fetch: async (eng, url, handler) => {
+    const r = await eng.fetch(url, { timeoutMs: 30000, handler });
+    await r.arrayBuffer();
+    return r.status;
+  },
+};
+
+async function http(url, n, conc, get, caPem) {
   const eng = new Engine();
   let handler = 'http';
   if (caPem) {
@@ -51,8 +64,7 @@ async function http(url, n, conc, caPem) {
       while (left > 0) {
         left--;
         try {
-          const r = await eng.http({ url, timeoutMs: 30000, handler });
-          if (r.status !== 200) failed++;
+          if ((await get(eng, url, handler)) !== 200) failed++;
         } catch (e) {
           if (failed++ === 0) console.error(`pw.js: ${e}`);
         }
@@ -76,9 +88,9 @@ async function http(url, n, conc, caPem) {
 const a = process.argv.slice(2);
 let p;
 if (a.length >= 3 && a[0] === 'overhead') p = overhead(Number(a[1]), Number(a[2]));
-else if (a.length >= 4 && a[0] === 'http') p = http(a[1], Number(a[2]), Number(a[3]), a[4]);
+else if (a.length >= 4 && Object.hasOwn(GETS, a[0])) p = http(a[1], Number(a[2]), Number(a[3]), GETS[a[0]], a[4]);
 else {
-  console.error('usage: node pw.js overhead N BATCH | http URL N CONCURRENCY [CA_PEM]');
+  console.error('usage: node pw.js overhead N BATCH | http|fetch URL N CONCURRENCY [CA_PEM]');
   process.exit(2);
 }
 p.catch((e) => {

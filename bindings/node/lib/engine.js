@@ -6,6 +6,7 @@ const native = require('./native.js');
 const { PortwayError, invalidArg, abortError } = require('./errors.js');
 const { optionsOf, signalOf, waitOf, toBytes, logLevelOf } = require('./validation.js');
 const { checkHttpOptions, requestPayload, HttpResponse } = require('./http.js');
+const { fetch } = require('./fetch.js');
 
 // portway_inflight_json's snake_case keys, as the rest of this API spells them.
 function inflightEntry(r) {
@@ -258,6 +259,11 @@ class Engine {
     }
     const c = await this.submit(handler, payload, { timeoutMs, signal });
     return new HttpResponse(c);
+  }
+
+  /** WHATWG fetch through an http handler: resolves to a global Response (lib/fetch.js). */
+  fetch(input, init) {
+    return fetch(this, input, init);
   }
 
   /** Registers a pipeline of stages (handler names or ids); returns its id. */

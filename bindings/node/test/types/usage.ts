@@ -2,7 +2,7 @@
 // used as documented type-checks, and each `@ts-expect-error` line is a misuse the types refuse.
 import {
   Engine, PortwayError, AbortError, HttpResponse, StatusName, Completion, Stats, HandlerStats,
-  Inflight, InvalidArgumentError, SubmitOptions, version, abiVersion, statusStr,
+  Inflight, InvalidArgumentError, SubmitOptions, FetchInit, version, abiVersion, statusStr,
 } from '../../index';
 
 async function main(): Promise<void> {
@@ -16,6 +16,14 @@ async function main(): Promise<void> {
   const many: Completion[] = await eng.submitMany('echo', [Buffer.alloc(1), 'b', new ArrayBuffer(2)]);
   const r: HttpResponse = await eng.http({ url: new URL('http://127.0.0.1/'), headers: { a: 'b' } });
   const h: string | undefined = r.header('content-type');
+  const init: FetchInit = { method: 'POST', headers: [['a', 'b']], body: new URLSearchParams('a=1'),
+    redirect: 'manual', signal: AbortSignal.timeout(100), timeoutMs: 100, handler: 'http' };
+  const fr: Response = await eng.fetch('http://127.0.0.1/', init);
+  await eng.fetch(new URL('http://127.0.0.1/'), { headers: new Headers({ a: 'b' }), handler: 0 });
+  const fj: unknown = await (await eng.fetch(new Request('http://127.0.0.1/'))).json();
+  // The one-line swap: eng.fetch where a fetch function is expected.
+  const f: (input: string | URL | Request, init?: FetchInit) => Promise<Response> = eng.fetch.bind(eng);
+  console.log(fr.status, fr.url, fr.redirected, fr.headers.get('a'), fj, f);
   eng.pipeline('p', ['echo', 1]);
   eng.setConcurrency('echo', 2);
   const cancelled: boolean = eng.cancel(id);
@@ -54,6 +62,10 @@ async function main(): Promise<void> {
   await eng.submitMany('echo', ['x'], { wait: 10 });
   // @ts-expect-error: a misspelt option
   new Engine({ maxInflight: 1 });
+  // @ts-expect-error: redirect is 'follow', 'manual' or 'error'
+  await eng.fetch('http://127.0.0.1/', { redirect: 'never' });
+  // @ts-expect-error: timeoutMs is a number
+  await eng.fetch('http://127.0.0.1/', { timeoutMs: '5' });
   // @ts-expect-error: logLevel is one of four names
   new Engine({ logLevel: 'verbose' });
   console.log(every, nope);
