@@ -5,6 +5,7 @@
 //   errors.js      PortwayError, AbortError and the argument errors
 //   validation.js  checks of options and payloads
 //   http.js        HTTP request heads, registerHttp options, HttpResponse
+//   fetch.js       Engine#fetch: WHATWG fetch over an http handler (redirects followed in JS)
 
 const native = require('./native.js');
 const { Engine } = require('./engine.js');
