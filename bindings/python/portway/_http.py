@@ -9,7 +9,7 @@ from typing import Any, Union
 from urllib.parse import urlsplit
 
 from ._errors import InvalidArgumentError, InvalidArgumentTypeError
-from ._futures import Completion
+from ._completion import Completion
 
 __all__ = ["HttpResponse", "build_request", "HeadersArg", "response_from_completion"]
 
