@@ -34,7 +34,6 @@ from ._args import (
 from ._completion import Completion
 from ._core import _BUSY, _OK, _Core, _close_core, _get_running_loop
 from ._errors import (
-    InvalidArgumentError,
     InvalidArgumentTypeError,
     PortwayError,
     Status,
@@ -42,13 +41,12 @@ from ._errors import (
     check,
     error_for,
     last_error,
-    status_label,
 )
 from ._futures import Future, _AsyncEntry, cancel_with, fail, set_request_id
-from ._http import HeadersArg, HttpResponse, build_request, response_from_completion
-from ._lib import LIB, PortwayHandlerStats, PortwayLatency
+from ._http import HeadersArg, HttpResponse, build_request, http_options, response_from_completion
+from ._lib import LIB, PortwayHandlerStats
 from ._raw import _address, _req_pack_into, _Scratch, _submit_raw
-from ._types import HandlerStats, Inflight, Latency, Stats
+from ._types import HandlerStats, Inflight, Stats, handler_stats_from, stats_from
 
 __all__ = ["Engine", "Payload"]
 
@@ -556,34 +554,11 @@ class Engine:
         raw_name = _check_name(name)
         if not hasattr(LIB, "portway_register_http"):
             raise PortwayError("this libportway has no portway_register_http")
-        opts = _lib.PortwayHttpOptions()
-        check(LIB.portway_http_options_default(byref(opts)))
-        keep: list[bytes] = []  # the C strings, alive until the call has copied them
-        for spec in _lib.PortwayHttpOptions._fields_:
-            field, ctype = spec[0], spec[1]
-            value: object = given.pop(field, None)
-            if value is None:
-                continue
-            if ctype is ctypes.c_bool:
-                if not isinstance(value, bool):
-                    raise InvalidArgumentTypeError(f"{field} must be a bool, got {type(value).__name__}")
-            elif ctype is ctypes.c_char_p:
-                if isinstance(value, os.PathLike):
-                    value = os.fspath(value)
-                if not isinstance(value, str):
-                    raise InvalidArgumentTypeError(f"{field} must be a str, got {type(value).__name__}")
-                if "\0" in value:
-                    raise InvalidArgumentError(f"{field} must not contain NUL characters")
-                value = value.encode()
-                keep.append(value)
-            else:
-                bits = 64 if ctype is ctypes.c_uint64 else 32
-                value = _uint(field, value, bits)  # type: ignore[arg-type]
-            setattr(opts, field, value)
-        assert not given, f"register_http keywords without a portway_http_options field: {sorted(given)}"
+        opts, keep = http_options(given)
         core = self._core
         out_id = c_uint32()
         st = core.call(LIB.portway_register_http, raw_name, byref(opts), byref(out_id))
+        del keep  # the library copied the strings
         check(st)
         core.handlers[name] = out_id.value
         return out_id.value
@@ -637,14 +612,7 @@ class Engine:
         s = _lib.PortwayStats()
         st = core.call(LIB.portway_stats, byref(s))
         check(st)
-        out: dict[str, object] = {}
-        for field in _lib.PortwayStats._fields_:
-            name = field[0]
-            if name == "completed":
-                out[name] = {status_label(i): int(v) for i, v in enumerate(s.completed)}
-            else:
-                out[name] = int(getattr(s, name))
-        return out  # type: ignore[return-value]  # every Stats key, from the C struct's fields
+        return stats_from(s)
 
     def metrics_text(self) -> str:
         """Prometheus text exposition (``portway_metrics_text``), when the library has it."""
@@ -671,26 +639,7 @@ class Engine:
         hid = core.handler_id(name)
         out = PortwayHandlerStats()
         check(core.call(fn, hid, byref(out)))
-
-        def latency(lat: PortwayLatency) -> Latency:
-            return Latency(
-                p50_ns=int(lat.p50_ns),
-                p90_ns=int(lat.p90_ns),
-                p99_ns=int(lat.p99_ns),
-                max_ns=int(lat.max_ns),
-                sum_ns=int(lat.sum_ns),
-                count=int(lat.count),
-            )
-
-        completed = {status_label(i): int(n) for i, n in enumerate(out.completed) if n}
-        return HandlerStats(
-            id=int(out.id),
-            name=name,
-            submitted=int(out.submitted),
-            completed=completed,
-            queue_wait=latency(out.queue_wait),
-            run=latency(out.run),
-        )
+        return handler_stats_from(name, out)
 
     def _text_call(self, fn_name: str, *args: int) -> str:
         fn = getattr(LIB, fn_name, None)
