@@ -355,12 +355,13 @@ class Future(concurrent.futures.Future[T], Generic[T]):
                 cond.notify_all()
             if d.get("_done_callbacks"):
                 self._invoke_callbacks()  # type: ignore[attr-defined]
-        if self._demanded:
-            _drop_demand(self)
+        if self._demanded and d.pop("_demanded", False):  # _drop_demand, inline
+            self._core.drop_demand()
 
 
-# Guards every future's ``_demanded`` flag, so that exactly one add_demand/drop_demand pair
-# reaches the core per future. Taken only by waiters that do not poll and by their settlers.
+# Serializes the waiters that set a future's ``_demanded`` flag (two threads may wait on one
+# future). Whoever drops the demand pops the flag from the instance ``__dict__`` instead, which
+# is atomic under the GIL and takes no lock: exactly one pop finds it.
 _demand_lock = threading.Lock()
 
 
@@ -378,11 +379,8 @@ def _add_demand(fut: Future[Any]) -> None:
 
 
 def _drop_demand(fut: Future[Any]) -> None:
-    with _demand_lock:
-        if not fut._demanded:
-            return
-        fut._demanded = False
-    fut._core.drop_demand()
+    if fut.__dict__.pop("_demanded", False):
+        fut._core.drop_demand()
 
 
 class _DemandingList(list[Any]):
