@@ -531,26 +531,10 @@ class Engine:
 
         A value of the wrong type raises ``InvalidArgumentTypeError``, one out of range
         ``InvalidArgumentError`` (never wrapped around). Returns the handler id."""
-        given = {
-            "max_connections_per_host": max_connections_per_host,
-            "max_header_bytes": max_header_bytes,
-            "max_body_bytes": max_body_bytes,
-            "connect_timeout_ms": connect_timeout_ms,
-            "pool_idle_timeout_ms": pool_idle_timeout_ms,
-            "follow_redirects": follow_redirects,
-            "max_redirects": max_redirects,
-            "retries": retries,
-            "retry_base_backoff_ms": retry_base_backoff_ms,
-            "user_agent": user_agent,
-            "http2_prior_knowledge": http2_prior_knowledge,
-            "extra_ca_pem_path": extra_ca_pem_path,
-            "danger_accept_invalid_certs": danger_accept_invalid_certs,
-            "read_timeout_ms": read_timeout_ms,
-            "decompress": decompress,
-            "bundled_roots_only": bundled_roots_only,
-            "http1_only": http1_only,
-            "proxy": proxy,
-        }
+        # Every keyword, by name (the locals are only the parameters here): each is the
+        # portway_http_options field of that name, which http_options() checks and fills.
+        given = dict(locals())
+        del given["self"], given["name"]
         raw_name = _check_name(name)
         if not hasattr(LIB, "portway_register_http"):
             raise PortwayError("this libportway has no portway_register_http")
