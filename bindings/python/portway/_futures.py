@@ -101,9 +101,8 @@ class Future(concurrent.futures.Future[T], Generic[T]):
     waits on it never makes a ``threading.Condition``. The protocol that keeps this safe:
 
     - Exactly one thread settles a future: the one that popped it from the core's pending
-      table (a
-      poller holding its completion, ``close()``), or the one that made it if it was never
-      registered (a refused submit). It writes ``_result``/``_exception``, then ``_state``,
+      table (a poller holding its completion, ``close()``), or the one that made it if it was
+      never registered (a refused submit). It writes ``_result``/``_exception``, then ``_state``,
       then, only if ``_slow`` is set, wakes waiters under the condition and runs callbacks.
       Cancellation by ``cancel()`` (once the native cancel succeeded) and the CANCELLED
       completion race to settle as cancelled; a one-shot claim in ``__dict__`` picks one.
