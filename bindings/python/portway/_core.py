@@ -342,8 +342,9 @@ class _Core:
         waits, the delivery thread polls, so that the slots of finished requests are released
         even if nobody waits on their futures. Returns the last status."""
         deadline = None if wait_ms < 0 else time.monotonic() + wait_ms / 1000
-        self.add_demand()  # a waiting submitter is demand, like a waiting result()
+        self._count_demand()  # a waiting submitter is demand, like a waiting result()
         try:
+            self.ensure_poller()
             active = self.active
             while True:
                 if deadline is None:
@@ -438,11 +439,14 @@ class _Core:
         """One more waiter that does not poll (a future's ``result()`` after a drain found
         nothing, ``concurrent.futures.wait``, a done callback, a waiting submitter): the
         delivery thread polls until ``drop_demand``."""
+        self._count_demand()
+        self.ensure_poller()
+
+    def _count_demand(self) -> None:
         with self.demand_lock:
             self.demand_count += 1
             if self.demand_count == 1:
-                self.demand_cond.notify()
-        self.ensure_poller()
+                self.demand_cond.notify()  # the delivery thread may be parked
 
     def drop_demand(self) -> None:
         with self.demand_lock:
