@@ -154,6 +154,8 @@ class _Core:
     # ------------------------------------------------------------ native-call accounting
 
     def refusal(self) -> PortwayError:
+        """The error for a call this engine can no longer take: ``ForkedError`` in a child
+        after fork(), else ``ShutdownError``."""
         if self.gen != _fork_generation:
             return ForkedError("this engine was created before fork(); create a new one in the child")
         return ShutdownError("engine is closed")
@@ -167,6 +169,7 @@ class _Core:
         return self.eng
 
     def exit(self) -> None:
+        """Ends a native call counted by ``enter()``."""
         self.active.pop()
 
     def call(self, fn: Callable[..., R], *args: Any) -> R:
@@ -181,6 +184,8 @@ class _Core:
     # ------------------------------------------------------------ handlers
 
     def handler_id(self, name: str) -> int:
+        """The id of handler ``name`` (cached after the first lookup); raises
+        ``UnknownHandlerError`` (status NOT_FOUND)."""
         hid = self.handlers.get(name)
         if hid is not None:
             return hid
@@ -449,6 +454,7 @@ class _Core:
                 self.demand_cond.notify()  # the delivery thread may be parked
 
     def drop_demand(self) -> None:
+        """Undoes one ``add_demand`` (its future was settled, or the submitter got a slot)."""
         with self.demand_lock:
             self.demand_count -= 1
 
@@ -458,12 +464,15 @@ class _Core:
         return self.pending.pop(token, None) is entry
 
     def poll_always(self) -> None:
+        """Keeps the delivery thread polling from now on (a loop without ``add_reader``,
+        or close() waiting for the last completions)."""
         with self.demand_lock:
             self.always_poll = True
             self.demand_cond.notify()
         self.ensure_poller()
 
     def ensure_poller(self) -> None:
+        """Starts the delivery thread unless it runs already or the engine is freed."""
         if self.poller is not None or self.freed:
             return
         with self.poller_lock:
@@ -511,6 +520,7 @@ class _Core:
         self._fail_pending(ShutdownError("engine closed before this request completed"))
 
     def _fail_pending(self, exc: PortwayError) -> None:
+        """Settles every entry still registered with ``exc`` (the engine is closing)."""
         # Every accepted request gets a completion, so this only catches binding-side leftovers.
         while self.pending:
             try:
@@ -527,6 +537,8 @@ class _Core:
         return ent is not None and ent[0]() is loop
 
     def ensure_reader(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Registers this engine's notify fd with ``loop`` (once per loop): completions
+        are then polled on the loop's thread when the fd is readable."""
         if self.has_reader(loop):
             return
         with self.readers_lock:
@@ -577,6 +589,7 @@ class _Core:
             self.remove_reader(loop)
 
     def remove_reader(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Unregisters the notify fd from ``loop`` (a no-op when it is not registered)."""
         with self.readers_lock:
             if not self.has_reader(loop):
                 return

@@ -136,6 +136,7 @@ class Engine:
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` began (or the finalizer closed the engine)."""
         return self._core.closing
 
     # ------------------------------------------------------------ submitting

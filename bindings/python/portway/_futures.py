@@ -378,6 +378,7 @@ def _add_demand(fut: Future[Any]) -> None:
 
 
 def _drop_demand(fut: Future[Any]) -> None:
+    """Undoes ``_add_demand`` once, whoever calls it first (settler or waiter)."""
     if fut.__dict__.pop("_demanded", False):
         fut._core.drop_demand()
 
