@@ -43,6 +43,7 @@ from ._errors import (
     last_error,
 )
 from ._futures import Future, _AsyncEntry, cancel_with, fail, set_request_id
+from ._handler import c_handler
 from ._http import HeadersArg, HttpResponse, build_request, http_options, response_from_completion
 from ._lib import LIB, PortwayHandlerStats
 from ._raw import _address, _req_pack_into, _Scratch, _submit_raw
@@ -460,27 +461,7 @@ class Engine:
         raw_name = _check_name(name)
         if not callable(fn):
             raise InvalidArgumentTypeError(f"handler {name!r} must be callable, got {type(fn).__name__}")
-        string_at = ctypes.string_at
-        data_p = ctypes.POINTER(ctypes.c_uint8)
-
-        def trampoline(_ctx: int | None, call: int | None) -> None:
-            try:
-                ptr = data_p()
-                ln = c_size_t()
-                LIB.portway_call_payload(call, byref(ptr), byref(ln))
-                payload = string_at(ptr, ln.value) if ln.value else b""
-                out = fn(payload)
-                if out.__class__ is not bytes:
-                    out = _to_bytes(out, f"the value returned by handler {name!r}")
-                LIB.portway_call_respond(call, out, len(out))
-            except BaseException as exc:  # noqa: BLE001 - must never unwind into C
-                try:
-                    msg = f"{type(exc).__name__}: {exc}".replace("\0", "\\0")
-                    LIB.portway_call_fail(call, msg.encode("utf-8", "replace"))
-                except BaseException:  # noqa: BLE001
-                    pass
-
-        cb = _lib.HANDLER_FN(trampoline)
+        cb = c_handler(name, fn)
         core = self._core
         out_id = c_uint32()
         st = core.call(LIB.portway_register_handler, raw_name, cb, None, byref(out_id))
