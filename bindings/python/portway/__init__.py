@@ -31,7 +31,8 @@ from ._errors import (
     TlsError,
     UnknownHandlerError,
 )
-from ._futures import Completion, Future
+from ._completion import Completion
+from ._futures import Future
 from ._http import HttpResponse
 from ._lib import LIB as _LIB
 from ._lib import LIBRARY_PATH, LibraryLoadError

@@ -7,31 +7,6 @@ import enum
 
 from ._lib import LIB
 
-__all__ = [
-    "Status",
-    "PortwayError",
-    "InvalidArgumentError",
-    "InvalidArgumentTypeError",
-    "BusyError",
-    "ShutdownError",
-    "ClosedError",
-    "NotFoundError",
-    "UnknownHandlerError",
-    "TimeoutError",
-    "HandlerError",
-    "PanicError",
-    "ForkedError",
-    "PayloadTooLargeError",
-    "ConnectError",
-    "TlsError",
-    "ProtocolError",
-    "BodyTooLargeError",
-    "InternalError",
-    "BufferTooSmallError",
-    "error_for",
-    "check",
-]
-
 
 class Status(enum.IntEnum):
     """``portway_status`` values, in header order."""
@@ -55,6 +30,12 @@ class Status(enum.IntEnum):
     BODY_TOO_LARGE = 16
     INTERNAL = 17
     BUFFER_TOO_SMALL = 18
+
+
+def status_label(status: int) -> str:
+    """The ``Status`` member name of ``status`` (``"OK"``, ``"TIMEOUT"``, ...), or the number as
+    text for a value without one: the keys of ``stats()["completed"]``."""
+    return Status(status).name if status in Status._value2member_map_ else str(status)
 
 
 def status_name(status: int) -> str:

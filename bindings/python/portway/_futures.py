@@ -1,4 +1,10 @@
-"""Completion values and the futures that carry them."""
+"""The futures that carry completions: ``Future`` (``concurrent.futures``) and the routing of a
+completion to an asyncio future.
+
+The engine core talks to this module through ``settle`` (a polled batch of completions),
+``fail`` (an entry that will get no completion) and ``Future(core, token, ...)``; a future
+talks back through the five methods of ``CoreLink``. Neither reads the other's fields.
+"""
 
 from __future__ import annotations
 
@@ -6,65 +12,36 @@ import asyncio
 import concurrent.futures
 import threading
 from concurrent.futures import _base
-from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar, Union
+from typing import Any, Callable, Generic, Protocol, TypeVar, Union
 
-from ._errors import PortwayError, Status, error_for
+from ._completion import Completion
+from ._errors import Status
 
-if TYPE_CHECKING:
-    from ._engine import Engine, _Core
-
-__all__ = ["Completion", "Future"]
+__all__ = ["Completion", "Future", "CoreLink", "AsyncTarget", "settle", "fail", "cancel_with", "set_request_id"]
 
 T = TypeVar("T")
 
 _STATUS_CANCELLED = int(Status.CANCELLED)
 
 
-class Completion:
-    """The one completion of an accepted request, copied out of the engine.
+class CoreLink(Protocol):
+    """What a future asks of the engine core (``_core._Core``), and all it asks."""
 
-    ``data`` is the response (or the error message when ``status`` is not OK), ``code`` the
-    handler-defined code (the HTTP status for "http"), ``meta`` the handler-defined pairs.
-    ``user_data`` is the token the binding used to route the completion to its future.
-    """
+    def help_poll(self) -> None:
+        """Drains the completions that are ready, on the calling thread, without waiting."""
 
-    __slots__ = ("id", "user_data", "status", "code", "data", "meta", "queued_ns", "run_ns")
+    def add_demand(self) -> None:
+        """One more future is waited on without polling: keep the delivery thread polling."""
 
-    def __init__(
-        self,
-        id: int,
-        user_data: int,
-        status: int,
-        code: int,
-        data: bytes,
-        meta: list[tuple[str, str]],
-        queued_ns: int,
-        run_ns: int,
-    ) -> None:
-        self.id = id
-        self.user_data = user_data
-        self.status = status
-        self.code = code
-        self.data = data
-        self.meta = meta
-        self.queued_ns = queued_ns
-        self.run_ns = run_ns
+    def drop_demand(self) -> None:
+        """Undoes one ``add_demand`` (the future was settled)."""
 
-    @property
-    def ok(self) -> bool:
-        return self.status == Status.OK
+    def cancel_id(self, rid: int) -> bool:
+        """Cancels request ``rid``; True if it was still in flight."""
 
-    def error(self) -> PortwayError:
-        """The exception this completion's status maps to (for a non-OK status)."""
-        exc = error_for(self.status, self.data.decode("utf-8", "replace"))
-        exc.completion = self  # type: ignore[attr-defined]
-        return exc
-
-    def __repr__(self) -> str:
-        return (
-            f"Completion(id={self.id}, status={Status(self.status).name if self.status in Status._value2member_map_ else self.status}, "
-            f"code={self.code}, data={self.data[:64]!r}, meta={self.meta[:4]!r})"
-        )
+    def claim(self, token: int, entry: object) -> bool:
+        """Unregisters ``entry`` from ``token``; True if it was still registered there (no
+        poller took it), so the caller alone may settle it."""
 
 
 class _LazyCondition:
@@ -123,9 +100,9 @@ class Future(concurrent.futures.Future[T], Generic[T]):
     ``_done_callbacks`` are made on first use, so a future that is resolved before anyone
     waits on it never makes a ``threading.Condition``. The protocol that keeps this safe:
 
-    - Exactly one thread settles a future: the one that popped it from ``_Core.pending`` (a
-      poller holding its completion, ``close()``), or the one that made it if it was never
-      registered (a refused submit). It writes ``_result``/``_exception``, then ``_state``,
+    - Exactly one thread settles a future: the one that popped it from the core's pending
+      table (a poller holding its completion, ``close()``), or the one that made it if it was
+      never registered (a refused submit). It writes ``_result``/``_exception``, then ``_state``,
       then, only if ``_slow`` is set, wakes waiters under the condition and runs callbacks.
       Cancellation by ``cancel()`` (once the native cancel succeeded) and the CANCELLED
       completion race to settle as cancelled; a one-shot claim in ``__dict__`` picks one.
@@ -153,20 +130,20 @@ class Future(concurrent.futures.Future[T], Generic[T]):
     _done_callbacks = _LazyList()
 
     _transform: Callable[[Completion], Any] | None = None
-    _demanded: bool = False  # counted in the engine's demand (see _Core.add_demand)
+    _demanded: bool = False  # counted in the engine's demand (see _add_demand)
     _slow: bool = False  # a condition was made or demand registered: settling must wake
 
-    _core: _Core
+    _core: CoreLink
     _token: int
     _id: int
-    _owner: Engine | None
+    _owner: object | None
 
     def __init__(
         self,
-        core: _Core,
+        core: CoreLink,
         token: int = 0,
         transform: Callable[[Completion], Any] | None = None,
-        owner: Engine | None = None,
+        owner: object | None = None,
     ) -> None:
         self._core = core
         self._token = token
@@ -205,7 +182,7 @@ class Future(concurrent.futures.Future[T], Generic[T]):
                 if self._exception is None:
                     return self._result  # type: ignore[return-value]
             elif st is _PENDING or st is _RUNNING:
-                core.add_demand(self)  # ask the delivery thread, then wait
+                _add_demand(self)  # ask the delivery thread, then wait
         try:
             return super().result(timeout)
         except concurrent.futures.CancelledError:
@@ -234,7 +211,7 @@ class Future(concurrent.futures.Future[T], Generic[T]):
             core.help_poll()
             st = self._state
             if st is _PENDING or st is _RUNNING:
-                core.add_demand(self)
+                _add_demand(self)
 
     def add_done_callback(self, fn: Callable[[concurrent.futures.Future[T]], object]) -> None:
         with self._condition:
@@ -245,7 +222,7 @@ class Future(concurrent.futures.Future[T], Generic[T]):
             else:
                 added = False
         if added:
-            self._core.add_demand(self)  # deliver it even if nobody calls result()
+            _add_demand(self)  # deliver it even if nobody calls result()
             return
         try:
             fn(self)
@@ -303,7 +280,7 @@ class Future(concurrent.futures.Future[T], Generic[T]):
     def _claim_for_user(self) -> None:
         st = self._state
         if not (st is _PENDING or st is _RUNNING) or (
-            self._token and self._core.pending.pop(self._token, None) is not self
+            self._token and not self._core.claim(self._token, self)
         ):
             raise concurrent.futures.InvalidStateError(f"{st}: {self!r}")
 
@@ -377,8 +354,33 @@ class Future(concurrent.futures.Future[T], Generic[T]):
                 cond.notify_all()
             if d.get("_done_callbacks"):
                 self._invoke_callbacks()  # type: ignore[attr-defined]
-        if self._demanded:
-            self._core.drop_demand(self)
+        if self._demanded and d.pop("_demanded", False):  # _drop_demand, inline
+            self._core.drop_demand()
+
+
+# Serializes the waiters that set a future's ``_demanded`` flag (two threads may wait on one
+# future). Whoever drops the demand pops the flag from the instance ``__dict__`` instead, which
+# is atomic under the GIL and takes no lock: exactly one pop finds it.
+_demand_lock = threading.Lock()
+
+
+def _add_demand(fut: Future[Any]) -> None:
+    """``fut`` will be waited on without polling: the core's delivery thread polls until it is
+    settled. Sets ``_slow`` first, so that the settler runs ``_wake``, which drops the demand."""
+    fut._slow = True
+    with _demand_lock:
+        if fut._demanded:
+            return
+        fut._demanded = True
+    fut._core.add_demand()
+    if fut.done():  # settled before the flag was visible to the settler
+        _drop_demand(fut)
+
+
+def _drop_demand(fut: Future[Any]) -> None:
+    """Undoes ``_add_demand`` once, whoever calls it first (settler or waiter)."""
+    if fut.__dict__.pop("_demanded", False):
+        fut._core.drop_demand()
 
 
 class _DemandingList(list[Any]):
@@ -392,7 +394,7 @@ class _DemandingList(list[Any]):
         fut = self._fut
         if not fut.done():
             # called under fut._condition; add_demand takes only the engine's demand lock
-            fut._core.add_demand(fut)
+            _add_demand(fut)
 
 
 class _AsyncEntry:
@@ -456,3 +458,91 @@ def _fail_async(entry: AsyncTarget, exc: BaseException) -> None:
 def _resolve_async_batch(batch: list[tuple[AsyncTarget, Completion]]) -> None:
     for entry, c in batch:
         _resolve_async(entry, c)
+
+
+_AIO_FUTURE = asyncio.Future
+
+
+def settle(
+    entries: list[Any], comps: list[Completion], here: asyncio.AbstractEventLoop | None, cancel_reason: str
+) -> None:
+    """Settles ``entries[i]`` (a ``Future``, an asyncio future or an ``_AsyncEntry``, popped from
+    the pending table by the caller) with ``comps[i]``. Runs on the thread that polled: inline
+    for OK completions of plain futures and of asyncio futures of ``here`` (the loop running on
+    this thread, if any); others of asyncio futures go to their loop in one callback per loop.
+    ``cancel_reason`` replaces the engine's "cancelled by shutdown" when a close() said why."""
+    rest: list[tuple[Any, Completion]] | None = None
+    fut_cls = Future
+    for entry, c in zip(entries, comps):
+        cls = entry.__class__
+        if cls is fut_cls and c.status == 0 and entry._transform is None and entry._state is _PENDING:
+            # the common case, inline: an OK completion for a plain future
+            entry._result = c
+            entry._state = _FINISHED
+            if entry._slow:
+                entry._wake()
+        elif cls is _AsyncEntry and c.status == 0 and entry.loop is here:
+            # an OK completion for ahttp() awaited on this loop (as _deliver() would)
+            afut = entry.fut
+            if not afut.done():
+                try:
+                    value = entry.transform(c)
+                except Exception as exc:  # a transform (e.g. HTTP parsing) failed
+                    afut.set_exception(exc)
+                else:
+                    afut.set_result(value)
+        elif cls is _AIO_FUTURE and c.status == 0 and here is not None and entry.get_loop() is here:
+            if not entry.done():  # an OK completion for asubmit() on this loop
+                entry.set_result(c)
+        else:
+            if rest is None:
+                rest = []
+            rest.append((entry, c))
+    if rest:
+        _deliver(rest, here, cancel_reason)
+
+
+def _deliver(items: list[tuple[Any, Completion]], here: asyncio.AbstractEventLoop | None, cancel_reason: str) -> None:
+    """``settle``'s general case: errors, cancellations, transforms, other loops."""
+    remote: dict[asyncio.AbstractEventLoop, list[tuple[AsyncTarget, Completion]]] | None = None
+    for entry, c in items:
+        if c.status == _STATUS_CANCELLED and cancel_reason and c.data == b"cancelled by shutdown":
+            c.data = cancel_reason.encode()  # say which close() it was
+        if isinstance(entry, Future):
+            entry._resolve(c)
+        else:
+            loop = entry.get_loop()
+            if loop is here:
+                _resolve_async(entry, c)
+            else:
+                if remote is None:
+                    remote = {}
+                remote.setdefault(loop, []).append((entry, c))
+    if remote:
+        for loop, batch in remote.items():
+            try:
+                loop.call_soon_threadsafe(_resolve_async_batch, batch)
+            except RuntimeError:
+                pass  # the loop is closed: nobody can await these any more
+
+
+def fail(entry: Future[Any] | AsyncTarget, exc: BaseException) -> None:
+    """Settles ``entry`` with ``exc``: it was never accepted, or the engine closed without its
+    completion. The caller popped it from the pending table (or never registered it)."""
+    if isinstance(entry, Future):
+        entry._fail(exc)
+    else:
+        try:
+            entry.get_loop().call_soon_threadsafe(_fail_async, entry, exc)
+        except RuntimeError:
+            pass  # the loop is closed: nobody can await it any more
+
+
+def cancel_with(fut: Future[Any], reason: str) -> bool:
+    """``fut.cancel()`` whose ``CancelledError`` says ``reason``."""
+    return fut._cancel(reason)
+
+
+# The ``_id`` slot's setter: writes a request id without a Python-level call (``map()`` over
+# the ids of a batch). ``Engine.submit`` writes the slot directly, as documented on Future.
+set_request_id: Callable[[Future[Any], int], None] = Future.__dict__["_id"].__set__

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import ctypes
 import json as _json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Union
+from ctypes import byref
 from urllib.parse import urlsplit
 
-from ._errors import InvalidArgumentError, InvalidArgumentTypeError
-from ._futures import Completion
+from ._args import _uint
+from ._errors import InvalidArgumentError, InvalidArgumentTypeError, check
+from ._lib import LIB, PortwayHttpOptions
+from ._completion import Completion
 
-__all__ = ["HttpResponse", "build_request", "HeadersArg", "response_from_completion"]
+__all__ = ["HttpResponse", "build_request", "HeadersArg", "response_from_completion", "http_options"]
 
 HeadersArg = Union[Mapping[str, str], Iterable[tuple[str, str]], None]
 
@@ -158,3 +163,38 @@ class HttpResponse:
 def response_from_completion(c: Completion) -> HttpResponse:
     """``HttpResponse.from_completion`` as a plain function (no bound method per request)."""
     return HttpResponse(c.code, c.meta, c.data, c)
+
+
+def http_options(given: Mapping[str, object]) -> tuple[PortwayHttpOptions, list[bytes]]:
+    """``Engine.register_http``'s keywords as a ``portway_http_options``: the library's
+    defaults, then every value of ``given`` that is not None, checked against its C field
+    (``InvalidArgumentTypeError`` for a wrong type, ``InvalidArgumentError`` out of range or
+    for a NUL in a string). Returns the record and the C strings it points into: keep them
+    alive until the library has copied them."""
+    given = dict(given)
+    opts = PortwayHttpOptions()
+    check(LIB.portway_http_options_default(byref(opts)))
+    keep: list[bytes] = []  # the C strings, alive until the call has copied them
+    for spec in PortwayHttpOptions._fields_:
+        field, ctype = spec[0], spec[1]
+        value: object = given.pop(field, None)
+        if value is None:
+            continue
+        if ctype is ctypes.c_bool:
+            if not isinstance(value, bool):
+                raise InvalidArgumentTypeError(f"{field} must be a bool, got {type(value).__name__}")
+        elif ctype is ctypes.c_char_p:
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            if not isinstance(value, str):
+                raise InvalidArgumentTypeError(f"{field} must be a str, got {type(value).__name__}")
+            if "\0" in value:
+                raise InvalidArgumentError(f"{field} must not contain NUL characters")
+            value = value.encode()
+            keep.append(value)
+        else:
+            bits = 64 if ctype is ctypes.c_uint64 else 32
+            value = _uint(field, value, bits)  # type: ignore[arg-type]
+        setattr(opts, field, value)
+    assert not given, f"register_http keywords without a portway_http_options field: {sorted(given)}"
+    return opts, keep

@@ -1,8 +1,9 @@
 """Loads libportway and declares ``argtypes``/``restype`` for every C function.
 
-This is the only module that touches the shared library directly. Structures mirror
-``include/portway.h``; a test fails when a function in the header has no entry in
-``_SIGNATURES``.
+This is the only module that loads the shared library (``_raw`` adds argtypes-less copies of
+the hot-path functions). Its ``Structure`` classes are the binding's one copy of each C record:
+``tests/test_layout.py`` checks every field against ``include/portway.h`` (offset, size,
+integer kind), and a test fails when a function in the header has no entry in ``_SIGNATURES``.
 
 Resolution order for the library: the ``PORTWAY_LIBRARY`` environment variable, then the
 ``libportway.so`` shipped inside this package. A failure raises ``LibraryLoadError`` naming the
@@ -60,6 +61,8 @@ class LibraryLoadError(OSError):
 
 
 class PortwayRequest(Structure):
+    """``portway_request``: one request for ``portway_submit``/``portway_submit_batch``."""
+
     _fields_ = [
         ("handler", c_uint32),
         ("timeout_ms", c_uint32),
@@ -70,10 +73,14 @@ class PortwayRequest(Structure):
 
 
 class PortwayMeta(Structure):
+    """``portway_meta``: one key/value pair of a completion."""
+
     _fields_ = [("key", c_char_p), ("value", c_char_p)]
 
 
 class PortwayCompletion(Structure):
+    """``portway_completion``: what ``portway_poll`` fills."""
+
     _fields_ = [
         ("id", c_uint64),
         ("user_data", c_uint64),
@@ -89,6 +96,8 @@ class PortwayCompletion(Structure):
 
 
 class PortwayStats(Structure):
+    """``struct portway_stats``: what ``portway_stats`` fills."""
+
     _fields_ = [
         ("submitted", c_uint64),
         ("accepted", c_uint64),
@@ -130,10 +139,6 @@ class PortwayHttpOptions(Structure):
     ]
 
 
-NOTIFY_FN = CFUNCTYPE(None, c_void_p)
-LOG_FN = CFUNCTYPE(None, c_void_p, c_uint32, c_char_p)
-
-
 class PortwayLatency(Structure):
     """``struct portway_latency``: nanoseconds."""
 
@@ -146,10 +151,14 @@ class PortwayHandlerStats(Structure):
     _fields_ = [
         ("id", c_uint32),
         ("submitted", c_uint64),
-        ("completed", c_uint64 * 32),
+        ("completed", c_uint64 * STATUS_SLOTS),
         ("queue_wait", PortwayLatency),
         ("run", PortwayLatency),
     ]
+
+
+NOTIFY_FN = CFUNCTYPE(None, c_void_p)
+LOG_FN = CFUNCTYPE(None, c_void_p, c_uint32, c_char_p)
 HANDLER_FN = CFUNCTYPE(None, c_void_p, c_void_p)
 
 status_t = c_uint32

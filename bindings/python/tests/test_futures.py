@@ -206,3 +206,20 @@ def test_concurrent_pollers_deliver_exactly_once(eng: portway.Engine) -> None:
     while eng.stats()["in_flight"] and time.monotonic() < deadline:
         time.sleep(0.01)
     assert eng.stats()["in_flight"] == 0
+
+
+def test_demand_is_dropped_when_the_future_settles_before_its_waiter_sleeps(eng: portway.Engine) -> None:
+    # result() registers demand (the delivery thread then polls) and only afterwards makes the
+    # condition it sleeps on. A completion settled in between must still drop the demand, or
+    # the delivery thread never parks again.
+    from portway import _futures
+
+    core = eng._core
+    fut = eng.submit("sleep", b"20")
+    _futures._add_demand(fut)  # what result() does before it waits on the condition
+    assert core.demand_count == 1 and "_condition" not in fut.__dict__
+    while not fut.done():  # settled by the delivery thread; nobody made the condition
+        time.sleep(0.001)
+    assert fut.result().data == b""
+    assert core.demand_count == 0
+    assert not fut._demanded

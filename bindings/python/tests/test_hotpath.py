@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 import portway
-from portway import _engine, _http
+from portway import _engine, _http, _raw
 from portway._lib import PortwayMeta
 
 from conftest import serve
@@ -50,7 +50,7 @@ def _meta_array(strings: list[bytes | None]) -> tuple[int, list[object]]:
 )
 def test_meta_pairs_match_per_string_decoding(strings: list[bytes | None]) -> None:
     addr, keep = _meta_array(strings)
-    assert _engine._meta_pairs(addr, len(strings) // 2) == _reference_pairs(strings)
+    assert _raw._meta_pairs(addr, len(strings) // 2) == _reference_pairs(strings)
     del keep
 
 
