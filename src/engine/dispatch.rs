@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::log::LogLevel;
-use super::outcome::Outcome;
 use super::pool::{self, PoolJob};
 use super::registry::{GatePermit, HandlerKind, Ticket};
 use super::request::{Request, Transition};
 use super::shared::Shared;
+use crate::contract::Outcome;
+use crate::contract::OutcomeFuture;
 use crate::error::panic_message;
-use crate::handlers::OutcomeFuture;
 use crate::status::Status;
 
 /// Ticket stage meaning "enter the pipeline" (used at a pipeline's own gate).

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use super::Engine;
 use super::dispatch;
 use super::log::LogLevel;
-use super::outcome::Outcome;
 use super::shared::Shared;
 use super::types::ShutdownMode;
+use crate::contract::Outcome;
 use crate::error::{Error, Result};
 use crate::status::Status;
 

@@ -17,12 +17,12 @@ use std::time::Instant;
 use loom::thread;
 
 use super::ledger::Ledger;
-use super::outcome::Outcome;
 use super::queue::{CompletionQueue, PollEnd};
 use super::recycle::Recycler;
 use super::registry::{HandlerEntry, HandlerKind, Registry};
 use super::request::Request;
 use super::sync::{AtomicBool, AtomicUsize};
+use crate::contract::Outcome;
 use crate::status::Status;
 
 fn echo_entry() -> Arc<HandlerEntry> {

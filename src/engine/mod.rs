@@ -16,7 +16,7 @@
 //!
 //! The machinery under the API: `dispatch.rs` (moving a request through its stages and the one
 //! place a completion is posted), `request.rs` (one request's state machine), `ledger.rs`,
-//! `queue.rs`, `registry.rs`, `pool.rs`, `timer.rs`, `recycle.rs`, `outcome.rs`, `shared.rs`,
+//! `queue.rs`, `registry.rs`, `pool.rs`, `timer.rs`, `recycle.rs`, `shared.rs`,
 //! `stats.rs`, `metrics.rs`, `exposition.rs`, `log.rs`, `fork.rs`, `sync.rs`.
 
 // The Engine API, one concern per file.
@@ -38,21 +38,21 @@ mod log;
 #[cfg(all(test, portway_loom))]
 mod loom_models;
 mod metrics;
-mod outcome;
+
 mod pool;
 mod queue;
 mod recycle;
 mod registry;
-pub(crate) mod request;
+mod request;
 mod shared;
 mod stats;
 mod sync;
 mod timer;
 
+pub use crate::contract::{Body, Meta, Outcome, portway_meta};
 pub use config::{Config, LogSetting};
 pub use log::{LogHook, LogLevel};
 pub use metrics::{HandlerStats, LatencySummary};
-pub use outcome::{Body, Meta, Outcome, portway_meta};
 pub use queue::NotifyHook;
 pub use stats::{STATUS_SLOTS, StatsSnapshot};
 pub use types::{

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use super::dispatch;
 use super::log::LogLevel;
-use super::outcome::Outcome;
 use super::registry::{GatePermit, HandlerKind, Ticket};
 use super::request::Request;
 use super::shared::Shared;
+use crate::contract::Outcome;
+use crate::contract::{Call, CallContext};
 use crate::error::panic_message;
-use crate::handlers::Call;
 use crate::status::Status;
 
 /// One blocking call to run: the request at one of its stages, and the gate permit it holds.
@@ -335,7 +335,8 @@ fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
         dispatch::finish(shared, &req, Outcome::failed(Status::PORTWAY_INTERNAL, msg));
         return;
     };
-    let mut call = Call::new(req.clone(), payload);
+    let context = CallContext::new(req.id, req.user_data, req.clone());
+    let mut call = Call::new(context, payload);
     let watch = HandlerWatch {
         shared,
         worker,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use super::Engine;
 use super::registry::{self, HandlerEntry, HandlerKind};
 use super::types::MAX_PIPELINE_STAGES;
+use crate::contract::{AsyncHandler, BlockingHandler};
 use crate::error::{Error, Result};
-use crate::handlers::{AsyncHandler, BlockingHandler};
 
 impl Engine {
     /// Registers a handler that runs on the worker pool. A panic in it completes its request

@@ -12,8 +12,8 @@ use super::dispatch;
 use super::metrics::HandlerMetrics;
 use super::request::Request;
 use super::shared::Shared;
+use crate::contract::{AsyncHandler, BlockingHandler};
 use crate::error::{Error, Result};
-use crate::handlers::{AsyncHandler, BlockingHandler};
 
 /// How a handler runs.
 pub(crate) enum HandlerKind {

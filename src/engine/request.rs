@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use tokio::task::AbortHandle;
 
-use super::outcome::Outcome;
 use super::registry::{GatePermit, HandlerEntry, HandlerKind};
 use super::sync::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Mutex, OutcomeCell};
+use crate::contract::{CallState, Outcome};
 
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
@@ -388,6 +388,18 @@ impl Request {
         } else {
             *slot(tasks.get_or_insert_with(Box::default)) = Some(handle);
         }
+    }
+}
+
+/// What a handler's [`CallContext`](crate::contract::CallContext) reads live: the request's
+/// state and deadline, and nothing else of it.
+impl CallState for Request {
+    fn is_cancelled(&self) -> bool {
+        self.is_done()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Request::deadline(self)
     }
 }
 

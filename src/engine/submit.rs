@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use super::Engine;
 use super::dispatch;
-use super::outcome::{Body, Meta, Outcome};
 use super::recycle::Spare;
 use super::registry::{HandlerEntry, HandlerKind};
 use super::request::Request;
 use super::types::Submission;
+use crate::contract::{Body, Meta, Outcome};
 use crate::error::{Error, Result};
 use crate::handlers::sleep;
 use crate::status::Status;

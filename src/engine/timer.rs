@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::dispatch;
-use super::outcome::Outcome;
 use super::registry::GatePermit;
 use super::request::Request;
 use super::shared::Shared;
+use crate::contract::Outcome;
 use crate::status::Status;
 
 /// Below this many entries the heap is never purged.

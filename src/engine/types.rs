@@ -1,8 +1,8 @@
 //! The engine's public value types: what a host submits, how it shuts down, and what a poll
 //! shows or returns.
 
-use super::outcome::{Body, Meta, Outcome};
 use super::request::Request;
+use crate::contract::{Body, Meta, Outcome};
 use crate::status::Status;
 
 /// Most stages a pipeline may have (after flattening).

@@ -9,9 +9,9 @@ use super::engine::portway_engine;
 use super::guard::{
     Borrowed, BorrowedPtr, Castable, bytes, guard, guard_value, require_out, slice, utf8, write_out,
 };
+use crate::contract::{BlockingHandler, Call, Cancellation};
 use crate::engine::MAX_PIPELINE_STAGES;
 use crate::error::{Error, Result};
-use crate::handlers::{BlockingHandler, Call, Cancellation};
 use crate::status::portway_status;
 
 /// One invocation of a native handler, lent to it by the engine: valid only until the handler

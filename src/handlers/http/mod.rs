@@ -67,7 +67,8 @@ use std::sync::Arc;
 pub use options::{HttpOptions, default_user_agent};
 
 use super::{AsyncHandler, OutcomeFuture};
-use crate::engine::{Engine, Meta, Outcome};
+use crate::contract::{Meta, Outcome};
+use crate::engine::Engine;
 use crate::error::Result;
 use client::{Client, Response};
 use errors::HttpError;
