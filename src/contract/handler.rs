@@ -1,7 +1,11 @@
-//! The two handler traits: a future on the engine's runtime, or a function on its worker pool.
+//! What a handler is: the two traits for handler code (a future on the engine's runtime, or a
+//! function on its worker pool), and [`Handler`], the declaration a handler registers with —
+//! how it runs, which is all the engine needs to know about it.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::call::Call;
 use super::outcome::Outcome;
@@ -40,4 +44,29 @@ where
     fn call(&self, call: &mut Call) {
         self(call)
     }
+}
+
+/// A handler as it registers: how it runs. The engine starts each shape its own way and knows
+/// nothing else about the handler, so a built-in is no special case in it. The fast shapes
+/// (`Inline`, `Delay`) are plain functions: starting them costs no allocation, no task and no
+/// thread hop.
+pub(crate) enum Handler {
+    /// Answers at once on the thread that starts it, and must neither block nor panic. When
+    /// no concurrency limit holds it back, that thread is the submitting one: the request
+    /// completes inside the submit call and needs no deadline (`echo`).
+    Inline(fn(Vec<u8>) -> Outcome),
+    /// Completes with an empty response once the delay the function reads from the payload has
+    /// passed, on the engine's timer: no task and no thread per waiting request (`sleep`). The
+    /// function also checks the payload at submit, so a bad one is refused synchronously.
+    Delay(fn(&[u8]) -> Result<Duration>),
+    /// A future on the engine's runtime (`http`).
+    Async(Arc<dyn AsyncHandler>),
+    /// A function on the worker pool; a panic in it completes its request with
+    /// `PORTWAY_PANIC`.
+    Blocking(Arc<dyn BlockingHandler>),
+    /// A C function on the worker pool, behind a wrapper that cannot panic: called without
+    /// `catch_unwind`, so that a forced unwind ending its thread (`pthread_exit`, thread
+    /// cancellation; CPython does it to threads that want the GIL while it shuts down) passes
+    /// through instead of being caught, which would abort the process.
+    Foreign(Arc<dyn BlockingHandler>),
 }

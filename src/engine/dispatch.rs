@@ -13,7 +13,7 @@ use super::registry::{GatePermit, HandlerKind, Ticket};
 use super::request::{Request, Transition};
 use super::shared::Shared;
 use crate::contract::Outcome;
-use crate::contract::OutcomeFuture;
+use crate::contract::{AsyncHandler, OutcomeFuture};
 use crate::error::panic_message;
 use crate::status::Status;
 
@@ -79,53 +79,51 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>)
     if ticket.req.is_done() {
         return;
     }
-    if matches!(
-        ticket.req.stage(ticket.stage).kind,
-        HandlerKind::Blocking(_)
-    ) {
-        // The pool worker finds the handler through the request.
-        pool::send(shared, PoolJob { ticket, permit });
-        return;
-    }
-    let entry = ticket.req.stage(ticket.stage).clone();
-    match &entry.kind {
-        HandlerKind::Echo => {
-            let Ticket {
-                req,
-                stage,
-                payload,
-            } = ticket;
+    // What starting the stage needs, copied out of the entry so the ticket can move on: a
+    // function pointer for the fast shapes, the handler's own reference for an async one.
+    let start = match &ticket.req.stage(ticket.stage).kind {
+        HandlerKind::Blocking(_) => {
+            // The pool worker finds the handler through the request.
+            pool::send(shared, PoolJob { ticket, permit });
+            return;
+        }
+        HandlerKind::Inline(f) => Start::Inline(*f),
+        HandlerKind::Delay(f) => Start::Delay(*f),
+        HandlerKind::Async(handler) => Start::Async(handler.clone()),
+        HandlerKind::Pipeline(_) => {
+            let outcome = Outcome::failed(
+                Status::PORTWAY_INTERNAL,
+                "nested pipeline was not flattened",
+            );
+            finish(shared, &ticket.req, outcome);
+            return;
+        }
+    };
+    let Ticket {
+        req,
+        stage,
+        payload,
+    } = ticket;
+    match start {
+        Start::Inline(answer) => {
             if mark_running(shared, &req) {
-                stage_done(shared, req, stage, Outcome::ok(payload));
+                stage_done(shared, req, stage, answer(payload));
             }
             drop(permit);
         }
-        HandlerKind::Sleep => {
-            let Ticket {
-                req,
-                stage,
-                payload,
-            } = ticket;
-            match crate::handlers::sleep::parse_millis(&payload) {
-                Ok(ms) => {
-                    if mark_running(shared, &req) {
-                        let duration = std::time::Duration::from_millis(ms);
-                        shared.timers.sleep(req, stage, permit, duration);
-                    }
-                }
-                // Reachable only as a later pipeline stage, whose payload was not checked at
-                // submit time.
-                Err(e) => {
-                    finish(shared, &req, Outcome::failed(e.status(), e.to_string()));
+        Start::Delay(delay) => match delay(&payload) {
+            Ok(duration) => {
+                if mark_running(shared, &req) {
+                    shared.timers.sleep(req, stage, permit, duration);
                 }
             }
-        }
-        HandlerKind::Async(handler) => {
-            let Ticket {
-                req,
-                stage,
-                payload,
-            } = ticket;
+            // Reachable only as a later pipeline stage, whose payload was not checked at
+            // submit time.
+            Err(e) => {
+                finish(shared, &req, Outcome::failed(e.status(), e.to_string()));
+            }
+        },
+        Start::Async(handler) => {
             let fut = match catch_unwind(AssertUnwindSafe(|| handler.call(payload))) {
                 Ok(f) => f,
                 Err(p) => {
@@ -134,6 +132,7 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>)
                     return;
                 }
             };
+            drop(handler);
             let task_shared = shared.clone();
             let task_req = req.clone();
             let handle = shared.rt.spawn(async move {
@@ -147,18 +146,14 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>)
             });
             req.set_stage_task(handle.abort_handle());
         }
-        HandlerKind::Blocking(_) => pool::send(shared, PoolJob { ticket, permit }),
-        HandlerKind::Pipeline(_) => {
-            finish(
-                shared,
-                &ticket.req,
-                Outcome::failed(
-                    Status::PORTWAY_INTERNAL,
-                    "nested pipeline was not flattened",
-                ),
-            );
-        }
     }
+}
+
+/// How a stage that does not go to the pool starts (see [`start_stage`]).
+enum Start {
+    Inline(fn(Vec<u8>) -> Outcome),
+    Delay(fn(&[u8]) -> crate::error::Result<std::time::Duration>),
+    Async(Arc<dyn AsyncHandler>),
 }
 
 /// Sends the failures a host wants to hear about to the log hook: a panicking handler (error)

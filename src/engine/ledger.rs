@@ -274,7 +274,11 @@ mod tests {
         use crate::engine::registry::{HandlerKind, Registry};
         let registry = Registry::default();
         let entry = registry
-            .get(registry.register("echo", HandlerKind::Echo).unwrap())
+            .get(
+                registry
+                    .register("echo", HandlerKind::Inline(crate::contract::Outcome::ok))
+                    .unwrap(),
+            )
             .unwrap();
         let l = Ledger::new(1000);
         let now = Instant::now();

@@ -8,7 +8,9 @@
 //! |---|---|
 //! | `types.rs` | the public value types: [`Submission`], [`Completion`], [`Polled`], ... |
 //! | `wiring.rs` | the [`Engine`] value and [`Engine::new`]: runtime, pool, shared state |
-//! | `registration.rs` | registering handlers and pipelines, lookup, concurrency limits |
+//! | `registration.rs` | registering handlers, lookup, concurrency limits |
+//! | `pipeline.rs` | registering pipelines (flattening nested ones) |
+//! | `builtins.rs` | the built-in handlers: the one place the engine names `src/handlers` |
 //! | `submit.rs` | the submit path: resolve, reserve intake, take slots, start |
 //! | `completions.rs` | poll, release, the notify fd, hook and wake |
 //! | `lifecycle.rs` | cancel, shutdown, and the teardown in `Drop` |
@@ -20,9 +22,11 @@
 //! `stats.rs`, `metrics.rs`, `exposition.rs`, `log.rs`, `fork.rs`, `sync.rs`.
 
 // The Engine API, one concern per file.
+mod builtins;
 mod completions;
 mod lifecycle;
 mod observe;
+mod pipeline;
 mod registration;
 mod submit;
 mod types;

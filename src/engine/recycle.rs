@@ -132,7 +132,11 @@ mod tests {
     fn request(id: u64) -> Arc<Request> {
         let registry = Registry::default();
         let entry = registry
-            .get(registry.register("echo", HandlerKind::Echo).unwrap())
+            .get(
+                registry
+                    .register("echo", HandlerKind::Inline(crate::contract::Outcome::ok))
+                    .unwrap(),
+            )
             .unwrap();
         Arc::new(Request::new(id, 0, entry, Instant::now(), 0))
     }

@@ -1,18 +1,18 @@
-//! Adding handlers to an engine (pool, async, pipelines) and finding them again.
+//! Adding handlers to an engine (pool, async; pipelines are in `pipeline.rs`), finding them
+//! again, and their concurrency limits.
 
 use std::sync::Arc;
 
 use super::Engine;
-use super::registry::{self, HandlerEntry, HandlerKind};
-use super::types::MAX_PIPELINE_STAGES;
-use crate::contract::{AsyncHandler, BlockingHandler};
-use crate::error::{Error, Result};
+use super::registry;
+use crate::contract::{AsyncHandler, BlockingHandler, Handler};
+use crate::error::Result;
 
 impl Engine {
     /// Registers a handler that runs on the worker pool. A panic in it completes its request
     /// with `PORTWAY_PANIC`.
     pub fn register_blocking(&self, name: &str, handler: impl BlockingHandler) -> Result<u32> {
-        self.register_pool_handler(name, handler, false)
+        self.register(name, Handler::Blocking(Arc::new(handler)))
     }
 
     /// Registers a C function (through a wrapper that cannot panic) to run on the worker
@@ -23,54 +23,18 @@ impl Engine {
         name: &str,
         handler: impl BlockingHandler,
     ) -> Result<u32> {
-        self.register_pool_handler(name, handler, true)
-    }
-
-    fn register_pool_handler(
-        &self,
-        name: &str,
-        handler: impl BlockingHandler,
-        foreign: bool,
-    ) -> Result<u32> {
-        self.check_registration()?;
-        let kind = HandlerKind::Blocking(registry::PoolHandler {
-            handler: Arc::new(handler),
-            foreign,
-        });
-        self.shared.registry.register(name, kind)
+        self.register(name, Handler::Foreign(Arc::new(handler)))
     }
 
     /// Registers a handler that runs as a future on the runtime.
     pub fn register_async(&self, name: &str, handler: impl AsyncHandler) -> Result<u32> {
-        self.check_registration()?;
-        self.shared
-            .registry
-            .register(name, HandlerKind::Async(Arc::new(handler)))
+        self.register(name, Handler::Async(Arc::new(handler)))
     }
 
-    /// Registers a pipeline running `stages` in order; nested pipelines are flattened.
-    pub fn register_pipeline(&self, name: &str, stages: &[u32]) -> Result<u32> {
+    /// Registers a handler by its declaration: the one way in for every kind of handler.
+    pub(crate) fn register(&self, name: &str, handler: Handler) -> Result<u32> {
         self.check_registration()?;
-        if stages.is_empty() {
-            return Err(Error::invalid("a pipeline needs at least one stage"));
-        }
-        let mut flat: Vec<Arc<HandlerEntry>> = Vec::new();
-        for &id in stages {
-            let entry = self.shared.registry.get(id)?;
-            match &entry.kind {
-                HandlerKind::Pipeline(inner) => flat.extend(inner.iter().cloned()),
-                _ => flat.push(entry),
-            }
-        }
-        if flat.len() > MAX_PIPELINE_STAGES {
-            return Err(Error::invalid(format!(
-                "a pipeline may have at most {MAX_PIPELINE_STAGES} stages, got {}",
-                flat.len()
-            )));
-        }
-        self.shared
-            .registry
-            .register(name, HandlerKind::Pipeline(flat))
+        self.shared.registry.register(name, handler.into())
     }
 
     /// The id of the handler named `name`.

@@ -7,20 +7,22 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use super::dispatch;
 use super::metrics::HandlerMetrics;
 use super::request::Request;
 use super::shared::Shared;
-use crate::contract::{AsyncHandler, BlockingHandler};
+use crate::contract::{AsyncHandler, BlockingHandler, Handler, Outcome};
 use crate::error::{Error, Result};
 
-/// How a handler runs.
+/// How a handler runs: its declared [`Handler`] shape, or a pipeline of registered handlers.
 pub(crate) enum HandlerKind {
-    /// Responds with the payload, inline.
-    Echo,
-    /// Responds empty after the payload's milliseconds, on the engine's timer.
-    Sleep,
+    /// Answers at once (see [`Handler::Inline`]).
+    Inline(fn(Vec<u8>) -> Outcome),
+    /// Responds empty after the payload's delay, on the engine's timer (see
+    /// [`Handler::Delay`]).
+    Delay(fn(&[u8]) -> Result<Duration>),
     /// A future on the runtime.
     Async(Arc<dyn AsyncHandler>),
     /// A function on the worker pool.
@@ -29,14 +31,29 @@ pub(crate) enum HandlerKind {
     Pipeline(Vec<Arc<HandlerEntry>>),
 }
 
+impl From<Handler> for HandlerKind {
+    fn from(handler: Handler) -> Self {
+        match handler {
+            Handler::Inline(f) => HandlerKind::Inline(f),
+            Handler::Delay(f) => HandlerKind::Delay(f),
+            Handler::Async(h) => HandlerKind::Async(h),
+            Handler::Blocking(handler) => HandlerKind::Blocking(PoolHandler {
+                handler,
+                foreign: false,
+            }),
+            Handler::Foreign(handler) => HandlerKind::Blocking(PoolHandler {
+                handler,
+                foreign: true,
+            }),
+        }
+    }
+}
+
 /// A handler run on the worker pool.
 pub(crate) struct PoolHandler {
     pub handler: Arc<dyn BlockingHandler>,
-    /// A C function (registered through the C ABI): called without catching panics, so that
-    /// a forced unwind ending its thread (`pthread_exit`, thread cancellation; CPython does it
-    /// to threads that want the GIL while it shuts down) passes through instead of being
-    /// caught, which aborts the process. It cannot panic: every `portway_call_*` function
-    /// catches its own panics.
+    /// A C function (see [`Handler::Foreign`]): called without catching panics. It cannot
+    /// panic: every `portway_call_*` function catches its own panics.
     pub foreign: bool,
 }
 

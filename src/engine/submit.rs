@@ -12,10 +12,8 @@ use super::recycle::Spare;
 use super::registry::{HandlerEntry, HandlerKind};
 use super::request::Request;
 use super::types::Submission;
-use crate::contract::{Body, Meta, Outcome};
+use crate::contract::Outcome;
 use crate::error::{Error, Result};
-use crate::handlers::sleep;
-use crate::status::Status;
 
 impl Engine {
     /// Submits one request; never blocks. Returns its id.
@@ -234,19 +232,15 @@ impl Engine {
     }
 
     /// Starts an accepted request already in the ledger. A request that completes inline
-    /// (echo) is returned for the caller to queue with its batch.
+    /// (an ungated [`Handler::Inline`](crate::contract::Handler), such as echo) is returned for the caller to queue with its batch.
     fn start_request(&self, req: Arc<Request>, payload: Vec<u8>) -> Option<Arc<Request>> {
-        if completes_inline(&req) {
-            let outcome = Outcome {
-                status: Status::PORTWAY_OK,
-                code: 0,
-                data: Body::from_vec(payload),
-                meta: Meta::default(),
-            };
+        if let Some(answer) = inline_answer(&req) {
+            let outcome = answer(payload);
+            let status = outcome.status;
             if req.claim_inline(outcome) {
                 let c = &self.shared.counters;
                 c.count_started(1);
-                c.count_completion(Status::PORTWAY_OK, true);
+                c.count_completion(status, true);
                 return Some(req);
             }
             return None;
@@ -269,10 +263,18 @@ fn count_submitted_by_handler(entries: &[Arc<HandlerEntry>]) {
     }
 }
 
-/// True for requests that complete inside the submit call (an ungated echo): they need no
-/// deadline.
+/// True for requests that complete inside the submit call: they need no deadline.
 fn completes_inline(req: &Request) -> bool {
-    matches!(req.handler.kind, HandlerKind::Echo) && req.handler.gate.limit() == 0
+    inline_answer(req).is_some()
+}
+
+/// The answer of a request that completes inside the submit call: an inline handler that no
+/// concurrency limit holds back.
+fn inline_answer(req: &Request) -> Option<fn(Vec<u8>) -> Outcome> {
+    match req.handler.kind {
+        HandlerKind::Inline(answer) if req.handler.gate.limit() == 0 => Some(answer),
+        _ => None,
+    }
 }
 
 fn validate_first_stage(entry: &HandlerEntry, payload: &[u8]) -> Result<()> {
@@ -281,7 +283,7 @@ fn validate_first_stage(entry: &HandlerEntry, payload: &[u8]) -> Result<()> {
         HandlerKind::Pipeline(stages) => stages
             .first()
             .map_or(Ok(()), |s| validate_first_stage(s, payload)),
-        HandlerKind::Sleep => sleep::parse_millis(payload).map(|_| ()),
-        HandlerKind::Echo | HandlerKind::Blocking(_) => Ok(()),
+        HandlerKind::Delay(delay) => delay(payload).map(|_| ()),
+        HandlerKind::Inline(_) | HandlerKind::Blocking(_) => Ok(()),
     }
 }

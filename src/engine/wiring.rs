@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::builtins;
 use super::config::Config;
 use super::fork;
 use super::ledger::Ledger;
@@ -10,7 +11,7 @@ use super::log::{self, LogLevel};
 use super::pool::{BusyFlags, Pool};
 use super::queue::CompletionQueue;
 use super::recycle::Recycler;
-use super::registry::{HandlerKind, Registry};
+use super::registry::Registry;
 use super::shared::Shared;
 use super::timer::{self, Timers};
 use crate::error::{Error, Result};
@@ -24,7 +25,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Builds an engine with its runtime, pool and the built-in handlers `echo` and `sleep`.
+    /// Builds an engine with its runtime, pool and the built-in handlers `echo`, `sleep` and
+    /// `http`.
     pub fn new(config: Config) -> Result<Engine> {
         let generation = fork::current_generation();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -63,13 +65,8 @@ impl Engine {
                 shared.config.max_in_flight
             )
         });
-        shared.registry.register("echo", HandlerKind::Echo)?;
-        shared.registry.register("sleep", HandlerKind::Sleep)?;
+        builtins::register(&shared.registry)?;
         runtime.spawn(timer::drive(shared.timers.clone(), Arc::downgrade(&shared)));
-        let http = crate::handlers::http::HttpHandler::new(Default::default())?;
-        shared
-            .registry
-            .register("http", HandlerKind::Async(Arc::new(http)))?;
         // Last: from here on the workers hold `shared` until the engine's teardown stops them.
         let pool = Pool::start(&shared, pool_rx)
             .map_err(|e| Error::Internal(format!("cannot start the worker pool: {e}")))?;

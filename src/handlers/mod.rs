@@ -2,12 +2,32 @@
 //! ([`crate::contract`]). The contract's types are re-exported here, where handler code looks
 //! for them.
 //!
+//! - `echo`: responds with the payload; inline, inside the submit call.
 //! - `sleep`: responds empty after the payload's milliseconds, on the engine timer.
-//! - `http`: an HTTP/1.1 and HTTP/2 client on the engine's runtime.
+//! - `http`: an HTTP/1.1 and HTTP/2 client, as futures on the engine's runtime.
+//!
+//! Each declares how it runs with a [`Handler`](crate::contract::Handler) shape; [`builtins`]
+//! is the set every engine starts with. Native C handlers (`src/ffi/handler.rs`) are
+//! blocking handlers behind the C ABI; pipelines are not handlers but routes through
+//! registered ones, flattened by the engine (`src/engine/pipeline.rs`).
 
+mod echo;
 pub mod http;
 pub mod sleep;
+
+use crate::contract::Handler;
+use crate::error::Result;
 
 pub use crate::contract::{
     AsyncHandler, BlockingHandler, Call, CallContext, Cancellation, OutcomeFuture,
 };
+
+/// The built-in handlers every engine registers at start, in id order (echo is 1, sleep 2,
+/// http 3: hosts may rely on these ids).
+pub(crate) fn builtins() -> Result<[(&'static str, Handler); 3]> {
+    Ok([
+        ("echo", echo::handler()),
+        ("sleep", sleep::handler()),
+        ("http", http::handler(Default::default())?),
+    ])
+}
