@@ -1,4 +1,4 @@
-//! Moving a request through its stages: gates, the pool, the runtime, deadlines, and the one
+//! Moving a request through its stages: policies, the pool, the runtime, deadlines, and the one
 //! place a completion is posted ([`finish`]).
 
 use std::future::Future;
@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::log::LogLevel;
+use super::policy::{Permit, Ticket};
 use super::pool::{self, PoolJob};
-use super::registry::{GatePermit, HandlerKind, Ticket};
+use super::registry::HandlerKind;
 use super::request::{Request, Transition};
 use super::shared::Shared;
 use crate::contract::Outcome;
@@ -17,7 +18,7 @@ use crate::contract::{AsyncHandler, OutcomeFuture};
 use crate::error::panic_message;
 use crate::status::Status;
 
-/// Ticket stage meaning "enter the pipeline" (used at a pipeline's own gate).
+/// Ticket stage meaning "enter the pipeline" (used at a pipeline's own policies).
 const ROUTE_ENTRY: usize = usize::MAX;
 
 /// Starts an accepted request (its deadline already armed, see [`Timers::deadlines`]): enters
@@ -32,7 +33,7 @@ pub(crate) fn start(shared: &Arc<Shared>, req: Arc<Request>, payload: Vec<u8>) {
             stage: ROUTE_ENTRY,
             payload,
         };
-        if let Some((ticket, permit)) = route.gate.admit(shared, &route, ticket) {
+        if let Some((ticket, permit)) = route.policies.admit(shared, &route, ticket) {
             enter_admitted(shared, ticket, permit);
         }
     } else {
@@ -40,8 +41,8 @@ pub(crate) fn start(shared: &Arc<Shared>, req: Arc<Request>, payload: Vec<u8>) {
     }
 }
 
-/// Continues with a ticket that its gate admitted.
-pub(crate) fn enter_admitted(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>) {
+/// Continues with a ticket that its handler's policies admitted.
+pub(crate) fn enter_admitted(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
     if ticket.stage == ROUTE_ENTRY {
         if let Some(p) = permit {
             ticket.req.hold_route_permit(p);
@@ -52,13 +53,13 @@ pub(crate) fn enter_admitted(shared: &Arc<Shared>, ticket: Ticket, permit: Optio
     }
 }
 
-/// Sends stage `stage` through its handler's gate.
+/// Sends stage `stage` through its handler's policies.
 fn run_stage(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, payload: Vec<u8>) {
     if req.is_done() {
         return;
     }
     req.enter_stage(stage);
-    let ungated = req.stage(stage).gate.limit() == 0;
+    let ungated = req.stage(stage).policies.holds_nothing_back();
     let ticket = Ticket {
         req,
         stage,
@@ -70,12 +71,12 @@ fn run_stage(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, payload: Vec
         return;
     }
     let entry = ticket.req.stage(stage).clone();
-    if let Some((ticket, permit)) = entry.gate.admit(shared, &entry, ticket) {
+    if let Some((ticket, permit)) = entry.policies.admit(shared, &entry, ticket) {
         start_stage(shared, ticket, permit);
     }
 }
 
-fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>) {
+fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
     if ticket.req.is_done() {
         return;
     }

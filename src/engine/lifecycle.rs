@@ -148,7 +148,7 @@ impl Drop for Engine {
         shared.logger.set(None, LogLevel::Error);
         shared.queue.set_hook(None);
         for entry in shared.registry.all() {
-            entry.gate.clear();
+            entry.policies.clear();
         }
         shared.timers.clear();
         shared.queue.clear();

@@ -18,7 +18,8 @@
 //!
 //! The machinery under the API: `dispatch.rs` (moving a request through its stages and the one
 //! place a completion is posted), `request.rs` (one request's state machine), `ledger.rs`,
-//! `queue.rs`, `registry.rs`, `pool.rs`, `timer.rs`, `recycle.rs`, `shared.rs`,
+//! `queue.rs`, `registry.rs`, `policy/` (what stands between a request and its handler:
+//! the concurrency limit, one file per policy), `pool.rs`, `timer.rs`, `recycle.rs`, `shared.rs`,
 //! `stats.rs`, `metrics.rs`, `exposition.rs`, `log.rs`, `fork.rs`, `sync.rs`.
 
 // The Engine API, one concern per file.
@@ -43,6 +44,7 @@ mod log;
 mod loom_models;
 mod metrics;
 
+mod policy;
 mod pool;
 mod queue;
 mod recycle;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::Engine;
-use super::registry;
+use super::policy;
 use crate::contract::{AsyncHandler, BlockingHandler, Handler};
 use crate::error::Result;
 
@@ -53,7 +53,7 @@ impl Engine {
     pub fn set_concurrency(&self, id: u32, limit: u32) -> Result<()> {
         self.check_fork()?;
         let entry = self.shared.registry.get(id)?;
-        registry::set_limit(&self.shared, &entry, limit);
+        policy::set_concurrency(&self.shared, &entry, limit);
         Ok(())
     }
 }

@@ -1,18 +1,11 @@
-//! The handler table (names, ids, kinds) and each handler's concurrency gate.
-//!
-//! A gate admits at most `limit` concurrent runs of its handler; further work waits in the
-//! gate's FIFO without holding a thread. Finishing a run (dropping its [`GatePermit`]) starts
-//! the next waiting ticket.
+//! The handler table: names, ids, how each handler runs, its policies and its metrics.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::dispatch;
 use super::metrics::HandlerMetrics;
-use super::request::Request;
-use super::shared::Shared;
+use super::policy::Policies;
 use crate::contract::{AsyncHandler, BlockingHandler, Handler, Outcome};
 use crate::error::{Error, Result};
 
@@ -62,137 +55,9 @@ pub(crate) struct HandlerEntry {
     pub id: u32,
     pub name: String,
     pub kind: HandlerKind,
-    pub gate: Gate,
+    /// What stands between a request and this handler (the concurrency limit, ...).
+    pub policies: Policies,
     pub metrics: HandlerMetrics,
-}
-
-/// Work waiting to enter a gate: run `stage` of `req` with `payload`.
-pub(crate) struct Ticket {
-    pub req: Arc<Request>,
-    pub stage: usize,
-    pub payload: Vec<u8>,
-}
-
-/// Per-handler concurrency limit.
-pub(crate) struct Gate {
-    limit: AtomicU32,
-    inner: Mutex<GateState>,
-}
-
-#[derive(Default)]
-struct GateState {
-    running: u32,
-    waiting: VecDeque<Ticket>,
-}
-
-/// Proof of one admitted run; dropping it lets the next waiting ticket in.
-pub(crate) struct GatePermit {
-    shared: Arc<Shared>,
-    entry: Arc<HandlerEntry>,
-}
-
-impl Drop for GatePermit {
-    fn drop(&mut self) {
-        for ticket in self.entry.gate.release_one() {
-            let permit = GatePermit {
-                shared: self.shared.clone(),
-                entry: self.entry.clone(),
-            };
-            dispatch::enter_admitted(&self.shared, ticket, Some(permit));
-        }
-    }
-}
-
-impl Gate {
-    fn new() -> Self {
-        Gate {
-            limit: AtomicU32::new(0),
-            inner: Mutex::new(GateState::default()),
-        }
-    }
-
-    /// The current limit (0 = none).
-    pub fn limit(&self) -> u32 {
-        self.limit.load(Ordering::Acquire)
-    }
-
-    /// Admits `ticket` now (returning it, with a permit when a limit is set) or parks it until
-    /// a run finishes. Without a limit no lock is taken; a limit set later applies to runs
-    /// admitted after it.
-    pub fn admit(
-        &self,
-        shared: &Arc<Shared>,
-        entry: &Arc<HandlerEntry>,
-        ticket: Ticket,
-    ) -> Option<(Ticket, Option<GatePermit>)> {
-        if self.limit() == 0 {
-            return Some((ticket, None));
-        }
-        let mut st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let limit = self.limit();
-        if limit == 0 || st.running < limit {
-            st.running += 1;
-            drop(st);
-            Some((
-                ticket,
-                Some(GatePermit {
-                    shared: shared.clone(),
-                    entry: entry.clone(),
-                }),
-            ))
-        } else {
-            st.waiting.push_back(ticket);
-            None
-        }
-    }
-
-    /// Ends one run and returns the tickets that may start now (skipping finished requests).
-    fn release_one(&self) -> Vec<Ticket> {
-        let mut st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        st.running = st.running.saturating_sub(1);
-        self.take_startable(&mut st)
-    }
-
-    fn take_startable(&self, st: &mut GateState) -> Vec<Ticket> {
-        let limit = self.limit();
-        let mut out = Vec::new();
-        while limit == 0 || st.running < limit {
-            let Some(t) = st.waiting.pop_front() else {
-                break;
-            };
-            if t.req.is_done() {
-                continue;
-            }
-            st.running += 1;
-            out.push(t);
-        }
-        out
-    }
-
-    /// Drops every waiting ticket (engine teardown: breaks request -> handler cycles).
-    pub fn clear(&self) {
-        let drained: Vec<Ticket> = match self.inner.lock() {
-            Ok(mut st) => st.waiting.drain(..).collect(),
-            Err(_) => Vec::new(),
-        };
-        drop(drained);
-    }
-}
-
-/// Sets a gate's limit and starts whatever the new limit lets in.
-pub(crate) fn set_limit(shared: &Arc<Shared>, entry: &Arc<HandlerEntry>, limit: u32) {
-    let startable = {
-        let mut st = entry.gate.inner.lock().unwrap_or_else(|e| e.into_inner());
-        entry.gate.limit.store(limit, Ordering::Release);
-        entry.gate.take_startable(&mut st)
-    };
-    for ticket in startable {
-        let permit = GatePermit {
-            shared: shared.clone(),
-            entry: entry.clone(),
-        };
-        dispatch::enter_admitted(shared, ticket, Some(permit));
-    }
 }
 
 /// Names and ids of all handlers. Ids start at 1 and are never reused.
@@ -234,7 +99,7 @@ impl Registry {
             id,
             name: name.to_owned(),
             kind,
-            gate: Gate::new(),
+            policies: Policies::new(),
             metrics: HandlerMetrics::new(),
         }));
         t.by_name.insert(name.to_owned(), id);

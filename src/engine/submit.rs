@@ -231,8 +231,9 @@ impl Engine {
         (req, payload)
     }
 
-    /// Starts an accepted request already in the ledger. A request that completes inline
-    /// (an ungated [`Handler::Inline`](crate::contract::Handler), such as echo) is returned for the caller to queue with its batch.
+    /// Starts an accepted request already in the ledger. A request that completes inline (an
+    /// inline handler no policy holds back, such as echo) is returned for the caller to queue
+    /// with its batch.
     fn start_request(&self, req: Arc<Request>, payload: Vec<u8>) -> Option<Arc<Request>> {
         if let Some(answer) = inline_answer(&req) {
             let outcome = answer(payload);
@@ -272,7 +273,7 @@ fn completes_inline(req: &Request) -> bool {
 /// concurrency limit holds back.
 fn inline_answer(req: &Request) -> Option<fn(Vec<u8>) -> Outcome> {
     match req.handler.kind {
-        HandlerKind::Inline(answer) if req.handler.gate.limit() == 0 => Some(answer),
+        HandlerKind::Inline(answer) if req.handler.policies.holds_nothing_back() => Some(answer),
         _ => None,
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::dispatch;
-use super::registry::GatePermit;
+use super::policy::Permit;
 use super::request::Request;
 use super::shared::Shared;
 use crate::contract::Outcome;
@@ -53,7 +53,7 @@ struct Sleeper {
     req: Arc<Request>,
     stage: u32,
     /// Boxed: gated sleeps are rare, and every byte of an entry is paid per sleeper.
-    permit: Option<Box<GatePermit>>,
+    permit: Option<Box<Permit>>,
 }
 
 impl Ord for Sleeper {
@@ -96,7 +96,7 @@ impl Timers {
         &self,
         req: Arc<Request>,
         stage: usize,
-        permit: Option<GatePermit>,
+        permit: Option<Permit>,
         duration: Duration,
     ) {
         self.insert(std::iter::once(Sleeper {
