@@ -127,17 +127,10 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::engine::registry::{HandlerKind, Registry};
+    use crate::engine::registry::echo_entry;
 
     fn request(id: u64) -> Arc<Request> {
-        let registry = Registry::default();
-        let entry = registry
-            .get(
-                registry
-                    .register("echo", HandlerKind::Inline(crate::contract::Outcome::ok))
-                    .unwrap(),
-            )
-            .unwrap();
+        let entry = echo_entry();
         Arc::new(Request::new(id, 0, entry, Instant::now(), 0))
     }
 

@@ -147,3 +147,17 @@ impl Registry {
             .clone()
     }
 }
+
+/// A lone handler entry of `kind`, for the unit tests of the machinery that holds requests.
+#[cfg(test)]
+pub(crate) fn test_entry(kind: HandlerKind) -> Arc<HandlerEntry> {
+    let registry = Registry::default();
+    let id = registry.register("test", kind).unwrap();
+    registry.get(id).unwrap()
+}
+
+/// A lone `echo`-shaped (inline) entry, for unit tests.
+#[cfg(test)]
+pub(crate) fn echo_entry() -> Arc<HandlerEntry> {
+    test_entry(HandlerKind::Inline(Outcome::ok))
+}

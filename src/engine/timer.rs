@@ -246,17 +246,10 @@ fn wake_up(shared: &Arc<Shared>, due: Vec<Sleeper>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::registry::{HandlerKind, Registry};
+    use crate::engine::registry::{HandlerKind, test_entry};
 
     fn requests(n: u64) -> Vec<Arc<Request>> {
-        let registry = Registry::default();
-        let entry = registry
-            .get(
-                registry
-                    .register("sleep", HandlerKind::Delay(|_| Ok(Duration::ZERO)))
-                    .unwrap(),
-            )
-            .unwrap();
+        let entry = test_entry(HandlerKind::Delay(|_| Ok(Duration::ZERO)));
         let now = Instant::now();
         (1..=n)
             .map(|id| Arc::new(Request::new(id, 0, entry.clone(), now, 0)))

@@ -109,15 +109,11 @@ mod tests {
 
     use super::*;
     use crate::contract::Outcome;
-    use crate::engine::registry::{HandlerKind, Registry};
+    use crate::engine::registry::echo_entry;
     use crate::engine::request::Request;
 
     fn tickets(n: u64) -> Vec<Ticket> {
-        let registry = Registry::default();
-        let id = registry
-            .register("echo", HandlerKind::Inline(Outcome::ok))
-            .unwrap();
-        let entry = registry.get(id).unwrap();
+        let entry = echo_entry();
         let now = Instant::now();
         (1..=n)
             .map(|id| Ticket {
