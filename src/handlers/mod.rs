@@ -22,8 +22,8 @@ pub use crate::contract::{
     AsyncHandler, BlockingHandler, Call, CallContext, Cancellation, OutcomeFuture,
 };
 
-/// The built-in handlers every engine registers at start, in id order (echo is 1, sleep 2,
-/// http 3: hosts may rely on these ids).
+/// The built-in handlers every engine registers at start, in id order (echo 1, sleep 2, http 3,
+/// as they always were).
 pub(crate) fn builtins() -> Result<[(&'static str, Handler); 3]> {
     Ok([
         ("echo", echo::handler()),
