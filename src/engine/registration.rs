@@ -15,17 +15,6 @@ impl Engine {
         self.register(name, Handler::Blocking(Arc::new(handler)))
     }
 
-    /// Registers a C function (through a wrapper that cannot panic) to run on the worker
-    /// pool. Its thread may end under it (`pthread_exit`): the pool lets that unwind pass,
-    /// completes the request and replaces the thread.
-    pub(crate) fn register_foreign(
-        &self,
-        name: &str,
-        handler: impl BlockingHandler,
-    ) -> Result<u32> {
-        self.register(name, Handler::Foreign(Arc::new(handler)))
-    }
-
     /// Registers a handler that runs as a future on the runtime.
     pub fn register_async(&self, name: &str, handler: impl AsyncHandler) -> Result<u32> {
         self.register(name, Handler::Async(Arc::new(handler)))

@@ -7,12 +7,13 @@
 //! - `http`: an HTTP/1.1 and HTTP/2 client, as futures on the engine's runtime.
 //!
 //! Each declares how it runs with a [`Handler`](crate::contract::Handler) shape; [`builtins`]
-//! is the set every engine starts with. Native C handlers (`src/ffi/handler.rs`) are
-//! blocking handlers behind the C ABI; pipelines are not handlers but routes through
+//! is the set every engine starts with. `native` runs the C functions hosts register through
+//! the C ABI, as foreign blocking handlers. Pipelines are not handlers but routes through
 //! registered ones, flattened by the engine (`src/engine/pipeline.rs`).
 
 mod echo;
 pub mod http;
+pub(crate) mod native;
 pub mod sleep;
 
 use crate::contract::Handler;
