@@ -11,7 +11,7 @@ pub const MAX_PIPELINE_STAGES: usize = 64;
 /// One request to submit. The payload is copied before the submit call returns.
 #[derive(Clone, Copy, Debug)]
 pub struct Submission<'a> {
-    /// Handler id (from registration or [`Engine::lookup`]).
+    /// Handler id (from registration or [`Engine::lookup`](super::Engine::lookup)).
     pub handler: u32,
     /// Deadline in ms from submit; 0 = the engine default.
     pub timeout_ms: u32,
@@ -21,7 +21,7 @@ pub struct Submission<'a> {
     pub payload: &'a [u8],
 }
 
-/// How [`Engine::shutdown`] treats work in flight.
+/// How [`Engine::shutdown`](super::Engine::shutdown) treats work in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShutdownMode {
     /// Let in-flight work finish until the deadline, then cancel what is left.

@@ -6,7 +6,7 @@
 //! - `sleep`: responds empty after the payload's milliseconds, on the engine timer.
 //! - `http`: an HTTP/1.1 and HTTP/2 client, as futures on the engine's runtime.
 //!
-//! Each declares how it runs with a [`Handler`](crate::contract::Handler) shape; [`builtins`]
+//! Each declares how it runs with a `contract::Handler` shape; `builtins()`
 //! is the set every engine starts with. `native` runs the C functions hosts register through
 //! the C ABI, as foreign blocking handlers. Pipelines are not handlers but routes through
 //! registered ones, flattened by the engine (`src/engine/pipeline.rs`).
