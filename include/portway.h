@@ -591,7 +591,8 @@ portway_status portway_config_set_metrics(struct portway_config *cfg, bool value
 
 /**
  * Creates an engine from `cfg` (NULL = defaults; the config is copied and may be freed after)
- * and writes it to `*out`. The engine has the built-in handlers "echo" and "sleep".
+ * and writes it to `*out`. The engine has the built-in handlers "echo", "sleep" and "http" (an
+ * http handler with the default `portway_http_options`).
  * Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL out) or `PORTWAY_INTERNAL` (threads
  * or descriptors could not be created).
  */

@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod contract;
 pub mod engine;
 pub mod error;
 pub mod ffi;

@@ -1,4 +1,4 @@
-//! Moving a request through its stages: gates, the pool, the runtime, deadlines, and the one
+//! Moving a request through its stages: policies, the pool, the runtime, deadlines, and the one
 //! place a completion is posted ([`finish`]).
 
 use std::future::Future;
@@ -8,16 +8,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::log::LogLevel;
-use super::outcome::Outcome;
+use super::policy::{Permit, Ticket};
 use super::pool::{self, PoolJob};
-use super::registry::{GatePermit, HandlerKind, Ticket};
+use super::registry::HandlerKind;
 use super::request::{Request, Transition};
 use super::shared::Shared;
+use crate::contract::Outcome;
+use crate::contract::{AsyncHandler, OutcomeFuture};
 use crate::error::panic_message;
-use crate::handlers::OutcomeFuture;
 use crate::status::Status;
 
-/// Ticket stage meaning "enter the pipeline" (used at a pipeline's own gate).
+/// Ticket stage meaning "enter the pipeline" (used at a pipeline's own policies).
 const ROUTE_ENTRY: usize = usize::MAX;
 
 /// Starts an accepted request (its deadline already armed, see [`Timers::deadlines`]): enters
@@ -32,7 +33,7 @@ pub(crate) fn start(shared: &Arc<Shared>, req: Arc<Request>, payload: Vec<u8>) {
             stage: ROUTE_ENTRY,
             payload,
         };
-        if let Some((ticket, permit)) = route.gate.admit(shared, &route, ticket) {
+        if let Some((ticket, permit)) = route.policies.admit(shared, &route, ticket) {
             enter_admitted(shared, ticket, permit);
         }
     } else {
@@ -40,8 +41,8 @@ pub(crate) fn start(shared: &Arc<Shared>, req: Arc<Request>, payload: Vec<u8>) {
     }
 }
 
-/// Continues with a ticket that its gate admitted.
-pub(crate) fn enter_admitted(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>) {
+/// Continues with a ticket that its handler's policies admitted.
+pub(crate) fn enter_admitted(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
     if ticket.stage == ROUTE_ENTRY {
         if let Some(p) = permit {
             ticket.req.hold_route_permit(p);
@@ -52,13 +53,13 @@ pub(crate) fn enter_admitted(shared: &Arc<Shared>, ticket: Ticket, permit: Optio
     }
 }
 
-/// Sends stage `stage` through its handler's gate.
+/// Sends stage `stage` through its handler's policies.
 fn run_stage(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, payload: Vec<u8>) {
     if req.is_done() {
         return;
     }
     req.enter_stage(stage);
-    let ungated = req.stage(stage).gate.limit() == 0;
+    let ungated = req.stage(stage).policies.holds_nothing_back();
     let ticket = Ticket {
         req,
         stage,
@@ -70,62 +71,60 @@ fn run_stage(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, payload: Vec
         return;
     }
     let entry = ticket.req.stage(stage).clone();
-    if let Some((ticket, permit)) = entry.gate.admit(shared, &entry, ticket) {
+    if let Some((ticket, permit)) = entry.policies.admit(shared, &entry, ticket) {
         start_stage(shared, ticket, permit);
     }
 }
 
-fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>) {
+fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
     if ticket.req.is_done() {
         return;
     }
-    if matches!(
-        ticket.req.stage(ticket.stage).kind,
-        HandlerKind::Blocking(_)
-    ) {
-        // The pool worker finds the handler through the request.
-        pool::send(shared, PoolJob { ticket, permit });
-        return;
-    }
-    let entry = ticket.req.stage(ticket.stage).clone();
-    match &entry.kind {
-        HandlerKind::Echo => {
-            let Ticket {
-                req,
-                stage,
-                payload,
-            } = ticket;
+    // What starting the stage needs, copied out of the entry so the ticket can move on: a
+    // function pointer for the fast shapes, the handler's own reference for an async one.
+    let start = match &ticket.req.stage(ticket.stage).kind {
+        HandlerKind::Blocking(_) => {
+            // The pool worker finds the handler through the request.
+            pool::send(shared, PoolJob { ticket, permit });
+            return;
+        }
+        HandlerKind::Inline(f) => Start::Inline(*f),
+        HandlerKind::Delay(f) => Start::Delay(*f),
+        HandlerKind::Async(handler) => Start::Async(handler.clone()),
+        HandlerKind::Pipeline(_) => {
+            let outcome = Outcome::failed(
+                Status::PORTWAY_INTERNAL,
+                "nested pipeline was not flattened",
+            );
+            finish(shared, &ticket.req, outcome);
+            return;
+        }
+    };
+    let Ticket {
+        req,
+        stage,
+        payload,
+    } = ticket;
+    match start {
+        Start::Inline(answer) => {
             if mark_running(shared, &req) {
-                stage_done(shared, req, stage, Outcome::ok(payload));
+                stage_done(shared, req, stage, answer(payload));
             }
             drop(permit);
         }
-        HandlerKind::Sleep => {
-            let Ticket {
-                req,
-                stage,
-                payload,
-            } = ticket;
-            match crate::handlers::sleep::parse_millis(&payload) {
-                Ok(ms) => {
-                    if mark_running(shared, &req) {
-                        let duration = std::time::Duration::from_millis(ms);
-                        shared.timers.sleep(req, stage, permit, duration);
-                    }
-                }
-                // Reachable only as a later pipeline stage, whose payload was not checked at
-                // submit time.
-                Err(e) => {
-                    finish(shared, &req, Outcome::failed(e.status(), e.to_string()));
+        Start::Delay(delay) => match delay(&payload) {
+            Ok(duration) => {
+                if mark_running(shared, &req) {
+                    shared.timers.sleep(req, stage, permit, duration);
                 }
             }
-        }
-        HandlerKind::Async(handler) => {
-            let Ticket {
-                req,
-                stage,
-                payload,
-            } = ticket;
+            // Reachable only as a later pipeline stage, whose payload was not checked at
+            // submit time.
+            Err(e) => {
+                finish(shared, &req, Outcome::failed(e.status(), e.to_string()));
+            }
+        },
+        Start::Async(handler) => {
             let fut = match catch_unwind(AssertUnwindSafe(|| handler.call(payload))) {
                 Ok(f) => f,
                 Err(p) => {
@@ -134,6 +133,7 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>)
                     return;
                 }
             };
+            drop(handler);
             let task_shared = shared.clone();
             let task_req = req.clone();
             let handle = shared.rt.spawn(async move {
@@ -147,18 +147,14 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<GatePermit>)
             });
             req.set_stage_task(handle.abort_handle());
         }
-        HandlerKind::Blocking(_) => pool::send(shared, PoolJob { ticket, permit }),
-        HandlerKind::Pipeline(_) => {
-            finish(
-                shared,
-                &ticket.req,
-                Outcome::failed(
-                    Status::PORTWAY_INTERNAL,
-                    "nested pipeline was not flattened",
-                ),
-            );
-        }
     }
+}
+
+/// How a stage that does not go to the pool starts (see [`start_stage`]).
+enum Start {
+    Inline(fn(Vec<u8>) -> Outcome),
+    Delay(fn(&[u8]) -> crate::error::Result<std::time::Duration>),
+    Async(Arc<dyn AsyncHandler>),
 }
 
 /// Sends the failures a host wants to hear about to the log hook: a panicking handler (error)

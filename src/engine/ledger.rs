@@ -271,11 +271,8 @@ mod tests {
 
     #[test]
     fn remove_polled_skips_unknown_and_unpolled_ids_across_shards() {
-        use crate::engine::registry::{HandlerKind, Registry};
-        let registry = Registry::default();
-        let entry = registry
-            .get(registry.register("echo", HandlerKind::Echo).unwrap())
-            .unwrap();
+        use crate::engine::registry::echo_entry;
+        let entry = echo_entry();
         let l = Ledger::new(1000);
         let now = Instant::now();
         let ids = [1, 2, 63, 64, 65, 200, 1030];

@@ -17,19 +17,13 @@ use std::time::Instant;
 use loom::thread;
 
 use super::ledger::Ledger;
-use super::outcome::Outcome;
 use super::queue::{CompletionQueue, PollEnd};
 use super::recycle::Recycler;
-use super::registry::{HandlerEntry, HandlerKind, Registry};
+use super::registry::{HandlerEntry, echo_entry};
 use super::request::Request;
 use super::sync::{AtomicBool, AtomicUsize};
+use crate::contract::Outcome;
 use crate::status::Status;
-
-fn echo_entry() -> Arc<HandlerEntry> {
-    let registry = Registry::default();
-    let id = registry.register("echo", HandlerKind::Echo).unwrap();
-    registry.get(id).unwrap()
-}
 
 /// One engine's worth of queue, ledger and recycler.
 struct Parts {

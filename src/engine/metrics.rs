@@ -19,6 +19,10 @@ const MAX_TRACKED_NS: u64 = 3_600_000_000_000;
 const SIGFIGS: u8 = 2;
 
 /// Latency summary of one histogram.
+///
+/// This is also the C record `struct portway_latency`: one definition for Rust and the C ABI
+/// (spelled out by hand in the header, checked field by field by `tests/ffi_layout.rs`).
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LatencySummary {
     /// Median, in ns.

@@ -13,19 +13,20 @@ use std::time::{Duration, Instant};
 
 use super::dispatch;
 use super::log::LogLevel;
-use super::outcome::Outcome;
-use super::registry::{GatePermit, HandlerKind, Ticket};
+use super::policy::{Permit, Ticket};
+use super::registry::HandlerKind;
 use super::request::Request;
 use super::shared::Shared;
+use crate::contract::Outcome;
+use crate::contract::{Call, CallContext};
 use crate::error::panic_message;
-use crate::handlers::Call;
 use crate::status::Status;
 
-/// One blocking call to run: the request at one of its stages, and the gate permit it holds.
+/// One blocking call to run: the request at one of its stages, and the policy permit it holds.
 /// (The handler is the stage's own; the engine is the worker's.)
 pub(crate) struct PoolJob {
     pub ticket: Ticket,
-    pub permit: Option<GatePermit>,
+    pub permit: Option<Permit>,
 }
 
 /// What travels on the pool channel.
@@ -335,7 +336,8 @@ fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
         dispatch::finish(shared, &req, Outcome::failed(Status::PORTWAY_INTERNAL, msg));
         return;
     };
-    let mut call = Call::new(req.clone(), payload);
+    let context = CallContext::new(req.id, req.user_data, req.clone());
+    let mut call = Call::new(context, payload);
     let watch = HandlerWatch {
         shared,
         worker,
@@ -374,7 +376,7 @@ fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
 /// Alive while a handler runs. Dropped only when the thread is torn down under the handler by
 /// a forced unwind: it then has the request completed, which would otherwise never happen.
 ///
-/// That work (and dropping the gate permit, which may start the next call) is handed to the
+/// That work (and dropping the policy permit, which may start the next call) is handed to the
 /// runtime rather than done here: it may call the host's hooks (log, notify), and a host hook
 /// on a thread being torn down may itself end the thread (CPython's do) in the middle of this
 /// unwind, which aborts.
@@ -383,13 +385,13 @@ struct HandlerWatch<'a> {
     worker: usize,
     req: &'a Arc<Request>,
     stage: usize,
-    permit: Option<GatePermit>,
+    permit: Option<Permit>,
 }
 
 impl HandlerWatch<'_> {
     /// The handler returned (or panicked into `catch_unwind`): disarms the watch and hands
     /// back the permit.
-    fn handler_returned(mut self) -> Option<GatePermit> {
+    fn handler_returned(mut self) -> Option<Permit> {
         self.shared.pool_busy.set(self.worker, false);
         let permit = self.permit.take();
         std::mem::forget(self);

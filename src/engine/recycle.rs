@@ -127,13 +127,10 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::engine::registry::{HandlerKind, Registry};
+    use crate::engine::registry::echo_entry;
 
     fn request(id: u64) -> Arc<Request> {
-        let registry = Registry::default();
-        let entry = registry
-            .get(registry.register("echo", HandlerKind::Echo).unwrap())
-            .unwrap();
+        let entry = echo_entry();
         Arc::new(Request::new(id, 0, entry, Instant::now(), 0))
     }
 
@@ -158,7 +155,7 @@ mod tests {
         let r = Recycler::default();
         let req = request(1);
         assert!(
-            req.claim_completion(crate::engine::Outcome::ok(vec![7; 100_000]))
+            req.claim_completion(crate::contract::Outcome::ok(vec![7; 100_000]))
                 .is_some()
         );
         let timer_entry = req.clone();

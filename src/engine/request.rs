@@ -11,9 +11,10 @@ use std::time::Instant;
 
 use tokio::task::AbortHandle;
 
-use super::outcome::Outcome;
-use super::registry::{GatePermit, HandlerEntry, HandlerKind};
+use super::policy::Permit;
+use super::registry::{HandlerEntry, HandlerKind};
 use super::sync::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Mutex, OutcomeCell};
+use crate::contract::{CallState, Outcome};
 
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
@@ -89,7 +90,7 @@ pub(crate) struct Request {
 struct Tasks {
     stage_task: Option<AbortHandle>,
     /// Held while the request is inside a pipeline whose own concurrency is limited.
-    route_permit: Option<GatePermit>,
+    route_permit: Option<Permit>,
     /// Pipelines only: ns after `accepted_at` when the current stage was queued and started.
     stage_queued_ns: u64,
     stage_started_ns: u64,
@@ -356,7 +357,7 @@ impl Request {
     }
 
     /// Keeps a pipeline permit until the request finishes.
-    pub fn hold_route_permit(&self, permit: GatePermit) {
+    pub fn hold_route_permit(&self, permit: Permit) {
         self.armed.store(true, Ordering::SeqCst);
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         if self.is_done() {
@@ -388,6 +389,18 @@ impl Request {
         } else {
             *slot(tasks.get_or_insert_with(Box::default)) = Some(handle);
         }
+    }
+}
+
+/// What a handler's [`CallContext`](crate::contract::CallContext) reads live: the request's
+/// state and deadline, and nothing else of it.
+impl CallState for Request {
+    fn is_cancelled(&self) -> bool {
+        self.is_done()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Request::deadline(self)
     }
 }
 

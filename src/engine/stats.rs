@@ -57,7 +57,12 @@ fn my_stripe() -> usize {
 }
 
 /// A point-in-time view of an engine's counters and gauges.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// This is also the C record (`struct portway_stats`, typedef `portway_stats_record`): one
+/// definition for Rust and the C ABI. The header spells the struct out by hand (the function
+/// `portway_stats` owns the plain name); `tests/ffi_layout.rs` checks it field by field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
     /// Requests offered to submit calls (accepted or not).
     pub submitted: u64,

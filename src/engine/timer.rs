@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::dispatch;
-use super::outcome::Outcome;
-use super::registry::GatePermit;
+use super::policy::Permit;
 use super::request::Request;
 use super::shared::Shared;
+use crate::contract::Outcome;
 use crate::status::Status;
 
 /// Below this many entries the heap is never purged.
@@ -53,7 +53,7 @@ struct Sleeper {
     req: Arc<Request>,
     stage: u32,
     /// Boxed: gated sleeps are rare, and every byte of an entry is paid per sleeper.
-    permit: Option<Box<GatePermit>>,
+    permit: Option<Box<Permit>>,
 }
 
 impl Ord for Sleeper {
@@ -96,7 +96,7 @@ impl Timers {
         &self,
         req: Arc<Request>,
         stage: usize,
-        permit: Option<GatePermit>,
+        permit: Option<Permit>,
         duration: Duration,
     ) {
         self.insert(std::iter::once(Sleeper {
@@ -246,13 +246,10 @@ fn wake_up(shared: &Arc<Shared>, due: Vec<Sleeper>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::registry::{HandlerKind, Registry};
+    use crate::engine::registry::{HandlerKind, test_entry};
 
     fn requests(n: u64) -> Vec<Arc<Request>> {
-        let registry = Registry::default();
-        let entry = registry
-            .get(registry.register("sleep", HandlerKind::Sleep).unwrap())
-            .unwrap();
+        let entry = test_entry(HandlerKind::Delay(|_| Ok(Duration::ZERO)));
         let now = Instant::now();
         (1..=n)
             .map(|id| Arc::new(Request::new(id, 0, entry.clone(), now, 0)))

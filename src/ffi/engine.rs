@@ -31,7 +31,8 @@ pub const PORTWAY_DRAIN: portway_shutdown_mode = 0;
 pub const PORTWAY_CANCEL_NOW: portway_shutdown_mode = 1;
 
 /// Creates an engine from `cfg` (NULL = defaults; the config is copied and may be freed after)
-/// and writes it to `*out`. The engine has the built-in handlers "echo" and "sleep".
+/// and writes it to `*out`. The engine has the built-in handlers "echo", "sleep" and "http" (an
+/// http handler with the default `portway_http_options`).
 /// Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL out) or `PORTWAY_INTERNAL` (threads
 /// or descriptors could not be created).
 #[unsafe(no_mangle)]

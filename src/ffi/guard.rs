@@ -18,7 +18,9 @@ pub(crate) fn set_last_error(message: &str) {
     LAST_ERROR.with(|e| *e.borrow_mut() = c);
 }
 
-/// Pointer to this thread's last error message (valid until the thread's next failing call).
+/// Pointer to this thread's last error message. `portway_last_error` promises it only until the
+/// thread's next portway call (as the README says), so that a call may one day set it on
+/// success too; today only a failing call replaces it.
 pub(crate) fn last_error_ptr() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
 }

@@ -2,16 +2,14 @@
 //! and the `portway_call` accessors a native handler uses while it runs.
 
 use std::ffi::{CStr, c_char, c_void};
-use std::ptr::NonNull;
-use std::sync::Mutex;
 
 use super::engine::portway_engine;
 use super::guard::{
-    Borrowed, BorrowedPtr, Castable, bytes, guard, guard_value, require_out, slice, utf8, write_out,
+    Borrowed, Castable, bytes, guard, guard_value, require_out, slice, utf8, write_out,
 };
 use crate::engine::MAX_PIPELINE_STAGES;
 use crate::error::{Error, Result};
-use crate::handlers::{BlockingHandler, Call, Cancellation};
+use crate::handlers::native::{self, NativeCall};
 use crate::status::portway_status;
 
 /// One invocation of a native handler, lent to it by the engine: valid only until the handler
@@ -25,42 +23,12 @@ pub struct portway_call {
 }
 
 // SAFETY: a `*mut portway_call` only ever comes from `lend(&NativeCall)` in
-// `NativeHandler::call`, which keeps the `NativeCall` alive until the handler returns.
+// `NativeHandler::call` (`src/handlers/native.rs`), which keeps the `NativeCall` alive until the
+// handler returns.
 unsafe impl Castable for portway_call {
     type Own = Borrowed;
     type Rust = NativeCall;
     const WHAT: &'static str = "call";
-}
-
-/// What a `portway_call` handle points at: C may reach it from several threads at once, so it
-/// is only ever borrowed shared. What may be read from anywhere (cancellation, user data) sits
-/// outside the lock; the `Call` that builds the response is reachable only through the mutex,
-/// so a watchdog's `is_cancelled` never aliases a responding thread's `&mut Call`.
-pub(crate) struct NativeCall {
-    cancellation: Cancellation,
-    user_data: u64,
-    /// The `&mut Call` the worker lent for this run, as a pointer so the handle type needs no
-    /// lifetime; dereferenced only under the mutex, only while the run lasts.
-    call: Mutex<NonNull<Call>>,
-}
-
-// SAFETY: `call` is dereferenced only under its mutex, and `Call` itself is `Send`; the rest is
-// `Send + Sync`. A `NativeCall` never outlives the run whose `&mut Call` it holds.
-unsafe impl Send for NativeCall {}
-// SAFETY: as above: shared access reaches the `Call` only through the mutex.
-unsafe impl Sync for NativeCall {}
-
-impl NativeCall {
-    /// Runs `f` with the call, exclusively.
-    fn with<R>(&self, f: impl FnOnce(&mut Call) -> R) -> R {
-        // A panic in another accessor cannot leave the call half-changed (each runs one `Call`
-        // method), so a poisoned lock is taken over.
-        let mut ptr = self.call.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: the pointer is the `&mut Call` lent for the handler's run, which is still
-        // going (the handle is valid only until the handler returns); the lock makes this the
-        // only reference made from it.
-        f(unsafe { ptr.as_mut() })
-    }
 }
 
 /// Borrows the call behind a handle.
@@ -84,30 +52,6 @@ unsafe fn native<'a>(call: *mut portway_call) -> Result<&'a NativeCall> {
 pub type portway_handler_fn =
     Option<unsafe extern "C-unwind" fn(ctx: *mut c_void, call: *mut portway_call)>;
 
-struct NativeHandler {
-    // "C-unwind": a forced unwind (`pthread_exit`) may leave the handler; with "C" that
-    // would be undefined behaviour.
-    f: unsafe extern "C-unwind" fn(*mut c_void, *mut portway_call),
-    ctx: *mut c_void,
-}
-
-// SAFETY: registering a handler promises that `f(ctx, ..)` may run on any pool thread.
-unsafe impl Send for NativeHandler {}
-// SAFETY: as above; calls may be concurrent.
-unsafe impl Sync for NativeHandler {}
-
-impl BlockingHandler for NativeHandler {
-    fn call(&self, call: &mut Call) {
-        let native = NativeCall {
-            cancellation: call.cancellation(),
-            user_data: call.user_data(),
-            call: Mutex::new(NonNull::from(call)),
-        };
-        // SAFETY: the host registered `f` for this use; `native` outlives the call of `f`.
-        unsafe { (self.f)(self.ctx, portway_call::lend(&native)) }
-    }
-}
-
 /// Registers a native handler named `name` (UTF-8, unique, 1..=256 bytes) and writes its id to
 /// `*out_id`. `fn` runs on the worker pool with `ctx`; `ctx` must stay valid until the engine is
 /// freed. Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL or bad name, NULL fn,
@@ -128,7 +72,7 @@ pub unsafe extern "C" fn portway_register_handler(
         let name = unsafe { utf8(name, "name") }?;
         let f = handler_fn.ok_or_else(|| Error::invalid("handler_fn is NULL"))?;
         require_out(out_id, "out_id")?;
-        let id = engine.register_foreign(name, NativeHandler { f, ctx })?;
+        let id = engine.register(name, native::handler(f, ctx))?;
         // SAFETY: checked non-NULL above.
         unsafe { write_out(out_id, "out_id", id) }
     })

@@ -28,36 +28,9 @@ pub const PORTWAY_LOG_ERROR: u32 = 4;
 pub type portway_log_fn =
     Option<unsafe extern "C" fn(ctx: *mut c_void, level: u32, message: *const c_char)>;
 
-/// Latency of one handler, in nanoseconds.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct portway_latency {
-    /// Median.
-    pub p50_ns: u64,
-    /// 90th percentile.
-    pub p90_ns: u64,
-    /// 99th percentile.
-    pub p99_ns: u64,
-    /// Largest value.
-    pub max_ns: u64,
-    /// Sum of all values.
-    pub sum_ns: u64,
-    /// Number of values.
-    pub count: u64,
-}
-
-impl From<LatencySummary> for portway_latency {
-    fn from(l: LatencySummary) -> Self {
-        portway_latency {
-            p50_ns: l.p50_ns,
-            p90_ns: l.p90_ns,
-            p99_ns: l.p99_ns,
-            max_ns: l.max_ns,
-            sum_ns: l.sum_ns,
-            count: l.count,
-        }
-    }
-}
+/// Latency of one handler, in nanoseconds (`struct portway_latency`): the engine's own
+/// summary type, `#[repr(C)]`, so it is defined once.
+pub type portway_latency = LatencySummary;
 
 /// `struct portway_handler_stats` in C, typedef `portway_handler_stats_record` (spelled out in
 /// the header by hand, since the function owns the plain name): counts and latency of one
@@ -159,8 +132,8 @@ pub unsafe extern "C" fn portway_handler_stats(
             id: s.id,
             submitted: s.submitted,
             completed: s.completed,
-            queue_wait: s.queue_wait.into(),
-            run: s.run.into(),
+            queue_wait: s.queue_wait,
+            run: s.run,
         };
         // SAFETY: NULL or a writable record.
         unsafe { write_out(out, "out", record) }

@@ -22,6 +22,7 @@ mod version;
 pub use completion::*;
 pub use config::*;
 pub use engine::*;
+pub(crate) use guard::BorrowedPtr;
 pub use guard::PORTWAY_MAX_BUFFER;
 pub use handler::*;
 pub use http::*;

@@ -42,7 +42,7 @@ pub fn http_response(data: &[u8]) {
     fuzz_hooks::response(data);
 }
 
-/// The completion meta encoding (`engine/outcome.rs`): arbitrary key/value byte strings
+/// The completion meta encoding (`contract/outcome.rs`): arbitrary key/value byte strings
 /// (fields split by 0xFE, NUL bytes included) and the NUL-terminated body.
 pub fn meta(data: &[u8]) {
     let fields: Vec<&[u8]> = data.split(|&b| b == 0xFE).collect();

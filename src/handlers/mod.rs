@@ -1,54 +1,34 @@
-//! Handlers: what a request runs. Two shapes exist inside the engine:
+//! The built-in handlers, one file or folder each, written against the handler contract
+//! ([`crate::contract`]). The contract's types are re-exported here, where handler code looks
+//! for them.
 //!
-//! - [`AsyncHandler`]: a future on the engine's tokio runtime (timers, network I/O); holds no
-//!   thread while it waits. The built-in `sleep` and `http` are async.
-//! - [`BlockingHandler`]: a function run on the native worker pool (CPU work, C callbacks).
+//! - `echo`: responds with the payload; inline, inside the submit call.
+//! - `sleep`: responds empty after the payload's milliseconds, on the engine timer.
+//! - `http`: an HTTP/1.1 and HTTP/2 client, as futures on the engine's runtime.
 //!
-//! `echo` completes inline and pipelines chain other handlers; both are engine-level kinds.
+//! Each declares how it runs with a `contract::Handler` shape; `builtins()`
+//! is the set every engine starts with. `native` runs the C functions hosts register through
+//! the C ABI, as foreign blocking handlers. Pipelines are not handlers but routes through
+//! registered ones, flattened by the engine (`src/engine/pipeline.rs`).
 
-use std::future::Future;
-use std::pin::Pin;
-
-use crate::engine::Outcome;
-use crate::error::Result;
-
-pub mod call;
+mod echo;
 pub mod http;
+pub(crate) mod native;
 pub mod sleep;
 
-pub use call::{Call, Cancellation};
+use crate::contract::Handler;
+use crate::error::Result;
 
-/// A boxed future producing an outcome.
-pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome> + Send + 'static>>;
+pub use crate::contract::{
+    AsyncHandler, BlockingHandler, Call, CallContext, Cancellation, OutcomeFuture,
+};
 
-/// A handler that runs as a future on the engine's runtime.
-pub trait AsyncHandler: Send + Sync + 'static {
-    /// Checks a payload at submit time; an error rejects the submit synchronously.
-    fn validate(&self, _payload: &[u8]) -> Result<()> {
-        Ok(())
-    }
-
-    /// Starts the work. Dropping the future cancels it (cancel, timeout, shutdown).
-    fn call(&self, payload: Vec<u8>) -> OutcomeFuture;
-
-    /// Extra figures for the metrics exposition: (name suffix, help, "counter" or "gauge",
-    /// value). Exported as `portway_<name>{handler="..."}`.
-    fn metrics(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
-        Vec::new()
-    }
-}
-
-/// A handler that runs on a worker-pool thread and may block.
-pub trait BlockingHandler: Send + Sync + 'static {
-    /// Runs one call. Respond through `call`; returning without a response is a handler error.
-    fn call(&self, call: &mut Call);
-}
-
-impl<F> BlockingHandler for F
-where
-    F: Fn(&mut Call) + Send + Sync + 'static,
-{
-    fn call(&self, call: &mut Call) {
-        self(call)
-    }
+/// The built-in handlers every engine registers at start, in id order (echo 1, sleep 2, http 3,
+/// as they always were).
+pub(crate) fn builtins() -> Result<[(&'static str, Handler); 3]> {
+    Ok([
+        ("echo", echo::handler()),
+        ("sleep", sleep::handler()),
+        ("http", http::handler(Default::default())?),
+    ])
 }

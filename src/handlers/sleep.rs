@@ -1,8 +1,21 @@
-//! The built-in `sleep` handler's payload: ASCII decimal milliseconds. The waiting itself is
-//! done by the engine timer (`engine/timer.rs`): no task and no thread per sleeper; the
-//! request completes with an empty response.
+//! The built-in `sleep`: its payload is ASCII decimal milliseconds, and it responds empty once
+//! they have passed. It declares itself a delay, so the waiting is done by the engine timer
+//! (`engine/timer.rs`): no task and no thread per sleeper.
 
+use std::time::Duration;
+
+use crate::contract::Handler;
 use crate::error::{Error, Result};
+
+/// The declaration `sleep` registers with.
+pub(crate) fn handler() -> Handler {
+    Handler::Delay(delay)
+}
+
+/// How long a request sleeps; also checks its payload at submit.
+fn delay(payload: &[u8]) -> Result<Duration> {
+    parse_millis(payload).map(Duration::from_millis)
+}
 
 /// Longest sleep accepted: one day.
 const MAX_SLEEP_MS: u64 = 86_400_000;

@@ -6,7 +6,7 @@ use std::fmt;
 use std::io;
 
 use super::request::Origin;
-use crate::engine::Outcome;
+use crate::contract::Outcome;
 use crate::status::Status;
 
 /// Which completion status a failure gets.

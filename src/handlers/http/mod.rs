@@ -67,7 +67,7 @@ use std::sync::Arc;
 pub use options::{HttpOptions, default_user_agent};
 
 use super::{AsyncHandler, OutcomeFuture};
-use crate::engine::{Engine, Meta, Outcome};
+use crate::contract::{Handler, Meta, Outcome};
 use crate::error::Result;
 use client::{Client, Response};
 use errors::HttpError;
@@ -235,9 +235,8 @@ fn into_outcome(resp: Response) -> Outcome {
         .with_meta(meta)
 }
 
-impl Engine {
-    /// Registers another http handler named `name` with its own limits and pool.
-    pub fn register_http(&self, name: &str, opts: HttpOptions) -> Result<u32> {
-        self.register_async(name, HttpHandler::new(opts)?)
-    }
+/// The declaration an http handler with `opts` registers with: a future per request on the
+/// engine's runtime. Fails when an option is out of range or the extra CA file cannot be used.
+pub(crate) fn handler(opts: HttpOptions) -> Result<Handler> {
+    Ok(Handler::Async(Arc::new(HttpHandler::new(opts)?)))
 }

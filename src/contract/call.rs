@@ -1,13 +1,75 @@
-//! The view a blocking (native) handler gets of one call: its payload, its cancellation flag,
-//! and the response it builds.
+//! The view a blocking (native) handler gets of one call: its payload, a narrow context (id,
+//! the host's tag, deadline, cancellation) and the response it builds.
 
 use std::ffi::CString;
 use std::sync::Arc;
+use std::time::Instant;
 
-use crate::engine::request::Request;
-use crate::engine::{Meta, Outcome};
+use super::outcome::{Meta, Outcome};
 use crate::error::{Error, Result};
 use crate::status::Status;
+
+/// What a running call may ask about its request. The engine's request record implements it,
+/// so handing a call its context costs one reference count and no allocation; handlers never
+/// see the record itself.
+pub(crate) trait CallState: Send + Sync + 'static {
+    /// True once the request was cancelled, timed out or shut down.
+    fn is_cancelled(&self) -> bool;
+    /// When the request times out, if it has a time limit.
+    fn deadline(&self) -> Option<Instant>;
+}
+
+/// The narrow context of one call: the request's id and the host's tag (copied, so reading
+/// them costs nothing), and its deadline and cancellation (read live from the request).
+#[derive(Clone)]
+pub struct CallContext {
+    id: u64,
+    user_data: u64,
+    state: Arc<dyn CallState>,
+}
+
+impl CallContext {
+    /// The context of request `id` tagged `user_data`, whose live state is `state`.
+    pub(crate) fn new(id: u64, user_data: u64, state: Arc<dyn CallState>) -> Self {
+        CallContext {
+            id,
+            user_data,
+            state,
+        }
+    }
+
+    /// The engine-assigned request id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The host's `user_data` for this request.
+    pub fn user_data(&self) -> u64 {
+        self.user_data
+    }
+
+    /// When the request times out (None: it has no time limit). A handler may use it to bound
+    /// its own waits; the engine completes the request with `PORTWAY_TIMEOUT` at that moment
+    /// whatever the handler does.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.state.deadline()
+    }
+
+    /// True once the request was cancelled, timed out or shut down; the handler should stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.state.is_cancelled()
+    }
+}
+
+impl std::fmt::Debug for CallContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallContext")
+            .field("id", &self.id)
+            .field("user_data", &self.user_data)
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
 
 /// Responses up to this many bytes are kept in the call itself until the handler returns: no
 /// allocation on the worker for the common small answer (a digest, a status, nothing at all).
@@ -15,7 +77,7 @@ const INLINE_RESPONSE: usize = 64;
 
 /// One invocation of a blocking handler. Valid only while the handler runs.
 pub struct Call {
-    request: Arc<Request>,
+    context: CallContext,
     payload: Vec<u8>,
     code: u32,
     meta: Vec<(CString, CString)>,
@@ -24,12 +86,12 @@ pub struct Call {
 
 /// The cancellation state of one call, shareable across threads (see [`Call::cancellation`]).
 #[derive(Clone)]
-pub struct Cancellation(Arc<Request>);
+pub struct Cancellation(Arc<dyn CallState>);
 
 impl Cancellation {
     /// True once the request was cancelled, timed out or shut down.
     pub fn is_cancelled(&self) -> bool {
-        self.0.is_done()
+        self.0.is_cancelled()
     }
 }
 
@@ -99,9 +161,9 @@ impl Response {
 }
 
 impl Call {
-    pub(crate) fn new(request: Arc<Request>, payload: Vec<u8>) -> Self {
+    pub(crate) fn new(context: CallContext, payload: Vec<u8>) -> Self {
         Call {
-            request,
+            context,
             payload,
             code: 0,
             meta: Vec::new(),
@@ -114,25 +176,35 @@ impl Call {
         &self.payload
     }
 
+    /// The call's context: id, the host's tag, deadline and cancellation.
+    pub fn context(&self) -> &CallContext {
+        &self.context
+    }
+
     /// The host's `user_data` for this request.
     pub fn user_data(&self) -> u64 {
-        self.request.user_data
+        self.context.user_data
     }
 
     /// The engine-assigned request id.
     pub fn id(&self) -> u64 {
-        self.request.id
+        self.context.id
+    }
+
+    /// When the request times out (None: it has no time limit).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.context.deadline()
     }
 
     /// True once the request was cancelled, timed out or shut down; the handler should stop.
     pub fn is_cancelled(&self) -> bool {
-        self.request.is_done()
+        self.context.is_cancelled()
     }
 
     /// A handle on this call's cancellation state that another thread (a watchdog) may hold
     /// and read while the handler keeps `&mut Call`.
     pub fn cancellation(&self) -> Cancellation {
-        Cancellation(self.request.clone())
+        Cancellation(self.context.state.clone())
     }
 
     /// Sets the response bytes (copied). Fails if the call already responded or failed.

@@ -1,0 +1,72 @@
+//! What a handler is: the two traits for handler code (a future on the engine's runtime, or a
+//! function on its worker pool), and [`Handler`], the declaration a handler registers with —
+//! how it runs, which is all the engine needs to know about it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::call::Call;
+use super::outcome::Outcome;
+use crate::error::Result;
+
+/// A boxed future producing an outcome.
+pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome> + Send + 'static>>;
+
+/// A handler that runs as a future on the engine's runtime.
+pub trait AsyncHandler: Send + Sync + 'static {
+    /// Checks a payload at submit time; an error rejects the submit synchronously.
+    fn validate(&self, _payload: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Starts the work. Dropping the future cancels it (cancel, timeout, shutdown).
+    fn call(&self, payload: Vec<u8>) -> OutcomeFuture;
+
+    /// Extra figures for the metrics exposition: (name suffix, help, "counter" or "gauge",
+    /// value). Exported as `portway_<name>{handler="..."}`.
+    fn metrics(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
+        Vec::new()
+    }
+}
+
+/// A handler that runs on a worker-pool thread and may block.
+pub trait BlockingHandler: Send + Sync + 'static {
+    /// Runs one call. Respond through `call`; returning without a response is a handler error.
+    fn call(&self, call: &mut Call);
+}
+
+impl<F> BlockingHandler for F
+where
+    F: Fn(&mut Call) + Send + Sync + 'static,
+{
+    fn call(&self, call: &mut Call) {
+        self(call)
+    }
+}
+
+/// A handler as it registers: how it runs. The engine starts each shape its own way and knows
+/// nothing else about the handler, so a built-in is no special case in it. The fast shapes
+/// (`Inline`, `Delay`) are plain functions: starting them costs no allocation, no task and no
+/// thread hop.
+pub(crate) enum Handler {
+    /// Answers at once on the thread that starts it, and must neither block nor panic. When
+    /// no concurrency limit holds it back, that thread is the submitting one: the request
+    /// completes inside the submit call and needs no deadline (`echo`).
+    Inline(fn(Vec<u8>) -> Outcome),
+    /// Completes with an empty response once the delay the function reads from the payload has
+    /// passed, on the engine's timer: no task and no thread per waiting request (`sleep`). The
+    /// function also checks the payload at submit, so a bad one is refused synchronously.
+    Delay(fn(&[u8]) -> Result<Duration>),
+    /// A future on the engine's runtime (`http`).
+    Async(Arc<dyn AsyncHandler>),
+    /// A function on the worker pool; a panic in it completes its request with
+    /// `PORTWAY_PANIC`.
+    Blocking(Arc<dyn BlockingHandler>),
+    /// A C function on the worker pool, behind a wrapper that cannot panic: called without
+    /// `catch_unwind`, so that a forced unwind ending its thread (`pthread_exit`, thread
+    /// cancellation; CPython does it to threads that want the GIL while it shuts down) passes
+    /// through instead of being caught, which would abort the process.
+    Foreign(Arc<dyn BlockingHandler>),
+}

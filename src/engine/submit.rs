@@ -1,0 +1,290 @@
+//! The submit path: resolve the handler and check the payload, reserve intake, take slots,
+//! make the requests, arm their deadlines and start them. Never blocks, except
+//! [`Engine::submit_wait`] for a slot.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use super::Engine;
+use super::dispatch;
+use super::recycle::Spare;
+use super::registry::{HandlerEntry, HandlerKind};
+use super::request::Request;
+use super::types::Submission;
+use crate::contract::Outcome;
+use crate::error::{Error, Result};
+
+impl Engine {
+    /// Submits one request; never blocks. Returns its id.
+    pub fn submit(&self, req: &Submission<'_>) -> Result<u64> {
+        let mut id = [0u64];
+        let (_, result) = self.submit_batch(std::slice::from_ref(req), Some(&mut id));
+        result.map(|()| id[0])
+    }
+
+    /// Submits the longest acceptable prefix of `reqs`. Returns how many were accepted and
+    /// `Ok` when all were, else the error that stopped the batch. Ids go to `out_ids`.
+    pub fn submit_batch(
+        &self,
+        reqs: &[Submission<'_>],
+        out_ids: Option<&mut [u64]>,
+    ) -> (usize, Result<()>) {
+        if let Err(e) = self.check_fork() {
+            return (0, Err(e));
+        }
+        if let Some(ids) = out_ids.as_deref()
+            && ids.len() < reqs.len()
+        {
+            return (0, Err(Error::invalid("out_ids is shorter than the batch")));
+        }
+        let c = &self.shared.counters;
+        c.submitted.fetch_add(reqs.len() as u64, Relaxed);
+        let (entries, invalid) = self.resolve(reqs);
+        let valid = entries.len();
+        let mut stop = invalid;
+        if valid == 0 {
+            if let Some(e) = &stop {
+                self.count_rejection(e, reqs.len());
+            }
+            return (0, stop.map_or(Ok(()), Err));
+        }
+        if let Err(e) = self.shared.queue.reserve(valid as u64) {
+            self.count_rejection(&e, reqs.len());
+            return (0, Err(e));
+        }
+        let granted = self.shared.ledger.try_acquire(valid as u64) as usize;
+        if granted < valid {
+            self.shared.queue.unreserve((valid - granted) as u64);
+            stop = Some(Error::Busy(self.shared.ledger.max_in_flight()));
+        }
+        if let Some(e) = &stop {
+            self.count_rejection(e, reqs.len() - granted);
+        }
+        let first_id = self.shared.next_id.fetch_add(granted as u64, Relaxed);
+        let now = Instant::now();
+        let mut inline_done = Vec::new();
+        if self.shared.config.metrics {
+            count_submitted_by_handler(&entries[..granted]);
+        }
+        let mut spares = Vec::with_capacity(granted);
+        self.shared.recycler.take(granted, &mut spares);
+        let accepted: Vec<(Arc<Request>, Vec<u8>)> = reqs
+            .iter()
+            .zip(entries)
+            .take(granted)
+            .enumerate()
+            .map(|(i, (sub, entry))| {
+                self.new_request(first_id + i as u64, sub, entry, now, spares.pop())
+            })
+            .collect();
+        if let Some(ids) = out_ids {
+            for (slot, (req, _)) in ids.iter_mut().zip(&accepted) {
+                *slot = req.id;
+            }
+        }
+        // Every request is in the ledger before any starts: one that completes at once can be
+        // polled and released only once the ledger knows it.
+        self.shared
+            .ledger
+            .insert(accepted.iter().map(|(req, _)| req.clone()));
+        let timed = accepted.iter().map(|(req, _)| req);
+        self.shared
+            .timers
+            .deadlines(timed.filter(|req| !completes_inline(req)));
+        for (req, payload) in accepted {
+            if let Some(req) = self.start_request(req, payload) {
+                inline_done.push(req);
+            }
+        }
+        c.accepted.fetch_add(granted as u64, Relaxed);
+        self.shared.queue.push(inline_done);
+        (granted, stop.map_or(Ok(()), Err))
+    }
+
+    /// Submits one request, waiting up to `wait` (None = forever) for a free slot.
+    pub fn submit_wait(&self, sub: &Submission<'_>, wait: Option<Duration>) -> Result<u64> {
+        self.check_fork()?;
+        self.shared.counters.submitted.fetch_add(1, Relaxed);
+        let (mut entries, invalid) = self.resolve(std::slice::from_ref(sub));
+        let Some(entry) = entries.pop() else {
+            let e = invalid.unwrap_or_else(|| Error::Internal("resolve returned nothing".into()));
+            self.count_rejection(&e, 1);
+            return Err(e);
+        };
+        if let Err(e) = self.shared.queue.reserve(1) {
+            self.count_rejection(&e, 1);
+            return Err(e);
+        }
+        let deadline = wait.map(|w| Instant::now() + w);
+        let queue = &self.shared.queue;
+        if !self
+            .shared
+            .ledger
+            .acquire_wait(deadline, || queue.is_shutting_down())
+        {
+            queue.unreserve(1);
+            let e = if queue.is_shutting_down() {
+                Error::Shutdown
+            } else {
+                Error::Busy(self.shared.ledger.max_in_flight())
+            };
+            self.count_rejection(&e, 1);
+            return Err(e);
+        }
+        let id = self.shared.next_id.fetch_add(1, Relaxed);
+        if self.shared.config.metrics {
+            entry.metrics.count_submitted(1);
+        }
+        let (req, payload) = self.new_request(id, sub, entry, Instant::now(), None);
+        self.shared.ledger.insert([req.clone()]);
+        if !completes_inline(&req) {
+            self.shared.timers.deadlines([&req]);
+        }
+        let inline = self.start_request(req, payload);
+        self.shared.counters.accepted.fetch_add(1, Relaxed);
+        self.shared.queue.push(inline);
+        Ok(id)
+    }
+
+    /// Validates the prefix of `reqs` that can be accepted: handler exists, payload fits and
+    /// the first stage accepts it.
+    fn resolve(&self, reqs: &[Submission<'_>]) -> (Vec<Arc<HandlerEntry>>, Option<Error>) {
+        let max = self.shared.config.max_payload;
+        self.shared.registry.with_table(|get| {
+            let mut out = Vec::with_capacity(reqs.len());
+            for sub in reqs {
+                let checked = get(sub.handler).and_then(|entry| {
+                    if sub.payload.len() as u64 > max {
+                        return Err(Error::PayloadTooLarge {
+                            len: sub.payload.len(),
+                            max,
+                        });
+                    }
+                    validate_first_stage(&entry, sub.payload)?;
+                    Ok(entry)
+                });
+                match checked {
+                    Ok(entry) => out.push(entry),
+                    Err(e) => return (out, Some(e)),
+                }
+            }
+            (out, None)
+        })
+    }
+
+    /// Counts `n` requests refused before they could be offered to [`Engine::submit_batch`]
+    /// (the C boundary refuses a payload length above `max_payload` before reading it), so
+    /// the stats read as if the engine had refused them itself.
+    #[doc(hidden)]
+    pub fn count_refused(&self, e: &Error, n: usize) {
+        self.shared.counters.submitted.fetch_add(n as u64, Relaxed);
+        self.count_rejection(e, n);
+    }
+
+    fn count_rejection(&self, e: &Error, n: usize) {
+        let c = &self.shared.counters;
+        let counter = match e {
+            Error::Busy(_) => &c.rejected_busy,
+            Error::Shutdown => &c.rejected_shutdown,
+            _ => &c.rejected_invalid,
+        };
+        counter.fetch_add(n as u64, Relaxed);
+    }
+
+    /// The record of an accepted request (its deadline counted from `now`) and its own copy of
+    /// the payload (with room for the NUL an echo adds), made from a recycled request and
+    /// buffer when there is one.
+    fn new_request(
+        &self,
+        id: u64,
+        sub: &Submission<'_>,
+        entry: Arc<HandlerEntry>,
+        now: Instant,
+        spare: Option<Spare>,
+    ) -> (Arc<Request>, Vec<u8>) {
+        let timeout_ms = match sub.timeout_ms {
+            0 => self.shared.config.default_timeout_ms,
+            ms => ms,
+        };
+        // A spare is never shared: the recycler keeps only requests nothing else holds.
+        let (req, mut payload) = match spare {
+            Some(Spare { mut req, buf }) => match Arc::get_mut(&mut req) {
+                Some(r) => {
+                    r.renew(id, sub.user_data, entry, now, timeout_ms);
+                    (req, buf)
+                }
+                None => (
+                    Arc::new(Request::new(id, sub.user_data, entry, now, timeout_ms)),
+                    buf,
+                ),
+            },
+            None => (
+                Arc::new(Request::new(id, sub.user_data, entry, now, timeout_ms)),
+                Vec::new(),
+            ),
+        };
+        if !sub.payload.is_empty() {
+            payload.reserve_exact(sub.payload.len() + 1);
+            payload.extend_from_slice(sub.payload);
+        }
+        (req, payload)
+    }
+
+    /// Starts an accepted request already in the ledger. A request that completes inline (an
+    /// inline handler no policy holds back, such as echo) is returned for the caller to queue
+    /// with its batch.
+    fn start_request(&self, req: Arc<Request>, payload: Vec<u8>) -> Option<Arc<Request>> {
+        if let Some(answer) = inline_answer(&req) {
+            let outcome = answer(payload);
+            let status = outcome.status;
+            if req.claim_inline(outcome) {
+                let c = &self.shared.counters;
+                c.count_started(1);
+                c.count_completion(status, true);
+                return Some(req);
+            }
+            return None;
+        }
+        dispatch::start(&self.shared, req, payload);
+        None
+    }
+}
+
+/// Counts accepted requests per addressed handler, one atomic add per run of equal handlers.
+fn count_submitted_by_handler(entries: &[Arc<HandlerEntry>]) {
+    let mut i = 0;
+    while i < entries.len() {
+        let run = entries[i..]
+            .iter()
+            .take_while(|e| Arc::ptr_eq(e, &entries[i]))
+            .count();
+        entries[i].metrics.count_submitted(run as u64);
+        i += run;
+    }
+}
+
+/// True for requests that complete inside the submit call: they need no deadline.
+fn completes_inline(req: &Request) -> bool {
+    inline_answer(req).is_some()
+}
+
+/// The answer of a request that completes inside the submit call: an inline handler that no
+/// concurrency limit holds back.
+fn inline_answer(req: &Request) -> Option<fn(Vec<u8>) -> Outcome> {
+    match req.handler.kind {
+        HandlerKind::Inline(answer) if req.handler.policies.holds_nothing_back() => Some(answer),
+        _ => None,
+    }
+}
+
+fn validate_first_stage(entry: &HandlerEntry, payload: &[u8]) -> Result<()> {
+    match &entry.kind {
+        HandlerKind::Async(h) => h.validate(payload),
+        HandlerKind::Pipeline(stages) => stages
+            .first()
+            .map_or(Ok(()), |s| validate_first_stage(s, payload)),
+        HandlerKind::Delay(delay) => delay(payload).map(|_| ()),
+        HandlerKind::Inline(_) | HandlerKind::Blocking(_) => Ok(()),
+    }
+}
