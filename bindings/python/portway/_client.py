@@ -16,7 +16,7 @@ import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, TypedDict, Union
 from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 from ._engine import Engine
@@ -34,7 +34,10 @@ from ._headers import Headers, HeaderTypes
 from ._http import HttpResponse, build_request
 from ._response import Request, Response, TooManyRedirects
 
-__all__ = ["Client", "AsyncClient", "BasicAuth", "AuthTypes", "ParamTypes", "USE_CLIENT_DEFAULT"]
+if TYPE_CHECKING:  # typing_extensions only for the checker: 3.10 has no typing.Unpack
+    from typing_extensions import Unpack
+
+__all__ = ["Client", "AsyncClient", "BasicAuth", "AuthTypes", "ParamTypes", "RequestOptions", "USE_CLIENT_DEFAULT"]
 
 _Primitive = Union[str, int, float, bool, None]
 #: ``params=`` / form ``data=``: a mapping (a value may be a list for a repeated key),
@@ -43,6 +46,19 @@ ParamTypes = Union[Mapping[str, Union[_Primitive, Sequence[_Primitive]]], Iterab
 #: ``auth=``: ``(user, password)``, a ``BasicAuth``, or a callable that gets the ``Request``
 #: and returns it (or another) with credentials added.
 AuthTypes = Union[tuple[str, str], Callable[[Request], Request], None]
+
+
+class RequestOptions(TypedDict, total=False):
+    """The keywords of ``get``, ``post``, ... (those of ``request`` after the URL)."""
+
+    params: ParamTypes
+    headers: HeaderTypes
+    json: object
+    data: ParamTypes | bytes
+    content: bytes | str | None
+    auth: AuthTypes
+    timeout: float | None
+    follow_redirects: bool
 
 
 class _Default:
@@ -268,7 +284,7 @@ class _BaseClient:
         *,
         params: ParamTypes = None,
         headers: HeaderTypes = None,
-        json: Any = None,
+        json: object = None,
         data: ParamTypes | bytes = None,
         content: bytes | str | None = None,
         auth: AuthTypes = USE_CLIENT_DEFAULT,
@@ -432,7 +448,7 @@ class Client(_BaseClient):
         *,
         params: ParamTypes = None,
         headers: HeaderTypes = None,
-        json: Any = None,
+        json: object = None,
         data: ParamTypes | bytes = None,
         content: bytes | str | None = None,
         auth: AuthTypes = USE_CLIENT_DEFAULT,
@@ -525,26 +541,26 @@ class Client(_BaseClient):
                 slot[2].close()
         return out
 
-    def get(self, url: str, **kwargs: Any) -> Response:
+    def get(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
         """``request("GET", url, ...)``."""
         return self.request("GET", url, **kwargs)
 
-    def head(self, url: str, **kwargs: Any) -> Response:
+    def head(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
         return self.request("HEAD", url, **kwargs)
 
-    def options(self, url: str, **kwargs: Any) -> Response:
+    def options(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
         return self.request("OPTIONS", url, **kwargs)
 
-    def delete(self, url: str, **kwargs: Any) -> Response:
+    def delete(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
         return self.request("DELETE", url, **kwargs)
 
-    def post(self, url: str, **kwargs: Any) -> Response:
+    def post(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
         return self.request("POST", url, **kwargs)
 
-    def put(self, url: str, **kwargs: Any) -> Response:
+    def put(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
         return self.request("PUT", url, **kwargs)
 
-    def patch(self, url: str, **kwargs: Any) -> Response:
+    def patch(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
         return self.request("PATCH", url, **kwargs)
 
 
@@ -574,7 +590,7 @@ class AsyncClient(_BaseClient):
         *,
         params: ParamTypes = None,
         headers: HeaderTypes = None,
-        json: Any = None,
+        json: object = None,
         data: ParamTypes | bytes = None,
         content: bytes | str | None = None,
         auth: AuthTypes = USE_CLIENT_DEFAULT,
@@ -666,24 +682,24 @@ class AsyncClient(_BaseClient):
             out[r.index] = r
         return [out[i] for i in range(len(out))]
 
-    async def get(self, url: str, **kwargs: Any) -> Response:
+    async def get(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
         """``await request("GET", url, ...)``."""
         return await self.request("GET", url, **kwargs)
 
-    async def head(self, url: str, **kwargs: Any) -> Response:
+    async def head(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
         return await self.request("HEAD", url, **kwargs)
 
-    async def options(self, url: str, **kwargs: Any) -> Response:
+    async def options(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
         return await self.request("OPTIONS", url, **kwargs)
 
-    async def delete(self, url: str, **kwargs: Any) -> Response:
+    async def delete(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
         return await self.request("DELETE", url, **kwargs)
 
-    async def post(self, url: str, **kwargs: Any) -> Response:
+    async def post(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
         return await self.request("POST", url, **kwargs)
 
-    async def put(self, url: str, **kwargs: Any) -> Response:
+    async def put(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
         return await self.request("PUT", url, **kwargs)
 
-    async def patch(self, url: str, **kwargs: Any) -> Response:
+    async def patch(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
         return await self.request("PATCH", url, **kwargs)

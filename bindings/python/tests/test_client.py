@@ -227,3 +227,11 @@ def _closed_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
     return port
+
+
+def test_base_url_path_is_a_prefix(base: str) -> None:
+    # As httpx does (not RFC 3986 joining): "/deeper" goes under base_url's path.
+    with portway.Client(base_url=base + "/echo") as c:
+        assert echoed(c.get("/deeper?x=1"))["path"] == "/echo/deeper"
+        assert echoed(c.get("more"))["path"] == "/echo/more"
+        assert echoed(c.get(base + "/echo/abs"))["path"] == "/echo/abs"  # absolute URLs stay
