@@ -13,6 +13,7 @@ import base64
 import itertools
 import json as _json
 import math
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
@@ -73,6 +74,9 @@ class _Default:
 USE_CLIENT_DEFAULT: Any = _Default()
 
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
+_BODILESS = frozenset(("GET", "HEAD", "OPTIONS", "DELETE"))  # no Content-Length: 0 when empty
+_HEAD_CACHE_MAX = 512
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")  # RFC 3986 scheme: an absolute URL
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Fetch's request-body header names: a redirect that drops the body drops these too.
 _BODY_HEADERS = ("content-length", "transfer-encoding", "content-type", "content-encoding", "content-language", "content-location")
@@ -250,6 +254,7 @@ class _BaseClient:
         self._engine = eng
         self._handler = handler
         self._closed = False
+        self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], bytes] = {}
 
     @property
     def engine(self) -> Engine:
@@ -267,8 +272,7 @@ class _BaseClient:
     def _url(self, url: str, params: ParamTypes) -> str:
         if not isinstance(url, str):
             raise InvalidArgumentTypeError(f"url must be a str, got {type(url).__name__}")
-        p = urlsplit(url)
-        if not p.scheme and self.base_url is not None:
+        if self.base_url is not None and _SCHEME.match(url) is None:
             url = self.base_url + url.lstrip("/")  # httpx: the path is appended to base_url's
         extra = _merge(self.params, _pairs(params))
         if extra:
@@ -320,8 +324,8 @@ class _BaseClient:
             if "content-type" not in hdrs:
                 hdrs["Content-Type"] = "application/json"
         req = Request(method.upper(), self._url(url, params), hdrs, body)
-        p = urlsplit(req.url)
-        if p.username is not None or p.password is not None:  # user:pass@host -> Basic auth
+        p = urlsplit(req.url) if "@" in req.url else None  # (urlsplit only when it may matter)
+        if p is not None and (p.username is not None or p.password is not None):  # -> Basic auth
             req.headers["Authorization"] = BasicAuth(unquote(p.username or ""), unquote(p.password or ""))._header
             netloc = p.netloc.rpartition("@")[2]
             req.url = urlunsplit((p.scheme, netloc, p.path, p.query, p.fragment))
@@ -339,10 +343,22 @@ class _BaseClient:
             raise InvalidArgumentTypeError("follow_redirects must be a bool")
         return tmo, follow
 
-    @staticmethod
-    def _payload(req: Request) -> bytes:
-        url = req.url.partition("#")[0]  # a fragment never goes on the wire
-        return build_request(req.method, url, req.headers._fields, req.content if req.content or req.method not in ("GET", "HEAD", "OPTIONS", "DELETE") else None)
+    def _payload(self, req: Request) -> bytes:
+        """The http handler's payload for ``req``. Bodiless requests are cached by method, URL
+        and headers (bounded, cleared when full), as ``Engine.http`` caches header-less ones:
+        a repeated GET is not validated and formatted again."""
+        content = req.content
+        if content or req.method not in _BODILESS:
+            return build_request(req.method, req.url.partition("#")[0], req.headers._fields, content)
+        key = (req.method, req.url, tuple(req.headers._fields))
+        cache = self._heads
+        head = cache.get(key)
+        if head is None:
+            head = build_request(req.method, req.url.partition("#")[0], req.headers._fields)  # a fragment never goes out
+            if len(cache) >= _HEAD_CACHE_MAX:
+                cache.clear()
+            cache[key] = head
+        return head
 
     @staticmethod
     def _response(hr: HttpResponse, req: Request, history: list[Response]) -> Response:
@@ -495,11 +511,22 @@ class Client(_BaseClient):
         called as each result is collected, in order. The first failure raises its error and
         cancels the rest, unless ``return_exceptions=True``: then the error object takes that
         URL's place in the list (typed as ``Response`` for convenience; check with
-        ``isinstance``). Every URL is checked before the first request goes out."""
+        ``isinstance``). Every URL is checked before the first request goes out. Without
+        per-call ``params``/``headers`` or auth, the responses' ``request.headers`` are one
+        shared object: read it, do not change it."""
         self._check_open()
         n = _window(window)
         tmo, follow = self._settings(timeout, follow_redirects)
-        reqs = [self.build_request("GET", u, params=params, headers=headers) for u in urls]
+        if params is None and headers is None and self.auth is None and not self.params:
+            # The common fan-out: only the URL differs. The requests share one Headers
+            # (nothing mutates it: no auth hook runs); a URL with credentials goes the long way.
+            shared = self.headers.copy()
+            url_of = self._url
+            reqs = [
+                Request("GET", url_of(u, None), shared) if "@" not in u else self.build_request("GET", u) for u in urls
+            ]
+        else:
+            reqs = [self.build_request("GET", u, params=params, headers=headers) for u in urls]
         total = len(reqs)
         out: list[Any] = [None] * total
         eng, handler = self._engine, self._handler

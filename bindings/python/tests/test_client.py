@@ -235,3 +235,12 @@ def test_base_url_path_is_a_prefix(base: str) -> None:
         assert echoed(c.get("/deeper?x=1"))["path"] == "/echo/deeper"
         assert echoed(c.get("more"))["path"] == "/echo/more"
         assert echoed(c.get(base + "/echo/abs"))["path"] == "/echo/abs"  # absolute URLs stay
+
+
+def test_repeated_gets_see_their_own_headers(client: portway.Client) -> None:
+    # Bodiless requests are formatted once per (method, URL, headers): a change of header
+    # must never reuse another request's cached head.
+    for value in ("1", "2", "1"):
+        assert ["x-a", value] in echoed(client.get("/echo", headers={"X-A": value}))["headers"]
+    rs = client.get_many(["/echo"] * 3, headers={"X-A": "3"})
+    assert all(["x-a", "3"] in echoed(r)["headers"] for r in rs)
