@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict, Union
-from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 from ._engine import Engine
 from ._errors import (
@@ -76,6 +76,10 @@ USE_CLIENT_DEFAULT: Any = _Default()
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 _BODILESS = frozenset(("GET", "HEAD", "OPTIONS", "DELETE"))  # no Content-Length: 0 when empty
 _HEAD_CACHE_MAX = 512
+# Characters a URL may not carry as they are but a user may type (RFC 3986 section 2: space,
+# '"', '<', '>', '`' and non-ASCII): percent-encoded as UTF-8, as httpx and browsers do.
+# Control characters stay refused (InvalidArgumentError): encoding them would hide an error.
+_UNSAFE = re.compile('[ "<>`\u0080-\U0010ffff]+')
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")  # RFC 3986 scheme: an absolute URL
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Fetch's request-body header names: a redirect that drops the body drops these too.
@@ -184,6 +188,13 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (p.hostname or ""), p.port or _DEFAULT_PORTS.get(scheme)
 
 
+def _requote(url: str) -> str:
+    """``url`` with the characters of ``_UNSAFE`` percent-encoded (existing %XX kept)."""
+    if _UNSAFE.search(url) is None:
+        return url
+    return _UNSAFE.sub(lambda m: quote(m.group(0), safe=""), url)
+
+
 def _remaining(deadline: float | None) -> float | None:
     """Seconds left before ``deadline`` (a ``time.monotonic()`` value); raises
     ``TimeoutError`` once it has passed (redirect hops share the request's deadline)."""
@@ -272,6 +283,7 @@ class _BaseClient:
     def _url(self, url: str, params: ParamTypes) -> str:
         if not isinstance(url, str):
             raise InvalidArgumentTypeError(f"url must be a str, got {type(url).__name__}")
+        url = _requote(url)
         if self.base_url is not None and _SCHEME.match(url) is None:
             url = self.base_url + url.lstrip("/")  # httpx: the path is appended to base_url's
         extra = _merge(self.params, _pairs(params))
@@ -395,7 +407,7 @@ class _BaseClient:
         if location is None:
             return None
         req = resp.request
-        url = urljoin(req.url, location.strip())
+        url = urljoin(req.url, _requote(location.strip()))
         p = urlsplit(url)
         if p.scheme not in ("http", "https") or not p.netloc:
             raise ProtocolError(f"redirect to an unsupported URL {url!r} (from {req.url})")

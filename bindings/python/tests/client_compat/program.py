@@ -77,6 +77,7 @@ with httpx.Client(base_url=base, headers={"X-Client": "c1"}, params={"api": "v1"
     out["cross-origin-auth"] = seen(client.get("/to-other", auth=("u", "p"), follow_redirects=True, params={"to": other}))
 
 with httpx.Client(follow_redirects=True, max_redirects=2) as client2:
+    out["get-quoted"] = seen(client2.get(base + '/echo/a b/caf\u00e9?x=\u00e9 "y"&z=%41'))
     out["max-redirects-ok"] = seen(client2.get(base + "/chain/1"))
     out["max-redirects"] = outcome(lambda: client2.get(base + "/chain/2"))
 
