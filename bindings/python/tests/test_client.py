@@ -56,6 +56,11 @@ def test_get_many_errors(client: portway.Client) -> None:
     assert rs[0].status_code == 200
     assert isinstance(rs[1], portway.ConnectError)
     assert isinstance(rs[2], portway.TooManyRedirects) and isinstance(rs[2], portway.ProtocolError)
+    with portway.Client(base_url=client.base_url, timeout=60) as c:  # the rest is cancelled
+        with pytest.raises(portway.ConnectError):
+            c.get_many([dead, "/slow/20"])
+        stats = c.engine.stats()
+        assert stats["completed"].get("CANCELLED") == 1, stats
     with pytest.raises(portway.InvalidArgumentError):
         client.get_many(["/echo"], window=0)
     with pytest.raises(portway.InvalidArgumentError):  # checked before anything is sent
@@ -76,12 +81,14 @@ def test_stream_many_maps_results_by_index(base: str) -> None:
 
 def test_stream_many_raises_and_cancels_the_rest(base: str) -> None:
     async def main() -> None:
-        async with portway.AsyncClient(base_url=base, timeout=30) as client:
+        async with portway.AsyncClient(base_url=base, timeout=60) as client:
             with pytest.raises(portway.ConnectError) as info:
-                async for _ in client.stream_many(["/slow/5", f"http://127.0.0.1:{_closed_port()}/"]):
+                async for _ in client.stream_many(["/slow/20", f"http://127.0.0.1:{_closed_port()}/"]):
                     pass
             assert "index 1" in str(getattr(info.value, "__notes__", []))
-            assert client.engine.stats()["in_flight"] == 0  # the slow one was cancelled
+            # The slow one was cancelled, not waited for (stream_many awaited its end).
+            stats = client.engine.stats()
+            assert stats["in_flight"] == 0 and stats["completed"].get("CANCELLED") == 1, stats
 
     asyncio.run(main())
 
