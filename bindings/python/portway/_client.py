@@ -32,7 +32,7 @@ from ._errors import (
 )
 from ._futures import Completion
 from ._headers import Headers, HeaderTypes
-from ._http import HttpResponse, build_request
+from ._http import _VERSION_META, build_request
 from ._response import Request, Response, TooManyRedirects
 
 if TYPE_CHECKING:  # typing_extensions only for the checker: 3.10 has no typing.Unpack
@@ -373,23 +373,24 @@ class _BaseClient:
         return head
 
     @staticmethod
-    def _response(hr: HttpResponse, req: Request, history: list[Response]) -> Response:
-        c = hr.completion
-        ns = c.queued_ns + c.run_ns if c is not None else 0
-        return Response(hr.status, hr.headers, hr.body, req, hr.http_version or "HTTP/1.1", ns, history)
+    def _response(c: Completion, req: Request, history: list[Response]) -> Response:
+        """The ``Response`` of an http completion (its ``meta`` list becomes the headers, the
+        last pair, ``:http-version``, popped off as ``HttpResponse`` does)."""
+        meta = c.meta
+        version = meta.pop()[1] if meta and meta[-1][0] == _VERSION_META else "HTTP/1.1"
+        return Response(c.code, meta, c.data, req, version, c.queued_ns + c.run_ns, history)
 
-    def _flow(self, request: Request, timeout: object, follow_redirects: object) -> Generator[tuple[bytes, float | None], Completion, Response]:
+    def _flow(self, request: Request, tmo: float | None, follow: bool) -> Generator[tuple[bytes, float | None], Completion, Response]:
         """One request, redirects included, without I/O: yields each hop's payload and
-        timeout, receives its completion, returns the final ``Response``. ``Client.send``
-        and ``AsyncClient.send`` drive it, the one blocking, the other awaiting."""
-        self._check_open()
-        tmo, follow = self._settings(timeout, follow_redirects)
+        timeout, receives its completion, returns the final ``Response``. ``Client.send``,
+        ``get_many`` and ``AsyncClient.send`` drive it, blocking or awaiting. ``tmo`` and
+        ``follow`` are the resolved settings (``_settings``)."""
         deadline = None if tmo is None else time.monotonic() + tmo
         history: list[Response] = []
         req = request
         while True:
             c = yield self._payload(req), _remaining(deadline)
-            resp = self._response(HttpResponse.from_completion(c), req, history)
+            resp = self._response(c, req, history)
             nxt = self._next_request(resp, history) if follow else None
             if nxt is None:
                 return resp
@@ -496,7 +497,8 @@ class Client(_BaseClient):
 
     def send(self, request: Request, *, timeout: float | None = USE_CLIENT_DEFAULT, follow_redirects: bool = USE_CLIENT_DEFAULT) -> Response:
         """Sends a ``Request`` (from ``build_request``), following redirects if asked."""
-        flow = self._flow(request, timeout, follow_redirects)
+        self._check_open()
+        flow = self._flow(request, *self._settings(timeout, follow_redirects))
         eng, handler = self._engine, self._handler
         try:
             payload, tmo = next(flow)
@@ -644,7 +646,8 @@ class AsyncClient(_BaseClient):
 
     async def send(self, request: Request, *, timeout: float | None = USE_CLIENT_DEFAULT, follow_redirects: bool = USE_CLIENT_DEFAULT) -> Response:
         """Awaitable ``Client.send``."""
-        flow = self._flow(request, timeout, follow_redirects)
+        self._check_open()
+        flow = self._flow(request, *self._settings(timeout, follow_redirects))
         eng, handler = self._engine, self._handler
         try:
             payload, tmo = next(flow)
