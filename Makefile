@@ -87,7 +87,7 @@ test-node:
 
 # The Python examples run as smoke tests against the package test-python installed.
 test-examples-python:
-	@set -e; for e in worker_pool asyncio_gather; do echo "== examples/python/$$e.py"; target/pyenv/bin/python examples/python/$$e.py >/dev/null; done
+	@set -e; for e in worker_pool asyncio_gather client; do echo "== examples/python/$$e.py"; target/pyenv/bin/python examples/python/$$e.py >/dev/null; done
 	target/pyenv/bin/python examples/python/metrics_server.py --self-test
 
 # The README's quick starts, run exactly as written (after the Python and Node builds).

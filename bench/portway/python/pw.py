@@ -6,6 +6,10 @@
                                   W3: N GETs through "http" (Engine.ahttp), CONCURRENCY asyncio
                                   workers in flight. With CA_PEM (W3-TLS): through an http
                                   handler registered with extra_ca_pem_path=CA_PEM
+    pw.py client URL N WINDOW     W3: N GETs through portway.Client.get_many, WINDOW in flight
+                                  (the client's overhead over the raw `http` mode)
+    pw.py map URL N WINDOW        W3: N GETs through the raw sync path (Engine.map over "http"
+                                  with prebuilt requests), WINDOW in flight: get_many's floor
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import resource
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 
 import portway
 
@@ -91,12 +96,52 @@ def http(url: str, n: int, conc: int, ca_pem: str | None) -> None:
     sys.exit(1 if failed else 0)
 
 
+def report(run: Callable[[int], int], n: int, window: int) -> None:
+    """Warms up (opens the connections), times ``run(n)`` (it returns the failures), prints
+    the JSON line and exits 1 on any failure."""
+    run(window)
+    c0, t0 = cpu_s(), time.perf_counter()
+    failed = run(n)
+    secs, cpu = time.perf_counter() - t0, cpu_s() - c0
+    print(json.dumps({"n": n, "secs": secs, "rate": n / secs, "cpu_s": cpu, "failed": failed, "concurrency": window}))
+    sys.exit(1 if failed else 0)
+
+
+def client(url: str, n: int, window: int) -> None:
+    with portway.Client(timeout=30.0) as cl:
+
+        def run(total: int) -> int:
+            rs = cl.get_many([url] * total, window=window, return_exceptions=True)
+            bad = [r for r in rs if not isinstance(r, portway.Response) or r.status_code != 200]
+            if bad:
+                print(f"pw.py: {bad[0]!r}", file=sys.stderr)
+            return len(bad)
+
+        report(run, n, window)
+
+
+def raw_map(url: str, n: int, window: int) -> None:
+    from portway._http import build_request
+
+    with portway.Engine() as eng:
+        payload = build_request("GET", url, {"Accept": "*/*"})
+
+        def run(total: int) -> int:
+            return sum(c.code != 200 for c in eng.map("http", [payload] * total, window=window, timeout=30.0))
+
+        report(run, n, window)
+
+
 if __name__ == "__main__":
     a = sys.argv
     if len(a) >= 4 and a[1] == "overhead":
         overhead(int(a[2]), int(a[3]))
     elif len(a) >= 5 and a[1] == "http":
         http(a[2], int(a[3]), int(a[4]), a[5] if len(a) >= 6 else None)
+    elif len(a) >= 5 and a[1] == "map":
+        raw_map(a[2], int(a[3]), int(a[4]))
+    elif len(a) >= 5 and a[1] == "client":
+        client(a[2], int(a[3]), int(a[4]))
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

@@ -1,5 +1,8 @@
 """portway: an embeddable request engine, over the libportway C ABI (ctypes).
 
+    with portway.Client() as client:  # httpx-style HTTP
+        print(client.get("https://example.com/").status_code)
+
     with portway.Engine() as eng:
         print(eng.submit("echo", b"hi").result().data)
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import CancelledError
 
+from ._client import USE_CLIENT_DEFAULT, AsyncClient, BasicAuth, Client
 from ._engine import Engine
 from ._errors import (
     BodyTooLargeError,
@@ -33,9 +37,11 @@ from ._errors import (
 )
 from ._completion import Completion
 from ._futures import Future
+from ._headers import Headers
 from ._http import HttpResponse
 from ._lib import LIB as _LIB
 from ._lib import LIBRARY_PATH, LibraryLoadError
+from ._response import HTTPStatusError, Request, Response, TooManyRedirects
 from ._types import HandlerStats, Inflight, InflightRequest, Latency, Stats
 
 __version__ = "0.1.0"
@@ -48,6 +54,15 @@ def library_version() -> str:
 
 
 __all__ = [
+    "Client",
+    "AsyncClient",
+    "Request",
+    "Response",
+    "Headers",
+    "BasicAuth",
+    "HTTPStatusError",
+    "TooManyRedirects",
+    "USE_CLIENT_DEFAULT",
     "Engine",
     "Future",
     "Completion",

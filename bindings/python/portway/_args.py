@@ -121,7 +121,7 @@ def _payload_iterable(payloads: Iterable[Payload]) -> Iterable[Payload]:
     return payloads
 
 
-def _window(window: int) -> int:
+def _window(window: object) -> int:
     if isinstance(window, bool) or not isinstance(window, int):
         raise InvalidArgumentTypeError(f"window must be an int, got {type(window).__name__}")
     if window < 1:
