@@ -548,6 +548,13 @@ def systems(scale: int) -> list[System]:
         System("w3.node.portway", "W3", "portway, Node http", "Node", True, "w3.node.portway",
                lambda ctx: [NODE, js_pw, "http", ctx["url"], str(w3), str(W3_CONC)], w3, env=nodeenv,
                check=_node_check),
+        # The familiar APIs over the same handler (issue 18): their cost over the raw calls above.
+        System("w3.py.client", "W3", "portway, Python Client.get_many (httpx-shaped)", "Python", True,
+               "w3.py.portway", lambda ctx: [PYTHON, py_pw, "client", ctx["url"], str(w3), str(W3_CONC)], w3,
+               env=pyenv, check=py_pw_check),
+        System("w3.node.fetch", "W3", "portway, Node eng.fetch (WHATWG Response)", "Node", True,
+               "w3.node.portway", lambda ctx: [NODE, js_pw, "fetch", ctx["url"], str(w3), str(W3_CONC)], w3,
+               env=nodeenv, check=_node_check),
         System("w3.node.agent", "W3", "Node: http keep-alive Agent", "Node", False, "w3.node.portway",
                lambda ctx: [NODE, js_an, ctx["url"], str(w3), str(W3_CONC)], w3),
         # ---- W3-TLS: every command ends with the CA file nginx's certificate chains to
@@ -601,6 +608,8 @@ GOALS = [
     ("W3 from C ≥ 1.0× Go's client", "rate", "w3.c.portway", "w3.go.client", 1.0, "higher"),
     ("W3 from Python ≥ 3× aiohttp", "rate", "w3.py.portway", "w3.py.aiohttp", 3.0, "higher"),
     ("W3 from Node ≥ 3× Node's agent", "rate", "w3.node.portway", "w3.node.agent", 3.0, "higher"),
+    ("W3 Client.get_many ≥ 0.85× raw ahttp", "rate", "w3.py.client", "w3.py.portway", 0.85, "higher"),
+    ("W3 eng.fetch ≥ 0.85× raw eng.http", "rate", "w3.node.fetch", "w3.node.portway", 0.85, "higher"),
     ("W3-TLS from C ≥ 1.0× Go's client", "rate", "w3t.c.portway", "w3t.go.client", 1.0, "higher"),
     ("W3-TLS from Python ≥ 3× aiohttp", "rate", "w3t.py.portway", "w3t.py.aiohttp", 3.0, "higher"),
     ("W4 ≥ 1.0× Go", "rate", "w4.c.sha", "w4.go.sha", 1.0, "higher"),
