@@ -2,8 +2,11 @@
 //! send the request, read the whole response body within the limit, and put the connection
 //! back only when the exchange completed cleanly.
 
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -276,14 +279,15 @@ impl Client {
                 }
                 let request = self.build(req, false);
                 let sent = conn.sender.try_send_request(request);
-                let resp = match receiving(self.read_timeout, origin, "head", sent).await? {
+                let mut watch = ReadWatch::new(self.read_timeout, origin);
+                let resp = match watch.step("head", sent).await? {
                     Ok(r) => r,
                     Err(mut e) => {
                         let unsent = e.take_message().is_some();
                         return Err(failed(e.into_error(), unsent));
                     }
                 };
-                let resp = self.read(origin, resp, decode).await?;
+                let resp = self.read(resp, decode, &mut watch).await?;
                 host.put_idle(conn);
                 Ok(resp)
             }
@@ -294,7 +298,8 @@ impl Client {
                 }
                 let request = self.build(req, true);
                 let sent = conn.sender.try_send_request(request);
-                let resp = match receiving(self.read_timeout, origin, "head", sent).await? {
+                let mut watch = ReadWatch::new(self.read_timeout, origin);
+                let resp = match watch.step("head", sent).await? {
                     Ok(r) => r,
                     Err(mut e) => {
                         let unsent = e.take_message().is_some();
@@ -306,7 +311,7 @@ impl Client {
                         return Err(failed(e.into_error(), unsent));
                     }
                 };
-                Ok(self.read(origin, resp, decode).await?)
+                Ok(self.read(resp, decode, &mut watch).await?)
             }
         }
     }
@@ -314,11 +319,11 @@ impl Client {
     /// Reads the body within the handler's limit.
     async fn read(
         &self,
-        origin: &Origin,
         resp: hyper::Response<Incoming>,
         decode: bool,
+        watch: &mut ReadWatch<'_>,
     ) -> Result<Response, HttpError> {
-        read_response(origin, resp, self.body_limit, decode, self.read_timeout).await
+        read_response(resp, self.body_limit, decode, watch).await
     }
 
     /// The hyper request for one connection: origin-form with a Host header for HTTP/1,
@@ -383,14 +388,14 @@ impl Client {
 
 /// Reads the whole body of `resp` within `limit` bytes (the decoded size when `decode` and the
 /// response is encoded); the announced length is checked first, and each read waits at most
-/// `read_timeout`. (Also the response fuzz target's reader.)
+/// the read timeout of `watch`. (Also the response fuzz target's reader.)
 pub(crate) async fn read_response(
-    origin: &Origin,
     resp: hyper::Response<Incoming>,
     limit: u64,
     decode: bool,
-    read_timeout: Option<std::time::Duration>,
+    watch: &mut ReadWatch<'_>,
 ) -> Result<Response, HttpError> {
+    let origin = watch.origin;
     let (parts, mut body) = resp.into_parts();
     let announced = parts
         .headers
@@ -417,7 +422,7 @@ pub(crate) async fn read_response(
     };
     let mut data = Vec::with_capacity(if decoder.is_some() { 0 } else { capacity });
     let mut encoded_len = 0;
-    while let Some(frame) = receiving(read_timeout, origin, "body", body.frame()).await? {
+    while let Some(frame) = watch.step("body", body.frame()).await? {
         let frame = frame.map_err(|e| errors::body_failed(origin, &e))?;
         if let Ok(chunk) = frame.into_data() {
             if let Some(d) = &mut decoder {
@@ -454,28 +459,73 @@ pub(crate) async fn read_response(
     })
 }
 
-/// Awaits `step` (the response head, or the next piece of the body) within the read
-/// timeout. On expiry the caller drops the exchange, which closes an HTTP/1 connection
-/// or resets an HTTP/2 stream.
-pub(crate) async fn receiving<F: std::future::Future>(
-    read_timeout: Option<std::time::Duration>,
-    origin: &Origin,
-    what: &str,
-    step: F,
-) -> Result<F::Output, HttpError> {
-    let Some(limit) = read_timeout else {
-        return Ok(step.await);
-    };
-    tokio::time::timeout(limit, step).await.map_err(|_| {
-        HttpError::new(
-            Kind::Timeout,
-            format!(
-                "no data received from {origin} for {} ms while waiting for the response \
-                 {what} (read_timeout_ms)",
-                limit.as_millis()
-            ),
-        )
-    })
+/// The read timeout of one exchange: each step (the response head, then each piece of the
+/// body) may wait at most `read_timeout` for its data. On expiry the caller drops the exchange,
+/// which closes an HTTP/1 connection or resets an HTTP/2 stream.
+///
+/// Why one timer per exchange rather than `tokio::time::timeout` per step: a timer that is
+/// registered and then dropped costs two trips through the runtime's timer wheel (under its
+/// lock), and most body pieces of a small response would register one. Here the timer is made
+/// the first time a step has to wait, keeps the deadline it was armed with, and is re-armed
+/// only when it fires while the current step is younger than the limit; a step that is ready
+/// at once touches no timer and reads no clock.
+pub(crate) struct ReadWatch<'a> {
+    limit: Option<Duration>,
+    origin: &'a Origin,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<'a> ReadWatch<'a> {
+    /// A watch for one exchange with `origin`; `None` waits without limit.
+    pub(crate) fn new(limit: Option<Duration>, origin: &'a Origin) -> Self {
+        ReadWatch {
+            limit,
+            origin,
+            timer: None,
+        }
+    }
+
+    /// Awaits `step` for at most the limit, counted from the step's first wait.
+    pub(crate) async fn step<F: Future>(
+        &mut self,
+        what: &str,
+        step: F,
+    ) -> Result<F::Output, HttpError> {
+        let Some(limit) = self.limit else {
+            return Ok(step.await);
+        };
+        let mut step = pin!(step);
+        let mut deadline = None;
+        let timer = &mut self.timer;
+        let expired = std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = step.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + limit);
+            let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            // A timer armed for an earlier step may fire first: move it to this step's
+            // deadline then, and wait on.
+            while timer.as_mut().poll(cx).is_ready() {
+                if timer.deadline() >= deadline {
+                    return Poll::Ready(Err(()));
+                }
+                timer.as_mut().reset(deadline);
+            }
+            Poll::Pending
+        })
+        .await;
+        expired.map_err(|()| {
+            HttpError::new(
+                Kind::Timeout,
+                format!(
+                    "no data received from {} for {} ms while waiting for the response \
+                     {what} (read_timeout_ms)",
+                    self.origin,
+                    limit.as_millis()
+                ),
+            )
+        })
+    }
 }
 
 fn decode_failed(origin: &Origin, coding: &str, limit: u64, e: DecodeError) -> HttpError {
@@ -519,6 +569,75 @@ fn with_authority(uri: &Uri, authority: Authority) -> Uri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn origin() -> Origin {
+        Origin {
+            tls: false,
+            host: "127.0.0.1".into(),
+            port: 9,
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_step_that_is_ready_at_once_arms_no_timer() {
+        let origin = origin();
+        runtime().block_on(async {
+            let mut watch = ReadWatch::new(Some(Duration::from_secs(30)), &origin);
+            assert_eq!(watch.step("head", async { 7 }).await.unwrap(), 7);
+            assert!(watch.timer.is_none());
+        });
+    }
+
+    #[test]
+    fn every_step_of_an_exchange_shares_one_timer() {
+        let origin = origin();
+        runtime().block_on(async {
+            let mut watch = ReadWatch::new(Some(Duration::from_secs(30)), &origin);
+            // yield_now is pending once, so each step waits and needs the timer.
+            watch.step("head", tokio::task::yield_now()).await.unwrap();
+            // The shared timer keeps the deadline it was armed with until it fires.
+            let armed = watch.timer.as_ref().unwrap().deadline();
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                watch.step("body", tokio::task::yield_now()).await.unwrap();
+                let now = watch.timer.as_ref().unwrap().deadline();
+                assert_eq!(armed, now, "a step armed a timer of its own");
+            }
+        });
+    }
+
+    #[test]
+    fn a_step_that_stalls_after_others_still_times_out() {
+        let origin = origin();
+        runtime().block_on(async {
+            let mut watch = ReadWatch::new(Some(Duration::from_millis(20)), &origin);
+            watch.step("head", tokio::task::yield_now()).await.unwrap();
+            let e = watch
+                .step("body", std::future::pending::<()>())
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, Kind::Timeout);
+            assert!(e.message.contains("response body"), "{}", e.message);
+            assert!(e.message.contains("read_timeout_ms"), "{}", e.message);
+        });
+    }
+
+    #[test]
+    fn no_limit_waits_without_a_timer() {
+        let origin = origin();
+        runtime().block_on(async {
+            let mut watch = ReadWatch::new(None, &origin);
+            watch.step("head", tokio::task::yield_now()).await.unwrap();
+            assert!(watch.timer.is_none());
+        });
+    }
 
     #[test]
     fn origin_form_keeps_path_and_query() {

@@ -14,7 +14,7 @@ use http::{Method, Version};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::client::{Client, read_response};
+use super::client::{Client, ReadWatch, read_response};
 use super::options::HttpOptions;
 use super::pool::ReqBody;
 use super::request::{Prepared, parse_head, parse_target, prepare};
@@ -189,7 +189,13 @@ async fn exchange(
             .send_request(client().build(req, false))
             .await
             .map_err(|e| errors::exchange_failed(origin, &e, knobs.max_header_bytes))?;
-        read_response(origin, resp, knobs.body_limit, false, None).await
+        read_response(
+            resp,
+            knobs.body_limit,
+            false,
+            &mut ReadWatch::new(None, origin),
+        )
+        .await
     }
     .await;
     drop(sender);
