@@ -612,8 +612,14 @@ portway_status portway_engine_shutdown(struct portway_engine *eng,
 /**
  * Frees an engine. NULL is a no-op. On a live engine it stops intake, cancels everything,
  * waits for native handlers to return (up to the drain deadline, or the free grace), abandons
- * any still stuck, and frees every buffer, including unreleased completions. Call it once,
- * when no other call on this engine is running, and never from a handler or notify callback.
+ * any still stuck, and frees every buffer, including unreleased completions. When every
+ * handler returned in time it also waits until each pool thread has ended (thread-local
+ * destructors included, so a host's own `pthread_key_create` destructors on pool threads
+ * delay it), so no pool thread runs library code once it returns and the library may then be
+ * unloaded (`dlclose`). If a handler was abandoned, free returns after the grace without
+ * waiting for any pool thread: the stuck handler's thread exits when the handler returns, and
+ * until then the library must stay loaded. Call it once, when no other call on this engine
+ * is running, and never from a handler or notify callback.
  * In a child process after `fork()` it leaks the inherited engine instead of touching it.
  */
 void portway_engine_free(struct portway_engine *eng);
