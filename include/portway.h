@@ -385,7 +385,8 @@ typedef struct portway_http_options {
     /**
      * Send `Accept-Encoding: gzip, br, zstd, deflate` when the request has none and decode
      * such bodies (`max_body_bytes` applies to the decoded size; headers stay as received).
-     * Default true.
+     * A body that is corrupt or ends before its encoded stream does (cut short) fails with
+     * `PORTWAY_PROTOCOL_ERROR`, never as a shorter body. Default true.
      */
     bool decompress;
     /**
