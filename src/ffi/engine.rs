@@ -31,7 +31,11 @@ pub const PORTWAY_DRAIN: portway_shutdown_mode = 0;
 pub const PORTWAY_CANCEL_NOW: portway_shutdown_mode = 1;
 
 /// Creates an engine from `cfg` (NULL = defaults; the config is copied and may be freed after)
-/// and writes it to `*out`. The engine has the built-in handlers "echo" and "sleep".
+/// and writes it to `*out`. The engine has the built-in handlers "echo" (responds with its
+/// payload) and "sleep" (completes with an empty response after the number of milliseconds
+/// its payload gives: one or more ASCII digits, at most 86400000 (one day), optionally
+/// preceded and followed by ASCII spaces, tabs, CR or LF; no sign, no other character, so
+/// `"+5"` or a Unicode space is refused: `portway_submit` returns `PORTWAY_INVALID_ARGUMENT`).
 /// Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL out) or `PORTWAY_INTERNAL` (threads
 /// or descriptors could not be created).
 #[unsafe(no_mangle)]
