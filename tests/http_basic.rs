@@ -646,6 +646,13 @@ fn compressed_bodies_are_asked_for_and_decoded_within_the_limit() {
         e.finish().unwrap()
     };
     let zstd = zstd::encode_all(&plain[..], 3).unwrap();
+    let br = {
+        let mut out = Vec::new();
+        let mut e = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+        e.write_all(&plain).unwrap();
+        drop(e);
+        out
+    };
     let bomb = {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         e.write_all(&vec![0u8; 8 << 20]).unwrap();
@@ -653,13 +660,23 @@ fn compressed_bodies_are_asked_for_and_decoded_within_the_limit() {
     };
     let server = Server::http(move |req| {
         let accept = req.header("accept-encoding").unwrap_or("-").to_owned();
-        let (coding, body) = match req.target.as_str() {
+        // `/cut/<coding>`: a complete HTTP response whose encoded body stops halfway (as a
+        // truncating proxy or a crashed upstream leaves it).
+        let (path, cut) = match req.target.strip_prefix("/cut") {
+            Some(rest) => (rest, true),
+            None => (req.target.as_str(), false),
+        };
+        let (coding, mut body) = match path {
             "/gzip" => ("gzip", gz.clone()),
             "/deflate" => ("deflate", deflate.clone()),
             "/zstd" => ("zstd", zstd.clone()),
+            "/br" => ("br", br.clone()),
             "/bomb" => ("gzip", bomb.clone()),
             _ => ("gzip", b"\x1f\x8bnot really gzip".to_vec()),
         };
+        if cut {
+            body.truncate(body.len() / 2);
+        }
         response(
             200,
             &[("Content-Encoding", coding), ("X-Accept", &accept)],
@@ -668,13 +685,21 @@ fn compressed_bodies_are_asked_for_and_decoded_within_the_limit() {
     });
     let engine = engine();
     let http = engine.lookup("http").unwrap();
-    for path in ["/gzip", "/deflate", "/zstd"] {
+    for path in ["/gzip", "/deflate", "/zstd", "/br"] {
         let c = run(&engine, http, &get(&server.url(path)), 0);
         assert_status(&c, Status::PORTWAY_OK);
         assert_eq!(c.data, plain, "{path}");
         assert_eq!(meta(&c, "x-accept"), Some("gzip, br, zstd, deflate"));
         // The headers stay as received.
         assert_eq!(meta(&c, "content-encoding"), Some(&path[1..]));
+        // Cut halfway: an error, never a shorter body.
+        let c = run(&engine, http, &get(&server.url(&format!("/cut{path}"))), 0);
+        assert_status(&c, Status::PORTWAY_PROTOCOL_ERROR);
+        assert!(
+            text(&c).contains("cannot be decoded"),
+            "{path}: {}",
+            text(&c)
+        );
     }
     let c = run(&engine, http, &get(&server.url("/corrupt")), 0);
     assert_status(&c, Status::PORTWAY_PROTOCOL_ERROR);

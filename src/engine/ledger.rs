@@ -41,6 +41,10 @@ pub(crate) struct Ledger {
     slot_waiters: AtomicUsize,
     slot_lock: Mutex<()>,
     slot_freed: Condvar,
+    /// Set (with its message) when everything in flight is cancelled for good (a `CANCEL_NOW`
+    /// shutdown, a drain deadline, the engine freed): a submit that reserved intake before the
+    /// shutdown but records its requests after the cancel pass's snapshot cancels them itself.
+    cancelling: std::sync::OnceLock<String>,
 }
 
 /// Ids in runs of this many share a shard, so a batch of consecutive ids (one submit or
@@ -62,6 +66,7 @@ impl Ledger {
             slot_waiters: AtomicUsize::new(0),
             slot_lock: Mutex::new(()),
             slot_freed: Condvar::new(),
+            cancelling: std::sync::OnceLock::new(),
         }
     }
 
@@ -97,18 +102,39 @@ impl Ledger {
 
     /// Waits for one slot until `deadline` (None = forever) or until `give_up()` says stop.
     /// Returns true when a slot was taken.
+    ///
+    /// `give_up()` is asked before every attempt and again after a slot was taken: a waiter
+    /// woken by a release after `give_up()` turned true (a shutdown) must not win the freed
+    /// slot, so one taken then is given back (waking the other waiters) and the wait fails.
     pub fn acquire_wait(&self, deadline: Option<Instant>, give_up: impl Fn() -> bool) -> bool {
-        if self.try_acquire(1) == 1 {
+        let take = || {
+            if self.try_acquire(1) == 0 {
+                return false;
+            }
+            if give_up() {
+                self.release_slots(1);
+                return false;
+            }
+            true
+        };
+        if take() {
             return true;
         }
         let mut guard = self.slot_lock.lock().unwrap_or_else(|e| e.into_inner());
         self.slot_waiters.fetch_add(1, Ordering::SeqCst);
         let got = loop {
-            if self.try_acquire(1) == 1 {
-                break true;
-            }
             if give_up() {
                 break false;
+            }
+            if self.try_acquire(1) == 1 {
+                if give_up() {
+                    // Lost to the stop after all: the slot goes back. `release_slots` would
+                    // take `slot_lock`, which this thread holds: give it back by hand.
+                    self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    self.slot_freed.notify_all();
+                    break false;
+                }
+                break true;
             }
             guard = match deadline {
                 None => self
@@ -190,6 +216,19 @@ impl Ledger {
             }
         }
         released
+    }
+
+    /// From now on every request recorded is to be cancelled with `message` (the first
+    /// message set stays). Call before taking the snapshot of the cancel pass: a request
+    /// recorded after its shard was read then sees the mark (the shard lock orders the two).
+    pub fn cancel_from_now(&self, message: &str) {
+        let _ = self.cancelling.set(message.to_owned());
+    }
+
+    /// The message every request recorded now must be cancelled with, if any (ask after
+    /// `insert`).
+    pub fn cancelling(&self) -> Option<&str> {
+        self.cancelling.get().map(String::as_str)
     }
 
     /// Every request in flight (a snapshot).
@@ -303,5 +342,38 @@ mod tests {
         l.release_slots(1);
         assert!(t.join().unwrap());
         assert_eq!(l.in_flight(), 1);
+    }
+
+    /// A waiter woken by a release after its give-up condition turned true (a shutdown) must
+    /// not take the freed slot: it gives up and the slot stays free.
+    #[test]
+    fn acquire_wait_gives_up_before_taking_a_slot_freed_after_the_stop() {
+        let l = Arc::new(Ledger::new(1));
+        assert_eq!(l.try_acquire(1), 1);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (l2, stop2) = (l.clone(), stop.clone());
+        let t = std::thread::spawn(move || l2.acquire_wait(None, || stop2.load(Ordering::SeqCst)));
+        // The waiter counts itself under `slot_lock` and holds it until it sleeps on the
+        // condvar: once it is counted, taking the lock means it is asleep.
+        while l.slot_waiters.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        {
+            let _asleep = l.slot_lock.lock().unwrap();
+            stop.store(true, Ordering::SeqCst);
+        }
+        // The release (not the stop) wakes it, with the slot free.
+        l.release_slots(1);
+        assert!(!t.join().unwrap(), "a waiter took a slot after giving up");
+        assert_eq!(l.in_flight(), 0);
+    }
+
+    /// A slot won while the give-up condition already holds (shutdown began between the
+    /// caller's intake check and its attempt) is given back, not kept.
+    #[test]
+    fn acquire_wait_gives_back_a_slot_won_after_the_stop() {
+        let l = Ledger::new(2);
+        assert!(!l.acquire_wait(None, || true));
+        assert_eq!(l.in_flight(), 0);
     }
 }

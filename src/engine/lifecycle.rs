@@ -52,7 +52,9 @@ impl Engine {
         });
         match (mode, deadline) {
             (ShutdownMode::CancelNow, _) => {
-                cancel_everything(&self.shared, "cancelled by shutdown");
+                let msg = "cancelled by shutdown";
+                self.shared.ledger.cancel_from_now(msg);
+                cancel_everything(&self.shared, msg);
             }
             (ShutdownMode::Drain, None) => {}
             (ShutdownMode::Drain, Some(d)) => {
@@ -69,6 +71,7 @@ impl Engine {
                         "cancelled: shutdown drain deadline of {} ms passed",
                         d.as_millis()
                     );
+                    shared.ledger.cancel_from_now(&msg);
                     cancel_everything(&shared, &msg);
                 });
             }

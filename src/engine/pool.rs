@@ -65,23 +65,26 @@ impl BusyFlags {
 /// The pool: how many workers it started and how many are alive, and the channel (to drop
 /// leftovers).
 ///
-/// Workers are plain detached pthreads, not `std::thread`s: std wraps every thread's body in a
+/// Workers are plain pthreads, not `std::thread`s: std wraps every thread's body in a
 /// `catch_unwind`, which would catch a forced unwind (`pthread_exit` inside a C handler) and
 /// abort the process. A worker that loses its thread that way completes its request and
-/// starts a replacement (`WorkerExit`), so the pool keeps its size.
+/// starts a replacement (`WorkerExit`), so the pool keeps its size. Every thread, replacements
+/// included, is joined when the pool ends (unless one was abandoned in a stuck handler), so
+/// none runs library code after the engine is freed.
 pub(crate) struct Pool {
     size: usize,
     alive: Arc<Alive>,
     rx: flume::Receiver<PoolMsg>,
 }
 
-/// Workers alive, a condvar signalled each time one exits, and whether the pool is stopping
-/// (then a lost worker is not replaced).
+/// Workers alive, a condvar signalled each time one exits, whether the pool is stopping
+/// (then a lost worker is not replaced), and every thread started and not yet joined.
 #[derive(Default)]
 struct Alive {
     count: Mutex<usize>,
     exited: Condvar,
     stopping: AtomicBool,
+    threads: Mutex<Vec<libc::pthread_t>>,
 }
 
 /// What a worker thread owns.
@@ -144,6 +147,12 @@ impl Pool {
 
     /// Waits until every worker has exited or `grace` passes; the rest are abandoned (they
     /// exit when their handler returns). Returns how many were abandoned.
+    ///
+    /// A worker counts itself out just before its thread ends; when all did, each thread is
+    /// joined, so that none is still running its last instructions or thread-local
+    /// destructors (library code) once the engine is freed and the host may unload the
+    /// library. When some were abandoned, no thread is joined (which ones still run is not
+    /// known): all are detached and end on their own.
     pub fn join_within(self, grace: Duration) -> usize {
         let deadline = Instant::now() + grace;
         let (count, cv) = (&self.alive.count, &self.alive.exited);
@@ -160,6 +169,22 @@ impl Pool {
         }
         let abandoned = *left;
         drop(left);
+        // With every worker counted out none will start a replacement (a worker being
+        // replaced stays counted until its replacement ends), so the list is complete.
+        let threads =
+            std::mem::take(&mut *self.alive.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        // SAFETY: each id is a joinable thread this pool created and nobody else joined or
+        // detached: it was taken out of the list, which owns that right, just above.
+        unsafe {
+            let me = libc::pthread_self();
+            for t in threads {
+                if abandoned == 0 && libc::pthread_equal(t, me) == 0 {
+                    libc::pthread_join(t, std::ptr::null_mut());
+                } else {
+                    libc::pthread_detach(t);
+                }
+            }
+        }
         if abandoned == 0 {
             // Jobs handed back after the stop messages hold the engine: drop them.
             while self.rx.try_recv().is_ok() {}
@@ -187,35 +212,25 @@ mod sys {
     }
 }
 
-/// Starts a detached pthread running `worker`.
+/// Starts a joinable pthread running `worker` and records it in the pool's thread list.
 fn spawn_worker(worker: Worker) -> std::io::Result<()> {
+    let alive = worker.alive.clone();
+    // Held until the new thread is recorded: it may end (and be counted out) before
+    // `pthread_create` returns, and `join_within` must not take the list without it.
+    let mut threads = alive.threads.lock().unwrap_or_else(|e| e.into_inner());
     let arg = Box::into_raw(Box::new(worker));
-    // SAFETY: `attr` is initialised before use and destroyed after; `worker_main` takes back
-    // the box `arg` points to, exactly once, and only if the thread was created.
+    let mut thread: libc::pthread_t = 0;
+    // SAFETY: default attributes (joinable); `worker_main` takes back the box `arg` points to,
+    // exactly once, and only if the thread was created.
     let rc = unsafe {
-        let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
-        let mut rc = libc::pthread_attr_init(attr.as_mut_ptr());
-        if rc == 0 {
-            rc =
-                libc::pthread_attr_setdetachstate(attr.as_mut_ptr(), libc::PTHREAD_CREATE_DETACHED);
-            if rc == 0 {
-                let mut thread: libc::pthread_t = 0;
-                rc = sys::pthread_create_unwinding(
-                    &mut thread,
-                    attr.as_ptr(),
-                    worker_main,
-                    arg.cast(),
-                );
-            }
-            libc::pthread_attr_destroy(attr.as_mut_ptr());
-        }
-        rc
+        sys::pthread_create_unwinding(&mut thread, std::ptr::null(), worker_main, arg.cast())
     };
     if rc != 0 {
         // SAFETY: no thread was created, so the box is still ours.
         drop(unsafe { Box::from_raw(arg) });
         return Err(std::io::Error::from_raw_os_error(rc));
     }
+    threads.push(thread);
     Ok(())
 }
 

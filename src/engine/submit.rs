@@ -14,6 +14,7 @@ use super::request::Request;
 use super::types::Submission;
 use crate::contract::Outcome;
 use crate::error::{Error, Result};
+use crate::status::Status;
 
 impl Engine {
     /// Submits one request; never blocks. Returns its id.
@@ -88,6 +89,7 @@ impl Engine {
         self.shared
             .ledger
             .insert(accepted.iter().map(|(req, _)| req.clone()));
+        self.cancel_if_cancelling(accepted.iter().map(|(req, _)| req));
         let timed = accepted.iter().map(|(req, _)| req);
         self.shared
             .timers
@@ -138,6 +140,7 @@ impl Engine {
         }
         let (req, payload) = self.new_request(id, sub, entry, Instant::now(), None);
         self.shared.ledger.insert([req.clone()]);
+        self.cancel_if_cancelling([&req]);
         if !completes_inline(&req) {
             self.shared.timers.deadlines([&req]);
         }
@@ -145,6 +148,23 @@ impl Engine {
         self.shared.counters.accepted.fetch_add(1, Relaxed);
         self.shared.queue.push(inline);
         Ok(id)
+    }
+
+    /// Cancels requests just recorded in the ledger when a cancel pass (a `CANCEL_NOW`
+    /// shutdown, a drain deadline) began meanwhile: their intake was reserved before the
+    /// shutdown, so they are accepted, but the pass's snapshot may not have seen them. Before
+    /// they start, so none runs its handler.
+    fn cancel_if_cancelling<'r>(&self, reqs: impl IntoIterator<Item = &'r Arc<Request>>) {
+        let Some(message) = self.shared.ledger.cancelling() else {
+            return;
+        };
+        for req in reqs {
+            dispatch::finish(
+                &self.shared,
+                req,
+                Outcome::failed(Status::PORTWAY_CANCELLED, message),
+            );
+        }
     }
 
     /// Validates the prefix of `reqs` that can be accepted: handler exists, payload fits and
@@ -286,5 +306,40 @@ fn validate_first_stage(entry: &HandlerEntry, payload: &[u8]) -> Result<()> {
             .map_or(Ok(()), |s| validate_first_stage(s, payload)),
         HandlerKind::Delay(delay) => delay(payload).map(|_| ()),
         HandlerKind::Inline(_) | HandlerKind::Blocking(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::types::Submission;
+    use super::super::{Config, Engine};
+    use super::Status;
+    use std::time::Duration;
+
+    /// A submit that reserved intake before a `CANCEL_NOW` shutdown but records its request
+    /// after the shutdown's cancel pass (simulated: the mark is set, intake stays open)
+    /// cancels the request itself instead of running it past the shutdown.
+    #[test]
+    fn a_request_recorded_after_the_cancel_pass_is_cancelled() {
+        let eng = Engine::new(Config::default()).unwrap();
+        let sleep = eng.lookup("sleep").unwrap();
+        eng.shared.ledger.cancel_from_now("cancelled by shutdown");
+        let sub = Submission {
+            handler: sleep,
+            timeout_ms: 0,
+            user_data: 0,
+            payload: b"60000",
+        };
+        let ids = [
+            eng.submit(&sub).unwrap(),
+            eng.submit_wait(&sub, None).unwrap(),
+        ];
+        // Cancelled inside the submit calls: both are ready without waiting.
+        let (seen, _) = eng.poll_owned(8, Some(Duration::ZERO)).unwrap();
+        assert_eq!(seen.iter().map(|c| c.id).collect::<Vec<_>>(), ids);
+        for c in &seen {
+            assert_eq!(c.status, Status::PORTWAY_CANCELLED);
+            assert_eq!(c.data, b"cancelled by shutdown");
+        }
     }
 }

@@ -31,8 +31,12 @@ pub const PORTWAY_DRAIN: portway_shutdown_mode = 0;
 pub const PORTWAY_CANCEL_NOW: portway_shutdown_mode = 1;
 
 /// Creates an engine from `cfg` (NULL = defaults; the config is copied and may be freed after)
-/// and writes it to `*out`. The engine has the built-in handlers "echo", "sleep" and "http" (an
-/// http handler with the default `portway_http_options`).
+/// and writes it to `*out`. The engine has the built-in handlers "echo" (responds with its
+/// payload), "sleep" (completes with an empty response after the number of milliseconds its
+/// payload gives: one or more ASCII digits, at most 86400000 (one day), optionally preceded and
+/// followed by ASCII spaces, tabs, CR or LF; no sign, no other character, so `"+5"` or a Unicode
+/// space is refused: `portway_submit` returns `PORTWAY_INVALID_ARGUMENT`) and "http" (an http
+/// handler with the default `portway_http_options`).
 /// Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL out) or `PORTWAY_INTERNAL` (threads
 /// or descriptors could not be created).
 #[unsafe(no_mangle)]
@@ -85,8 +89,14 @@ pub unsafe extern "C" fn portway_engine_shutdown(
 
 /// Frees an engine. NULL is a no-op. On a live engine it stops intake, cancels everything,
 /// waits for native handlers to return (up to the drain deadline, or the free grace), abandons
-/// any still stuck, and frees every buffer, including unreleased completions. Call it once,
-/// when no other call on this engine is running, and never from a handler or notify callback.
+/// any still stuck, and frees every buffer, including unreleased completions. When every
+/// handler returned in time it also waits until each pool thread has ended (thread-local
+/// destructors included, so a host's own `pthread_key_create` destructors on pool threads
+/// delay it), so no pool thread runs library code once it returns and the library may then be
+/// unloaded (`dlclose`). If a handler was abandoned, free returns after the grace without
+/// waiting for any pool thread: the stuck handler's thread exits when the handler returns, and
+/// until then the library must stay loaded. Call it once, when no other call on this engine
+/// is running, and never from a handler or notify callback.
 /// In a child process after `fork()` it leaks the inherited engine instead of touching it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_engine_free(eng: *mut portway_engine) {

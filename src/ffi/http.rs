@@ -54,7 +54,8 @@ pub struct portway_http_options {
     pub read_timeout_ms: u32,
     /// Send `Accept-Encoding: gzip, br, zstd, deflate` when the request has none and decode
     /// such bodies (`max_body_bytes` applies to the decoded size; headers stay as received).
-    /// Default true.
+    /// A body that is corrupt or ends before its encoded stream does (cut short) fails with
+    /// `PORTWAY_PROTOCOL_ERROR`, never as a shorter body. Default true.
     pub decompress: bool,
     /// Trust only the bundled web PKI roots. Default false: the platform's trust store
     /// (honouring `SSL_CERT_FILE` / `SSL_CERT_DIR`) is trusted too.

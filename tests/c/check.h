@@ -115,4 +115,14 @@ static inline portway_engine *new_engine_cfg(portway_config *cfg) {
     return eng;
 }
 
+/* An engine with one runtime thread and `workers` pool threads. */
+static inline portway_engine *new_engine_workers(uint32_t workers) {
+    portway_config *cfg = portway_config_new();
+    CHECK_OK(portway_config_set_runtime_threads(cfg, 1));
+    CHECK_OK(portway_config_set_pool_workers(cfg, workers));
+    portway_engine *eng = new_engine_cfg(cfg);
+    portway_config_free(cfg);
+    return eng;
+}
+
 #endif /* PORTWAY_TEST_CHECK_H */

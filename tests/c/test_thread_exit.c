@@ -52,11 +52,7 @@ static void check_exited(const portway_completion *c) {
 }
 
 int main(void) {
-    portway_config *cfg = portway_config_new();
-    CHECK_OK(portway_config_set_runtime_threads(cfg, 1));
-    CHECK_OK(portway_config_set_pool_workers(cfg, 2));
-    portway_engine *eng = new_engine_cfg(cfg);
-    portway_config_free(cfg);
+    portway_engine *eng = new_engine_workers(2);
     uint32_t h = 0;
     CHECK_OK(portway_register_handler(eng, "maybe_exit", h_maybe_exit, NULL, &h));
 

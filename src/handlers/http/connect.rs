@@ -134,26 +134,32 @@ impl Connector {
                 .handshake(io)
                 .await
                 .map_err(failed)?;
+            let (ending, ended) = tokio::sync::watch::channel(());
             let task = tokio::spawn(async move {
                 let _permit = permit;
+                let _ending = ending;
                 let _ = conn.await;
             });
             Ok(Connected::H2(H2Conn {
                 sender,
                 _task: Arc::new(TaskGuard(task.abort_handle())),
+                ended,
             }))
         } else {
             let (sender, conn) = h1_builder(self.max_header_bytes)
                 .handshake(io)
                 .await
                 .map_err(failed)?;
+            let (ending, ended) = tokio::sync::watch::channel(());
             let task = tokio::spawn(async move {
                 let _permit = permit;
+                let _ending = ending;
                 let _ = conn.await;
             });
             Ok(Connected::H1(H1Conn {
                 sender,
                 _task: TaskGuard(task.abort_handle()),
+                ended,
             }))
         }
     }

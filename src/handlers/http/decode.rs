@@ -111,7 +111,9 @@ impl Decoder {
             Codec::Gzip(d) => d.try_finish(),
             Codec::Deflate(d) => d.try_finish(),
             Codec::Brotli(d) => d.close(),
-            Codec::Zstd(d) => d.flush(),
+            // `do_finish`, not `flush`: only it says whether the data ended on a complete
+            // frame (a cut zstd body otherwise decodes to a silently shorter one).
+            Codec::Zstd(d) => d.do_finish(),
         };
         ended.map_err(|e| self.error(e))?;
         Ok(match self.codec {
@@ -198,5 +200,59 @@ mod tests {
         assert!(Decoder::for_headers(&headers("identity"), 1, 0).is_none());
         assert!(Decoder::for_headers(&headers("gzip, br"), 1, 0).is_none());
         assert!(Decoder::for_headers(&HeaderMap::new(), 1, 0).is_none());
+    }
+
+    fn encode(coding: &str, data: &[u8]) -> Vec<u8> {
+        match coding {
+            "gzip" => gzip(data),
+            "deflate" => {
+                let mut e =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            "br" => {
+                let mut out = Vec::new();
+                let mut e = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                e.write_all(data).unwrap();
+                drop(e);
+                out
+            }
+            "zstd" => zstd::stream::encode_all(data, 3).unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    /// A body cut anywhere (the connection closed early, a proxy truncated it) is an error
+    /// in every coding, never a silently shorter body; the whole body decodes, in pieces too.
+    #[test]
+    fn every_coding_refuses_a_cut_stream() {
+        let plain: Vec<u8> = (0..40_000u32)
+            .flat_map(|i| (i * 7919 % 251).to_le_bytes())
+            .collect();
+        for coding in ["gzip", "deflate", "br", "zstd"] {
+            let packed = encode(coding, &plain);
+            let mut d = Decoder::for_headers(&headers(coding), 1 << 20, 0).unwrap();
+            packed.chunks(1000).for_each(|p| d.write(p).unwrap());
+            assert_eq!(d.finish().unwrap(), plain, "{coding}: whole body");
+            let cuts = [
+                0,
+                1,
+                2,
+                packed.len() / 2,
+                packed.len() - 2,
+                packed.len() - 1,
+            ];
+            for cut in cuts {
+                let mut d = Decoder::for_headers(&headers(coding), 1 << 20, 0).unwrap();
+                let r = d.write(&packed[..cut]).and_then(|()| d.finish());
+                assert!(
+                    matches!(r, Err(DecodeError::Corrupt(_))),
+                    "{coding} cut at {cut} of {}: {:?}",
+                    packed.len(),
+                    r.map(|v| v.len())
+                );
+            }
+        }
     }
 }

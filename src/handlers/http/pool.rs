@@ -44,6 +44,8 @@ impl Drop for TaskGuard {
 pub(crate) struct H1Conn {
     pub sender: http1::SendRequest<ReqBody>,
     pub _task: TaskGuard,
+    /// Ends (`changed()` fails) once the connection task has ended.
+    pub ended: tokio::sync::watch::Receiver<()>,
 }
 
 /// An HTTP/2 connection, shared by all requests to its origin.
@@ -51,6 +53,8 @@ pub(crate) struct H1Conn {
 pub(crate) struct H2Conn {
     pub sender: http2::SendRequest<ReqBody>,
     pub _task: Arc<TaskGuard>,
+    /// Ends (`changed()` fails) once the connection task has ended.
+    pub ended: tokio::sync::watch::Receiver<()>,
 }
 
 /// Pool state for one origin.
