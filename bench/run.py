@@ -508,7 +508,7 @@ def systems(scale: int) -> list[System]:
         System("w1.rust.echo", "W1", "portway, Rust (benches/core.rs), echo", "Rust", True, "w1.c.native",
                lambda ctx: [str(core_bin)], w1, env={"PORTWAY_BENCH_ONE": f"echo {w1} {W1_BATCH}"},
                check=_need_file(core_bin, "benches/core.rs")),
-        System("w1.go.pool", "W1", "Go: 2 goroutines on buffered channels (cap 1024)", "Go", False,
+        System("w1.go.pool", "W1", "Go: 2 goroutines on buffered channels (cap 1024), bare jobs", "Go", False,
                "w1.c.native", lambda ctx: [go, "pool", str(w1)], w1, check=have_go),
         System("w1.go.pool_req", "W1", "Go: the same pool, request-shaped jobs (payload slice, "
                "context.WithTimeout, result struct)", "Go", False, "w1.c.native",
