@@ -2,6 +2,11 @@
 //
 //	anchors pool N             W1: N no-op jobs through 2 worker goroutines on buffered
 //	                           channels (capacity 1024), results back on another channel
+//	anchors pool-req N BYTES   W1, request-shaped: the same pool, but each job is what a portway
+//	                           request carries: its own copy of a BYTES-long payload, a
+//	                           context.WithTimeout made at submit (cancelled when its result is
+//	                           collected), and a result struct with status, code, data slice
+//	                           and queued/run timings
 //	anchors sleep N MS         W2: N goroutines doing time.Sleep(MS ms), joined by a WaitGroup
 //	anchors sleep-held N MS    W2, all N goroutines started (blocked on a barrier) before any sleeps
 //	anchors server             W3: a keep-alive net/http server on 127.0.0.1:0; prints
@@ -16,6 +21,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -110,6 +116,109 @@ func pool(n int) {
 	runPool(n, 2, nil, noop)
 	secs := time.Since(t0).Seconds()
 	emit(map[string]any{"n": n, "secs": secs, "rate": float64(n) / secs, "workers": 2, "chan_cap": chanCap})
+}
+
+// reqJob is one request-shaped W1 job: what portway's engine holds for a submitted request.
+type reqJob struct {
+	id        uint64
+	userData  uint64
+	payload   []byte // the job's own copy: portway copies the payload at submit
+	ctx       context.Context
+	cancel    context.CancelFunc
+	submitted time.Time
+}
+
+// reqResult mirrors portway_completion: status, handler code, response bytes and timings. It
+// carries the job's cancel func so the collector can release the context's timer.
+type reqResult struct {
+	id       uint64
+	userData uint64
+	status   uint32
+	code     uint32
+	data     []byte
+	queuedNs int64
+	runNs    int64
+	cancel   context.CancelFunc
+}
+
+// Statuses of reqResult, as portway_status spells them.
+const (
+	statusOK      = 0
+	statusTimeout = 7
+)
+
+// reqTimeout is every job's deadline: far beyond the run, so that it never fires, but each
+// job still pays for arming and stopping its timer, as a request with a timeout does.
+const reqTimeout = 30 * time.Second
+
+// noopHandler is W1's handler: it responds with nothing (as pw_bench's native no-op does).
+func noopHandler(context.Context, []byte) (uint32, []byte) { return 0, nil }
+
+// runReqPool is runPool with request-shaped jobs: the submitter copies the payload and makes a
+// context with a timeout per job; a worker checks the context before and after running the
+// no-op handler and fills a result struct; the collector cancels each job's context and checks
+// every result. It returns how many results were not OK.
+func runReqPool(n, workers int, payload []byte) int {
+	jobs := make(chan reqJob, chanCap)
+	results := make(chan reqResult, chanCap)
+	for w := 0; w < workers; w++ {
+		go func() {
+			for j := range jobs {
+				start := time.Now()
+				r := reqResult{id: j.id, userData: j.userData, cancel: j.cancel,
+					queuedNs: start.Sub(j.submitted).Nanoseconds()}
+				if j.ctx.Err() != nil { // expired while queued: the handler is not run
+					r.status, r.data = statusTimeout, []byte("timed out before it started")
+				} else {
+					r.code, r.data = noopHandler(j.ctx, j.payload)
+				}
+				r.runNs = time.Since(start).Nanoseconds()
+				results <- r
+			}
+		}()
+	}
+	go func() {
+		for i := 0; i < n; i++ {
+			ctx, cancel := context.WithTimeout(context.Background(), reqTimeout)
+			p := make([]byte, len(payload))
+			copy(p, payload)
+			jobs <- reqJob{id: uint64(i) + 1, userData: uint64(i), payload: p, ctx: ctx, cancel: cancel,
+				submitted: time.Now()}
+		}
+		close(jobs)
+	}()
+	failed := 0
+	var sink int64
+	for i := 0; i < n; i++ {
+		r := <-results
+		r.cancel()
+		if r.status != statusOK || r.id != r.userData+1 {
+			failed++
+		}
+		sink += r.queuedNs + r.runNs + int64(len(r.data))
+	}
+	_ = sink
+	return failed
+}
+
+func poolReq(n, size int) {
+	if size < 0 {
+		fmt.Fprintln(os.Stderr, "anchors pool-req: BYTES must be >= 0")
+		os.Exit(2)
+	}
+	payload := make([]byte, size)
+	for i := range payload {
+		payload[i] = byte(i*31 + 7)
+	}
+	runReqPool(10000, 2, payload) // warm-up
+	t0 := time.Now()
+	failed := runReqPool(n, 2, payload)
+	secs := time.Since(t0).Seconds()
+	emit(map[string]any{"n": n, "secs": secs, "rate": float64(n) / secs, "workers": 2, "chan_cap": chanCap,
+		"payload_bytes": size, "timeout_s": reqTimeout.Seconds(), "failed": failed})
+	if failed > 0 {
+		os.Exit(1)
+	}
 }
 
 func sleeps(n, ms int) {
@@ -275,6 +384,8 @@ func main() {
 	switch {
 	case len(a) >= 3 && a[1] == "pool":
 		pool(atoi(a[2]))
+	case len(a) >= 4 && a[1] == "pool-req":
+		poolReq(atoi(a[2]), atoi(a[3]))
 	case len(a) >= 4 && a[1] == "sleep":
 		sleeps(atoi(a[2]), atoi(a[3]))
 	case len(a) >= 4 && a[1] == "sleep-held":
@@ -290,7 +401,7 @@ func main() {
 	case len(a) >= 4 && a[1] == "sha":
 		shaBench(atoi(a[2]), atoi(a[3]))
 	default:
-		fmt.Fprintln(os.Stderr, "usage: anchors pool N | sleep N MS | sleep-held N MS | server | client URL N CONC [CA_PEM] | sha N WORKERS")
+		fmt.Fprintln(os.Stderr, "usage: anchors pool N | pool-req N BYTES | sleep N MS | sleep-held N MS | server | client URL N CONC [CA_PEM] | sha N WORKERS")
 		os.Exit(2)
 	}
 }
