@@ -54,18 +54,23 @@ function bodyUnusable() {
 }
 
 /**
- * The Response eng.fetch resolves to. It is a global Response (`instanceof Response`) whose
- * `url`, `redirected` and `type` are those of a fetched response (a constructed one has '',
- * false and 'default', read-only). Its body bytes are already in memory, so it is built
- * lazily: the base Response gets no body and no headers, which keeps the platform from
- * wrapping the bytes in a ReadableStream and copying every header at once (most of the cost of
- * a small response otherwise); `text()`, `json()`, `arrayBuffer()` and `bytes()` decode the
- * bytes directly; the headers are filled in on first use; and the first use of `body` (or
- * `blob()`, `formData()`) creates a real Response over the bytes that serves every later use,
- * so stream semantics are exactly the platform's.
+ * The Response eng.fetch resolves to. It is a Response (`instanceof Response`, and every
+ * member of Response.prototype is its own here) whose `url`, `redirected` and `type` are those
+ * of a fetched response (a constructed one has '', false and 'default', read-only). Its body
+ * bytes are already in memory, so it is built lazily: the platform's Response constructor is
+ * not run at all (its argument conversions and internal state cost more than the rest of a
+ * small fetch, and far more while that code is not yet optimised, e.g. in a short-lived
+ * process); `text()`, `json()`, `arrayBuffer()` and `bytes()` decode the bytes directly; the
+ * headers are a Headers filled in on first use; and the first use of `body` (or `blob()`,
+ * `formData()`, or any read of a null body) creates a real Response over the bytes that serves
+ * every later use, so stream semantics are exactly the platform's. The prototype is linked to
+ * Response on the first fetch (see linkResponse), so loading portway does not load the
+ * platform's fetch implementation.
  */
-class FetchResponse extends Response {
+class FetchResponse {
   #status;
+  #statusText;
+  #headers = undefined; // the Headers, made on first use
   #url;
   #redirected;
   #type;
@@ -78,9 +83,8 @@ class FetchResponse extends Response {
   #ctl; // the controller of #real's body stream, when made while #signal was watched
 
   constructor(bytes, status, statusText, meta, url, redirected, type, signal) {
-    // A Response holds 200..599 only; servers may send up to 999 (Node's fetch shows them).
-    super(null, { status: status <= 599 ? status : 200, statusText });
     this.#status = status;
+    this.#statusText = statusText;
     this.#bytes = bytes;
     this.#meta = meta;
     this.#url = url;
@@ -134,6 +138,11 @@ class FetchResponse extends Response {
     return this.#status >= 200 && this.#status <= 299;
   }
 
+  /** The reason phrase: the standard one for HTTP/1.x, '' for HTTP/2. */
+  get statusText() {
+    return this.#statusText;
+  }
+
   /** The final URL, after redirects, without its fragment. */
   get url() {
     return this.#url;
@@ -154,9 +163,10 @@ class FetchResponse extends Response {
    *  like a fetched response's (the platform gives no way to make a Headers immutable, so its
    *  mutators are shadowed on the instance). */
   get headers() {
-    const h = super.headers;
-    const meta = this.#meta;
-    if (meta !== null) {
+    let h = this.#headers;
+    if (h === undefined) {
+      h = this.#headers = new Headers();
+      const meta = this.#meta;
       this.#meta = null;
       for (let i = 0; i < meta.length; i++) h.append(meta[i][0], meta[i][1]);
       Object.defineProperties(h, IMMUTABLE);
@@ -165,7 +175,7 @@ class FetchResponse extends Response {
   }
 
   /** The Response that owns the body from now on (created on first need, marked read when
-   *  the body was already read here). */
+   *  the body was already read here; for a null body, one with no body). */
   #delegate() {
     if (this.#real === undefined) {
       const type = this.headers.get('content-type');
@@ -212,7 +222,7 @@ class FetchResponse extends Response {
   }
 
   text() {
-    if (this.#bytes === null) return super.text();
+    if (this.#bytes === null) return this.#delegate().text();
     const no = this.#refusal();
     if (no !== undefined) return no;
     if (this.#real !== undefined) return this.#real.text();
@@ -223,12 +233,12 @@ class FetchResponse extends Response {
   }
 
   json() {
-    if (this.#bytes === null) return super.json();
+    if (this.#bytes === null) return this.#delegate().json();
     return this.text().then(JSON.parse);
   }
 
   arrayBuffer() {
-    if (this.#bytes === null) return super.arrayBuffer();
+    if (this.#bytes === null) return this.#delegate().arrayBuffer();
     const no = this.#refusal();
     if (no !== undefined) return no;
     if (this.#real !== undefined) return this.#real.arrayBuffer();
@@ -239,7 +249,7 @@ class FetchResponse extends Response {
   }
 
   bytes() {
-    if (this.#bytes === null) return super.bytes();
+    if (this.#bytes === null) return this.#delegate().bytes();
     const no = this.#refusal();
     if (no !== undefined) return no;
     if (this.#real !== undefined) return this.#real.bytes();
@@ -248,12 +258,12 @@ class FetchResponse extends Response {
   }
 
   blob() {
-    if (this.#bytes === null) return super.blob();
+    if (this.#bytes === null) return this.#delegate().blob();
     return this.#refusal() ?? this.#delegate().blob();
   }
 
   formData() {
-    if (this.#bytes === null) return super.formData();
+    if (this.#bytes === null) return this.#delegate().formData();
     return this.#refusal() ?? this.#delegate().formData();
   }
 
@@ -271,6 +281,16 @@ class FetchResponse extends Response {
     c.#shared = true;
     return c;
   }
+}
+
+/** Makes FetchResponse a Response, once, on the first response: the global Response is a lazy
+ *  getter that loads the platform's whole fetch implementation (HTTP/2, TLS, ...), which a
+ *  program that never fetches should not pay for when it loads portway. */
+let linked = false;
+function linkResponse() {
+  Object.setPrototypeOf(FetchResponse.prototype, Response.prototype);
+  Object.setPrototypeOf(FetchResponse, Response);
+  linked = true;
 }
 
 /** The network error fetch rejects with: TypeError('fetch failed') carrying the cause. */
@@ -455,6 +475,7 @@ function responseOf(c, req, redirected, type) {
   // http server sends unless told otherwise), HTTP/2 has none.
   const statusText = version === 'HTTP/2' ? '' : STATUS_CODES[status] || '';
   const nullBody = req.method === 'HEAD' || NULL_BODY_STATUSES.has(status);
+  if (!linked) linkResponse();
   return new FetchResponse(nullBody ? null : c.data, status, statusText, meta, withoutFragment(req.url), redirected, type, req.signal);
 }
 
