@@ -307,25 +307,33 @@ function methodOf(s) {
   return NORMALIZED_METHODS.has(up) ? up : m;
 }
 
-// Parsed URLs by their string (never mutated: a redirect makes a new URL), and the payloads
-// of bodiless GETs without headers by URL, as `http()` keeps its heads: parsing and building
-// them again is a good part of a small fetch's cost. Cleared when full.
+// Request targets by their URL string (the URL is never mutated: a redirect makes a new one),
+// and the payloads of bodiless GETs without headers by URL, as `http()` keeps its heads:
+// parsing, serialising and building them again is a good part of a small fetch's cost.
+// Cleared when full.
 const CACHE_MAX = 256;
 const urls = new Map();
 const getHeads = new Map();
 
-/** The request URL: absolute, no credentials (as fetch requires). */
+/** A parsed URL with what a request derives from it, worked out once: `href` without its
+ *  fragment (what goes on the wire and into `response.url`) and whether it is http(s). */
+function targetOf(url) {
+  const p = url.protocol;
+  return { url, href: withoutFragment(url), web: p === 'http:' || p === 'https:' };
+}
+
+/** The request target: an absolute URL, no credentials (as fetch requires). */
 function urlOf(input) {
   if (typeof input === 'string') {
-    let u = urls.get(input);
-    if (u === undefined) {
-      u = parseUrl(input);
+    let t = urls.get(input);
+    if (t === undefined) {
+      t = targetOf(parseUrl(input));
       if (urls.size >= CACHE_MAX) urls.clear();
-      urls.set(input, u);
+      urls.set(input, t);
     }
-    return u;
+    return t;
   }
-  return parseUrl(input);
+  return targetOf(parseUrl(input));
 }
 
 function parseUrl(input) {
@@ -384,8 +392,9 @@ function requestOf(input, init) {
   const o = init === undefined ? {} : init;
   if (input instanceof Request) {
     const r = init === undefined ? input : new Request(input, init);
+    const { url, href, web } = urlOf(r.url);
     const req = {
-      url: urlOf(r.url), method: r.method, headers: new Headers(r.headers), body: null, stream: false,
+      url, href, web, method: r.method, headers: new Headers(r.headers), body: null, stream: false,
       redirect: r.redirect, signal: r.signal,
     };
     if (r.body === null) return req;
@@ -395,7 +404,7 @@ function requestOf(input, init) {
     // fetch stringifies any other input (an object with toString, ...), as the URL parser does.
     input = String(input);
   }
-  const url = urlOf(input);
+  const { url, href, web } = urlOf(input);
   const method = o.method === undefined ? 'GET' : methodOf(o.method);
   let headers = o.headers === undefined ? null : new Headers(o.headers);
   const redirect = o.redirect === undefined ? 'follow' : o.redirect;
@@ -404,7 +413,7 @@ function requestOf(input, init) {
   }
   const signal = o.signal === undefined || o.signal === null ? undefined : o.signal;
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('fetch: signal must be an AbortSignal');
-  const req = { url, method, headers, body: null, stream: false, redirect, signal };
+  const req = { url, href, web, method, headers, body: null, stream: false, redirect, signal };
   if (o.body === undefined || o.body === null) return req;
   if (method === 'GET' || method === 'HEAD') throw new TypeError('Request with GET/HEAD method cannot have body.');
   const withBody = (b) => {
@@ -425,7 +434,7 @@ function requestOf(input, init) {
  *  (0 for a bodiless POST or PUT, as fetch sends). */
 function payloadOf(req) {
   if (req.method === 'GET' && req.body === null && req.headers === null) {
-    const href = withoutFragment(req.url);
+    const { href } = req;
     let p = getHeads.get(href);
     if (p === undefined) {
       p = Buffer.from(`GET ${href} HTTP/1.1\r\naccept: */*\r\n\r\n`, 'latin1');
@@ -434,7 +443,7 @@ function payloadOf(req) {
     }
     return p;
   }
-  let head = `${req.method} ${withoutFragment(req.url)} HTTP/1.1\r\n`;
+  let head = `${req.method} ${req.href} HTTP/1.1\r\n`;
   let accept = false;
   if (req.headers !== null) {
     for (const [k, v] of req.headers) {
@@ -458,12 +467,12 @@ function responseOf(c, req, redirected, type) {
     // Not a final status (the handler takes 1xx as interim); only a broken server sends these.
     throw networkError(new Error(`invalid HTTP status ${status} from ${req.url.origin}`));
   }
-  let meta = c.meta;
+  const meta = c.meta;
   let version = '';
   const n = meta.length;
   if (n > 0 && meta[n - 1][0] === ':http-version') {
     version = meta[n - 1][1];
-    meta = meta.slice(0, n - 1);
+    meta.pop(); // the completion's own array, read no more after this
   }
   for (let i = 0; i < meta.length; i++) {
     const v = meta[i][1];
@@ -476,7 +485,7 @@ function responseOf(c, req, redirected, type) {
   const statusText = version === 'HTTP/2' ? '' : STATUS_CODES[status] || '';
   const nullBody = req.method === 'HEAD' || NULL_BODY_STATUSES.has(status);
   if (!linked) linkResponse();
-  return new FetchResponse(nullBody ? null : c.data, status, statusText, meta, withoutFragment(req.url), redirected, type, req.signal);
+  return new FetchResponse(nullBody ? null : c.data, status, statusText, meta, req.href, redirected, type, req.signal);
 }
 
 /** The request for the next hop after the redirect completion `c` of `req`, following the
@@ -507,7 +516,7 @@ function redirectOf(req, c) {
     throw networkError(new Error('Cannot follow a redirect with a streamed request body'));
   }
   if (next.origin !== req.url.origin) for (const h of CROSS_ORIGIN_DROPPED) headers.delete(h);
-  return { ...req, url: next, method, headers, body };
+  return { ...req, ...targetOf(next), method, headers, body };
 }
 
 function locationOf(meta) {
@@ -530,7 +539,7 @@ async function fetch(eng, input, init) {
   // (copied) before fetch() returns.
   let req = requestOf(input, init);
   if (req instanceof Promise) req = await req;
-  if (req.url.protocol !== 'http:' && req.url.protocol !== 'https:') {
+  if (!req.web) {
     // Node's fetch also has data: and blob: URLs; portway's http handler has neither.
     throw networkError(new Error('unknown scheme'));
   }
@@ -562,7 +571,9 @@ async function fetch(eng, input, init) {
     if (cur.body !== null) cur.body = payload.subarray(payload.length - cur.body.length);
     let c;
     try {
-      c = await eng.submit(handler, payload, { timeoutMs: t, signal });
+      // Without a signal, straight to the engine's submit: eng.submit would only check again
+      // what is known here (a handler id, a Buffer, no wait) and add no abort wiring.
+      c = await (signal === undefined ? eng._submit1(handler, payload, t) : eng.submit(handler, payload, { timeoutMs: t, signal }));
     } catch (e) {
       if (signal !== undefined && signal.aborted) throw signal.reason;
       throw e instanceof PortwayError ? networkError(e) : e;
