@@ -54,18 +54,23 @@ function bodyUnusable() {
 }
 
 /**
- * The Response eng.fetch resolves to. It is a global Response (`instanceof Response`) whose
- * `url`, `redirected` and `type` are those of a fetched response (a constructed one has '',
- * false and 'default', read-only). Its body bytes are already in memory, so it is built
- * lazily: the base Response gets no body and no headers, which keeps the platform from
- * wrapping the bytes in a ReadableStream and copying every header at once (most of the cost of
- * a small response otherwise); `text()`, `json()`, `arrayBuffer()` and `bytes()` decode the
- * bytes directly; the headers are filled in on first use; and the first use of `body` (or
- * `blob()`, `formData()`) creates a real Response over the bytes that serves every later use,
- * so stream semantics are exactly the platform's.
+ * The Response eng.fetch resolves to. It is a Response (`instanceof Response`, and every
+ * member of Response.prototype is its own here) whose `url`, `redirected` and `type` are those
+ * of a fetched response (a constructed one has '', false and 'default', read-only). Its body
+ * bytes are already in memory, so it is built lazily: the platform's Response constructor is
+ * not run at all (its argument conversions and internal state cost more than the rest of a
+ * small fetch, and far more while that code is not yet optimised, e.g. in a short-lived
+ * process); `text()`, `json()`, `arrayBuffer()` and `bytes()` decode the bytes directly; the
+ * headers are a Headers filled in on first use; and the first use of `body` (or `blob()`,
+ * `formData()`, or any read of a null body) creates a real Response over the bytes that serves
+ * every later use, so stream semantics are exactly the platform's. The prototype is linked to
+ * Response on the first fetch (see linkResponse), so loading portway does not load the
+ * platform's fetch implementation.
  */
-class FetchResponse extends Response {
+class FetchResponse {
   #status;
+  #statusText;
+  #headers = undefined; // the Headers, made on first use
   #url;
   #redirected;
   #type;
@@ -78,9 +83,8 @@ class FetchResponse extends Response {
   #ctl; // the controller of #real's body stream, when made while #signal was watched
 
   constructor(bytes, status, statusText, meta, url, redirected, type, signal) {
-    // A Response holds 200..599 only; servers may send up to 999 (Node's fetch shows them).
-    super(null, { status: status <= 599 ? status : 200, statusText });
     this.#status = status;
+    this.#statusText = statusText;
     this.#bytes = bytes;
     this.#meta = meta;
     this.#url = url;
@@ -134,6 +138,11 @@ class FetchResponse extends Response {
     return this.#status >= 200 && this.#status <= 299;
   }
 
+  /** The reason phrase: the standard one for HTTP/1.x, '' for HTTP/2. */
+  get statusText() {
+    return this.#statusText;
+  }
+
   /** The final URL, after redirects, without its fragment. */
   get url() {
     return this.#url;
@@ -154,9 +163,10 @@ class FetchResponse extends Response {
    *  like a fetched response's (the platform gives no way to make a Headers immutable, so its
    *  mutators are shadowed on the instance). */
   get headers() {
-    const h = super.headers;
-    const meta = this.#meta;
-    if (meta !== null) {
+    let h = this.#headers;
+    if (h === undefined) {
+      h = this.#headers = new Headers();
+      const meta = this.#meta;
       this.#meta = null;
       for (let i = 0; i < meta.length; i++) h.append(meta[i][0], meta[i][1]);
       Object.defineProperties(h, IMMUTABLE);
@@ -165,7 +175,7 @@ class FetchResponse extends Response {
   }
 
   /** The Response that owns the body from now on (created on first need, marked read when
-   *  the body was already read here). */
+   *  the body was already read here; for a null body, one with no body). */
   #delegate() {
     if (this.#real === undefined) {
       const type = this.headers.get('content-type');
@@ -212,7 +222,7 @@ class FetchResponse extends Response {
   }
 
   text() {
-    if (this.#bytes === null) return super.text();
+    if (this.#bytes === null) return this.#delegate().text();
     const no = this.#refusal();
     if (no !== undefined) return no;
     if (this.#real !== undefined) return this.#real.text();
@@ -223,12 +233,12 @@ class FetchResponse extends Response {
   }
 
   json() {
-    if (this.#bytes === null) return super.json();
+    if (this.#bytes === null) return this.#delegate().json();
     return this.text().then(JSON.parse);
   }
 
   arrayBuffer() {
-    if (this.#bytes === null) return super.arrayBuffer();
+    if (this.#bytes === null) return this.#delegate().arrayBuffer();
     const no = this.#refusal();
     if (no !== undefined) return no;
     if (this.#real !== undefined) return this.#real.arrayBuffer();
@@ -239,7 +249,7 @@ class FetchResponse extends Response {
   }
 
   bytes() {
-    if (this.#bytes === null) return super.bytes();
+    if (this.#bytes === null) return this.#delegate().bytes();
     const no = this.#refusal();
     if (no !== undefined) return no;
     if (this.#real !== undefined) return this.#real.bytes();
@@ -248,12 +258,12 @@ class FetchResponse extends Response {
   }
 
   blob() {
-    if (this.#bytes === null) return super.blob();
+    if (this.#bytes === null) return this.#delegate().blob();
     return this.#refusal() ?? this.#delegate().blob();
   }
 
   formData() {
-    if (this.#bytes === null) return super.formData();
+    if (this.#bytes === null) return this.#delegate().formData();
     return this.#refusal() ?? this.#delegate().formData();
   }
 
@@ -273,6 +283,16 @@ class FetchResponse extends Response {
   }
 }
 
+/** Makes FetchResponse a Response, once, on the first response: the global Response is a lazy
+ *  getter that loads the platform's whole fetch implementation (HTTP/2, TLS, ...), which a
+ *  program that never fetches should not pay for when it loads portway. */
+let linked = false;
+function linkResponse() {
+  Object.setPrototypeOf(FetchResponse.prototype, Response.prototype);
+  Object.setPrototypeOf(FetchResponse, Response);
+  linked = true;
+}
+
 /** The network error fetch rejects with: TypeError('fetch failed') carrying the cause. */
 function networkError(cause) {
   return new TypeError('fetch failed', { cause });
@@ -287,25 +307,33 @@ function methodOf(s) {
   return NORMALIZED_METHODS.has(up) ? up : m;
 }
 
-// Parsed URLs by their string (never mutated: a redirect makes a new URL), and the payloads
-// of bodiless GETs without headers by URL, as `http()` keeps its heads: parsing and building
-// them again is a good part of a small fetch's cost. Cleared when full.
+// Request targets by their URL string (the URL is never mutated: a redirect makes a new one),
+// and the payloads of bodiless GETs without headers by URL, as `http()` keeps its heads:
+// parsing, serialising and building them again is a good part of a small fetch's cost.
+// Cleared when full.
 const CACHE_MAX = 256;
 const urls = new Map();
 const getHeads = new Map();
 
-/** The request URL: absolute, no credentials (as fetch requires). */
+/** A parsed URL with what a request derives from it, worked out once: `href` without its
+ *  fragment (what goes on the wire and into `response.url`) and whether it is http(s). */
+function targetOf(url) {
+  const p = url.protocol;
+  return { url, href: withoutFragment(url), web: p === 'http:' || p === 'https:' };
+}
+
+/** The request target: an absolute URL, no credentials (as fetch requires). */
 function urlOf(input) {
   if (typeof input === 'string') {
-    let u = urls.get(input);
-    if (u === undefined) {
-      u = parseUrl(input);
+    let t = urls.get(input);
+    if (t === undefined) {
+      t = targetOf(parseUrl(input));
       if (urls.size >= CACHE_MAX) urls.clear();
-      urls.set(input, u);
+      urls.set(input, t);
     }
-    return u;
+    return t;
   }
-  return parseUrl(input);
+  return targetOf(parseUrl(input));
 }
 
 function parseUrl(input) {
@@ -364,8 +392,9 @@ function requestOf(input, init) {
   const o = init === undefined ? {} : init;
   if (input instanceof Request) {
     const r = init === undefined ? input : new Request(input, init);
+    const { url, href, web } = urlOf(r.url);
     const req = {
-      url: urlOf(r.url), method: r.method, headers: new Headers(r.headers), body: null, stream: false,
+      url, href, web, method: r.method, headers: new Headers(r.headers), body: null, stream: false,
       redirect: r.redirect, signal: r.signal,
     };
     if (r.body === null) return req;
@@ -375,7 +404,7 @@ function requestOf(input, init) {
     // fetch stringifies any other input (an object with toString, ...), as the URL parser does.
     input = String(input);
   }
-  const url = urlOf(input);
+  const { url, href, web } = urlOf(input);
   const method = o.method === undefined ? 'GET' : methodOf(o.method);
   let headers = o.headers === undefined ? null : new Headers(o.headers);
   const redirect = o.redirect === undefined ? 'follow' : o.redirect;
@@ -384,7 +413,7 @@ function requestOf(input, init) {
   }
   const signal = o.signal === undefined || o.signal === null ? undefined : o.signal;
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('fetch: signal must be an AbortSignal');
-  const req = { url, method, headers, body: null, stream: false, redirect, signal };
+  const req = { url, href, web, method, headers, body: null, stream: false, redirect, signal };
   if (o.body === undefined || o.body === null) return req;
   if (method === 'GET' || method === 'HEAD') throw new TypeError('Request with GET/HEAD method cannot have body.');
   const withBody = (b) => {
@@ -405,7 +434,7 @@ function requestOf(input, init) {
  *  (0 for a bodiless POST or PUT, as fetch sends). */
 function payloadOf(req) {
   if (req.method === 'GET' && req.body === null && req.headers === null) {
-    const href = withoutFragment(req.url);
+    const { href } = req;
     let p = getHeads.get(href);
     if (p === undefined) {
       p = Buffer.from(`GET ${href} HTTP/1.1\r\naccept: */*\r\n\r\n`, 'latin1');
@@ -414,7 +443,7 @@ function payloadOf(req) {
     }
     return p;
   }
-  let head = `${req.method} ${withoutFragment(req.url)} HTTP/1.1\r\n`;
+  let head = `${req.method} ${req.href} HTTP/1.1\r\n`;
   let accept = false;
   if (req.headers !== null) {
     for (const [k, v] of req.headers) {
@@ -438,12 +467,12 @@ function responseOf(c, req, redirected, type) {
     // Not a final status (the handler takes 1xx as interim); only a broken server sends these.
     throw networkError(new Error(`invalid HTTP status ${status} from ${req.url.origin}`));
   }
-  let meta = c.meta;
+  const meta = c.meta;
   let version = '';
   const n = meta.length;
   if (n > 0 && meta[n - 1][0] === ':http-version') {
     version = meta[n - 1][1];
-    meta = meta.slice(0, n - 1);
+    meta.pop(); // the completion's own array, read no more after this
   }
   for (let i = 0; i < meta.length; i++) {
     const v = meta[i][1];
@@ -455,7 +484,8 @@ function responseOf(c, req, redirected, type) {
   // http server sends unless told otherwise), HTTP/2 has none.
   const statusText = version === 'HTTP/2' ? '' : STATUS_CODES[status] || '';
   const nullBody = req.method === 'HEAD' || NULL_BODY_STATUSES.has(status);
-  return new FetchResponse(nullBody ? null : c.data, status, statusText, meta, withoutFragment(req.url), redirected, type, req.signal);
+  if (!linked) linkResponse();
+  return new FetchResponse(nullBody ? null : c.data, status, statusText, meta, req.href, redirected, type, req.signal);
 }
 
 /** The request for the next hop after the redirect completion `c` of `req`, following the
@@ -486,7 +516,7 @@ function redirectOf(req, c) {
     throw networkError(new Error('Cannot follow a redirect with a streamed request body'));
   }
   if (next.origin !== req.url.origin) for (const h of CROSS_ORIGIN_DROPPED) headers.delete(h);
-  return { ...req, url: next, method, headers, body };
+  return { ...req, ...targetOf(next), method, headers, body };
 }
 
 function locationOf(meta) {
@@ -509,7 +539,7 @@ async function fetch(eng, input, init) {
   // (copied) before fetch() returns.
   let req = requestOf(input, init);
   if (req instanceof Promise) req = await req;
-  if (req.url.protocol !== 'http:' && req.url.protocol !== 'https:') {
+  if (!req.web) {
     // Node's fetch also has data: and blob: URLs; portway's http handler has neither.
     throw networkError(new Error('unknown scheme'));
   }
@@ -541,7 +571,9 @@ async function fetch(eng, input, init) {
     if (cur.body !== null) cur.body = payload.subarray(payload.length - cur.body.length);
     let c;
     try {
-      c = await eng.submit(handler, payload, { timeoutMs: t, signal });
+      // Without a signal, straight to the engine's submit: eng.submit would only check again
+      // what is known here (a handler id, a Buffer, no wait) and add no abort wiring.
+      c = await (signal === undefined ? eng._submit1(handler, payload, t) : eng.submit(handler, payload, { timeoutMs: t, signal }));
     } catch (e) {
       if (signal !== undefined && signal.aborted) throw signal.reason;
       throw e instanceof PortwayError ? networkError(e) : e;

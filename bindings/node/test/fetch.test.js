@@ -285,3 +285,21 @@ test('eng.fetch from ESM', () => {
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout.trim(), 'true esm');
 });
+
+test('loading portway does not load the platform fetch; the first response is still a Response', () => {
+  // Node's global Response is a lazy getter that loads its whole fetch implementation (HTTP/2,
+  // TLS, ...): a program that never fetches must not pay for it by loading portway.
+  const src = `const { Engine } = require(${JSON.stringify(path.join(__dirname, '..'))});
+    const loaded = () => process.moduleLoadList.some((m) => m.includes('undici'));
+    const before = loaded();
+    const s = require('node:http').createServer((q, r) => r.end('cjs')).listen(0, '127.0.0.1', async () => {
+      const eng = new Engine();
+      const r = await eng.fetch('http://127.0.0.1:' + s.address().port + '/');
+      console.log(before, r instanceof Response, Object.prototype.toString.call(r), r.statusText, await r.text());
+      await eng.close();
+      s.close();
+    });`;
+  const r = spawnSync(process.execPath, ['-e', src], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), 'false true [object Response] OK cjs');
+});
