@@ -20,7 +20,8 @@ export type StatusName =
   | 'PORTWAY_PROTOCOL_ERROR'
   | 'PORTWAY_BODY_TOO_LARGE'
   | 'PORTWAY_INTERNAL'
-  | 'PORTWAY_BUFFER_TOO_SMALL';
+  | 'PORTWAY_BUFFER_TOO_SMALL'
+  | 'PORTWAY_UNAVAILABLE';
 // </status-names>
 
 /** Level of an `onLog` event, and `logLevel`'s values. */

@@ -29,6 +29,7 @@ from ._errors import (
     Status,
     TimeoutError,
     TlsError,
+    UnavailableError,
     UnknownHandlerError,
 )
 from ._futures import Completion, Future
@@ -72,6 +73,7 @@ __all__ = [
     "BodyTooLargeError",
     "InternalError",
     "BufferTooSmallError",
+    "UnavailableError",
     "LibraryLoadError",
     "Stats",
     "Inflight",
