@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{collect, engine, one, sub};
 use portway::engine::{LogLevel, PolicySettings};
@@ -100,16 +100,27 @@ fn rate_limited_requests_wait_without_holding_a_thread_and_start_when_the_limit_
 #[test]
 fn rate_limited_requests_run_within_their_deadline() {
     let eng = engine();
-    let (limited, calls) = counting(&eng, "limited");
-    // 50 a second with a bucket of 1: the 20th token is ~0.4 s away, well within 60 s.
+    let starts: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let s = starts.clone();
+    let limited = eng
+        .register_blocking("limited", move |call: &mut Call| {
+            s.lock().unwrap().push(Instant::now());
+            call.respond(b"ok").unwrap();
+        })
+        .unwrap();
+    // 50 a second with a bucket of 1: the 20th token is 0.38 s away, well within 60 s.
     eng.set_policy(limited, &rate(50.0, 1)).unwrap();
     let batch: Vec<Submission<'_>> = (0..20).map(|_| timed(limited, 60_000)).collect();
     let (n, r) = eng.submit_batch(&batch, None);
     r.unwrap();
     let got = collect(&eng, n);
     assert!(got.iter().all(|c| c.status == Status::PORTWAY_OK));
-    assert_eq!(calls.load(Ordering::SeqCst), 20);
     assert_eq!(eng.policy_state(limited).unwrap().rate_timeouts, 0);
+    // The bucket cannot hand out 19 tokens in less than 19/50 s (a lower bound, never flaky).
+    let starts = starts.lock().unwrap();
+    assert_eq!(starts.len(), 20);
+    let spread = *starts.iter().max().unwrap() - *starts.iter().min().unwrap();
+    assert!(spread >= Duration::from_millis(370), "{spread:?}");
 }
 
 #[test]
@@ -305,9 +316,9 @@ fn a_timed_out_run_counts_as_a_failure() {
     eng.submit(&timed(h, 20)).unwrap();
     assert_eq!(one(&eng).status, Status::PORTWAY_TIMEOUT);
     // The handler returns (it sees the cancellation) and its permit reports the timeout.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while eng.policy_state(h).unwrap().breaker_trips == 0 {
-        assert!(std::time::Instant::now() < deadline, "breaker never opened");
+        assert!(Instant::now() < deadline, "breaker never opened");
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(status_of(&eng, h), Status::PORTWAY_UNAVAILABLE);

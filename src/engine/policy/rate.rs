@@ -213,6 +213,9 @@ mod tests {
     use crate::engine::registry::echo_entry;
     use crate::engine::request::Request;
 
+    /// One token a day: nothing accrues while a test runs.
+    const A_DAY: f64 = 1.0 / 86_400.0;
+
     fn ticket(id: u64, timeout_ms: u32) -> Ticket {
         Ticket {
             req: Arc::new(Request::new(
@@ -230,8 +233,7 @@ mod tests {
     #[test]
     fn the_burst_passes_then_requests_wait_in_order() {
         let rate = RateLimit::new();
-        // One token a day: nothing accrues during the test.
-        rate.set(1.0 / 86_400.0, 2);
+        rate.set(A_DAY, 2);
         assert!(matches!(rate.admit(ticket(1, 0)), RateAdmission::Go(_)));
         assert!(matches!(rate.admit(ticket(2, 0)), RateAdmission::Go(_)));
         assert!(matches!(
@@ -291,5 +293,29 @@ mod tests {
             RateAdmission::Parked { .. }
         ));
         assert_eq!(rate.figures().1, 1);
+    }
+
+    #[test]
+    fn a_token_goes_to_the_first_live_waiter() {
+        let rate = RateLimit::new();
+        rate.set(A_DAY, 1);
+        assert!(matches!(rate.admit(ticket(1, 0)), RateAdmission::Go(_)));
+        let cancelled = ticket(2, 0);
+        let req = cancelled.req.clone();
+        assert!(matches!(
+            rate.admit(cancelled),
+            RateAdmission::Parked { .. }
+        ));
+        assert!(matches!(
+            rate.admit(ticket(3, 0)),
+            RateAdmission::Parked { .. }
+        ));
+        assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
+        // One token accrues (set by hand: a day is too long to wait).
+        rate.lock().tokens = 1.0;
+        let turn = rate.turn();
+        let ids: Vec<u64> = turn.ready.iter().map(|t| t.req.id).collect();
+        assert_eq!(ids, [3]);
+        assert!(turn.next.is_none(), "nothing waits any more");
     }
 }
