@@ -101,6 +101,22 @@ typedef struct portway_handler_stats portway_handler_stats_record;
 #define PORTWAY_LOG_ERROR 4
 
 /**
+ * `portway_policy_state.breaker_state`: requests run; failures are counted.
+ */
+#define PORTWAY_BREAKER_CLOSED 0
+
+/**
+ * `portway_policy_state.breaker_state`: requests complete `PORTWAY_UNAVAILABLE` at once.
+ */
+#define PORTWAY_BREAKER_OPEN 1
+
+/**
+ * `portway_policy_state.breaker_state`: the cooldown has passed; the next call (or the one
+ * running) is the trial that closes or reopens the breaker.
+ */
+#define PORTWAY_BREAKER_HALF_OPEN 2
+
+/**
  * Version of the C ABI; bumped only on incompatible changes.
  */
 #define PORTWAY_ABI_VERSION 1
@@ -423,7 +439,8 @@ typedef void (*portway_log_fn)(void *ctx, uint32_t level, const char *message);
 /**
  * What stands between a handler's requests and the handler. Fill it with
  * `portway_policy_default`, change what you need, and pass it to `portway_handler_set_policy`.
- * Each policy is off at its zero value. Fields marked "not supported yet" must keep their
+ * Each policy is off at its zero value, and a zero-filled struct is the same as the defaults
+ * (every zero that has a default means it). Fields marked "not supported yet" must keep their
  * default: any other value is refused with `PORTWAY_INVALID_ARGUMENT`.
  */
 typedef struct portway_policy {
@@ -437,7 +454,7 @@ typedef struct portway_policy {
      */
     bool adaptive;
     /**
-     * Floor of the adaptive limit. Not supported yet: must be 1 (the default).
+     * Floor of the adaptive limit (0 = the default, 1). Not supported yet: must be 0 or 1.
      */
     uint32_t min_concurrency;
     /**
@@ -461,7 +478,7 @@ typedef struct portway_policy {
      */
     bool hedge_after_p95;
     /**
-     * Hedges at most this % of requests. Not supported yet: must be 5 (the default).
+     * Hedges at most this % of requests (0 = the default, 5). Not supported yet: must be 0 or 5.
      */
     uint32_t hedge_budget_percent;
     /**
@@ -476,7 +493,7 @@ typedef struct portway_policy {
      */
     uint32_t breaker_failures;
     /**
-     * How long the breaker stays open, in ms (above 0 when the breaker is on; default 5000).
+     * How long the breaker stays open, in ms (0 = the default, 5000).
      * Then it is half-open: the next call runs as a trial while others are still refused; its
      * success closes the breaker, its failure opens it for another cooldown. The log hook
      * reports each opening (warning) and closing (info).
@@ -502,7 +519,8 @@ typedef struct portway_policy_state {
      */
     uint32_t waiting;
     /**
-     * Circuit breaker: 0 closed, 1 open, 2 half-open (cooldown over, or the trial running).
+     * Circuit breaker: `PORTWAY_BREAKER_CLOSED`, `PORTWAY_BREAKER_OPEN` or
+     * `PORTWAY_BREAKER_HALF_OPEN` (cooldown over, or the trial running).
      */
     uint32_t breaker_state;
     /**
@@ -927,8 +945,7 @@ portway_status portway_policy_default(struct portway_policy *out);
  * circuit breaker. Requests already waiting are re-checked against the new settings (a
  * raised limit or a removed rate starts them); the breaker keeps its position unless it is
  * switched off. Invalid settings (a field not supported yet, a negative, NaN or huge
- * `rate_per_s`, `burst` without a rate, a breaker without a cooldown or on a pipeline)
- * change nothing.
+ * `rate_per_s`, `burst` without a rate, a breaker on a pipeline) change nothing.
  * Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
  */
 portway_status portway_handler_set_policy(struct portway_engine *eng,

@@ -238,7 +238,10 @@ fn breaker_opens_fails_fast_lets_one_trial_through_and_closes() {
         assert_eq!(status_of(&eng, h), Status::PORTWAY_HANDLER_ERROR);
     }
     let state = eng.policy_state(h).unwrap();
-    assert_eq!((state.breaker_state, state.breaker_trips), (1, 1));
+    assert_eq!(
+        (state.breaker_state, state.breaker_trips),
+        (portway::ffi::PORTWAY_BREAKER_OPEN, 1)
+    );
     // Open: refused without running.
     eng.submit(&sub(h, b"")).unwrap();
     let c = one(&eng);
@@ -247,7 +250,10 @@ fn breaker_opens_fails_fast_lets_one_trial_through_and_closes() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     // After the cooldown one trial runs; it fails, so the breaker opens again.
     std::thread::sleep(cooldown + Duration::from_millis(20));
-    assert_eq!(eng.policy_state(h).unwrap().breaker_state, 2);
+    assert_eq!(
+        eng.policy_state(h).unwrap().breaker_state,
+        portway::ffi::PORTWAY_BREAKER_HALF_OPEN
+    );
     assert_eq!(status_of(&eng, h), Status::PORTWAY_HANDLER_ERROR);
     assert_eq!(status_of(&eng, h), Status::PORTWAY_UNAVAILABLE);
     assert_eq!(eng.policy_state(h).unwrap().breaker_trips, 2);
@@ -548,6 +554,19 @@ mod c_abi {
             state.tokens, 100.0,
             "the bucket starts full at max(1, rate)"
         );
+
+        // A zero-filled policy is the defaults: every policy off.
+        let zero: portway_policy = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { portway_handler_set_policy(eng, echo, &zero) },
+            Status::PORTWAY_OK
+        );
+        assert_eq!(
+            unsafe { portway_handler_policy_state(eng, echo, &mut state) },
+            Status::PORTWAY_OK
+        );
+        assert_eq!((state.concurrency_limit, state.tokens), (0, 0.0));
+        assert_eq!(state.breaker_state, PORTWAY_BREAKER_CLOSED);
 
         // NULLs and unknown handlers.
         assert_eq!(

@@ -9,14 +9,24 @@ use crate::engine::PolicySettings;
 use crate::error::{Error, Result};
 use crate::status::portway_status;
 
-/// Default `breaker_cooldown_ms`.
+/// `portway_policy_state.breaker_state`: requests run; failures are counted.
+pub const PORTWAY_BREAKER_CLOSED: u32 = 0;
+/// `portway_policy_state.breaker_state`: requests complete `PORTWAY_UNAVAILABLE` at once.
+pub const PORTWAY_BREAKER_OPEN: u32 = 1;
+/// `portway_policy_state.breaker_state`: the cooldown has passed; the next call (or the one
+/// running) is the trial that closes or reopens the breaker.
+pub const PORTWAY_BREAKER_HALF_OPEN: u32 = 2;
+
+/// Default `breaker_cooldown_ms` (and what 0 means).
 const DEFAULT_BREAKER_COOLDOWN_MS: u32 = 5000;
-/// Default (and, until hedging exists, the only accepted) `hedge_budget_percent`.
+/// Default `hedge_budget_percent` (and what 0 means); until hedging exists the only value
+/// accepted besides 0.
 const DEFAULT_HEDGE_BUDGET_PERCENT: u32 = 5;
 
 /// What stands between a handler's requests and the handler. Fill it with
 /// `portway_policy_default`, change what you need, and pass it to `portway_handler_set_policy`.
-/// Each policy is off at its zero value. Fields marked "not supported yet" must keep their
+/// Each policy is off at its zero value, and a zero-filled struct is the same as the defaults
+/// (every zero that has a default means it). Fields marked "not supported yet" must keep their
 /// default: any other value is refused with `PORTWAY_INVALID_ARGUMENT`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -26,7 +36,7 @@ pub struct portway_policy {
     pub max_concurrency: u32,
     /// Latency-driven limit below `max_concurrency`. Not supported yet: must be false.
     pub adaptive: bool,
-    /// Floor of the adaptive limit. Not supported yet: must be 1 (the default).
+    /// Floor of the adaptive limit (0 = the default, 1). Not supported yet: must be 0 or 1.
     pub min_concurrency: u32,
     /// Token bucket refill in requests per second (fractions allowed, at most 1e9); 0 = no
     /// rate limit. Each call takes one token; calls without one wait in FIFO order without
@@ -40,7 +50,7 @@ pub struct portway_policy {
     pub hedge_after_ms: u32,
     /// Hedge after the handler's live p95. Not supported yet: must be false.
     pub hedge_after_p95: bool,
-    /// Hedges at most this % of requests. Not supported yet: must be 5 (the default).
+    /// Hedges at most this % of requests (0 = the default, 5). Not supported yet: must be 0 or 5.
     pub hedge_budget_percent: u32,
     /// Consecutive failed calls that open the circuit breaker; 0 = off (the default). While
     /// open, requests complete `PORTWAY_UNAVAILABLE` at once without running. Failures are
@@ -51,7 +61,7 @@ pub struct portway_policy {
     /// (not per origin for `http`: register one http handler per upstream to separate them).
     /// Not accepted on a pipeline: set it on its stages.
     pub breaker_failures: u32,
-    /// How long the breaker stays open, in ms (above 0 when the breaker is on; default 5000).
+    /// How long the breaker stays open, in ms (0 = the default, 5000).
     /// Then it is half-open: the next call runs as a trial while others are still refused; its
     /// success closes the breaker, its failure opens it for another cooldown. The log hook
     /// reports each opening (warning) and closing (info).
@@ -69,7 +79,8 @@ pub struct portway_policy_state {
     /// Requests waiting for a concurrency slot or a rate-limit token (requests cancelled or
     /// timed out while waiting are counted until their turn comes).
     pub waiting: u32,
-    /// Circuit breaker: 0 closed, 1 open, 2 half-open (cooldown over, or the trial running).
+    /// Circuit breaker: `PORTWAY_BREAKER_CLOSED`, `PORTWAY_BREAKER_OPEN` or
+    /// `PORTWAY_BREAKER_HALF_OPEN` (cooldown over, or the trial running).
     pub breaker_state: u32,
     /// Rate-limit tokens banked now (0 without a rate limit).
     pub tokens: f64,
@@ -117,13 +128,13 @@ fn settings(p: &portway_policy) -> Result<PolicySettings> {
     if p.adaptive {
         return not_yet("adaptive concurrency (policy.adaptive)");
     }
-    if p.min_concurrency != 1 {
+    if !matches!(p.min_concurrency, 0 | 1) {
         return not_yet("policy.min_concurrency (a floor for adaptive concurrency)");
     }
     if p.hedge_after_ms != 0 || p.hedge_after_p95 {
         return not_yet("hedging (policy.hedge_after_ms, policy.hedge_after_p95)");
     }
-    if p.hedge_budget_percent != DEFAULT_HEDGE_BUDGET_PERCENT {
+    if !matches!(p.hedge_budget_percent, 0 | DEFAULT_HEDGE_BUDGET_PERCENT) {
         return not_yet("policy.hedge_budget_percent (hedging)");
     }
     Ok(PolicySettings {
@@ -131,7 +142,10 @@ fn settings(p: &portway_policy) -> Result<PolicySettings> {
         rate_per_s: p.rate_per_s,
         burst: p.burst,
         breaker_failures: p.breaker_failures,
-        breaker_cooldown: Duration::from_millis(u64::from(p.breaker_cooldown_ms)),
+        breaker_cooldown: Duration::from_millis(u64::from(match p.breaker_cooldown_ms {
+            0 => DEFAULT_BREAKER_COOLDOWN_MS,
+            ms => ms,
+        })),
     })
 }
 
@@ -148,8 +162,7 @@ pub unsafe extern "C" fn portway_policy_default(out: *mut portway_policy) -> por
 /// circuit breaker. Requests already waiting are re-checked against the new settings (a
 /// raised limit or a removed rate starts them); the breaker keeps its position unless it is
 /// switched off. Invalid settings (a field not supported yet, a negative, NaN or huge
-/// `rate_per_s`, `burst` without a rate, a breaker without a cooldown or on a pipeline)
-/// change nothing.
+/// `rate_per_s`, `burst` without a rate, a breaker on a pipeline) change nothing.
 /// Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_handler_set_policy(
