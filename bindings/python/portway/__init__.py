@@ -36,6 +36,7 @@ from ._futures import Completion, Future
 from ._http import HttpResponse
 from ._lib import LIB as _LIB
 from ._lib import LIBRARY_PATH, LibraryLoadError
+from ._policy import PolicyState
 from ._types import HandlerStats, Inflight, InflightRequest, Latency, Stats
 
 __version__ = "0.1.0"
@@ -79,6 +80,7 @@ __all__ = [
     "Inflight",
     "InflightRequest",
     "HandlerStats",
+    "PolicyState",
     "Latency",
     "LIBRARY_PATH",
     "library_version",

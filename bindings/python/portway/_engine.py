@@ -44,7 +44,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callab
 from ctypes import addressof, byref, c_size_t, c_uint32, c_uint64, c_void_p
 from typing import Any, Literal, Union, overload
 
-from . import _lib
+from . import _lib, _policy
 from ._errors import (
     ForkedError,
     InvalidArgumentError,
@@ -69,6 +69,7 @@ from ._futures import (
     _resolve_async_batch,
 )
 from ._http import HeadersArg, HttpResponse, build_request, response_from_completion
+from ._policy import PolicyState
 from ._types import HandlerStats, Inflight, Latency, Stats
 from ._lib import LIB, LOG_FN, PortwayCompletion, PortwayHandlerStats, PortwayLatency, PortwayRequest
 
@@ -1574,6 +1575,59 @@ class Engine:
         finally:
             core.exit()
         check(st)
+
+    def set_policy(
+        self,
+        name: str,
+        *,
+        max_concurrency: int = 0,
+        adaptive: bool = False,
+        rate_per_s: float = 0.0,
+        burst: int = 0,
+        hedge_after: float | None = None,
+        hedge_budget: int | None = None,
+        breaker_failures: int = 0,
+        breaker_cooldown: float | None = None,
+    ) -> None:
+        """Sets every policy of handler ``name`` at once (omitted ones are off): at most
+        ``max_concurrency`` calls at once (0 = none; the same as ``set_concurrency``); a token
+        bucket of ``rate_per_s`` calls a second holding ``burst`` tokens (0 = ``max(1,
+        rate_per_s)``), where a request whose token comes after its deadline fails with
+        ``TimeoutError`` at once; and a circuit breaker that opens after ``breaker_failures``
+        consecutive failures, refusing requests with ``UnavailableError`` for
+        ``breaker_cooldown`` seconds (default 5) before one trial request decides. Adaptive
+        concurrency and hedging are not implemented yet: setting them raises
+        ``InvalidArgumentError``. Invalid settings change nothing."""
+        policy = _policy.build_policy(
+            max_concurrency=max_concurrency,
+            adaptive=adaptive,
+            rate_per_s=rate_per_s,
+            burst=burst,
+            hedge_after=hedge_after,
+            hedge_budget=hedge_budget,
+            breaker_failures=breaker_failures,
+            breaker_cooldown=breaker_cooldown,
+        )
+        core = self._core
+        hid = core.handler_id(name)
+        eng = core.enter()
+        try:
+            _policy.apply_policy(eng, hid, policy)
+        finally:
+            core.exit()
+
+    def policy_state(self, name: str) -> PolicyState:
+        """The live figures of handler ``name``'s policies: ``concurrency_limit``, ``running``,
+        ``waiting``, ``tokens``, ``breaker_state`` (``"closed"``, ``"open"``,
+        ``"half-open"``), ``breaker_failures``, ``breaker_trips``, ``breaker_rejected``,
+        ``rate_timeouts`` and the hedging counters (0 until hedging exists)."""
+        core = self._core
+        hid = core.handler_id(name)
+        eng = core.enter()
+        try:
+            return _policy.read_policy_state(eng, hid)
+        finally:
+            core.exit()
 
     def handler_id(self, name: str) -> int:
         """The id of handler ``name``; raises ``UnknownHandlerError`` (status NOT_FOUND)."""
