@@ -1410,6 +1410,80 @@ static bool set_u64(napi_env env, napi_value obj, const char *key, uint64_t v) {
     return true;
 }
 
+/* setPolicy(id, options): options already checked by lib/index.js (known keys, kinds); fields
+ * left out keep portway_policy_default's values, and the library refuses what it does not
+ * implement (adaptive, hedging) with PORTWAY_INVALID_ARGUMENT. */
+static napi_value m_set_policy(napi_env env, napi_callback_info info) {
+    size_t argc = 2;
+    napi_value argv[2], rate;
+    pw_engine *pe = live_engine(env, info, &argc, argv);
+    if (!pe) return NULL;
+    int64_t id;
+    if (!get_int_arg(env, argv[0], "handler id", 0, U32_MAX_D, false, 0, &id)) return NULL;
+    portway_policy p;
+    portway_status st = portway_policy_default(&p);
+    if (st != PORTWAY_OK) {
+        throw_status(env, st);
+        return NULL;
+    }
+    bool ok = opt_u32(env, argv[1], "maxConcurrency", &p.max_concurrency) &&
+              opt_bool(env, argv[1], "adaptive", &p.adaptive) &&
+              opt_u32(env, argv[1], "minConcurrency", &p.min_concurrency) &&
+              opt_u32(env, argv[1], "burst", &p.burst) &&
+              opt_u32(env, argv[1], "hedgeAfterMs", &p.hedge_after_ms) &&
+              opt_bool(env, argv[1], "hedgeAfterP95", &p.hedge_after_p95) &&
+              opt_u32(env, argv[1], "hedgeBudgetPercent", &p.hedge_budget_percent) &&
+              opt_u32(env, argv[1], "breakerFailures", &p.breaker_failures) &&
+              opt_u32(env, argv[1], "breakerCooldownMs", &p.breaker_cooldown_ms) &&
+              opt_prop(env, argv[1], "ratePerS", &rate);
+    if (!ok) return NULL;
+    if (rate) NAPI_CALL(env, napi_get_value_double(env, rate, &p.rate_per_s));
+    st = portway_handler_set_policy(pe->eng, (uint32_t)id, &p);
+    if (st != PORTWAY_OK) throw_status(env, st);
+    return NULL;
+}
+
+static bool set_f64(napi_env env, napi_value obj, const char *key, double v) {
+    napi_value x;
+    NAPI_CALL_BOOL(env, napi_create_double(env, v, &x));
+    NAPI_CALL_BOOL(env, napi_set_named_property(env, obj, key, x));
+    return true;
+}
+
+/* policyState(id) -> the portway_policy_state figures in camelCase, breakerState as a word. */
+static napi_value m_policy_state(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1], obj, word;
+    pw_engine *pe = live_engine(env, info, &argc, argv);
+    if (!pe) return NULL;
+    int64_t id;
+    if (!get_int_arg(env, argv[0], "handler id", 0, U32_MAX_D, false, 0, &id)) return NULL;
+    portway_policy_state s;
+    portway_status st = portway_handler_policy_state(pe->eng, (uint32_t)id, &s);
+    if (st != PORTWAY_OK) {
+        throw_status(env, st);
+        return NULL;
+    }
+    const char *breaker = s.breaker_state == PORTWAY_BREAKER_CLOSED ? "closed"
+                          : s.breaker_state == PORTWAY_BREAKER_HALF_OPEN ? "half-open"
+                                                                        : "open";
+    NAPI_CALL(env, napi_create_object(env, &obj));
+    NAPI_CALL(env, napi_create_string_utf8(env, breaker, NAPI_AUTO_LENGTH, &word));
+    NAPI_CALL(env, napi_set_named_property(env, obj, "breakerState", word));
+    if (!set_u64(env, obj, "concurrencyLimit", s.concurrency_limit) ||
+        !set_u64(env, obj, "running", s.running) || !set_u64(env, obj, "waiting", s.waiting) ||
+        !set_f64(env, obj, "tokens", s.tokens) ||
+        !set_u64(env, obj, "breakerFailures", s.breaker_failures) ||
+        !set_u64(env, obj, "breakerTrips", s.breaker_trips) ||
+        !set_u64(env, obj, "breakerRejected", s.breaker_rejected) ||
+        !set_u64(env, obj, "rateTimeouts", s.rate_timeouts) ||
+        !set_u64(env, obj, "hedgesStarted", s.hedges_started) ||
+        !set_u64(env, obj, "hedgesWon", s.hedges_won) ||
+        !set_u64(env, obj, "hedgesCancelled", s.hedges_cancelled))
+        return NULL;
+    return obj;
+}
+
 static napi_value m_stats(napi_env env, napi_callback_info info) {
     size_t argc = 0;
     pw_engine *pe = live_engine(env, info, &argc, NULL);
@@ -1688,6 +1762,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
         {"lookup", NULL, m_lookup, NULL, NULL, NULL, napi_default_method, NULL},
         {"pipeline", NULL, m_pipeline, NULL, NULL, NULL, napi_default_method, NULL},
         {"setConcurrency", NULL, m_set_concurrency, NULL, NULL, NULL, napi_default_method, NULL},
+        {"setPolicy", NULL, m_set_policy, NULL, NULL, NULL, napi_default_method, NULL},
+        {"policyState", NULL, m_policy_state, NULL, NULL, NULL, napi_default_method, NULL},
         {"registerHttp", NULL, m_register_http, NULL, NULL, NULL, napi_default_method, NULL},
         {"stats", NULL, m_stats, NULL, NULL, NULL, napi_default_method, NULL},
         {"metricsText", NULL, m_metrics_text, NULL, NULL, NULL, napi_default_method, NULL},
