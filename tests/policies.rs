@@ -159,6 +159,41 @@ fn cancel_reaches_a_request_waiting_for_a_token() {
 }
 
 #[test]
+fn a_rate_limit_on_a_pipeline_holds_whole_requests_at_its_entry() {
+    let eng = engine();
+    let (stage, calls) = counting(&eng, "stage");
+    let echo = eng.lookup("echo").unwrap();
+    let pipe = eng.register_pipeline("pipe", &[echo, stage]).unwrap();
+    let policy = PolicySettings {
+        max_concurrency: 1,
+        ..rate(A_DAY, 1)
+    };
+    eng.set_policy(pipe, &policy).unwrap();
+    let ids: Vec<u64> = (0..3)
+        .map(|_| eng.submit(&sub(pipe, b"")).unwrap())
+        .collect();
+    let first = one(&eng);
+    assert_eq!((first.id, first.status), (ids[0], Status::PORTWAY_OK));
+    assert_eq!(eng.policy_state(pipe).unwrap().waiting, 2);
+    eng.cancel(ids[1]).unwrap();
+    assert_eq!(one(&eng).status, Status::PORTWAY_CANCELLED);
+    // Lifting the rate keeps the concurrency limit: the last one passes both.
+    eng.set_policy(
+        pipe,
+        &PolicySettings {
+            max_concurrency: 1,
+            ..settings()
+        },
+    )
+    .unwrap();
+    let last = one(&eng);
+    assert_eq!((last.id, last.status), (ids[2], Status::PORTWAY_OK));
+    assert_nothing_more(&eng);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(eng.policy_state(pipe).unwrap().running, 0);
+}
+
+#[test]
 fn shutdown_reaches_requests_waiting_for_a_token() {
     let (eng, calls) = one_running_four_waiting();
     eng.shutdown(ShutdownMode::Drain, Some(Duration::from_millis(50)))
