@@ -101,6 +101,22 @@ typedef struct portway_handler_stats portway_handler_stats_record;
 #define PORTWAY_LOG_ERROR 4
 
 /**
+ * `portway_policy_state.breaker_state`: requests run; failures are counted.
+ */
+#define PORTWAY_BREAKER_CLOSED 0
+
+/**
+ * `portway_policy_state.breaker_state`: requests complete `PORTWAY_UNAVAILABLE` at once.
+ */
+#define PORTWAY_BREAKER_OPEN 1
+
+/**
+ * `portway_policy_state.breaker_state`: the cooldown has passed; the next call (or the one
+ * running) is the trial that closes or reopens the breaker.
+ */
+#define PORTWAY_BREAKER_HALF_OPEN 2
+
+/**
  * Version of the C ABI; bumped only on incompatible changes.
  */
 #define PORTWAY_ABI_VERSION 1
@@ -191,6 +207,11 @@ enum portway_status
      * The caller's buffer is too small; the size needed was written.
      */
     PORTWAY_BUFFER_TOO_SMALL = 18,
+    /**
+     * The handler's circuit breaker is open: the request was refused without running
+     * (`portway_handler_set_policy`). Retry after the breaker's cooldown.
+     */
+    PORTWAY_UNAVAILABLE = 19,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -415,6 +436,132 @@ typedef struct portway_http_options {
  * engine.
  */
 typedef void (*portway_log_fn)(void *ctx, uint32_t level, const char *message);
+
+/**
+ * What stands between a handler's requests and the handler. Fill it with
+ * `portway_policy_default`, change what you need, and pass it to `portway_handler_set_policy`.
+ * Each policy is off at its zero value, and a zero-filled struct is the same as the defaults
+ * (every zero that has a default means it). Fields marked "not supported yet" must keep their
+ * default: any other value is refused with `PORTWAY_INVALID_ARGUMENT`.
+ */
+typedef struct portway_policy {
+    /**
+     * Hard cap on calls running at once; 0 = none. Same as `portway_handler_set_concurrency`.
+     * Calls beyond it wait in FIFO order without holding a thread.
+     */
+    uint32_t max_concurrency;
+    /**
+     * Latency-driven limit below `max_concurrency`. Not supported yet: must be false.
+     */
+    bool adaptive;
+    /**
+     * Floor of the adaptive limit (0 = the default, 1). Not supported yet: must be 0 or 1.
+     */
+    uint32_t min_concurrency;
+    /**
+     * Token bucket refill in requests per second (fractions allowed, at most 1e9); 0 = no
+     * rate limit. Each call takes one token; calls without one wait in FIFO order without
+     * holding a thread, and a request whose token would come after its deadline completes
+     * `PORTWAY_TIMEOUT` at once.
+     */
+    double rate_per_s;
+    /**
+     * Token bucket size: how many calls may start at once after a quiet spell. 0 = the
+     * default, `max(1, rate_per_s)`. Must be 0 when `rate_per_s` is 0. The bucket starts full.
+     */
+    uint32_t burst;
+    /**
+     * Start a second attempt after this many ms. Not supported yet: must be 0.
+     */
+    uint32_t hedge_after_ms;
+    /**
+     * Hedge after the handler's live p95. Not supported yet: must be false.
+     */
+    bool hedge_after_p95;
+    /**
+     * Hedges at most this % of requests (0 = the default, 5). Not supported yet: must be 0 or 5.
+     */
+    uint32_t hedge_budget_percent;
+    /**
+     * Consecutive failed calls that open the circuit breaker; 0 = off (the default). While
+     * open, requests complete `PORTWAY_UNAVAILABLE` at once without running. Failures are
+     * `PORTWAY_HANDLER_ERROR`, `PORTWAY_PANIC`, `PORTWAY_CONNECT_ERROR`, `PORTWAY_TLS_ERROR`,
+     * `PORTWAY_PROTOCOL_ERROR` and `PORTWAY_TIMEOUT`, and for `http` a 5xx response; a
+     * `PORTWAY_OK` outcome is a success and resets the count; other statuses (a cancellation,
+     * `PORTWAY_BODY_TOO_LARGE`, ...) count as neither. One breaker per handler
+     * (not per origin for `http`: register one http handler per upstream to separate them).
+     * Not accepted on a pipeline: set it on its stages.
+     */
+    uint32_t breaker_failures;
+    /**
+     * How long the breaker stays open, in ms (0 = the default, 5000).
+     * Then it is half-open: the next call runs as a trial while others are still refused; its
+     * success closes the breaker, its failure opens it for another cooldown. The log hook
+     * reports each opening (warning) and closing (info).
+     */
+    uint32_t breaker_cooldown_ms;
+} portway_policy;
+
+/**
+ * The live figures of a handler's policies (`portway_handler_policy_state`).
+ */
+typedef struct portway_policy_state {
+    /**
+     * The concurrency limit in force (0 = none).
+     */
+    uint32_t concurrency_limit;
+    /**
+     * Calls holding a concurrency slot now.
+     */
+    uint32_t running;
+    /**
+     * Requests waiting for a concurrency slot or a rate-limit token (requests cancelled or
+     * timed out while waiting are counted until their turn comes).
+     */
+    uint32_t waiting;
+    /**
+     * Circuit breaker: `PORTWAY_BREAKER_CLOSED`, `PORTWAY_BREAKER_OPEN` or
+     * `PORTWAY_BREAKER_HALF_OPEN` (cooldown over, or the trial running).
+     */
+    uint32_t breaker_state;
+    /**
+     * Rate-limit tokens banked now (0 without a rate limit).
+     */
+    double tokens;
+    /**
+     * Consecutive failures counted while the breaker is closed.
+     */
+    uint32_t breaker_failures;
+    /**
+     * Reserved; 0.
+     */
+    uint32_t reserved;
+    /**
+     * Times the breaker opened, reopenings after a failed trial included.
+     */
+    uint64_t breaker_trips;
+    /**
+     * Requests completed `PORTWAY_UNAVAILABLE` by the breaker.
+     */
+    uint64_t breaker_rejected;
+    /**
+     * Requests completed `PORTWAY_TIMEOUT` at once because their token came after their
+     * deadline.
+     */
+    uint64_t rate_timeouts;
+    /**
+     * Hedged attempts started (hedging is not supported yet: 0).
+     */
+    uint64_t hedges_started;
+    /**
+     * Hedged attempts that completed the request first (0, see `hedges_started`).
+     */
+    uint64_t hedges_won;
+    /**
+     * Hedged or original attempts cancelled because the other won (0, see `hedges_started`).
+     */
+    uint64_t hedges_cancelled;
+} portway_policy_state;
 
 /**
  * One request. The payload is copied before the submit call returns, so the caller's buffer
@@ -655,6 +802,8 @@ portway_status portway_handler_lookup(struct portway_engine *eng,
  * Lets at most `limit` calls of handler `id` run at once (0 = no limit beyond the pool);
  * the rest wait in FIFO order without holding a thread. On a pipeline it bounds how many
  * requests are inside the pipeline at once. A new limit applies to calls admitted after it.
+ * The same as `max_concurrency` in `portway_handler_set_policy`, leaving the other policies as
+ * they are.
  * Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
  */
 portway_status portway_handler_set_concurrency(struct portway_engine *eng,
@@ -794,6 +943,33 @@ portway_status portway_config_set_log(struct portway_config *cfg,
                                       portway_log_fn log_fn,
                                       void *ctx,
                                       uint32_t min_level);
+
+/**
+ * Writes the default policy (every policy off; `min_concurrency` 1, `hedge_budget_percent`
+ * 5, `breaker_cooldown_ms` 5000) to `*out`.
+ * Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL out).
+ */
+portway_status portway_policy_default(struct portway_policy *out);
+
+/**
+ * Sets every policy of handler `id` at once: the concurrency limit, the rate limit and the
+ * circuit breaker. Requests already waiting are re-checked against the new settings (a
+ * raised limit or a removed rate starts them); the breaker keeps its position unless it is
+ * switched off. Invalid settings (a field not supported yet, a negative, NaN or huge
+ * `rate_per_s`, `burst` without a rate, a breaker on a pipeline) change nothing.
+ * Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
+ */
+portway_status portway_handler_set_policy(struct portway_engine *eng,
+                                          uint32_t id,
+                                          const struct portway_policy *policy);
+
+/**
+ * Writes the live figures of handler `id`'s policies to `*out`.
+ * Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
+ */
+portway_status portway_handler_policy_state(struct portway_engine *eng,
+                                            uint32_t id,
+                                            struct portway_policy_state *out);
 
 /**
  * Writes a snapshot of the engine's counters to `*out`. Callable from any thread.

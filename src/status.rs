@@ -49,10 +49,13 @@ pub enum portway_status {
     PORTWAY_INTERNAL = 17,
     /// The caller's buffer is too small; the size needed was written.
     PORTWAY_BUFFER_TOO_SMALL = 18,
+    /// The handler's circuit breaker is open: the request was refused without running
+    /// (`portway_handler_set_policy`). Retry after the breaker's cooldown.
+    PORTWAY_UNAVAILABLE = 19,
 }
 
 /// The statuses in numeric order; `ALL[s as usize] == s`.
-pub const ALL: [portway_status; 19] = {
+pub const ALL: [portway_status; 20] = {
     use portway_status::*;
     [
         PORTWAY_OK,
@@ -74,6 +77,7 @@ pub const ALL: [portway_status; 19] = {
         PORTWAY_BODY_TOO_LARGE,
         PORTWAY_INTERNAL,
         PORTWAY_BUFFER_TOO_SMALL,
+        PORTWAY_UNAVAILABLE,
     ]
 };
 
@@ -106,6 +110,7 @@ impl portway_status {
             PORTWAY_BODY_TOO_LARGE => c"PORTWAY_BODY_TOO_LARGE",
             PORTWAY_INTERNAL => c"PORTWAY_INTERNAL",
             PORTWAY_BUFFER_TOO_SMALL => c"PORTWAY_BUFFER_TOO_SMALL",
+            PORTWAY_UNAVAILABLE => c"PORTWAY_UNAVAILABLE",
         }
     }
 

@@ -75,6 +75,43 @@ fn rust_layout() -> Layout {
     );
     rust_rows!(
         rows,
+        "portway_policy",
+        portway_policy,
+        [
+            max_concurrency,
+            adaptive,
+            min_concurrency,
+            rate_per_s,
+            burst,
+            hedge_after_ms,
+            hedge_after_p95,
+            hedge_budget_percent,
+            breaker_failures,
+            breaker_cooldown_ms,
+        ]
+    );
+    rust_rows!(
+        rows,
+        "portway_policy_state",
+        portway_policy_state,
+        [
+            concurrency_limit,
+            running,
+            waiting,
+            breaker_state,
+            tokens,
+            breaker_failures,
+            reserved,
+            breaker_trips,
+            breaker_rejected,
+            rate_timeouts,
+            hedges_started,
+            hedges_won,
+            hedges_cancelled,
+        ]
+    );
+    rust_rows!(
+        rows,
         "portway_latency",
         portway_latency,
         [p50_ns, p90_ns, p99_ns, max_ns, sum_ns, count]

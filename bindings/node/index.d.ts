@@ -20,7 +20,8 @@ export type StatusName =
   | 'PORTWAY_PROTOCOL_ERROR'
   | 'PORTWAY_BODY_TOO_LARGE'
   | 'PORTWAY_INTERNAL'
-  | 'PORTWAY_BUFFER_TOO_SMALL';
+  | 'PORTWAY_BUFFER_TOO_SMALL'
+  | 'PORTWAY_UNAVAILABLE';
 // </status-names>
 
 /** Level of an `onLog` event, and `logLevel`'s values. */
@@ -158,6 +159,56 @@ export declare class HttpResponse {
 }
 
 /** Engine counters (`portway_stats`). */
+/**
+ * A handler's policies (`portway_policy` in camelCase), all set at once by `setPolicy`;
+ * an option left out is off (or its default).
+ */
+export interface PolicyOptions {
+  /** Hard cap on calls running at once; 0 = none (the same as `setConcurrency`). */
+  maxConcurrency?: number;
+  /** Not supported yet: `true` is refused (PORTWAY_INVALID_ARGUMENT). */
+  adaptive?: boolean;
+  /** Not supported yet (adaptive concurrency): only 0 or 1. */
+  minConcurrency?: number;
+  /** Token bucket refill, calls per second; 0 = no rate limit. A request whose token comes
+   * after its deadline fails PORTWAY_TIMEOUT at once. */
+  ratePerS?: number;
+  /** Token bucket size; 0 = max(1, ratePerS). */
+  burst?: number;
+  /** Not supported yet (hedging): only 0. */
+  hedgeAfterMs?: number;
+  /** Not supported yet (hedging): only false. */
+  hedgeAfterP95?: boolean;
+  /** Not supported yet (hedging): only 0 or 5. */
+  hedgeBudgetPercent?: number;
+  /** Consecutive failures that open the circuit breaker; 0 = off. While open, requests
+   * fail PORTWAY_UNAVAILABLE without running. */
+  breakerFailures?: number;
+  /** How long the breaker stays open before one trial request, in ms (0 = 5000). */
+  breakerCooldownMs?: number;
+}
+
+/** The live figures of a handler's policies (`portway_policy_state`). */
+export interface PolicyState {
+  concurrencyLimit: number;
+  running: number;
+  /** Requests waiting for a slot or a token. */
+  waiting: number;
+  tokens: number;
+  breakerState: 'closed' | 'open' | 'half-open';
+  /** Consecutive failures counted while closed. */
+  breakerFailures: number;
+  breakerTrips: number;
+  /** Requests refused with PORTWAY_UNAVAILABLE. */
+  breakerRejected: number;
+  /** Requests failed at once because their token came after their deadline. */
+  rateTimeouts: number;
+  /** Hedging counters: 0 until hedging exists. */
+  hedgesStarted: number;
+  hedgesWon: number;
+  hedgesCancelled: number;
+}
+
 export interface Stats {
   submitted: number;
   accepted: number;
@@ -257,6 +308,10 @@ export declare class Engine {
   pipeline(name: string, stages: Array<string | number>): number;
   /** At most `limit` calls of the handler run at once (0 = no limit). */
   setConcurrency(name: string | number, limit: number): void;
+  /** Sets every policy of the handler at once; invalid settings change nothing. */
+  setPolicy(name: string | number, options?: PolicyOptions): void;
+  /** The live figures of the handler's policies. */
+  policyState(name: string | number): PolicyState;
   /** Adds an http handler with its own pool and options; returns its id. */
   registerHttp(name: string, options?: HttpOptions): number;
   /** Cancels request `id` (an integer 0..2^53-1); true if it was still in flight. */

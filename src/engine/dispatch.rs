@@ -107,8 +107,13 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
     } = ticket;
     match start {
         Start::Inline(answer) => {
+            let mut permit = permit;
             if mark_running(shared, &req) {
-                stage_done(shared, req, stage, answer(payload));
+                let outcome = answer(payload);
+                if let Some(p) = permit.as_mut() {
+                    p.observe(&req, &outcome);
+                }
+                stage_done(shared, req, stage, outcome);
             }
             drop(permit);
         }
@@ -137,11 +142,14 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
             let task_shared = shared.clone();
             let task_req = req.clone();
             let handle = shared.rt.spawn(async move {
-                let _permit = permit;
+                let mut permit = permit;
                 if !mark_running(&task_shared, &task_req) {
                     return;
                 }
                 let outcome = CatchUnwind(fut).await;
+                if let Some(p) = permit.as_mut() {
+                    p.observe(&task_req, &outcome);
+                }
                 log_failure(&task_shared, &task_req, &outcome);
                 stage_done(&task_shared, task_req, stage, outcome);
             });

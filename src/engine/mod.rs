@@ -19,7 +19,7 @@
 //! The machinery under the API: `dispatch.rs` (moving a request through its stages and the one
 //! place a completion is posted), `request.rs` (one request's state machine), `ledger.rs`,
 //! `queue.rs`, `registry.rs`, `policy/` (what stands between a request and its handler:
-//! the concurrency limit, one file per policy), `pool.rs`, `timer.rs`, `recycle.rs`, `shared.rs`,
+//! the concurrency limit, the rate limit, the circuit breaker, one file per policy), `pool.rs`, `timer.rs`, `recycle.rs`, `shared.rs`,
 //! `stats.rs`, `metrics.rs`, `exposition.rs`, `log.rs`, `fork.rs`, `sync.rs`.
 
 // The Engine API, one concern per file.
@@ -59,6 +59,7 @@ pub use crate::contract::{Body, Meta, Outcome, portway_meta};
 pub use config::{Config, LogSetting};
 pub use log::{LogHook, LogLevel};
 pub use metrics::{HandlerStats, LatencySummary};
+pub use policy::{PolicySettings, PolicyState};
 pub use queue::NotifyHook;
 pub use stats::{STATUS_SLOTS, StatsSnapshot};
 pub use types::{

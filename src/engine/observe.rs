@@ -30,10 +30,11 @@ impl Engine {
             .map(|e| {
                 let (stats, queue_buckets, run_buckets) =
                     e.metrics.snapshot(e.id, &e.name, &bounds);
-                let extra = match &e.kind {
+                let mut extra = match &e.kind {
                     HandlerKind::Async(h) => h.metrics(),
                     _ => Vec::new(),
                 };
+                extra.extend(e.policies.metrics());
                 exposition::HandlerFigures {
                     stats,
                     queue_buckets,

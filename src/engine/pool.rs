@@ -369,7 +369,7 @@ fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
     } else {
         catch_unwind(AssertUnwindSafe(|| handler.call(&mut call)))
     };
-    let permit = watch.handler_returned();
+    let mut permit = watch.handler_returned();
     let outcome = match result {
         Ok(()) => call.into_outcome(),
         Err(panic) => {
@@ -384,6 +384,9 @@ fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
             Outcome::failed(Status::PORTWAY_PANIC, msg)
         }
     };
+    if let Some(p) = permit.as_mut() {
+        p.observe(&req, &outcome);
+    }
     dispatch::stage_done(shared, req, stage, outcome);
     drop(permit);
 }

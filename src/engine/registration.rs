@@ -45,4 +45,19 @@ impl Engine {
         policy::set_concurrency(&self.shared, &entry, limit);
         Ok(())
     }
+
+    /// Sets every policy of handler `id` at once (`portway_handler_set_policy`): the
+    /// concurrency limit, the rate limit and the circuit breaker. Invalid settings change
+    /// nothing.
+    pub fn set_policy(&self, id: u32, settings: &policy::PolicySettings) -> Result<()> {
+        self.check_fork()?;
+        let entry = self.shared.registry.get(id)?;
+        policy::set_policy(&self.shared, &entry, settings)
+    }
+
+    /// The live figures of handler `id`'s policies.
+    pub fn policy_state(&self, id: u32) -> Result<policy::PolicyState> {
+        self.check_fork()?;
+        Ok(self.shared.registry.get(id)?.policies.state())
+    }
 }

@@ -99,6 +99,8 @@ pub unsafe extern "C" fn portway_handler_lookup(
 /// Lets at most `limit` calls of handler `id` run at once (0 = no limit beyond the pool);
 /// the rest wait in FIFO order without holding a thread. On a pipeline it bounds how many
 /// requests are inside the pipeline at once. A new limit applies to calls admitted after it.
+/// The same as `max_concurrency` in `portway_handler_set_policy`, leaving the other policies as
+/// they are.
 /// Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_handler_set_concurrency(

@@ -8,6 +8,13 @@ const { optionsOf, signalOf, waitOf, toBytes, logLevelOf } = require('./validati
 const { checkHttpOptions, requestPayload, HttpResponse } = require('./http.js');
 const { fetch } = require('./fetch.js');
 
+/** The options of setPolicy and their kinds (portway_policy in camelCase). */
+const POLICY_OPTIONS = {
+  maxConcurrency: 'u32', adaptive: 'boolean', minConcurrency: 'u32', ratePerS: 'number', burst: 'u32',
+  hedgeAfterMs: 'u32', hedgeAfterP95: 'boolean', hedgeBudgetPercent: 'u32', breakerFailures: 'u32',
+  breakerCooldownMs: 'u32',
+};
+
 // portway_inflight_json's snake_case keys, as the rest of this API spells them.
 function inflightEntry(r) {
   return {
@@ -291,6 +298,31 @@ class Engine {
   setConcurrency(name, n) {
     this._n.setConcurrency(this.lookup(name), n);
   }
+  /**
+   * Sets every policy of handler `name` at once (options left out are off): `maxConcurrency`,
+   * a token-bucket rate limit (`ratePerS`, `burst`) and a circuit breaker (`breakerFailures`,
+   * `breakerCooldownMs`). Adaptive concurrency and hedging are refused (PORTWAY_INVALID_ARGUMENT)
+   * until implemented. Invalid settings change nothing.
+   */
+  setPolicy(name, options = {}) {
+    if (options === null || typeof options !== 'object') throw invalidArg(TypeError, 'options must be an object');
+    for (const [k, v] of Object.entries(options)) {
+      const kind = POLICY_OPTIONS[k];
+      if (kind === undefined) {
+        throw invalidArg(TypeError, `unknown policy option ${k}; known: ${Object.keys(POLICY_OPTIONS).join(', ')}`);
+      }
+      if (v === undefined || v === null) continue;
+      const ok = kind === 'u32' ? Number.isInteger(v) && v >= 0 && v <= 0xffffffff : typeof v === kind;
+      if (!ok) throw invalidArg(TypeError, `policy option ${k} must be ${kind === 'u32' ? 'an integer from 0 to 4294967295' : `a ${kind}`}`);
+    }
+    this._n.setPolicy(this.lookup(name), options);
+  }
+
+  /** The live figures of handler `name`'s policies. */
+  policyState(name) {
+    return this._n.policyState(this.lookup(name));
+  }
+
 
   /** Cancels one request by id (an integer from 0 to 2^53-1; anything else throws). */
   cancel(id) {

@@ -12,6 +12,7 @@
  *   delivery.c  the notify hook and the drain: completions -> JS in batches
  *   log.c       onLog: the log hook and its tsfn
  *   handlers.c  lookup, pipeline, setConcurrency
+ *   policy.c    setPolicy, policyState
  *   http.c      registerHttp and its options object
  *   stats.c     stats, handlerStats, metricsText, inflightJson
  *   faults.c    test-only fault injection (-DPORTWAY_FAULT_INJECTION)
@@ -306,11 +307,13 @@ void pw_log_hook(void *ctx, uint32_t level, const char *message);
 void pw_log_call_js(napi_env env, napi_value js_cb, void *context, void *data);
 void pw_log_tsfn_finalize(napi_env env, void *data, void *hint);
 
-/* ------------------------------------------------------------------ handlers.c, http.c, stats.c */
+/* ------------------------------------------------------------------ handlers.c, policy.c, http.c, stats.c */
 
 napi_value pw_js_lookup(napi_env env, napi_callback_info info);
 napi_value pw_js_pipeline(napi_env env, napi_callback_info info);
 napi_value pw_js_set_concurrency(napi_env env, napi_callback_info info);
+napi_value pw_js_set_policy(napi_env env, napi_callback_info info);
+napi_value pw_js_policy_state(napi_env env, napi_callback_info info);
 napi_value pw_js_register_http(napi_env env, napi_callback_info info);
 napi_value pw_js_stats(napi_env env, napi_callback_info info);
 napi_value pw_js_metrics_text(napi_env env, napi_callback_info info);

@@ -37,6 +37,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
         METHOD("lookup", pw_js_lookup),
         METHOD("pipeline", pw_js_pipeline),
         METHOD("setConcurrency", pw_js_set_concurrency),
+        METHOD("setPolicy", pw_js_set_policy),
+        METHOD("policyState", pw_js_policy_state),
         METHOD("registerHttp", pw_js_register_http),
         METHOD("stats", pw_js_stats),
         METHOD("metricsText", pw_js_metrics_text),

@@ -33,6 +33,7 @@ from ._errors import (
     Status,
     TimeoutError,
     TlsError,
+    UnavailableError,
     UnknownHandlerError,
 )
 from ._completion import Completion
@@ -42,6 +43,7 @@ from ._http import HttpResponse
 from ._lib import LIB as _LIB
 from ._lib import LIBRARY_PATH, LibraryLoadError
 from ._response import HTTPStatusError, Request, Response, TooManyRedirects
+from ._policy import PolicyState
 from ._types import HandlerStats, Inflight, InflightRequest, Latency, Stats
 
 __version__ = "0.1.0"
@@ -88,11 +90,13 @@ __all__ = [
     "BodyTooLargeError",
     "InternalError",
     "BufferTooSmallError",
+    "UnavailableError",
     "LibraryLoadError",
     "Stats",
     "Inflight",
     "InflightRequest",
     "HandlerStats",
+    "PolicyState",
     "Latency",
     "LIBRARY_PATH",
     "library_version",

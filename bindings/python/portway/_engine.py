@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callab
 from ctypes import byref, c_size_t, c_uint32, c_void_p
 from typing import Any, Literal, overload
 
-from . import _core, _lib, _log
+from . import _core, _lib, _log, _policy
 from ._args import (
     Payload,
     _check_name,
@@ -46,6 +46,7 @@ from ._futures import Future, _AsyncEntry, cancel_with, fail, set_request_id
 from ._handler import c_handler
 from ._http import HeadersArg, HttpResponse, build_request, http_options, response_from_completion
 from ._lib import LIB, PortwayHandlerStats
+from ._policy import PolicyState
 from ._raw import _address, _req_pack_into, _Scratch, _submit_raw
 from ._types import HandlerStats, Inflight, Stats, handler_stats_from, stats_from
 
@@ -546,6 +547,49 @@ class Engine:
         hid = core.handler_id(name)
         st = core.call(LIB.portway_handler_set_concurrency, hid, _u32("limit", limit))
         check(st)
+
+    def set_policy(
+        self,
+        name: str,
+        *,
+        max_concurrency: int = 0,
+        adaptive: bool = False,
+        rate_per_s: float = 0.0,
+        burst: int = 0,
+        hedge_after: float | None = None,
+        hedge_budget: int | None = None,
+        breaker_failures: int = 0,
+        breaker_cooldown: float | None = None,
+    ) -> None:
+        """Sets every policy of handler ``name`` at once (omitted ones are off): at most
+        ``max_concurrency`` calls at once (0 = none; the same as ``set_concurrency``); a token
+        bucket of ``rate_per_s`` calls a second holding ``burst`` tokens (0 = ``max(1,
+        rate_per_s)``), where a request whose token comes after its deadline fails with
+        ``TimeoutError`` at once; and a circuit breaker that opens after ``breaker_failures``
+        consecutive failures, refusing requests with ``UnavailableError`` for
+        ``breaker_cooldown`` seconds (default 5) before one trial request decides. Adaptive
+        concurrency and hedging are not implemented yet: setting them raises
+        ``InvalidArgumentError``. Invalid settings change nothing."""
+        policy = _policy.build_policy(
+            max_concurrency=max_concurrency,
+            adaptive=adaptive,
+            rate_per_s=rate_per_s,
+            burst=burst,
+            hedge_after=hedge_after,
+            hedge_budget=hedge_budget,
+            breaker_failures=breaker_failures,
+            breaker_cooldown=breaker_cooldown,
+        )
+        core = self._core
+        core.call(_policy.apply_policy, core.handler_id(name), policy)
+
+    def policy_state(self, name: str) -> PolicyState:
+        """The live figures of handler ``name``'s policies: ``concurrency_limit``, ``running``,
+        ``waiting``, ``tokens``, ``breaker_state`` (``"closed"``, ``"open"``,
+        ``"half-open"``), ``breaker_failures``, ``breaker_trips``, ``breaker_rejected``,
+        ``rate_timeouts`` and the hedging counters (0 until hedging exists)."""
+        core = self._core
+        return core.call(_policy.read_policy_state, core.handler_id(name))
 
     def handler_id(self, name: str) -> int:
         """The id of handler ``name``; raises ``UnknownHandlerError`` (status NOT_FOUND)."""

@@ -30,6 +30,7 @@ class Status(enum.IntEnum):
     BODY_TOO_LARGE = 16
     INTERNAL = 17
     BUFFER_TOO_SMALL = 18
+    UNAVAILABLE = 19
 
 
 def status_label(status: int) -> str:
@@ -138,6 +139,12 @@ class BufferTooSmallError(PortwayError):
     status = Status.BUFFER_TOO_SMALL
 
 
+class UnavailableError(PortwayError):
+    """The handler's circuit breaker is open: the request was refused without running."""
+
+    status = Status.UNAVAILABLE
+
+
 _BY_STATUS: dict[int, type[PortwayError]] = {
     cls.status: cls
     for cls in (
@@ -157,6 +164,7 @@ _BY_STATUS: dict[int, type[PortwayError]] = {
         BodyTooLargeError,
         InternalError,
         BufferTooSmallError,
+        UnavailableError,
     )
 }
 

@@ -21,6 +21,7 @@ from ctypes import (
     Structure,
     c_bool,
     c_char_p,
+    c_double,
     c_int32,
     c_size_t,
     c_uint8,
@@ -139,6 +140,43 @@ class PortwayHttpOptions(Structure):
     ]
 
 
+class PortwayPolicy(Structure):
+    """``portway_policy``: fill with ``portway_policy_default`` first."""
+
+    _fields_ = [
+        ("max_concurrency", c_uint32),
+        ("adaptive", c_bool),
+        ("min_concurrency", c_uint32),
+        ("rate_per_s", c_double),
+        ("burst", c_uint32),
+        ("hedge_after_ms", c_uint32),
+        ("hedge_after_p95", c_bool),
+        ("hedge_budget_percent", c_uint32),
+        ("breaker_failures", c_uint32),
+        ("breaker_cooldown_ms", c_uint32),
+    ]
+
+
+class PortwayPolicyState(Structure):
+    """``portway_policy_state``: the live figures of a handler's policies."""
+
+    _fields_ = [
+        ("concurrency_limit", c_uint32),
+        ("running", c_uint32),
+        ("waiting", c_uint32),
+        ("breaker_state", c_uint32),
+        ("tokens", c_double),
+        ("breaker_failures", c_uint32),
+        ("reserved", c_uint32),
+        ("breaker_trips", c_uint64),
+        ("breaker_rejected", c_uint64),
+        ("rate_timeouts", c_uint64),
+        ("hedges_started", c_uint64),
+        ("hedges_won", c_uint64),
+        ("hedges_cancelled", c_uint64),
+    ]
+
+
 class PortwayLatency(Structure):
     """``struct portway_latency``: nanoseconds."""
 
@@ -220,6 +258,9 @@ _OPTIONAL_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "portway_set_log": (status_t, [eng_p, LOG_FN, c_void_p, c_uint32]),
     "portway_config_set_log": (status_t, [cfg_p, LOG_FN, c_void_p, c_uint32]),
     "portway_config_set_metrics": (status_t, [cfg_p, c_bool]),
+    "portway_policy_default": (status_t, [POINTER(PortwayPolicy)]),
+    "portway_handler_set_policy": (status_t, [eng_p, c_uint32, POINTER(PortwayPolicy)]),
+    "portway_handler_policy_state": (status_t, [eng_p, c_uint32, POINTER(PortwayPolicyState)]),
 }
 
 ABI_VERSION = 1

@@ -100,6 +100,7 @@ def test_one_error_class_per_status() -> None:
         Status.BODY_TOO_LARGE: portway.BodyTooLargeError,
         Status.INTERNAL: portway.InternalError,
         Status.BUFFER_TOO_SMALL: portway.BufferTooSmallError,
+        Status.UNAVAILABLE: portway.UnavailableError,
     }
     for status, cls in expected.items():
         exc = error_for(status, "msg")

@@ -92,6 +92,12 @@ impl ConcurrencyLimit {
         out
     }
 
+    /// Runs counted now, and tickets waiting (finished ones included until their turn).
+    pub fn figures(&self) -> (u32, usize) {
+        let st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (st.running, st.waiting.len())
+    }
+
     /// Drops every waiting ticket (engine teardown: breaks request -> handler cycles).
     pub fn clear(&self) {
         let drained: Vec<Ticket> = match self.inner.lock() {

@@ -8,22 +8,41 @@
 //! no policy is set ([`Policies::holds_nothing_back`]), dispatch skips the layer entirely: no
 //! lock, no permit, no reference count.
 //!
-//! One policy per file, each owning its state and its knob:
-//! - `limit.rs`: the concurrency limit (`portway_handler_set_concurrency`).
+//! One policy per file, each owning its state and its knob (all set together by
+//! `portway_handler_set_policy`):
+//! - `limit.rs`: the concurrency limit (`max_concurrency`, `portway_handler_set_concurrency`).
+//! - `rate.rs`: the rate limit, a token bucket (`rate_per_s`, `burst`).
+//! - `breaker.rs`: the circuit breaker (`breaker_failures`, `breaker_cooldown_ms`).
+//!
+//! A run passes them in this order: the breaker's quick refusal (open: `PORTWAY_UNAVAILABLE`
+//! at once), the rate limit (a token, or waiting for one), the concurrency limit (a slot, or
+//! waiting for one), then the breaker again just before it starts — that is where the
+//! half-open trial is handed out, so the trial is always a run that really starts, and the
+//! [`Permit`] it holds reports its verdict when it ends.
 //!
 //! A new policy (a rate limit, a breaker, hedging) is a file here, a field in [`Policies`],
 //! a step in [`Policies::admit`] and one in [`Permit`]'s `Drop`; dispatch does not change.
 //! Waiting must never hold a thread: a policy parks the [`Ticket`], not the caller.
 
+mod breaker;
 mod limit;
+mod rate;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::dispatch;
-use super::registry::HandlerEntry;
+use super::log::LogLevel;
+use super::registry::{HandlerEntry, HandlerKind};
 use super::request::Request;
 use super::shared::Shared;
+use crate::contract::Outcome;
+use crate::error::{Error, Result};
+use crate::status::Status;
+use breaker::{Breaker, Event, Start};
 use limit::{Admission, ConcurrencyLimit};
+use rate::{RateAdmission, RateLimit};
 
 /// Work waiting to pass a handler's policies: run `stage` of `req` with `payload`.
 pub(crate) struct Ticket {
@@ -32,9 +51,50 @@ pub(crate) struct Ticket {
     pub payload: Vec<u8>,
 }
 
+/// The settings of every policy of one handler (`portway_policy` once validated).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicySettings {
+    /// Hard cap on runs at once; 0 = none.
+    pub max_concurrency: u32,
+    /// Token bucket refill per second; 0 = no rate limit.
+    pub rate_per_s: f64,
+    /// Token bucket size; 0 = `max(1, rate_per_s)`.
+    pub burst: u32,
+    /// Consecutive failures that open the breaker; 0 = off.
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one trial run.
+    pub breaker_cooldown: Duration,
+}
+
+/// The live figures of one handler's policies (`portway_policy_state`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyState {
+    /// The concurrency limit in force (0 = none).
+    pub concurrency_limit: u32,
+    /// Runs holding a concurrency slot now.
+    pub running: u32,
+    /// Requests waiting for a slot or a token (cancelled ones included until their turn).
+    pub waiting: u32,
+    /// Tokens banked now (0 without a rate limit).
+    pub tokens: f64,
+    /// Breaker position: 0 closed, 1 open, 2 half-open (cooldown over, or trial running).
+    pub breaker_state: u32,
+    /// Consecutive failures counted while closed.
+    pub breaker_failures: u32,
+    /// Times the breaker opened (including reopenings after a failed trial).
+    pub breaker_trips: u64,
+    /// Requests refused with `PORTWAY_UNAVAILABLE`.
+    pub breaker_rejected: u64,
+    /// Requests failed at once with `PORTWAY_TIMEOUT` because their token came after their
+    /// deadline.
+    pub rate_timeouts: u64,
+}
+
 /// The policies of one handler.
 pub(crate) struct Policies {
     limit: ConcurrencyLimit,
+    rate: RateLimit,
+    breaker: Breaker,
 }
 
 impl Policies {
@@ -42,55 +102,336 @@ impl Policies {
     pub fn new() -> Self {
         Policies {
             limit: ConcurrencyLimit::new(),
+            rate: RateLimit::new(),
+            breaker: Breaker::new(),
         }
     }
 
     /// True when no policy is set, so a run may start without asking (the common case).
     pub fn holds_nothing_back(&self) -> bool {
-        self.limit.get() == 0
+        self.limit.get() == 0 && !self.rate.is_on() && !self.breaker.is_on()
     }
 
     /// Admits `ticket` now (returning it, with a permit when a policy needs to hear that the
-    /// run ended) or keeps it until a policy lets it start.
+    /// run ended) or keeps it until a policy lets it start, or finishes the request itself
+    /// (`PORTWAY_UNAVAILABLE` from an open breaker, `PORTWAY_TIMEOUT` when its token would
+    /// come after its deadline).
     pub fn admit(
         &self,
         shared: &Arc<Shared>,
         entry: &Arc<HandlerEntry>,
         ticket: Ticket,
     ) -> Option<(Ticket, Option<Permit>)> {
-        match self.limit.admit(ticket) {
-            Admission::Free(ticket) => Some((ticket, None)),
-            Admission::Counted(ticket) => Some((ticket, Some(Permit::new(shared, entry)))),
-            Admission::Parked => None,
+        if !self.breaker.admits() {
+            unavailable(shared, entry, &ticket.req);
+            return None;
         }
+        let ticket = match self.rate.admit(ticket) {
+            RateAdmission::Go(ticket) => ticket,
+            RateAdmission::Parked { start_driver } => {
+                if start_driver {
+                    drive_rate(shared, entry);
+                }
+                return None;
+            }
+            RateAdmission::TooLate(ticket, wait) => {
+                let msg = format!(
+                    "rate limit of handler {:?}: the next token is {} ms away, after the request's deadline",
+                    entry.name,
+                    wait.as_millis()
+                );
+                dispatch::finish(
+                    shared,
+                    &ticket.req,
+                    Outcome::failed(Status::PORTWAY_TIMEOUT, msg),
+                );
+                return None;
+            }
+        };
+        self.after_rate(shared, entry, ticket)
+    }
+
+    /// The concurrency limit, then the breaker's last word.
+    fn after_rate(
+        &self,
+        shared: &Arc<Shared>,
+        entry: &Arc<HandlerEntry>,
+        ticket: Ticket,
+    ) -> Option<(Ticket, Option<Permit>)> {
+        let (ticket, counted) = match self.limit.admit(ticket) {
+            Admission::Free(ticket) => (ticket, false),
+            Admission::Counted(ticket) => (ticket, true),
+            Admission::Parked => return None,
+        };
+        match self.breaker.start() {
+            Start::Refuse => {
+                unavailable(shared, entry, &ticket.req);
+                if counted {
+                    start_all(shared, entry, self.limit.release_one());
+                }
+                None
+            }
+            start => {
+                let trial = start == Start::Trial;
+                let permit = (counted || self.breaker.is_on())
+                    .then(|| Permit::new(shared, entry, &ticket.req, counted, trial));
+                Some((ticket, permit))
+            }
+        }
+    }
+
+    /// The live figures.
+    pub fn state(&self) -> PolicyState {
+        let (running, limit_waiting) = self.limit.figures();
+        let (tokens, rate_waiting) = self.rate.figures();
+        let (position, failures, trips, rejected) = self.breaker.figures();
+        PolicyState {
+            concurrency_limit: self.limit.get(),
+            running,
+            waiting: u32::try_from(limit_waiting + rate_waiting).unwrap_or(u32::MAX),
+            tokens,
+            breaker_state: position as u32,
+            breaker_failures: failures,
+            breaker_trips: trips,
+            breaker_rejected: rejected,
+            rate_timeouts: self.rate.too_late(),
+        }
+    }
+
+    /// Gauges and counters for the Prometheus text (name suffix, help, type, value); none
+    /// for a handler without policies.
+    pub fn metrics(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
+        if self.holds_nothing_back() {
+            return Vec::new();
+        }
+        let s = self.state();
+        vec![
+            (
+                "policy_concurrency_limit",
+                "The handler's concurrency limit (0 = none).",
+                "gauge",
+                u64::from(s.concurrency_limit),
+            ),
+            (
+                "policy_running",
+                "Runs holding a concurrency slot.",
+                "gauge",
+                u64::from(s.running),
+            ),
+            (
+                "policy_waiting",
+                "Requests waiting for a concurrency slot or a rate-limit token.",
+                "gauge",
+                u64::from(s.waiting),
+            ),
+            (
+                "policy_rate_tokens",
+                "Rate-limit tokens banked (whole tokens).",
+                "gauge",
+                s.tokens as u64,
+            ),
+            (
+                "policy_rate_timeouts_total",
+                "Requests failed at once because their rate-limit token came after their deadline.",
+                "counter",
+                s.rate_timeouts,
+            ),
+            (
+                "policy_breaker_state",
+                "Circuit breaker position: 0 closed, 1 open, 2 half-open.",
+                "gauge",
+                u64::from(s.breaker_state),
+            ),
+            (
+                "policy_breaker_trips_total",
+                "Times the circuit breaker opened.",
+                "counter",
+                s.breaker_trips,
+            ),
+            (
+                "policy_breaker_rejected_total",
+                "Requests refused with PORTWAY_UNAVAILABLE while the breaker was open.",
+                "counter",
+                s.breaker_rejected,
+            ),
+        ]
     }
 
     /// Drops every ticket a policy holds (engine teardown: breaks request -> handler cycles).
     pub fn clear(&self) {
         self.limit.clear();
+        self.rate.clear();
     }
 }
 
-/// Proof of one admitted run; dropping it ends the run and starts what the policies let in.
+/// Proof of one admitted run; dropping it ends the run: the breaker hears its verdict and the
+/// concurrency limit starts what it held back.
 pub(crate) struct Permit {
     shared: Arc<Shared>,
     entry: Arc<HandlerEntry>,
+    /// Holds one of the concurrency limit's slots.
+    counted: bool,
+    /// The breaker's half-open trial.
+    trial: bool,
+    deadline: Option<Instant>,
+    /// Whether the run failed, as far as the breaker is concerned (`None`: not known yet).
+    failed: Option<bool>,
 }
 
 impl Permit {
-    fn new(shared: &Arc<Shared>, entry: &Arc<HandlerEntry>) -> Self {
+    fn new(
+        shared: &Arc<Shared>,
+        entry: &Arc<HandlerEntry>,
+        req: &Request,
+        counted: bool,
+        trial: bool,
+    ) -> Self {
         Permit {
             shared: shared.clone(),
             entry: entry.clone(),
+            counted,
+            trial,
+            deadline: req.deadline(),
+            failed: None,
         }
+    }
+
+    /// Records what the run produced, for the breaker. Failures are `PORTWAY_HANDLER_ERROR`,
+    /// `PORTWAY_PANIC`, connect, TLS and protocol errors, timeouts, and — for an async handler
+    /// (`http`), whose `code` is an HTTP status — a 5xx response; a cancellation or a refusal
+    /// of the request itself (payload, body size) is no verdict.
+    ///
+    /// A run whose request was already completed by something else (its deadline, a cancel)
+    /// is judged by that instead, when its permit drops.
+    pub fn observe(&mut self, req: &Request, outcome: &Outcome) {
+        if req.is_done() {
+            return;
+        }
+        self.failed = match outcome.status {
+            Status::PORTWAY_OK => Some(
+                matches!(self.entry.kind, HandlerKind::Async(_))
+                    && (500..600).contains(&outcome.code),
+            ),
+            Status::PORTWAY_HANDLER_ERROR
+            | Status::PORTWAY_PANIC
+            | Status::PORTWAY_CONNECT_ERROR
+            | Status::PORTWAY_TLS_ERROR
+            | Status::PORTWAY_PROTOCOL_ERROR
+            | Status::PORTWAY_TIMEOUT => Some(true),
+            _ => None,
+        };
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let startable = self.entry.policies.limit.release_one();
-        start_all(&self.shared, &self.entry, startable);
+        if self.trial || self.entry.policies.breaker.is_on() {
+            // A run that ended without an outcome after its deadline was cut off by it: a
+            // timeout. One that ended before (cancelled) says nothing about the handler.
+            let failed = self.failed.or_else(|| {
+                self.deadline
+                    .is_some_and(|d| Instant::now() >= d)
+                    .then_some(true)
+            });
+            if let Some(event) = self.entry.policies.breaker.record(failed, self.trial) {
+                log_breaker(&self.shared, &self.entry, &event);
+            }
+        }
+        if self.counted {
+            let startable = self.entry.policies.limit.release_one();
+            start_all(&self.shared, &self.entry, startable);
+        }
     }
+}
+
+fn log_breaker(shared: &Shared, entry: &HandlerEntry, event: &Event) {
+    let (level, what) = match event {
+        Event::Tripped(n) => (
+            LogLevel::Warn,
+            format!("opened after {n} consecutive failures"),
+        ),
+        Event::Reopened => (
+            LogLevel::Warn,
+            "opened again: the trial request failed".to_owned(),
+        ),
+        Event::Recovered => (
+            LogLevel::Info,
+            "closed: the trial request succeeded".to_owned(),
+        ),
+    };
+    shared.logger.log(level, || {
+        format!("handler {:?}: circuit breaker {what}", entry.name)
+    });
+}
+
+/// Completes `req` with `PORTWAY_UNAVAILABLE` (the breaker refused it).
+fn unavailable(shared: &Shared, entry: &HandlerEntry, req: &Arc<Request>) {
+    let msg = format!(
+        "handler {:?} is unavailable: its circuit breaker is open",
+        entry.name
+    );
+    dispatch::finish(
+        shared,
+        req,
+        Outcome::failed(Status::PORTWAY_UNAVAILABLE, msg),
+    );
+}
+
+/// Checks `settings` against what the engine implements for `entry`.
+fn validate(entry: &HandlerEntry, settings: &PolicySettings) -> Result<()> {
+    let rate = settings.rate_per_s;
+    if !rate.is_finite() || !(0.0..=rate::MAX_RATE).contains(&rate) {
+        return Err(Error::invalid(format!(
+            "rate_per_s must be between 0 and {} (got {rate})",
+            rate::MAX_RATE
+        )));
+    }
+    if rate == 0.0 && settings.burst != 0 {
+        return Err(Error::invalid(
+            "burst is set but rate_per_s is 0: a bucket needs a refill rate",
+        ));
+    }
+    if settings.breaker_failures > 0 && settings.breaker_cooldown.is_zero() {
+        return Err(Error::invalid(
+            "breaker_cooldown_ms must be above 0 when breaker_failures is set",
+        ));
+    }
+    if settings.breaker_failures > 0 && matches!(entry.kind, HandlerKind::Pipeline(_)) {
+        return Err(Error::invalid(format!(
+            "{:?} is a pipeline: set the circuit breaker on its stage handlers",
+            entry.name
+        )));
+    }
+    Ok(())
+}
+
+/// Sets every policy of handler `entry` at once (validated first: on error nothing changes)
+/// and starts what the new settings let in.
+pub(crate) fn set_policy(
+    shared: &Arc<Shared>,
+    entry: &Arc<HandlerEntry>,
+    settings: &PolicySettings,
+) -> Result<()> {
+    validate(entry, settings)?;
+    let p = &entry.policies;
+    p.breaker
+        .set(settings.breaker_failures, settings.breaker_cooldown);
+    let burst = match settings.burst {
+        0 => settings.rate_per_s.clamp(1.0, f64::from(u32::MAX)) as u32,
+        b => b,
+    };
+    let released = p.rate.set(settings.rate_per_s, burst);
+    if p.rate.is_on() && p.rate.figures().1 > 0 {
+        // The driver may be asleep until a token of the old rate: look again now.
+        drive_rate(shared, entry);
+    }
+    for ticket in released {
+        if let Some((ticket, permit)) = p.after_rate(shared, entry, ticket) {
+            dispatch::enter_admitted(shared, ticket, permit);
+        }
+    }
+    set_concurrency(shared, entry, settings.max_concurrency);
+    Ok(())
 }
 
 /// Sets handler `entry`'s concurrency limit (0 = none) and starts what the new limit lets in.
@@ -99,9 +440,42 @@ pub(crate) fn set_concurrency(shared: &Arc<Shared>, entry: &Arc<HandlerEntry>, l
     start_all(shared, entry, startable);
 }
 
-/// Starts tickets a policy let in, each with its own permit.
+/// Hands out rate-limit tokens to `entry`'s waiting tickets as they accrue: one task per
+/// handler with waiters, asleep between tokens; it ends when nothing waits.
+fn drive_rate(shared: &Arc<Shared>, entry: &Arc<HandlerEntry>) {
+    let (shared, entry) = (shared.clone(), entry.clone());
+    let rt = shared.rt.clone();
+    rt.spawn(async move {
+        loop {
+            let turn = entry.policies.rate.turn();
+            for ticket in turn.ready {
+                if let Some((ticket, permit)) = entry.policies.after_rate(&shared, &entry, ticket) {
+                    dispatch::enter_admitted(&shared, ticket, permit);
+                }
+            }
+            match turn.next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => break,
+            }
+        }
+    });
+}
+
+/// Starts tickets the concurrency limit let in (each holding a slot) once the breaker agrees;
+/// a refused one gives its slot to the next, in a loop rather than by recursion.
 fn start_all(shared: &Arc<Shared>, entry: &Arc<HandlerEntry>, tickets: Vec<Ticket>) {
-    for ticket in tickets {
-        dispatch::enter_admitted(shared, ticket, Some(Permit::new(shared, entry)));
+    let mut queue = VecDeque::from(tickets);
+    while let Some(ticket) = queue.pop_front() {
+        match entry.policies.breaker.start() {
+            Start::Refuse => {
+                unavailable(shared, entry, &ticket.req);
+                queue.extend(entry.policies.limit.release_one());
+            }
+            start => {
+                let trial = start == Start::Trial;
+                let permit = Permit::new(shared, entry, &ticket.req, true, trial);
+                dispatch::enter_admitted(shared, ticket, Some(permit));
+            }
+        }
     }
 }

@@ -2,7 +2,8 @@
 // used as documented type-checks, and each `@ts-expect-error` line is a misuse the types refuse.
 import {
   Engine, PortwayError, AbortError, HttpResponse, StatusName, Completion, Stats, HandlerStats,
-  Inflight, InvalidArgumentError, SubmitOptions, FetchInit, version, abiVersion, statusStr,
+  Inflight, InvalidArgumentError, SubmitOptions, FetchInit, PolicyState, version, abiVersion,
+  statusStr,
 } from '../../index';
 
 async function main(): Promise<void> {
@@ -26,6 +27,12 @@ async function main(): Promise<void> {
   console.log(fr.status, fr.url, fr.redirected, fr.headers.get('a'), fj, f);
   eng.pipeline('p', ['echo', 1]);
   eng.setConcurrency('echo', 2);
+  eng.setPolicy('echo', { maxConcurrency: 4, ratePerS: 100, burst: 10, breakerFailures: 5, breakerCooldownMs: 1000 });
+  const ps: PolicyState = eng.policyState('echo');
+  const breakerOpen: boolean = ps.breakerState === 'open' && ps.tokens >= 0;
+  // @ts-expect-error unknown policy option
+  eng.setPolicy('echo', { ratePerSecond: 5 });
+  console.log(breakerOpen);
   const cancelled: boolean = eng.cancel(id);
   const s: Stats = eng.stats();
   const busy: number = s.completed.PORTWAY_BUFFER_TOO_SMALL + s.completed.PORTWAY_BUSY;

@@ -1,0 +1,101 @@
+/* setPolicy(id, options) and policyState(id): portway_policy and portway_policy_state in
+ * camelCase. */
+#include "addon.h"
+
+/* Reads `key` of `obj` when it is set (not undefined/null): a u32, a bool or a double. */
+typedef enum { POL_U32, POL_BOOL, POL_F64 } pol_kind;
+
+static const struct {
+    const char *key;
+    pol_kind kind;
+    size_t offset;
+} policy_fields[] = {
+#define F(key, kind, field) {key, kind, offsetof(portway_policy, field)}
+    F("maxConcurrency", POL_U32, max_concurrency),
+    F("adaptive", POL_BOOL, adaptive),
+    F("minConcurrency", POL_U32, min_concurrency),
+    F("ratePerS", POL_F64, rate_per_s),
+    F("burst", POL_U32, burst),
+    F("hedgeAfterMs", POL_U32, hedge_after_ms),
+    F("hedgeAfterP95", POL_BOOL, hedge_after_p95),
+    F("hedgeBudgetPercent", POL_U32, hedge_budget_percent),
+    F("breakerFailures", POL_U32, breaker_failures),
+    F("breakerCooldownMs", POL_U32, breaker_cooldown_ms),
+#undef F
+};
+#define POLICY_FIELDS (sizeof policy_fields / sizeof policy_fields[0])
+
+static bool read_policy_field(napi_env env, napi_value obj, size_t i, portway_policy *p) {
+    napi_value v;
+    napi_valuetype t;
+    const char *key = policy_fields[i].key;
+    void *field = (char *)p + policy_fields[i].offset;
+    NAPI_CALL_BOOL(env, napi_get_named_property(env, obj, key, &v));
+    NAPI_CALL_BOOL(env, napi_typeof(env, v, &t));
+    if (t == napi_undefined || t == napi_null) return true;
+    switch (policy_fields[i].kind) {
+    case POL_U32: return pw_get_u32(env, v, key, false, 0, field);
+    case POL_BOOL: NAPI_CALL_BOOL(env, napi_get_value_bool(env, v, field)); return true;
+    case POL_F64: NAPI_CALL_BOOL(env, napi_get_value_double(env, v, field)); return true;
+    }
+    return true;
+}
+
+/* setPolicy(id, options): options already checked by lib/engine.js (known keys, kinds); fields
+ * left out keep portway_policy_default's values, and the library refuses what it does not
+ * implement (adaptive, hedging) with PORTWAY_INVALID_ARGUMENT. */
+napi_value pw_js_set_policy(napi_env env, napi_callback_info info) {
+    pw_args a;
+    pw_engine *pe = pw_this(env, info, 2, true, &a);
+    uint32_t id;
+    if (!pe || !pw_get_handler_id(env, a.v[0], &id)) return NULL;
+    portway_policy p;
+    if (!pw_status_ok(env, portway_policy_default(&p))) return NULL;
+    for (size_t i = 0; i < POLICY_FIELDS; i++)
+        if (!read_policy_field(env, a.v[1], i, &p)) return NULL;
+    pw_status_ok(env, portway_handler_set_policy(pe->eng, id, &p));
+    return NULL;
+}
+
+static bool set_number(napi_env env, napi_value obj, const char *key, double v) {
+    napi_value x;
+    NAPI_CALL_BOOL(env, napi_create_double(env, v, &x));
+    NAPI_CALL_BOOL(env, napi_set_named_property(env, obj, key, x));
+    return true;
+}
+
+/* policyState(id) -> the portway_policy_state figures in camelCase, breakerState as a word. */
+napi_value pw_js_policy_state(napi_env env, napi_callback_info info) {
+    pw_args a;
+    pw_engine *pe = pw_this(env, info, 1, true, &a);
+    uint32_t id;
+    if (!pe || !pw_get_handler_id(env, a.v[0], &id)) return NULL;
+    portway_policy_state s;
+    if (!pw_status_ok(env, portway_handler_policy_state(pe->eng, id, &s))) return NULL;
+    const char *breaker = s.breaker_state == PORTWAY_BREAKER_CLOSED      ? "closed"
+                          : s.breaker_state == PORTWAY_BREAKER_HALF_OPEN ? "half-open"
+                                                                         : "open";
+    napi_value obj, word;
+    NAPI_CALL(env, napi_create_object(env, &obj));
+    NAPI_CALL(env, napi_create_string_utf8(env, breaker, NAPI_AUTO_LENGTH, &word));
+    NAPI_CALL(env, napi_set_named_property(env, obj, "breakerState", word));
+    const struct {
+        const char *key;
+        double value;
+    } figures[] = {
+        {"concurrencyLimit", s.concurrency_limit},
+        {"running", s.running},
+        {"waiting", s.waiting},
+        {"tokens", s.tokens},
+        {"breakerFailures", s.breaker_failures},
+        {"breakerTrips", (double)s.breaker_trips},
+        {"breakerRejected", (double)s.breaker_rejected},
+        {"rateTimeouts", (double)s.rate_timeouts},
+        {"hedgesStarted", (double)s.hedges_started},
+        {"hedgesWon", (double)s.hedges_won},
+        {"hedgesCancelled", (double)s.hedges_cancelled},
+    };
+    for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++)
+        if (!set_number(env, obj, figures[i].key, figures[i].value)) return NULL;
+    return obj;
+}

@@ -1,0 +1,82 @@
+"""Engine.set_policy / Engine.policy_state / UnavailableError (issue 16). No timing is
+asserted: the rate is one token a day, or fast with generous deadlines."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import portway
+
+A_DAY = 1 / 86400
+
+
+def test_rate_limit_waits_and_times_out_at_once(eng: portway.Engine) -> None:
+    eng.set_policy("echo", rate_per_s=A_DAY, burst=1)
+    assert eng.submit("echo", b"first").result(timeout=10).data == b"first"
+    # The next token is a day away and the deadline a minute: it fails now.
+    with pytest.raises(portway.TimeoutError, match="rate limit"):
+        eng.submit("echo", b"late", timeout=60).result(timeout=10)
+    waiting = eng.submit("echo", b"waits")
+    state = eng.policy_state("echo")
+    assert state["waiting"] == 1 and state["rate_timeouts"] == 1
+    assert state["tokens"] < 1
+    # Lifting the limit starts it.
+    eng.set_policy("echo")
+    assert waiting.result(timeout=10).data == b"waits"
+    assert eng.policy_state("echo")["waiting"] == 0
+
+
+def test_cancel_reaches_a_waiting_request(eng: portway.Engine) -> None:
+    eng.set_policy("echo", rate_per_s=A_DAY)
+    eng.submit("echo", b"1").result(timeout=10)
+    fut = eng.submit("echo", b"2")
+    assert eng.cancel(fut)
+    with pytest.raises(portway.CancelledError):
+        fut.result(timeout=10)
+
+
+def test_breaker_opens_and_recovers(eng: portway.Engine) -> None:
+    down = threading.Event()
+    down.set()
+
+    def flaky(payload: bytes) -> bytes:
+        if down.is_set():
+            raise RuntimeError("upstream down")
+        return payload
+
+    eng.register("flaky", flaky)
+    eng.set_policy("flaky", breaker_failures=2, breaker_cooldown=0.05)
+    for _ in range(2):
+        with pytest.raises(portway.HandlerError):
+            eng.submit("flaky", b"x").result(timeout=10)
+    assert eng.policy_state("flaky")["breaker_state"] == "open"
+    with pytest.raises(portway.UnavailableError, match="circuit breaker"):
+        eng.submit("flaky", b"x").result(timeout=10)
+    down.clear()
+    time.sleep(0.1)  # past the cooldown: the next request is the trial
+    assert eng.policy_state("flaky")["breaker_state"] == "half-open"
+    assert eng.submit("flaky", b"ok").result(timeout=10).data == b"ok"
+    state = eng.policy_state("flaky")
+    assert (state["breaker_state"], state["breaker_trips"], state["breaker_rejected"]) == ("closed", 1, 1)
+
+
+def test_unsupported_and_invalid_settings_are_refused(eng: portway.Engine) -> None:
+    with pytest.raises(portway.InvalidArgumentError, match="not supported yet"):
+        eng.set_policy("echo", adaptive=True)
+    with pytest.raises(portway.InvalidArgumentError, match="not supported yet"):
+        eng.set_policy("echo", hedge_after=0.02)
+    with pytest.raises(portway.InvalidArgumentError, match="rate_per_s"):
+        eng.set_policy("echo", rate_per_s=float("nan"))
+    with pytest.raises(portway.InvalidArgumentError):
+        eng.set_policy("echo", breaker_failures=1, breaker_cooldown=0)
+    with pytest.raises(portway.InvalidArgumentTypeError):
+        eng.set_policy("echo", max_concurrency="4")  # type: ignore[arg-type]
+    with pytest.raises(portway.UnknownHandlerError):
+        eng.set_policy("missing", max_concurrency=1)
+    eng.set_policy("echo", max_concurrency=4)
+    assert eng.policy_state("echo")["concurrency_limit"] == 4
+    eng.set_concurrency("echo", 2)
+    assert eng.policy_state("echo")["concurrency_limit"] == 2
