@@ -375,20 +375,29 @@ class _BaseClient:
 
     def _flow(self, request: Request, tmo: float | None, follow: bool) -> Generator[tuple[bytes, float | None], Completion, Response]:
         """One request, redirects included, without I/O: yields each hop's payload and
-        timeout, receives its completion, returns the final ``Response``. ``Client.send``,
-        ``get_many`` and ``AsyncClient.send`` drive it, blocking or awaiting. ``tmo`` and
-        ``follow`` are the resolved settings (``_settings``)."""
+        timeout, receives its completion, returns the final ``Response``. ``Client.send``
+        and ``AsyncClient.send`` drive it, blocking or awaiting. ``tmo`` and ``follow`` are
+        the resolved settings (``_settings``)."""
         deadline = None if tmo is None else time.monotonic() + tmo
+        c = yield self._payload(request), _remaining(deadline)
+        resp = self._response(c, request, [])
+        if not follow or resp.status_code not in _REDIRECTS:
+            return resp
+        return (yield from self._redirects(resp, deadline))
+
+    def _redirects(self, resp: Response, deadline: float | None) -> Generator[tuple[bytes, float | None], Completion, Response]:
+        """``_flow`` after the first response ``resp``: follows its redirects (yielding each
+        hop's payload and timeout, all within ``deadline``) and returns the final response.
+        ``get_many`` starts here only for a response that is a redirect, so the usual
+        response costs no generator."""
         history: list[Response] = []
-        req = request
         while True:
-            c = yield self._payload(req), _remaining(deadline)
-            resp = self._response(c, req, history)
-            nxt = self._next_request(resp, history) if follow else None
+            nxt = self._next_request(resp, history)
             if nxt is None:
                 return resp
             history = [*history, resp]
-            req = nxt
+            c = yield self._payload(nxt), _remaining(deadline)
+            resp = self._response(c, nxt, history)
 
     def _next_request(self, resp: Response, history: list[Response]) -> Request | None:
         """The request a redirect response asks for (RFC 9110 section 15.4, with the browsers'
@@ -524,20 +533,34 @@ class Client(_BaseClient):
         self._check_open()
         n = _window(window)
         tmo, follow = self._settings(timeout, follow_redirects)
+        # Each URL is checked and formatted once, before anything goes out: ``prepared``
+        # maps an input URL to its final URL, headers and payload (a repeated URL reuses them).
+        prepared: dict[str, tuple[str, Headers, bytes]] = {}
+        todo: list[tuple[str, Headers, bytes]] = []
         if params is None and headers is None and self.auth is None and not self.params:
             # The common fan-out: only the URL differs. The requests share one Headers
             # (nothing mutates it: no auth hook runs); a URL with credentials goes the long way.
             shared = self.headers.copy()
-            url_of = self._url
-            reqs = [
-                Request("GET", url_of(u, None), shared) if "@" not in u else self.build_request("GET", u) for u in urls
-            ]
+            for u in urls:
+                p = prepared.get(u) if u.__class__ is str else None
+                if p is None:
+                    if isinstance(u, str) and "@" not in u:
+                        req = Request("GET", self._url(u, None), shared)
+                    else:
+                        req = self.build_request("GET", u)
+                    p = prepared[u] = (req.url, req.headers, self._payload(req))
+                todo.append(p)
         else:
-            reqs = [self.build_request("GET", u, params=params, headers=headers) for u in urls]
-        total = len(reqs)
+            for u in urls:
+                req = self.build_request("GET", u, params=params, headers=headers)
+                todo.append((req.url, req.headers, self._payload(req)))
+        total = len(todo)
         out: list[Any] = [None] * total
         eng, handler = self._engine, self._handler
-        # In flight, in input order: [index, future, flow] (``_flow`` drives redirects).
+        response = self._response
+        # In flight, in input order: [index, future, deadline, redirect flow or None]. A
+        # response is built straight from its completion; only a redirect to follow gets a
+        # generator (``_redirects``), which keeps its place in line.
         slots: deque[list[Any]] = deque()
         chunk = max(1, n // 8)
         start = 0
@@ -546,25 +569,40 @@ class Client(_BaseClient):
             while done < total:
                 free = n - len(slots)
                 if start < total and (free >= chunk or not slots):
-                    flows = [self._flow(r, tmo, follow) for r in reqs[start : start + free]]
-                    futs = eng.submit_many(handler, [next(f)[0] for f in flows], tmo)  # one native call
-                    slots.extend([i, fut, f] for i, fut, f in zip(itertools.count(start), futs, flows))
-                    start += len(flows)
+                    batch = todo[start : start + free]
+                    deadline = None if tmo is None else time.monotonic() + tmo
+                    futs = eng.submit_many(handler, [t[2] for t in batch], tmo)  # one native call
+                    slots.extend([i, fut, deadline, None] for i, fut in zip(range(start, start + len(batch)), futs))
+                    start += len(batch)
                 slot = slots[0]
-                i, fut, flow = slot
+                i, fut, deadline, flow = slot
                 try:
-                    payload, hop_tmo = flow.send(fut.result())
-                    slot[1] = eng.submit(handler, payload, hop_tmo)  # a redirect: same place in line
-                    continue
+                    c = fut.result()
+                    if flow is None:
+                        url, hdrs, _ = todo[i]
+                        resp = response(c, Request("GET", url, hdrs), [])
+                        if follow and resp.status_code in _REDIRECTS:
+                            flow = slot[3] = self._redirects(resp, deadline)
+                            payload, hop_tmo = next(flow)
+                            slot[1] = eng.submit(handler, payload, hop_tmo)  # same place in line
+                            continue
+                    else:
+                        payload, hop_tmo = flow.send(c)
+                        slot[1] = eng.submit(handler, payload, hop_tmo)
+                        continue
                 except StopIteration as end:
-                    resp: Response = end.value
+                    resp = end.value
                     resp.index = i
                     out[i] = resp
                 except PortwayError as exc:
-                    flow.close()
+                    if flow is not None:
+                        flow.close()
                     if not return_exceptions:
                         raise
                     out[i] = exc
+                else:
+                    resp.index = i
+                    out[i] = resp
                 slots.popleft()
                 done += 1
                 if on_progress is not None:
@@ -572,7 +610,8 @@ class Client(_BaseClient):
         finally:
             for slot in slots:
                 slot[1].cancel()
-                slot[2].close()
+                if slot[3] is not None:
+                    slot[3].close()
         return out
 
     def get(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
