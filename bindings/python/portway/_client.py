@@ -707,8 +707,28 @@ class AsyncClient(_BaseClient):
         self._check_open()
         n = _window(window)
         tmo, follow = self._settings(timeout, follow_redirects)
+        eng, handler = self._engine, self._handler
+        start, cancel = eng._asubmit_start, eng._core.cancel_id
+        loop = asyncio.get_running_loop()
         it = enumerate(iter(urls))
-        pending: dict[asyncio.Task[Response], int] = {}
+        # No task per request: each request is a loop future (settled by the engine's reader)
+        # whose one shared callback queues it in ``ready`` and wakes the generator.
+        # pending: future -> [index, request, deadline, redirect flow or None, request id].
+        pending: dict[asyncio.Future[Completion], list[Any]] = {}
+        ready: deque[asyncio.Future[Completion]] = deque()
+        waiter: list[asyncio.Future[None] | None] = [None]
+
+        def on_done(fut: asyncio.Future[Completion]) -> None:
+            ready.append(fut)
+            w = waiter[0]
+            if w is not None and not w.done():
+                w.set_result(None)
+
+        def send(slot: list[Any], payload: bytes, hop_tmo: float | None) -> None:
+            fut, slot[4] = start(handler, payload, hop_tmo)
+            fut.add_done_callback(on_done)
+            pending[fut] = slot
+
         more = True
         try:
             while True:
@@ -719,23 +739,47 @@ class AsyncClient(_BaseClient):
                         break
                     i, url = nxt
                     req = self.build_request("GET", url, params=params, headers=headers)
-                    pending[asyncio.ensure_future(self.send(req, timeout=tmo, follow_redirects=follow))] = i
+                    deadline = None if tmo is None else time.monotonic() + tmo
+                    send([i, req, deadline, None, 0], self._payload(req), tmo)
                 if not pending:
                     return
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    i = pending.pop(task)
+                while not ready:
+                    w = waiter[0] = loop.create_future()
                     try:
-                        resp = task.result()
-                    except PortwayError as exc:
-                        if hasattr(exc, "add_note"):
-                            exc.add_note(f"stream_many: the URL at index {i}")
-                        raise
-                    resp.index = i
-                    yield resp
+                        await w
+                    finally:
+                        waiter[0] = None
+                fut = ready.popleft()
+                slot = pending.pop(fut)
+                i, req, deadline, flow, _ = slot
+                try:
+                    c = fut.result()  # a request cancelled elsewhere raises CancelledError
+                    if flow is None:
+                        resp = self._response(c, req, [])
+                        if follow and resp.status_code in _REDIRECTS:
+                            flow = slot[3] = self._redirects(resp, deadline)
+                            send(slot, *next(flow))  # a redirect: the next hop
+                            continue
+                    else:
+                        send(slot, *flow.send(c))
+                        continue
+                except StopIteration as end:
+                    resp = end.value
+                except PortwayError as exc:
+                    if flow is not None:
+                        flow.close()
+                    if hasattr(exc, "add_note"):
+                        exc.add_note(f"stream_many: the URL at index {i}")
+                    raise
+                resp.index = i
+                yield resp
         finally:
-            for task in pending:
-                task.cancel()
+            # Cancel what is still in flight and wait for the engine to settle it (cancelled,
+            # or done if it finished first), so nothing of this call is left running.
+            for slot in pending.values():
+                cancel(slot[4])
+                if slot[3] is not None:
+                    slot[3].close()
             if pending:
                 await asyncio.wait(pending)
 
