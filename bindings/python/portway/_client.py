@@ -341,6 +341,37 @@ class _BaseClient:
                 raise InvalidArgumentTypeError(f"an auth callable must return a Request, got {type(req).__name__}")
         return req
 
+    def _prepare_get(self, params: ParamTypes, headers: HeaderTypes) -> Callable[[str], tuple[str, Headers, bytes]]:
+        """For the fan-outs: a function giving a GET's final URL, headers and payload for one
+        input URL. In the common case (no per-call ``params``/``headers``, no auth) only the
+        URL differs: the requests share one ``Headers`` (nothing mutates it: no auth hook
+        runs) and a repeated URL is prepared once (remembered per call, bounded); a URL with
+        credentials goes the long way (``build_request``)."""
+        if params is not None or headers is not None or self.auth is not None or self.params:
+
+            def each(u: str) -> tuple[str, Headers, bytes]:
+                req = self.build_request("GET", u, params=params, headers=headers)
+                return req.url, req.headers, self._payload(req)
+
+            return each
+        shared = self.headers.copy()
+        prepared: dict[str, tuple[str, Headers, bytes]] = {}
+
+        def common(u: str) -> tuple[str, Headers, bytes]:
+            p = prepared.get(u) if u.__class__ is str else None
+            if p is None:
+                if isinstance(u, str) and "@" not in u:
+                    req = Request("GET", self._url(u, None), shared)
+                else:
+                    req = self.build_request("GET", u)
+                p = (req.url, req.headers, self._payload(req))
+                if len(prepared) >= _HEAD_CACHE_MAX:
+                    prepared.clear()
+                prepared[u] = p
+            return p
+
+        return common
+
     def _settings(self, timeout: object, follow_redirects: object) -> tuple[float | None, bool]:
         tmo = self.timeout if timeout is USE_CLIENT_DEFAULT else _timeout(timeout)
         follow = self.follow_redirects if follow_redirects is USE_CLIENT_DEFAULT else follow_redirects
@@ -533,27 +564,9 @@ class Client(_BaseClient):
         self._check_open()
         n = _window(window)
         tmo, follow = self._settings(timeout, follow_redirects)
-        # Each URL is checked and formatted once, before anything goes out: ``prepared``
-        # maps an input URL to its final URL, headers and payload (a repeated URL reuses them).
-        prepared: dict[str, tuple[str, Headers, bytes]] = {}
-        todo: list[tuple[str, Headers, bytes]] = []
-        if params is None and headers is None and self.auth is None and not self.params:
-            # The common fan-out: only the URL differs. The requests share one Headers
-            # (nothing mutates it: no auth hook runs); a URL with credentials goes the long way.
-            shared = self.headers.copy()
-            for u in urls:
-                p = prepared.get(u) if u.__class__ is str else None
-                if p is None:
-                    if isinstance(u, str) and "@" not in u:
-                        req = Request("GET", self._url(u, None), shared)
-                    else:
-                        req = self.build_request("GET", u)
-                    p = prepared[u] = (req.url, req.headers, self._payload(req))
-                todo.append(p)
-        else:
-            for u in urls:
-                req = self.build_request("GET", u, params=params, headers=headers)
-                todo.append((req.url, req.headers, self._payload(req)))
+        # Every URL is checked and formatted before anything goes out.
+        prepare = self._prepare_get(params, headers)
+        todo = [prepare(u) for u in urls]
         total = len(todo)
         out: list[Any] = [None] * total
         eng, handler = self._engine, self._handler
@@ -703,12 +716,15 @@ class AsyncClient(_BaseClient):
         complete; ``Response.index`` is the position of its URL in ``urls``. URLs are read
         only as the window frees up. The first failure raises its error (with a note naming
         the URL's index); leaving the ``async for`` early, an error or cancelling the task
-        cancels everything still in flight."""
+        cancels everything still in flight. As in ``Client.get_many``,
+        without per-call ``params``/``headers`` or auth the responses' ``request.headers``
+        are one shared object: read it, do not change it."""
         self._check_open()
         n = _window(window)
         tmo, follow = self._settings(timeout, follow_redirects)
         eng, handler = self._engine, self._handler
         start, cancel = eng._asubmit_start, eng._core.cancel_id
+        prepare = self._prepare_get(params, headers)
         loop = asyncio.get_running_loop()
         it = enumerate(iter(urls))
         # No task per request: each request is a loop future (settled by the engine's reader)
@@ -738,9 +754,9 @@ class AsyncClient(_BaseClient):
                         more = False
                         break
                     i, url = nxt
-                    req = self.build_request("GET", url, params=params, headers=headers)
+                    final, hdrs, payload = prepare(url)
                     deadline = None if tmo is None else time.monotonic() + tmo
-                    send([i, req, deadline, None, 0], self._payload(req), tmo)
+                    send([i, Request("GET", final, hdrs), deadline, None, 0], payload, tmo)
                 if not pending:
                     return
                 while not ready:
