@@ -8,6 +8,8 @@
                                   handler registered with extra_ca_pem_path=CA_PEM
     pw.py client URL N WINDOW     W3: N GETs through portway.Client.get_many, WINDOW in flight
                                   (the client's overhead over the raw `http` mode)
+    pw.py aclient URL N WINDOW    W3: N GETs through portway.AsyncClient.get_many (stream_many),
+                                  WINDOW in flight
     pw.py map URL N WINDOW        W3: N GETs through the raw sync path (Engine.map over "http"
                                   with prebuilt requests), WINDOW in flight: get_many's floor
 """
@@ -120,6 +122,21 @@ def client(url: str, n: int, window: int) -> None:
         report(run, n, window)
 
 
+def aclient(url: str, n: int, window: int) -> None:
+    loop = asyncio.new_event_loop()
+    cl = portway.AsyncClient(timeout=30.0)
+
+    def run(total: int) -> int:
+        rs = loop.run_until_complete(cl.get_many([url] * total, window=window))
+        return sum(r.status_code != 200 for r in rs)
+
+    try:
+        report(run, n, window)
+    finally:
+        loop.run_until_complete(cl.aclose())
+        loop.close()
+
+
 def raw_map(url: str, n: int, window: int) -> None:
     from portway._http import build_request
 
@@ -140,6 +157,8 @@ if __name__ == "__main__":
         http(a[2], int(a[3]), int(a[4]), a[5] if len(a) >= 6 else None)
     elif len(a) >= 5 and a[1] == "map":
         raw_map(a[2], int(a[3]), int(a[4]))
+    elif len(a) >= 5 and a[1] == "aclient":
+        aclient(a[2], int(a[3]), int(a[4]))
     elif len(a) >= 5 and a[1] == "client":
         client(a[2], int(a[3]), int(a[4]))
     else:

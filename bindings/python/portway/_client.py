@@ -341,6 +341,37 @@ class _BaseClient:
                 raise InvalidArgumentTypeError(f"an auth callable must return a Request, got {type(req).__name__}")
         return req
 
+    def _prepare_get(self, params: ParamTypes, headers: HeaderTypes) -> Callable[[str], tuple[str, Headers, bytes]]:
+        """For the fan-outs: a function giving a GET's final URL, headers and payload for one
+        input URL. In the common case (no per-call ``params``/``headers``, no auth) only the
+        URL differs: the requests share one ``Headers`` (nothing mutates it: no auth hook
+        runs) and a repeated URL is prepared once (remembered per call, bounded); a URL with
+        credentials goes the long way (``build_request``)."""
+        if params is not None or headers is not None or self.auth is not None or self.params:
+
+            def each(u: str) -> tuple[str, Headers, bytes]:
+                req = self.build_request("GET", u, params=params, headers=headers)
+                return req.url, req.headers, self._payload(req)
+
+            return each
+        shared = self.headers.copy()
+        prepared: dict[str, tuple[str, Headers, bytes]] = {}
+
+        def common(u: str) -> tuple[str, Headers, bytes]:
+            p = prepared.get(u) if u.__class__ is str else None
+            if p is None:
+                if isinstance(u, str) and "@" not in u:
+                    req = Request("GET", self._url(u, None), shared)
+                else:
+                    req = self.build_request("GET", u)
+                p = (req.url, req.headers, self._payload(req))
+                if len(prepared) >= _HEAD_CACHE_MAX:
+                    prepared.clear()
+                prepared[u] = p
+            return p
+
+        return common
+
     def _settings(self, timeout: object, follow_redirects: object) -> tuple[float | None, bool]:
         tmo = self.timeout if timeout is USE_CLIENT_DEFAULT else _timeout(timeout)
         follow = self.follow_redirects if follow_redirects is USE_CLIENT_DEFAULT else follow_redirects
@@ -375,20 +406,29 @@ class _BaseClient:
 
     def _flow(self, request: Request, tmo: float | None, follow: bool) -> Generator[tuple[bytes, float | None], Completion, Response]:
         """One request, redirects included, without I/O: yields each hop's payload and
-        timeout, receives its completion, returns the final ``Response``. ``Client.send``,
-        ``get_many`` and ``AsyncClient.send`` drive it, blocking or awaiting. ``tmo`` and
-        ``follow`` are the resolved settings (``_settings``)."""
+        timeout, receives its completion, returns the final ``Response``. ``Client.send``
+        and ``AsyncClient.send`` drive it, blocking or awaiting. ``tmo`` and ``follow`` are
+        the resolved settings (``_settings``)."""
         deadline = None if tmo is None else time.monotonic() + tmo
+        c = yield self._payload(request), _remaining(deadline)
+        resp = self._response(c, request, [])
+        if not follow or resp.status_code not in _REDIRECTS:
+            return resp
+        return (yield from self._redirects(resp, deadline))
+
+    def _redirects(self, resp: Response, deadline: float | None) -> Generator[tuple[bytes, float | None], Completion, Response]:
+        """``_flow`` after the first response ``resp``: follows its redirects (yielding each
+        hop's payload and timeout, all within ``deadline``) and returns the final response.
+        ``get_many`` starts here only for a response that is a redirect, so the usual
+        response costs no generator."""
         history: list[Response] = []
-        req = request
         while True:
-            c = yield self._payload(req), _remaining(deadline)
-            resp = self._response(c, req, history)
-            nxt = self._next_request(resp, history) if follow else None
+            nxt = self._next_request(resp, history)
             if nxt is None:
                 return resp
             history = [*history, resp]
-            req = nxt
+            c = yield self._payload(nxt), _remaining(deadline)
+            resp = self._response(c, nxt, history)
 
     def _next_request(self, resp: Response, history: list[Response]) -> Request | None:
         """The request a redirect response asks for (RFC 9110 section 15.4, with the browsers'
@@ -524,20 +564,16 @@ class Client(_BaseClient):
         self._check_open()
         n = _window(window)
         tmo, follow = self._settings(timeout, follow_redirects)
-        if params is None and headers is None and self.auth is None and not self.params:
-            # The common fan-out: only the URL differs. The requests share one Headers
-            # (nothing mutates it: no auth hook runs); a URL with credentials goes the long way.
-            shared = self.headers.copy()
-            url_of = self._url
-            reqs = [
-                Request("GET", url_of(u, None), shared) if "@" not in u else self.build_request("GET", u) for u in urls
-            ]
-        else:
-            reqs = [self.build_request("GET", u, params=params, headers=headers) for u in urls]
-        total = len(reqs)
+        # Every URL is checked and formatted before anything goes out.
+        prepare = self._prepare_get(params, headers)
+        todo = [prepare(u) for u in urls]
+        total = len(todo)
         out: list[Any] = [None] * total
         eng, handler = self._engine, self._handler
-        # In flight, in input order: [index, future, flow] (``_flow`` drives redirects).
+        response = self._response
+        # In flight, in input order: [index, future, deadline, redirect flow or None]. A
+        # response is built straight from its completion; only a redirect to follow gets a
+        # generator (``_redirects``), which keeps its place in line.
         slots: deque[list[Any]] = deque()
         chunk = max(1, n // 8)
         start = 0
@@ -546,25 +582,40 @@ class Client(_BaseClient):
             while done < total:
                 free = n - len(slots)
                 if start < total and (free >= chunk or not slots):
-                    flows = [self._flow(r, tmo, follow) for r in reqs[start : start + free]]
-                    futs = eng.submit_many(handler, [next(f)[0] for f in flows], tmo)  # one native call
-                    slots.extend([i, fut, f] for i, fut, f in zip(itertools.count(start), futs, flows))
-                    start += len(flows)
+                    batch = todo[start : start + free]
+                    deadline = None if tmo is None else time.monotonic() + tmo
+                    futs = eng.submit_many(handler, [t[2] for t in batch], tmo)  # one native call
+                    slots.extend([i, fut, deadline, None] for i, fut in zip(range(start, start + len(batch)), futs))
+                    start += len(batch)
                 slot = slots[0]
-                i, fut, flow = slot
+                i, fut, deadline, flow = slot
                 try:
-                    payload, hop_tmo = flow.send(fut.result())
-                    slot[1] = eng.submit(handler, payload, hop_tmo)  # a redirect: same place in line
-                    continue
+                    c = fut.result()
+                    if flow is None:
+                        url, hdrs, _ = todo[i]
+                        resp = response(c, Request("GET", url, hdrs), [])
+                        if follow and resp.status_code in _REDIRECTS:
+                            flow = slot[3] = self._redirects(resp, deadline)
+                            payload, hop_tmo = next(flow)
+                            slot[1] = eng.submit(handler, payload, hop_tmo)  # same place in line
+                            continue
+                    else:
+                        payload, hop_tmo = flow.send(c)
+                        slot[1] = eng.submit(handler, payload, hop_tmo)
+                        continue
                 except StopIteration as end:
-                    resp: Response = end.value
+                    resp = end.value
                     resp.index = i
                     out[i] = resp
                 except PortwayError as exc:
-                    flow.close()
+                    if flow is not None:
+                        flow.close()
                     if not return_exceptions:
                         raise
                     out[i] = exc
+                else:
+                    resp.index = i
+                    out[i] = resp
                 slots.popleft()
                 done += 1
                 if on_progress is not None:
@@ -572,7 +623,8 @@ class Client(_BaseClient):
         finally:
             for slot in slots:
                 slot[1].cancel()
-                slot[2].close()
+                if slot[3] is not None:
+                    slot[3].close()
         return out
 
     def get(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
@@ -664,12 +716,35 @@ class AsyncClient(_BaseClient):
         complete; ``Response.index`` is the position of its URL in ``urls``. URLs are read
         only as the window frees up. The first failure raises its error (with a note naming
         the URL's index); leaving the ``async for`` early, an error or cancelling the task
-        cancels everything still in flight."""
+        cancels everything still in flight. As in ``Client.get_many``,
+        without per-call ``params``/``headers`` or auth the responses' ``request.headers``
+        are one shared object: read it, do not change it."""
         self._check_open()
         n = _window(window)
         tmo, follow = self._settings(timeout, follow_redirects)
+        eng, handler = self._engine, self._handler
+        start, cancel = eng._asubmit_start, eng._core.cancel_id
+        prepare = self._prepare_get(params, headers)
+        loop = asyncio.get_running_loop()
         it = enumerate(iter(urls))
-        pending: dict[asyncio.Task[Response], int] = {}
+        # No task per request: each request is a loop future (settled by the engine's reader)
+        # whose one shared callback queues it in ``ready`` and wakes the generator.
+        # pending: future -> [index, request, deadline, redirect flow or None, request id].
+        pending: dict[asyncio.Future[Completion], list[Any]] = {}
+        ready: deque[asyncio.Future[Completion]] = deque()
+        waiter: list[asyncio.Future[None] | None] = [None]
+
+        def on_done(fut: asyncio.Future[Completion]) -> None:
+            ready.append(fut)
+            w = waiter[0]
+            if w is not None and not w.done():
+                w.set_result(None)
+
+        def send(slot: list[Any], payload: bytes, hop_tmo: float | None) -> None:
+            fut, slot[4] = start(handler, payload, hop_tmo)
+            fut.add_done_callback(on_done)
+            pending[fut] = slot
+
         more = True
         try:
             while True:
@@ -679,24 +754,48 @@ class AsyncClient(_BaseClient):
                         more = False
                         break
                     i, url = nxt
-                    req = self.build_request("GET", url, params=params, headers=headers)
-                    pending[asyncio.ensure_future(self.send(req, timeout=tmo, follow_redirects=follow))] = i
+                    final, hdrs, payload = prepare(url)
+                    deadline = None if tmo is None else time.monotonic() + tmo
+                    send([i, Request("GET", final, hdrs), deadline, None, 0], payload, tmo)
                 if not pending:
                     return
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    i = pending.pop(task)
+                while not ready:
+                    w = waiter[0] = loop.create_future()
                     try:
-                        resp = task.result()
-                    except PortwayError as exc:
-                        if hasattr(exc, "add_note"):
-                            exc.add_note(f"stream_many: the URL at index {i}")
-                        raise
-                    resp.index = i
-                    yield resp
+                        await w
+                    finally:
+                        waiter[0] = None
+                fut = ready.popleft()
+                slot = pending.pop(fut)
+                i, req, deadline, flow, _ = slot
+                try:
+                    c = fut.result()  # a request cancelled elsewhere raises CancelledError
+                    if flow is None:
+                        resp = self._response(c, req, [])
+                        if follow and resp.status_code in _REDIRECTS:
+                            flow = slot[3] = self._redirects(resp, deadline)
+                            send(slot, *next(flow))  # a redirect: the next hop
+                            continue
+                    else:
+                        send(slot, *flow.send(c))
+                        continue
+                except StopIteration as end:
+                    resp = end.value
+                except PortwayError as exc:
+                    if flow is not None:
+                        flow.close()
+                    if hasattr(exc, "add_note"):
+                        exc.add_note(f"stream_many: the URL at index {i}")
+                    raise
+                resp.index = i
+                yield resp
         finally:
-            for task in pending:
-                task.cancel()
+            # Cancel what is still in flight and wait for the engine to settle it (cancelled,
+            # or done if it finished first), so nothing of this call is left running.
+            for slot in pending.values():
+                cancel(slot[4])
+                if slot[3] is not None:
+                    slot[3].close()
             if pending:
                 await asyncio.wait(pending)
 

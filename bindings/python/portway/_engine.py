@@ -293,6 +293,21 @@ class Engine:
         """Awaitable ``submit`` (same arguments and errors, no ``wait``); cancelling the
         awaiting task cancels the native request. A request cancelled otherwise (by
         ``cancel_all``, ``close(drain=False)``) raises ``asyncio.CancelledError`` saying why."""
+        data = payload if payload.__class__ is bytes else _to_bytes(payload)
+        afut, rid = self._asubmit_start(handler, data, timeout)
+        try:
+            return await afut
+        except asyncio.CancelledError:
+            if not afut.done() or afut.cancelled():
+                self._core.cancel_id(rid)
+            raise
+
+    def _asubmit_start(self, handler: str, payload: bytes, timeout: float | None) -> tuple[asyncio.Future[Completion], int]:
+        """``asubmit`` without the coroutine: submits from the running loop and returns the
+        loop future the completion settles (cancelled for a CANCELLED completion) and the
+        request id, for callers that drive many requests without a task each (the
+        ``AsyncClient`` fan-outs); cancelling the future does not cancel the request:
+        ``_core.cancel_id`` does."""
         core = self._core
         loop = _get_running_loop()
         ent = core.readers.get(id(loop))
@@ -301,17 +316,9 @@ class Engine:
         hid = core.handlers.get(handler)
         if hid is None:
             hid = core.handler_id(handler)
-        data = payload if payload.__class__ is bytes else _to_bytes(payload)
         afut: asyncio.Future[Completion] = loop.create_future()
-        rid = core.submit_entry(
-            hid, data, 0 if timeout is None else _timeout_ms(timeout), next(core.tokens), afut
-        )
-        try:
-            return await afut
-        except asyncio.CancelledError:
-            if not afut.done() or afut.cancelled():
-                core.cancel_id(rid)
-            raise
+        rid = core.submit_entry(hid, payload, 0 if timeout is None else _timeout_ms(timeout), next(core.tokens), afut)
+        return afut, rid
 
     async def ahttp(
         self,

@@ -251,3 +251,9 @@ def test_repeated_gets_see_their_own_headers(client: portway.Client) -> None:
         assert ["x-a", value] in echoed(client.get("/echo", headers={"X-A": value}))["headers"]
     rs = client.get_many(["/echo"] * 3, headers={"X-A": "3"})
     assert all(["x-a", "3"] in echoed(r)["headers"] for r in rs)
+
+
+def test_get_many_refuses_a_url_that_is_not_a_str(client: portway.Client) -> None:
+    # A typed InvalidArgumentTypeError before anything goes out, not a bare TypeError.
+    with pytest.raises(portway.InvalidArgumentTypeError, match="url must be a str"):
+        client.get_many(["/echo", 5])  # type: ignore[list-item]
