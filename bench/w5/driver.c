@@ -20,6 +20,21 @@
  *   --down MODE:MS   takes the upstream down (POST /admin/down, MODE 500, hang or refuse) for
  *                    MS ms right before the timed part; implies --allow-failures
  *   --allow-failures failed requests (5xx, connect errors) are reported, not an exit status
+ *   --offer R        an open loop instead: submits at R req/s (IN_FLIGHT caps what is in flight
+ *                    at once), so the offered load does not shrink when portway holds requests
+ *   --rate R         portway_handler_set_policy with rate_per_s R (set right before the timed
+ *                    part, after the warm-up, so the bucket starts full there)
+ *   --burst B        the token bucket's size (with --rate; 0 = the library's default)
+ *   --breaker N:MS   the circuit breaker: opens after N consecutive failures, MS ms cooldown
+ *   --state FILE     samples portway_handler_policy_state every 10 ms of the timed part into a
+ *                    CSV: t (s), tokens, waiting, running, breaker_state, trips, rejected
+ *
+ * With a policy the JSON line also has: window_s (from the policy's start to the last
+ * completion), achieved_rate (the upstream's started count over window_s), ok_per_s (200s per
+ * whole second of the timed part, by completion time), unavailable (PORTWAY_UNAVAILABLE
+ * completions) and their unavail_p50_ms / unavail_p99_ms, the breaker's trips and, with
+ * --down, recover_ms: from the upstream's return (the down request's send time + MS) to the
+ * first 200 completed after it (null when none).
  *
  * The handler has no per-host connection cap (max_connections_per_host 0), so that "no limit"
  * really offers IN_FLIGHT requests at once to the upstream over HTTP/1.1 keep-alive; the
@@ -60,7 +75,8 @@ static void die(const char *what, portway_status st) {
 
 static void usage(void) {
     fprintf(stderr, "usage: w5-driver URL N IN_FLIGHT [--limit L] [--timeout-ms T] [--slo-ms S] "
-                    "[--warmup W] [--series FILE] [--down 500|hang|refuse:MS] [--allow-failures]\n");
+                    "[--warmup W] [--series FILE] [--down 500|hang|refuse:MS] [--allow-failures] [--offer R]\n"
+                    "                 [--rate R] [--burst B] [--breaker N:MS] [--state FILE]\n");
     exit(2);
 }
 
@@ -125,7 +141,24 @@ static void wait_upstream_idle(portway_engine *eng, const char *url, char *stats
     }
 }
 
-/* ------------------------------------------------------------------ the closed loop */
+/* ------------------------------------------------------------------ the loop */
+
+/* Where the timed part samples the handler's policy state (state.f NULL: not sampled). */
+static struct {
+    FILE *f;
+    uint32_t handler;
+    double next;
+} state;
+
+/* One policy-state line at time t (s since the timed part began), every 10 ms at most. */
+static void sample_state(portway_engine *eng, double t) {
+    if (state.f == NULL || t < state.next) return;
+    state.next = t + 0.010;
+    portway_policy_state ps;
+    CHECK(portway_handler_policy_state(eng, state.handler, &ps));
+    fprintf(state.f, "%.4f,%.2f,%u,%u,%u,%" PRIu64 ",%" PRIu64 "\n", t, ps.tokens, ps.waiting, ps.running,
+            ps.breaker_state, ps.breaker_trips, ps.breaker_rejected);
+}
 
 struct outcome {
     double submit_s, latency_s, queued_s;
@@ -133,15 +166,21 @@ struct outcome {
 };
 
 /* Keeps `in_flight` requests of `reqs` submitted until `total` completed, each request's
- * outcome in out[user_data] (out may be NULL for the warm-up). */
+ * outcome in out[user_data] (out may be NULL for the warm-up). With offer > 0 (req/s) it is an
+ * open loop: no more than offer x (time since t0) submitted, in_flight at most in flight. */
 static void run(portway_engine *eng, portway_request *reqs, uint64_t total, uint64_t in_flight,
-                struct outcome *out, double t0) {
+                struct outcome *out, double t0, double offer) {
     static portway_completion comps[BATCH];
     uint64_t submitted = 0, done = 0, holding = 0;
     while (done < total) {
-        while (submitted < total && holding < in_flight) {
+        uint64_t due = total;
+        if (offer > 0) {
+            double d = floor(offer * (now_s() - t0)) + 1;
+            if (d < (double)total) due = (uint64_t)d;
+        }
+        while (submitted < due && holding < in_flight) {
             uint64_t want = in_flight - holding;
-            if (want > total - submitted) want = total - submitted;
+            if (want > due - submitted) want = due - submitted;
             if (want > BATCH) want = BATCH;
             double t = now_s();
             for (uint64_t i = 0; i < want; i++) {
@@ -156,8 +195,11 @@ static void run(portway_engine *eng, portway_request *reqs, uint64_t total, uint
             if (st != PORTWAY_OK) die("portway_submit_batch", st);
         }
         size_t n = 0;
-        CHECK(portway_poll(eng, comps, BATCH, -1, &n));
+        /* the open loop wakes every ms to submit what has come due */
+        int32_t wait_ms = offer > 0 && submitted < total ? 1 : -1;
+        CHECK(portway_poll(eng, comps, BATCH, wait_ms, &n));
         double t = now_s();
+        if (out) sample_state(eng, t - t0);
         for (size_t k = 0; k < n; k++) {
             if (out) {
                 struct outcome *o = &out[comps[k].user_data];
@@ -204,8 +246,10 @@ int main(int argc, char **argv) {
     uint64_t n = number(argv[2], 1, 100000000);
     uint64_t in_flight = number(argv[3], 1, 1000000);
     uint64_t limit = 0, timeout_ms = 0, slo_ms = 100, warmup = in_flight;
-    const char *series = NULL, *down = NULL;
+    const char *series = NULL, *down = NULL, *breaker = NULL, *state_path = NULL;
     int allow_failures = 0;
+    double offer = 0, rate = 0;
+    uint64_t burst = 0, breaker_n = 0, breaker_ms = 0;
     for (int i = 4; i < argc; i += 2) {
         if (strcmp(argv[i], "--allow-failures") == 0) {
             allow_failures = 1;
@@ -219,8 +263,25 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--warmup") == 0) warmup = number(argv[i + 1], 0, 100000000);
         else if (strcmp(argv[i], "--series") == 0) series = argv[i + 1];
         else if (strcmp(argv[i], "--down") == 0) down = argv[i + 1];
+        else if (strcmp(argv[i], "--offer") == 0) offer = (double)number(argv[i + 1], 1, 10000000);
+        else if (strcmp(argv[i], "--rate") == 0) rate = (double)number(argv[i + 1], 1, 1000000000);
+        else if (strcmp(argv[i], "--burst") == 0) burst = number(argv[i + 1], 0, UINT32_MAX);
+        else if (strcmp(argv[i], "--breaker") == 0) breaker = argv[i + 1];
+        else if (strcmp(argv[i], "--state") == 0) state_path = argv[i + 1];
         else usage();
     }
+    if (breaker) {
+        char n_part[16];
+        const char *colon = strchr(breaker, ':');
+        if (colon == NULL || colon == breaker || (size_t)(colon - breaker) >= sizeof n_part) usage();
+        memcpy(n_part, breaker, (size_t)(colon - breaker));
+        n_part[colon - breaker] = '\0';
+        breaker_n = number(n_part, 1, UINT32_MAX);
+        breaker_ms = number(colon + 1, 1, UINT32_MAX);
+    }
+    if (burst && rate == 0) usage();
+    int policy = rate > 0 || breaker_n > 0;
+    uint64_t down_ms = 0;
     char down_path[128] = "";
     if (down) {
         const char *colon = strchr(down, ':');
@@ -229,8 +290,8 @@ int main(int argc, char **argv) {
                                (mode_len == 4 && strncmp(down, "hang", 4) == 0) ||
                                (mode_len == 6 && strncmp(down, "refuse", 6) == 0)))
             usage();
-        snprintf(down_path, sizeof down_path, "admin/down?mode=%.*s&ms=%" PRIu64, (int)mode_len, down,
-                 number(colon + 1, 1, UINT32_MAX));
+        down_ms = number(colon + 1, 1, UINT32_MAX);
+        snprintf(down_path, sizeof down_path, "admin/down?mode=%.*s&ms=%" PRIu64, (int)mode_len, down, down_ms);
         allow_failures = 1;
     }
     size_t url_len = strlen(url);
@@ -270,14 +331,61 @@ int main(int argc, char **argv) {
                                     .payload = (const uint8_t *)head, .payload_len = (size_t)len};
 
     static char stats[8192];
-    if (warmup) run(eng, reqs, warmup, in_flight, NULL, 0); /* opens the connections */
+    if (warmup) run(eng, reqs, warmup, in_flight, NULL, 0, 0); /* opens the connections */
     wait_upstream_idle(eng, url, stats, sizeof stats);
     control(eng, "POST", url, "stats/reset", stats, sizeof stats);
+    double down_sent = now_s();
     if (down) control(eng, "POST", url, down_path, stats, sizeof stats);
+    if (state_path) {
+        state.f = fopen(state_path, "w");
+        if (state.f == NULL) {
+            perror(state_path);
+            return 1;
+        }
+        state.handler = h;
+        fprintf(state.f, "t_s,tokens,waiting,running,breaker_state,trips,rejected\n");
+    }
+    double policy_at = now_s();
+    if (policy) { /* after the warm-up: the bucket starts full here, the breaker closed */
+        portway_policy pol;
+        CHECK(portway_policy_default(&pol));
+        pol.max_concurrency = (uint32_t)limit;
+        pol.rate_per_s = rate;
+        pol.burst = (uint32_t)burst;
+        pol.breaker_failures = (uint32_t)breaker_n;
+        pol.breaker_cooldown_ms = (uint32_t)breaker_ms;
+        CHECK(portway_handler_set_policy(eng, h, &pol));
+    }
 
     double t0 = now_s();
-    run(eng, reqs, n, in_flight, out, t0);
-    double secs = now_s() - t0;
+    sample_state(eng, 0);
+    run(eng, reqs, n, in_flight, out, t0, offer);
+    double secs = now_s() - t0, window = now_s() - policy_at;
+    portway_policy_state ps;
+    CHECK(portway_handler_policy_state(eng, h, &ps));
+    if (state.f) {
+        state.next = 0;
+        sample_state(eng, secs);
+        if (fclose(state.f) != 0) {
+            perror(state_path);
+            return 1;
+        }
+    }
+    /* 200s per whole second of the timed part (by completion time) and the breaker's recovery:
+     * the first 200 completed once the upstream is back. */
+    uint64_t whole = (uint64_t)secs, unavailable = 0;
+    uint64_t *ok_per_s = calloc(whole + 1, sizeof *ok_per_s);
+    double *unavail_lat = calloc(n, sizeof *unavail_lat);
+    if (ok_per_s == NULL || unavail_lat == NULL) return 1;
+    double up_at = down_sent - t0 + (double)down_ms / 1e3, first_ok = NAN;
+    for (uint64_t i = 0; i < n; i++) {
+        double done_at = out[i].submit_s + out[i].latency_s;
+        if (out[i].status == (uint32_t)PORTWAY_UNAVAILABLE) unavail_lat[unavailable++] = out[i].latency_s * 1e3;
+        if (out[i].status != PORTWAY_OK || out[i].code != 200) continue;
+        if (done_at < (double)whole) ok_per_s[(uint64_t)done_at]++;
+        if (down && done_at >= up_at && !(done_at >= first_ok)) first_ok = done_at;
+    }
+    qsort(unavail_lat, unavailable, sizeof *unavail_lat, cmp_double);
 
     uint64_t ok = 0, good = 0, timeouts = 0, errors = 0, failed = 0;
     for (uint64_t i = 0; i < n; i++) {
@@ -291,6 +399,8 @@ int main(int argc, char **argv) {
         fail_lat[failed++] = lat[i];
         if (out[i].status == PORTWAY_TIMEOUT)
             timeouts++;
+        else if (out[i].status == (uint32_t)PORTWAY_UNAVAILABLE)
+            continue; /* the breaker's answer: counted in unavailable, not an error */
         else
             errors++;
     }
@@ -325,7 +435,7 @@ int main(int argc, char **argv) {
            ", \"queued_p99_ms\": %.3f, \"server_started\": %.0f, \"server_served\": %.0f"
            ", \"server_max_in_progress\": %.0f, \"server_over_knee\": %.0f, \"server_tails\": %.0f"
            ", \"server_abandoned\": %.0f, \"server_down_rejected\": %.0f, \"not_ok\": %" PRIu64
-           ", \"fail_p50_ms\": %s, \"fail_p99_ms\": %s, \"down\": \"%s\"}\n",
+           ", \"fail_p50_ms\": %s, \"fail_p99_ms\": %s, \"down\": \"%s\"",
            n, in_flight, limit, timeout_ms, slo_ms, secs, ok, good, timeouts, errors, (double)good / secs,
            (double)ok / secs, pct(lat, n, 0.50), pct(lat, n, 0.99), pct(lat, n, 0.999), pct(lat, n, 1.0),
            pct(queued, n, 0.50), pct(queued, n, 0.99), started, served, stat(stats, "max_in_progress"),
@@ -333,6 +443,17 @@ int main(int argc, char **argv) {
            stat(stats, "down_rejected"), failed, json_ms(f50, pct(fail_lat, failed, 0.50)),
            json_ms(f99, pct(fail_lat, failed, 0.99)),
            down ? down : "");
+    char u50[32], u99[32], rec[32];
+    printf(", \"offer\": %.0f, \"rate\": %.3f, \"burst\": %" PRIu64 ", \"breaker\": \"%s\", \"window_s\": %.6f"
+           ", \"achieved_rate\": %.2f, \"unavailable\": %" PRIu64 ", \"unavail_p50_ms\": %s, \"unavail_p99_ms\": %s"
+           ", \"breaker_trips\": %" PRIu64 ", \"breaker_rejected\": %" PRIu64 ", \"rate_timeouts\": %" PRIu64
+           ", \"recover_ms\": %s, \"ok_per_s\": [",
+           offer, rate, burst, breaker ? breaker : "", window, started / window, unavailable,
+           json_ms(u50, pct(unavail_lat, unavailable, 0.50)), json_ms(u99, pct(unavail_lat, unavailable, 0.99)),
+           ps.breaker_trips, ps.breaker_rejected, ps.rate_timeouts,
+           json_ms(rec, isnan(first_ok) ? NAN : (first_ok - up_at) * 1e3));
+    for (uint64_t s = 0; s < whole; s++) printf("%s%" PRIu64, s ? ", " : "", ok_per_s[s]);
+    printf("]}\n");
     int bad = (errors != 0 && !allow_failures) || started < (double)ok || served != started;
     if (bad)
         fprintf(stderr, "w5-driver: %" PRIu64 " errors; the upstream started %.0f and served %.0f for %" PRIu64
@@ -342,5 +463,7 @@ int main(int argc, char **argv) {
     free(lat);
     free(queued);
     free(fail_lat);
+    free(ok_per_s);
+    free(unavail_lat);
     return bad;
 }

@@ -15,8 +15,15 @@ handler, and stops it. Rows:
 - Tail: 64 in flight, 10 ms service, 1 % of requests 50 times longer (seeded). No hedging.
 - Breaker baseline: the knee upstream taken down in mode "hang" (it holds every request), 512 in
   flight, a 1 s deadline: how long a caller takes to learn that the upstream is unusable.
-- The rows that need issue 16's policies (adaptive limit, hedging, rate limit, breaker) are
-  listed as "needs #16", not measured.
+- Rate: a 1,000 req/s token bucket (burst 10, portway_handler_set_policy) on the knee upstream,
+  offered in an open loop at 2x and 10x that for 10 s with a 1 s deadline (requests whose token
+  would come after it fail at once): the upstream's started count over the run's window, and the
+  200s per second.
+- Breaker: 5 consecutive failures open it, 1 s cooldown; the upstream answers 500 for 3 s
+  (down, mode 500) under 1,000 req/s offered: time to fail (PORTWAY_UNAVAILABLE) while down,
+  requests the upstream saw while down, and time from its return to the first 200.
+- The rows that need the rest of issue 16 (adaptive limit, hedging) are listed as
+  "needs #16", not measured.
 
 Full mode: one warm-up round (discarded), then REPS rounds with the rows interleaved within
 each round; median and range. Writes bench/results/w5.json, bench/results/w5.png (latency over
@@ -26,7 +33,9 @@ written under target/bench/w5/quick/ (unless --publish). --check fails the run u
 upstream's own counts agree with the model and the driver (every answered request was seen
 upstream; no limit offers (nearly) all 512 at once and goes past the knee; a fixed limit L
 never has more than L in progress upstream; about 1 % of tail-row arrivals were in the tail;
-with the upstream stuck, every request times out and none is served); counts, never timings.
+with the upstream stuck, every request times out and none is served; the rate rows' upstream
+started at most rate x window + burst; the breaker row's upstream saw at most N + the in-flight
+cap + one trial per cooldown while down); counts, never timings.
 """
 
 from __future__ import annotations
@@ -74,8 +83,13 @@ QUICK_LIMITS = [32, 64, 128]
 KNEE_N, TAIL_N, BREAKER_N = 10_000, 20_000, 5_120
 QUICK_DIV = 5
 # The rows drawn in the latency-over-time chart (all eight knee rows would hide one another).
-PLOTTED = {"knee.none", "knee.fixed32", "knee.fixed64", "knee.fixed128", "tail.none"}
+PLOTTED = {"knee.none", "knee.fixed32", "knee.fixed64", "knee.fixed128", "tail.none", "rate.2x", "rate.10x",
+           "breaker.down"}
 STUCK_DEADLINE_MS = 1000
+RATE, RATE_BURST, RATE_SECS, RATE_DEADLINE_MS, RATE_CAP = 1000, 10, 10, 1000, 4096
+# Breaker row: N failures, cooldown, down window, offered req/s, in-flight cap (full; quick).
+BREAKER: dict[str, Any] = {"n": 5, "cooldown_ms": 1000, "down_ms": 3000, "secs": 5, "offer": 1000, "cap": 64}
+QUICK_BREAKER: dict[str, Any] = {"n": 5, "cooldown_ms": 200, "down_ms": 600, "secs": 1.5, "offer": 1000, "cap": 64}
 
 
 @dataclass
@@ -90,6 +104,9 @@ class Row:
     limit: int = 0
     needs: str = ""  # not measurable yet: what it waits for
     host: str = "C"  # the driver: "C" (driver.c) or "Python" (driver.py, the binding)
+    rate: float = 0.0  # the token bucket's rate (req/s), rate rows
+    burst: int = 0
+    breaker: dict[str, Any] = field(default_factory=dict)  # the breaker row's settings
 
 
 def rows(quick: bool) -> list[Row]:
@@ -108,14 +125,25 @@ def rows(quick: bool) -> list[Row]:
         Row("tail.none", "tail", "no hedging", TAIL_SERVER, [str(tn), str(TAIL_IN_FLIGHT)], tn, TAIL_IN_FLIGHT),
         Row("tail.fixed", "tail", "hedge after a fixed delay", needs="#16: portway_policy.hedge_after_ms"),
         Row("tail.p95", "tail", "hedge after the live p95", needs="#16: portway_policy.hedge_after_p95"),
-        Row("rate.1000", "rate", "1,000 req/s token bucket, 10 s at any offered load",
-            needs="#16: portway_policy.rate_per_s"),
         Row("breaker.none", "breaker", "no breaker: upstream stuck (down, mode hang), 1 s deadline",
             KNEE_SERVER, [str(bn), str(IN_FLIGHT), "--timeout-ms", str(STUCK_DEADLINE_MS),
                           "--down", "hang:600000"], bn, IN_FLIGHT),
-        Row("breaker.down", "breaker", "breaker: fail fast while down, recover within one cooldown",
-            needs="#16: portway_policy.breaker_failures (the upstream's POST /admin/down is ready)"),
     ]
+    secs = RATE_SECS / div
+    for mult in (2, 10):
+        offer = RATE * mult
+        rn = int(offer * secs)
+        out.append(Row(f"rate.{mult}x", "rate", f"rate {RATE:,}/s at offered {mult}×", KNEE_SERVER,
+                       [str(rn), str(RATE_CAP), "--offer", str(offer), "--rate", str(RATE), "--burst",
+                        str(RATE_BURST), "--timeout-ms", str(RATE_DEADLINE_MS), "--warmup", "16"],
+                       rn, RATE_CAP, rate=RATE, burst=RATE_BURST))
+    b = QUICK_BREAKER if quick else BREAKER
+    bn2 = int(b["offer"] * b["secs"])
+    out.append(Row("breaker.down", "breaker",
+                   f"breaker {b['n']}:{b['cooldown_ms']}ms, upstream down {b['down_ms'] / 1000:g} s", KNEE_SERVER,
+                   [str(bn2), str(b["cap"]), "--offer", str(b["offer"]), "--breaker", f"{b['n']}:{b['cooldown_ms']}",
+                    "--down", f"500:{b['down_ms']}", "--timeout-ms", str(STUCK_DEADLINE_MS), "--warmup", "16"],
+                   bn2, b["cap"], breaker=b))
     return out
 
 
@@ -148,13 +176,17 @@ def run_once(row: Row, series: Path | None, timeout: float) -> ChildResult:
         cmd = [str(DRIVER), up.url, *row.driver, "--slo-ms", str(SLO_MS)]
         if series:
             cmd += ["--series", str(series)]
+            if row.rate or row.breaker:  # the policy's own figures over time, next to the requests'
+                cmd += ["--state", str(series.with_suffix(".state.csv"))]
         return run_child(cmd, timeout)
     finally:
         up.stop()
 
 
 FIGURES = ["goodput", "throughput", "p50_ms", "p99_ms", "p999_ms", "server_max_in_progress", "extra_percent",
-           "fail_p50_ms", "fail_p99_ms"]
+           "fail_p50_ms", "fail_p99_ms", "achieved_rate", "rate_error_percent", "per_s_min", "per_s_max",
+           "unavail_p50_ms", "unavail_p99_ms", "server_down_rejected", "recover_ms", "breaker_trips", "unavailable",
+           "server_abandoned"]
 
 
 def figures(r: ChildResult) -> dict[str, float]:
@@ -162,6 +194,11 @@ def figures(r: ChildResult) -> dict[str, float]:
     vals = {k: float(d[k]) for k in FIGURES if d.get(k) is not None}
     # Requests the upstream started beyond those offered: 0 without hedging, the hedges' cost with it.
     vals["extra_percent"] = max(0.0, float(d["server_started"]) - float(d["n"])) * 100 / float(d["n"])
+    if d.get("rate"):
+        vals["rate_error_percent"] = (float(d["achieved_rate"]) - float(d["rate"])) * 100 / float(d["rate"])
+        per_s = d.get("ok_per_s") or []
+        if per_s:
+            vals["per_s_min"], vals["per_s_max"] = float(min(per_s)), float(max(per_s))
     return vals
 
 
@@ -170,8 +207,11 @@ def check_counts(row: Row, d: dict[str, Any]) -> list[str]:
     bad = []
     if d["server_started"] < d["ok"]:
         bad.append(f"the upstream started {d['server_started']} requests but {d['ok']} were answered")
-    if d["errors"]:
+    if d["errors"] and not row.breaker:  # the breaker row's upstream answers 500 while down
         bad.append(f"{d['errors']} requests failed")
+    answered = d["ok"] + d["timeouts"] + d["errors"] + d.get("unavailable", 0)
+    if answered != d["n"]:
+        bad.append(f"{answered} outcomes for {d['n']} requests")
     if row.group == "knee" and row.limit == 0:
         # All 512 at once is what every run so far shows; 90 % leaves room for a client slow to
         # resubmit on a loaded machine and still catches a connection cap (the default is 256).
@@ -184,7 +224,26 @@ def check_counts(row: Row, d: dict[str, Any]) -> list[str]:
         bad.append(f"limit {row.limit}: {d['server_max_in_progress']} in progress upstream at once")
     if row.limit and row.limit <= 64 and d["server_over_knee"]:
         bad.append(f"limit {row.limit} (at or below the knee): {d['server_over_knee']} requests past it")
-    if row.group == "breaker":
+    if row.rate:
+        # Every start took a token: the bucket held burst at the policy's start and gained rate
+        # per second of the window after it (which ends after the last completion).
+        most = row.rate * d["window_s"] + row.burst
+        if d["server_started"] > most:
+            bad.append(f"rate {row.rate:g}/s: the upstream started {d['server_started']} in "
+                       f"{d['window_s']:.3f} s, at most {most:.0f} allowed")
+        if d["unavailable"] or d["ok"] > d["server_started"]:
+            bad.append(f"rate: {d['unavailable']} unavailable, {d['ok']} answered of {d['server_started']} started")
+    if row.breaker:
+        b = row.breaker
+        # While down, every call fails; the breaker lets through the N that open it, whatever was
+        # already in flight (the cap), and one trial per cooldown (the window's length over it, +1).
+        most = b["n"] + b["cap"] + b["down_ms"] // b["cooldown_ms"] + 1
+        if d["server_down_rejected"] > most:
+            bad.append(f"breaker: the upstream saw {d['server_down_rejected']} requests while down, at most "
+                       f"{most} allowed")
+        if d["server_down_rejected"] >= b["n"] + b["cap"] and d["breaker_trips"] == 0:
+            bad.append(f"breaker: {d['server_down_rejected']} failures upstream and the breaker never opened")
+    elif row.group == "breaker":
         if d["timeouts"] != d["n"] or d["server_started"] != 0 or d["server_down_rejected"] == 0:
             bad.append(f"stuck upstream: {d['timeouts']} of {d['n']} timed out, the upstream started "
                        f"{d['server_started']} and held {d['server_down_rejected']}; want all timed out, "
@@ -274,15 +333,69 @@ def markdown(doc: dict[str, Any]) -> str:
             continue
         lines.append(f"| {r['name']} | {cell(r, 'p50_ms')} | {cell(r, 'p99_ms')} | {cell(r, 'p999_ms')} | "
                      f"{cell(r, 'extra_percent', '%')} |")
-    lines += ["", "### Rate and breaker", "", "| row | time to fail p50 ms | p99 ms |", "|---|---:|---:|"]
-    lines += [f"| {r['name']} | needs {r['needs']} | |" if r["needs"] else
-              f"| {r['name']} | {cell(r, 'fail_p50_ms')} | {cell(r, 'fail_p99_ms')} |" for r in other]
+    rate_rows = [r for r in other if r["group"] == "rate"]
+    lines += ["", "### Rate: a token bucket at any offered load", "",
+              f"Open loop at the offered rate for {RATE_SECS / (QUICK_DIV if doc['quick'] else 1):g} s, at most "
+              f"{RATE_CAP} in flight, a {RATE_DEADLINE_MS} ms deadline (a request whose token would come after "
+              "it fails at once); the bucket starts full (burst 10) when the timed part begins. **Achieved** = "
+              "requests the upstream started over the window from the policy's start to the last completion; "
+              "**200s per second** = responses completed in each whole second (min – max over the seconds of the "
+              "last run); **abandoned** = requests the upstream started whose caller had timed out by the end "
+              "of their service (a token granted just before the deadline: the FIFO wait fills up to it).",
+              "", "| row | achieved req/s | vs the rate | 200s per second | abandoned upstream | p50 ms |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for r in rate_rows:
+        per_s = "" if r["status"] != "ok" else \
+            f"{fmt(r['runs'][-1]['figures'].get('per_s_min'), 'count')} – {fmt(r['runs'][-1]['figures'].get('per_s_max'), 'count')}"
+        lines.append(f"| {r['name']} | {cell(r, 'achieved_rate')} | {cell(r, 'rate_error_percent', '%')} | {per_s} | "
+                     f"{cell(r, 'server_abandoned', 'count')} | {cell(r, 'p50_ms')} |")
+    lines += ["", "### Breaker: an upstream that fails, then returns", "",
+              "Baseline without a breaker: the upstream stuck (mode hang), every request waits out its deadline. "
+              "With the breaker: the upstream answers 500 for the down window while 1,000 req/s are offered "
+              "(open loop); **time to fail** = submit to the PORTWAY_UNAVAILABLE completion (the baseline: to "
+              "PORTWAY_TIMEOUT); **seen while down** = requests the upstream answered 500 (its `/stats`); "
+              "**recovery** = from the upstream's return to the first 200.", "",
+              "| row | time to fail p50 ms | p99 ms | seen while down | trips | recovery ms |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for r in other:
+        if r["group"] != "breaker":
+            continue
+        if r["rid"] == "breaker.none":
+            lines.append(f"| {r['name']} | {cell(r, 'fail_p50_ms')} | {cell(r, 'fail_p99_ms')} | "
+                         f"{cell(r, 'server_down_rejected', 'count')} | — | — |")
+        else:
+            lines.append(f"| {r['name']} | {cell(r, 'unavail_p50_ms')} | {cell(r, 'unavail_p99_ms')} | "
+                         f"{cell(r, 'server_down_rejected', 'count')} | {cell(r, 'breaker_trips', 'count')} | "
+                         f"{cell(r, 'recover_ms')} |")
+
+    def med(rid: str, key: str) -> float | None:
+        rec = recs.get(rid)
+        if rec is None or rec["status"] != "ok" or key not in rec.get("figures", {}):
+            return None
+        return float(rec["figures"][key]["median"])
+
+    errs = [med(r["rid"], "rate_error_percent") for r in rate_rows]
+    if errs and all(e is not None for e in errs):
+        worst = max(abs(e) for e in errs if e is not None)
+        rate_goal = f"| a 1,000 req/s limit held within 2 % at any offered load | worst {worst:.2f} % | " \
+            f"{'yes' if worst <= 2 else 'no'} |"
+    else:
+        rate_goal = "| a 1,000 req/s limit held within 2 % at any offered load | not measured | — |"
+    bdef = QUICK_BREAKER if doc["quick"] else BREAKER
+    u99, rec_ms = med("breaker.down", "unavail_p99_ms"), med("breaker.down", "recover_ms")
+    if u99 is not None and rec_ms is not None:
+        ok = u99 < 1 and rec_ms <= bdef["cooldown_ms"]
+        breaker_goal = (f"| breaker fails fast (< 1 ms per request) while down, recovers within one cooldown | "
+                        f"p99 {u99:.3f} ms; {rec_ms:.0f} ms after return (cooldown {bdef['cooldown_ms']} ms) | "
+                        f"{'yes' if ok else 'no'} |")
+    else:
+        breaker_goal = "| breaker fails fast (< 1 ms per request) while down, recovers within one cooldown | " \
+            "not measured | — |"
     lines += ["", "### Goals (issue 16)", "", "| goal | value | met |", "|---|---:|:---:|",
               "| adaptive ≥ 90 % of the best fixed limit's goodput, p99 ≤ 1.5× its p99, far above no limit "
               "| needs #16 | — |",
               "| hedging cuts p99.9 ≥ 10× for ≤ 5 % extra requests | needs #16 | — |",
-              "| a 1,000 req/s limit held within 2 % over 10 s | needs #16 | — |",
-              "| breaker fails fast (< 1 ms per request) while down, recovers within one cooldown | needs #16 | — |",
+              rate_goal, breaker_goal,
               "", "![W5 latency over time](bench/results/w5.png)" if not doc["quick"] else "",
               "", MD_END]
     return "\n".join(lines) + "\n"
@@ -300,7 +413,8 @@ def write_markdown(path: Path, text: str) -> None:
 
 def chart(doc: dict[str, Any], series: dict[str, Path], path: Path) -> str | None:
     """Latency over time (every request, by submit time) and goodput per 100 ms, for the rows
-    whose series were kept. The limit-over-time panel waits for #16's policy state."""
+    whose series were kept; for the rate and breaker rows, 200s per 100 ms and the breaker's
+    state over time (sampled from portway_handler_policy_state)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -308,7 +422,8 @@ def chart(doc: dict[str, Any], series: dict[str, Path], path: Path) -> str | Non
     except ImportError as exc:
         return f"matplotlib not importable ({exc})"
     names = {r["rid"]: r["name"] for r in doc["records"]}
-    fig, axes = plt.subplots(3, 1, figsize=(11, 10))
+    fig, axes = plt.subplots(4, 1, figsize=(11, 13))
+    state_ax = axes[3].twinx()
     for rid, csv_path in series.items():
         pts = []
         with csv_path.open() as f:
@@ -316,6 +431,20 @@ def chart(doc: dict[str, Any], series: dict[str, Path], path: Path) -> str | Non
                 pts.append((float(rec["submit_s"]), float(rec["latency_ms"]),
                             rec["status"] == "0" and rec["code"] == "200"))
         if not pts:
+            continue
+        if rid.startswith(("rate", "breaker")):
+            per: dict[int, int] = {}
+            for t, lat, ok in pts:
+                if ok:
+                    per[int((t + lat / 1e3) * 10)] = per.get(int((t + lat / 1e3) * 10), 0) + 1
+            xs = list(range(max(per) + 1)) if per else []
+            axes[3].plot([x / 10 for x in xs], [per.get(x, 0) * 10 for x in xs], label=names.get(rid, rid))
+            state_csv = csv_path.with_suffix(".state.csv")
+            if rid.startswith("breaker") and state_csv.exists():
+                with state_csv.open() as f:
+                    st = [(float(x["t_s"]), int(x["breaker_state"])) for x in csv.DictReader(f)]
+                state_ax.step([p[0] for p in st], [p[1] for p in st], where="post", color="black", lw=0.8,
+                              label="breaker state (0 closed, 1 open, 2 half-open)")
             continue
         ax = axes[2] if rid.startswith("tail") else axes[0]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=1, alpha=0.4, label=names.get(rid, rid))
@@ -337,11 +466,17 @@ def chart(doc: dict[str, Any], series: dict[str, Path], path: Path) -> str | Non
     axes[2].set_title(f"Tail: latency of each request by submit time ({TAIL_IN_FLIGHT} in flight, 1 % × 50)",
                       fontsize=9)
     axes[2].set_ylabel("ms")
+    axes[3].set_title("Rate and breaker: 200s completed per 100 ms, as req/s; breaker state (right axis)",
+                      fontsize=9)
+    axes[3].set_ylabel("req/s")
+    state_ax.set_ylim(-0.1, 2.5)
+    state_ax.set_yticks([0, 1, 2])
+    state_ax.legend(fontsize=7, loc="lower right")
     for ax in axes:
         ax.set_xlabel("s since the timed part began")
         ax.legend(fontsize=7, markerscale=6, loc="upper right")
     fig.suptitle(f"portway W5 {doc['date']}{' (QUICK)' if doc['quick'] else ''} — last run of each row; "
-                 "limit over time: needs #16", fontsize=9)
+                 "adaptive limit over time: needs #16", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -405,9 +540,19 @@ def main() -> int:
                 continue
             vals = figures(res)
             rec["runs"].append({"figures": vals, "child": res.data, "child_wall_s": res.wall_s})
-            print(f"  {row.rid:14} {label}: goodput {fmt(vals['goodput'])}/s, p50 {fmt(vals['p50_ms'])} "
-                  f"p99 {fmt(vals['p99_ms'])} p99.9 {fmt(vals['p999_ms'])} ms, upstream max "
-                  f"{vals['server_max_in_progress']:.0f} ({res.wall_s:.1f} s)", flush=True)
+            if row.rate:
+                print(f"  {row.rid:14} {label}: achieved {fmt(vals['achieved_rate'])}/s "
+                      f"({vals['rate_error_percent']:+.2f} %), 200s per second {fmt(vals.get('per_s_min'))} – "
+                      f"{fmt(vals.get('per_s_max'))}, abandoned upstream {vals['server_abandoned']:.0f} "
+                      f"({res.wall_s:.1f} s)", flush=True)
+            elif row.breaker:
+                print(f"  {row.rid:14} {label}: time to fail p50 {fmt(vals.get('unavail_p50_ms'))} p99 "
+                      f"{fmt(vals.get('unavail_p99_ms'))} ms, seen while down {vals['server_down_rejected']:.0f}, "
+                      f"recovery {fmt(vals.get('recover_ms'))} ms ({res.wall_s:.1f} s)", flush=True)
+            else:
+                print(f"  {row.rid:14} {label}: goodput {fmt(vals['goodput'])}/s, p50 {fmt(vals['p50_ms'])} "
+                      f"p99 {fmt(vals['p99_ms'])} p99.9 {fmt(vals['p999_ms'])} ms, upstream max "
+                      f"{vals['server_max_in_progress']:.0f} ({res.wall_s:.1f} s)", flush=True)
     for rec in records.values():
         if rec["needs"]:
             continue
