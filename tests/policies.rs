@@ -628,3 +628,54 @@ mod c_abi {
         unsafe { portway_engine_free(eng) };
     }
 }
+
+#[test]
+fn a_request_cancelled_while_waiting_is_not_counted_as_refused_by_the_breaker() {
+    // `breaker_rejected` counts UNAVAILABLE completions only. The api_sequence fuzzer saw it
+    // exceed them (a request refused by the breaker after it had completed, in a race this
+    // test cannot force); this pins the deterministic neighbour: a request cancelled while
+    // waiting for a token, whose ticket meets the open breaker when the rate is lifted.
+    let eng = engine();
+    let gate = Arc::new(AtomicBool::new(false));
+    let g = gate.clone();
+    let h = eng
+        .register_blocking("gated", move |call: &mut Call| {
+            while !g.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            call.fail("upstream down").unwrap();
+        })
+        .unwrap();
+    let breaker = PolicySettings {
+        breaker_failures: 1,
+        breaker_cooldown: Duration::from_secs(3600),
+        ..settings()
+    };
+    eng.set_policy(
+        h,
+        &PolicySettings {
+            rate_per_s: A_DAY,
+            burst: 1,
+            ..breaker
+        },
+    )
+    .unwrap();
+    let first = eng.submit(&sub(h, b"")).unwrap(); // takes the token and runs (held)
+    let waiting = eng.submit(&sub(h, b"")).unwrap(); // admitted while closed: waits for a token
+    eng.cancel(waiting).unwrap();
+    let c = one(&eng);
+    assert_eq!((c.id, c.status), (waiting, Status::PORTWAY_CANCELLED));
+    gate.store(true, Ordering::SeqCst);
+    let c = one(&eng);
+    assert_eq!((c.id, c.status), (first, Status::PORTWAY_HANDLER_ERROR));
+    assert_eq!(
+        eng.policy_state(h).unwrap().breaker_state,
+        portway::ffi::PORTWAY_BREAKER_OPEN
+    );
+    // Lifting the rate lets the cancelled ticket reach the open breaker: nothing completes
+    // again, and nothing is counted as refused.
+    eng.set_policy(h, &breaker).unwrap();
+    assert_nothing_more(&eng);
+    let state = eng.policy_state(h).unwrap();
+    assert_eq!((state.breaker_rejected, state.waiting), (0, 0), "{state:?}");
+}

@@ -113,6 +113,32 @@ struct Run {
     released: Vec<portway_completion>,
     shut_down: bool,
     closed: bool,
+    /// The policies set on each of our handlers (echo, sleep, native, pipeline).
+    policies: HashMap<u32, Policy>,
+}
+
+/// What the model knows of one handler's policies.
+#[derive(Clone, Copy, Debug)]
+struct Policy {
+    /// The concurrency limit in force (0 = none).
+    limit: u32,
+    /// What `running` may be now: the limit, or more while calls admitted under an earlier,
+    /// higher (or no) limit still run; `u32::MAX` when unknown. Once `running` is seen at or
+    /// under the limit, it stays there.
+    bound: u32,
+    /// The token bucket's size (0 = no rate limit).
+    burst: u32,
+    /// Whether a circuit breaker was ever on: only then may `PORTWAY_UNAVAILABLE` come.
+    breaker_ever: bool,
+}
+
+impl Policy {
+    const NONE: Policy = Policy {
+        limit: 0,
+        bound: u32::MAX,
+        burst: 0,
+        breaker_ever: false,
+    };
 }
 
 /// A request about to be offered, with the buffer its payload pointer points into.
@@ -235,6 +261,10 @@ impl Run {
                 released: Vec::new(),
                 shut_down: false,
                 closed: false,
+                policies: [echo, sleep, native_id, pipeline]
+                    .into_iter()
+                    .map(|id| (id, Policy::NONE))
+                    .collect(),
             }
         }
     }
@@ -526,6 +556,15 @@ impl Run {
         }
         let status = c.status;
         let ok = status == Status::PORTWAY_OK as u32;
+        // An open breaker on the handler (or a pipeline's stage) completes it UNAVAILABLE.
+        let breakers: &[u32] = match a.kind {
+            Kind::Echo => &[self.echo],
+            Kind::Sleep => &[self.sleep],
+            Kind::Native => &[self.native],
+            Kind::Pipeline => &[self.pipeline, self.echo, self.native],
+            Kind::Unknown => &[],
+        };
+        let unavailable = breakers.iter().any(|h| self.policies[h].breaker_ever);
         assert!(
             [
                 Status::PORTWAY_OK,
@@ -534,7 +573,8 @@ impl Run {
                 Status::PORTWAY_HANDLER_ERROR,
             ]
             .iter()
-            .any(|&s| s as u32 == status),
+            .any(|&s| s as u32 == status)
+                || (unavailable && status == Status::PORTWAY_UNAVAILABLE as u32),
             "completion status {status}"
         );
         if !ok {
@@ -590,6 +630,177 @@ impl Run {
         let status = unsafe { portway_release(self.eng, ptr, batch.len()) };
         assert_eq!(status, Status::PORTWAY_OK, "{}", last_error());
         self.released.extend(batch.into_iter().take(released_now));
+    }
+
+    /// One of our handlers, for a policy call.
+    fn policy_target(&self, input: &mut Input<'_>) -> u32 {
+        [self.echo, self.sleep, self.native, self.pipeline][usize::from(input.below(4))]
+    }
+
+    /// `portway_handler_set_policy` with small figures (rates of a few tokens per second up
+    /// to a few per ms, so tokens run out; cooldowns of a few ms, so the breaker cycles), and
+    /// sometimes a field not supported yet or an invalid one: refused, and nothing changes.
+    fn set_policy(&mut self, input: &mut Input<'_>) {
+        let handler = self.policy_target(input);
+        let mut p = blank_policy();
+        let shape = input.byte();
+        p.max_concurrency = [0, 0, 1, 2, 3, 8][usize::from(shape % 6)];
+        if shape & 0x40 != 0 {
+            p.rate_per_s = [2.0, 50.0, 500.0, 5000.0, 0.5][usize::from(input.below(5))];
+            p.burst = u32::from(input.below(4));
+        }
+        if shape & 0x80 != 0 {
+            p.breaker_failures = 1 + u32::from(input.below(3));
+            p.breaker_cooldown_ms = [1, 2, 5][usize::from(input.below(3))];
+        }
+        // Invalid settings: a field not supported yet, or a figure out of range.
+        let invalid = match input.below(12) {
+            0 => {
+                p.adaptive = true;
+                true
+            }
+            1 => {
+                p.min_concurrency = 2 + u32::from(input.byte());
+                true
+            }
+            2 => {
+                p.hedge_after_ms = 1 + u32::from(input.byte());
+                true
+            }
+            3 => {
+                p.hedge_after_p95 = true;
+                true
+            }
+            4 => {
+                p.hedge_budget_percent = [1, 4, 6, 100][usize::from(input.below(4))];
+                true
+            }
+            5 => {
+                p.rate_per_s = [-1.0, f64::NAN, f64::INFINITY, 2e9][usize::from(input.below(4))];
+                true
+            }
+            6 => {
+                p.rate_per_s = 0.0;
+                p.burst = 1 + u32::from(input.below(4));
+                true
+            }
+            _ => false,
+        };
+        // A breaker is refused on a pipeline (it belongs on the stages).
+        let invalid = invalid || (handler == self.pipeline && p.breaker_failures != 0);
+        let before = self.policy_state(handler);
+        // SAFETY: a live engine and a readable policy.
+        let status = unsafe { portway_handler_set_policy(self.eng, handler, &p) };
+        if invalid {
+            refused(status, &[Status::PORTWAY_INVALID_ARGUMENT], "set_policy");
+            let after = self.policy_state(handler);
+            assert_eq!(
+                after.concurrency_limit, before.concurrency_limit,
+                "a refused policy changed the limit"
+            );
+            return;
+        }
+        assert_eq!(status, Status::PORTWAY_OK, "set_policy: {}", last_error());
+        let model = self.policies.get_mut(&handler).expect("one of ours");
+        let limit = p.max_concurrency;
+        model.bound = if limit == 0 || model.limit == 0 {
+            u32::MAX
+        } else {
+            model.bound.max(limit)
+        };
+        model.limit = limit;
+        model.burst = if p.rate_per_s == 0.0 {
+            0
+        } else if p.burst == 0 {
+            p.rate_per_s.max(1.0) as u32
+        } else {
+            p.burst
+        };
+        model.breaker_ever |= p.breaker_failures != 0;
+        self.policy_state(handler);
+    }
+
+    /// `portway_handler_policy_state`, checked against the model: the limit set, `running`
+    /// within it (see `Policy::bound`), tokens within the bucket, a known breaker state.
+    fn policy_state(&mut self, handler: u32) -> portway_policy_state {
+        let mut s = portway_policy_state::default();
+        // SAFETY: a live engine and a writable record.
+        let status = unsafe { portway_handler_policy_state(self.eng, handler, &mut s) };
+        assert_eq!(status, Status::PORTWAY_OK, "policy_state: {}", last_error());
+        let model = self.policies.get_mut(&handler).expect("one of ours");
+        assert_eq!(s.concurrency_limit, model.limit, "limit in force: {s:?}");
+        assert!(s.running <= model.bound, "running beyond the limit: {s:?}");
+        if model.limit != 0 && s.running <= model.limit {
+            model.bound = model.limit;
+        }
+        assert!(
+            [
+                PORTWAY_BREAKER_CLOSED,
+                PORTWAY_BREAKER_OPEN,
+                PORTWAY_BREAKER_HALF_OPEN
+            ]
+            .contains(&s.breaker_state),
+            "breaker state: {s:?}"
+        );
+        if !model.breaker_ever {
+            assert_eq!(s.breaker_state, PORTWAY_BREAKER_CLOSED, "{s:?}");
+            assert_eq!((s.breaker_trips, s.breaker_rejected), (0, 0), "{s:?}");
+        }
+        assert!(
+            s.tokens >= 0.0 && s.tokens <= f64::from(model.burst),
+            "tokens: {s:?}"
+        );
+        assert_eq!(
+            (
+                s.hedges_started,
+                s.hedges_won,
+                s.hedges_cancelled,
+                s.reserved
+            ),
+            (0, 0, 0, 0),
+            "{s:?}"
+        );
+        s
+    }
+
+    /// Lifts every policy (the final fill must not wait for tokens) and checks that nothing
+    /// is left running or waiting behind them.
+    fn lift_policies(&mut self) {
+        let handlers: Vec<u32> = self.policies.keys().copied().collect();
+        // Every request the breaker refused completed UNAVAILABLE, and only those (all are
+        // collected now).
+        let rejected: u64 = handlers
+            .iter()
+            .map(|&h| self.policy_state(h).breaker_rejected)
+            .sum();
+        let unavailable = self
+            .released
+            .iter()
+            .filter(|c| c.status == Status::PORTWAY_UNAVAILABLE as u32)
+            .count();
+        assert_eq!(
+            rejected, unavailable as u64,
+            "breaker refusals vs UNAVAILABLE completions"
+        );
+        for h in handlers {
+            let p = blank_policy();
+            // SAFETY: a live engine and a readable policy.
+            let status = unsafe { portway_handler_set_policy(self.eng, h, &p) };
+            assert_eq!(status, Status::PORTWAY_OK, "{}", last_error());
+            let model = self.policies.get_mut(&h).expect("one of ours");
+            model.limit = 0;
+            model.bound = u32::MAX;
+            model.burst = 0;
+            let start = Instant::now();
+            loop {
+                let s = self.policy_state(h);
+                if s.running == 0 && s.waiting == 0 {
+                    break;
+                }
+                assert!(start.elapsed() < STUCK, "policy gauges stuck: {s:?}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 
     fn shutdown(&mut self, input: &mut Input<'_>) {
@@ -670,6 +881,7 @@ impl Run {
             self.release_all();
             self.wait_idle();
             self.check_counters();
+            self.lift_policies();
             let fill: Vec<Offer> = (0..self.max_in_flight)
                 .map(|_| {
                     let user_data = self.next_user_data;
@@ -789,6 +1001,27 @@ impl Run {
     }
 }
 
+fn blank_policy() -> portway_policy {
+    let mut p = portway_policy {
+        max_concurrency: 0,
+        adaptive: false,
+        min_concurrency: 0,
+        rate_per_s: 0.0,
+        burst: 0,
+        hedge_after_ms: 0,
+        hedge_after_p95: false,
+        hedge_budget_percent: 0,
+        breaker_failures: 0,
+        breaker_cooldown_ms: 0,
+    };
+    // SAFETY: a writable record.
+    assert_eq!(
+        unsafe { portway_policy_default(&mut p) },
+        Status::PORTWAY_OK
+    );
+    p
+}
+
 fn blank() -> portway_completion {
     portway_completion {
         id: 0,
@@ -838,15 +1071,22 @@ pub fn api_sequence(data: &[u8]) {
             }
             // Op::Absurd — calls with counts and lengths no buffer can have.
             13 => run.absurd(&mut input),
-            _ => {
+            _ => match input.byte() % 8 {
                 // Free the engine with everything in any state: nothing to check but that
                 // it neither crashes nor leaks (ASan's leak check in the fuzzer).
-                if input.byte().is_multiple_of(8) {
+                0 => {
                     // SAFETY: the engine is live and freed once; `run` is not used after.
                     unsafe { portway_engine_free(run.eng) };
                     return;
                 }
-            }
+                // Policies (in this arm so that the older corpus keeps its meaning).
+                1..=4 => run.set_policy(&mut input),
+                5 | 6 => {
+                    let handler = run.policy_target(&mut input);
+                    run.policy_state(handler);
+                }
+                _ => {}
+            },
         }
     }
     run.finish();

@@ -114,10 +114,14 @@ impl Breaker {
             Position::HalfOpen => !st.trial,
         };
         drop(st);
-        if !ok {
-            self.rejected.fetch_add(1, Ordering::Relaxed);
-        }
         ok
+    }
+
+    /// Counts a request the breaker completed `PORTWAY_UNAVAILABLE`. Called only once its
+    /// completion was claimed: a refused request that had already finished (cancelled or
+    /// timed out while it waited) was not completed by the breaker and is not counted.
+    pub fn count_rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Just before a run starts: go, go as the trial, or refuse.
@@ -137,9 +141,6 @@ impl Breaker {
             Position::Open | Position::HalfOpen => Start::Refuse,
         };
         drop(st);
-        if decision == Start::Refuse {
-            self.rejected.fetch_add(1, Ordering::Relaxed);
-        }
         decision
     }
 

@@ -364,17 +364,21 @@ fn log_breaker(shared: &Shared, entry: &HandlerEntry, event: &Event) {
     });
 }
 
-/// Completes `req` with `PORTWAY_UNAVAILABLE` (the breaker refused it).
+/// Completes `req` with `PORTWAY_UNAVAILABLE` (the breaker refused it), and counts it in
+/// `breaker_rejected` only when this is its completion (it may have been cancelled or timed
+/// out while it waited), so the figure equals the UNAVAILABLE completions the host sees.
 fn unavailable(shared: &Shared, entry: &HandlerEntry, req: &Arc<Request>) {
     let msg = format!(
         "handler {:?} is unavailable: its circuit breaker is open",
         entry.name
     );
-    dispatch::finish(
+    if dispatch::finish(
         shared,
         req,
         Outcome::failed(Status::PORTWAY_UNAVAILABLE, msg),
-    );
+    ) {
+        entry.policies.breaker.count_rejected();
+    }
 }
 
 /// Checks `settings` against what the engine implements for `entry`.
