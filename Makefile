@@ -48,6 +48,7 @@ test: lint test-rust test-loom test-c test-examples test-install test-python tes
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --quiet
 
 # Unit, integration and doc tests (benches are run by `make bench`, not here).
 test-rust:

@@ -1,5 +1,6 @@
 //! The C ABI (`include/portway.h`): thin wrappers over [`crate::engine`]. Each function checks
-//! its pointers, catches panics and maps errors to `portway_status` through [`guard`].
+//! its pointers, catches panics and maps errors to `portway_status` through the private `guard`
+//! module.
 //!
 //! Conventions: outputs go through trailing pointers and are written only on success;
 //! every `*_free(NULL)` is a no-op; all functions are thread-safe on one engine except
