@@ -276,6 +276,8 @@ pub(crate) struct Permit {
     deadline: Option<Instant>,
     /// Whether the run failed, as far as the breaker is concerned (`None`: not known yet).
     failed: Option<bool>,
+    /// The breaker has heard this run's verdict (from `observe`), so the drop does not tell it.
+    judged: bool,
 }
 
 impl Permit {
@@ -293,6 +295,7 @@ impl Permit {
             trial,
             deadline: req.deadline(),
             failed: None,
+            judged: false,
         }
     }
 
@@ -320,23 +323,35 @@ impl Permit {
             | Status::PORTWAY_TIMEOUT => Some(true),
             _ => None,
         };
+        // Tell the breaker now, before the outcome becomes the request's completion: a host
+        // that has seen the failure must find the breaker already counting it.
+        if self.failed.is_some() {
+            self.judge(self.failed);
+        }
+    }
+
+    /// Gives the breaker this run's verdict, once (`None`: no verdict).
+    fn judge(&mut self, failed: Option<bool>) {
+        if self.judged || !(self.trial || self.entry.policies.breaker.is_on()) {
+            return;
+        }
+        self.judged = true;
+        if let Some(event) = self.entry.policies.breaker.record(failed, self.trial) {
+            log_breaker(&self.shared, &self.entry, &event);
+        }
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if self.trial || self.entry.policies.breaker.is_on() {
-            // A run that ended without an outcome after its deadline was cut off by it: a
-            // timeout. One that ended before (cancelled) says nothing about the handler.
-            let failed = self.failed.or_else(|| {
-                self.deadline
-                    .is_some_and(|d| Instant::now() >= d)
-                    .then_some(true)
-            });
-            if let Some(event) = self.entry.policies.breaker.record(failed, self.trial) {
-                log_breaker(&self.shared, &self.entry, &event);
-            }
-        }
+        // A run that ended without an outcome after its deadline was cut off by it: a timeout.
+        // One that ended before (cancelled) says nothing about the handler.
+        let failed = self.failed.or_else(|| {
+            self.deadline
+                .is_some_and(|d| Instant::now() >= d)
+                .then_some(true)
+        });
+        self.judge(failed);
         if self.counted {
             let startable = self.entry.policies.limit.release_one();
             start_all(&self.shared, &self.entry, startable);
