@@ -208,6 +208,17 @@ bool pw_get_bytes(napi_env env, napi_value v, const uint8_t **data, size_t *len)
 /* The whole of string `v` as a NUL-terminated UTF-8 copy (malloc'd: the caller frees it).
  * Refuses a non-string and a string containing NUL (C would see it cut there). */
 bool pw_get_string(napi_env env, napi_value v, const char *what, char **out);
+/* One field of an options object read into a C struct (registerHttp, setPolicy): its JS key,
+ * its kind and its offset in the struct. */
+typedef enum { PW_OPT_U32, PW_OPT_U64, PW_OPT_BOOL, PW_OPT_F64, PW_OPT_STR } pw_opt_kind;
+typedef struct {
+    const char *key;
+    pw_opt_kind kind;
+    size_t offset;
+} pw_opt_field;
+/* Reads `f.key` of `obj` into the struct at `base` when it is set (not undefined/null); a
+ * string is copied into *str (malloc'd, freed by the caller) and the field points at it. */
+bool pw_read_opt(napi_env env, napi_value obj, const pw_opt_field *f, void *base, char **str);
 
 /* ------------------------------------------------------------------ lifetime.c */
 

@@ -111,3 +111,27 @@ bool pw_get_string(napi_env env, napi_value v, const char *what, char **out) {
     *out = s;
     return true;
 }
+
+bool pw_read_opt(napi_env env, napi_value obj, const pw_opt_field *f, void *base, char **str) {
+    napi_value v;
+    napi_valuetype t;
+    void *field = (char *)base + f->offset;
+    NAPI_CALL_BOOL(env, napi_get_named_property(env, obj, f->key, &v));
+    NAPI_CALL_BOOL(env, napi_typeof(env, v, &t));
+    if (t == napi_undefined || t == napi_null) return true;
+    int64_t n = 0;
+    switch (f->kind) {
+    case PW_OPT_U32: return pw_get_u32(env, v, f->key, false, 0, field);
+    case PW_OPT_U64:
+        if (!pw_get_int_arg(env, v, f->key, 0, SAFE_INT_MAX_D, false, 0, &n)) return false;
+        *(uint64_t *)field = (uint64_t)n;
+        return true;
+    case PW_OPT_BOOL: NAPI_CALL_BOOL(env, napi_get_value_bool(env, v, field)); return true;
+    case PW_OPT_F64: NAPI_CALL_BOOL(env, napi_get_value_double(env, v, field)); return true;
+    case PW_OPT_STR:
+        if (!pw_get_string(env, v, f->key, str)) return false;
+        *(const char **)field = *str;
+        return true;
+    }
+    return true;
+}

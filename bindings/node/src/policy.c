@@ -2,44 +2,21 @@
  * camelCase. */
 #include "addon.h"
 
-/* Reads `key` of `obj` when it is set (not undefined/null): a u32, a bool or a double. */
-typedef enum { POL_U32, POL_BOOL, POL_F64 } pol_kind;
-
-static const struct {
-    const char *key;
-    pol_kind kind;
-    size_t offset;
-} policy_fields[] = {
-#define F(key, kind, field) {key, kind, offsetof(portway_policy, field)}
-    F("maxConcurrency", POL_U32, max_concurrency),
-    F("adaptive", POL_BOOL, adaptive),
-    F("minConcurrency", POL_U32, min_concurrency),
-    F("ratePerS", POL_F64, rate_per_s),
-    F("burst", POL_U32, burst),
-    F("hedgeAfterMs", POL_U32, hedge_after_ms),
-    F("hedgeAfterP95", POL_BOOL, hedge_after_p95),
-    F("hedgeBudgetPercent", POL_U32, hedge_budget_percent),
-    F("breakerFailures", POL_U32, breaker_failures),
-    F("breakerCooldownMs", POL_U32, breaker_cooldown_ms),
+static const pw_opt_field policy_fields[] = {
+#define F(key, kind, field) {key, PW_OPT_##kind, offsetof(portway_policy, field)}
+    F("maxConcurrency", U32, max_concurrency),
+    F("adaptive", BOOL, adaptive),
+    F("minConcurrency", U32, min_concurrency),
+    F("ratePerS", F64, rate_per_s),
+    F("burst", U32, burst),
+    F("hedgeAfterMs", U32, hedge_after_ms),
+    F("hedgeAfterP95", BOOL, hedge_after_p95),
+    F("hedgeBudgetPercent", U32, hedge_budget_percent),
+    F("breakerFailures", U32, breaker_failures),
+    F("breakerCooldownMs", U32, breaker_cooldown_ms),
 #undef F
 };
 #define POLICY_FIELDS (sizeof policy_fields / sizeof policy_fields[0])
-
-static bool read_policy_field(napi_env env, napi_value obj, size_t i, portway_policy *p) {
-    napi_value v;
-    napi_valuetype t;
-    const char *key = policy_fields[i].key;
-    void *field = (char *)p + policy_fields[i].offset;
-    NAPI_CALL_BOOL(env, napi_get_named_property(env, obj, key, &v));
-    NAPI_CALL_BOOL(env, napi_typeof(env, v, &t));
-    if (t == napi_undefined || t == napi_null) return true;
-    switch (policy_fields[i].kind) {
-    case POL_U32: return pw_get_u32(env, v, key, false, 0, field);
-    case POL_BOOL: NAPI_CALL_BOOL(env, napi_get_value_bool(env, v, field)); return true;
-    case POL_F64: NAPI_CALL_BOOL(env, napi_get_value_double(env, v, field)); return true;
-    }
-    return true;
-}
 
 /* setPolicy(id, options): options already checked by lib/engine.js (known keys, kinds); fields
  * left out keep portway_policy_default's values, and the library refuses what it does not
@@ -52,7 +29,7 @@ napi_value pw_js_set_policy(napi_env env, napi_callback_info info) {
     portway_policy p;
     if (!pw_status_ok(env, portway_policy_default(&p))) return NULL;
     for (size_t i = 0; i < POLICY_FIELDS; i++)
-        if (!read_policy_field(env, a.v[1], i, &p)) return NULL;
+        if (!pw_read_opt(env, a.v[1], &policy_fields[i], &p, NULL)) return NULL;
     pw_status_ok(env, portway_handler_set_policy(pe->eng, id, &p));
     return NULL;
 }
