@@ -80,6 +80,15 @@ typedef struct portway_handler_stats portway_handler_stats_record;
 #define PORTWAY_MAX_BUFFER 72057594037927935
 
 /**
+ * `portway_register_handler_ex` flag: every call of the handler is safe to run twice (it
+ * reads, or writes the same result again), so hedging (`portway_policy.hedge_after_ms`) may
+ * start a second call while the first runs and cancel the slower one through
+ * `portway_call_is_cancelled`. Without it the handler is never hedged, and setting hedging on
+ * it is refused.
+ */
+#define PORTWAY_HANDLER_IDEMPOTENT 1
+
+/**
  * Log level of fine detail.
  */
 #define PORTWAY_LOG_DEBUG 1
@@ -471,15 +480,32 @@ typedef struct portway_policy {
      */
     uint32_t burst;
     /**
-     * Start a second attempt after this many ms. Not supported yet: must be 0.
+     * Hedging: when a call has not finished after this many ms, start a second call of the
+     * same request (same payload) and keep the first `PORTWAY_OK`; the slower call is
+     * cancelled (an `http` request is dropped, a native call sees `portway_call_is_cancelled`
+     * turn true). 0 = no fixed delay (the default). Only requests safe to repeat are hedged:
+     * `http` GET, HEAD, OPTIONS, PUT and DELETE (never POST or PATCH: accepted, not hedged), and
+     * native handlers registered with `PORTWAY_HANDLER_IDEMPOTENT`; hedging any other handler
+     * (echo, sleep, a pipeline, a native handler without the flag) is refused. A failed call
+     * waits for the other; when both fail, the later failure completes the request. A call
+     * that fails before the delay is not retried. The hedge takes no second concurrency slot
+     * or rate token (`hedge_budget_percent` bounds the extra load), never hedges the breaker's
+     * half-open trial, and cancel, the deadline and shutdown end both calls. A completion a
+     * hedge won carries the meta pair `portway-hedge: won` (for a pipeline: when it was the
+     * last stage's hedge).
      */
     uint32_t hedge_after_ms;
     /**
-     * Hedge after the handler's live p95. Not supported yet: must be false.
+     * Hedge after the handler's live 95th percentile instead: that of its last 128 first
+     * calls (a first call a hedge beat counts with the time it had run by then). Until 20 calls
+     * were seen, `hedge_after_ms` is the delay (0: nothing is hedged yet).
      */
     bool hedge_after_p95;
     /**
-     * Hedges at most this % of requests (0 = the default, 5). Not supported yet: must be 0 or 5.
+     * Hedges at most this % of the requests that can be hedged (0 = the default, 5; at most
+     * 100): each such request earns pct/100 of a hedge, a hedge spends one, and at most
+     * `max(1, pct)` are banked (one when the policy is set), so over any n such requests at
+     * most `max(1, pct) + n * pct / 100` hedges start.
      */
     uint32_t hedge_budget_percent;
     /**
@@ -550,15 +576,15 @@ typedef struct portway_policy_state {
      */
     uint64_t rate_timeouts;
     /**
-     * Hedged attempts started (hedging is not supported yet: 0).
+     * Hedges started: second calls of a request that was slower than the hedge delay.
      */
     uint64_t hedges_started;
     /**
-     * Hedged attempts that completed the request first (0, see `hedges_started`).
+     * Hedges whose `PORTWAY_OK` completed their request (stage) first.
      */
     uint64_t hedges_won;
     /**
-     * Hedged or original attempts cancelled because the other won (0, see `hedges_started`).
+     * Calls cancelled because the other call of the same request succeeded first.
      */
     uint64_t hedges_cancelled;
 } portway_policy_state;
@@ -780,15 +806,28 @@ void portway_engine_free(struct portway_engine *eng);
 /**
  * Registers a native handler named `name` (UTF-8, unique, 1..=256 bytes) and writes its id to
  * `*out_id`. `fn` runs on the worker pool with `ctx`; `ctx` must stay valid until the engine is
- * freed. Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL or bad name, NULL fn,
- * duplicate name), `PORTWAY_SHUTDOWN` (shutdown has begun: the handler could never run) or
- * `PORTWAY_FORKED`.
+ * freed. The same as `portway_register_handler_ex` with no flags. Returns `PORTWAY_OK`,
+ * `PORTWAY_INVALID_ARGUMENT` (NULL or bad name, NULL fn, duplicate name), `PORTWAY_SHUTDOWN`
+ * (shutdown has begun: the handler could never run) or `PORTWAY_FORKED`.
  */
 portway_status portway_register_handler(struct portway_engine *eng,
                                         const char *name,
                                         portway_handler_fn handler_fn,
                                         void *ctx,
                                         uint32_t *out_id);
+
+/**
+ * Registers a native handler as `portway_register_handler` does, with `flags`: 0 or
+ * `PORTWAY_HANDLER_IDEMPOTENT`. Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL or bad
+ * name, NULL fn, duplicate name, an unknown flag), `PORTWAY_SHUTDOWN` (shutdown has begun)
+ * or `PORTWAY_FORKED`.
+ */
+portway_status portway_register_handler_ex(struct portway_engine *eng,
+                                           const char *name,
+                                           portway_handler_fn handler_fn,
+                                           void *ctx,
+                                           uint32_t flags,
+                                           uint32_t *out_id);
 
 /**
  * Writes the id of the handler named `name` to `*out_id`.
@@ -952,11 +991,13 @@ portway_status portway_config_set_log(struct portway_config *cfg,
 portway_status portway_policy_default(struct portway_policy *out);
 
 /**
- * Sets every policy of handler `id` at once: the concurrency limit, the rate limit and the
- * circuit breaker. Requests already waiting are re-checked against the new settings (a
- * raised limit or a removed rate starts them); the breaker keeps its position unless it is
- * switched off. Invalid settings (a field not supported yet, a negative, NaN or huge
- * `rate_per_s`, `burst` without a rate, a breaker on a pipeline) change nothing.
+ * Sets every policy of handler `id` at once: the concurrency limit, the rate limit, the
+ * circuit breaker and hedging. Requests already waiting are re-checked against the new
+ * settings (a raised limit or a removed rate starts them); the breaker keeps its position
+ * unless it is switched off; the hedge budget starts again with one hedge banked. Invalid
+ * settings (a field not supported yet, a negative, NaN or huge `rate_per_s`, `burst` without
+ * a rate, a breaker on a pipeline, hedging on a handler that is never safe to repeat,
+ * `hedge_budget_percent` above 100) change nothing.
  * Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
  */
 portway_status portway_handler_set_policy(struct portway_engine *eng,

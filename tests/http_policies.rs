@@ -17,6 +17,7 @@ fn breaker(failures: u32) -> PolicySettings {
         burst: 0,
         breaker_failures: failures,
         breaker_cooldown: Duration::from_secs(3600),
+        hedge: Default::default(),
     }
 }
 

@@ -24,6 +24,13 @@ pub trait AsyncHandler: Send + Sync + 'static {
     /// Starts the work. Dropping the future cancels it (cancel, timeout, shutdown).
     fn call(&self, payload: Vec<u8>) -> OutcomeFuture;
 
+    /// True when the request `payload` describes is safe to send twice (a hedged request may
+    /// run it twice at once and keep one outcome). Decided per request: `http` says yes for
+    /// GET, HEAD, OPTIONS, PUT and DELETE. The default, no, means the request is never hedged.
+    fn idempotent(&self, _payload: &[u8]) -> bool {
+        false
+    }
+
     /// Extra figures for the metrics exposition: (name suffix, help, "counter" or "gauge",
     /// value). Exported as `portway_<name>{handler="..."}`.
     fn metrics(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
@@ -35,6 +42,27 @@ pub trait AsyncHandler: Send + Sync + 'static {
 pub trait BlockingHandler: Send + Sync + 'static {
     /// Runs one call. Respond through `call`; returning without a response is a handler error.
     fn call(&self, call: &mut Call);
+
+    /// True when any call of this handler is safe to run twice (a hedged request may run it
+    /// twice at once, and cancels the loser through its call's cancellation). The default, no,
+    /// means the handler is never hedged; wrap a handler in [`Idempotent`] to say yes.
+    fn idempotent(&self) -> bool {
+        false
+    }
+}
+
+/// A blocking handler declared safe to repeat, so that hedging may run it twice:
+/// `engine.register_blocking("lookup", Idempotent(|call: &mut Call| ...))`.
+pub struct Idempotent<H>(pub H);
+
+impl<H: BlockingHandler> BlockingHandler for Idempotent<H> {
+    fn call(&self, call: &mut Call) {
+        self.0.call(call)
+    }
+
+    fn idempotent(&self) -> bool {
+        true
+    }
 }
 
 impl<F> BlockingHandler for F

@@ -19,5 +19,5 @@ mod outcome;
 pub(crate) use call::CallState;
 pub use call::{Call, CallContext, Cancellation};
 pub(crate) use handler::Handler;
-pub use handler::{AsyncHandler, BlockingHandler, OutcomeFuture};
+pub use handler::{AsyncHandler, BlockingHandler, Idempotent, OutcomeFuture};
 pub use outcome::{Body, Meta, Outcome, portway_meta};

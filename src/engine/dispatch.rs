@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::log::LogLevel;
-use super::policy::{Permit, Ticket};
+use super::policy::{Permit, Ticket, hedge};
 use super::pool::{self, PoolJob};
 use super::registry::HandlerKind;
 use super::request::{Request, Transition};
@@ -80,12 +80,23 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
     if ticket.req.is_done() {
         return;
     }
+    let trial = permit.as_ref().is_some_and(Permit::is_trial);
+    let hedged = hedge::wanted(ticket.req.stage(ticket.stage), &ticket.payload, trial);
     // What starting the stage needs, copied out of the entry so the ticket can move on: a
     // function pointer for the fast shapes, the handler's own reference for an async one.
     let start = match &ticket.req.stage(ticket.stage).kind {
+        HandlerKind::Blocking(_) if hedged => {
+            hedged_on_pool(shared, ticket, permit);
+            return;
+        }
         HandlerKind::Blocking(_) => {
             // The pool worker finds the handler through the request.
-            pool::send(shared, PoolJob { ticket, permit });
+            let job = PoolJob {
+                ticket,
+                permit,
+                attempt: None,
+            };
+            pool::send(shared, job);
             return;
         }
         HandlerKind::Inline(f) => Start::Inline(*f),
@@ -130,6 +141,8 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
             }
         },
         Start::Async(handler) => {
+            // A hedged run keeps what a second attempt needs.
+            let again = hedged.then(|| (handler.clone(), payload.clone()));
             let fut = match catch_unwind(AssertUnwindSafe(|| handler.call(payload))) {
                 Ok(f) => f,
                 Err(p) => {
@@ -146,7 +159,14 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
                 if !mark_running(&task_shared, &task_req) {
                     return;
                 }
-                let outcome = CatchUnwind(fut).await;
+                let outcome = match again {
+                    None => CatchUnwind(fut).await,
+                    Some((handler, payload)) => {
+                        let first = Box::pin(CatchUnwind(fut));
+                        let second = move || async_attempt(&handler, payload);
+                        hedge::race(task_req.stage(stage), &task_req, first, second).await
+                    }
+                };
                 if let Some(p) = permit.as_mut() {
                     p.observe(&task_req, &outcome);
                 }
@@ -156,6 +176,46 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
             req.set_stage_task(handle.abort_handle());
         }
     }
+}
+
+/// Starts one more attempt of an async stage (a hedge).
+fn async_attempt(handler: &Arc<dyn AsyncHandler>, payload: Vec<u8>) -> hedge::Attempt {
+    match catch_unwind(AssertUnwindSafe(|| handler.call(payload))) {
+        Ok(fut) => Box::pin(CatchUnwind(fut)),
+        Err(p) => {
+            let msg = format!("handler panicked: {}", panic_message(&*p));
+            Box::pin(std::future::ready(Outcome::failed(
+                Status::PORTWAY_PANIC,
+                msg,
+            )))
+        }
+    }
+}
+
+/// Runs a hedged pool stage: a task on the runtime races the pool attempts (see
+/// [`hedge::race`]) and moves the request on with the winner's outcome; cancel and the
+/// deadline abort the task, which cancels both attempts.
+fn hedged_on_pool(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
+    let Ticket {
+        req,
+        stage,
+        payload,
+    } = ticket;
+    let copy = payload.clone();
+    let task_shared = shared.clone();
+    let task_req = req.clone();
+    let handle = shared.rt.spawn(async move {
+        let mut permit = permit;
+        let (s, r) = (task_shared.clone(), task_req.clone());
+        let first = hedge::pool_attempt(&task_shared, &task_req, stage, payload);
+        let second = move || hedge::pool_attempt(&s, &r, stage, copy);
+        let outcome = hedge::race(task_req.stage(stage), &task_req, first, second).await;
+        if let Some(p) = permit.as_mut() {
+            p.observe(&task_req, &outcome);
+        }
+        stage_done(&task_shared, task_req, stage, outcome);
+    });
+    req.set_stage_task(handle.abort_handle());
 }
 
 /// How a stage that does not go to the pool starts (see [`start_stage`]).

@@ -59,7 +59,7 @@ pub use crate::contract::{Body, Meta, Outcome, portway_meta};
 pub use config::{Config, LogSetting};
 pub use log::{LogHook, LogLevel};
 pub use metrics::{HandlerStats, LatencySummary};
-pub use policy::{PolicySettings, PolicyState};
+pub use policy::{HedgeSettings, PolicySettings, PolicyState};
 pub use queue::NotifyHook;
 pub use stats::{STATUS_SLOTS, StatsSnapshot};
 pub use types::{

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::dispatch;
 use super::log::LogLevel;
+use super::policy::hedge::AttemptReply;
 use super::policy::{Permit, Ticket};
 use super::registry::HandlerKind;
 use super::request::Request;
@@ -27,6 +28,8 @@ use crate::status::Status;
 pub(crate) struct PoolJob {
     pub ticket: Ticket,
     pub permit: Option<Permit>,
+    /// One attempt of a hedged run: its outcome goes back to the race, not on to the request.
+    pub attempt: Option<AttemptReply>,
 }
 
 /// What travels on the pool channel.
@@ -336,13 +339,17 @@ fn next_without_parking(rx: &flume::Receiver<PoolMsg>) -> Option<PoolMsg> {
 
 /// Runs one job and moves its request on (next stage or completion).
 fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
-    let PoolJob { ticket, permit } = job;
+    let PoolJob {
+        ticket,
+        permit,
+        attempt,
+    } = job;
     let Ticket {
         req,
         stage,
         payload,
     } = ticket;
-    if !dispatch::mark_running(shared, &req) {
+    if attempt.as_ref().is_some_and(AttemptReply::lost) || !dispatch::mark_running(shared, &req) {
         return;
     }
     let entry = req.stage(stage);
@@ -351,7 +358,11 @@ fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
         dispatch::finish(shared, &req, Outcome::failed(Status::PORTWAY_INTERNAL, msg));
         return;
     };
-    let context = CallContext::new(req.id, req.user_data, req.clone());
+    let context = match &attempt {
+        // A hedged attempt is also cancelled when the other attempt wins.
+        Some(a) => CallContext::new(req.id, req.user_data, a.state()),
+        None => CallContext::new(req.id, req.user_data, req.clone()),
+    };
     let mut call = Call::new(context, payload);
     let watch = HandlerWatch {
         shared,
@@ -384,6 +395,10 @@ fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
             Outcome::failed(Status::PORTWAY_PANIC, msg)
         }
     };
+    if let Some(a) = attempt {
+        a.reply(outcome);
+        return;
+    }
     if let Some(p) = permit.as_mut() {
         p.observe(&req, &outcome);
     }

@@ -54,9 +54,9 @@ pub type portway_handler_fn =
 
 /// Registers a native handler named `name` (UTF-8, unique, 1..=256 bytes) and writes its id to
 /// `*out_id`. `fn` runs on the worker pool with `ctx`; `ctx` must stay valid until the engine is
-/// freed. Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL or bad name, NULL fn,
-/// duplicate name), `PORTWAY_SHUTDOWN` (shutdown has begun: the handler could never run) or
-/// `PORTWAY_FORKED`.
+/// freed. The same as `portway_register_handler_ex` with no flags. Returns `PORTWAY_OK`,
+/// `PORTWAY_INVALID_ARGUMENT` (NULL or bad name, NULL fn, duplicate name), `PORTWAY_SHUTDOWN`
+/// (shutdown has begun: the handler could never run) or `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_register_handler(
     eng: *mut portway_engine,
@@ -65,14 +65,44 @@ pub unsafe extern "C" fn portway_register_handler(
     ctx: *mut c_void,
     out_id: *mut u32,
 ) -> portway_status {
+    // SAFETY: the caller's pointers, passed on unchanged under the same contract.
+    unsafe { portway_register_handler_ex(eng, name, handler_fn, ctx, 0, out_id) }
+}
+
+/// `portway_register_handler_ex` flag: every call of the handler is safe to run twice (it
+/// reads, or writes the same result again), so hedging (`portway_policy.hedge_after_ms`) may
+/// start a second call while the first runs and cancel the slower one through
+/// `portway_call_is_cancelled`. Without it the handler is never hedged, and setting hedging on
+/// it is refused.
+pub const PORTWAY_HANDLER_IDEMPOTENT: u32 = 1;
+
+/// Registers a native handler as `portway_register_handler` does, with `flags`: 0 or
+/// `PORTWAY_HANDLER_IDEMPOTENT`. Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL or bad
+/// name, NULL fn, duplicate name, an unknown flag), `PORTWAY_SHUTDOWN` (shutdown has begun)
+/// or `PORTWAY_FORKED`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_register_handler_ex(
+    eng: *mut portway_engine,
+    name: *const c_char,
+    handler_fn: portway_handler_fn,
+    ctx: *mut c_void,
+    flags: u32,
+    out_id: *mut u32,
+) -> portway_status {
     guard(|| {
         // SAFETY: NULL or a live engine.
         let engine = unsafe { portway_engine::borrow(eng) }?;
         // SAFETY: NULL or a NUL-terminated string.
         let name = unsafe { utf8(name, "name") }?;
         let f = handler_fn.ok_or_else(|| Error::invalid("handler_fn is NULL"))?;
+        if flags & !PORTWAY_HANDLER_IDEMPOTENT != 0 {
+            return Err(Error::invalid(format!(
+                "unknown handler flags {flags:#x} (known: PORTWAY_HANDLER_IDEMPOTENT)"
+            )));
+        }
         require_out(out_id, "out_id")?;
-        let id = engine.register(name, native::handler(f, ctx))?;
+        let idempotent = flags & PORTWAY_HANDLER_IDEMPOTENT != 0;
+        let id = engine.register(name, native::handler(f, ctx, idempotent))?;
         // SAFETY: checked non-NULL above.
         unsafe { write_out(out_id, "out_id", id) }
     })

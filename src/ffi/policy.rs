@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::engine::portway_engine;
 use super::guard::{Castable, guard, require_out, write_out};
-use crate::engine::PolicySettings;
+use crate::engine::{HedgeSettings, PolicySettings};
 use crate::error::{Error, Result};
 use crate::status::portway_status;
 
@@ -19,8 +19,7 @@ pub const PORTWAY_BREAKER_HALF_OPEN: u32 = 2;
 
 /// Default `breaker_cooldown_ms` (and what 0 means).
 const DEFAULT_BREAKER_COOLDOWN_MS: u32 = 5000;
-/// Default `hedge_budget_percent` (and what 0 means); until hedging exists the only value
-/// accepted besides 0.
+/// Default `hedge_budget_percent` (and what 0 means).
 const DEFAULT_HEDGE_BUDGET_PERCENT: u32 = 5;
 
 /// What stands between a handler's requests and the handler. Fill it with
@@ -46,11 +45,28 @@ pub struct portway_policy {
     /// Token bucket size: how many calls may start at once after a quiet spell. 0 = the
     /// default, `max(1, rate_per_s)`. Must be 0 when `rate_per_s` is 0. The bucket starts full.
     pub burst: u32,
-    /// Start a second attempt after this many ms. Not supported yet: must be 0.
+    /// Hedging: when a call has not finished after this many ms, start a second call of the
+    /// same request (same payload) and keep the first `PORTWAY_OK`; the slower call is
+    /// cancelled (an `http` request is dropped, a native call sees `portway_call_is_cancelled`
+    /// turn true). 0 = no fixed delay (the default). Only requests safe to repeat are hedged:
+    /// `http` GET, HEAD, OPTIONS, PUT and DELETE (never POST or PATCH: accepted, not hedged), and
+    /// native handlers registered with `PORTWAY_HANDLER_IDEMPOTENT`; hedging any other handler
+    /// (echo, sleep, a pipeline, a native handler without the flag) is refused. A failed call
+    /// waits for the other; when both fail, the later failure completes the request. A call
+    /// that fails before the delay is not retried. The hedge takes no second concurrency slot
+    /// or rate token (`hedge_budget_percent` bounds the extra load), never hedges the breaker's
+    /// half-open trial, and cancel, the deadline and shutdown end both calls. A completion a
+    /// hedge won carries the meta pair `portway-hedge: won` (for a pipeline: when it was the
+    /// last stage's hedge).
     pub hedge_after_ms: u32,
-    /// Hedge after the handler's live p95. Not supported yet: must be false.
+    /// Hedge after the handler's live 95th percentile instead: that of its last 128 first
+    /// calls (a first call a hedge beat counts with the time it had run by then). Until 20 calls
+    /// were seen, `hedge_after_ms` is the delay (0: nothing is hedged yet).
     pub hedge_after_p95: bool,
-    /// Hedges at most this % of requests (0 = the default, 5). Not supported yet: must be 0 or 5.
+    /// Hedges at most this % of the requests that can be hedged (0 = the default, 5; at most
+    /// 100): each such request earns pct/100 of a hedge, a hedge spends one, and at most
+    /// `max(1, pct)` are banked (one when the policy is set), so over any n such requests at
+    /// most `max(1, pct) + n * pct / 100` hedges start.
     pub hedge_budget_percent: u32,
     /// Consecutive failed calls that open the circuit breaker; 0 = off (the default). While
     /// open, requests complete `PORTWAY_UNAVAILABLE` at once without running. Failures are
@@ -95,11 +111,11 @@ pub struct portway_policy_state {
     /// Requests completed `PORTWAY_TIMEOUT` at once because their token came after their
     /// deadline.
     pub rate_timeouts: u64,
-    /// Hedged attempts started (hedging is not supported yet: 0).
+    /// Hedges started: second calls of a request that was slower than the hedge delay.
     pub hedges_started: u64,
-    /// Hedged attempts that completed the request first (0, see `hedges_started`).
+    /// Hedges whose `PORTWAY_OK` completed their request (stage) first.
     pub hedges_won: u64,
-    /// Hedged or original attempts cancelled because the other won (0, see `hedges_started`).
+    /// Calls cancelled because the other call of the same request succeeded first.
     pub hedges_cancelled: u64,
 }
 
@@ -131,12 +147,6 @@ fn settings(p: &portway_policy) -> Result<PolicySettings> {
     if !matches!(p.min_concurrency, 0 | 1) {
         return not_yet("policy.min_concurrency (a floor for adaptive concurrency)");
     }
-    if p.hedge_after_ms != 0 || p.hedge_after_p95 {
-        return not_yet("hedging (policy.hedge_after_ms, policy.hedge_after_p95)");
-    }
-    if !matches!(p.hedge_budget_percent, 0 | DEFAULT_HEDGE_BUDGET_PERCENT) {
-        return not_yet("policy.hedge_budget_percent (hedging)");
-    }
     Ok(PolicySettings {
         max_concurrency: p.max_concurrency,
         rate_per_s: p.rate_per_s,
@@ -146,6 +156,11 @@ fn settings(p: &portway_policy) -> Result<PolicySettings> {
             0 => DEFAULT_BREAKER_COOLDOWN_MS,
             ms => ms,
         })),
+        hedge: HedgeSettings {
+            after: Duration::from_millis(u64::from(p.hedge_after_ms)),
+            after_p95: p.hedge_after_p95,
+            budget_percent: p.hedge_budget_percent,
+        },
     })
 }
 
@@ -158,11 +173,13 @@ pub unsafe extern "C" fn portway_policy_default(out: *mut portway_policy) -> por
     guard(|| unsafe { write_out(out, "out", defaults()) })
 }
 
-/// Sets every policy of handler `id` at once: the concurrency limit, the rate limit and the
-/// circuit breaker. Requests already waiting are re-checked against the new settings (a
-/// raised limit or a removed rate starts them); the breaker keeps its position unless it is
-/// switched off. Invalid settings (a field not supported yet, a negative, NaN or huge
-/// `rate_per_s`, `burst` without a rate, a breaker on a pipeline) change nothing.
+/// Sets every policy of handler `id` at once: the concurrency limit, the rate limit, the
+/// circuit breaker and hedging. Requests already waiting are re-checked against the new
+/// settings (a raised limit or a removed rate starts them); the breaker keeps its position
+/// unless it is switched off; the hedge budget starts again with one hedge banked. Invalid
+/// settings (a field not supported yet, a negative, NaN or huge `rate_per_s`, `burst` without
+/// a rate, a breaker on a pipeline, hedging on a handler that is never safe to repeat,
+/// `hedge_budget_percent` above 100) change nothing.
 /// Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_handler_set_policy(
@@ -202,6 +219,9 @@ pub unsafe extern "C" fn portway_handler_policy_state(
             breaker_trips: s.breaker_trips,
             breaker_rejected: s.breaker_rejected,
             rate_timeouts: s.rate_timeouts,
+            hedges_started: s.hedges_started,
+            hedges_won: s.hedges_won,
+            hedges_cancelled: s.hedges_cancelled,
             ..portway_policy_state::default()
         };
         // SAFETY: non-NULL and writable, per the contract.

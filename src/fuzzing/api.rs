@@ -130,6 +130,9 @@ struct Policy {
     burst: u32,
     /// Whether a circuit breaker was ever on: only then may `PORTWAY_UNAVAILABLE` come.
     breaker_ever: bool,
+    /// Whether hedging was ever on: only then may hedges be counted and a completion say
+    /// `portway-hedge: won`.
+    hedge_ever: bool,
 }
 
 impl Policy {
@@ -138,6 +141,7 @@ impl Policy {
         bound: u32::MAX,
         burst: 0,
         breaker_ever: false,
+        hedge_ever: false,
     };
 }
 
@@ -230,11 +234,13 @@ impl Run {
             let (echo, sleep) = (lookup(c"echo"), lookup(c"sleep"));
             let mut native_id = 0;
             assert_eq!(
-                portway_register_handler(
+                // Its answer depends on the payload only: safe to repeat, so hedging may run it.
+                portway_register_handler_ex(
                     eng,
                     c"native".as_ptr(),
                     Some(native),
                     ptr::null_mut(),
+                    PORTWAY_HANDLER_IDEMPOTENT,
                     &mut native_id
                 ),
                 Status::PORTWAY_OK
@@ -548,10 +554,15 @@ impl Run {
         assert_eq!(data[c.len], 0, "data not NUL-terminated");
         let data = &data[..c.len];
         assert_eq!(c.meta.is_null(), c.meta_len == 0);
+        let mut hedge_won = 0;
         for i in 0..c.meta_len {
             // SAFETY: `meta` holds `meta_len` pairs of NUL-terminated strings.
             let pair = unsafe { *c.meta.add(i) };
             let (k, v) = unsafe { (CStr::from_ptr(pair.key), CStr::from_ptr(pair.value)) };
+            if (k, v) == (c"portway-hedge", c"won") && self.policies[&self.native].hedge_ever {
+                hedge_won += 1;
+                continue;
+            }
             assert_eq!((k, v), (c"k", c"v"));
         }
         let status = c.status;
@@ -588,7 +599,8 @@ impl Run {
                 let mode = native_mode(&a.payload);
                 assert!(mode != 2 && mode != 3, "native mode {mode} completed OK");
                 assert_eq!(data, &a.payload[..]);
-                assert_eq!(c.meta_len, usize::from(mode == 1));
+                assert!(hedge_won <= 1, "two hedge marks");
+                assert_eq!(c.meta_len, usize::from(mode == 1) + hedge_won);
                 assert_eq!(c.code, if mode == 1 { 7 } else { 0 });
             }
             Kind::Unknown => unreachable!("never accepted"),
@@ -639,7 +651,9 @@ impl Run {
 
     /// `portway_handler_set_policy` with small figures (rates of a few tokens per second up
     /// to a few per ms, so tokens run out; cooldowns of a few ms, so the breaker cycles), and
-    /// sometimes a field not supported yet or an invalid one: refused, and nothing changes.
+    /// sometimes a field not supported yet or an invalid one (hedging on a handler that is not
+    /// idempotent, a budget above 100 %): refused, and nothing changes. The native handler is
+    /// registered idempotent, so hedging it runs for real.
     fn set_policy(&mut self, input: &mut Input<'_>) {
         let handler = self.policy_target(input);
         let mut p = blank_policy();
@@ -653,6 +667,13 @@ impl Run {
             p.breaker_failures = 1 + u32::from(input.below(3));
             p.breaker_cooldown_ms = [1, 2, 5][usize::from(input.below(3))];
         }
+        // Hedging after a ms or two (the native handler's slow mode waits 2 ms for its
+        // cancellation), a budget from a trickle to every request.
+        if shape & 0x20 != 0 {
+            p.hedge_after_ms = 1 + u32::from(input.below(2));
+            p.hedge_after_p95 = input.below(2) == 1;
+            p.hedge_budget_percent = [0, 1, 50, 100][usize::from(input.below(4))];
+        }
         // Invalid settings: a field not supported yet, or a figure out of range.
         let invalid = match input.below(12) {
             0 => {
@@ -663,17 +684,20 @@ impl Run {
                 p.min_concurrency = 2 + u32::from(input.byte());
                 true
             }
+            // Hedging on any handler (only the native one, registered idempotent, takes it),
+            // or a budget above 100 %: judged below, on the final settings.
             2 => {
-                p.hedge_after_ms = 1 + u32::from(input.byte());
-                true
+                p.hedge_after_ms = 1 + u32::from(input.below(4));
+                false
             }
             3 => {
                 p.hedge_after_p95 = true;
-                true
+                p.hedge_after_ms = u32::from(input.below(3));
+                false
             }
             4 => {
-                p.hedge_budget_percent = [1, 4, 6, 100][usize::from(input.below(4))];
-                true
+                p.hedge_budget_percent = [1, 4, 6, 100, 101][usize::from(input.below(5))];
+                false
             }
             5 => {
                 p.rate_per_s = [-1.0, f64::NAN, f64::INFINITY, 2e9][usize::from(input.below(4))];
@@ -686,8 +710,12 @@ impl Run {
             }
             _ => false,
         };
-        // A breaker is refused on a pipeline (it belongs on the stages).
-        let invalid = invalid || (handler == self.pipeline && p.breaker_failures != 0);
+        // A breaker is refused on a pipeline (it belongs on the stages), hedging on all but
+        // the native handler.
+        let invalid = invalid
+            || (handler == self.pipeline && p.breaker_failures != 0)
+            || ((p.hedge_after_ms != 0 || p.hedge_after_p95) && handler != self.native)
+            || p.hedge_budget_percent > 100;
         let before = self.policy_state(handler);
         // SAFETY: a live engine and a readable policy.
         let status = unsafe { portway_handler_set_policy(self.eng, handler, &p) };
@@ -717,6 +745,7 @@ impl Run {
             p.burst
         };
         model.breaker_ever |= p.breaker_failures != 0;
+        model.hedge_ever |= p.hedge_after_ms != 0 || p.hedge_after_p95;
         self.policy_state(handler);
     }
 
@@ -750,16 +779,18 @@ impl Run {
             s.tokens >= 0.0 && s.tokens <= f64::from(model.burst),
             "tokens: {s:?}"
         );
-        assert_eq!(
-            (
-                s.hedges_started,
-                s.hedges_won,
-                s.hedges_cancelled,
-                s.reserved
-            ),
-            (0, 0, 0, 0),
-            "{s:?}"
+        assert_eq!(s.reserved, 0, "{s:?}");
+        assert!(
+            s.hedges_won <= s.hedges_started && s.hedges_cancelled <= s.hedges_started,
+            "hedges: {s:?}"
         );
+        if !model.hedge_ever {
+            assert_eq!(
+                (s.hedges_started, s.hedges_won, s.hedges_cancelled),
+                (0, 0, 0),
+                "{s:?}"
+            );
+        }
         s
     }
 

@@ -12,12 +12,14 @@ use crate::contract::{BlockingHandler, Call, Cancellation, Handler};
 use crate::ffi::{BorrowedPtr, portway_call};
 
 /// The declaration a native handler registers with: `f(ctx, call)` on the worker pool,
-/// without `catch_unwind` (see [`Handler::Foreign`]).
+/// without `catch_unwind` (see [`Handler::Foreign`]); `idempotent` when the host registered it
+/// as safe to repeat (`PORTWAY_HANDLER_IDEMPOTENT`), so that hedging may run it twice.
 pub(crate) fn handler(
     f: unsafe extern "C-unwind" fn(*mut c_void, *mut portway_call),
     ctx: *mut c_void,
+    idempotent: bool,
 ) -> Handler {
-    Handler::Foreign(Arc::new(NativeHandler { f, ctx }))
+    Handler::Foreign(Arc::new(NativeHandler { f, ctx, idempotent }))
 }
 
 /// What a `portway_call` handle points at: C may reach it from several threads at once, so it
@@ -59,6 +61,8 @@ struct NativeHandler {
     // would be undefined behaviour.
     f: unsafe extern "C-unwind" fn(*mut c_void, *mut portway_call),
     ctx: *mut c_void,
+    /// Registered with `PORTWAY_HANDLER_IDEMPOTENT`.
+    idempotent: bool,
 }
 
 // SAFETY: registering a handler promises that `f(ctx, ..)` may run on any pool thread.
@@ -75,5 +79,9 @@ impl BlockingHandler for NativeHandler {
         };
         // SAFETY: the host registered `f` for this use; `native` outlives the call of `f`.
         unsafe { (self.f)(self.ctx, portway_call::lend(&native)) }
+    }
+
+    fn idempotent(&self) -> bool {
+        self.idempotent
     }
 }

@@ -66,7 +66,7 @@ def test_breaker_opens_and_recovers(eng: portway.Engine) -> None:
 def test_unsupported_and_invalid_settings_are_refused(eng: portway.Engine) -> None:
     with pytest.raises(portway.InvalidArgumentError, match="not supported yet"):
         eng.set_policy("echo", adaptive=True)
-    with pytest.raises(portway.InvalidArgumentError, match="not supported yet"):
+    with pytest.raises(portway.InvalidArgumentError, match="never hedged"):
         eng.set_policy("echo", hedge_after=0.02)
     with pytest.raises(portway.InvalidArgumentError, match="rate_per_s"):
         eng.set_policy("echo", rate_per_s=float("nan"))

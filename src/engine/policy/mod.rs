@@ -13,6 +13,8 @@
 //! - `limit.rs`: the concurrency limit (`max_concurrency`, `portway_handler_set_concurrency`).
 //! - `rate.rs`: the rate limit, a token bucket (`rate_per_s`, `burst`).
 //! - `breaker.rs`: the circuit breaker (`breaker_failures`, `breaker_cooldown_ms`).
+//! - `hedge.rs`: hedged requests (`hedge_after_ms`, `hedge_after_p95`, `hedge_budget_percent`):
+//!   not an admission step but a way to run an admitted stage (`dispatch` asks [`hedge::wanted`]).
 //!
 //! A run passes them in this order: the breaker's quick refusal (open: `PORTWAY_UNAVAILABLE`
 //! at once), the rate limit (a token, or waiting for one), the concurrency limit (a slot, or
@@ -25,6 +27,7 @@
 //! Waiting must never hold a thread: a policy parks the [`Ticket`], not the caller.
 
 mod breaker;
+pub(crate) mod hedge;
 mod limit;
 mod rate;
 
@@ -41,6 +44,8 @@ use crate::contract::Outcome;
 use crate::error::{Error, Result};
 use crate::status::Status;
 use breaker::{Breaker, Event, Start};
+pub use hedge::HedgeSettings;
+use hedge::Hedging;
 use limit::{Admission, ConcurrencyLimit};
 use rate::{RateAdmission, RateLimit};
 
@@ -64,6 +69,8 @@ pub struct PolicySettings {
     pub breaker_failures: u32,
     /// How long the breaker stays open before one trial run.
     pub breaker_cooldown: Duration,
+    /// Hedged requests (off by default).
+    pub hedge: HedgeSettings,
 }
 
 /// The live figures of one handler's policies (`portway_policy_state`).
@@ -88,6 +95,12 @@ pub struct PolicyState {
     /// Requests failed at once with `PORTWAY_TIMEOUT` because their token came after their
     /// deadline.
     pub rate_timeouts: u64,
+    /// Hedges started (second attempts).
+    pub hedges_started: u64,
+    /// Hedges whose success completed their stage.
+    pub hedges_won: u64,
+    /// Attempts cancelled because the other one succeeded first.
+    pub hedges_cancelled: u64,
 }
 
 /// The policies of one handler.
@@ -95,6 +108,7 @@ pub(crate) struct Policies {
     limit: ConcurrencyLimit,
     rate: RateLimit,
     breaker: Breaker,
+    hedge: Hedging,
 }
 
 impl Policies {
@@ -104,12 +118,13 @@ impl Policies {
             limit: ConcurrencyLimit::new(),
             rate: RateLimit::new(),
             breaker: Breaker::new(),
+            hedge: Hedging::new(),
         }
     }
 
     /// True when no policy is set, so a run may start without asking (the common case).
     pub fn holds_nothing_back(&self) -> bool {
-        self.limit.get() == 0 && !self.rate.is_on() && !self.breaker.is_on()
+        self.limit.get() == 0 && !self.rate.is_on() && !self.breaker.is_on() && !self.hedge.is_on()
     }
 
     /// Admits `ticket` now (returning it, with a permit when a policy needs to hear that the
@@ -185,6 +200,7 @@ impl Policies {
         let (running, limit_waiting) = self.limit.figures();
         let (tokens, rate_waiting) = self.rate.figures();
         let (position, failures, trips, rejected) = self.breaker.figures();
+        let (hedges_started, hedges_won, hedges_cancelled) = self.hedge.figures();
         PolicyState {
             concurrency_limit: self.limit.get(),
             running,
@@ -195,6 +211,9 @@ impl Policies {
             breaker_trips: trips,
             breaker_rejected: rejected,
             rate_timeouts: self.rate.too_late(),
+            hedges_started,
+            hedges_won,
+            hedges_cancelled,
         }
     }
 
@@ -253,6 +272,24 @@ impl Policies {
                 "Requests refused with PORTWAY_UNAVAILABLE while the breaker was open.",
                 "counter",
                 s.breaker_rejected,
+            ),
+            (
+                "policy_hedges_started_total",
+                "Hedged attempts started (second attempts of a slow run).",
+                "counter",
+                s.hedges_started,
+            ),
+            (
+                "policy_hedges_won_total",
+                "Hedged attempts whose success completed their run.",
+                "counter",
+                s.hedges_won,
+            ),
+            (
+                "policy_hedges_cancelled_total",
+                "Attempts cancelled because the other attempt of their run succeeded first.",
+                "counter",
+                s.hedges_cancelled,
             ),
         ]
     }
@@ -328,6 +365,11 @@ impl Permit {
         if self.failed.is_some() {
             self.judge(self.failed);
         }
+    }
+
+    /// True for the breaker's half-open trial (never hedged: one trial is one call).
+    pub fn is_trial(&self) -> bool {
+        self.trial
     }
 
     /// Gives the breaker this run's verdict, once (`None`: no verdict).
@@ -421,6 +463,17 @@ fn validate(entry: &HandlerEntry, settings: &PolicySettings) -> Result<()> {
             entry.name
         )));
     }
+    if settings.hedge.budget_percent > 100 {
+        return Err(Error::invalid(format!(
+            "hedge_budget_percent must be at most 100 (got {})",
+            settings.hedge.budget_percent
+        )));
+    }
+    if settings.hedge.is_on()
+        && let Some(why) = hedge::refusal(entry)
+    {
+        return Err(Error::invalid(why));
+    }
     Ok(())
 }
 
@@ -433,6 +486,7 @@ pub(crate) fn set_policy(
 ) -> Result<()> {
     validate(entry, settings)?;
     let p = &entry.policies;
+    p.hedge.set(&settings.hedge);
     p.breaker
         .set(settings.breaker_failures, settings.breaker_cooldown);
     let burst = match settings.burst {

@@ -120,6 +120,13 @@ impl AsyncHandler for HttpHandler {
         })
     }
 
+    /// GET, HEAD, OPTIONS, PUT and DELETE are safe to send twice (RFC 9110 9.2.2); any other
+    /// method, POST and PATCH among them, is never hedged. Read from the request line only.
+    fn idempotent(&self, payload: &[u8]) -> bool {
+        let method = payload.split(|&b| b == b' ').next().unwrap_or_default();
+        matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE")
+    }
+
     fn metrics(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
         let (opened, reused, open) = self.inner.client.connection_counts();
         vec![
