@@ -491,8 +491,8 @@ typedef struct portway_policy {
      * that fails before the delay is not retried. The hedge takes no second concurrency slot
      * or rate token (`hedge_budget_percent` bounds the extra load), never hedges the breaker's
      * half-open trial, and cancel, the deadline and shutdown end both calls. A completion a
-     * hedge won carries the meta pair `portway-hedge: won` (for a pipeline: when it was the
-     * last stage's hedge).
+     * hedge won carries the meta pair `portway-hedge: won` as its first pair (for `http`,
+     * before the response headers; for a pipeline, when it was the last stage's hedge).
      */
     uint32_t hedge_after_ms;
     /**

@@ -416,7 +416,11 @@ mod http {
         eng.submit(&sub(http, req.as_bytes())).unwrap();
         let c = one(&eng);
         assert_eq!((c.status, c.code), (Status::PORTWAY_OK, 200));
-        assert_eq!(hedge_meta(&c), Some("won"));
+        // The mark comes first: the response's own pairs keep their order, and the
+        // `:http-version` pair the bindings read stays last.
+        let won = ("portway-hedge".to_owned(), "won".to_owned());
+        assert_eq!(c.meta.first(), Some(&won));
+        assert_eq!(c.meta.last().unwrap().0, ":http-version");
         assert_eq!(reads.load(SeqCst), 2);
         let st = eng.policy_state(http).unwrap();
         assert_eq!(

@@ -152,19 +152,17 @@ impl Meta {
         std::iter::from_fn(move || Some((parts.next()?, parts.next()?))).take(n)
     }
 
-    /// The same pairs plus `key: value` at the end (NUL bytes dropped, as in
-    /// [`Meta::from_byte_pairs`]); bytes are kept as they are, UTF-8 or not.
-    pub fn with_pair(&self, key: &[u8], value: &[u8]) -> Meta {
+    /// `key: value` followed by the same pairs (NUL bytes dropped, as in
+    /// [`Meta::from_byte_pairs`]); bytes are kept as they are, UTF-8 or not. First, so that a
+    /// handler's own last pair (`http`'s `:http-version`) stays last.
+    pub fn with_first_pair(&self, key: &[u8], value: &[u8]) -> Meta {
         let (text, n): (&[u8], usize) = match &self.0 {
             Some(p) => (&p.text, p.view.len()),
             None => (&[], 0),
         };
         let parts: Vec<&[u8]> = text.split(|&b| b == 0).take(2 * n).collect();
         Meta::from_byte_pairs(|| {
-            parts
-                .chunks_exact(2)
-                .map(|kv| (kv[0], kv[1]))
-                .chain(std::iter::once((key, value)))
+            std::iter::once((key, value)).chain(parts.chunks_exact(2).map(|kv| (kv[0], kv[1])))
         })
     }
 
@@ -266,17 +264,17 @@ mod tests {
     }
 
     #[test]
-    fn with_pair_appends_and_keeps_bytes() {
+    fn with_first_pair_prepends_and_keeps_bytes() {
         let m = Meta::from_byte_pairs(|| [(&b"a"[..], &b"\xff"[..]), (b"", b"")].into_iter());
-        let m = m.with_pair(b"k", b"v");
+        let m = m.with_first_pair(b"k", b"v");
         let (ptr, n) = m.c_view();
         assert_eq!(n, 3);
         // SAFETY: `ptr` points at `n` pairs of NUL-terminated strings owned by `m`.
         let view = unsafe { std::slice::from_raw_parts(ptr, n) };
         let c = |p: *const std::ffi::c_char| unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes();
-        assert_eq!(c(view[0].value), b"\xff");
-        assert_eq!((c(view[2].key), c(view[2].value)), (&b"k"[..], &b"v"[..]));
-        let one = Meta::default().with_pair(b"x", b"y");
+        assert_eq!(c(view[1].value), b"\xff");
+        assert_eq!((c(view[0].key), c(view[0].value)), (&b"k"[..], &b"v"[..]));
+        let one = Meta::default().with_first_pair(b"x", b"y");
         assert_eq!(one.pairs().collect::<Vec<_>>(), [("x", "y")]);
     }
 

@@ -56,8 +56,8 @@ pub struct portway_policy {
     /// that fails before the delay is not retried. The hedge takes no second concurrency slot
     /// or rate token (`hedge_budget_percent` bounds the extra load), never hedges the breaker's
     /// half-open trial, and cancel, the deadline and shutdown end both calls. A completion a
-    /// hedge won carries the meta pair `portway-hedge: won` (for a pipeline: when it was the
-    /// last stage's hedge).
+    /// hedge won carries the meta pair `portway-hedge: won` as its first pair (for `http`,
+    /// before the response headers; for a pipeline, when it was the last stage's hedge).
     pub hedge_after_ms: u32,
     /// Hedge after the handler's live 95th percentile instead: that of its last 128 first
     /// calls (a first call a hedge beat counts with the time it had run by then). Until 20 calls

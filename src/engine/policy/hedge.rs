@@ -19,7 +19,8 @@
 //!   future) or cancelled (a pool call: its `portway_call_is_cancelled` turns true). A failure
 //!   of one attempt waits for the other; when both fail, the later failure is the outcome. An
 //!   attempt that fails before the delay is the outcome: hedging is not retrying. A stage a
-//!   hedge won carries the meta pair `portway-hedge: won`.
+//!   hedge won carries the meta pair `portway-hedge: won`, first (after it, the handler's own
+//!   pairs: for `http` the response headers and its closing `:http-version`).
 //! - **Composition**: a hedge belongs to its request's run. It takes no second concurrency
 //!   slot or rate token (the budget bounds the extra load), and the breaker judges the run by
 //!   the outcome that completes it. Cancel, the deadline and shutdown end both attempts, as
@@ -290,9 +291,11 @@ pub(crate) async fn race(
     }
 }
 
-/// Adds `portway-hedge: won` to a stage outcome.
+/// Adds `portway-hedge: won` to a stage outcome, as its first meta pair.
 fn mark_won(mut outcome: Outcome) -> Outcome {
-    outcome.meta = outcome.meta.with_pair(HEDGE_META_KEY.as_bytes(), b"won");
+    outcome.meta = outcome
+        .meta
+        .with_first_pair(HEDGE_META_KEY.as_bytes(), b"won");
     outcome
 }
 
