@@ -175,11 +175,16 @@ export interface PolicyOptions {
   ratePerS?: number;
   /** Token bucket size; 0 = max(1, ratePerS). */
   burst?: number;
-  /** Not supported yet (hedging): only 0. */
+  /** Hedging: a request still running after this many ms gets a second call with the same
+   * payload; the first success completes it (an http response's headers then begin with
+   * `portway-hedge: won`) and the other call is cancelled. 0 = no fixed delay. Only requests
+   * safe to repeat are hedged (http GET, HEAD, OPTIONS, PUT, DELETE; never POST); hedging
+   * echo, sleep or a pipeline is refused with PORTWAY_INVALID_ARGUMENT. */
   hedgeAfterMs?: number;
-  /** Not supported yet (hedging): only false. */
+  /** Hedge after the handler's recent 95th percentile instead (hedgeAfterMs until 20 calls
+   * were seen). */
   hedgeAfterP95?: boolean;
-  /** Not supported yet (hedging): only 0 or 5. */
+  /** Hedges at most this % of the requests that can be hedged (0 = 5; at most 100). */
   hedgeBudgetPercent?: number;
   /** Consecutive failures that open the circuit breaker; 0 = off. While open, requests
    * fail PORTWAY_UNAVAILABLE without running. */
@@ -203,9 +208,11 @@ export interface PolicyState {
   breakerRejected: number;
   /** Requests failed at once because their token came after their deadline. */
   rateTimeouts: number;
-  /** Hedging counters: 0 until hedging exists. */
+  /** Hedges started: second calls of requests slower than the hedge delay. */
   hedgesStarted: number;
+  /** Hedges whose success completed their request. */
   hedgesWon: number;
+  /** Calls cancelled because the other call of their request succeeded first. */
   hedgesCancelled: number;
 }
 

@@ -63,7 +63,10 @@ test('setPolicy validates its options; unsupported ones are refused by the libra
   const eng = new Engine(opts());
   assert.throws(() => eng.setPolicy('echo', { adaptive: true }), (e) =>
     e.code === 'PORTWAY_INVALID_ARGUMENT' && /not supported yet/.test(e.message));
-  assert.throws(() => eng.setPolicy('echo', { hedgeAfterMs: 20 }), { code: 'PORTWAY_INVALID_ARGUMENT' });
+  assert.throws(() => eng.setPolicy('echo', { hedgeAfterMs: 20 }), (e) =>
+    e.code === 'PORTWAY_INVALID_ARGUMENT' && /never hedged/.test(e.message));
+  assert.throws(() => eng.setPolicy('http', { hedgeAfterMs: 20, hedgeBudgetPercent: 101 }), (e) =>
+    e.code === 'PORTWAY_INVALID_ARGUMENT' && /at most 100/.test(e.message));
   assert.throws(() => eng.setPolicy('echo', { ratePerSecond: 5 }), { code: 'PORTWAY_INVALID_ARGUMENT' });
   assert.throws(() => eng.setPolicy('echo', { burst: -1 }), { code: 'PORTWAY_INVALID_ARGUMENT' });
   assert.throws(() => eng.setPolicy('echo', { ratePerS: '5' }), { code: 'PORTWAY_INVALID_ARGUMENT' });
@@ -75,4 +78,30 @@ test('setPolicy validates its options; unsupported ones are refused by the libra
   eng.setConcurrency('echo', 2);
   assert.equal(eng.policyState('echo').concurrencyLimit, 2);
   await eng.close();
+});
+
+test('hedging: a GET still running after hedgeAfterMs is sent again; the first answer wins', async () => {
+  let seen = 0;
+  const held = [];
+  const live = http.createServer((req, res) => {
+    seen += 1;
+    if (seen === 1) held.push(res); // the first request never gets an answer
+    else res.end('fast');
+  });
+  await new Promise((r) => live.listen(0, '127.0.0.1', r));
+  const eng = new Engine(opts());
+  try {
+    eng.setPolicy('http', { hedgeAfterMs: 20, hedgeAfterP95: false, hedgeBudgetPercent: 100 });
+    const r = await eng.http({ url: `http://127.0.0.1:${live.address().port}/item` });
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.headers.filter(([k]) => k === 'portway-hedge'), [['portway-hedge', 'won']]);
+    const s = eng.policyState('http');
+    assert.deepEqual([s.hedgesStarted, s.hedgesWon, s.hedgesCancelled], [1, 1, 1]);
+    assert.equal(seen, 2);
+  } finally {
+    await eng.close({ drain: false });
+    for (const res of held) res.end();
+    live.closeAllConnections();
+    await new Promise((r) => live.close(r));
+  }
 });
