@@ -52,6 +52,8 @@ from ._types import HandlerStats, Inflight, Stats, handler_stats_from, stats_fro
 
 __all__ = ["Engine", "Payload"]
 
+# portway_register_handler_ex flag (PORTWAY_HANDLER_IDEMPOTENT): every call is safe to run twice.
+_HANDLER_IDEMPOTENT = 1
 _MAP_CLOSED = "cancelled: the map()/amap() iterator was closed before this result was read"
 
 
@@ -460,19 +462,31 @@ class Engine:
 
     # ------------------------------------------------------------ handlers
 
-    def register(self, name: str, fn: Callable[[bytes], bytes | bytearray | memoryview | str]) -> int:
+    def register(
+        self,
+        name: str,
+        fn: Callable[[bytes], bytes | bytearray | memoryview | str],
+        *,
+        idempotent: bool = False,
+    ) -> int:
         """Registers a Python handler ``fn(payload) -> bytes``, run on the engine's worker pool
         (holding the GIL). It may return any bytes-like object or a ``str`` (sent as UTF-8);
         anything else, or an exception, becomes a ``HandlerError`` completion with a message.
-        Raises ``InvalidArgumentTypeError`` when ``fn`` is not callable or ``name`` not a str.
-        Returns the handler id."""
+        ``idempotent=True`` declares every call safe to run twice, so that hedging
+        (``set_policy(..., hedge_after=...)``) may start a second call of a slow request; the
+        losing call still runs to its end (a Python handler cannot see its cancellation) and
+        its result is dropped. Raises ``InvalidArgumentTypeError`` when ``fn`` is not callable
+        or ``name`` not a str. Returns the handler id."""
         raw_name = _check_name(name)
         if not callable(fn):
             raise InvalidArgumentTypeError(f"handler {name!r} must be callable, got {type(fn).__name__}")
         cb = c_handler(name, fn)
         core = self._core
         out_id = c_uint32()
-        st = core.call(LIB.portway_register_handler, raw_name, cb, None, byref(out_id))
+        if not isinstance(idempotent, bool):
+            raise InvalidArgumentTypeError(f"idempotent must be a bool, got {type(idempotent).__name__}")
+        flags = _HANDLER_IDEMPOTENT if idempotent else 0
+        st = core.call(LIB.portway_register_handler_ex, raw_name, cb, None, flags, byref(out_id))
         check(st)
         core.keepalive.append(cb)  # must outlive the engine's use of it
         core.handlers[name] = out_id.value
@@ -564,6 +578,7 @@ class Engine:
         rate_per_s: float = 0.0,
         burst: int = 0,
         hedge_after: float | None = None,
+        hedge_after_p95: bool = False,
         hedge_budget: int | None = None,
         breaker_failures: int = 0,
         breaker_cooldown: float | None = None,
@@ -574,15 +589,23 @@ class Engine:
         rate_per_s)``), where a request whose token comes after its deadline fails with
         ``TimeoutError`` at once; and a circuit breaker that opens after ``breaker_failures``
         consecutive failures, refusing requests with ``UnavailableError`` for
-        ``breaker_cooldown`` seconds (default 5) before one trial request decides. Adaptive
-        concurrency and hedging are not implemented yet: setting them raises
-        ``InvalidArgumentError``. Invalid settings change nothing."""
+        ``breaker_cooldown`` seconds (default 5) before one trial request decides. Hedging:
+        a request still running ``hedge_after`` seconds after it started (or, with
+        ``hedge_after_p95``, after the handler's recent 95th percentile) gets a second call
+        with the same payload; the first success completes it (its ``meta`` then has
+        ``("portway-hedge", "won")``) and the other call is cancelled; at most
+        ``hedge_budget`` percent (default 5) of requests are hedged. Only handlers safe to
+        repeat are hedged: ``http`` GET, HEAD, OPTIONS, PUT, DELETE, and handlers registered
+        with ``idempotent=True``; hedging any other raises ``InvalidArgumentError``. Adaptive
+        concurrency is not implemented yet: setting it raises ``InvalidArgumentError``.
+        Invalid settings change nothing."""
         policy = _policy.build_policy(
             max_concurrency=max_concurrency,
             adaptive=adaptive,
             rate_per_s=rate_per_s,
             burst=burst,
             hedge_after=hedge_after,
+            hedge_after_p95=hedge_after_p95,
             hedge_budget=hedge_budget,
             breaker_failures=breaker_failures,
             breaker_cooldown=breaker_cooldown,
@@ -594,7 +617,8 @@ class Engine:
         """The live figures of handler ``name``'s policies: ``concurrency_limit``, ``running``,
         ``waiting``, ``tokens``, ``breaker_state`` (``"closed"``, ``"open"``,
         ``"half-open"``), ``breaker_failures``, ``breaker_trips``, ``breaker_rejected``,
-        ``rate_timeouts`` and the hedging counters (0 until hedging exists)."""
+        ``rate_timeouts`` and the hedging counters (``hedges_started``, ``hedges_won``,
+        ``hedges_cancelled``)."""
         core = self._core
         return core.call(_policy.read_policy_state, core.handler_id(name))
 

@@ -224,6 +224,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "portway_engine_shutdown": (status_t, [eng_p, c_uint32, c_uint32]),
     "portway_engine_free": (None, [eng_p]),
     "portway_register_handler": (status_t, [eng_p, c_char_p, HANDLER_FN, c_void_p, POINTER(c_uint32)]),
+    "portway_register_handler_ex": (status_t, [eng_p, c_char_p, HANDLER_FN, c_void_p, c_uint32, POINTER(c_uint32)]),
     "portway_handler_lookup": (status_t, [eng_p, c_char_p, POINTER(c_uint32)]),
     "portway_handler_set_concurrency": (status_t, [eng_p, c_uint32, c_uint32]),
     "portway_pipeline_new": (status_t, [eng_p, c_char_p, POINTER(c_uint32), c_size_t, POINTER(c_uint32)]),

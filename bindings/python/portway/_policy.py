@@ -2,9 +2,9 @@
 and how ``Engine.policy_state`` reads ``portway_handler_policy_state`` back.
 
 Times are seconds (floats), as everywhere in this package; the C struct takes milliseconds.
-Fields the engine does not implement yet (``adaptive``, ``hedge_after``, ``hedge_budget``)
-are passed through, so the library refuses them with ``InvalidArgumentError`` rather than
-this binding ignoring them.
+Fields the engine does not implement yet (``adaptive``) are passed through, so the library
+refuses them with ``InvalidArgumentError`` rather than this binding ignoring them; so are
+settings it refuses for a handler (hedging on one that is not safe to repeat).
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def build_policy(
     hedge_after: float | None,
     hedge_budget: int | None,
     breaker_failures: int,
+    hedge_after_p95: bool = False,
     breaker_cooldown: float | None,
 ) -> PortwayPolicy:
     """A ``portway_policy`` from ``portway_policy_default`` with the given fields set."""
@@ -91,6 +92,7 @@ def build_policy(
     p.burst = _count("burst", burst)
     if hedge_after is not None:
         p.hedge_after_ms = _millis("hedge_after", hedge_after)
+    p.hedge_after_p95 = _flag("hedge_after_p95", hedge_after_p95)
     if hedge_budget is not None:
         p.hedge_budget_percent = _count("hedge_budget", hedge_budget)
     p.breaker_failures = _count("breaker_failures", breaker_failures)

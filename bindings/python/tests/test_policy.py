@@ -68,6 +68,11 @@ def test_unsupported_and_invalid_settings_are_refused(eng: portway.Engine) -> No
         eng.set_policy("echo", adaptive=True)
     with pytest.raises(portway.InvalidArgumentError, match="never hedged"):
         eng.set_policy("echo", hedge_after=0.02)
+    eng.register("plain", lambda p: p)
+    with pytest.raises(portway.InvalidArgumentError, match="not registered as idempotent"):
+        eng.set_policy("plain", hedge_after=0.02, hedge_after_p95=True)
+    with pytest.raises(portway.InvalidArgumentError, match="at most 100"):
+        eng.set_policy("http", hedge_after=0.02, hedge_budget=101)
     with pytest.raises(portway.InvalidArgumentError, match="rate_per_s"):
         eng.set_policy("echo", rate_per_s=float("nan"))
     with pytest.raises(portway.InvalidArgumentError):
@@ -80,3 +85,25 @@ def test_unsupported_and_invalid_settings_are_refused(eng: portway.Engine) -> No
     assert eng.policy_state("echo")["concurrency_limit"] == 4
     eng.set_concurrency("echo", 2)
     assert eng.policy_state("echo")["concurrency_limit"] == 2
+
+
+def test_a_hedge_wins_for_an_idempotent_handler(eng: portway.Engine) -> None:
+    release = threading.Event()
+    calls = []
+
+    def lookup(payload: bytes) -> bytes:
+        calls.append(payload)
+        if len(calls) == 1:  # the first call is slow: it waits for the test
+            release.wait(10)
+            return b"slow"
+        return b"fast"
+
+    eng.register("lookup", lookup, idempotent=True)
+    eng.set_policy("lookup", hedge_after=0.02, hedge_budget=100)
+    c = eng.submit("lookup", b"k").result(timeout=10)
+    release.set()
+    assert (c.data, c.meta) == (b"fast", [("portway-hedge", "won")])
+    state = eng.policy_state("lookup")
+    assert (state["hedges_started"], state["hedges_won"], state["hedges_cancelled"]) == (1, 1, 1)
+    with pytest.raises(portway.InvalidArgumentTypeError):
+        eng.register("bad", lookup, idempotent=1)  # type: ignore[arg-type]
