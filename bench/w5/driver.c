@@ -28,6 +28,13 @@
  *   --breaker N:MS   the circuit breaker: opens after N consecutive failures, MS ms cooldown
  *   --state FILE     samples portway_handler_policy_state every 10 ms of the timed part into a
  *                    CSV: t (s), tokens, waiting, running, breaker_state, trips, rejected
+ *   --hedge-ms MS    hedging (portway_policy.hedge_after_ms): a GET still running after MS ms
+ *                    is sent again, the first answer wins; set before the warm-up
+ *   --hedge-p95      hedge after the handler's live p95 (hedge_after_p95; --hedge-ms, if any,
+ *                    until the p95 is known); the warm-up fills its window
+ *   --hedge-budget P hedge_budget_percent (0 = the library's default, 5)
+ *
+ * The JSON line also has hedges_started / hedges_won / hedges_cancelled of the timed part.
  *
  * With a policy the JSON line also has: window_s (from the policy's start to the last
  * completion), achieved_rate (the upstream's started count over window_s), ok_per_s (200s per
@@ -76,7 +83,8 @@ static void die(const char *what, portway_status st) {
 static void usage(void) {
     fprintf(stderr, "usage: w5-driver URL N IN_FLIGHT [--limit L] [--timeout-ms T] [--slo-ms S] "
                     "[--warmup W] [--series FILE] [--down 500|hang|refuse:MS] [--allow-failures] [--offer R]\n"
-                    "                 [--rate R] [--burst B] [--breaker N:MS] [--state FILE]\n");
+                    "                 [--rate R] [--burst B] [--breaker N:MS] [--state FILE] [--hedge-ms MS]\n"
+                    "                 [--hedge-p95] [--hedge-budget P]\n");
     exit(2);
 }
 
@@ -247,12 +255,14 @@ int main(int argc, char **argv) {
     uint64_t in_flight = number(argv[3], 1, 1000000);
     uint64_t limit = 0, timeout_ms = 0, slo_ms = 100, warmup = in_flight;
     const char *series = NULL, *down = NULL, *breaker = NULL, *state_path = NULL;
-    int allow_failures = 0;
+    int allow_failures = 0, hedge_p95 = 0;
+    uint64_t hedge_ms = 0, hedge_budget = 0;
     double offer = 0, rate = 0;
     uint64_t burst = 0, breaker_n = 0, breaker_ms = 0;
     for (int i = 4; i < argc; i += 2) {
-        if (strcmp(argv[i], "--allow-failures") == 0) {
-            allow_failures = 1;
+        if (strcmp(argv[i], "--allow-failures") == 0 || strcmp(argv[i], "--hedge-p95") == 0) {
+            if (argv[i][2] == 'a') allow_failures = 1;
+            else hedge_p95 = 1;
             i--;
             continue;
         }
@@ -268,6 +278,8 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--burst") == 0) burst = number(argv[i + 1], 0, UINT32_MAX);
         else if (strcmp(argv[i], "--breaker") == 0) breaker = argv[i + 1];
         else if (strcmp(argv[i], "--state") == 0) state_path = argv[i + 1];
+        else if (strcmp(argv[i], "--hedge-ms") == 0) hedge_ms = number(argv[i + 1], 1, UINT32_MAX);
+        else if (strcmp(argv[i], "--hedge-budget") == 0) hedge_budget = number(argv[i + 1], 0, 100);
         else usage();
     }
     if (breaker) {
@@ -316,6 +328,14 @@ int main(int argc, char **argv) {
     uint32_t h;
     CHECK(portway_register_http(eng, "w5", &opts, &h));
     if (limit) CHECK(portway_handler_set_concurrency(eng, h, (uint32_t)limit));
+    portway_policy pol;
+    CHECK(portway_policy_default(&pol));
+    pol.max_concurrency = (uint32_t)limit;
+    pol.hedge_after_ms = (uint32_t)hedge_ms;
+    pol.hedge_after_p95 = hedge_p95;
+    pol.hedge_budget_percent = (uint32_t)hedge_budget;
+    /* Hedging before the warm-up, so that the live p95 has its samples when the timed part begins. */
+    if (hedge_ms || hedge_p95) CHECK(portway_handler_set_policy(eng, h, &pol));
 
     char head[2048];
     int len = snprintf(head, sizeof head, "GET %swork HTTP/1.1\r\n\r\n", url);
@@ -347,9 +367,6 @@ int main(int argc, char **argv) {
     }
     double policy_at = now_s();
     if (policy) { /* after the warm-up: the bucket starts full here, the breaker closed */
-        portway_policy pol;
-        CHECK(portway_policy_default(&pol));
-        pol.max_concurrency = (uint32_t)limit;
         pol.rate_per_s = rate;
         pol.burst = (uint32_t)burst;
         pol.breaker_failures = (uint32_t)breaker_n;
@@ -357,6 +374,8 @@ int main(int argc, char **argv) {
         CHECK(portway_handler_set_policy(eng, h, &pol));
     }
 
+    portway_policy_state ps0; /* the hedge counters of the warm-up, left out of the figures */
+    CHECK(portway_handler_policy_state(eng, h, &ps0));
     double t0 = now_s();
     sample_state(eng, 0);
     run(eng, reqs, n, in_flight, out, t0, offer);
@@ -447,11 +466,14 @@ int main(int argc, char **argv) {
     printf(", \"offer\": %.0f, \"rate\": %.3f, \"burst\": %" PRIu64 ", \"breaker\": \"%s\", \"window_s\": %.6f"
            ", \"achieved_rate\": %.2f, \"unavailable\": %" PRIu64 ", \"unavail_p50_ms\": %s, \"unavail_p99_ms\": %s"
            ", \"breaker_trips\": %" PRIu64 ", \"breaker_rejected\": %" PRIu64 ", \"rate_timeouts\": %" PRIu64
-           ", \"recover_ms\": %s, \"ok_per_s\": [",
+           ", \"recover_ms\": %s, \"hedge_ms\": %" PRIu64 ", \"hedge_p95\": %s, \"hedges_started\": %" PRIu64
+           ", \"hedges_won\": %" PRIu64 ", \"hedges_cancelled\": %" PRIu64 ", \"ok_per_s\": [",
            offer, rate, burst, breaker ? breaker : "", window, started / window, unavailable,
            json_ms(u50, pct(unavail_lat, unavailable, 0.50)), json_ms(u99, pct(unavail_lat, unavailable, 0.99)),
            ps.breaker_trips, ps.breaker_rejected, ps.rate_timeouts,
-           json_ms(rec, isnan(first_ok) ? NAN : (first_ok - up_at) * 1e3));
+           json_ms(rec, isnan(first_ok) ? NAN : (first_ok - up_at) * 1e3), hedge_ms,
+           hedge_p95 ? "true" : "false", ps.hedges_started - ps0.hedges_started, ps.hedges_won - ps0.hedges_won,
+           ps.hedges_cancelled - ps0.hedges_cancelled);
     for (uint64_t s = 0; s < whole; s++) printf("%s%" PRIu64, s ? ", " : "", ok_per_s[s]);
     printf("]}\n");
     int bad = (errors != 0 && !allow_failures) || started < (double)ok || served != started;

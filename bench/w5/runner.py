@@ -12,7 +12,10 @@ handler, and stops it. Rows:
   req/s, and collapses past it). No limit, then a sweep of fixed limits (portway_handler_set_concurrency).
 - The same knee from Python (bench/w5/driver.py: asyncio workers on Engine.ahttp): no limit and
   a fixed limit of 64.
-- Tail: 64 in flight, 10 ms service, 1 % of requests 50 times longer (seeded). No hedging.
+- Tail: 64 in flight, 10 ms service, 1 % of requests 50 times longer (seeded). No hedging, then
+  hedging (portway_policy.hedge_after_ms, set before the warm-up) after a fixed 20 ms and after
+  the handler's live p95 (hedge_after_p95), both within the default 5 % budget; "extra requests
+  upstream" is what the hedges cost (the upstream's started count over the requests offered).
 - Breaker baseline: the knee upstream taken down in mode "hang" (it holds every request), 512 in
   flight, a 1 s deadline: how long a caller takes to learn that the upstream is unusable.
 - Rate: a 1,000 req/s token bucket (burst 10, portway_handler_set_policy) on the knee upstream,
@@ -22,8 +25,8 @@ handler, and stops it. Rows:
 - Breaker: 5 consecutive failures open it, 1 s cooldown; the upstream answers 500 for 3 s
   (down, mode 500) under 1,000 req/s offered: time to fail (PORTWAY_UNAVAILABLE) while down,
   requests the upstream saw while down, and time from its return to the first 200.
-- The rows that need the rest of issue 16 (adaptive limit, hedging) are listed as
-  "needs #16", not measured.
+- The row that needs the rest of issue 16 (adaptive limit) is listed as "needs #16", not
+  measured.
 
 Full mode: one warm-up round (discarded), then REPS rounds with the rows interleaved within
 each round; median and range. Writes bench/results/w5.json, bench/results/w5.png (latency over
@@ -78,13 +81,15 @@ SLO_MS = 100
 KNEE_SERVER = ["-knee", "64", "-base-ms", "5", "-per-extra-ms", "0.5"]
 TAIL_SERVER = ["-knee", "0", "-base-ms", "10", "-tail-frac", "0.01", "-tail-mult", "50", "-seed", "1"]
 TAIL_IN_FLIGHT = 64
+# Hedging rows: a fixed delay about twice the service time (the tail is 50x it), and the budget.
+HEDGE_MS, HEDGE_BUDGET = 20, 5
 LIMITS = [16, 32, 48, 64, 96, 128, 256]
 QUICK_LIMITS = [32, 64, 128]
 KNEE_N, TAIL_N, BREAKER_N = 10_000, 20_000, 5_120
 QUICK_DIV = 5
 # The rows drawn in the latency-over-time chart (all eight knee rows would hide one another).
-PLOTTED = {"knee.none", "knee.fixed32", "knee.fixed64", "knee.fixed128", "tail.none", "rate.2x", "rate.10x",
-           "breaker.down"}
+PLOTTED = {"knee.none", "knee.fixed32", "knee.fixed64", "knee.fixed128", "tail.none", "tail.fixed", "tail.p95",
+           "rate.2x", "rate.10x", "breaker.down"}
 STUCK_DEADLINE_MS = 1000
 RATE, RATE_BURST, RATE_SECS, RATE_DEADLINE_MS, RATE_CAP = 1000, 10, 10, 1000, 4096
 # Breaker row: N failures, cooldown, down window, offered req/s, in-flight cap (full; quick).
@@ -123,8 +128,11 @@ def rows(quick: bool) -> list[Row]:
             [str(kn), str(IN_FLIGHT), "--limit", "64"], kn, IN_FLIGHT, 64, host="Python"),
         Row("knee.adaptive", "knee", "adaptive (no tuning)", needs="#16: portway_policy.adaptive"),
         Row("tail.none", "tail", "no hedging", TAIL_SERVER, [str(tn), str(TAIL_IN_FLIGHT)], tn, TAIL_IN_FLIGHT),
-        Row("tail.fixed", "tail", "hedge after a fixed delay", needs="#16: portway_policy.hedge_after_ms"),
-        Row("tail.p95", "tail", "hedge after the live p95", needs="#16: portway_policy.hedge_after_p95"),
+        Row("tail.fixed", "tail", f"hedge after {HEDGE_MS} ms ({HEDGE_BUDGET} % budget)", TAIL_SERVER,
+            [str(tn), str(TAIL_IN_FLIGHT), "--hedge-ms", str(HEDGE_MS), "--hedge-budget", str(HEDGE_BUDGET)],
+            tn, TAIL_IN_FLIGHT),
+        Row("tail.p95", "tail", f"hedge after the live p95 ({HEDGE_BUDGET} % budget)", TAIL_SERVER,
+            [str(tn), str(TAIL_IN_FLIGHT), "--hedge-p95", "--hedge-budget", str(HEDGE_BUDGET)], tn, TAIL_IN_FLIGHT),
         Row("breaker.none", "breaker", "no breaker: upstream stuck (down, mode hang), 1 s deadline",
             KNEE_SERVER, [str(bn), str(IN_FLIGHT), "--timeout-ms", str(STUCK_DEADLINE_MS),
                           "--down", "hang:600000"], bn, IN_FLIGHT),
@@ -186,7 +194,7 @@ def run_once(row: Row, series: Path | None, timeout: float) -> ChildResult:
 FIGURES = ["goodput", "throughput", "p50_ms", "p99_ms", "p999_ms", "server_max_in_progress", "extra_percent",
            "fail_p50_ms", "fail_p99_ms", "achieved_rate", "rate_error_percent", "per_s_min", "per_s_max",
            "unavail_p50_ms", "unavail_p99_ms", "server_down_rejected", "recover_ms", "breaker_trips", "unavailable",
-           "server_abandoned"]
+           "server_abandoned", "hedges_started", "hedges_won"]
 
 
 def figures(r: ChildResult) -> dict[str, float]:
@@ -248,6 +256,18 @@ def check_counts(row: Row, d: dict[str, Any]) -> list[str]:
             bad.append(f"stuck upstream: {d['timeouts']} of {d['n']} timed out, the upstream started "
                        f"{d['server_started']} and held {d['server_down_rejected']}; want all timed out, "
                        "none started, some held")
+    if row.group == "tail" and (d.get("hedge_ms") or d.get("hedge_p95")):
+        # Every extra request upstream is a hedge, and the budget bounds the hedges: at most
+        # max(1, pct) banked (the warm-up may leave that many) plus pct per 100 requests.
+        hedges = d["hedges_started"]
+        if d["server_started"] > d["n"] + hedges:
+            bad.append(f"hedging: the upstream started {d['server_started']} for {d['n']} requests and "
+                       f"{hedges} hedges")
+        most = HEDGE_BUDGET + d["n"] * HEDGE_BUDGET / 100
+        if hedges > most:
+            bad.append(f"hedging: {hedges} hedges for {d['n']} requests, the {HEDGE_BUDGET} % budget allows {most:.0f}")
+        if hedges == 0:
+            bad.append("hedging: no hedge started")
     if row.group == "tail":
         frac = d["server_tails"] / max(1, d["server_started"])
         if not 0.005 <= frac <= 0.015:
@@ -326,13 +346,17 @@ def markdown(doc: dict[str, Any]) -> str:
                   + (f"; no limit: {fmt(none['figures']['goodput']['median'])} req/s in SLO"
                      if none and none["status"] == "ok" else "") + "."]
     lines += ["", "### Tail: p50 / p99 / p99.9", "",
-              "| policy | p50 ms | p99 ms | p99.9 ms | extra requests upstream |", "|---|---:|---:|---:|---:|"]
+              "**Hedges (won)**: second requests portway started, and those whose answer came first (the "
+              "losers are cancelled: the upstream counts them as abandoned).", "",
+              "| policy | p50 ms | p99 ms | p99.9 ms | extra requests upstream | hedges (won) |",
+              "|---|---:|---:|---:|---:|---:|"]
     for r in tail:
         if r["needs"]:
-            lines.append(f"| {r['name']} | needs {r['needs']} | | | |")
+            lines.append(f"| {r['name']} | needs {r['needs']} | | | | |")
             continue
         lines.append(f"| {r['name']} | {cell(r, 'p50_ms')} | {cell(r, 'p99_ms')} | {cell(r, 'p999_ms')} | "
-                     f"{cell(r, 'extra_percent', '%')} |")
+                     f"{cell(r, 'extra_percent', '%')} | {cell(r, 'hedges_started', 'count')} "
+                     f"({cell(r, 'hedges_won', 'count')}) |")
     rate_rows = [r for r in other if r["group"] == "rate"]
     lines += ["", "### Rate: a token bucket at any offered load", "",
               f"Open loop at the offered rate for {RATE_SECS / (QUICK_DIV if doc['quick'] else 1):g} s, at most "
@@ -374,6 +398,16 @@ def markdown(doc: dict[str, Any]) -> str:
             return None
         return float(rec["figures"][key]["median"])
 
+    base = med("tail.none", "p999_ms")
+    hedged = [(rid, med(rid, "p999_ms"), med(rid, "extra_percent")) for rid in ("tail.fixed", "tail.p95")]
+    measured = [(rid, p, x) for rid, p, x in hedged if base and p and x is not None]
+    if measured:
+        parts = [f"{recs[rid]['name']}: {base / p:.1f}× for {x:.1f} %" for rid, p, x in measured]
+        met = any(base / p >= 10 and x <= 5 for _, p, x in measured)
+        hedge_goal = f"| hedging cuts p99.9 ≥ 10× for ≤ 5 % extra requests | {'; '.join(parts)} | " \
+            f"{'yes' if met else 'no'} |"
+    else:
+        hedge_goal = "| hedging cuts p99.9 ≥ 10× for ≤ 5 % extra requests | not measured | — |"
     errs = [med(r["rid"], "rate_error_percent") for r in rate_rows]
     if errs and all(e is not None for e in errs):
         worst = max(abs(e) for e in errs if e is not None)
@@ -394,7 +428,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += ["", "### Goals (issue 16)", "", "| goal | value | met |", "|---|---:|:---:|",
               "| adaptive ≥ 90 % of the best fixed limit's goodput, p99 ≤ 1.5× its p99, far above no limit "
               "| needs #16 | — |",
-              "| hedging cuts p99.9 ≥ 10× for ≤ 5 % extra requests | needs #16 | — |",
+              hedge_goal,
               rate_goal, breaker_goal,
               "", "![W5 latency over time](bench/results/w5.png)" if not doc["quick"] else "",
               "", MD_END]
