@@ -149,6 +149,13 @@ fn every_accepted_request_completes_exactly_once() {
                         Ok(id) => {
                             mine.push(id);
                             my_batches.push((id, n as u8));
+                            // Some batches are cancelled at once, while items still run.
+                            if rng.next().is_multiple_of(3) {
+                                match eng.cancel(id) {
+                                    Ok(()) | Err(Error::NotFound(_)) => {}
+                                    Err(e) => panic!("cancel of a batch failed: {e}"),
+                                }
+                            }
                             let total = accepted_total.fetch_add(n as u64 + 1, Ordering::Relaxed);
                             if total + n as u64 + 1 >= TARGET_ACCEPTED {
                                 stop.store(true, Ordering::Relaxed);
@@ -186,8 +193,13 @@ fn every_accepted_request_completes_exactly_once() {
                 let (n, result) = eng.submit_batch(&batch, Some(&mut ids));
                 mine.extend_from_slice(&ids[..n]);
                 // Cancel a few random earlier requests (some finished long ago: NOT_FOUND).
+                // Half of them the newest (likely still in flight: a batch among them too).
                 if rng.next().is_multiple_of(4) && !mine.is_empty() {
-                    let victim = mine[(rng.next() as usize) % mine.len()];
+                    let r = rng.next() as usize;
+                    let victim = match r % 2 {
+                        0 => mine[mine.len() - 1],
+                        _ => mine[(r / 2) % mine.len()],
+                    };
                     match eng.cancel(victim) {
                         Ok(()) | Err(Error::NotFound(_)) => {}
                         Err(e) => panic!("cancel failed: {e}"),
