@@ -80,9 +80,9 @@ unsafe fn payloads<'a>(data: *const u8, offsets: *const u64, n: usize) -> Result
 /// `offsets[0]` may be nonzero; `data` may be NULL only when every payload is empty). Each item
 /// is a request of its own: same handler, each with the deadline `timeout_ms` from now (0 = the
 /// engine default), each takes one `max_in_flight` slot (until the batch is released), each
-/// runs with the batch's `user_data` and the id `*out_id + 1 + i` (what `portway_call_id`
-/// says; such an id cannot be cancelled on its own). All payloads are copied before the call
-/// returns. Writes the batch id to `*out_id`.
+/// runs with the batch's `user_data` (what `portway_call_user_data` says) and the request id
+/// `*out_id + 1 + i` (in log messages; such an id cannot be cancelled on its own). All
+/// payloads are copied before the call returns. Writes the batch id to `*out_id`.
 ///
 /// The batch gets exactly ONE completion, once every item has completed: status `PORTWAY_OK`
 /// (whatever the items' own statuses), `user_data` echoed, `code` = the number of items whose
