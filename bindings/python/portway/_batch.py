@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from ctypes import byref, c_void_p, string_at
 from typing import overload
 
+from ._completion import Completion
 from ._errors import PortwayError, Status, check, error_for
 from ._lib import LIB, PortwayBatchView
 from ._raw import _meta_pairs
@@ -123,6 +124,21 @@ class BatchResult(Sequence[bytes]):
 
     def __repr__(self) -> str:
         return f"BatchResult(n={len(self)}, failures={len(self.failures())})"
+
+
+class BatchValue:
+    """The transform of a batch's future: the items the poller read for it before the release
+    (kept here, with the future, so a batch nobody waits for any more takes its items along)."""
+
+    __slots__ = ("result",)
+
+    def __init__(self) -> None:
+        self.result: BatchResult | None = None
+
+    def __call__(self, c: Completion) -> BatchResult:
+        if self.result is None:  # a batch's completion is always read before it is settled
+            raise PortwayError(f"batch {c.id}: its items were not read")
+        return self.result
 
 
 def read_batch(eng_p: c_void_p, completion_addr: int) -> BatchResult:

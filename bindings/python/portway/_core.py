@@ -39,7 +39,7 @@ from typing import Any, Callable, TypeVar, Union
 
 from . import _lib
 from ._args import _check_name, _timeout_ms
-from ._batch import BatchResult, read_batch
+from ._batch import read_batch
 from ._completion import Completion
 from ._errors import (
     ForkedError,
@@ -51,7 +51,7 @@ from ._errors import (
     error_for,
     last_error,
 )
-from ._futures import AsyncTarget, Future, fail, settle
+from ._futures import AsyncTarget, Future, _AsyncEntry, fail, settle
 from ._lib import LIB
 from ._raw import (
     _BYTES_OFF,
@@ -114,10 +114,9 @@ class _Core:
         self.eng_p = c_void_p(eng)
         self.gen = _fork_generation
         self.pending: dict[int, Entry] = {}
-        # Tokens of batches in flight (Engine.batch), and the results of those polled: their
-        # items are read (portway_batch_result) by the poller, before the release.
+        # Tokens of batches in flight (Engine.batch): their items are read
+        # (portway_batch_result) by the poller, before the release.
         self.batch_pending: set[int] = set()
-        self.batch_results: dict[int, BatchResult] = {}
         self.tokens = itertools.count(1)
         self.batch_lock = threading.Lock()
         self.batch_next = _BATCH_TOKEN_BASE
@@ -441,11 +440,12 @@ class _Core:
             for i, (cid, ud, status, code, data, ln, meta, meta_len, qns, rns) in enumerate(
                 _comp_iter_unpack(s.mv[: count * _COMP_SIZE])
             ):
+                entry = pop(ud, None)
                 if batches and ud in batches:
                     batches.discard(ud)
-                    addr = (s.buf_p.value or 0) + i * _COMP_SIZE
-                    self.batch_results[ud] = read_batch(self.eng_p, addr)
-                entry = pop(ud, None)
+                    if entry is not None:  # its transform (a BatchValue) hands the items out
+                        value: Any = entry.transform if isinstance(entry, _AsyncEntry) else getattr(entry, "_transform")
+                        value.result = read_batch(self.eng_p, (s.buf_p.value or 0) + i * _COMP_SIZE)
                 if entry is not None:  # else: cancelled and settled already, or nobody's
                     if ln:
                         body = mem[data : data + ln].tobytes() if mem is not None else _string_at(data, ln)

@@ -32,7 +32,7 @@ from ._args import (
     _wait_ms,
     _window,
 )
-from ._batch import BatchResult
+from ._batch import BatchResult, BatchValue
 from ._completion import Completion
 from ._core import _BUSY, _OK, _Core, _close_core, _get_running_loop
 from ._errors import (
@@ -56,13 +56,17 @@ from ._types import HandlerStats, Inflight, Stats, handler_stats_from, stats_fro
 __all__ = ["Engine", "Payload"]
 
 
-def _batch_value(core: _Core, token: int) -> Callable[[Completion], BatchResult]:
-    """The transform of a batch's future: its items, read by the poller before the release."""
+def _batch_parts(datas: list[bytes], step: int) -> Iterator[tuple[bytes, array[int]]]:
+    """The sub-batches of ``datas``, at most ``step`` items each: one buffer and its offsets."""
+    for start in range(0, len(datas), step):
+        part = datas[start : start + step]
+        offsets = array("Q", [0])
+        offsets.extend(itertools.accumulate(map(len, part)))
+        yield b"".join(part), offsets
 
-    def value(c: Completion) -> BatchResult:
-        return core.batch_results.pop(token)
 
-    return value
+def _empty_batch() -> BatchResult:
+    return BatchResult(array("I"), array("I"), array("Q", [0]), b"", array("Q", [0]), [])
 
 _MAP_CLOSED = "cancelled: the map()/amap() iterator was closed before this result was read"
 
@@ -272,19 +276,14 @@ class Engine:
         datas = _payload_list(payloads)
         tms = _timeout_ms(timeout)
         if not datas:
-            return BatchResult(array("I"), array("I"), array("Q", [0]), b"", array("Q", [0]), [])
-        step = self._max_in_flight
+            return _empty_batch()
         waiting: deque[Future[BatchResult]] = deque()
         done: list[BatchResult] = []
         try:
-            for start in range(0, len(datas), step):
-                part = datas[start : start + step]
-                offsets = array("Q", [0])
-                offsets.extend(itertools.accumulate(map(len, part)))
-                data = b"".join(part)
+            for data, offsets in _batch_parts(datas, self._max_in_flight):
                 while True:
                     token = next(core.tokens)
-                    fut: Future[BatchResult] = Future(core, token, _batch_value(core, token), self)
+                    fut: Future[BatchResult] = Future(core, token, BatchValue(), self)
                     try:
                         fut._id = core.submit_items(hid, data, offsets, tms, token, fut)
                     except BusyError:
@@ -302,6 +301,45 @@ class Engine:
             for f in waiting:
                 cancel_with(f, "cancelled: Engine.batch() did not finish")
         return BatchResult._join(done)
+
+    async def abatch(self, handler: str, payloads: Iterable[Payload], *, timeout: float | None = None) -> BatchResult:
+        """Awaitable ``batch``: the same sub-batches and errors, its completions delivered to
+        the running loop through the notify fd (no thread blocks). Cancelling the awaiting task
+        cancels the items still running."""
+        core = self._core
+        hid = core.handler_id(handler)
+        datas = _payload_list(payloads)
+        tms = _timeout_ms(timeout)
+        loop = _get_running_loop()
+        ent = core.readers.get(id(loop))
+        if ent is None or ent[0]() is not loop:
+            core.ensure_reader(loop)
+        waiting: deque[tuple[asyncio.Future[BatchResult], int]] = deque()
+        done: list[BatchResult] = []
+        try:
+            for data, offsets in _batch_parts(datas, self._max_in_flight):
+                while True:
+                    token = next(core.tokens)
+                    afut: asyncio.Future[BatchResult] = loop.create_future()
+                    entry = _AsyncEntry(afut, BatchValue(), loop)
+                    try:
+                        rid = core.submit_items(hid, data, offsets, tms, token, entry)
+                    except BusyError:
+                        if not waiting:
+                            raise
+                        done.append(await waiting[0][0])  # a slot-holder of ours finishes
+                        waiting.popleft()
+                        continue
+                    break
+                waiting.append((afut, rid))
+            while waiting:
+                done.append(await waiting[0][0])
+                waiting.popleft()
+        finally:
+            for left, left_id in waiting:
+                if not left.done() or left.cancelled():
+                    core.cancel_id(left_id)
+        return BatchResult._join(done) if done else _empty_batch()
 
     def map(
         self, handler: str, payloads: Iterable[Payload], window: int = 256, timeout: float | None = None

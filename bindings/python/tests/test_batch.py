@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -100,3 +102,23 @@ def test_http_items_with_codes_and_headers(eng: portway.Engine, server: str) -> 
     names = [k.lower() for k, _ in r.headers(2)]
     assert "x-one" in names and "x-two" in names
     assert ("X-One", "1") in r.headers(0) or ("x-one", "1") in r.headers(0)
+
+
+def test_abatch(eng: portway.Engine) -> None:
+    async def main() -> None:
+        r = await eng.abatch("echo", [b"x", b"y"])
+        assert list(r) == [b"x", b"y"]
+        t = await eng.abatch("sleep", [b"1", b"60000"], timeout=0.2)
+        assert t.failures() == [1] and t.status(1) == portway.Status.TIMEOUT
+        # Cancelling the awaiting task cancels the items still running.
+        task = asyncio.ensure_future(eng.abatch("sleep", [b"60000"] * 3))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    deadline = time.monotonic() + 5  # the cancelled batch's completion is collected meanwhile
+    while eng.stats()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert eng.stats()["in_flight"] == 0
