@@ -77,7 +77,7 @@ impl Parts {
     }
 
     fn release(&self, ids: impl IntoIterator<Item = u64>) -> usize {
-        self.recycler.release(&self.ledger, ids)
+        self.recycler.release(&self.ledger, ids).0
     }
 }
 
