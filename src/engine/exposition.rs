@@ -260,6 +260,7 @@ fn json_str(out: &mut String, s: &str) {
 /// `limit` entries.
 pub(crate) fn inflight_json(mut requests: Vec<std::sync::Arc<Request>>, limit: usize) -> String {
     requests.sort_unstable_by_key(|r| r.id);
+    let now = std::time::Instant::now();
     let mut out = String::with_capacity(64 + requests.len().min(limit) * 160);
     let _ = write!(out, "{{\"total\":{},\"requests\":[", requests.len());
     for (i, r) in requests.iter().take(limit).enumerate() {
@@ -279,7 +280,7 @@ pub(crate) fn inflight_json(mut requests: Vec<std::sync::Arc<Request>>, limit: u
             out,
             ",\"state\":\"{}\",\"age_ms\":{:.3}}}",
             r.state_name(),
-            r.age_ns() as f64 / 1e6
+            r.age_ns_at(now) as f64 / 1e6
         );
     }
     out.push_str("]}");

@@ -58,16 +58,41 @@ class Engine {
     this._ids = new Map();
     this._heads = new Map(); // http(): request heads by method and URL string (no headers/body)
     this._closed = null;
+    // Per-tick coalescing: one flush (one portway_submit_batch) queued per tick.
+    this._flushQueued = false;
+    this._slot = 0;
+    this._flush = () => {
+      this._flushQueued = false;
+      this._n.flush();
+    };
   }
 
-  /** One request through the addon; the promise is settled by deliver. */
+  /** One request through the addon, coalesced with the others of this tick (see
+   *  src/coalesce.c); the promise is settled by deliver. Its waiter slot is left in
+   *  this._slot: the request's handle for cancelSlot until the engine gives it an id. */
   _submit1(handlerId, bytes, timeoutMs) {
     const n = this._n;
-    const slot = n.submit(handlerId, bytes, timeoutMs);
+    const slot = n.enqueue(handlerId, bytes, timeoutMs);
+    if (!this._flushQueued) {
+      this._flushQueued = true;
+      queueMicrotask(this._flush);
+    }
+    this._slot = slot;
     return new Promise((resolve, reject) => {
       n._res[slot] = resolve;
       n._rej[slot] = reject;
     });
+  }
+
+  /** A canceller of the request in waiter slot `slot` (just submitted): cancels it while the
+   *  slot is still that request's (its reject function still registered), whether it is queued
+   *  for the flush or already in the engine. */
+  _slotCanceller(slot) {
+    const n = this._n;
+    const rej = n._rej[slot];
+    return () => {
+      if (n._rej[slot] === rej) n.cancelSlot(slot);
+    };
   }
 
   /** The id of handler `name` (cached); throws PortwayError PORTWAY_NOT_FOUND. A number is
@@ -99,11 +124,21 @@ class Engine {
       if (wait > 0 && this._parked.length > 0) {
         parked = this._park(hid, bytes, o.timeoutMs, wait); // behind the earlier waiters
       } else {
-        try {
+        if (wait === 0) {
           p = this._submit1(hid, bytes, o.timeoutMs);
-        } catch (e) {
-          if (wait === 0 || !(e instanceof PortwayError) || e.code !== 'PORTWAY_BUSY') throw e;
-          parked = this._park(hid, bytes, o.timeoutMs, wait);
+        } else {
+          // Submitted at once (after the queued ones), so that a PORTWAY_BUSY can park it.
+          try {
+            const slot = this._n.submit(hid, bytes, o.timeoutMs);
+            this._slot = slot;
+            p = new Promise((resolve, reject) => {
+              this._n._res[slot] = resolve;
+              this._n._rej[slot] = reject;
+            });
+          } catch (e) {
+            if (!(e instanceof PortwayError) || e.code !== 'PORTWAY_BUSY') throw e;
+            parked = this._park(hid, bytes, o.timeoutMs, wait);
+          }
         }
       }
     } catch (e) {
@@ -114,8 +149,7 @@ class Engine {
       return this._withSignal(parked.promise, signal, () => this._unpark(parked, signal));
     }
     if (!signal) return p;
-    const id = this._n.lastId();
-    return this._withSignal(p, signal, () => this._n.cancel(id));
+    return this._withSignal(p, signal, this._slotCanceller(this._slot));
   }
 
   /** Keeps a submit refused with PORTWAY_BUSY until a drain releases a slot (_retryParked) or
