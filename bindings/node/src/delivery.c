@@ -264,6 +264,15 @@ static void settle(napi_env env, pw_engine *pe, const portway_completion *c) {
         return;
     }
     bool last = --w->remaining == 0;
+    if (w->col) { /* eng.batch: every item's outcome is a result */
+        pw_collector *col = w->col;
+        pw_collect(col, c);
+        if (last) {
+            pw_waiter_free(pe, slot);
+            pw_collect_done(env, pe, slot, col);
+        }
+        return;
+    }
     /* The first failure rejects the batch (JS forgets it); the rest is absorbed. */
     if (!w->settled && !deliver_add(env, pe, slot, c, pos, last || c->status != PORTWAY_OK))
         w->settled = true;

@@ -31,6 +31,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     napi_property_descriptor methods[] = {
         METHOD("submit", pw_js_submit),
         METHOD("submitMany", pw_js_submit_many),
+        METHOD("batchSubmit", pw_js_batch_submit),
         METHOD("enqueue", pw_js_enqueue),
         METHOD("flush", pw_js_flush),
         METHOD("cancelSlot", pw_js_cancel_slot),
