@@ -308,6 +308,44 @@ typedef struct portway_completion {
 } portway_completion;
 
 /**
+ * The items of a polled batch completion (`portway_batch_result`), in submit order. Every
+ * pointer stays valid until the batch's completion is passed to `portway_release`. Item `i`:
+ * `statuses[i]` (a `portway_status`), `codes[i]` (as `portway_completion.code`), its bytes
+ * `data[offsets[i] .. offsets[i+1]]` (the response, or the error message when its status is
+ * not `PORTWAY_OK`), its metadata pairs `meta[meta_offsets[i] .. meta_offsets[i+1]]`.
+ */
+typedef struct portway_batch_view {
+    /**
+     * Number of items (at least 1).
+     */
+    size_t n;
+    /**
+     * `n` statuses.
+     */
+    const uint32_t *statuses;
+    /**
+     * `n` handler codes (the HTTP status for "http").
+     */
+    const uint32_t *codes;
+    /**
+     * `n + 1` offsets into `data`, nondecreasing, `offsets[0] == 0`.
+     */
+    const uint64_t *offsets;
+    /**
+     * Every item's bytes, one after the other, then a NUL byte no offset counts; never NULL.
+     */
+    const uint8_t *data;
+    /**
+     * `n + 1` offsets into `meta`, nondecreasing, `meta_offsets[0] == 0`.
+     */
+    const uint64_t *meta_offsets;
+    /**
+     * Every item's metadata pairs, one after the other; NULL when there are none.
+     */
+    const struct portway_meta *meta;
+} portway_batch_view;
+
+/**
  * Called with its context when completions become ready after none were waiting.
  */
 typedef void (*portway_notify_fn)(void *ctx);
@@ -604,6 +642,49 @@ typedef struct portway_request {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Submits `n` payloads to one handler as ONE unit: payload `i` is
+ * `data[offsets[i] .. offsets[i+1]]` (`offsets` has `n + 1` entries, nondecreasing;
+ * `offsets[0]` may be nonzero; `data` may be NULL only when every payload is empty). Each item
+ * is a request of its own: same handler, each with the deadline `timeout_ms` from now (0 = the
+ * engine default), each takes one `max_in_flight` slot (until the batch is released), each
+ * runs with the batch's `user_data` and the id `*out_id + 1 + i` (what `portway_call_id`
+ * says; such an id cannot be cancelled on its own). All payloads are copied before the call
+ * returns. Writes the batch id to `*out_id`.
+ *
+ * The batch gets exactly ONE completion, once every item has completed: status `PORTWAY_OK`
+ * (whatever the items' own statuses), `user_data` echoed, `code` = the number of items whose
+ * status is not `PORTWAY_OK`, empty data; read its items with `portway_batch_result`.
+ * `portway_cancel` of the batch id cancels every item not yet completed (`PORTWAY_OK` when
+ * it cancelled at least one); shutdown and `portway_cancel_all` reach the items too.
+ *
+ * Accepted whole or not at all: returns `PORTWAY_OK`; `PORTWAY_BUSY` (fewer than `n` slots
+ * are free); `PORTWAY_INVALID_ARGUMENT` (`n` 0 or above `max_in_flight`, NULL `eng` or
+ * `out_id`, NULL `offsets`, decreasing offsets, NULL `data` with a nonempty payload, a
+ * payload the handler refuses); `PORTWAY_PAYLOAD_TOO_LARGE` (an item above `max_payload`);
+ * `PORTWAY_UNKNOWN_HANDLER`; `PORTWAY_SHUTDOWN`; `PORTWAY_FORKED`. A refused batch posts no
+ * completion and changes nothing. Never blocks.
+ */
+portway_status portway_batch_submit(struct portway_engine *eng,
+                                    uint32_t handler,
+                                    const uint8_t *data,
+                                    const uint64_t *offsets,
+                                    size_t n,
+                                    uint32_t timeout_ms,
+                                    uint64_t user_data,
+                                    uint64_t *out_id);
+
+/**
+ * Fills `*out` with the items of the polled batch completion `*c` (only `c->id` is read), in
+ * submit order; every pointer in it stays valid until that completion is released.
+ * Callable from any thread. Returns `PORTWAY_OK`; `PORTWAY_INVALID_ARGUMENT` when `c` is not
+ * the completion of a batch (a plain request's, one not yet polled or already released) or
+ * for NULL arguments; `PORTWAY_FORKED`.
+ */
+portway_status portway_batch_result(struct portway_engine *eng,
+                                    const struct portway_completion *c,
+                                    struct portway_batch_view *out);
 
 /**
  * Waits until at least one completion is ready or `timeout_ms` passes (0 = don't wait,
@@ -905,7 +986,9 @@ portway_status portway_metrics_text(struct portway_engine *eng,
 /**
  * Writes a JSON snapshot of the requests in flight, oldest first, at most `limit` of them:
  * `{"total":N,"requests":[{"id","user_data","handler","stage","stage_handler","state",
- * "age_ms"}]}` where state is queued, running, ready (not yet polled) or unreleased.
+ * "age_ms"}]}` where state is queued, running, ready (not yet polled) or unreleased. A batch
+ * (`portway_batch_submit`) is listed with `"items":n` and state `batch` until its last item
+ * completes; each of its items not yet completed is listed too, with `"batch":` its batch id.
  * Buffer rules and statuses as for `portway_metrics_text`.
  */
 portway_status portway_inflight_json(struct portway_engine *eng,

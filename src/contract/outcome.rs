@@ -152,6 +152,16 @@ impl Meta {
         std::iter::from_fn(move || Some((parts.next()?, parts.next()?))).take(n)
     }
 
+    /// The pairs as bytes, exactly as C sees them (without the NULs).
+    pub fn byte_pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let (text, n): (&[u8], usize) = match &self.0 {
+            Some(p) => (&p.text, p.view.len()),
+            None => (&[], 0),
+        };
+        let mut parts = text.split(|&b| b == 0);
+        std::iter::from_fn(move || Some((parts.next()?, parts.next()?))).take(n)
+    }
+
     /// The C view: a pointer (NULL when empty) and a count.
     pub fn c_view(&self) -> (*const portway_meta, usize) {
         match &self.0 {
