@@ -9,11 +9,11 @@ const { checkHttpOptions, requestPayload, HttpResponse } = require('./http.js');
 const { fetch } = require('./fetch.js');
 const { BatchResult } = require('./batch.js');
 
-// portway_config_new's max_in_flight: eng.batch splits longer payload lists into batches of this.
+// portway_config_new's max_in_flight (eng.batch sizes its parts from the engine's).
 const DEFAULT_MAX_IN_FLIGHT = 65536;
 // eng.batch: items per native batch, and native batches in flight at once. Parts of a few
 // thousand items keep the engine's and JS's working sets in cache (65,536-item parts ran at
-// under half the rate), and two or more in flight overlap the engine's work with JS reading.
+// under half the rate), and more than one in flight overlaps the engine's work with JS reading.
 const BATCH_PART = 4096;
 const BATCH_PARTS_IN_FLIGHT = 4;
 
@@ -282,8 +282,8 @@ class Engine {
    * Submits every payload to one handler as a batch and resolves, once every item has
    * completed, to a BatchResult: each item's bytes (slices of one buffer), status, code and
    * headers, in submit order. A failed item does not reject the batch: see `failures()`,
-   * `throwFirst()`. Rejects only when the batch is refused (PORTWAY_BUSY when no slot is
-   * free for its first part, ...) or aborted. Long lists (over maxInFlight included) are
+   * `throwFirst()`. Rejects only when the batch is refused (PORTWAY_BUSY when the slots for
+   * its first part are not free, ...) or aborted. Long lists (over maxInFlight included) are
    * split into native batches transparently (see _runBatch).
    */
   batch(handler, payloads, opts) {
@@ -321,17 +321,18 @@ class Engine {
     });
   }
 
-  /** Submits `arr` in parts of at most BATCH_PART items (half of maxInFlight when that is
-   *  lower), up to BATCH_PARTS_IN_FLIGHT at once (as many as fit in maxInFlight) so the
-   *  engine works on one while JS reads another.
+  /** Submits `arr` in parts of at most BATCH_PART items, up to BATCH_PARTS_IN_FLIGHT at once
+   *  (within a quarter of maxInFlight) so the engine works on one while JS reads another.
    *  A part refused with PORTWAY_BUSY while earlier ones run waits for the oldest to finish;
    *  refused with nothing of the batch running (or any other refusal), the batch rejects and
    *  its running parts are cancelled. */
   async _runBatch(hid, arr, timeoutMs, run) {
     const n = this._n;
-    // Parts that fit the in-flight slots together: with maxInFlight 64, two parts of 32.
-    const part = Math.max(1, Math.min(BATCH_PART, Math.floor(this._maxInFlight / 2)));
-    const partsInFlight = Math.max(1, Math.min(BATCH_PARTS_IN_FLIGHT, Math.floor(this._maxInFlight / part)));
+    // One eng.batch takes at most a quarter of the in-flight slots at a time, so that a few
+    // run side by side with other requests: with maxInFlight 65536, four parts of 4096.
+    const quarter = Math.max(1, Math.floor(this._maxInFlight / 4));
+    const part = Math.min(BATCH_PART, quarter);
+    const partsInFlight = Math.max(1, Math.min(BATCH_PARTS_IN_FLIGHT, Math.floor(quarter / part)));
     const nparts = Math.ceil(arr.length / part);
     const parts = new Array(nparts);
     const running = []; // [index, promise, ids] in submit order
@@ -350,7 +351,7 @@ class Engine {
             total += items[j].byteLength;
           }
           offsets[k] = total;
-          const ids = new Float64Array(k);
+          const ids = new Float64Array(1); // the batch id: cancelling it reaches every item
           let slot;
           try {
             slot = n.batchSubmit(hid, Buffer.concat(items, total), offsets, timeoutMs, ids);

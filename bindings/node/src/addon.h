@@ -9,7 +9,7 @@
  *               the busy/idle switch, unwrapping `this`
  *   engine.c    the NativeEngine constructor (options -> portway_config) and close()
  *   submit.c    submit, submitMany, cancel, the waiter slots
- *   batch.c     batchSubmit (eng.batch): items collected into columns, handed to JS once
+ *   batch.c     batchSubmit (eng.batch): portway_batch_submit, its result to JS as columns
  *   coalesce.c  per-tick coalescing: submits queued in C, one portway_submit_batch per flush
  *   delivery.c  the notify hook and the drain: completions -> JS in batches
  *   log.c       onLog: the log hook and its tsfn
@@ -109,9 +109,6 @@ typedef struct {
 
 /* ------------------------------------------------------------------ engine state */
 
-/* An eng.batch in flight: its results as columns (batch.c). */
-typedef struct pw_collector pw_collector;
-
 /* A waiter: one promise, settled by one completion (single) or by `remaining` (batch). The
  * promise itself lives in JS (NativeEngine._res/_rej[slot], see delivery.c). */
 typedef struct {
@@ -122,7 +119,7 @@ typedef struct {
     bool pending;           /* queued for the next coalesced flush (coalesce.c), no id yet */
     uint32_t next_free;
     uint64_t id;            /* the engine's id once submitted (single requests) */
-    pw_collector *col;      /* eng.batch: where its items' results go (owned) */
+    bool columnar;          /* eng.batch: one portway_batch_submit batch (batch.c) */
 } pw_waiter;
 
 /* A submit queued for the next flush (coalesce.c): its payload is pend_data[off .. off+len]. */
@@ -327,12 +324,9 @@ static inline void pw_waiter_free(pw_engine *pe, uint32_t slot) {
 /* ------------------------------------------------------------------ batch.c */
 
 napi_value pw_js_batch_submit(napi_env env, napi_callback_info info);
-/* Records one item's completion into its batch's columns. */
-void pw_collect(pw_collector *col, const portway_completion *c);
-/* Hands a complete batch to JS (this._batchDone) and frees `col`. */
-void pw_collect_done(napi_env env, pw_engine *pe, uint32_t slot, pw_collector *col);
-/* Frees a collector (env NULL at teardown: its reference goes with the env). */
-void pw_collector_free(napi_env env, pw_collector *col);
+/* Hands the polled completion `c` of eng.batch `slot` to JS (this._batchDone), before it is
+ * released. */
+void pw_batch_done(napi_env env, pw_engine *pe, uint32_t slot, const portway_completion *c);
 
 /* ------------------------------------------------------------------ coalesce.c */
 

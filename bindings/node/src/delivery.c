@@ -258,21 +258,17 @@ static void settle(napi_env env, pw_engine *pe, const portway_completion *c) {
     pw_waiter *w = &pe->waiters[slot - 1];
     if (!w->used) return;
     if (pe->in_flight > 0) pe->in_flight--;
+    if (w->columnar) { /* eng.batch: the one completion of all its items */
+        pw_waiter_free(pe, slot);
+        pw_batch_done(env, pe, slot, c);
+        return;
+    }
     if (!w->batch) {
         deliver_add(env, pe, slot, c, -1, false);
         pw_waiter_free(pe, slot);
         return;
     }
     bool last = --w->remaining == 0;
-    if (w->col) { /* eng.batch: every item's outcome is a result */
-        pw_collector *col = w->col;
-        pw_collect(col, c);
-        if (last) {
-            pw_waiter_free(pe, slot);
-            pw_collect_done(env, pe, slot, col);
-        }
-        return;
-    }
     /* The first failure rejects the batch (JS forgets it); the rest is absorbed. */
     if (!w->settled && !deliver_add(env, pe, slot, c, pos, last || c->status != PORTWAY_OK))
         w->settled = true;

@@ -50,7 +50,6 @@ napi_value pw_js_set_deliver(napi_env env, napi_callback_info info) {
 void pw_engine_unref(pw_engine *pe) {
     if (--pe->refs > 0) return;
     pthread_mutex_destroy(&pe->mu);
-    for (uint32_t i = 0; i < pe->cap; i++) pw_collector_free(NULL, pe->waiters[i].col);
     free(pe->waiters);
     pw_pending_free(pe);
     free(pe->hbuf);

@@ -61,6 +61,10 @@ test('batch: lists longer than maxInFlight are split transparently, order kept',
   assert.deepEqual([...r].map(String), Array.from({ length: n }, (_, i) => String(i)));
   assert.equal(eng.stats().completed.PORTWAY_OK, n);
   assert.equal(eng.stats().rejectedBusy, 0);
+  // batches side by side: each takes at most a quarter of the slots, none is refused
+  const both = await Promise.all([1, 2, 3].map(() => eng.batch('echo', new Array(200).fill('x'))));
+  for (const b of both) assert.equal(b.length, 200);
+  assert.equal(eng.stats().rejectedBusy, 0);
   await eng.close();
 });
 
@@ -82,11 +86,17 @@ test('batch: per-item failures and timeouts do not reject the batch', async () =
 });
 
 test('batch: a refused batch rejects with its code and nothing of it runs', async () => {
+  const one = new Engine({ runtimeThreads: 2, poolWorkers: 2 });
+  // an item the handler refuses at submit: the whole batch (one part) is refused
+  await assert.rejects(one.batch('sleep', ['1', 'soon']), (e) => e instanceof PortwayError && e.code === 'PORTWAY_INVALID_ARGUMENT' && /soon/.test(e.message));
+  assert.equal(one.stats().accepted, 0);
+  await one.close();
+  // split into parts (one item each with 4 slots): a later part's refusal rejects the batch
+  // after the earlier parts ran
   const eng = new Engine({ runtimeThreads: 2, poolWorkers: 2, maxInFlight: 4 });
-  // an item the handler refuses at submit: the whole batch is refused
-  await assert.rejects(eng.batch('sleep', ['1', 'soon']), (e) => e instanceof PortwayError && e.code === 'PORTWAY_INVALID_ARGUMENT');
-  await waitFor(() => eng.stats().inFlight === 0); // the accepted prefix was cancelled
-  assert.equal(eng.stats().completed.PORTWAY_OK, 0);
+  await assert.rejects(eng.batch('sleep', ['1', 'soon']), { code: 'PORTWAY_INVALID_ARGUMENT' });
+  await waitFor(() => eng.stats().inFlight === 0);
+  assert.equal(eng.stats().accepted, 1);
   // no free slot: PORTWAY_BUSY
   const held = [1, 2, 3, 4].map(() => eng.submit('sleep', '5000').catch((e) => e.code));
   await new Promise((r) => setImmediate(r));
@@ -104,19 +114,20 @@ test('batch: a refused batch rejects with its code and nothing of it runs', asyn
 });
 
 test('batch: an abort cancels every item, rejects with AbortError, settles once', async () => {
-  const eng = new Engine({ runtimeThreads: 2, poolWorkers: 2, maxInFlight: 8 });
+  const eng = new Engine({ runtimeThreads: 2, poolWorkers: 2, maxInFlight: 64 });
   const ac = new AbortController();
-  // 20 items over 8 slots: parts in flight are cancelled, later parts never submitted
+  // 20 items, parts of 16 (a quarter of 64): the part in flight is cancelled, the next one
+  // never submitted
   const p = eng.batch('sleep', new Array(20).fill('5000'), { signal: ac.signal });
   setTimeout(() => ac.abort(), 20);
   await assert.rejects(p, { name: 'AbortError' });
   await waitFor(() => eng.stats().inFlight === 0);
-  assert.equal(eng.stats().completed.PORTWAY_CANCELLED, 8);
-  assert.equal(eng.stats().accepted, 8);
+  assert.equal(eng.stats().completed.PORTWAY_CANCELLED, 16);
+  assert.equal(eng.stats().accepted, 16);
   const pre = new AbortController();
   pre.abort();
   await assert.rejects(eng.batch('echo', ['x'], { signal: pre.signal }), { name: 'AbortError' });
-  assert.equal(eng.stats().accepted, 8);
+  assert.equal(eng.stats().accepted, 16);
   await eng.close();
 });
 
