@@ -172,3 +172,14 @@ test('batch: http items with their codes, headers and bodies', async () => {
     await new Promise((r) => server.close(r));
   }
 });
+
+test('batch: close({ drain: false }) completes a batch in flight with its items CANCELLED', async () => {
+  const eng = new Engine({ runtimeThreads: 2, poolWorkers: 2 });
+  const p = eng.batch('sleep', ['5000', '1', '5000']);
+  await new Promise((r) => setTimeout(r, 50));
+  await eng.close({ drain: false });
+  const r = await p;
+  assert.equal(r.status(0), 'PORTWAY_CANCELLED');
+  assert.equal(r.status(1), 'PORTWAY_OK');
+  assert.deepEqual(r.failures(), [0, 2]);
+});
