@@ -263,6 +263,7 @@ pub(crate) fn inflight_json(
     limit: usize,
 ) -> String {
     requests.sort_unstable_by_key(|(r, _)| r.id);
+    let now = std::time::Instant::now();
     let mut out = String::with_capacity(64 + requests.len().min(limit) * 160);
     let _ = write!(out, "{{\"total\":{},\"requests\":[", requests.len());
     for (i, (r, batch)) in requests.iter().take(limit).enumerate() {
@@ -287,7 +288,7 @@ pub(crate) fn inflight_json(
             out,
             ",\"state\":\"{}\",\"age_ms\":{:.3}",
             state,
-            r.age_ns() as f64 / 1e6
+            r.age_ns_at(now) as f64 / 1e6
         );
         if r.is_batch() {
             let _ = write!(out, ",\"items\":{}", r.slots());

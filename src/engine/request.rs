@@ -390,6 +390,12 @@ impl Request {
         self.accepted_at.elapsed().as_nanos() as u64
     }
 
+    /// Nanoseconds from acceptance to `now`: a snapshot of many requests takes one `now`, so
+    /// requests accepted together (one batch) show equal ages and older ones never look younger.
+    pub fn age_ns_at(&self, now: std::time::Instant) -> u64 {
+        now.saturating_duration_since(self.accepted_at).as_nanos() as u64
+    }
+
     /// Notes that stage `stage` is queued (pipelines record per-stage timings).
     pub fn enter_stage(&self, stage: usize) {
         self.stage.store(stage as u32, Ordering::Relaxed);
