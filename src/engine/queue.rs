@@ -7,7 +7,17 @@
 //!   eventfd syscalls);
 //! - the hook runs (outside the lock) after every transition from empty to non-empty;
 //! - `intake` = shutdown flag | requests accepted but not yet polled. It is one atomic so that
-//!   a submit either lands before shutdown (and will be polled) or is refused.
+//!   a submit either lands before shutdown (and will be polled) or is refused;
+//! - `ready_len` mirrors `ready.len()` and `interrupts` counts wakes and the close; both are
+//!   written under the lock and read without it by a poll that spins before it sleeps. The
+//!   spin only decides when to look again: every decision is taken under the lock, so a push
+//!   or wake that lands between the spin and the sleep is seen before the poller sleeps.
+//!
+//! A poll that finds too little spins briefly on those counters (a CPU pause hint per look:
+//! no lock, no syscall), and only while requests are in flight, then sleeps on the condvar. A
+//! push wakes a sleeping poller only when one that has not been signalled yet waits (plain
+//! pollers) or when enough is ready for the smallest batch waited for (`poll_min`), so a burst
+//! of pushes costs one wake-up, not one per completion.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -16,20 +26,27 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::request::Request;
-use super::sync::{AtomicU64, Condvar, Mutex, RwLock, yield_now};
+use super::sync::{AtomicU64, AtomicUsize, Condvar, Mutex, RwLock, spin_loop};
 use crate::error::{Error, Result};
 
 const SHUTDOWN_BIT: u64 = 1 << 63;
 
-/// How many times a poll that finds nothing looks again (yielding in between) before it sleeps.
-/// (Once under loom: each look is another branch of the model, and one shows the path.)
-const LOOKS_BEFORE_SLEEPING: u32 = if cfg!(portway_loom) { 1 } else { 32 };
+/// How many times a poll that finds too little looks at the queue's counters again (a CPU
+/// pause hint in between, no lock, no syscall) before it sleeps: a few microseconds, enough for
+/// a completion already on its way, short enough not to take a shared core from the threads
+/// producing it (measured in BENCHMARKS.md, "the completion queue's wait"). Once under loom:
+/// each look is another branch of the model, and one shows the path.
+const SPINS_BEFORE_SLEEPING: u32 = if cfg!(portway_loom) { 1 } else { 256 };
 
 /// Called after completions become ready when none were waiting.
 pub type NotifyHook = Arc<dyn Fn() + Send + Sync>;
 
 pub(crate) struct CompletionQueue {
     intake: AtomicU64,
+    /// `state.ready.len()`, for spinning pollers (written under the lock).
+    ready_len: AtomicUsize,
+    /// Bumped (under the lock) by every wake and by the close: a spinning poller stops.
+    interrupts: AtomicU64,
     state: Mutex<QueueState>,
     ready_cv: Condvar,
     fd: OwnedFd,
@@ -57,6 +74,14 @@ struct QueueState {
     closed: bool,
 }
 
+/// Which blocked pollers a push wakes (decided under the lock, done after it).
+enum Wake {
+    /// This many, one each.
+    Some(usize),
+    /// All of them (batch pollers, each checks its own `min`).
+    All,
+}
+
 /// How a poll ended.
 pub(crate) enum PollEnd {
     /// This many completions were handed out (0 on timeout or wake).
@@ -77,6 +102,8 @@ impl CompletionQueue {
         }
         Ok(CompletionQueue {
             intake: AtomicU64::new(0),
+            ready_len: AtomicUsize::new(0),
+            interrupts: AtomicU64::new(0),
             state: Mutex::new(QueueState::default()),
             ready_cv: Condvar::new(),
             // SAFETY: `raw` is a fresh descriptor that nothing else owns.
@@ -156,22 +183,31 @@ impl CompletionQueue {
         if added == 0 {
             return;
         }
+        self.ready_len.store(st.ready.len(), Ordering::Release);
         if was_empty {
             self.set_readable(&mut st, true);
         }
-        if st.batch_pollers == 0 {
+        let wake = if st.batch_pollers == 0 {
             let unsignalled = st.waiting_pollers.saturating_sub(st.signalled);
             let wake = unsignalled.min(added);
             st.signalled += wake;
-            for _ in 0..wake {
-                self.ready_cv.notify_one();
-            }
+            Wake::Some(wake)
         } else if self.enough_ready(&st, st.least_min) {
             // Pollers wait for different counts: wake them all and let each one check its own.
             st.signalled = st.waiting_pollers;
-            self.ready_cv.notify_all();
-        }
+            Wake::All
+        } else {
+            Wake::Some(0)
+        };
         drop(st);
+        // After the lock is released: a woken poller would otherwise wake only to wait for the
+        // lock this thread still holds (a second futex sleep and wake-up per hand-off). The
+        // pollers to wake were counted under the lock, and a poller that has not started to
+        // sleep yet sees the notification anyway (the condvar's sequence moved on).
+        match wake {
+            Wake::Some(n) => (0..n).for_each(|_| self.ready_cv.notify_one()),
+            Wake::All => self.ready_cv.notify_all(),
+        }
         if was_empty {
             self.call_hook();
         }
@@ -190,26 +226,26 @@ impl CompletionQueue {
     ) -> PollEnd {
         let min = min.clamp(1, cap.max(1));
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut spins_left = if timeout == Some(Duration::ZERO) {
-            0
-        } else {
-            LOOKS_BEFORE_SLEEPING
-        };
+        let mut may_spin = timeout != Some(Duration::ZERO);
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if self.enough_ready(&st, min) {
                 let n = cap.min(st.ready.len());
                 let batch: Vec<Arc<Request>> = st.ready.drain(..n).collect();
+                self.ready_len.store(st.ready.len(), Ordering::Release);
                 let after = self.intake.fetch_sub(n as u64, Ordering::AcqRel) - n as u64;
                 let closed_now = after == SHUTDOWN_BIT;
                 if closed_now {
                     st.closed = true;
-                    self.ready_cv.notify_all();
+                    self.interrupts.fetch_add(1, Ordering::Release);
                 }
                 if st.ready.is_empty() && !st.closed {
                     self.set_readable(&mut st, false);
                 }
                 drop(st);
+                if closed_now {
+                    self.ready_cv.notify_all();
+                }
                 // The outcomes were written before the requests were pushed under the lock, so
                 // they are visible here without it.
                 for (i, req) in batch.iter().enumerate() {
@@ -237,13 +273,15 @@ impl CompletionQueue {
                     Some(d - now)
                 }
             };
-            if spins_left > 0 {
-                // Completions often arrive within microseconds while work is flowing: look
-                // again a few times, yielding the CPU in between, before sleeping (a futex
-                // sleep and the wake-up it then needs cost more than that).
-                spins_left -= 1;
+            if may_spin && self.more_can_come(&st) {
+                // Completions often arrive within microseconds while work is flowing: a futex
+                // sleep and the wake-up it then needs cost more than a short spin. Once per
+                // poll, and only while requests are in flight (nothing else can end it but a
+                // wake).
+                may_spin = false;
+                let seen = self.interrupts.load(Ordering::Relaxed);
                 drop(st);
-                yield_now();
+                self.spin(min, seen);
                 st = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 continue;
             }
@@ -288,18 +326,47 @@ impl CompletionQueue {
         ready >= min || ready as u64 >= self.intake.load(Ordering::Acquire) & !SHUTDOWN_BIT
     }
 
+    /// True when requests were accepted that are not ready yet (a spin may see them arrive).
+    fn more_can_come(&self, st: &QueueState) -> bool {
+        self.intake.load(Ordering::Acquire) & !SHUTDOWN_BIT > st.ready.len() as u64
+    }
+
+    /// Spins (without the lock) until a poll for `min` may be able to return, a wake or the
+    /// close came (`interrupts` moved on from `seen`), or the spin budget is spent. Only a hint:
+    /// the caller decides under the lock.
+    fn spin(&self, min: usize, seen: u64) {
+        for _ in 0..SPINS_BEFORE_SLEEPING {
+            if self.interrupts.load(Ordering::Acquire) != seen {
+                return;
+            }
+            let ready = self.ready_len.load(Ordering::Acquire);
+            if ready > 0
+                && (ready >= min
+                    || ready as u64 >= self.intake.load(Ordering::Acquire) & !SHUTDOWN_BIT)
+            {
+                return;
+            }
+            spin_loop();
+        }
+    }
+
     /// Makes one blocked poll return with nothing; if none is blocked, the next poll that
     /// would block returns at once instead.
     pub fn wake(&self) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.wakes += 1;
+        self.interrupts.fetch_add(1, Ordering::Release);
+        drop(st);
         self.ready_cv.notify_one();
     }
 
     /// Drops everything still queued (engine teardown).
     pub fn clear(&self) {
         let drained: Vec<_> = match self.state.lock() {
-            Ok(mut st) => st.ready.drain(..).collect(),
+            Ok(mut st) => {
+                self.ready_len.store(0, Ordering::Release);
+                st.ready.drain(..).collect()
+            }
             Err(_) => Vec::new(),
         };
         drop(drained);
@@ -308,9 +375,10 @@ impl CompletionQueue {
     fn mark_closed(&self) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.closed = true;
+        self.interrupts.fetch_add(1, Ordering::Release);
         self.set_readable(&mut st, true);
-        self.ready_cv.notify_all();
         drop(st);
+        self.ready_cv.notify_all();
         self.call_hook();
     }
 
