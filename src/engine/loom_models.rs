@@ -265,6 +265,43 @@ fn loom_a_spinning_poll_never_misses_a_push_or_a_wake() {
     });
 }
 
+/// Issue 17: a batch poller and a plain poller sleep while one worker posts three completions
+/// one push at a time. A batch poller already signalled is not signalled again by the pushes
+/// that follow; one that wakes, finds too little and sleeps again must still be woken by a
+/// later push. Both get theirs (a lost wake-up is a deadlock for loom).
+#[test]
+fn loom_a_batch_and_a_plain_poller_are_each_woken() {
+    loom::model(|| {
+        let parts = Parts::new(4);
+        let entry = echo_entry();
+        let reqs: Vec<_> = (1..=3)
+            .map(|id| parts.accept(id, &entry).unwrap())
+            .collect();
+        let worker = {
+            let parts = parts.clone();
+            thread::spawn(move || {
+                for req in &reqs {
+                    assert!(parts.finish(req, Outcome::ok(Vec::new())));
+                }
+            })
+        };
+        let plain = {
+            let parts = parts.clone();
+            thread::spawn(move || matches!(parts.poll(1, 1, |_, _| {}), PollEnd::Taken(1)))
+        };
+        let mut polled = 0;
+        while polled < 2 {
+            if let PollEnd::Taken(n) = parts.poll(2, 2, |_, _| {}) {
+                polled += n;
+            }
+        }
+        assert!(plain.join().unwrap());
+        worker.join().unwrap();
+        assert_eq!(polled, 2);
+        assert_eq!(parts.release(1..=3), 3);
+    });
+}
+
 /// The notify fd follows the queue (readable exactly while completions wait, or once closed)
 /// and the hook runs after completions arrive, whatever the order of pushes and polls.
 #[test]

@@ -75,9 +75,10 @@ struct QueueState {
 }
 
 /// Which blocked pollers a push wakes (decided under the lock, done after it).
+#[derive(Debug, PartialEq)]
 enum Wake {
     /// This many, one each.
-    Some(usize),
+    Count(usize),
     /// All of them (batch pollers, each checks its own `min`).
     All,
 }
@@ -187,29 +188,37 @@ impl CompletionQueue {
         if was_empty {
             self.set_readable(&mut st, true);
         }
-        let wake = if st.batch_pollers == 0 {
-            let unsignalled = st.waiting_pollers.saturating_sub(st.signalled);
-            let wake = unsignalled.min(added);
-            st.signalled += wake;
-            Wake::Some(wake)
-        } else if self.enough_ready(&st, st.least_min) {
-            // Pollers wait for different counts: wake them all and let each one check its own.
-            st.signalled = st.waiting_pollers;
-            Wake::All
-        } else {
-            Wake::Some(0)
-        };
+        let wake = self.pollers_to_wake(&mut st, added);
         drop(st);
         // After the lock is released: a woken poller would otherwise wake only to wait for the
         // lock this thread still holds (a second futex sleep and wake-up per hand-off). The
         // pollers to wake were counted under the lock, and a poller that has not started to
         // sleep yet sees the notification anyway (the condvar's sequence moved on).
         match wake {
-            Wake::Some(n) => (0..n).for_each(|_| self.ready_cv.notify_one()),
+            Wake::Count(n) => (0..n).for_each(|_| self.ready_cv.notify_one()),
             Wake::All => self.ready_cv.notify_all(),
         }
         if was_empty {
             self.call_hook();
+        }
+    }
+
+    /// Which blocked pollers `added` new completions wake, counting them as signalled.
+    fn pollers_to_wake(&self, st: &mut QueueState, added: usize) -> Wake {
+        if st.batch_pollers == 0 {
+            let unsignalled = st.waiting_pollers.saturating_sub(st.signalled);
+            let wake = unsignalled.min(added);
+            st.signalled += wake;
+            Wake::Count(wake)
+        } else if st.signalled < st.waiting_pollers && self.enough_ready(st, st.least_min) {
+            // Pollers wait for different counts: wake them all and let each one check its own.
+            // Once, not again for every push that lands before they have woken (a futex
+            // syscall each): a poller that finds too little and sleeps again is no longer
+            // counted as signalled, so a later push wakes it.
+            st.signalled = st.waiting_pollers;
+            Wake::All
+        } else {
+            Wake::Count(0)
         }
     }
 
@@ -404,5 +413,61 @@ impl CompletionQueue {
             unsafe { libc::read(fd, (&mut sink as *mut u64).cast(), 8) };
         }
         st.fd_readable = readable;
+    }
+}
+
+#[cfg(all(test, not(portway_loom)))]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::engine::registry::echo_entry;
+
+    fn requests(ids: std::ops::Range<u64>) -> Vec<Arc<Request>> {
+        let entry = echo_entry();
+        ids.map(|id| Arc::new(Request::new(id, 0, entry.clone(), Instant::now(), 0)))
+            .collect()
+    }
+
+    /// Issue 17: a batch poller (`poll_min`) asleep while its batch completes one push at a
+    /// time is woken once, by the push that makes the batch, not again by each push that
+    /// lands before it has woken (in W1 that was several futex wake-ups per batch).
+    #[test]
+    fn a_sleeping_batch_poller_is_woken_once_per_batch() {
+        let q = CompletionQueue::new().unwrap();
+        q.reserve(10).unwrap();
+        let mut st = q.state.lock().unwrap();
+        // One poller asleep in `poll` with `min` 3, as `poll` leaves the counts.
+        st.waiting_pollers = 1;
+        st.batch_pollers = 1;
+        st.least_min = 3;
+        let mut wakes = Vec::new();
+        for req in requests(1..6) {
+            st.ready.push_back(req);
+            wakes.push(q.pollers_to_wake(&mut st, 1));
+        }
+        use Wake::{All, Count as N};
+        assert_eq!(wakes, [N(0), N(0), All, N(0), N(0)]);
+        // It woke, found too little for its own `min` (say 8), and sleeps again: the next push
+        // that makes the smallest batch wakes it again.
+        st.signalled = st.signalled.saturating_sub(1).min(st.waiting_pollers);
+        st.ready.push_back(requests(6..7).pop().unwrap());
+        assert_eq!(q.pollers_to_wake(&mut st, 1), All);
+    }
+
+    /// Plain pollers: a burst wakes at most one poller per completion, and none already
+    /// signalled.
+    #[test]
+    fn plain_pollers_are_woken_once_each() {
+        let q = CompletionQueue::new().unwrap();
+        q.reserve(10).unwrap();
+        let mut st = q.state.lock().unwrap();
+        st.waiting_pollers = 2;
+        st.ready.extend(requests(1..2));
+        assert_eq!(q.pollers_to_wake(&mut st, 1), Wake::Count(1));
+        st.ready.extend(requests(2..5));
+        assert_eq!(q.pollers_to_wake(&mut st, 3), Wake::Count(1));
+        st.ready.extend(requests(5..6));
+        assert_eq!(q.pollers_to_wake(&mut st, 1), Wake::Count(0));
     }
 }
