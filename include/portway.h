@@ -461,8 +461,13 @@ typedef struct portway_policy {
     /**
      * Token bucket refill in requests per second (fractions allowed, at most 1e9); 0 = no
      * rate limit. Each call takes one token; calls without one wait in FIFO order without
-     * holding a thread, and a request whose token would come after its deadline completes
-     * `PORTWAY_TIMEOUT` at once.
+     * holding a thread. A request that has to wait is judged on when it would finish: if its
+     * token, plus the time the handler's recent runs took (their smoothed mean plus four mean
+     * deviations, as TCP times retransmissions), comes after its deadline, it completes
+     * `PORTWAY_TIMEOUT` at once; a waiter whose turn comes too close to its deadline for a
+     * run completes `PORTWAY_TIMEOUT` then. Neither takes a token, so under overload the
+     * tokens go to requests that can still finish in time. A request that finds a token and
+     * nobody waiting always runs.
      */
     double rate_per_s;
     /**
@@ -552,8 +557,8 @@ typedef struct portway_policy_state {
      */
     uint64_t breaker_rejected;
     /**
-     * Requests completed `PORTWAY_TIMEOUT` at once because their token came after their
-     * deadline.
+     * Requests completed `PORTWAY_TIMEOUT` by the rate limit because their token, plus the
+     * handler's recent run time, came after their deadline.
      */
     uint64_t rate_timeouts;
     /**

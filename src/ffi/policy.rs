@@ -40,8 +40,13 @@ pub struct portway_policy {
     pub min_concurrency: u32,
     /// Token bucket refill in requests per second (fractions allowed, at most 1e9); 0 = no
     /// rate limit. Each call takes one token; calls without one wait in FIFO order without
-    /// holding a thread, and a request whose token would come after its deadline completes
-    /// `PORTWAY_TIMEOUT` at once.
+    /// holding a thread. A request that has to wait is judged on when it would finish: if its
+    /// token, plus the time the handler's recent runs took (their smoothed mean plus four mean
+    /// deviations, as TCP times retransmissions), comes after its deadline, it completes
+    /// `PORTWAY_TIMEOUT` at once; a waiter whose turn comes too close to its deadline for a
+    /// run completes `PORTWAY_TIMEOUT` then. Neither takes a token, so under overload the
+    /// tokens go to requests that can still finish in time. A request that finds a token and
+    /// nobody waiting always runs.
     pub rate_per_s: f64,
     /// Token bucket size: how many calls may start at once after a quiet spell. 0 = the
     /// default, `max(1, rate_per_s)`. Must be 0 when `rate_per_s` is 0. The bucket starts full.
@@ -99,8 +104,8 @@ pub struct portway_policy_state {
     pub breaker_trips: u64,
     /// Requests completed `PORTWAY_UNAVAILABLE` by the breaker (all origins).
     pub breaker_rejected: u64,
-    /// Requests completed `PORTWAY_TIMEOUT` at once because their token came after their
-    /// deadline.
+    /// Requests completed `PORTWAY_TIMEOUT` by the rate limit because their token, plus the
+    /// handler's recent run time, came after their deadline.
     pub rate_timeouts: u64,
     /// Hedged attempts started (hedging is not supported yet: 0).
     pub hedges_started: u64,

@@ -149,16 +149,7 @@ impl Policies {
                 return None;
             }
             RateAdmission::TooLate(ticket, wait) => {
-                let msg = format!(
-                    "rate limit of handler {:?}: the next token is {} ms away, after the request's deadline",
-                    entry.name,
-                    wait.as_millis()
-                );
-                dispatch::finish(
-                    shared,
-                    &ticket.req,
-                    Outcome::failed(Status::PORTWAY_TIMEOUT, msg),
-                );
+                too_late(shared, entry, &ticket.req, Some(wait));
                 return None;
             }
         };
@@ -189,7 +180,7 @@ impl Policies {
             }
             start => {
                 let trial = start == Start::Trial;
-                let permit = (counted || self.breaker.is_on())
+                let permit = (counted || self.breaker.is_on() || self.rate.is_on())
                     .then(|| Permit::new(shared, entry, &ticket.req, counted, trial, key));
                 Some((ticket, permit))
             }
@@ -303,6 +294,9 @@ pub(crate) struct Permit {
     judged: bool,
     /// The breaker that judges the run: its key (`None`: the handler's own).
     key: Option<String>,
+    /// When the run started, and how long it took once known (the rate limit's estimate).
+    started: Instant,
+    ran_for: Option<Duration>,
 }
 
 impl Permit {
@@ -323,6 +317,8 @@ impl Permit {
             failed: None,
             judged: false,
             key,
+            started: Instant::now(),
+            ran_for: None,
         }
     }
 
@@ -337,6 +333,7 @@ impl Permit {
         if req.is_done() {
             return;
         }
+        self.ran_for = Some(self.started.elapsed());
         self.failed = match outcome.status {
             Status::PORTWAY_OK => Some(
                 matches!(self.entry.kind, HandlerKind::Async(_))
@@ -374,12 +371,19 @@ impl Drop for Permit {
     fn drop(&mut self) {
         // A run that ended without an outcome after its deadline was cut off by it: a timeout.
         // One that ended before (cancelled) says nothing about the handler.
-        let failed = self.failed.or_else(|| {
-            self.deadline
-                .is_some_and(|d| Instant::now() >= d)
-                .then_some(true)
-        });
+        let cut_off = self.deadline.is_some_and(|d| Instant::now() >= d);
+        let failed = self.failed.or_else(|| cut_off.then_some(true));
         self.judge(failed);
+        let rate = &self.entry.policies.rate;
+        if rate.is_on() {
+            // How long runs take, for the rate limit's "too late" judgement: a run cut off by
+            // its deadline took at least as long as it ran.
+            match self.ran_for {
+                Some(took) => rate.record_run(took, false),
+                None if cut_off => rate.record_run(self.started.elapsed(), true),
+                None => {}
+            }
+        }
         if self.counted {
             let startable = self.entry.policies.limit.release_one();
             start_all(&self.shared, &self.entry, startable);
@@ -432,6 +436,26 @@ fn unavailable(shared: &Shared, entry: &HandlerEntry, req: &Arc<Request>, key: O
     ) {
         entry.policies.breaker.count_rejected();
     }
+}
+
+/// Completes `req` with `PORTWAY_TIMEOUT`: the rate limit's token for it, plus the time runs
+/// of the handler take, comes after its deadline — at admission (`wait`: how far away its
+/// token was), or when its turn came (`None`); either way it took no token.
+fn too_late(shared: &Shared, entry: &HandlerEntry, req: &Arc<Request>, wait: Option<Duration>) {
+    let msg = match wait {
+        Some(wait) => format!(
+            "rate limit of handler {:?}: the next token is {} ms away, and with the handler's \
+             recent run time it would finish after the request's deadline",
+            entry.name,
+            wait.as_millis()
+        ),
+        None => format!(
+            "rate limit of handler {:?}: the request's token came too close to its deadline \
+             for a run of the handler's recent length",
+            entry.name
+        ),
+    };
+    dispatch::finish(shared, req, Outcome::failed(Status::PORTWAY_TIMEOUT, msg));
 }
 
 /// Checks `settings` against what the engine implements for `entry`.
@@ -506,6 +530,9 @@ fn drive_rate(shared: &Arc<Shared>, entry: &Arc<HandlerEntry>) {
     rt.spawn(async move {
         loop {
             let turn = entry.policies.rate.turn();
+            for ticket in turn.late {
+                too_late(&shared, &entry, &ticket.req, None);
+            }
             for ticket in turn.ready {
                 let key = entry.policies.breaker_key(&entry, &ticket);
                 if let Some((ticket, permit)) =
