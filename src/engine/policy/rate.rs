@@ -51,6 +51,8 @@ struct State {
     /// cancelled waiters does not pile them up until their turn (doubles with the live length:
     /// amortized O(1) per admission).
     sweep_at: usize,
+    /// When the queue was last swept (bounds the sweeps a stream of refusals makes).
+    swept: Option<Instant>,
     /// How long the handler's runs take.
     runs: RunEstimate,
 }
@@ -90,6 +92,11 @@ impl RunEstimate {
     }
 }
 
+/// Least time between two sweeps made to judge a request too late: under overload nearly every
+/// arrival is judged, and one scan of the queue per millisecond keeps the count exact enough
+/// (only requests finished since the last sweep can still be counted ahead).
+const SWEEP_GAP: Duration = Duration::from_millis(1);
+
 /// The smallest [`State::sweep_at`].
 const SWEEP_MIN: usize = 64;
 
@@ -125,6 +132,7 @@ impl State {
     /// Drops the tickets of requests already finished and sets the next sweep at twice the
     /// live length.
     fn sweep(&mut self) {
+        self.swept = Some(Instant::now());
         self.waiting.retain(|t| !t.req.is_done());
         self.sweep_at = SWEEP_MIN.max(self.waiting.len() * 2);
     }
@@ -150,6 +158,7 @@ impl RateLimit {
                 waiting: VecDeque::new(),
                 driving: false,
                 sweep_at: SWEEP_MIN,
+                swept: None,
                 runs: RunEstimate::default(),
             }),
         }
@@ -207,9 +216,13 @@ impl RateLimit {
         if let Some(deadline) = ticket.req.deadline() {
             let margin = st.runs.margin();
             let mut at = st.time_for(st.waiting.len() as f64 + 1.0);
-            if at + margin > deadline {
+            if at + margin > deadline
+                && st
+                    .swept
+                    .is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_GAP)
+            {
                 // Requests that finished while waiting take no token: count only live ones
-                // before refusing (the scan runs only on this rare path).
+                // before refusing.
                 st.sweep();
                 at = st.time_for(st.waiting.len() as f64 + 1.0);
             }
@@ -244,11 +257,12 @@ impl RateLimit {
                 Some(t) if t.req.is_done() => {
                     st.waiting.pop_front();
                 }
-                Some(_) if st.tokens < 1.0 => break,
+                // Too late for a run even with a token now: fail it whether or not one is here.
                 Some(t) if t.req.deadline().is_some_and(|d| finish_by > d) => {
                     self.too_late.fetch_add(1, Ordering::Relaxed);
                     late.extend(st.waiting.pop_front());
                 }
+                Some(_) if st.tokens < 1.0 => break,
                 Some(_) => {
                     st.tokens -= 1.0;
                     ready.extend(st.waiting.pop_front());
@@ -448,12 +462,14 @@ mod tests {
         assert!(matches!(rate.admit(ticket(1, 0)), RateAdmission::Go(_)));
         park(&rate, 2, 60_000);
         park(&rate, 3, 0);
-        // Runs turn out to take minutes: the first waiter cannot finish by its deadline.
+        // Runs turn out to take minutes: the first waiter cannot finish by its deadline, and
+        // fails at the next turn, before any token is there.
         rate.record_run(Duration::from_secs(120), false);
+        let ids = |ts: &[Ticket]| ts.iter().map(|t| t.req.id).collect::<Vec<u64>>();
+        let turn = rate.turn();
+        assert_eq!((ids(&turn.late), ids(&turn.ready)), (vec![2], vec![]));
         rate.lock().tokens = 1.0;
         let turn = rate.turn();
-        let ids = |ts: &[Ticket]| ts.iter().map(|t| t.req.id).collect::<Vec<u64>>();
-        assert_eq!(ids(&turn.late), [2]);
         assert_eq!(ids(&turn.ready), [3], "the token went to the next waiter");
         assert_eq!(rate.too_late(), 1);
     }
