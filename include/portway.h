@@ -499,8 +499,13 @@ typedef struct portway_policy {
     /**
      * Token bucket refill in requests per second (fractions allowed, at most 1e9); 0 = no
      * rate limit. Each call takes one token; calls without one wait in FIFO order without
-     * holding a thread, and a request whose token would come after its deadline completes
-     * `PORTWAY_TIMEOUT` at once.
+     * holding a thread. A request that has to wait is judged on when it would finish: if its
+     * token, plus the time the handler's recent runs took (their smoothed mean plus four mean
+     * deviations, as TCP times retransmissions), comes after its deadline, it completes
+     * `PORTWAY_TIMEOUT` at once; a waiter whose turn comes too close to its deadline for a
+     * run completes `PORTWAY_TIMEOUT` then. Neither takes a token, so under overload the
+     * tokens go to requests that can still finish in time. A request that finds a token and
+     * nobody waiting always runs.
      */
     double rate_per_s;
     /**
@@ -526,8 +531,13 @@ typedef struct portway_policy {
      * `PORTWAY_HANDLER_ERROR`, `PORTWAY_PANIC`, `PORTWAY_CONNECT_ERROR`, `PORTWAY_TLS_ERROR`,
      * `PORTWAY_PROTOCOL_ERROR` and `PORTWAY_TIMEOUT`, and for `http` a 5xx response; a
      * `PORTWAY_OK` outcome is a success and resets the count; other statuses (a cancellation,
-     * `PORTWAY_BODY_TOO_LARGE`, ...) count as neither. One breaker per handler
-     * (not per origin for `http`: register one http handler per upstream to separate them).
+     * `PORTWAY_BODY_TOO_LARGE`, ...) count as neither. One breaker per handler, and for
+     * `http` one per origin (scheme, host, port): an origin's breaker opens on its own
+     * failures and refuses only requests to that origin (the `PORTWAY_UNAVAILABLE` message
+     * and the log lines name it), with its own half-open trial. A redirect to another origin
+     * does not change which breaker judges the run: the origin the request names does. An
+     * http handler keeps a state only for origins with failures counted or open (at most
+     * 1024; past that, closed ones are forgotten first, then the one open longest).
      * Not accepted on a pipeline: set it on its stages.
      */
     uint32_t breaker_failures;
@@ -553,13 +563,13 @@ typedef struct portway_policy_state {
      */
     uint32_t running;
     /**
-     * Requests waiting for a concurrency slot or a rate-limit token (requests cancelled or
-     * timed out while waiting are counted until their turn comes).
+     * Requests waiting for a concurrency slot or a rate-limit token.
      */
     uint32_t waiting;
     /**
      * Circuit breaker: `PORTWAY_BREAKER_CLOSED`, `PORTWAY_BREAKER_OPEN` or
-     * `PORTWAY_BREAKER_HALF_OPEN` (cooldown over, or the trial running).
+     * `PORTWAY_BREAKER_HALF_OPEN` (cooldown over, or the trial running). With one breaker per
+     * origin (`http`), the worst of them: open if any is, else half-open if any is.
      */
     uint32_t breaker_state;
     /**
@@ -567,24 +577,26 @@ typedef struct portway_policy_state {
      */
     double tokens;
     /**
-     * Consecutive failures counted while the breaker is closed.
+     * Consecutive failures counted while the breaker is closed (per origin for `http`: the
+     * most of any closed one).
      */
     uint32_t breaker_failures;
     /**
-     * Reserved; 0.
+     * Breakers open or half-open now: for `http` the number of origins refused or on trial,
+     * for other handlers 0 or 1. (This field was `reserved`, always 0, before.)
      */
-    uint32_t reserved;
+    uint32_t breaker_open;
     /**
-     * Times the breaker opened, reopenings after a failed trial included.
+     * Times a breaker opened, reopenings after a failed trial included (all origins).
      */
     uint64_t breaker_trips;
     /**
-     * Requests completed `PORTWAY_UNAVAILABLE` by the breaker.
+     * Requests completed `PORTWAY_UNAVAILABLE` by the breaker (all origins).
      */
     uint64_t breaker_rejected;
     /**
-     * Requests completed `PORTWAY_TIMEOUT` at once because their token came after their
-     * deadline.
+     * Requests completed `PORTWAY_TIMEOUT` by the rate limit because their token, plus the
+     * handler's recent run time, came after their deadline.
      */
     uint64_t rate_timeouts;
     /**

@@ -107,7 +107,7 @@ fn rust_layout() -> Layout {
             breaker_state,
             tokens,
             breaker_failures,
-            reserved,
+            breaker_open,
             breaker_trips,
             breaker_rejected,
             rate_timeouts,

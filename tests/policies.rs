@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{collect, engine, one, sub};
+use common::{collect, engine, engine_with, one, sub};
 use portway::engine::{LogLevel, PolicySettings};
 use portway::handlers::Call;
 use portway::{Engine, ShutdownMode, Status, Submission};
@@ -139,6 +139,70 @@ fn a_request_whose_token_comes_after_its_deadline_times_out_at_once() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let state = eng.policy_state(limited).unwrap();
     assert_eq!((state.rate_timeouts, state.waiting), (1, 0));
+}
+
+#[test]
+fn under_overload_the_tokens_go_to_requests_that_can_finish_in_time() {
+    let eng = engine_with(|c| c.set_pool_workers(4).unwrap());
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = calls.clone();
+    // Runs take 150 or 250 ms, in turn.
+    let slow = eng
+        .register_blocking("slow", move |call: &mut Call| {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(if n.is_multiple_of(2) {
+                150
+            } else {
+                250
+            }));
+            call.respond(b"ok").unwrap();
+        })
+        .unwrap();
+    // Warm-up under a rate that holds nothing back, so the limit has seen runs.
+    eng.set_policy(slow, &rate(1000.0, 100)).unwrap();
+    for _ in 0..8 {
+        eng.submit(&sub(slow, b"")).unwrap();
+    }
+    assert!(
+        collect(&eng, 8)
+            .iter()
+            .all(|c| c.status == Status::PORTWAY_OK)
+    );
+    // Four times what 10 req/s serves in the 2 s deadline, offered at once.
+    eng.set_policy(slow, &rate(10.0, 1)).unwrap();
+    let offered = 80;
+    for _ in 0..offered {
+        eng.submit(&timed(slow, 2000)).unwrap();
+    }
+    let done = collect(&eng, offered);
+    let count = |st: Status| done.iter().filter(|c| c.status == st).count() as u64;
+    let (served, timed_out) = (count(Status::PORTWAY_OK), count(Status::PORTWAY_TIMEOUT));
+    assert_eq!(served + timed_out, offered as u64, "only OK and TIMEOUT");
+    let ran = calls.load(Ordering::SeqCst) - 8;
+    // Every run the limit let start finished within its deadline: no token went to a request
+    // that could only time out in the handler, and those that could not wait failed at once.
+    assert_eq!(ran, served, "{timed_out} timed out, {served} served");
+    assert!(served >= 8, "goodput near the rate: {served} served");
+    assert_eq!(eng.policy_state(slow).unwrap().rate_timeouts, timed_out);
+}
+
+#[test]
+fn waiting_counts_only_live_requests() {
+    let eng = engine();
+    let (limited, _) = counting(&eng, "limited");
+    eng.set_policy(limited, &rate(A_DAY, 1)).unwrap();
+    eng.submit(&sub(limited, b"")).unwrap();
+    assert_eq!(one(&eng).status, Status::PORTWAY_OK);
+    let ids: Vec<u64> = (0..5)
+        .map(|_| eng.submit(&sub(limited, b"")).unwrap())
+        .collect();
+    for &id in &ids[..3] {
+        eng.cancel(id).unwrap();
+    }
+    assert_eq!(collect(&eng, 3).len(), 3);
+    assert_eq!(eng.policy_state(limited).unwrap().waiting, 2);
+    eng.set_policy(limited, &settings()).unwrap();
+    assert_eq!(collect(&eng, 2).len(), 2);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench-w5`: workload W5 of issue 16, an upstream with a capacity knee and a long tail.
 
-    python bench/w5/runner.py [--quick] [--reps 5] [--check] [--publish] [--out DIR]
+    python bench/w5/runner.py [--quick] [--reps 5] [--check] [--publish] [--only rate,breaker]
 
 Every run starts a fresh upstream (bench/w5/upstream, so the seeded tail picks the same
 arrivals in every run), drives it with the C driver (bench/w5/driver.c) through portway's http
@@ -16,9 +16,10 @@ handler, and stops it. Rows:
 - Breaker baseline: the knee upstream taken down in mode "hang" (it holds every request), 512 in
   flight, a 1 s deadline: how long a caller takes to learn that the upstream is unusable.
 - Rate: a 1,000 req/s token bucket (burst 10, portway_handler_set_policy) on the knee upstream,
-  offered in an open loop at 2x and 10x that for 10 s with a 1 s deadline (requests whose token
-  would come after it fail at once): the upstream's started count over the run's window, and the
-  200s per second.
+  offered in an open loop at 2x, 4x and 10x that for 10 s with a 1 s deadline (requests whose
+  token, plus the handler's recent run time, would come after it fail at once): the upstream's
+  started count over the run's window (the limit held), the 200s over it (goodput: every 200
+  came within the deadline) and the 200s per second.
 - Breaker: 5 consecutive failures open it, 1 s cooldown; the upstream answers 500 for 3 s
   (down, mode 500) under 1,000 req/s offered: time to fail (PORTWAY_UNAVAILABLE) while down,
   requests the upstream saw while down, and time from its return to the first 200.
@@ -27,7 +28,9 @@ handler, and stops it. Rows:
 
 Full mode: one warm-up round (discarded), then REPS rounds with the rows interleaved within
 each round; median and range. Writes bench/results/w5.json, bench/results/w5.png (latency over
-time) and the W5 section of BENCHMARKS.md (between its own markers). Quick mode (--quick, what
+time) and the W5 section of BENCHMARKS.md (between its own markers); --only GROUPS (knee, tail,
+rate, breaker; comma-separated) measures those rows alone and writes under target/bench/w5/only/.
+Either way the goal checks are printed at the end. Quick mode (--quick, what
 `make test` runs through `make test-bench-w5`): one round of fewer rows at a fifth of the size,
 written under target/bench/w5/quick/ (unless --publish). --check fails the run unless the
 upstream's own counts agree with the model and the driver (every answered request was seen
@@ -83,7 +86,7 @@ QUICK_LIMITS = [32, 64, 128]
 KNEE_N, TAIL_N, BREAKER_N = 10_000, 20_000, 5_120
 QUICK_DIV = 5
 # The rows drawn in the latency-over-time chart (all eight knee rows would hide one another).
-PLOTTED = {"knee.none", "knee.fixed32", "knee.fixed64", "knee.fixed128", "tail.none", "rate.2x", "rate.10x",
+PLOTTED = {"knee.none", "knee.fixed32", "knee.fixed64", "knee.fixed128", "tail.none", "rate.2x", "rate.4x", "rate.10x",
            "breaker.down"}
 STUCK_DEADLINE_MS = 1000
 RATE, RATE_BURST, RATE_SECS, RATE_DEADLINE_MS, RATE_CAP = 1000, 10, 10, 1000, 4096
@@ -130,7 +133,7 @@ def rows(quick: bool) -> list[Row]:
                           "--down", "hang:600000"], bn, IN_FLIGHT),
     ]
     secs = RATE_SECS / div
-    for mult in (2, 10):
+    for mult in (2, 4, 10):
         offer = RATE * mult
         rn = int(offer * secs)
         out.append(Row(f"rate.{mult}x", "rate", f"rate {RATE:,}/s at offered {mult}×", KNEE_SERVER,
@@ -186,7 +189,7 @@ def run_once(row: Row, series: Path | None, timeout: float) -> ChildResult:
 FIGURES = ["goodput", "throughput", "p50_ms", "p99_ms", "p999_ms", "server_max_in_progress", "extra_percent",
            "fail_p50_ms", "fail_p99_ms", "achieved_rate", "rate_error_percent", "per_s_min", "per_s_max",
            "unavail_p50_ms", "unavail_p99_ms", "server_down_rejected", "recover_ms", "breaker_trips", "unavailable",
-           "server_abandoned"]
+           "server_abandoned", "served_rate", "served_percent"]
 
 
 def figures(r: ChildResult) -> dict[str, float]:
@@ -196,6 +199,10 @@ def figures(r: ChildResult) -> dict[str, float]:
     vals["extra_percent"] = max(0.0, float(d["server_started"]) - float(d["n"])) * 100 / float(d["n"])
     if d.get("rate"):
         vals["rate_error_percent"] = (float(d["achieved_rate"]) - float(d["rate"])) * 100 / float(d["rate"])
+        # Goodput: 200s over the same window. A request past its deadline completes TIMEOUT, so
+        # every 200 came within it.
+        vals["served_rate"] = float(d["ok"]) / float(d["window_s"])
+        vals["served_percent"] = vals["served_rate"] * 100 / float(d["rate"])
         per_s = d.get("ok_per_s") or []
         if per_s:
             vals["per_s_min"], vals["per_s_max"] = float(min(per_s)), float(max(per_s))
@@ -282,6 +289,46 @@ def cell(rec: dict[str, Any], key: str, unit: str = "") -> str:
     return f"{fmt(f['median'], unit)} ({fmt(f['min'], unit)} – {fmt(f['max'], unit)})"
 
 
+def goals(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The issue's goals as (goal, measured value, met: yes / no / —), for the table and the log."""
+    recs = {r["rid"]: r for r in doc["records"]}
+    rate_rows = [r for r in doc["records"] if r["group"] == "rate"]
+
+    def med(rid: str, key: str) -> float | None:
+        rec = recs.get(rid)
+        if rec is None or rec["status"] != "ok" or key not in rec.get("figures", {}):
+            return None
+        return float(rec["figures"][key]["median"])
+
+    out = [("adaptive ≥ 90 % of the best fixed limit's goodput, p99 ≤ 1.5× its p99, far above no limit",
+            "needs #16", "—"),
+           ("hedging cuts p99.9 ≥ 10× for ≤ 5 % extra requests", "needs #16", "—")]
+    goal = "a 1,000 req/s limit held within 2 % at any offered load"
+    errs = [med(r["rid"], "rate_error_percent") for r in rate_rows]
+    if errs and all(e is not None for e in errs):
+        worst = max(abs(e) for e in errs if e is not None)
+        out.append((goal, f"worst {worst:.2f} %", "yes" if worst <= 2 else "no"))
+    else:
+        out.append((goal, "not measured", "—"))
+    goal = "... and goodput (200s within the deadline) ≥ 95 % of the rate at every offered load"
+    served = [med(r["rid"], "served_percent") for r in rate_rows]
+    if served and all(v is not None for v in served):
+        low = min(v for v in served if v is not None)
+        out.append((goal, f"lowest {low:.1f} %", "yes" if low >= 95 else "no"))
+    else:
+        out.append((goal, "not measured", "—"))
+    goal = "breaker fails fast (< 1 ms per request) while down, recovers within one cooldown"
+    bdef = QUICK_BREAKER if doc["quick"] else BREAKER
+    u99, rec_ms = med("breaker.down", "unavail_p99_ms"), med("breaker.down", "recover_ms")
+    if u99 is not None and rec_ms is not None:
+        ok = u99 < 1 and rec_ms <= bdef["cooldown_ms"]
+        out.append((goal, f"p99 {u99:.3f} ms; {rec_ms:.0f} ms after return (cooldown {bdef['cooldown_ms']} ms)",
+                    "yes" if ok else "no"))
+    else:
+        out.append((goal, "not measured", "—"))
+    return out
+
+
 def markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     recs = {r["rid"]: r for r in doc["records"]}
@@ -336,18 +383,22 @@ def markdown(doc: dict[str, Any]) -> str:
     rate_rows = [r for r in other if r["group"] == "rate"]
     lines += ["", "### Rate: a token bucket at any offered load", "",
               f"Open loop at the offered rate for {RATE_SECS / (QUICK_DIV if doc['quick'] else 1):g} s, at most "
-              f"{RATE_CAP} in flight, a {RATE_DEADLINE_MS} ms deadline (a request whose token would come after "
-              "it fails at once); the bucket starts full (burst 10) when the timed part begins. **Achieved** = "
-              "requests the upstream started over the window from the policy's start to the last completion; "
-              "**200s per second** = responses completed in each whole second (min – max over the seconds of the "
-              "last run); **abandoned** = requests the upstream started whose caller had timed out by the end "
-              "of their service (a token granted just before the deadline: the FIFO wait fills up to it).",
-              "", "| row | achieved req/s | vs the rate | 200s per second | abandoned upstream | p50 ms |",
-              "|---|---:|---:|---:|---:|---:|"]
+              f"{RATE_CAP} in flight, a {RATE_DEADLINE_MS} ms deadline (a request whose token plus the handler's "
+              "recent run time would come after it fails at once, without taking a token); the bucket starts "
+              "full (burst 10) when the timed part begins. **Achieved** = requests the upstream started over the "
+              "window from the policy's start to the last completion; **goodput** = 200s over the same window "
+              "(each within its deadline: one past it completes PORTWAY_TIMEOUT); **200s per second** = "
+              "responses completed in each whole second (min – max over the seconds of the last run); "
+              "**abandoned** = requests the upstream started whose caller had timed out by the end of their "
+              "service (a token granted too close to the deadline).",
+              "", "| row | achieved req/s | vs the rate | goodput req/s | goodput vs the rate | 200s per second | "
+              "abandoned upstream | p50 ms |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rate_rows:
         per_s = "" if r["status"] != "ok" else \
             f"{fmt(r['runs'][-1]['figures'].get('per_s_min'), 'count')} – {fmt(r['runs'][-1]['figures'].get('per_s_max'), 'count')}"
-        lines.append(f"| {r['name']} | {cell(r, 'achieved_rate')} | {cell(r, 'rate_error_percent', '%')} | {per_s} | "
+        lines.append(f"| {r['name']} | {cell(r, 'achieved_rate')} | {cell(r, 'rate_error_percent', '%')} | "
+                     f"{cell(r, 'served_rate')} | {cell(r, 'served_percent', '%')} | {per_s} | "
                      f"{cell(r, 'server_abandoned', 'count')} | {cell(r, 'p50_ms')} |")
     lines += ["", "### Breaker: an upstream that fails, then returns", "",
               "Baseline without a breaker: the upstream stuck (mode hang), every request waits out its deadline. "
@@ -368,34 +419,8 @@ def markdown(doc: dict[str, Any]) -> str:
                          f"{cell(r, 'server_down_rejected', 'count')} | {cell(r, 'breaker_trips', 'count')} | "
                          f"{cell(r, 'recover_ms')} |")
 
-    def med(rid: str, key: str) -> float | None:
-        rec = recs.get(rid)
-        if rec is None or rec["status"] != "ok" or key not in rec.get("figures", {}):
-            return None
-        return float(rec["figures"][key]["median"])
-
-    errs = [med(r["rid"], "rate_error_percent") for r in rate_rows]
-    if errs and all(e is not None for e in errs):
-        worst = max(abs(e) for e in errs if e is not None)
-        rate_goal = f"| a 1,000 req/s limit held within 2 % at any offered load | worst {worst:.2f} % | " \
-            f"{'yes' if worst <= 2 else 'no'} |"
-    else:
-        rate_goal = "| a 1,000 req/s limit held within 2 % at any offered load | not measured | — |"
-    bdef = QUICK_BREAKER if doc["quick"] else BREAKER
-    u99, rec_ms = med("breaker.down", "unavail_p99_ms"), med("breaker.down", "recover_ms")
-    if u99 is not None and rec_ms is not None:
-        ok = u99 < 1 and rec_ms <= bdef["cooldown_ms"]
-        breaker_goal = (f"| breaker fails fast (< 1 ms per request) while down, recovers within one cooldown | "
-                        f"p99 {u99:.3f} ms; {rec_ms:.0f} ms after return (cooldown {bdef['cooldown_ms']} ms) | "
-                        f"{'yes' if ok else 'no'} |")
-    else:
-        breaker_goal = "| breaker fails fast (< 1 ms per request) while down, recovers within one cooldown | " \
-            "not measured | — |"
     lines += ["", "### Goals (issue 16)", "", "| goal | value | met |", "|---|---:|:---:|",
-              "| adaptive ≥ 90 % of the best fixed limit's goodput, p99 ≤ 1.5× its p99, far above no limit "
-              "| needs #16 | — |",
-              "| hedging cuts p99.9 ≥ 10× for ≤ 5 % extra requests | needs #16 | — |",
-              rate_goal, breaker_goal,
+              *(f"| {goal} | {value} | {met} |" for goal, value, met in goals(doc)),
               "", "![W5 latency over time](bench/results/w5.png)" if not doc["quick"] else "",
               "", MD_END]
     return "\n".join(lines) + "\n"
@@ -490,7 +515,12 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="fail unless the upstream's counts agree (see above)")
     ap.add_argument("--publish", action="store_true", help="with --quick: write into bench/results and BENCHMARKS.md")
     ap.add_argument("--timeout", type=float, default=120.0, help="per driver run, seconds")
+    ap.add_argument("--only", default="", help="comma-separated groups (knee, tail, rate, breaker) to measure "
+                    "alone; written under target/bench/w5/only/")
     args = ap.parse_args()
+    only = {g for g in args.only.split(",") if g}
+    if only - {"knee", "tail", "rate", "breaker"}:
+        ap.error(f"--only: unknown group(s) {', '.join(sorted(only - {'knee', 'tail', 'rate', 'breaker'}))}")
     if args.reps < 1:
         ap.error("--reps must be at least 1")
     for exe in (UPSTREAM, DRIVER):
@@ -500,13 +530,15 @@ def main() -> int:
     rounds = 1 if args.quick else args.reps
     out_dir, md = (BIN / "quick", BIN / "quick" / "BENCHMARKS.md") if args.quick and not args.publish \
         else (RESULTS, MD)
+    if only:  # a partial run never replaces the published figures
+        out_dir, md = BIN / "only", BIN / "only" / "BENCHMARKS.md"
     out_dir.mkdir(parents=True, exist_ok=True)
     series_dir = BIN / "series"
     series_dir.mkdir(parents=True, exist_ok=True)
 
     started = time.time()
     load0 = list(os.getloadavg())
-    all_rows = rows(args.quick)
+    all_rows = [r for r in rows(args.quick) if not only or r.group in only]
     live = [r for r in all_rows if not r.needs]
     records: dict[str, dict[str, Any]] = {
         r.rid: {"rid": r.rid, "group": r.group, "name": r.name, "host": r.host, "limit": r.limit, "n": r.n,
@@ -542,7 +574,8 @@ def main() -> int:
             rec["runs"].append({"figures": vals, "child": res.data, "child_wall_s": res.wall_s})
             if row.rate:
                 print(f"  {row.rid:14} {label}: achieved {fmt(vals['achieved_rate'])}/s "
-                      f"({vals['rate_error_percent']:+.2f} %), 200s per second {fmt(vals.get('per_s_min'))} – "
+                      f"({vals['rate_error_percent']:+.2f} %), goodput {fmt(vals['served_rate'])}/s "
+                      f"({vals['served_percent']:.1f} % of the rate), 200s per second {fmt(vals.get('per_s_min'))} – "
                       f"{fmt(vals.get('per_s_max'))}, abandoned upstream {vals['server_abandoned']:.0f} "
                       f"({res.wall_s:.1f} s)", flush=True)
             elif row.breaker:
@@ -578,6 +611,8 @@ def main() -> int:
                                                           f", {rel(out_dir / 'w5.png')}"), flush=True)
     if why:
         problems.append(f"no chart: {why}")
+    for goal, value, met in goals(doc):
+        print(f"GOAL {met:3} {goal}: {value}", flush=True)
     for p in problems:
         print(f"PROBLEM {p}", flush=True)
     print(f"bench-w5: {sum(1 for r in records.values() if r['status'] == 'ok')} rows measured, "

@@ -233,13 +233,17 @@ export interface PolicyState {
   /** Requests waiting for a slot or a token. */
   waiting: number;
   tokens: number;
+  /** The worst of the handler's breakers (http: one per origin): open if any is. */
   breakerState: 'closed' | 'open' | 'half-open';
-  /** Consecutive failures counted while closed. */
+  /** Consecutive failures counted while closed (http: the most of any origin's breaker). */
   breakerFailures: number;
+  /** Breakers open or half-open: origins for an http handler (one breaker per origin), else 0 or 1. */
+  breakerOpen: number;
   breakerTrips: number;
   /** Requests refused with PORTWAY_UNAVAILABLE. */
   breakerRejected: number;
-  /** Requests failed at once because their token came after their deadline. */
+  /** Requests failed PORTWAY_TIMEOUT by the rate limit: their token, plus the handler's recent
+   * run time, came after their deadline. */
   rateTimeouts: number;
   /** Hedging counters: 0 until hedging exists. */
   hedgesStarted: number;

@@ -88,7 +88,7 @@ static void test_defaults_and_refusals(portway_engine *eng, uint32_t h) {
 
     portway_policy_state s = state_of(eng, h);
     CHECK(s.concurrency_limit == 0 && s.waiting == 0 && s.tokens == 0.0);
-    CHECK(s.breaker_state == PORTWAY_BREAKER_CLOSED && s.hedges_started == 0 && s.reserved == 0);
+    CHECK(s.breaker_state == PORTWAY_BREAKER_CLOSED && s.hedges_started == 0 && s.breaker_open == 0);
     /* portway_handler_set_concurrency is max_concurrency. */
     CHECK_OK(portway_handler_set_concurrency(eng, h, 3));
     CHECK(state_of(eng, h).concurrency_limit == 3);

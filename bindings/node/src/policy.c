@@ -65,6 +65,7 @@ napi_value pw_js_policy_state(napi_env env, napi_callback_info info) {
         {"waiting", s.waiting},
         {"tokens", s.tokens},
         {"breakerFailures", s.breaker_failures},
+        {"breakerOpen", s.breaker_open},
         {"breakerTrips", (double)s.breaker_trips},
         {"breakerRejected", (double)s.breaker_rejected},
         {"rateTimeouts", (double)s.rate_timeouts},

@@ -690,8 +690,10 @@ class Engine:
     def policy_state(self, name: str) -> PolicyState:
         """The live figures of handler ``name``'s policies: ``concurrency_limit``, ``running``,
         ``waiting``, ``tokens``, ``breaker_state`` (``"closed"``, ``"open"``,
-        ``"half-open"``), ``breaker_failures``, ``breaker_trips``, ``breaker_rejected``,
-        ``rate_timeouts`` and the hedging counters (0 until hedging exists)."""
+        ``"half-open"``; for ``http``, with one breaker per origin, the worst of them),
+        ``breaker_failures``, ``breaker_open`` (breakers open or half-open: origins for
+        ``http``), ``breaker_trips``, ``breaker_rejected``, ``rate_timeouts`` and the hedging
+        counters (0 until hedging exists)."""
         core = self._core
         return core.call(_policy.read_policy_state, core.handler_id(name))
 

@@ -182,7 +182,7 @@ class PortwayPolicyState(Structure):
         ("breaker_state", c_uint32),
         ("tokens", c_double),
         ("breaker_failures", c_uint32),
-        ("reserved", c_uint32),
+        ("breaker_open", c_uint32),
         ("breaker_trips", c_uint64),
         ("breaker_rejected", c_uint64),
         ("rate_timeouts", c_uint64),

@@ -31,6 +31,7 @@ class PolicyState(TypedDict):
     tokens: float
     breaker_state: Literal["closed", "open", "half-open"]
     breaker_failures: int
+    breaker_open: int
     breaker_trips: int
     breaker_rejected: int
     rate_timeouts: int
@@ -119,6 +120,7 @@ def read_policy_state(eng: Any, handler: int) -> PolicyState:
         tokens=float(out.tokens),
         breaker_state=_BREAKER_STATES[breaker] if breaker < len(_BREAKER_STATES) else "open",
         breaker_failures=int(out.breaker_failures),
+        breaker_open=int(out.breaker_open),
         breaker_trips=int(out.breaker_trips),
         breaker_rejected=int(out.breaker_rejected),
         rate_timeouts=int(out.rate_timeouts),

@@ -52,7 +52,8 @@ def test_breaker_opens_and_recovers(eng: portway.Engine) -> None:
     for _ in range(2):
         with pytest.raises(portway.HandlerError):
             eng.submit("flaky", b"x").result(timeout=10)
-    assert eng.policy_state("flaky")["breaker_state"] == "open"
+    state = eng.policy_state("flaky")
+    assert (state["breaker_state"], state["breaker_open"]) == ("open", 1)
     with pytest.raises(portway.UnavailableError, match="circuit breaker"):
         eng.submit("flaky", b"x").result(timeout=10)
     down.clear()
@@ -61,6 +62,7 @@ def test_breaker_opens_and_recovers(eng: portway.Engine) -> None:
     assert eng.submit("flaky", b"ok").result(timeout=10).data == b"ok"
     state = eng.policy_state("flaky")
     assert (state["breaker_state"], state["breaker_trips"], state["breaker_rejected"]) == ("closed", 1, 1)
+    assert state["breaker_open"] == 0
 
 
 def test_unsupported_and_invalid_settings_are_refused(eng: portway.Engine) -> None:

@@ -92,9 +92,10 @@ impl ConcurrencyLimit {
         out
     }
 
-    /// Runs counted now, and tickets waiting (finished ones included until their turn).
+    /// Runs counted now, and live tickets waiting (finished ones are swept out first).
     pub fn figures(&self) -> (u32, usize) {
-        let st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        st.waiting.retain(|t| !t.req.is_done());
         (st.running, st.waiting.len())
     }
 
@@ -175,6 +176,7 @@ mod tests {
         assert!(matches!(limit.admit(cancelled), Admission::Parked));
         assert!(matches!(limit.admit(ts.next().unwrap()), Admission::Parked));
         assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
+        assert_eq!(limit.figures(), (1, 1), "only the live waiter counts");
         assert_eq!(ids(&limit.release_one()), [3]);
     }
 }

@@ -40,7 +40,7 @@ use super::shared::Shared;
 use crate::contract::Outcome;
 use crate::error::{Error, Result};
 use crate::status::Status;
-use breaker::{Breaker, Event, Start};
+use breaker::{Breaker, Event, Figures, Start};
 use limit::{Admission, ConcurrencyLimit};
 use rate::{RateAdmission, RateLimit};
 
@@ -73,15 +73,19 @@ pub struct PolicyState {
     pub concurrency_limit: u32,
     /// Runs holding a concurrency slot now.
     pub running: u32,
-    /// Requests waiting for a slot or a token (cancelled ones included until their turn).
+    /// Requests waiting for a slot or a token.
     pub waiting: u32,
     /// Tokens banked now (0 without a rate limit).
     pub tokens: f64,
-    /// Breaker position: 0 closed, 1 open, 2 half-open (cooldown over, or trial running).
+    /// Breaker position: 0 closed, 1 open, 2 half-open (cooldown over, or trial running);
+    /// with one breaker per origin (`http`), the worst of them: open if any is, else
+    /// half-open if any is.
     pub breaker_state: u32,
-    /// Consecutive failures counted while closed.
+    /// Consecutive failures counted while closed (the most of any closed breaker).
     pub breaker_failures: u32,
-    /// Times the breaker opened (including reopenings after a failed trial).
+    /// Breakers open or half-open now: origins for `http`, else 0 or 1.
+    pub breaker_open: u32,
+    /// Times a breaker opened (including reopenings after a failed trial).
     pub breaker_trips: u64,
     /// Requests refused with `PORTWAY_UNAVAILABLE`.
     pub breaker_rejected: u64,
@@ -112,6 +116,15 @@ impl Policies {
         self.limit.get() == 0 && !self.rate.is_on() && !self.breaker.is_on()
     }
 
+    /// The breaker key of `ticket`'s run: the upstream its handler names for the payload
+    /// (`http`: the origin), asked only while the breaker is on; `None`: the handler's own.
+    fn breaker_key(&self, entry: &HandlerEntry, ticket: &Ticket) -> Option<String> {
+        match &entry.kind {
+            HandlerKind::Async(h) if self.breaker.is_on() => h.policy_key(&ticket.payload),
+            _ => None,
+        }
+    }
+
     /// Admits `ticket` now (returning it, with a permit when a policy needs to hear that the
     /// run ended) or keeps it until a policy lets it start, or finishes the request itself
     /// (`PORTWAY_UNAVAILABLE` from an open breaker, `PORTWAY_TIMEOUT` when its token would
@@ -122,8 +135,9 @@ impl Policies {
         entry: &Arc<HandlerEntry>,
         ticket: Ticket,
     ) -> Option<(Ticket, Option<Permit>)> {
-        if !self.breaker.admits() {
-            unavailable(shared, entry, &ticket.req);
+        let key = self.breaker_key(entry, &ticket);
+        if !self.breaker.admits(key.as_deref()) {
+            unavailable(shared, entry, &ticket.req, key.as_deref());
             return None;
         }
         let ticket = match self.rate.admit(ticket) {
@@ -135,37 +149,30 @@ impl Policies {
                 return None;
             }
             RateAdmission::TooLate(ticket, wait) => {
-                let msg = format!(
-                    "rate limit of handler {:?}: the next token is {} ms away, after the request's deadline",
-                    entry.name,
-                    wait.as_millis()
-                );
-                dispatch::finish(
-                    shared,
-                    &ticket.req,
-                    Outcome::failed(Status::PORTWAY_TIMEOUT, msg),
-                );
+                too_late(shared, entry, &ticket.req, Some(wait));
                 return None;
             }
         };
-        self.after_rate(shared, entry, ticket)
+        self.after_rate(shared, entry, ticket, key)
     }
 
-    /// The concurrency limit, then the breaker's last word.
+    /// The concurrency limit, then the breaker's last word (for the run's breaker `key`, as
+    /// [`Policies::breaker_key`] gave it).
     fn after_rate(
         &self,
         shared: &Arc<Shared>,
         entry: &Arc<HandlerEntry>,
         ticket: Ticket,
+        key: Option<String>,
     ) -> Option<(Ticket, Option<Permit>)> {
         let (ticket, counted) = match self.limit.admit(ticket) {
             Admission::Free(ticket) => (ticket, false),
             Admission::Counted(ticket) => (ticket, true),
             Admission::Parked => return None,
         };
-        match self.breaker.start() {
+        match self.breaker.start(key.as_deref()) {
             Start::Refuse => {
-                unavailable(shared, entry, &ticket.req);
+                unavailable(shared, entry, &ticket.req, key.as_deref());
                 if counted {
                     start_all(shared, entry, self.limit.release_one());
                 }
@@ -173,8 +180,8 @@ impl Policies {
             }
             start => {
                 let trial = start == Start::Trial;
-                let permit = (counted || self.breaker.is_on())
-                    .then(|| Permit::new(shared, entry, &ticket.req, counted, trial));
+                let permit = (counted || self.breaker.is_on() || self.rate.is_on())
+                    .then(|| Permit::new(shared, entry, &ticket.req, counted, trial, key));
                 Some((ticket, permit))
             }
         }
@@ -184,16 +191,17 @@ impl Policies {
     pub fn state(&self) -> PolicyState {
         let (running, limit_waiting) = self.limit.figures();
         let (tokens, rate_waiting) = self.rate.figures();
-        let (position, failures, trips, rejected) = self.breaker.figures();
+        let breaker: Figures = self.breaker.figures();
         PolicyState {
             concurrency_limit: self.limit.get(),
             running,
             waiting: u32::try_from(limit_waiting + rate_waiting).unwrap_or(u32::MAX),
             tokens,
-            breaker_state: position as u32,
-            breaker_failures: failures,
-            breaker_trips: trips,
-            breaker_rejected: rejected,
+            breaker_state: breaker.position as u32,
+            breaker_failures: breaker.failures,
+            breaker_open: breaker.open,
+            breaker_trips: breaker.trips,
+            breaker_rejected: breaker.rejected,
             rate_timeouts: self.rate.too_late(),
         }
     }
@@ -238,13 +246,19 @@ impl Policies {
             ),
             (
                 "policy_breaker_state",
-                "Circuit breaker position: 0 closed, 1 open, 2 half-open.",
+                "Circuit breaker position: 0 closed, 1 open, 2 half-open (per origin for http: the worst).",
                 "gauge",
                 u64::from(s.breaker_state),
             ),
             (
+                "policy_breaker_open",
+                "Circuit breakers open or half-open (origins for http).",
+                "gauge",
+                u64::from(s.breaker_open),
+            ),
+            (
                 "policy_breaker_trips_total",
-                "Times the circuit breaker opened.",
+                "Times a circuit breaker opened.",
                 "counter",
                 s.breaker_trips,
             ),
@@ -278,6 +292,11 @@ pub(crate) struct Permit {
     failed: Option<bool>,
     /// The breaker has heard this run's verdict (from `observe`), so the drop does not tell it.
     judged: bool,
+    /// The breaker that judges the run: its key (`None`: the handler's own).
+    key: Option<String>,
+    /// When the run started, and how long it took once known (the rate limit's estimate).
+    started: Instant,
+    ran_for: Option<Duration>,
 }
 
 impl Permit {
@@ -287,6 +306,7 @@ impl Permit {
         req: &Request,
         counted: bool,
         trial: bool,
+        key: Option<String>,
     ) -> Self {
         Permit {
             shared: shared.clone(),
@@ -296,6 +316,9 @@ impl Permit {
             deadline: req.deadline(),
             failed: None,
             judged: false,
+            key,
+            started: Instant::now(),
+            ran_for: None,
         }
     }
 
@@ -310,6 +333,7 @@ impl Permit {
         if req.is_done() {
             return;
         }
+        self.ran_for = Some(self.started.elapsed());
         self.failed = match outcome.status {
             Status::PORTWAY_OK => Some(
                 matches!(self.entry.kind, HandlerKind::Async(_))
@@ -336,8 +360,9 @@ impl Permit {
             return;
         }
         self.judged = true;
-        if let Some(event) = self.entry.policies.breaker.record(failed, self.trial) {
-            log_breaker(&self.shared, &self.entry, &event);
+        let key = self.key.as_deref();
+        if let Some(event) = self.entry.policies.breaker.record(key, failed, self.trial) {
+            log_breaker(&self.shared, &self.entry, key, &event);
         }
     }
 }
@@ -346,12 +371,19 @@ impl Drop for Permit {
     fn drop(&mut self) {
         // A run that ended without an outcome after its deadline was cut off by it: a timeout.
         // One that ended before (cancelled) says nothing about the handler.
-        let failed = self.failed.or_else(|| {
-            self.deadline
-                .is_some_and(|d| Instant::now() >= d)
-                .then_some(true)
-        });
+        let cut_off = self.deadline.is_some_and(|d| Instant::now() >= d);
+        let failed = self.failed.or_else(|| cut_off.then_some(true));
         self.judge(failed);
+        let rate = &self.entry.policies.rate;
+        if rate.is_on() {
+            // How long runs take, for the rate limit's "too late" judgement: a run cut off by
+            // its deadline took at least as long as it ran.
+            match self.ran_for {
+                Some(took) => rate.record_run(took, false),
+                None if cut_off => rate.record_run(self.started.elapsed(), true),
+                None => {}
+            }
+        }
         if self.counted {
             let startable = self.entry.policies.limit.release_one();
             start_all(&self.shared, &self.entry, startable);
@@ -359,7 +391,7 @@ impl Drop for Permit {
     }
 }
 
-fn log_breaker(shared: &Shared, entry: &HandlerEntry, event: &Event) {
+fn log_breaker(shared: &Shared, entry: &HandlerEntry, key: Option<&str>, event: &Event) {
     let (level, what) = match event {
         Event::Tripped(n) => (
             LogLevel::Warn,
@@ -374,19 +406,29 @@ fn log_breaker(shared: &Shared, entry: &HandlerEntry, event: &Event) {
             "closed: the trial request succeeded".to_owned(),
         ),
     };
-    shared.logger.log(level, || {
-        format!("handler {:?}: circuit breaker {what}", entry.name)
+    shared.logger.log(level, || match key {
+        Some(origin) => format!(
+            "handler {:?}: circuit breaker of {origin} {what}",
+            entry.name
+        ),
+        None => format!("handler {:?}: circuit breaker {what}", entry.name),
     });
 }
 
 /// Completes `req` with `PORTWAY_UNAVAILABLE` (the breaker refused it), and counts it in
 /// `breaker_rejected` only when this is its completion (it may have been cancelled or timed
 /// out while it waited), so the figure equals the UNAVAILABLE completions the host sees.
-fn unavailable(shared: &Shared, entry: &HandlerEntry, req: &Arc<Request>) {
-    let msg = format!(
-        "handler {:?} is unavailable: its circuit breaker is open",
-        entry.name
-    );
+fn unavailable(shared: &Shared, entry: &HandlerEntry, req: &Arc<Request>, key: Option<&str>) {
+    let msg = match key {
+        Some(origin) => format!(
+            "handler {:?} is unavailable for {origin}: the circuit breaker of that origin is open",
+            entry.name
+        ),
+        None => format!(
+            "handler {:?} is unavailable: its circuit breaker is open",
+            entry.name
+        ),
+    };
     if dispatch::finish(
         shared,
         req,
@@ -394,6 +436,26 @@ fn unavailable(shared: &Shared, entry: &HandlerEntry, req: &Arc<Request>) {
     ) {
         entry.policies.breaker.count_rejected();
     }
+}
+
+/// Completes `req` with `PORTWAY_TIMEOUT`: the rate limit's token for it, plus the time runs
+/// of the handler take, comes after its deadline — at admission (`wait`: how far away its
+/// token was), or when its turn came (`None`); either way it took no token.
+fn too_late(shared: &Shared, entry: &HandlerEntry, req: &Arc<Request>, wait: Option<Duration>) {
+    let msg = match wait {
+        Some(wait) => format!(
+            "rate limit of handler {:?}: the next token is {} ms away, and with the handler's \
+             recent run time it would finish after the request's deadline",
+            entry.name,
+            wait.as_millis()
+        ),
+        None => format!(
+            "rate limit of handler {:?}: the request's token came too close to its deadline \
+             for a run of the handler's recent length",
+            entry.name
+        ),
+    };
+    dispatch::finish(shared, req, Outcome::failed(Status::PORTWAY_TIMEOUT, msg));
 }
 
 /// Checks `settings` against what the engine implements for `entry`.
@@ -445,7 +507,8 @@ pub(crate) fn set_policy(
         drive_rate(shared, entry);
     }
     for ticket in released {
-        if let Some((ticket, permit)) = p.after_rate(shared, entry, ticket) {
+        let key = p.breaker_key(entry, &ticket);
+        if let Some((ticket, permit)) = p.after_rate(shared, entry, ticket, key) {
             dispatch::enter_admitted(shared, ticket, permit);
         }
     }
@@ -467,8 +530,14 @@ fn drive_rate(shared: &Arc<Shared>, entry: &Arc<HandlerEntry>) {
     rt.spawn(async move {
         loop {
             let turn = entry.policies.rate.turn();
+            for ticket in turn.late {
+                too_late(&shared, &entry, &ticket.req, None);
+            }
             for ticket in turn.ready {
-                if let Some((ticket, permit)) = entry.policies.after_rate(&shared, &entry, ticket) {
+                let key = entry.policies.breaker_key(&entry, &ticket);
+                if let Some((ticket, permit)) =
+                    entry.policies.after_rate(&shared, &entry, ticket, key)
+                {
                     dispatch::enter_admitted(&shared, ticket, permit);
                 }
             }
@@ -485,14 +554,15 @@ fn drive_rate(shared: &Arc<Shared>, entry: &Arc<HandlerEntry>) {
 fn start_all(shared: &Arc<Shared>, entry: &Arc<HandlerEntry>, tickets: Vec<Ticket>) {
     let mut queue = VecDeque::from(tickets);
     while let Some(ticket) = queue.pop_front() {
-        match entry.policies.breaker.start() {
+        let key = entry.policies.breaker_key(entry, &ticket);
+        match entry.policies.breaker.start(key.as_deref()) {
             Start::Refuse => {
-                unavailable(shared, entry, &ticket.req);
+                unavailable(shared, entry, &ticket.req, key.as_deref());
                 queue.extend(entry.policies.limit.release_one());
             }
             start => {
                 let trial = start == Start::Trial;
-                let permit = Permit::new(shared, entry, &ticket.req, true, trial);
+                let permit = Permit::new(shared, entry, &ticket.req, true, trial, key);
                 dispatch::enter_admitted(shared, ticket, Some(permit));
             }
         }

@@ -120,6 +120,13 @@ impl AsyncHandler for HttpHandler {
         })
     }
 
+    /// The request's origin: the circuit breaker keeps one state per origin. A redirect to
+    /// another origin does not move the run: it is judged by the breaker of the origin the
+    /// payload names.
+    fn policy_key(&self, payload: &[u8]) -> Option<String> {
+        request::origin_of(payload).map(|origin| origin.to_string())
+    }
+
     fn metrics(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
         let (opened, reused, open) = self.inner.client.connection_counts();
         vec![

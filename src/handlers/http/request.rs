@@ -155,6 +155,16 @@ pub(crate) fn prepare(payload: Vec<u8>) -> Result<Prepared> {
     })
 }
 
+/// The origin a payload's request line names, read without parsing the headers (the circuit
+/// breaker's key, asked for before each run); `None` when the line is not `METHOD URL ...`
+/// with an absolute http(s) URL.
+pub(crate) fn origin_of(payload: &[u8]) -> Option<Origin> {
+    let line = &payload[..find(payload, b"\r\n")?];
+    let mut parts = std::str::from_utf8(line).ok()?.split(' ');
+    let (_method, target) = (parts.next()?, parts.next()?);
+    parse_target(target).ok().map(|(_, origin)| origin)
+}
+
 /// Parses an absolute `http`/`https` URL (request target or redirect location).
 pub(crate) fn parse_target(target: &str) -> Result<(Uri, Origin)> {
     let uri: Uri = target
@@ -352,6 +362,22 @@ mod tests {
         assert!(h.origin.tls);
         let h = parse_head(b"GET http://h HTTP/1.0\r\n\r\n").unwrap();
         assert_eq!(h.origin.port, 80);
+    }
+
+    #[test]
+    fn the_origin_is_read_from_the_request_line_alone() {
+        let origin = |p: &[u8]| origin_of(p).map(|o| o.to_string());
+        assert_eq!(
+            origin(b"GET http://Example.com/a HTTP/1.1\r\nX: y\r\n\r\n").as_deref(),
+            Some("http://example.com:80")
+        );
+        assert_eq!(
+            origin(b"PUT https://[::1]:8443/ HTTP/1.1\r\n").as_deref(),
+            Some("https://[::1]:8443")
+        );
+        assert_eq!(origin(b"GET /relative HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(origin(b"GET http://h/ HTTP/1.1"), None);
+        assert_eq!(origin(b"\xff\xfe\r\n"), None);
     }
 
     #[test]

@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   eng.setConcurrency('echo', 2);
   eng.setPolicy('echo', { maxConcurrency: 4, ratePerS: 100, burst: 10, breakerFailures: 5, breakerCooldownMs: 1000 });
   const ps: PolicyState = eng.policyState('echo');
-  const breakerOpen: boolean = ps.breakerState === 'open' && ps.tokens >= 0;
+  const breakerOpen: boolean = ps.breakerState === 'open' && ps.tokens >= 0 && ps.breakerOpen >= 0;
   // @ts-expect-error unknown policy option
   eng.setPolicy('echo', { ratePerSecond: 5 });
   console.log(breakerOpen);
