@@ -640,6 +640,7 @@ impl Run {
     /// `portway_handler_set_policy` with small figures (rates of a few tokens per second up
     /// to a few per ms, so tokens run out; cooldowns of a few ms, so the breaker cycles), and
     /// sometimes a field not supported yet or an invalid one: refused, and nothing changes.
+    /// (The adaptive limit's live figure is not modelled: only its invalid settings are sent.)
     fn set_policy(&mut self, input: &mut Input<'_>) {
         let handler = self.policy_target(input);
         let mut p = blank_policy();
@@ -656,10 +657,14 @@ impl Run {
         // Invalid settings: a field not supported yet, or a figure out of range.
         let invalid = match input.below(12) {
             0 => {
+                // An adaptive floor above its ceiling.
                 p.adaptive = true;
+                p.max_concurrency = p.max_concurrency.max(1);
+                p.min_concurrency = p.max_concurrency + 1 + u32::from(input.byte());
                 true
             }
             1 => {
+                // A floor without the adaptive limit it is the floor of.
                 p.min_concurrency = 2 + u32::from(input.byte());
                 true
             }
