@@ -219,7 +219,7 @@ impl Policies {
         vec![
             (
                 "policy_concurrency_limit",
-                "The handler's concurrency limit (0 = none).",
+                "The handler's concurrency limit (0 = none); the live figure when adaptive.",
                 "gauge",
                 u64::from(s.concurrency_limit),
             ),
