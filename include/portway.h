@@ -464,7 +464,10 @@ typedef struct portway_policy {
      * while above twice `short`; `gradient` = clamp(long / short, 0.5, 1);
      * `limit` = 0.8 * limit + 0.2 * (limit * gradient + sqrt(limit)), within the bounds.
      * So the limit grows while latency stays at the baseline and settles where the extra
-     * calls only queue (latency about 1 + 1/sqrt(limit) times the baseline); a window in
+     * calls only queue (latency about 1 + 1/sqrt(limit) times the baseline). It starts in a
+     * slow start, as TCP does: while a window's latency stays within 1 + 1/sqrt(limit) of the
+     * baseline, the limit grows 20 % per window instead; the first window above ends it for
+     * good. A window in
      * which fewer than half the limit's calls ran at once does not move it (the caller was
      * the bottleneck). No tuning is needed or offered. Setting a policy again with `adaptive`
      * keeps the learned limit (clamped to the new bounds); turning it off forgets it. While

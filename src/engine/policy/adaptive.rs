@@ -16,7 +16,13 @@
 //! limit    = limit * (1 - SMOOTHING) + target * SMOOTHING, within [min, max], never below 1
 //! ```
 //!
-//! While latency stays at the baseline the gradient is 1 and the limit grows by
+//! It starts in *slow start*, as TCP does: while a window's latency stays within
+//! `1 + 1/sqrt(limit)` of the baseline (where the rule above would not shrink the limit), the
+//! limit grows by `SMOOTHING` (20 %) per window instead, so a handler that can take a few
+//! hundred calls gets there within a few dozen round trips rather than a few hundred; the
+//! first window above that ends slow start for good, and the rule above takes over.
+//!
+//! Past slow start, while latency stays at the baseline the gradient is 1 and the limit grows by
 //! `SMOOTHING * sqrt(limit)` per window; once the extra runs only queue upstream, latency
 //! rises above the baseline and the limit settles where `gradient = 1 - 1/sqrt(limit)`
 //! (latency about `1 + 1/sqrt(limit)` times the baseline: 14 % above it at a limit of 64).
@@ -66,6 +72,8 @@ pub(super) struct Gradient {
     long: f64,
     /// Windows folded into `long` so far (capped at `WARMUP_WINDOWS`).
     windows: u32,
+    /// Still in slow start (see the module doc).
+    slow_start: bool,
     /// The open window: sum of latencies (s), sample count, most runs seen running at once.
     sum: f64,
     count: u32,
@@ -82,6 +90,7 @@ impl Gradient {
             max: max.max(min),
             long: 0.0,
             windows: 0,
+            slow_start: true,
             sum: 0.0,
             count: 0,
             peak_running: 0,
@@ -138,8 +147,15 @@ impl Gradient {
         if f64::from(peak_running) < self.limit / 2.0 {
             return;
         }
+        let queue = self.limit.sqrt();
+        if self.slow_start && short <= self.long * (1.0 + 1.0 / queue) {
+            self.limit =
+                (self.limit * (1.0 + SMOOTHING)).clamp(f64::from(self.min), f64::from(self.max));
+            return;
+        }
+        self.slow_start = false;
         let gradient = (self.long / short).clamp(MIN_GRADIENT, 1.0);
-        let target = self.limit * gradient + self.limit.sqrt();
+        let target = self.limit * gradient + queue;
         let next = self.limit * (1.0 - SMOOTHING) + target * SMOOTHING;
         self.limit = next.clamp(f64::from(self.min), f64::from(self.max));
     }
@@ -232,10 +248,20 @@ mod tests {
         let seen = feed(&mut g, 5 * MS, 60);
         assert!(seen.windows(2).all(|w| w[1] >= w[0]), "{seen:?}");
         assert!(g.limit() > 60, "{seen:?}");
-        // About SMOOTHING * sqrt(limit) per window.
+        // Slow start: 20 % per window...
         let mut g = Gradient::new(1, 1000);
-        feed(&mut g, 5 * MS, 1);
-        assert_eq!(g.limit(), (20.0 + SMOOTHING * 20f64.sqrt()) as u32);
+        assert_eq!(feed(&mut g, 5 * MS, 3), [24, 28, 34]);
+        // ...until latency rises past the allowance; then about SMOOTHING * sqrt(limit) per
+        // window while it holds.
+        feed(&mut g, 7 * MS, 1);
+        assert!(!g.slow_start);
+        let before = g.limit;
+        g.window(g.long, g.limit());
+        let grew = g.limit - before;
+        assert!(
+            (grew - SMOOTHING * before.sqrt()).abs() < 1e-9,
+            "{before} + {grew}"
+        );
     }
 
     #[test]
