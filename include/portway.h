@@ -485,15 +485,37 @@ typedef void (*portway_log_fn)(void *ctx, uint32_t level, const char *message);
 typedef struct portway_policy {
     /**
      * Hard cap on calls running at once; 0 = none. Same as `portway_handler_set_concurrency`.
-     * Calls beyond it wait in FIFO order without holding a thread.
+     * Calls beyond it wait in FIFO order without holding a thread. With `adaptive`, the
+     * ceiling of the adaptive limit; 0 = 1000.
      */
     uint32_t max_concurrency;
     /**
-     * Latency-driven limit below `max_concurrency`. Not supported yet: must be false.
+     * A latency-driven concurrency limit between `min_concurrency` and `max_concurrency`
+     * (0 = 1000), in the spirit of Netflix's Gradient2; calls beyond it wait as for a fixed
+     * limit, and `portway_policy_state.concurrency_limit` shows its live figure. It starts at
+     * 20 (within the bounds). Each call that succeeds (for `http`: any response but a 5xx) or
+     * times out is a latency sample, from the moment it gets its slot to its end; other
+     * failures are not (a refused connection is fast because nothing ran). Samples are
+     * grouped in windows of max(10, limit) calls; when one closes:
+     * `short` = the window's mean latency; `long` = the baseline, an exponential average of
+     * `short` over about 600 windows (a plain mean over the first 10), decayed 5 % per window
+     * while above twice `short`; `gradient` = clamp(long / short, 0.5, 1);
+     * `limit` = 0.8 * limit + 0.2 * (limit * gradient + sqrt(limit)), within the bounds.
+     * So the limit grows while latency stays at the baseline and settles where the extra
+     * calls only queue (latency about 1 + 1/sqrt(limit) times the baseline). It starts in a
+     * slow start, as TCP does: while a window's latency stays within 1 + 1/sqrt(limit) of the
+     * baseline, the limit grows 20 % per window instead; the first window above ends it for
+     * good. A window in
+     * which fewer than half the limit's calls ran at once does not move it (the caller was
+     * the bottleneck). No tuning is needed or offered. Setting a policy again with `adaptive`
+     * keeps the learned limit (clamped to the new bounds); turning it off forgets it. While
+     * it is on, `portway_handler_set_concurrency` sets its ceiling. Not accepted on a
+     * pipeline: set it on its stages.
      */
     bool adaptive;
     /**
-     * Floor of the adaptive limit (0 = the default, 1). Not supported yet: must be 0 or 1.
+     * Floor of the adaptive limit (0 = the default, 1); at most the ceiling. Must be 0 or 1
+     * without `adaptive`.
      */
     uint32_t min_concurrency;
     /**
@@ -555,7 +577,7 @@ typedef struct portway_policy {
  */
 typedef struct portway_policy_state {
     /**
-     * The concurrency limit in force (0 = none).
+     * The concurrency limit in force (0 = none); with `adaptive`, its live figure.
      */
     uint32_t concurrency_limit;
     /**
@@ -1047,11 +1069,12 @@ portway_status portway_config_set_log(struct portway_config *cfg,
 portway_status portway_policy_default(struct portway_policy *out);
 
 /**
- * Sets every policy of handler `id` at once: the concurrency limit, the rate limit and the
- * circuit breaker. Requests already waiting are re-checked against the new settings (a
- * raised limit or a removed rate starts them); the breaker keeps its position unless it is
- * switched off. Invalid settings (a field not supported yet, a negative, NaN or huge
- * `rate_per_s`, `burst` without a rate, a breaker on a pipeline) change nothing.
+ * Sets every policy of handler `id` at once: the concurrency limit (fixed or adaptive), the
+ * rate limit and the circuit breaker. Requests already waiting are re-checked against the
+ * new settings (a raised limit or a removed rate starts them); the breaker keeps its position
+ * unless it is switched off. Invalid settings (a field not supported yet, a negative, NaN or
+ * huge `rate_per_s`, `burst` without a rate, `min_concurrency` above 1 without `adaptive` or
+ * above the adaptive ceiling, a breaker or an adaptive limit on a pipeline) change nothing.
  * Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
  */
 portway_status portway_handler_set_policy(struct portway_engine *eng,

@@ -16,6 +16,8 @@ use portway::engine::{LogLevel, PolicySettings};
 fn breaker(failures: u32) -> PolicySettings {
     PolicySettings {
         max_concurrency: 0,
+        adaptive: false,
+        min_concurrency: 0,
         rate_per_s: 0.0,
         burst: 0,
         breaker_failures: failures,

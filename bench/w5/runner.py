@@ -9,7 +9,9 @@ handler, and stops it. Rows:
 
 - Knee: 512 requests in flight against an upstream whose service time is 5 ms up to 64 in
   progress and grows by 0.5 ms per extra request beyond (its throughput peaks at 64, 12,800
-  req/s, and collapses past it). No limit, then a sweep of fixed limits (portway_handler_set_concurrency).
+  req/s, and collapses past it). No limit, then a sweep of fixed limits (portway_handler_set_concurrency),
+  then the adaptive limit with no tuning (portway_policy.adaptive, set after the warm-up so the
+  timed part includes its climb from 20; its limit is sampled every 10 ms).
 - The same knee from Python (bench/w5/driver.py: asyncio workers on Engine.ahttp): no limit and
   a fixed limit of 64.
 - Tail: 64 in flight, 10 ms service, 1 % of requests 50 times longer (seeded). No hedging.
@@ -23,20 +25,19 @@ handler, and stops it. Rows:
 - Breaker: 5 consecutive failures open it, 1 s cooldown; the upstream answers 500 for 3 s
   (down, mode 500) under 1,000 req/s offered: time to fail (PORTWAY_UNAVAILABLE) while down,
   requests the upstream saw while down, and time from its return to the first 200.
-- The rows that need the rest of issue 16 (adaptive limit, hedging) are listed as
-  "needs #16", not measured.
+- The rows that need the rest of issue 16 (hedging) are listed as "needs #16", not measured.
 
 Full mode: one warm-up round (discarded), then REPS rounds with the rows interleaved within
 each round; median and range. Writes bench/results/w5.json, bench/results/w5.png (latency over
-time) and the W5 section of BENCHMARKS.md (between its own markers); --only GROUPS (knee, tail,
-rate, breaker; comma-separated) measures those rows alone and writes under target/bench/w5/only/.
-Either way the goal checks are printed at the end. Quick mode (--quick, what
+time, limit over time) and the W5 section of BENCHMARKS.md (between its own markers); --only GROUPS
+(knee, tail, rate, breaker; comma-separated) measures those rows alone and writes under
+target/bench/w5/only/. Either way the goal checks are printed at the end. Quick mode (--quick, what
 `make test` runs through `make test-bench-w5`): one round of fewer rows at a fifth of the size,
 written under target/bench/w5/quick/ (unless --publish). --check fails the run unless the
 upstream's own counts agree with the model and the driver (every answered request was seen
 upstream; no limit offers (nearly) all 512 at once and goes past the knee; a fixed limit L
 never has more than L in progress upstream; about 1 % of tail-row arrivals were in the tail;
-with the upstream stuck, every request times out and none is served; the rate rows' upstream
+the adaptive limit held some of the 512 back; with the upstream stuck, every request times out and none is served; the rate rows' upstream
 started at most rate x window + burst; the breaker row's upstream saw at most N + the in-flight
 cap + one trial per cooldown while down); counts, never timings.
 """
@@ -86,8 +87,8 @@ QUICK_LIMITS = [32, 64, 128]
 KNEE_N, TAIL_N, BREAKER_N = 10_000, 20_000, 5_120
 QUICK_DIV = 5
 # The rows drawn in the latency-over-time chart (all eight knee rows would hide one another).
-PLOTTED = {"knee.none", "knee.fixed32", "knee.fixed64", "knee.fixed128", "tail.none", "rate.2x", "rate.4x", "rate.10x",
-           "breaker.down"}
+PLOTTED = {"knee.none", "knee.fixed32", "knee.fixed64", "knee.fixed128", "knee.adaptive", "tail.none", "rate.2x",
+           "rate.4x", "rate.10x", "breaker.down"}
 STUCK_DEADLINE_MS = 1000
 RATE, RATE_BURST, RATE_SECS, RATE_DEADLINE_MS, RATE_CAP = 1000, 10, 10, 1000, 4096
 # Breaker row: N failures, cooldown, down window, offered req/s, in-flight cap (full; quick).
@@ -110,6 +111,7 @@ class Row:
     rate: float = 0.0  # the token bucket's rate (req/s), rate rows
     burst: int = 0
     breaker: dict[str, Any] = field(default_factory=dict)  # the breaker row's settings
+    adaptive: bool = False  # portway_policy.adaptive (max_concurrency = limit, 0 = the ceiling)
 
 
 def rows(quick: bool) -> list[Row]:
@@ -124,7 +126,8 @@ def rows(quick: bool) -> list[Row]:
             host="Python"),
         Row("knee.py.fixed64", "knee", "Python: fixed limit 64", KNEE_SERVER,
             [str(kn), str(IN_FLIGHT), "--limit", "64"], kn, IN_FLIGHT, 64, host="Python"),
-        Row("knee.adaptive", "knee", "adaptive (no tuning)", needs="#16: portway_policy.adaptive"),
+        Row("knee.adaptive", "knee", "adaptive (no tuning)", KNEE_SERVER, [str(kn), str(IN_FLIGHT), "--adaptive"], kn,
+            IN_FLIGHT, adaptive=True),
         Row("tail.none", "tail", "no hedging", TAIL_SERVER, [str(tn), str(TAIL_IN_FLIGHT)], tn, TAIL_IN_FLIGHT),
         Row("tail.fixed", "tail", "hedge after a fixed delay", needs="#16: portway_policy.hedge_after_ms"),
         Row("tail.p95", "tail", "hedge after the live p95", needs="#16: portway_policy.hedge_after_p95"),
@@ -181,6 +184,8 @@ def run_once(row: Row, series: Path | None, timeout: float) -> ChildResult:
             cmd += ["--series", str(series)]
             if row.rate or row.breaker:  # the policy's own figures over time, next to the requests'
                 cmd += ["--state", str(series.with_suffix(".state.csv"))]
+        if row.adaptive:  # every run: its limit_mean figure comes from the samples
+            cmd += ["--state", str((series or BIN / "series" / f"{row.rid}.csv").with_suffix(".state.csv"))]
         return run_child(cmd, timeout)
     finally:
         up.stop()
@@ -189,7 +194,7 @@ def run_once(row: Row, series: Path | None, timeout: float) -> ChildResult:
 FIGURES = ["goodput", "throughput", "p50_ms", "p99_ms", "p999_ms", "server_max_in_progress", "extra_percent",
            "fail_p50_ms", "fail_p99_ms", "achieved_rate", "rate_error_percent", "per_s_min", "per_s_max",
            "unavail_p50_ms", "unavail_p99_ms", "server_down_rejected", "recover_ms", "breaker_trips", "unavailable",
-           "server_abandoned", "served_rate", "served_percent"]
+           "server_abandoned", "served_rate", "served_percent", "limit_end", "limit_mean"]
 
 
 def figures(r: ChildResult) -> dict[str, float]:
@@ -219,7 +224,9 @@ def check_counts(row: Row, d: dict[str, Any]) -> list[str]:
     answered = d["ok"] + d["timeouts"] + d["errors"] + d.get("unavailable", 0)
     if answered != d["n"]:
         bad.append(f"{answered} outcomes for {d['n']} requests")
-    if row.group == "knee" and row.limit == 0:
+    if row.adaptive and d["server_max_in_progress"] >= row.in_flight:
+        bad.append(f"adaptive: {d['server_max_in_progress']} in progress upstream, all {row.in_flight} offered")
+    if row.group == "knee" and row.limit == 0 and not row.adaptive:
         # All 512 at once is what every run so far shows; 90 % leaves room for a client slow to
         # resubmit on a loaded machine and still catches a connection cap (the default is 256).
         if d["server_max_in_progress"] < 0.9 * row.in_flight:
@@ -289,6 +296,27 @@ def cell(rec: dict[str, Any], key: str, unit: str = "") -> str:
     return f"{fmt(f['median'], unit)} ({fmt(f['min'], unit)} – {fmt(f['max'], unit)})"
 
 
+def adaptive_goal(doc: dict[str, Any]) -> tuple[str, str, str]:
+    """Issue 16's knee goal: the adaptive row against the best fixed limit (C rows)."""
+    goal = "adaptive ≥ 90 % of the best fixed limit's goodput, p99 ≤ 1.5× its p99, far above no limit"
+    recs = {r["rid"]: r for r in doc["records"]}
+    knee = [r for r in doc["records"] if r["group"] == "knee"]
+    fixed = [r for r in knee if r["limit"] and r["host"] == "C" and r["status"] == "ok"]
+    best = max(fixed, key=lambda r: r["figures"]["goodput"]["median"]) if fixed else None
+    adaptive = recs.get("knee.adaptive")
+    if not (adaptive and adaptive["status"] == "ok" and best):
+        return (goal, "not measured", "—")
+    af = adaptive["figures"]
+    g = af["goodput"]["median"] / best["figures"]["goodput"]["median"]
+    p = af["p99_ms"]["median"] / best["figures"]["p99_ms"]["median"]
+    none = recs.get("knee.none")
+    vs_none = ""
+    if none and none["status"] == "ok" and none["figures"]["goodput"]["median"] > 0:
+        vs_none = f", {af['goodput']['median'] / none['figures']['goodput']['median']:.1f}× no limit's"
+    return (goal, f"{g * 100:.0f} % of limit {best['limit']}'s goodput, p99 {p:.2f}×{vs_none}",
+            "yes" if g >= 0.9 and p <= 1.5 else "no")
+
+
 def goals(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The issue's goals as (goal, measured value, met: yes / no / —), for the table and the log."""
     recs = {r["rid"]: r for r in doc["records"]}
@@ -300,8 +328,7 @@ def goals(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
             return None
         return float(rec["figures"][key]["median"])
 
-    out = [("adaptive ≥ 90 % of the best fixed limit's goodput, p99 ≤ 1.5× its p99, far above no limit",
-            "needs #16", "—"),
+    out = [adaptive_goal(doc),
            ("hedging cuts p99.9 ≥ 10× for ≤ 5 % extra requests", "needs #16", "—")]
     goal = "a 1,000 req/s limit held within 2 % at any offered load"
     errs = [med(r["rid"], "rate_error_percent") for r in rate_rows]
@@ -365,13 +392,20 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append(f"| {r['name']} | {cell(r, 'goodput')} | {cell(r, 'throughput')} | {cell(r, 'p50_ms')} | "
                      f"{cell(r, 'p99_ms')} | {cell(r, 'p999_ms')} | {cell(r, 'server_max_in_progress', 'count')} |")
     fixed = [r for r in knee if r["limit"] and r["host"] == "C" and r["status"] == "ok"]
-    if fixed:
-        best = max(fixed, key=lambda r: r["figures"]["goodput"]["median"])
+    best = max(fixed, key=lambda r: r["figures"]["goodput"]["median"]) if fixed else None
+    if best:
         none = recs.get("knee.none")
         lines += ["", f"Best fixed limit here: **{best['limit']}** ({fmt(best['figures']['goodput']['median'])} "
                   f"req/s in SLO, p99 {fmt(best['figures']['p99_ms']['median'])} ms)"
                   + (f"; no limit: {fmt(none['figures']['goodput']['median'])} req/s in SLO"
                      if none and none["status"] == "ok" else "") + "."]
+    adaptive = recs.get("knee.adaptive")
+    adaptive = recs.get("knee.adaptive")
+    if adaptive and adaptive["status"] == "ok":
+        lines += ["", f"Adaptive limit (`portway_policy.adaptive`, no tuning, set after the warm-up so the timed "
+                  f"part includes its climb from 20): mean {cell(adaptive, 'limit_mean')} over the run, "
+                  f"{cell(adaptive, 'limit_end', 'count')} at its end (the limit over time: the last panel of "
+                  "the plot)."]
     lines += ["", "### Tail: p50 / p99 / p99.9", "",
               "| policy | p50 ms | p99 ms | p99.9 ms | extra requests upstream |", "|---|---:|---:|---:|---:|"]
     for r in tail:
@@ -439,7 +473,8 @@ def write_markdown(path: Path, text: str) -> None:
 def chart(doc: dict[str, Any], series: dict[str, Path], path: Path) -> str | None:
     """Latency over time (every request, by submit time) and goodput per 100 ms, for the rows
     whose series were kept; for the rate and breaker rows, 200s per 100 ms and the breaker's
-    state over time (sampled from portway_handler_policy_state)."""
+    state over time; the adaptive limit over time (both sampled from
+    portway_handler_policy_state)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -447,7 +482,7 @@ def chart(doc: dict[str, Any], series: dict[str, Path], path: Path) -> str | Non
     except ImportError as exc:
         return f"matplotlib not importable ({exc})"
     names = {r["rid"]: r["name"] for r in doc["records"]}
-    fig, axes = plt.subplots(4, 1, figsize=(11, 13))
+    fig, axes = plt.subplots(5, 1, figsize=(11, 16))
     state_ax = axes[3].twinx()
     for rid, csv_path in series.items():
         pts = []
@@ -471,6 +506,12 @@ def chart(doc: dict[str, Any], series: dict[str, Path], path: Path) -> str | Non
                 state_ax.step([p[0] for p in st], [p[1] for p in st], where="post", color="black", lw=0.8,
                               label="breaker state (0 closed, 1 open, 2 half-open)")
             continue
+        state_csv = csv_path.with_suffix(".state.csv")
+        if rid == "knee.adaptive" and state_csv.exists():
+            with state_csv.open() as f:
+                st = [(float(x["t_s"]), int(x["limit"]), int(x["running"])) for x in csv.DictReader(f)]
+            axes[4].step([p[0] for p in st], [p[1] for p in st], where="post", label="adaptive limit")
+            axes[4].plot([p[0] for p in st], [p[2] for p in st], lw=0.6, alpha=0.6, label="running (holding a slot)")
         ax = axes[2] if rid.startswith("tail") else axes[0]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=1, alpha=0.4, label=names.get(rid, rid))
         if rid.startswith("knee"):
@@ -494,14 +535,17 @@ def chart(doc: dict[str, Any], series: dict[str, Path], path: Path) -> str | Non
     axes[3].set_title("Rate and breaker: 200s completed per 100 ms, as req/s; breaker state (right axis)",
                       fontsize=9)
     axes[3].set_ylabel("req/s")
+    axes[4].axhline(64, color="red", lw=0.8, ls="--", label="the upstream's knee (64)")
+    axes[4].set_title("Knee: the adaptive limit over time (portway_handler_policy_state every 10 ms)", fontsize=9)
+    axes[4].set_ylabel("calls")
     state_ax.set_ylim(-0.1, 2.5)
     state_ax.set_yticks([0, 1, 2])
     state_ax.legend(fontsize=7, loc="lower right")
     for ax in axes:
         ax.set_xlabel("s since the timed part began")
         ax.legend(fontsize=7, markerscale=6, loc="upper right")
-    fig.suptitle(f"portway W5 {doc['date']}{' (QUICK)' if doc['quick'] else ''} — last run of each row; "
-                 "adaptive limit over time: needs #16", fontsize=9)
+    fig.suptitle(f"portway W5 {doc['date']}{' (QUICK)' if doc['quick'] else ''} — last run of each row",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -585,7 +629,9 @@ def main() -> int:
             else:
                 print(f"  {row.rid:14} {label}: goodput {fmt(vals['goodput'])}/s, p50 {fmt(vals['p50_ms'])} "
                       f"p99 {fmt(vals['p99_ms'])} p99.9 {fmt(vals['p999_ms'])} ms, upstream max "
-                      f"{vals['server_max_in_progress']:.0f} ({res.wall_s:.1f} s)", flush=True)
+                      f"{vals['server_max_in_progress']:.0f}"
+                      + (f", limit mean {fmt(vals.get('limit_mean'))} end {vals['limit_end']:.0f}" if row.adaptive
+                         else "") + f" ({res.wall_s:.1f} s)", flush=True)
     for rec in records.values():
         if rec["needs"]:
             continue

@@ -202,11 +202,15 @@ export declare class HttpResponse {
  * an option left out is off (or its default).
  */
 export interface PolicyOptions {
-  /** Hard cap on calls running at once; 0 = none (the same as `setConcurrency`). */
+  /** Hard cap on calls running at once; 0 = none (the same as `setConcurrency`). With
+   * `adaptive`, the adaptive limit's ceiling; 0 = 1000. */
   maxConcurrency?: number;
-  /** Not supported yet: `true` is refused (PORTWAY_INVALID_ARGUMENT). */
+  /** A latency-driven concurrency limit between `minConcurrency` and `maxConcurrency`: it
+   * grows while the calls' latency holds at its baseline and shrinks as it rises (the
+   * algorithm: `portway_policy.adaptive` in portway.h); `policyState().concurrencyLimit` is
+   * its live figure. Refused on a pipeline. */
   adaptive?: boolean;
-  /** Not supported yet (adaptive concurrency): only 0 or 1. */
+  /** Floor of the adaptive limit (0 = 1); at most its ceiling; above 1 only with `adaptive`. */
   minConcurrency?: number;
   /** Token bucket refill, calls per second; 0 = no rate limit. A request whose token comes
    * after its deadline fails PORTWAY_TIMEOUT at once. */
@@ -228,6 +232,7 @@ export interface PolicyOptions {
 
 /** The live figures of a handler's policies (`portway_policy_state`). */
 export interface PolicyState {
+  /** The concurrency limit in force (0 = none); with `adaptive`, its live figure. */
   concurrencyLimit: number;
   running: number;
   /** Requests waiting for a slot or a token. */

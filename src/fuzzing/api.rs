@@ -130,6 +130,8 @@ struct Policy {
     burst: u32,
     /// Whether a circuit breaker was ever on: only then may `PORTWAY_UNAVAILABLE` come.
     breaker_ever: bool,
+    /// The adaptive limit's bounds when it is on: its live figure moves within them.
+    adaptive: Option<(u32, u32)>,
 }
 
 impl Policy {
@@ -138,7 +140,13 @@ impl Policy {
         bound: u32::MAX,
         burst: 0,
         breaker_ever: false,
+        adaptive: None,
     };
+
+    /// The most calls the limit lets run at once (0 = no limit).
+    fn cap(&self) -> u32 {
+        self.adaptive.map_or(self.limit, |(_, max)| max)
+    }
 }
 
 /// A request about to be offered, with the buffer its payload pointer points into.
@@ -640,6 +648,7 @@ impl Run {
     /// `portway_handler_set_policy` with small figures (rates of a few tokens per second up
     /// to a few per ms, so tokens run out; cooldowns of a few ms, so the breaker cycles), and
     /// sometimes a field not supported yet or an invalid one: refused, and nothing changes.
+    /// With the adaptive limit on, its live figure is checked within its bounds.
     fn set_policy(&mut self, input: &mut Input<'_>) {
         let handler = self.policy_target(input);
         let mut p = blank_policy();
@@ -653,13 +662,22 @@ impl Run {
             p.breaker_failures = 1 + u32::from(input.below(3));
             p.breaker_cooldown_ms = [1, 2, 5][usize::from(input.below(3))];
         }
+        if shape & 0x20 != 0 {
+            p.adaptive = true;
+            p.min_concurrency = u32::from(input.below(3));
+        }
         // Invalid settings: a field not supported yet, or a figure out of range.
         let invalid = match input.below(12) {
             0 => {
+                // An adaptive floor above its ceiling.
                 p.adaptive = true;
+                p.max_concurrency = p.max_concurrency.max(1);
+                p.min_concurrency = p.max_concurrency + 1 + u32::from(input.byte());
                 true
             }
             1 => {
+                // A floor without the adaptive limit it is the floor of.
+                p.adaptive = false;
                 p.min_concurrency = 2 + u32::from(input.byte());
                 true
             }
@@ -686,29 +704,44 @@ impl Run {
             }
             _ => false,
         };
-        // A breaker is refused on a pipeline (it belongs on the stages).
-        let invalid = invalid || (handler == self.pipeline && p.breaker_failures != 0);
+        // A breaker or an adaptive limit is refused on a pipeline (they belong on the stages);
+        // so is an adaptive floor above its ceiling.
+        let invalid = invalid
+            || (handler == self.pipeline && (p.breaker_failures != 0 || p.adaptive))
+            || (p.adaptive && p.max_concurrency != 0 && p.min_concurrency > p.max_concurrency);
         let before = self.policy_state(handler);
         // SAFETY: a live engine and a readable policy.
         let status = unsafe { portway_handler_set_policy(self.eng, handler, &p) };
         if invalid {
             refused(status, &[Status::PORTWAY_INVALID_ARGUMENT], "set_policy");
             let after = self.policy_state(handler);
-            assert_eq!(
-                after.concurrency_limit, before.concurrency_limit,
-                "a refused policy changed the limit"
-            );
+            // An adaptive limit may move on its own between the two reads (within its
+            // bounds, which policy_state checks).
+            if self.policies[&handler].adaptive.is_none() {
+                assert_eq!(
+                    after.concurrency_limit, before.concurrency_limit,
+                    "a refused policy changed the limit"
+                );
+            }
             return;
         }
         assert_eq!(status, Status::PORTWAY_OK, "set_policy: {}", last_error());
         let model = self.policies.get_mut(&handler).expect("one of ours");
         let limit = p.max_concurrency;
-        model.bound = if limit == 0 || model.limit == 0 {
+        let adaptive = p.adaptive.then(|| {
+            (
+                p.min_concurrency.max(1),
+                if limit == 0 { 1000 } else { limit },
+            )
+        });
+        let cap = adaptive.map_or(limit, |(_, max)| max);
+        model.bound = if cap == 0 || model.cap() == 0 {
             u32::MAX
         } else {
-            model.bound.max(limit)
+            model.bound.max(cap)
         };
         model.limit = limit;
+        model.adaptive = adaptive;
         model.burst = if p.rate_per_s == 0.0 {
             0
         } else if p.burst == 0 {
@@ -728,10 +761,17 @@ impl Run {
         let status = unsafe { portway_handler_policy_state(self.eng, handler, &mut s) };
         assert_eq!(status, Status::PORTWAY_OK, "policy_state: {}", last_error());
         let model = self.policies.get_mut(&handler).expect("one of ours");
-        assert_eq!(s.concurrency_limit, model.limit, "limit in force: {s:?}");
+        match model.adaptive {
+            Some((min, max)) => assert!(
+                (min..=max).contains(&s.concurrency_limit),
+                "adaptive limit outside {min}..={max}: {s:?}"
+            ),
+            None => assert_eq!(s.concurrency_limit, model.limit, "limit in force: {s:?}"),
+        }
         assert!(s.running <= model.bound, "running beyond the limit: {s:?}");
-        if model.limit != 0 && s.running <= model.limit {
-            model.bound = model.limit;
+        let cap = model.cap();
+        if cap != 0 && s.running <= cap {
+            model.bound = cap;
         }
         assert!(
             [
@@ -789,6 +829,7 @@ impl Run {
             assert_eq!(status, Status::PORTWAY_OK, "{}", last_error());
             let model = self.policies.get_mut(&h).expect("one of ours");
             model.limit = 0;
+            model.adaptive = None;
             model.bound = u32::MAX;
             model.burst = 0;
             let start = Instant::now();

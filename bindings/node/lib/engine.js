@@ -455,9 +455,11 @@ class Engine {
   }
   /**
    * Sets every policy of handler `name` at once (options left out are off): `maxConcurrency`,
-   * a token-bucket rate limit (`ratePerS`, `burst`) and a circuit breaker (`breakerFailures`,
-   * `breakerCooldownMs`). Adaptive concurrency and hedging are refused (PORTWAY_INVALID_ARGUMENT)
-   * until implemented. Invalid settings change nothing.
+   * or with `adaptive` a latency-driven limit between `minConcurrency` and `maxConcurrency`
+   * (0 = 1000), a token-bucket rate limit (`ratePerS`, `burst`) and a circuit breaker
+   * (`breakerFailures`, `breakerCooldownMs`). Hedging is refused (PORTWAY_INVALID_ARGUMENT)
+   * until implemented, as are `minConcurrency` above 1 without `adaptive` or above
+   * `maxConcurrency`, and `adaptive` on a pipeline. Invalid settings change nothing.
    */
   setPolicy(name, options = {}) {
     if (options === null || typeof options !== 'object') throw invalidArg(TypeError, 'options must be an object');

@@ -70,10 +70,30 @@ test('circuit breaker: one per origin; open is PORTWAY_UNAVAILABLE, one trial cl
   }
 });
 
+test('setPolicy takes an adaptive limit and refuses its bad combinations', async () => {
+  const eng = new Engine(opts());
+  try {
+    eng.setPolicy('echo', { adaptive: true, minConcurrency: 2, maxConcurrency: 50 });
+    assert.equal(eng.policyState('echo').concurrencyLimit, 20); // where it starts
+    assert.equal((await eng.submit('echo', 'hi')).data.toString(), 'hi');
+    eng.setPolicy('echo', { adaptive: true, maxConcurrency: 8 });
+    assert.equal(eng.policyState('echo').concurrencyLimit, 8);
+    assert.throws(() => eng.setPolicy('echo', { minConcurrency: 4 }), (e) =>
+      e.code === 'PORTWAY_INVALID_ARGUMENT' && /set adaptive too/.test(e.message));
+    assert.throws(() => eng.setPolicy('echo', { adaptive: true, minConcurrency: 4, maxConcurrency: 3 }), (e) =>
+      e.code === 'PORTWAY_INVALID_ARGUMENT' && /ceiling 3/.test(e.message));
+    assert.throws(() => eng.setPolicy('echo', { adaptive: 1 }), { code: 'PORTWAY_INVALID_ARGUMENT' });
+    assert.throws(() => eng.setPolicy('echo', { minConcurrency: 1.5 }), { code: 'PORTWAY_INVALID_ARGUMENT' });
+    assert.equal(eng.policyState('echo').concurrencyLimit, 8, 'refusals change nothing');
+    eng.setPolicy('echo', {});
+    assert.equal(eng.policyState('echo').concurrencyLimit, 0);
+  } finally {
+    await eng.close();
+  }
+});
+
 test('setPolicy validates its options; unsupported ones are refused by the library', async () => {
   const eng = new Engine(opts());
-  assert.throws(() => eng.setPolicy('echo', { adaptive: true }), (e) =>
-    e.code === 'PORTWAY_INVALID_ARGUMENT' && /not supported yet/.test(e.message));
   assert.throws(() => eng.setPolicy('echo', { hedgeAfterMs: 20 }), { code: 'PORTWAY_INVALID_ARGUMENT' });
   assert.throws(() => eng.setPolicy('echo', { ratePerSecond: 5 }), { code: 'PORTWAY_INVALID_ARGUMENT' });
   assert.throws(() => eng.setPolicy('echo', { burst: -1 }), { code: 'PORTWAY_INVALID_ARGUMENT' });

@@ -658,6 +658,7 @@ class Engine:
         *,
         max_concurrency: int = 0,
         adaptive: bool = False,
+        min_concurrency: int = 1,
         rate_per_s: float = 0.0,
         burst: int = 0,
         hedge_after: float | None = None,
@@ -666,17 +667,23 @@ class Engine:
         breaker_cooldown: float | None = None,
     ) -> None:
         """Sets every policy of handler ``name`` at once (omitted ones are off): at most
-        ``max_concurrency`` calls at once (0 = none; the same as ``set_concurrency``); a token
+        ``max_concurrency`` calls at once (0 = none; the same as ``set_concurrency``), or with
+        ``adaptive=True`` a latency-driven limit between ``min_concurrency`` and
+        ``max_concurrency`` (0 = 1000) that grows while the calls' latency holds and shrinks
+        as it rises (the algorithm: ``portway_policy.adaptive`` in portway.h; its live figure
+        is ``policy_state(name)["concurrency_limit"]``); a token
         bucket of ``rate_per_s`` calls a second holding ``burst`` tokens (0 = ``max(1,
         rate_per_s)``), where a request whose token comes after its deadline fails with
         ``TimeoutError`` at once; and a circuit breaker that opens after ``breaker_failures``
         consecutive failures, refusing requests with ``UnavailableError`` for
-        ``breaker_cooldown`` seconds (default 5) before one trial request decides. Adaptive
-        concurrency and hedging are not implemented yet: setting them raises
-        ``InvalidArgumentError``. Invalid settings change nothing."""
+        ``breaker_cooldown`` seconds (default 5) before one trial request decides. Hedging is
+        not implemented yet: setting it raises ``InvalidArgumentError``, as do
+        ``min_concurrency`` above 1 without ``adaptive`` or above ``max_concurrency``, and
+        ``adaptive`` on a pipeline. Invalid settings change nothing."""
         policy = _policy.build_policy(
             max_concurrency=max_concurrency,
             adaptive=adaptive,
+            min_concurrency=min_concurrency,
             rate_per_s=rate_per_s,
             burst=burst,
             hedge_after=hedge_after,

@@ -2,9 +2,10 @@
 and how ``Engine.policy_state`` reads ``portway_handler_policy_state`` back.
 
 Times are seconds (floats), as everywhere in this package; the C struct takes milliseconds.
-Fields the engine does not implement yet (``adaptive``, ``hedge_after``, ``hedge_budget``)
-are passed through, so the library refuses them with ``InvalidArgumentError`` rather than
-this binding ignoring them.
+Fields the engine does not implement yet (``hedge_after``, ``hedge_budget``) are passed
+through, so the library refuses them with ``InvalidArgumentError`` rather than this binding
+ignoring them; so are combinations only the library can judge (``min_concurrency`` without
+``adaptive`` or above its ceiling, an adaptive limit on a pipeline).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def build_policy(
     *,
     max_concurrency: int,
     adaptive: bool,
+    min_concurrency: int,
     rate_per_s: float,
     burst: int,
     hedge_after: float | None,
@@ -86,6 +88,7 @@ def build_policy(
     check(_function("portway_policy_default")(byref(p)))
     p.max_concurrency = _count("max_concurrency", max_concurrency)
     p.adaptive = _flag("adaptive", adaptive)
+    p.min_concurrency = _count("min_concurrency", min_concurrency)
     if isinstance(rate_per_s, bool) or not isinstance(rate_per_s, (int, float)):
         raise InvalidArgumentTypeError(f"rate_per_s must be a number, got {type(rate_per_s).__name__}")
     p.rate_per_s = float(rate_per_s)  # range and NaN are checked by the library

@@ -11,6 +11,8 @@
 //! One policy per file, each owning its state and its knob (all set together by
 //! `portway_handler_set_policy`):
 //! - `limit.rs`: the concurrency limit (`max_concurrency`, `portway_handler_set_concurrency`).
+//! - `adaptive.rs`: the adaptive limit (`adaptive`, `min_concurrency`), which sets the
+//!   concurrency limit's figure from the latency of the runs that end.
 //! - `rate.rs`: the rate limit, a token bucket (`rate_per_s`, `burst`).
 //! - `breaker.rs`: the circuit breaker (`breaker_failures`, `breaker_cooldown_ms`).
 //!
@@ -24,6 +26,7 @@
 //! a step in [`Policies::admit`] and one in [`Permit`]'s `Drop`; dispatch does not change.
 //! Waiting must never hold a thread: a policy parks the [`Ticket`], not the caller.
 
+mod adaptive;
 mod breaker;
 mod limit;
 mod rate;
@@ -40,6 +43,7 @@ use super::shared::Shared;
 use crate::contract::Outcome;
 use crate::error::{Error, Result};
 use crate::status::Status;
+use adaptive::Adaptive;
 use breaker::{Breaker, Event, Figures, Start};
 use limit::{Admission, ConcurrencyLimit};
 use rate::{RateAdmission, RateLimit};
@@ -54,8 +58,13 @@ pub(crate) struct Ticket {
 /// The settings of every policy of one handler (`portway_policy` once validated).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicySettings {
-    /// Hard cap on runs at once; 0 = none.
+    /// Hard cap on runs at once; 0 = none (with `adaptive`: the adaptive limit's ceiling,
+    /// 0 = 1000).
     pub max_concurrency: u32,
+    /// A latency-driven concurrency limit between `min_concurrency` and `max_concurrency`.
+    pub adaptive: bool,
+    /// Floor of the adaptive limit; 0 = 1. Must be 0 or 1 without `adaptive`.
+    pub min_concurrency: u32,
     /// Token bucket refill per second; 0 = no rate limit.
     pub rate_per_s: f64,
     /// Token bucket size; 0 = `max(1, rate_per_s)`.
@@ -69,7 +78,7 @@ pub struct PolicySettings {
 /// The live figures of one handler's policies (`portway_policy_state`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicyState {
-    /// The concurrency limit in force (0 = none).
+    /// The concurrency limit in force (0 = none); the live figure when adaptive.
     pub concurrency_limit: u32,
     /// Runs holding a concurrency slot now.
     pub running: u32,
@@ -97,6 +106,7 @@ pub struct PolicyState {
 /// The policies of one handler.
 pub(crate) struct Policies {
     limit: ConcurrencyLimit,
+    adaptive: Adaptive,
     rate: RateLimit,
     breaker: Breaker,
 }
@@ -106,6 +116,7 @@ impl Policies {
     pub fn new() -> Self {
         Policies {
             limit: ConcurrencyLimit::new(),
+            adaptive: Adaptive::new(),
             rate: RateLimit::new(),
             breaker: Breaker::new(),
         }
@@ -216,7 +227,7 @@ impl Policies {
         vec![
             (
                 "policy_concurrency_limit",
-                "The handler's concurrency limit (0 = none).",
+                "The handler's concurrency limit (0 = none); the live figure when adaptive.",
                 "gauge",
                 u64::from(s.concurrency_limit),
             ),
@@ -294,9 +305,12 @@ pub(crate) struct Permit {
     judged: bool,
     /// The breaker that judges the run: its key (`None`: the handler's own).
     key: Option<String>,
-    /// When the run started, and how long it took once known (the rate limit's estimate).
+    /// When the run started, and how long it took once known (the rate limit's estimate;
+    /// the adaptive limit's sample).
     started: Instant,
     ran_for: Option<Duration>,
+    /// The run's latency is a sample for the adaptive limit (see `observe`).
+    sample: bool,
 }
 
 impl Permit {
@@ -319,6 +333,7 @@ impl Permit {
             key,
             started: Instant::now(),
             ran_for: None,
+            sample: false,
         }
     }
 
@@ -329,6 +344,10 @@ impl Permit {
     ///
     /// A run whose request was already completed by something else (its deadline, a cancel)
     /// is judged by that instead, when its permit drops.
+    ///
+    /// For the adaptive limit, the run's latency is a sample when it succeeded or timed out
+    /// (the latency a load causes); other failures are not (a refused connection is fast
+    /// because nothing ran, which says nothing about how much the handler can take).
     pub fn observe(&mut self, req: &Request, outcome: &Outcome) {
         if req.is_done() {
             return;
@@ -347,6 +366,7 @@ impl Permit {
             | Status::PORTWAY_TIMEOUT => Some(true),
             _ => None,
         };
+        self.sample = self.failed == Some(false) || outcome.status == Status::PORTWAY_TIMEOUT;
         // Tell the breaker now, before the outcome becomes the request's completion: a host
         // that has seen the failure must find the breaker already counting it.
         if self.failed.is_some() {
@@ -371,9 +391,8 @@ impl Drop for Permit {
     fn drop(&mut self) {
         // A run that ended without an outcome after its deadline was cut off by it: a timeout.
         // One that ended before (cancelled) says nothing about the handler.
-        let cut_off = self.deadline.is_some_and(|d| Instant::now() >= d);
-        let failed = self.failed.or_else(|| cut_off.then_some(true));
-        self.judge(failed);
+        let cut_off = self.failed.is_none() && self.deadline.is_some_and(|d| Instant::now() >= d);
+        self.judge(self.failed.or(cut_off.then_some(true)));
         let rate = &self.entry.policies.rate;
         if rate.is_on() {
             // How long runs take, for the rate limit's "too late" judgement: a run cut off by
@@ -385,7 +404,13 @@ impl Drop for Permit {
             }
         }
         if self.counted {
-            let startable = self.entry.policies.limit.release_one();
+            let policies = &self.entry.policies;
+            // A run cut off by its deadline took at least that long: a sample too.
+            let latency = (policies.adaptive.is_on() && (self.sample || cut_off))
+                .then(|| self.started.elapsed());
+            let startable = policies.limit.release_one_with(|running| {
+                latency.and_then(|l| policies.adaptive.sample(l, running))
+            });
             start_all(&self.shared, &self.entry, startable);
         }
     }
@@ -477,9 +502,43 @@ fn validate(entry: &HandlerEntry, settings: &PolicySettings) -> Result<()> {
             "breaker_cooldown_ms must be above 0 when breaker_failures is set",
         ));
     }
+    validate_adaptive(entry, settings)?;
     if settings.breaker_failures > 0 && matches!(entry.kind, HandlerKind::Pipeline(_)) {
         return Err(Error::invalid(format!(
             "{:?} is a pipeline: set the circuit breaker on its stage handlers",
+            entry.name
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the adaptive limit's bounds and where it may be set.
+fn validate_adaptive(entry: &HandlerEntry, settings: &PolicySettings) -> Result<()> {
+    let (min, max) = (settings.min_concurrency, settings.max_concurrency);
+    if !settings.adaptive {
+        if min > 1 {
+            return Err(Error::invalid(format!(
+                "min_concurrency {min} is the floor of the adaptive limit: set adaptive too"
+            )));
+        }
+        return Ok(());
+    }
+    let ceiling = if max == 0 {
+        adaptive::DEFAULT_CEILING
+    } else {
+        max
+    };
+    if min > ceiling {
+        return Err(Error::invalid(format!(
+            "min_concurrency {min} is above the adaptive limit's ceiling {ceiling} (max_concurrency{})",
+            if max == 0 { " 0 = 1000" } else { "" }
+        )));
+    }
+    if matches!(entry.kind, HandlerKind::Pipeline(_)) {
+        // A pipeline's permit is held for the whole request and hears no outcome: it would
+        // learn nothing but timeouts.
+        return Err(Error::invalid(format!(
+            "{:?} is a pipeline: set the adaptive limit on its stage handlers",
             entry.name
         )));
     }
@@ -512,14 +571,35 @@ pub(crate) fn set_policy(
             dispatch::enter_admitted(shared, ticket, permit);
         }
     }
-    set_concurrency(shared, entry, settings.max_concurrency);
+    let bounds = settings.adaptive.then(|| {
+        let max = match settings.max_concurrency {
+            0 => adaptive::DEFAULT_CEILING,
+            max => max,
+        };
+        (settings.min_concurrency.max(1), max)
+    });
+    let limit = p.adaptive.set(bounds).unwrap_or(settings.max_concurrency);
+    start_all(shared, entry, p.limit.set(limit));
     Ok(())
 }
 
 /// Sets handler `entry`'s concurrency limit (0 = none) and starts what the new limit lets in.
+/// While the limit is adaptive, this is its ceiling (0 = the default ceiling); a floor above
+/// it comes down to it.
 pub(crate) fn set_concurrency(shared: &Arc<Shared>, entry: &Arc<HandlerEntry>, limit: u32) {
-    let startable = entry.policies.limit.set(limit);
-    start_all(shared, entry, startable);
+    let p = &entry.policies;
+    let limit = match p.adaptive.bounds() {
+        Some((min, _)) => {
+            let max = if limit == 0 {
+                adaptive::DEFAULT_CEILING
+            } else {
+                limit
+            };
+            p.adaptive.set(Some((min.min(max), max))).unwrap_or(limit)
+        }
+        None => limit,
+    };
+    start_all(shared, entry, p.limit.set(limit));
 }
 
 /// Hands out rate-limit tokens to `entry`'s waiting tickets as they accrue: one task per

@@ -38,6 +38,7 @@ async function main(): Promise<void> {
   eng.pipeline('p', ['echo', 1]);
   eng.setConcurrency('echo', 2);
   eng.setPolicy('echo', { maxConcurrency: 4, ratePerS: 100, burst: 10, breakerFailures: 5, breakerCooldownMs: 1000 });
+  eng.setPolicy('echo', { adaptive: true, minConcurrency: 2, maxConcurrency: 200 });
   const ps: PolicyState = eng.policyState('echo');
   const breakerOpen: boolean = ps.breakerState === 'open' && ps.tokens >= 0 && ps.breakerOpen >= 0;
   // @ts-expect-error unknown policy option
