@@ -129,7 +129,13 @@ impl Meta {
         I: Iterator<Item = (&'a [u8], &'a [u8])>,
     {
         let (count, text_len) = pairs().fold((0, 0), |(n, len), (k, v)| {
-            let kept = |s: &[u8]| s.iter().filter(|&&b| b != 0).count();
+            let kept = |s: &[u8]| {
+                if s.contains(&0) {
+                    s.iter().filter(|&&b| b != 0).count()
+                } else {
+                    s.len()
+                }
+            };
             (n + 1, len + kept(k) + kept(v) + 2)
         });
         if count == 0 {
@@ -154,10 +160,16 @@ impl Meta {
             let mut at = 0;
             let mut put = |s: &[u8]| {
                 let start = text.add(at);
-                for &b in s.iter().filter(|&&b| b != 0) {
-                    if at < text_len {
-                        text.add(at).write(b);
-                        at += 1;
+                if at + s.len() < text_len && !s.contains(&0) {
+                    // The usual case: no NUL to drop, one copy (room for the NUL checked).
+                    std::ptr::copy_nonoverlapping(s.as_ptr(), start, s.len());
+                    at += s.len();
+                } else {
+                    for &b in s.iter().filter(|&&b| b != 0) {
+                        if at < text_len {
+                            text.add(at).write(b);
+                            at += 1;
+                        }
                     }
                 }
                 if at < text_len {
