@@ -102,7 +102,7 @@ impl HttpHandler {
 
 impl AsyncHandler for HttpHandler {
     fn validate(&self, payload: &[u8]) -> Result<()> {
-        request::parse_head(payload).map(|_| ())
+        request::check(payload)
     }
 
     fn call(&self, payload: Vec<u8>) -> OutcomeFuture {
