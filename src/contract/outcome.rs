@@ -236,8 +236,8 @@ impl Meta {
 
     /// The pairs as bytes, exactly as C sees them (without the NULs).
     pub fn byte_pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let (text, n): (&[u8], usize) = match &self.0 {
-            Some(p) => (&p.text, p.view.len()),
+        let (text, n): (&[u8], usize) = match self.parts() {
+            Some((view, text)) => (text, view.len()),
             None => (&[], 0),
         };
         let mut parts = text.split(|&b| b == 0);

@@ -209,7 +209,7 @@ pub(crate) fn prepare(payload: Vec<u8>) -> Result<Prepared> {
         let target = bytes.slice_ref(head.target.as_bytes());
         let uri = Uri::from_maybe_shared(target)
             .map_err(|e| Error::invalid(format!("URL {:?} is not valid: {e}", head.target)))?;
-        let origin = origin_of(&uri, head.target)?;
+        let origin = origin_from_uri(&uri, head.target)?;
         let headers = header_map(head.headers, |v| {
             HeaderValue::from_maybe_shared(bytes.slice_ref(v))
         })?;
@@ -239,7 +239,7 @@ pub(crate) fn parse_target(target: &str) -> Result<(Uri, Origin)> {
     let uri: Uri = target
         .parse()
         .map_err(|e| Error::invalid(format!("URL {target:?} is not valid: {e}")))?;
-    let origin = origin_of(&uri, target)?;
+    let origin = origin_from_uri(&uri, target)?;
     Ok((uri, origin))
 }
 
@@ -252,7 +252,7 @@ fn check_target(target: &str) -> Result<()> {
 }
 
 /// The origin of a parsed absolute URL (`target` is its text, for messages).
-fn origin_of(uri: &Uri, target: &str) -> Result<Origin> {
+fn origin_from_uri(uri: &Uri, target: &str) -> Result<Origin> {
     let (tls, host, port) = scheme_host_port(uri, target)?;
     Ok(Origin {
         tls,
