@@ -61,6 +61,7 @@ NODE_PORTWAY = os.environ.get("PORTWAY_NODE") or str(BIN / "node-portway")
 W1_N = 2_000_000
 W1_N_HOSTED = 200_000  # Python and Node hosts, and the Python anchors: see the note in the table
 W1_BATCH = 1024
+W1_NODE_BATCH = 16384  # eng.batch lists: the binding splits them into native batches itself
 # The payload of each W1 request: pw_bench's `overhead` submits empty ones, so the Go
 # request-shaped anchor copies a payload of the same length per job.
 W1_PAYLOAD = 0
@@ -523,6 +524,9 @@ def systems(scale: int) -> list[System]:
         System("w1.py.echo", "W1", "portway, Python submit_many, echo", "Python", True, "w1.py.echo",
                lambda ctx: [PYTHON, py_pw, "overhead", str(w1h), str(W1_BATCH)], w1h, env=pyenv,
                check=py_pw_check, note=hosted),
+        System("w1.py.batch", "W1", "portway, Python Engine.batch, echo (every result as bytes)", "Python",
+               True, "w1.py.echo", lambda ctx: [PYTHON, py_pw, "batch", str(w1h), str(W1_BATCH)], w1h,
+               env=pyenv, check=py_pw_check, note=hosted),
         System("w1.py.tpe", "W1", "Python: ThreadPoolExecutor(2)", "Python", False, "w1.py.echo",
                lambda ctx: [PYTHON, py_an, "tpe", str(w1h), str(W1_BATCH)], w1h, note=hosted),
         System("w1.py.asyncio", "W1", "Python: asyncio tasks (gather)", "Python", False, "w1.py.echo",
@@ -530,6 +534,13 @@ def systems(scale: int) -> list[System]:
         System("w1.node.echo", "W1", "portway, Node submitMany, echo", "Node", True, "w1.node.echo",
                lambda ctx: [NODE, js_pw, "overhead", str(w1h), str(W1_BATCH)], w1h, env=nodeenv,
                check=_node_check, note=hosted),
+        System("w1.node.submit", "W1", "portway, Node submit (coalesced per tick), echo", "Node", True,
+               "w1.node.submit", lambda ctx: [NODE, js_pw, "submit", str(w1h), str(W1_BATCH)], w1h, env=nodeenv,
+               check=_node_check, note=hosted + f"; {W1_BATCH} submits in flight"),
+        System("w1.node.batch", "W1", "portway, Node eng.batch, echo", "Node", True, "w1.node.batch",
+               lambda ctx: [NODE, js_pw, "batch", str(w1h), str(W1_NODE_BATCH)], w1h, env=nodeenv,
+               check=_node_check, note=hosted + f"; lists of {W1_NODE_BATCH:,}, two in flight, every "
+                                                "result read as a Buffer"),
         # ---- W2
         System("w2.c.sleep", "W2", "portway, C, sleep handler", "C", True, "w2.c.sleep",
                lambda ctx: [c, "sleep", str(w2), str(W2_MS)], w2, check=have_c),
@@ -617,6 +628,7 @@ GOALS = [
      "higher"),
     ("W1 from C, echo ≥ 1.0× Go's bare pool", "rate", "w1.c.echo", "w1.go.pool", 1.0, "higher"),
     ("W1 from Python ≥ 20× ThreadPoolExecutor", "rate", "w1.py.echo", "w1.py.tpe", 20.0, "higher"),
+    ("W1 from Node, eng.batch ≥ 2 M results/s", "rate", "w1.node.batch", None, 2e6, "absolute"),
     ("W2 wall time ≤ Go's", "wall", "w2.c.sleep", "w2.go.sleep", 1.0, "lower"),
     ("W2 peak RSS ≤ 0.5× Go's", "peak_rss", "w2.c.sleep", "w2.go.sleep", 0.5, "lower"),
     ("W3 from C ≥ 1.0× Go's client", "rate", "w3.c.portway", "w3.go.client", 1.0, "higher"),

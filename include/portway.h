@@ -317,6 +317,44 @@ typedef struct portway_completion {
 } portway_completion;
 
 /**
+ * The items of a polled batch completion (`portway_batch_result`), in submit order. Every
+ * pointer stays valid until the batch's completion is passed to `portway_release`. Item `i`:
+ * `statuses[i]` (a `portway_status`), `codes[i]` (as `portway_completion.code`), its bytes
+ * `data[offsets[i] .. offsets[i+1]]` (the response, or the error message when its status is
+ * not `PORTWAY_OK`), its metadata pairs `meta[meta_offsets[i] .. meta_offsets[i+1]]`.
+ */
+typedef struct portway_batch_view {
+    /**
+     * Number of items (at least 1).
+     */
+    size_t n;
+    /**
+     * `n` statuses.
+     */
+    const uint32_t *statuses;
+    /**
+     * `n` handler codes (the HTTP status for "http").
+     */
+    const uint32_t *codes;
+    /**
+     * `n + 1` offsets into `data`, nondecreasing, `offsets[0] == 0`.
+     */
+    const uint64_t *offsets;
+    /**
+     * Every item's bytes, one after the other, then a NUL byte no offset counts; never NULL.
+     */
+    const uint8_t *data;
+    /**
+     * `n + 1` offsets into `meta`, nondecreasing, `meta_offsets[0] == 0`.
+     */
+    const uint64_t *meta_offsets;
+    /**
+     * Every item's metadata pairs, one after the other; NULL when there are none.
+     */
+    const struct portway_meta *meta;
+} portway_batch_view;
+
+/**
  * Called with its context when completions become ready after none were waiting.
  */
 typedef void (*portway_notify_fn)(void *ctx);
@@ -450,28 +488,55 @@ typedef void (*portway_log_fn)(void *ctx, uint32_t level, const char *message);
  * What stands between a handler's requests and the handler. Fill it with
  * `portway_policy_default`, change what you need, and pass it to `portway_handler_set_policy`.
  * Each policy is off at its zero value, and a zero-filled struct is the same as the defaults
- * (every zero that has a default means it). Fields marked "not supported yet" must keep their
- * default: any other value is refused with `PORTWAY_INVALID_ARGUMENT`.
+ * (every zero that has a default means it). Settings out of range, or that the handler cannot
+ * take, are refused with `PORTWAY_INVALID_ARGUMENT` and change nothing.
  */
 typedef struct portway_policy {
     /**
      * Hard cap on calls running at once; 0 = none. Same as `portway_handler_set_concurrency`.
-     * Calls beyond it wait in FIFO order without holding a thread.
+     * Calls beyond it wait in FIFO order without holding a thread. With `adaptive`, the
+     * ceiling of the adaptive limit; 0 = 1000.
      */
     uint32_t max_concurrency;
     /**
-     * Latency-driven limit below `max_concurrency`. Not supported yet: must be false.
+     * A latency-driven concurrency limit between `min_concurrency` and `max_concurrency`
+     * (0 = 1000), in the spirit of Netflix's Gradient2; calls beyond it wait as for a fixed
+     * limit, and `portway_policy_state.concurrency_limit` shows its live figure. It starts at
+     * 20 (within the bounds). Each call that succeeds (for `http`: any response but a 5xx) or
+     * times out is a latency sample, from the moment it gets its slot to its end; other
+     * failures are not (a refused connection is fast because nothing ran). Samples are
+     * grouped in windows of max(10, limit) calls; when one closes:
+     * `short` = the window's mean latency; `long` = the baseline, an exponential average of
+     * `short` over about 600 windows (a plain mean over the first 10), decayed 5 % per window
+     * while above twice `short`; `gradient` = clamp(long / short, 0.5, 1);
+     * `limit` = 0.8 * limit + 0.2 * (limit * gradient + sqrt(limit)), within the bounds.
+     * So the limit grows while latency stays at the baseline and settles where the extra
+     * calls only queue (latency about 1 + 1/sqrt(limit) times the baseline). It starts in a
+     * slow start, as TCP does: while a window's latency stays within 1 + 1/sqrt(limit) of the
+     * baseline, the limit grows 20 % per window instead; the first window above ends it for
+     * good. A window in
+     * which fewer than half the limit's calls ran at once does not move it (the caller was
+     * the bottleneck). No tuning is needed or offered. Setting a policy again with `adaptive`
+     * keeps the learned limit (clamped to the new bounds); turning it off forgets it. While
+     * it is on, `portway_handler_set_concurrency` sets its ceiling. Not accepted on a
+     * pipeline: set it on its stages.
      */
     bool adaptive;
     /**
-     * Floor of the adaptive limit (0 = the default, 1). Not supported yet: must be 0 or 1.
+     * Floor of the adaptive limit (0 = the default, 1); at most the ceiling. Must be 0 or 1
+     * without `adaptive`.
      */
     uint32_t min_concurrency;
     /**
      * Token bucket refill in requests per second (fractions allowed, at most 1e9); 0 = no
      * rate limit. Each call takes one token; calls without one wait in FIFO order without
-     * holding a thread, and a request whose token would come after its deadline completes
-     * `PORTWAY_TIMEOUT` at once.
+     * holding a thread. A request that has to wait is judged on when it would finish: if its
+     * token, plus the time the handler's recent runs took (their smoothed mean plus four mean
+     * deviations, as TCP times retransmissions), comes after its deadline, it completes
+     * `PORTWAY_TIMEOUT` at once; a waiter whose turn comes too close to its deadline for a
+     * run completes `PORTWAY_TIMEOUT` then. Neither takes a token, so under overload the
+     * tokens go to requests that can still finish in time. A request that finds a token and
+     * nobody waiting always runs.
      */
     double rate_per_s;
     /**
@@ -514,8 +579,13 @@ typedef struct portway_policy {
      * `PORTWAY_HANDLER_ERROR`, `PORTWAY_PANIC`, `PORTWAY_CONNECT_ERROR`, `PORTWAY_TLS_ERROR`,
      * `PORTWAY_PROTOCOL_ERROR` and `PORTWAY_TIMEOUT`, and for `http` a 5xx response; a
      * `PORTWAY_OK` outcome is a success and resets the count; other statuses (a cancellation,
-     * `PORTWAY_BODY_TOO_LARGE`, ...) count as neither. One breaker per handler
-     * (not per origin for `http`: register one http handler per upstream to separate them).
+     * `PORTWAY_BODY_TOO_LARGE`, ...) count as neither. One breaker per handler, and for
+     * `http` one per origin (scheme, host, port): an origin's breaker opens on its own
+     * failures and refuses only requests to that origin (the `PORTWAY_UNAVAILABLE` message
+     * and the log lines name it), with its own half-open trial. A redirect to another origin
+     * does not change which breaker judges the run: the origin the request names does. An
+     * http handler keeps a state only for origins with failures counted or open (at most
+     * 1024; past that, closed ones are forgotten first, then the one open longest).
      * Not accepted on a pipeline: set it on its stages.
      */
     uint32_t breaker_failures;
@@ -533,7 +603,7 @@ typedef struct portway_policy {
  */
 typedef struct portway_policy_state {
     /**
-     * The concurrency limit in force (0 = none).
+     * The concurrency limit in force (0 = none); with `adaptive`, its live figure.
      */
     uint32_t concurrency_limit;
     /**
@@ -541,13 +611,13 @@ typedef struct portway_policy_state {
      */
     uint32_t running;
     /**
-     * Requests waiting for a concurrency slot or a rate-limit token (requests cancelled or
-     * timed out while waiting are counted until their turn comes).
+     * Requests waiting for a concurrency slot or a rate-limit token.
      */
     uint32_t waiting;
     /**
      * Circuit breaker: `PORTWAY_BREAKER_CLOSED`, `PORTWAY_BREAKER_OPEN` or
-     * `PORTWAY_BREAKER_HALF_OPEN` (cooldown over, or the trial running).
+     * `PORTWAY_BREAKER_HALF_OPEN` (cooldown over, or the trial running). With one breaker per
+     * origin (`http`), the worst of them: open if any is, else half-open if any is.
      */
     uint32_t breaker_state;
     /**
@@ -555,24 +625,26 @@ typedef struct portway_policy_state {
      */
     double tokens;
     /**
-     * Consecutive failures counted while the breaker is closed.
+     * Consecutive failures counted while the breaker is closed (per origin for `http`: the
+     * most of any closed one).
      */
     uint32_t breaker_failures;
     /**
-     * Reserved; 0.
+     * Breakers open or half-open now: for `http` the number of origins refused or on trial,
+     * for other handlers 0 or 1. (This field was `reserved`, always 0, before.)
      */
-    uint32_t reserved;
+    uint32_t breaker_open;
     /**
-     * Times the breaker opened, reopenings after a failed trial included.
+     * Times a breaker opened, reopenings after a failed trial included (all origins).
      */
     uint64_t breaker_trips;
     /**
-     * Requests completed `PORTWAY_UNAVAILABLE` by the breaker.
+     * Requests completed `PORTWAY_UNAVAILABLE` by the breaker (all origins).
      */
     uint64_t breaker_rejected;
     /**
-     * Requests completed `PORTWAY_TIMEOUT` at once because their token came after their
-     * deadline.
+     * Requests completed `PORTWAY_TIMEOUT` by the rate limit because their token, plus the
+     * handler's recent run time, came after their deadline.
      */
     uint64_t rate_timeouts;
     /**
@@ -630,6 +702,49 @@ typedef struct portway_request {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Submits `n` payloads to one handler as ONE unit: payload `i` is
+ * `data[offsets[i] .. offsets[i+1]]` (`offsets` has `n + 1` entries, nondecreasing;
+ * `offsets[0]` may be nonzero; `data` may be NULL only when every payload is empty). Each item
+ * is a request of its own: same handler, each with the deadline `timeout_ms` from now (0 = the
+ * engine default), each takes one `max_in_flight` slot (until the batch is released), each
+ * runs with the batch's `user_data` (what `portway_call_user_data` says) and the request id
+ * `*out_id + 1 + i` (in log messages; such an id cannot be cancelled on its own). All
+ * payloads are copied before the call returns. Writes the batch id to `*out_id`.
+ *
+ * The batch gets exactly ONE completion, once every item has completed: status `PORTWAY_OK`
+ * (whatever the items' own statuses), `user_data` echoed, `code` = the number of items whose
+ * status is not `PORTWAY_OK`, empty data; read its items with `portway_batch_result`.
+ * `portway_cancel` of the batch id cancels every item not yet completed (`PORTWAY_OK` when
+ * it cancelled at least one); shutdown and `portway_cancel_all` reach the items too.
+ *
+ * Accepted whole or not at all: returns `PORTWAY_OK`; `PORTWAY_BUSY` (fewer than `n` slots
+ * are free); `PORTWAY_INVALID_ARGUMENT` (`n` 0 or above `max_in_flight`, NULL `eng` or
+ * `out_id`, NULL `offsets`, decreasing offsets, NULL `data` with a nonempty payload, a
+ * payload the handler refuses); `PORTWAY_PAYLOAD_TOO_LARGE` (an item above `max_payload`);
+ * `PORTWAY_UNKNOWN_HANDLER`; `PORTWAY_SHUTDOWN`; `PORTWAY_FORKED`. A refused batch posts no
+ * completion and changes nothing. Never blocks.
+ */
+portway_status portway_batch_submit(struct portway_engine *eng,
+                                    uint32_t handler,
+                                    const uint8_t *data,
+                                    const uint64_t *offsets,
+                                    size_t n,
+                                    uint32_t timeout_ms,
+                                    uint64_t user_data,
+                                    uint64_t *out_id);
+
+/**
+ * Fills `*out` with the items of the polled batch completion `*c` (only `c->id` is read), in
+ * submit order; every pointer in it stays valid until that completion is released.
+ * Callable from any thread. Returns `PORTWAY_OK`; `PORTWAY_INVALID_ARGUMENT` when `c` is not
+ * the completion of a batch (a plain request's, one not yet polled or already released) or
+ * for NULL arguments; `PORTWAY_FORKED`.
+ */
+portway_status portway_batch_result(struct portway_engine *eng,
+                                    const struct portway_completion *c,
+                                    struct portway_batch_view *out);
 
 /**
  * Waits until at least one completion is ready or `timeout_ms` passes (0 = don't wait,
@@ -944,7 +1059,9 @@ portway_status portway_metrics_text(struct portway_engine *eng,
 /**
  * Writes a JSON snapshot of the requests in flight, oldest first, at most `limit` of them:
  * `{"total":N,"requests":[{"id","user_data","handler","stage","stage_handler","state",
- * "age_ms"}]}` where state is queued, running, ready (not yet polled) or unreleased.
+ * "age_ms"}]}` where state is queued, running, ready (not yet polled) or unreleased. A batch
+ * (`portway_batch_submit`) is listed with `"items":n` and state `batch` until its last item
+ * completes; each of its items not yet completed is listed too, with `"batch":` its batch id.
  * Buffer rules and statuses as for `portway_metrics_text`.
  */
 portway_status portway_inflight_json(struct portway_engine *eng,
@@ -991,12 +1108,13 @@ portway_status portway_config_set_log(struct portway_config *cfg,
 portway_status portway_policy_default(struct portway_policy *out);
 
 /**
- * Sets every policy of handler `id` at once: the concurrency limit, the rate limit, the
- * circuit breaker and hedging. Requests already waiting are re-checked against the new
- * settings (a raised limit or a removed rate starts them); the breaker keeps its position
- * unless it is switched off; the hedge budget starts again with one hedge banked. Invalid
- * settings (a field not supported yet, a negative, NaN or huge `rate_per_s`, `burst` without
- * a rate, a breaker on a pipeline, hedging on a handler that is never safe to repeat,
+ * Sets every policy of handler `id` at once: the concurrency limit (fixed or adaptive), the
+ * rate limit, the circuit breaker and hedging. Requests already waiting are re-checked
+ * against the new settings (a raised limit or a removed rate starts them); the breaker keeps
+ * its position unless it is switched off; the hedge budget starts again with one hedge
+ * banked. Invalid settings (a negative, NaN or huge `rate_per_s`, `burst` without a rate,
+ * `min_concurrency` above 1 without `adaptive` or above the adaptive ceiling, a breaker or an
+ * adaptive limit on a pipeline, hedging on a handler that is never safe to repeat,
  * `hedge_budget_percent` above 100) change nothing.
  * Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
  */

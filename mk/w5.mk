@@ -3,9 +3,9 @@
 #
 #   make bench-w5          builds the upstream (Go, standard library only, offline) and the C
 #                          driver against the release library, then runs bench/w5/runner.py: a
-#                          warm-up round and 5 measured rounds (about 10 minutes on 2 cores; the
-#                          rate rows hold a 1,000 req/s token bucket for 10 s each, the breaker
-#                          row takes the upstream down for 3 s);
+#                          warm-up round and 5 measured rounds (about 11 minutes on 2 cores; the
+#                          three rate rows hold a 1,000 req/s token bucket for 10 s each, the
+#                          breaker row takes the upstream down for 3 s);
 #                          writes bench/results/w5.json, bench/results/w5.png and the W5 section
 #                          of BENCHMARKS.md
 #   make bench-w5 QUICK=1  one round of fewer rows at a fifth of the size, with the count checks;
@@ -15,7 +15,8 @@
 #                          the rate and breaker rows' checks are counts: the upstream started at
 #                          most rate x window + burst, saw at most N + in flight + one trial per
 #                          cooldown while down)
-#   make bench-w5 W5_ARGS="--reps 3"    any bench/w5/runner.py option
+#   make bench-w5 W5_ARGS="--reps 3"    any bench/w5/runner.py option; W5_ARGS="--only rate,breaker"
+#                          measures those groups alone (under target/bench/w5/only/)
 #
 # Uses what mk/bench.mk installs (bench-deps: golang-go; the bench venv with matplotlib).
 

@@ -7,6 +7,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(test)]
+mod alloc_count;
 pub mod contract;
 pub mod engine;
 pub mod error;

@@ -44,6 +44,12 @@ fn rust_layout() -> Layout {
     );
     rust_rows!(
         rows,
+        "portway_batch_view",
+        portway_batch_view,
+        [n, statuses, codes, offsets, data, meta_offsets, meta]
+    );
+    rust_rows!(
+        rows,
         "portway_request",
         portway_request,
         [handler, timeout_ms, user_data, payload, payload_len]
@@ -101,7 +107,7 @@ fn rust_layout() -> Layout {
             breaker_state,
             tokens,
             breaker_failures,
-            reserved,
+            breaker_open,
             breaker_trips,
             breaker_rejected,
             rate_timeouts,

@@ -27,6 +27,8 @@ fn engine() -> Engine {
 fn hedge_after(ms: u64, budget_percent: u32) -> PolicySettings {
     PolicySettings {
         max_concurrency: 0,
+        adaptive: false,
+        min_concurrency: 0,
         rate_per_s: 0.0,
         burst: 0,
         breaker_failures: 0,

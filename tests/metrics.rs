@@ -388,3 +388,39 @@ fn metrics_can_be_turned_off() {
     // Engine-wide stats stay on.
     assert_eq!(eng.stats().unwrap().completed_total(), 10);
 }
+
+#[test]
+fn inflight_dump_of_one_batch_shows_one_age_for_all() {
+    // Requests accepted by one submit_batch call share their acceptance instant; the dump
+    // takes one `now` for the whole snapshot, so they show one age (oldest first stays true).
+    let eng = engine();
+    let sleep = eng.lookup("sleep").unwrap();
+    let n = 2000;
+    let subs: Vec<Submission> = (0..n)
+        .map(|_| Submission {
+            handler: sleep,
+            timeout_ms: 0,
+            user_data: 1,
+            payload: b"60000",
+        })
+        .collect();
+    let mut ids = vec![0u64; n];
+    let (accepted, result) = eng.submit_batch(&subs, Some(&mut ids));
+    result.unwrap();
+    assert_eq!(accepted, n);
+    let json = eng.inflight_json(n).unwrap();
+    let ages: Vec<&str> = json
+        .split("\"age_ms\":")
+        .skip(1)
+        .map(|s| s.split(['}', ',']).next().unwrap())
+        .collect();
+    assert_eq!(ages.len(), n);
+    assert!(
+        ages.iter().all(|a| *a == ages[0]),
+        "{:?} .. {:?}",
+        ages[0],
+        ages[n - 1]
+    );
+    eng.cancel_all().unwrap();
+    collect(&eng, n);
+}

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{collect, engine, one, sub};
+use common::{collect, engine, engine_with, one, sub};
 use portway::engine::{LogLevel, PolicySettings};
 use portway::handlers::Call;
 use portway::{Engine, ShutdownMode, Status, Submission};
@@ -25,6 +25,8 @@ const A_DAY: f64 = 1.0 / 86_400.0;
 fn settings() -> PolicySettings {
     PolicySettings {
         max_concurrency: 0,
+        adaptive: false,
+        min_concurrency: 0,
         rate_per_s: 0.0,
         burst: 0,
         breaker_failures: 0,
@@ -37,6 +39,15 @@ fn rate(rate_per_s: f64, burst: u32) -> PolicySettings {
     PolicySettings {
         rate_per_s,
         burst,
+        ..settings()
+    }
+}
+
+fn adaptive(min_concurrency: u32, max_concurrency: u32) -> PolicySettings {
+    PolicySettings {
+        adaptive: true,
+        min_concurrency,
+        max_concurrency,
         ..settings()
     }
 }
@@ -140,6 +151,70 @@ fn a_request_whose_token_comes_after_its_deadline_times_out_at_once() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let state = eng.policy_state(limited).unwrap();
     assert_eq!((state.rate_timeouts, state.waiting), (1, 0));
+}
+
+#[test]
+fn under_overload_the_tokens_go_to_requests_that_can_finish_in_time() {
+    let eng = engine_with(|c| c.set_pool_workers(4).unwrap());
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = calls.clone();
+    // Runs take 150 or 250 ms, in turn.
+    let slow = eng
+        .register_blocking("slow", move |call: &mut Call| {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(if n.is_multiple_of(2) {
+                150
+            } else {
+                250
+            }));
+            call.respond(b"ok").unwrap();
+        })
+        .unwrap();
+    // Warm-up under a rate that holds nothing back, so the limit has seen runs.
+    eng.set_policy(slow, &rate(1000.0, 100)).unwrap();
+    for _ in 0..8 {
+        eng.submit(&sub(slow, b"")).unwrap();
+    }
+    assert!(
+        collect(&eng, 8)
+            .iter()
+            .all(|c| c.status == Status::PORTWAY_OK)
+    );
+    // Four times what 10 req/s serves in the 2 s deadline, offered at once.
+    eng.set_policy(slow, &rate(10.0, 1)).unwrap();
+    let offered = 80;
+    for _ in 0..offered {
+        eng.submit(&timed(slow, 2000)).unwrap();
+    }
+    let done = collect(&eng, offered);
+    let count = |st: Status| done.iter().filter(|c| c.status == st).count() as u64;
+    let (served, timed_out) = (count(Status::PORTWAY_OK), count(Status::PORTWAY_TIMEOUT));
+    assert_eq!(served + timed_out, offered as u64, "only OK and TIMEOUT");
+    let ran = calls.load(Ordering::SeqCst) - 8;
+    // Every run the limit let start finished within its deadline: no token went to a request
+    // that could only time out in the handler, and those that could not wait failed at once.
+    assert_eq!(ran, served, "{timed_out} timed out, {served} served");
+    assert!(served >= 8, "goodput near the rate: {served} served");
+    assert_eq!(eng.policy_state(slow).unwrap().rate_timeouts, timed_out);
+}
+
+#[test]
+fn waiting_counts_only_live_requests() {
+    let eng = engine();
+    let (limited, _) = counting(&eng, "limited");
+    eng.set_policy(limited, &rate(A_DAY, 1)).unwrap();
+    eng.submit(&sub(limited, b"")).unwrap();
+    assert_eq!(one(&eng).status, Status::PORTWAY_OK);
+    let ids: Vec<u64> = (0..5)
+        .map(|_| eng.submit(&sub(limited, b"")).unwrap())
+        .collect();
+    for &id in &ids[..3] {
+        eng.cancel(id).unwrap();
+    }
+    assert_eq!(collect(&eng, 3).len(), 3);
+    assert_eq!(eng.policy_state(limited).unwrap().waiting, 2);
+    eng.set_policy(limited, &settings()).unwrap();
+    assert_eq!(collect(&eng, 2).len(), 2);
 }
 
 #[test]
@@ -394,6 +469,8 @@ fn exactly_one_completion_per_request_with_every_policy_on_and_random_faults() {
         .unwrap();
     let policy = PolicySettings {
         max_concurrency: 3,
+        adaptive: true,
+        min_concurrency: 2,
         rate_per_s: 20_000.0,
         burst: 50,
         breaker_failures: 4,
@@ -447,6 +524,92 @@ fn exactly_one_completion_per_request_with_every_policy_on_and_random_faults() {
     );
 }
 
+/// An async handler that takes `ms` whatever the load, and notes the most calls it had at once.
+struct Steady {
+    ms: u64,
+    now: Arc<AtomicU64>,
+    most: Arc<AtomicU64>,
+}
+
+impl portway::contract::AsyncHandler for Steady {
+    fn call(&self, _payload: Vec<u8>) -> portway::contract::OutcomeFuture {
+        let (now, most, ms) = (self.now.clone(), self.most.clone(), self.ms);
+        Box::pin(async move {
+            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(n, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            now.fetch_sub(1, Ordering::SeqCst);
+            portway::contract::Outcome::ok(b"ok".to_vec())
+        })
+    }
+}
+
+#[test]
+fn the_adaptive_limit_grows_while_latency_holds_and_starts_waiting_requests() {
+    let eng = engine();
+    let most = Arc::new(AtomicU64::new(0));
+    let h = eng
+        .register_async(
+            "steady",
+            Steady {
+                ms: 2,
+                now: Arc::default(),
+                most: most.clone(),
+            },
+        )
+        .unwrap();
+    eng.set_policy(h, &adaptive(1, 60)).unwrap();
+    assert_eq!(
+        eng.policy_state(h).unwrap().concurrency_limit,
+        20,
+        "it starts at 20"
+    );
+    let total = 3000;
+    let batch: Vec<Submission<'_>> = (0..total).map(|_| sub(h, b"")).collect();
+    let (n, r) = eng.submit_batch(&batch, None);
+    r.unwrap();
+    let state = eng.policy_state(h).unwrap();
+    assert_eq!(
+        (state.running, state.waiting),
+        (20, n as u32 - 20),
+        "{state:?}"
+    );
+    let mut limits = vec![20];
+    let mut got = 0;
+    while got < n {
+        let (cs, _) = eng.poll_owned(256, Some(Duration::from_secs(10))).unwrap();
+        assert!(!cs.is_empty(), "stalled after {got} of {n}");
+        assert!(cs.iter().all(|c| c.status == Status::PORTWAY_OK));
+        got += cs.len();
+        limits.push(eng.policy_state(h).unwrap().concurrency_limit);
+    }
+    // The latency held (give or take the machine's noise), so the limit grew, within its
+    // ceiling; the requests it let in as it grew were waiting ones (all were submitted up
+    // front).
+    let (highest, last) = (*limits.iter().max().unwrap(), *limits.last().unwrap());
+    assert!(
+        highest > 30 && highest <= 60,
+        "highest {highest}, last {last}"
+    );
+    let most = most.load(Ordering::SeqCst);
+    assert!(most > 20 && most <= 60, "at most {most} at once");
+    let state = eng.policy_state(h).unwrap();
+    assert_eq!((state.running, state.waiting), (0, 0), "{state:?}");
+    let text = eng.metrics_text().unwrap();
+    assert!(
+        text.contains(&format!(
+            "portway_policy_concurrency_limit{{handler=\"steady\"}} {last}"
+        )),
+        "{text}"
+    );
+    // portway_handler_set_concurrency sets the ceiling of an adaptive limit.
+    eng.set_concurrency(h, 25).unwrap();
+    assert_eq!(eng.policy_state(h).unwrap().concurrency_limit, 25);
+    // Off: the fixed limit (none) is back.
+    eng.set_policy(h, &settings()).unwrap();
+    assert_eq!(eng.policy_state(h).unwrap().concurrency_limit, 0);
+}
+
 #[test]
 fn invalid_settings_are_refused_and_change_nothing() {
     let eng = engine();
@@ -477,6 +640,23 @@ fn invalid_settings_are_refused_and_change_nothing() {
     };
     let err = eng.set_policy(pipe, &breaker).unwrap_err();
     assert!(err.to_string().contains("pipeline"), "{err}");
+    let err = eng.set_policy(pipe, &adaptive(1, 0)).unwrap_err();
+    assert!(err.to_string().contains("pipeline"), "{err}");
+    for (bad, words) in [
+        (adaptive(8, 7), "ceiling 7"),
+        (adaptive(1001, 0), "ceiling 1000"),
+        (
+            PolicySettings {
+                min_concurrency: 2,
+                ..settings()
+            },
+            "set adaptive",
+        ),
+    ] {
+        let err = eng.set_policy(h, &bad).unwrap_err();
+        assert_eq!(err.status(), Status::PORTWAY_INVALID_ARGUMENT);
+        assert!(err.to_string().contains(words), "{err}");
+    }
     assert_eq!(
         eng.set_policy(999, &settings()).unwrap_err().status(),
         Status::PORTWAY_UNKNOWN_HANDLER
@@ -512,6 +692,81 @@ mod c_abi {
     }
 
     #[test]
+    fn the_adaptive_limit_from_c_and_its_bad_combinations() {
+        let mut eng = ptr::null_mut();
+        assert_eq!(
+            unsafe { portway_engine_new(ptr::null(), &mut eng) },
+            Status::PORTWAY_OK
+        );
+        let echo = 1;
+        let limit = |eng| {
+            let mut state = portway_policy_state::default();
+            assert_eq!(
+                unsafe { portway_handler_policy_state(eng, echo, &mut state) },
+                Status::PORTWAY_OK
+            );
+            state.concurrency_limit
+        };
+        let bad: [(Change, &str); 3] = [
+            (|p| p.min_concurrency = 4, "set adaptive too"),
+            (
+                |p| {
+                    p.adaptive = true;
+                    p.max_concurrency = 3;
+                    p.min_concurrency = 4;
+                },
+                "above the adaptive limit's ceiling 3",
+            ),
+            (
+                |p| {
+                    p.adaptive = true;
+                    p.min_concurrency = 1001;
+                },
+                "ceiling 1000",
+            ),
+        ];
+        for (change, words) in bad {
+            let mut p = defaults();
+            change(&mut p);
+            assert_eq!(
+                unsafe { portway_handler_set_policy(eng, echo, &p) },
+                Status::PORTWAY_INVALID_ARGUMENT
+            );
+            assert!(last_error().contains(words), "{}", last_error());
+            assert_eq!(limit(eng), 0, "a refused policy changes nothing");
+        }
+        // On: it starts at 20 within its bounds; min_concurrency 0 means 1.
+        let mut p = defaults();
+        p.adaptive = true;
+        p.min_concurrency = 0;
+        assert_eq!(
+            unsafe { portway_handler_set_policy(eng, echo, &p) },
+            Status::PORTWAY_OK
+        );
+        assert_eq!(limit(eng), 20);
+        p.max_concurrency = 8;
+        assert_eq!(
+            unsafe { portway_handler_set_policy(eng, echo, &p) },
+            Status::PORTWAY_OK
+        );
+        assert_eq!(limit(eng), 8);
+        p.max_concurrency = 0;
+        p.min_concurrency = 30;
+        assert_eq!(
+            unsafe { portway_handler_set_policy(eng, echo, &p) },
+            Status::PORTWAY_OK
+        );
+        assert_eq!(limit(eng), 30, "the learned limit, within the new bounds");
+        // set_concurrency is its ceiling; the floor comes down to it.
+        assert_eq!(
+            unsafe { portway_handler_set_concurrency(eng, echo, 5) },
+            Status::PORTWAY_OK
+        );
+        assert_eq!(limit(eng), 5);
+        unsafe { portway_engine_free(eng) };
+    }
+
+    #[test]
     fn defaults_are_off_and_unsupported_fields_are_refused() {
         let d = defaults();
         assert_eq!(
@@ -534,16 +789,8 @@ mod c_abi {
             Status::PORTWAY_OK
         );
         let echo = 1; // the first built-in
-        // Not supported yet, or (hedging) never possible on echo, or out of range.
-        let unsupported: [(Change, &str); 5] = [
-            (
-                |p| p.adaptive = true,
-                "adaptive concurrency (policy.adaptive) is not supported yet",
-            ),
-            (
-                |p| p.min_concurrency = 4,
-                "min_concurrency (a floor for adaptive concurrency) is not supported yet",
-            ),
+        // Never possible on echo (hedging), or out of range.
+        let unsupported: [(Change, &str); 3] = [
             (|p| p.hedge_after_ms = 10, "never hedged"),
             (|p| p.hedge_after_p95 = true, "never hedged"),
             (

@@ -11,6 +11,9 @@
  * (its GET /stats after the run, reset before it).
  *
  *   --limit L        portway_handler_set_concurrency(handler, L) (0 = no limit: the default)
+ *   --adaptive       portway_handler_set_policy with adaptive on (max_concurrency = --limit, 0 =
+ *                    the library's ceiling), set right before the timed part, after the warm-up,
+ *                    so the timed part includes its climb from where it starts
  *   --timeout-ms T   each request's deadline (0 = none: the default); a request that cannot
  *                    finish in time completes PORTWAY_TIMEOUT and counts against goodput
  *   --slo-ms S       the latency a good response is within (default 100)
@@ -27,7 +30,7 @@
  *   --burst B        the token bucket's size (with --rate; 0 = the library's default)
  *   --breaker N:MS   the circuit breaker: opens after N consecutive failures, MS ms cooldown
  *   --state FILE     samples portway_handler_policy_state every 10 ms of the timed part into a
- *                    CSV: t (s), tokens, waiting, running, breaker_state, trips, rejected
+ *                    CSV: t (s), tokens, waiting, running, breaker_state, trips, rejected, limit
  *   --hedge-ms MS    hedging (portway_policy.hedge_after_ms): a GET still running after MS ms
  *                    is sent again, the first answer wins; set before the warm-up
  *   --hedge-p95      hedge after the handler's live p95 (hedge_after_p95; --hedge-ms, if any,
@@ -41,7 +44,9 @@
  * whole second of the timed part, by completion time), unavailable (PORTWAY_UNAVAILABLE
  * completions) and their unavail_p50_ms / unavail_p99_ms, the breaker's trips and, with
  * --down, recover_ms: from the upstream's return (the down request's send time + MS) to the
- * first 200 completed after it (null when none).
+ * first 200 completed after it (null when none). Always: limit_end, the concurrency limit in
+ * force at the end (the adaptive limit's last figure), and with --state limit_mean, the mean
+ * of the sampled limits.
  *
  * The handler has no per-host connection cap (max_connections_per_host 0), so that "no limit"
  * really offers IN_FLIGHT requests at once to the upstream over HTTP/1.1 keep-alive; the
@@ -83,8 +88,8 @@ static void die(const char *what, portway_status st) {
 static void usage(void) {
     fprintf(stderr, "usage: w5-driver URL N IN_FLIGHT [--limit L] [--timeout-ms T] [--slo-ms S] "
                     "[--warmup W] [--series FILE] [--down 500|hang|refuse:MS] [--allow-failures] [--offer R]\n"
-                    "                 [--rate R] [--burst B] [--breaker N:MS] [--state FILE] [--hedge-ms MS]\n"
-                    "                 [--hedge-p95] [--hedge-budget P]\n");
+                    "                 [--rate R] [--burst B] [--breaker N:MS] [--state FILE] [--adaptive]\n"
+                    "                 [--hedge-ms MS] [--hedge-p95] [--hedge-budget P]\n");
     exit(2);
 }
 
@@ -156,6 +161,8 @@ static struct {
     FILE *f;
     uint32_t handler;
     double next;
+    double limit_sum; /* of the sampled concurrency limits, for limit_mean */
+    uint64_t samples;
 } state;
 
 /* One policy-state line at time t (s since the timed part began), every 10 ms at most. */
@@ -164,8 +171,10 @@ static void sample_state(portway_engine *eng, double t) {
     state.next = t + 0.010;
     portway_policy_state ps;
     CHECK(portway_handler_policy_state(eng, state.handler, &ps));
-    fprintf(state.f, "%.4f,%.2f,%u,%u,%u,%" PRIu64 ",%" PRIu64 "\n", t, ps.tokens, ps.waiting, ps.running,
-            ps.breaker_state, ps.breaker_trips, ps.breaker_rejected);
+    fprintf(state.f, "%.4f,%.2f,%u,%u,%u,%" PRIu64 ",%" PRIu64 ",%u\n", t, ps.tokens, ps.waiting, ps.running,
+            ps.breaker_state, ps.breaker_trips, ps.breaker_rejected, ps.concurrency_limit);
+    state.limit_sum += ps.concurrency_limit;
+    state.samples++;
 }
 
 struct outcome {
@@ -255,14 +264,17 @@ int main(int argc, char **argv) {
     uint64_t in_flight = number(argv[3], 1, 1000000);
     uint64_t limit = 0, timeout_ms = 0, slo_ms = 100, warmup = in_flight;
     const char *series = NULL, *down = NULL, *breaker = NULL, *state_path = NULL;
-    int allow_failures = 0, hedge_p95 = 0;
+    int allow_failures = 0, adaptive = 0, hedge_p95 = 0;
     uint64_t hedge_ms = 0, hedge_budget = 0;
     double offer = 0, rate = 0;
     uint64_t burst = 0, breaker_n = 0, breaker_ms = 0;
     for (int i = 4; i < argc; i += 2) {
-        if (strcmp(argv[i], "--allow-failures") == 0 || strcmp(argv[i], "--hedge-p95") == 0) {
-            if (argv[i][2] == 'a') allow_failures = 1;
-            else hedge_p95 = 1;
+        int *flag = strcmp(argv[i], "--allow-failures") == 0 ? &allow_failures
+                    : strcmp(argv[i], "--adaptive") == 0     ? &adaptive
+                    : strcmp(argv[i], "--hedge-p95") == 0    ? &hedge_p95
+                                                             : NULL;
+        if (flag) { /* an option without a value */
+            *flag = 1;
             i--;
             continue;
         }
@@ -292,7 +304,7 @@ int main(int argc, char **argv) {
         breaker_ms = number(colon + 1, 1, UINT32_MAX);
     }
     if (burst && rate == 0) usage();
-    int policy = rate > 0 || breaker_n > 0;
+    int policy = rate > 0 || breaker_n > 0 || adaptive;
     uint64_t down_ms = 0;
     char down_path[128] = "";
     if (down) {
@@ -327,7 +339,7 @@ int main(int argc, char **argv) {
     opts.read_timeout_ms = 0; /* only the request's own deadline applies */
     uint32_t h;
     CHECK(portway_register_http(eng, "w5", &opts, &h));
-    if (limit) CHECK(portway_handler_set_concurrency(eng, h, (uint32_t)limit));
+    if (limit && !adaptive) CHECK(portway_handler_set_concurrency(eng, h, (uint32_t)limit));
     portway_policy pol;
     CHECK(portway_policy_default(&pol));
     pol.max_concurrency = (uint32_t)limit;
@@ -363,10 +375,11 @@ int main(int argc, char **argv) {
             return 1;
         }
         state.handler = h;
-        fprintf(state.f, "t_s,tokens,waiting,running,breaker_state,trips,rejected\n");
+        fprintf(state.f, "t_s,tokens,waiting,running,breaker_state,trips,rejected,limit\n");
     }
     double policy_at = now_s();
     if (policy) { /* after the warm-up: the bucket starts full here, the breaker closed */
+        pol.adaptive = adaptive;
         pol.rate_per_s = rate;
         pol.burst = (uint32_t)burst;
         pol.breaker_failures = (uint32_t)breaker_n;
@@ -462,18 +475,20 @@ int main(int argc, char **argv) {
            stat(stats, "down_rejected"), failed, json_ms(f50, pct(fail_lat, failed, 0.50)),
            json_ms(f99, pct(fail_lat, failed, 0.99)),
            down ? down : "");
-    char u50[32], u99[32], rec[32];
+    char u50[32], u99[32], rec[32], lmean[32];
     printf(", \"offer\": %.0f, \"rate\": %.3f, \"burst\": %" PRIu64 ", \"breaker\": \"%s\", \"window_s\": %.6f"
            ", \"achieved_rate\": %.2f, \"unavailable\": %" PRIu64 ", \"unavail_p50_ms\": %s, \"unavail_p99_ms\": %s"
            ", \"breaker_trips\": %" PRIu64 ", \"breaker_rejected\": %" PRIu64 ", \"rate_timeouts\": %" PRIu64
            ", \"recover_ms\": %s, \"hedge_ms\": %" PRIu64 ", \"hedge_p95\": %s, \"hedges_started\": %" PRIu64
-           ", \"hedges_won\": %" PRIu64 ", \"hedges_cancelled\": %" PRIu64 ", \"ok_per_s\": [",
+           ", \"hedges_won\": %" PRIu64 ", \"hedges_cancelled\": %" PRIu64
+           ", \"adaptive\": %s, \"limit_end\": %u, \"limit_mean\": %s, \"ok_per_s\": [",
            offer, rate, burst, breaker ? breaker : "", window, started / window, unavailable,
            json_ms(u50, pct(unavail_lat, unavailable, 0.50)), json_ms(u99, pct(unavail_lat, unavailable, 0.99)),
            ps.breaker_trips, ps.breaker_rejected, ps.rate_timeouts,
            json_ms(rec, isnan(first_ok) ? NAN : (first_ok - up_at) * 1e3), hedge_ms,
            hedge_p95 ? "true" : "false", ps.hedges_started - ps0.hedges_started, ps.hedges_won - ps0.hedges_won,
-           ps.hedges_cancelled - ps0.hedges_cancelled);
+           ps.hedges_cancelled - ps0.hedges_cancelled, adaptive ? "true" : "false",
+           ps.concurrency_limit, json_ms(lmean, state.samples ? state.limit_sum / (double)state.samples : NAN));
     for (uint64_t s = 0; s < whole; s++) printf("%s%" PRIu64, s ? ", " : "", ok_per_s[s]);
     printf("]}\n");
     int bad = (errors != 0 && !allow_failures) || started < (double)ok || served != started;

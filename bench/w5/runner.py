@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench-w5`: workload W5 of issue 16, an upstream with a capacity knee and a long tail.
 
-    python bench/w5/runner.py [--quick] [--reps 5] [--check] [--publish] [--out DIR]
+    python bench/w5/runner.py [--quick] [--reps 5] [--check] [--publish] [--only rate,breaker]
 
 Every run starts a fresh upstream (bench/w5/upstream, so the seeded tail picks the same
 arrivals in every run), drives it with the C driver (bench/w5/driver.c) through portway's http
@@ -9,7 +9,9 @@ handler, and stops it. Rows:
 
 - Knee: 512 requests in flight against an upstream whose service time is 5 ms up to 64 in
   progress and grows by 0.5 ms per extra request beyond (its throughput peaks at 64, 12,800
-  req/s, and collapses past it). No limit, then a sweep of fixed limits (portway_handler_set_concurrency).
+  req/s, and collapses past it). No limit, then a sweep of fixed limits (portway_handler_set_concurrency),
+  then the adaptive limit with no tuning (portway_policy.adaptive, set after the warm-up so the
+  timed part includes its climb from 20; its limit is sampled every 10 ms).
 - The same knee from Python (bench/w5/driver.py: asyncio workers on Engine.ahttp): no limit and
   a fixed limit of 64.
 - Tail: 64 in flight, 10 ms service, 1 % of requests 50 times longer (seeded). No hedging, then
@@ -19,24 +21,26 @@ handler, and stops it. Rows:
 - Breaker baseline: the knee upstream taken down in mode "hang" (it holds every request), 512 in
   flight, a 1 s deadline: how long a caller takes to learn that the upstream is unusable.
 - Rate: a 1,000 req/s token bucket (burst 10, portway_handler_set_policy) on the knee upstream,
-  offered in an open loop at 2x and 10x that for 10 s with a 1 s deadline (requests whose token
-  would come after it fail at once): the upstream's started count over the run's window, and the
-  200s per second.
+  offered in an open loop at 2x, 4x and 10x that for 10 s with a 1 s deadline (requests whose
+  token, plus the handler's recent run time, would come after it fail at once): the upstream's
+  started count over the run's window (the limit held), the 200s over it (goodput: every 200
+  came within the deadline) and the 200s per second.
 - Breaker: 5 consecutive failures open it, 1 s cooldown; the upstream answers 500 for 3 s
   (down, mode 500) under 1,000 req/s offered: time to fail (PORTWAY_UNAVAILABLE) while down,
   requests the upstream saw while down, and time from its return to the first 200.
-- The row that needs the rest of issue 16 (adaptive limit) is listed as "needs #16", not
-  measured.
+- Every row of issue 16 is measured (no "needs #16" rows left).
 
 Full mode: one warm-up round (discarded), then REPS rounds with the rows interleaved within
 each round; median and range. Writes bench/results/w5.json, bench/results/w5.png (latency over
-time) and the W5 section of BENCHMARKS.md (between its own markers). Quick mode (--quick, what
+time, limit over time) and the W5 section of BENCHMARKS.md (between its own markers); --only GROUPS
+(knee, tail, rate, breaker; comma-separated) measures those rows alone and writes under
+target/bench/w5/only/. Either way the goal checks are printed at the end. Quick mode (--quick, what
 `make test` runs through `make test-bench-w5`): one round of fewer rows at a fifth of the size,
 written under target/bench/w5/quick/ (unless --publish). --check fails the run unless the
 upstream's own counts agree with the model and the driver (every answered request was seen
 upstream; no limit offers (nearly) all 512 at once and goes past the knee; a fixed limit L
 never has more than L in progress upstream; about 1 % of tail-row arrivals were in the tail;
-with the upstream stuck, every request times out and none is served; the rate rows' upstream
+the adaptive limit held some of the 512 back; with the upstream stuck, every request times out and none is served; the rate rows' upstream
 started at most rate x window + burst; the breaker row's upstream saw at most N + the in-flight
 cap + one trial per cooldown while down); counts, never timings.
 """
@@ -88,8 +92,8 @@ QUICK_LIMITS = [32, 64, 128]
 KNEE_N, TAIL_N, BREAKER_N = 10_000, 20_000, 5_120
 QUICK_DIV = 5
 # The rows drawn in the latency-over-time chart (all eight knee rows would hide one another).
-PLOTTED = {"knee.none", "knee.fixed32", "knee.fixed64", "knee.fixed128", "tail.none", "tail.fixed", "tail.p95",
-           "rate.2x", "rate.10x", "breaker.down"}
+PLOTTED = {"knee.none", "knee.fixed32", "knee.fixed64", "knee.fixed128", "knee.adaptive", "tail.none", "tail.fixed",
+           "tail.p95", "rate.2x", "rate.4x", "rate.10x", "breaker.down"}
 STUCK_DEADLINE_MS = 1000
 RATE, RATE_BURST, RATE_SECS, RATE_DEADLINE_MS, RATE_CAP = 1000, 10, 10, 1000, 4096
 # Breaker row: N failures, cooldown, down window, offered req/s, in-flight cap (full; quick).
@@ -112,6 +116,7 @@ class Row:
     rate: float = 0.0  # the token bucket's rate (req/s), rate rows
     burst: int = 0
     breaker: dict[str, Any] = field(default_factory=dict)  # the breaker row's settings
+    adaptive: bool = False  # portway_policy.adaptive (max_concurrency = limit, 0 = the ceiling)
 
 
 def rows(quick: bool) -> list[Row]:
@@ -126,7 +131,8 @@ def rows(quick: bool) -> list[Row]:
             host="Python"),
         Row("knee.py.fixed64", "knee", "Python: fixed limit 64", KNEE_SERVER,
             [str(kn), str(IN_FLIGHT), "--limit", "64"], kn, IN_FLIGHT, 64, host="Python"),
-        Row("knee.adaptive", "knee", "adaptive (no tuning)", needs="#16: portway_policy.adaptive"),
+        Row("knee.adaptive", "knee", "adaptive (no tuning)", KNEE_SERVER, [str(kn), str(IN_FLIGHT), "--adaptive"], kn,
+            IN_FLIGHT, adaptive=True),
         Row("tail.none", "tail", "no hedging", TAIL_SERVER, [str(tn), str(TAIL_IN_FLIGHT)], tn, TAIL_IN_FLIGHT),
         Row("tail.fixed", "tail", f"hedge after {HEDGE_MS} ms ({HEDGE_BUDGET} % budget)", TAIL_SERVER,
             [str(tn), str(TAIL_IN_FLIGHT), "--hedge-ms", str(HEDGE_MS), "--hedge-budget", str(HEDGE_BUDGET)],
@@ -138,7 +144,7 @@ def rows(quick: bool) -> list[Row]:
                           "--down", "hang:600000"], bn, IN_FLIGHT),
     ]
     secs = RATE_SECS / div
-    for mult in (2, 10):
+    for mult in (2, 4, 10):
         offer = RATE * mult
         rn = int(offer * secs)
         out.append(Row(f"rate.{mult}x", "rate", f"rate {RATE:,}/s at offered {mult}×", KNEE_SERVER,
@@ -186,6 +192,8 @@ def run_once(row: Row, series: Path | None, timeout: float) -> ChildResult:
             cmd += ["--series", str(series)]
             if row.rate or row.breaker:  # the policy's own figures over time, next to the requests'
                 cmd += ["--state", str(series.with_suffix(".state.csv"))]
+        if row.adaptive:  # every run: its limit_mean figure comes from the samples
+            cmd += ["--state", str((series or BIN / "series" / f"{row.rid}.csv").with_suffix(".state.csv"))]
         return run_child(cmd, timeout)
     finally:
         up.stop()
@@ -194,7 +202,8 @@ def run_once(row: Row, series: Path | None, timeout: float) -> ChildResult:
 FIGURES = ["goodput", "throughput", "p50_ms", "p99_ms", "p999_ms", "server_max_in_progress", "extra_percent",
            "fail_p50_ms", "fail_p99_ms", "achieved_rate", "rate_error_percent", "per_s_min", "per_s_max",
            "unavail_p50_ms", "unavail_p99_ms", "server_down_rejected", "recover_ms", "breaker_trips", "unavailable",
-           "server_abandoned", "hedges_started", "hedges_won"]
+           "server_abandoned", "served_rate", "served_percent", "limit_end", "limit_mean", "hedges_started",
+           "hedges_won"]
 
 
 def figures(r: ChildResult) -> dict[str, float]:
@@ -204,6 +213,10 @@ def figures(r: ChildResult) -> dict[str, float]:
     vals["extra_percent"] = max(0.0, float(d["server_started"]) - float(d["n"])) * 100 / float(d["n"])
     if d.get("rate"):
         vals["rate_error_percent"] = (float(d["achieved_rate"]) - float(d["rate"])) * 100 / float(d["rate"])
+        # Goodput: 200s over the same window. A request past its deadline completes TIMEOUT, so
+        # every 200 came within it.
+        vals["served_rate"] = float(d["ok"]) / float(d["window_s"])
+        vals["served_percent"] = vals["served_rate"] * 100 / float(d["rate"])
         per_s = d.get("ok_per_s") or []
         if per_s:
             vals["per_s_min"], vals["per_s_max"] = float(min(per_s)), float(max(per_s))
@@ -220,7 +233,9 @@ def check_counts(row: Row, d: dict[str, Any]) -> list[str]:
     answered = d["ok"] + d["timeouts"] + d["errors"] + d.get("unavailable", 0)
     if answered != d["n"]:
         bad.append(f"{answered} outcomes for {d['n']} requests")
-    if row.group == "knee" and row.limit == 0:
+    if row.adaptive and d["server_max_in_progress"] >= row.in_flight:
+        bad.append(f"adaptive: {d['server_max_in_progress']} in progress upstream, all {row.in_flight} offered")
+    if row.group == "knee" and row.limit == 0 and not row.adaptive:
         # All 512 at once is what every run so far shows; 90 % leaves room for a client slow to
         # resubmit on a loaded machine and still catches a connection cap (the default is 256).
         if d["server_max_in_progress"] < 0.9 * row.in_flight:
@@ -302,6 +317,87 @@ def cell(rec: dict[str, Any], key: str, unit: str = "") -> str:
     return f"{fmt(f['median'], unit)} ({fmt(f['min'], unit)} – {fmt(f['max'], unit)})"
 
 
+def adaptive_goal(doc: dict[str, Any]) -> tuple[str, str, str]:
+    """Issue 16's knee goal: the adaptive row against the best fixed limit (C rows)."""
+    goal = "adaptive ≥ 90 % of the best fixed limit's goodput, p99 ≤ 1.5× its p99, far above no limit"
+    recs = {r["rid"]: r for r in doc["records"]}
+    knee = [r for r in doc["records"] if r["group"] == "knee"]
+    fixed = [r for r in knee if r["limit"] and r["host"] == "C" and r["status"] == "ok"]
+    best = max(fixed, key=lambda r: r["figures"]["goodput"]["median"]) if fixed else None
+    adaptive = recs.get("knee.adaptive")
+    if not (adaptive and adaptive["status"] == "ok" and best):
+        return (goal, "not measured", "—")
+    af = adaptive["figures"]
+    g = af["goodput"]["median"] / best["figures"]["goodput"]["median"]
+    p = af["p99_ms"]["median"] / best["figures"]["p99_ms"]["median"]
+    none = recs.get("knee.none")
+    vs_none = ""
+    if none and none["status"] == "ok" and none["figures"]["goodput"]["median"] > 0:
+        vs_none = f", {af['goodput']['median'] / none['figures']['goodput']['median']:.1f}× no limit's"
+    return (goal, f"{g * 100:.0f} % of limit {best['limit']}'s goodput, p99 {p:.2f}×{vs_none}",
+            "yes" if g >= 0.9 and p <= 1.5 else "no")
+
+
+def hedge_goal(doc: dict[str, Any]) -> tuple[str, str, str]:
+    """Issue 16's tail goal: a hedged row against no hedging."""
+    goal = "hedging cuts p99.9 ≥ 10× for ≤ 5 % extra requests"
+    recs = {r["rid"]: r for r in doc["records"]}
+
+    def med(rid: str, key: str) -> float | None:
+        rec = recs.get(rid)
+        if rec is None or rec["status"] != "ok" or key not in rec.get("figures", {}):
+            return None
+        return float(rec["figures"][key]["median"])
+
+    base = med("tail.none", "p999_ms")
+    hedged = [(rid, med(rid, "p999_ms"), med(rid, "extra_percent")) for rid in ("tail.fixed", "tail.p95")]
+    measured = [(rid, p, x) for rid, p, x in hedged if base and p and x is not None]
+    if not measured or base is None:
+        return (goal, "not measured", "—")
+    parts = [f"{recs[rid]['name']}: {base / p:.1f}× for {x:.1f} %" for rid, p, x in measured]
+    met = any(base / p >= 10 and x <= 5 for _, p, x in measured)
+    return (goal, "; ".join(parts), "yes" if met else "no")
+
+
+def goals(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The issue's goals as (goal, measured value, met: yes / no / —), for the table and the log."""
+    recs = {r["rid"]: r for r in doc["records"]}
+    rate_rows = [r for r in doc["records"] if r["group"] == "rate"]
+
+    def med(rid: str, key: str) -> float | None:
+        rec = recs.get(rid)
+        if rec is None or rec["status"] != "ok" or key not in rec.get("figures", {}):
+            return None
+        return float(rec["figures"][key]["median"])
+
+    out = [adaptive_goal(doc),
+           hedge_goal(doc)]
+    goal = "a 1,000 req/s limit held within 2 % at any offered load"
+    errs = [med(r["rid"], "rate_error_percent") for r in rate_rows]
+    if errs and all(e is not None for e in errs):
+        worst = max(abs(e) for e in errs if e is not None)
+        out.append((goal, f"worst {worst:.2f} %", "yes" if worst <= 2 else "no"))
+    else:
+        out.append((goal, "not measured", "—"))
+    goal = "... and goodput (200s within the deadline) ≥ 95 % of the rate at every offered load"
+    served = [med(r["rid"], "served_percent") for r in rate_rows]
+    if served and all(v is not None for v in served):
+        low = min(v for v in served if v is not None)
+        out.append((goal, f"lowest {low:.1f} %", "yes" if low >= 95 else "no"))
+    else:
+        out.append((goal, "not measured", "—"))
+    goal = "breaker fails fast (< 1 ms per request) while down, recovers within one cooldown"
+    bdef = QUICK_BREAKER if doc["quick"] else BREAKER
+    u99, rec_ms = med("breaker.down", "unavail_p99_ms"), med("breaker.down", "recover_ms")
+    if u99 is not None and rec_ms is not None:
+        ok = u99 < 1 and rec_ms <= bdef["cooldown_ms"]
+        out.append((goal, f"p99 {u99:.3f} ms; {rec_ms:.0f} ms after return (cooldown {bdef['cooldown_ms']} ms)",
+                    "yes" if ok else "no"))
+    else:
+        out.append((goal, "not measured", "—"))
+    return out
+
+
 def markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     recs = {r["rid"]: r for r in doc["records"]}
@@ -338,13 +434,20 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append(f"| {r['name']} | {cell(r, 'goodput')} | {cell(r, 'throughput')} | {cell(r, 'p50_ms')} | "
                      f"{cell(r, 'p99_ms')} | {cell(r, 'p999_ms')} | {cell(r, 'server_max_in_progress', 'count')} |")
     fixed = [r for r in knee if r["limit"] and r["host"] == "C" and r["status"] == "ok"]
-    if fixed:
-        best = max(fixed, key=lambda r: r["figures"]["goodput"]["median"])
+    best = max(fixed, key=lambda r: r["figures"]["goodput"]["median"]) if fixed else None
+    if best:
         none = recs.get("knee.none")
         lines += ["", f"Best fixed limit here: **{best['limit']}** ({fmt(best['figures']['goodput']['median'])} "
                   f"req/s in SLO, p99 {fmt(best['figures']['p99_ms']['median'])} ms)"
                   + (f"; no limit: {fmt(none['figures']['goodput']['median'])} req/s in SLO"
                      if none and none["status"] == "ok" else "") + "."]
+    adaptive = recs.get("knee.adaptive")
+    adaptive = recs.get("knee.adaptive")
+    if adaptive and adaptive["status"] == "ok":
+        lines += ["", f"Adaptive limit (`portway_policy.adaptive`, no tuning, set after the warm-up so the timed "
+                  f"part includes its climb from 20): mean {cell(adaptive, 'limit_mean')} over the run, "
+                  f"{cell(adaptive, 'limit_end', 'count')} at its end (the limit over time: the last panel of "
+                  "the plot)."]
     lines += ["", "### Tail: p50 / p99 / p99.9", "",
               "**Hedges (won)**: second requests portway started, and those whose answer came first (the "
               "losers are cancelled: the upstream counts them as abandoned).", "",
@@ -360,18 +463,22 @@ def markdown(doc: dict[str, Any]) -> str:
     rate_rows = [r for r in other if r["group"] == "rate"]
     lines += ["", "### Rate: a token bucket at any offered load", "",
               f"Open loop at the offered rate for {RATE_SECS / (QUICK_DIV if doc['quick'] else 1):g} s, at most "
-              f"{RATE_CAP} in flight, a {RATE_DEADLINE_MS} ms deadline (a request whose token would come after "
-              "it fails at once); the bucket starts full (burst 10) when the timed part begins. **Achieved** = "
-              "requests the upstream started over the window from the policy's start to the last completion; "
-              "**200s per second** = responses completed in each whole second (min – max over the seconds of the "
-              "last run); **abandoned** = requests the upstream started whose caller had timed out by the end "
-              "of their service (a token granted just before the deadline: the FIFO wait fills up to it).",
-              "", "| row | achieved req/s | vs the rate | 200s per second | abandoned upstream | p50 ms |",
-              "|---|---:|---:|---:|---:|---:|"]
+              f"{RATE_CAP} in flight, a {RATE_DEADLINE_MS} ms deadline (a request whose token plus the handler's "
+              "recent run time would come after it fails at once, without taking a token); the bucket starts "
+              "full (burst 10) when the timed part begins. **Achieved** = requests the upstream started over the "
+              "window from the policy's start to the last completion; **goodput** = 200s over the same window "
+              "(each within its deadline: one past it completes PORTWAY_TIMEOUT); **200s per second** = "
+              "responses completed in each whole second (min – max over the seconds of the last run); "
+              "**abandoned** = requests the upstream started whose caller had timed out by the end of their "
+              "service (a token granted too close to the deadline).",
+              "", "| row | achieved req/s | vs the rate | goodput req/s | goodput vs the rate | 200s per second | "
+              "abandoned upstream | p50 ms |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rate_rows:
         per_s = "" if r["status"] != "ok" else \
             f"{fmt(r['runs'][-1]['figures'].get('per_s_min'), 'count')} – {fmt(r['runs'][-1]['figures'].get('per_s_max'), 'count')}"
-        lines.append(f"| {r['name']} | {cell(r, 'achieved_rate')} | {cell(r, 'rate_error_percent', '%')} | {per_s} | "
+        lines.append(f"| {r['name']} | {cell(r, 'achieved_rate')} | {cell(r, 'rate_error_percent', '%')} | "
+                     f"{cell(r, 'served_rate')} | {cell(r, 'served_percent', '%')} | {per_s} | "
                      f"{cell(r, 'server_abandoned', 'count')} | {cell(r, 'p50_ms')} |")
     lines += ["", "### Breaker: an upstream that fails, then returns", "",
               "Baseline without a breaker: the upstream stuck (mode hang), every request waits out its deadline. "
@@ -392,44 +499,8 @@ def markdown(doc: dict[str, Any]) -> str:
                          f"{cell(r, 'server_down_rejected', 'count')} | {cell(r, 'breaker_trips', 'count')} | "
                          f"{cell(r, 'recover_ms')} |")
 
-    def med(rid: str, key: str) -> float | None:
-        rec = recs.get(rid)
-        if rec is None or rec["status"] != "ok" or key not in rec.get("figures", {}):
-            return None
-        return float(rec["figures"][key]["median"])
-
-    base = med("tail.none", "p999_ms")
-    hedged = [(rid, med(rid, "p999_ms"), med(rid, "extra_percent")) for rid in ("tail.fixed", "tail.p95")]
-    measured = [(rid, p, x) for rid, p, x in hedged if base and p and x is not None]
-    if measured:
-        parts = [f"{recs[rid]['name']}: {base / p:.1f}× for {x:.1f} %" for rid, p, x in measured]
-        met = any(base / p >= 10 and x <= 5 for _, p, x in measured)
-        hedge_goal = f"| hedging cuts p99.9 ≥ 10× for ≤ 5 % extra requests | {'; '.join(parts)} | " \
-            f"{'yes' if met else 'no'} |"
-    else:
-        hedge_goal = "| hedging cuts p99.9 ≥ 10× for ≤ 5 % extra requests | not measured | — |"
-    errs = [med(r["rid"], "rate_error_percent") for r in rate_rows]
-    if errs and all(e is not None for e in errs):
-        worst = max(abs(e) for e in errs if e is not None)
-        rate_goal = f"| a 1,000 req/s limit held within 2 % at any offered load | worst {worst:.2f} % | " \
-            f"{'yes' if worst <= 2 else 'no'} |"
-    else:
-        rate_goal = "| a 1,000 req/s limit held within 2 % at any offered load | not measured | — |"
-    bdef = QUICK_BREAKER if doc["quick"] else BREAKER
-    u99, rec_ms = med("breaker.down", "unavail_p99_ms"), med("breaker.down", "recover_ms")
-    if u99 is not None and rec_ms is not None:
-        ok = u99 < 1 and rec_ms <= bdef["cooldown_ms"]
-        breaker_goal = (f"| breaker fails fast (< 1 ms per request) while down, recovers within one cooldown | "
-                        f"p99 {u99:.3f} ms; {rec_ms:.0f} ms after return (cooldown {bdef['cooldown_ms']} ms) | "
-                        f"{'yes' if ok else 'no'} |")
-    else:
-        breaker_goal = "| breaker fails fast (< 1 ms per request) while down, recovers within one cooldown | " \
-            "not measured | — |"
     lines += ["", "### Goals (issue 16)", "", "| goal | value | met |", "|---|---:|:---:|",
-              "| adaptive ≥ 90 % of the best fixed limit's goodput, p99 ≤ 1.5× its p99, far above no limit "
-              "| needs #16 | — |",
-              hedge_goal,
-              rate_goal, breaker_goal,
+              *(f"| {goal} | {value} | {met} |" for goal, value, met in goals(doc)),
               "", "![W5 latency over time](bench/results/w5.png)" if not doc["quick"] else "",
               "", MD_END]
     return "\n".join(lines) + "\n"
@@ -448,7 +519,8 @@ def write_markdown(path: Path, text: str) -> None:
 def chart(doc: dict[str, Any], series: dict[str, Path], path: Path) -> str | None:
     """Latency over time (every request, by submit time) and goodput per 100 ms, for the rows
     whose series were kept; for the rate and breaker rows, 200s per 100 ms and the breaker's
-    state over time (sampled from portway_handler_policy_state)."""
+    state over time; the adaptive limit over time (both sampled from
+    portway_handler_policy_state)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -456,7 +528,7 @@ def chart(doc: dict[str, Any], series: dict[str, Path], path: Path) -> str | Non
     except ImportError as exc:
         return f"matplotlib not importable ({exc})"
     names = {r["rid"]: r["name"] for r in doc["records"]}
-    fig, axes = plt.subplots(4, 1, figsize=(11, 13))
+    fig, axes = plt.subplots(5, 1, figsize=(11, 16))
     state_ax = axes[3].twinx()
     for rid, csv_path in series.items():
         pts = []
@@ -480,6 +552,12 @@ def chart(doc: dict[str, Any], series: dict[str, Path], path: Path) -> str | Non
                 state_ax.step([p[0] for p in st], [p[1] for p in st], where="post", color="black", lw=0.8,
                               label="breaker state (0 closed, 1 open, 2 half-open)")
             continue
+        state_csv = csv_path.with_suffix(".state.csv")
+        if rid == "knee.adaptive" and state_csv.exists():
+            with state_csv.open() as f:
+                st = [(float(x["t_s"]), int(x["limit"]), int(x["running"])) for x in csv.DictReader(f)]
+            axes[4].step([p[0] for p in st], [p[1] for p in st], where="post", label="adaptive limit")
+            axes[4].plot([p[0] for p in st], [p[2] for p in st], lw=0.6, alpha=0.6, label="running (holding a slot)")
         ax = axes[2] if rid.startswith("tail") else axes[0]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=1, alpha=0.4, label=names.get(rid, rid))
         if rid.startswith("knee"):
@@ -503,14 +581,17 @@ def chart(doc: dict[str, Any], series: dict[str, Path], path: Path) -> str | Non
     axes[3].set_title("Rate and breaker: 200s completed per 100 ms, as req/s; breaker state (right axis)",
                       fontsize=9)
     axes[3].set_ylabel("req/s")
+    axes[4].axhline(64, color="red", lw=0.8, ls="--", label="the upstream's knee (64)")
+    axes[4].set_title("Knee: the adaptive limit over time (portway_handler_policy_state every 10 ms)", fontsize=9)
+    axes[4].set_ylabel("calls")
     state_ax.set_ylim(-0.1, 2.5)
     state_ax.set_yticks([0, 1, 2])
     state_ax.legend(fontsize=7, loc="lower right")
     for ax in axes:
         ax.set_xlabel("s since the timed part began")
         ax.legend(fontsize=7, markerscale=6, loc="upper right")
-    fig.suptitle(f"portway W5 {doc['date']}{' (QUICK)' if doc['quick'] else ''} — last run of each row; "
-                 "adaptive limit over time: needs #16", fontsize=9)
+    fig.suptitle(f"portway W5 {doc['date']}{' (QUICK)' if doc['quick'] else ''} — last run of each row",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -524,7 +605,12 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="fail unless the upstream's counts agree (see above)")
     ap.add_argument("--publish", action="store_true", help="with --quick: write into bench/results and BENCHMARKS.md")
     ap.add_argument("--timeout", type=float, default=120.0, help="per driver run, seconds")
+    ap.add_argument("--only", default="", help="comma-separated groups (knee, tail, rate, breaker) to measure "
+                    "alone; written under target/bench/w5/only/")
     args = ap.parse_args()
+    only = {g for g in args.only.split(",") if g}
+    if only - {"knee", "tail", "rate", "breaker"}:
+        ap.error(f"--only: unknown group(s) {', '.join(sorted(only - {'knee', 'tail', 'rate', 'breaker'}))}")
     if args.reps < 1:
         ap.error("--reps must be at least 1")
     for exe in (UPSTREAM, DRIVER):
@@ -534,13 +620,15 @@ def main() -> int:
     rounds = 1 if args.quick else args.reps
     out_dir, md = (BIN / "quick", BIN / "quick" / "BENCHMARKS.md") if args.quick and not args.publish \
         else (RESULTS, MD)
+    if only:  # a partial run never replaces the published figures
+        out_dir, md = BIN / "only", BIN / "only" / "BENCHMARKS.md"
     out_dir.mkdir(parents=True, exist_ok=True)
     series_dir = BIN / "series"
     series_dir.mkdir(parents=True, exist_ok=True)
 
     started = time.time()
     load0 = list(os.getloadavg())
-    all_rows = rows(args.quick)
+    all_rows = [r for r in rows(args.quick) if not only or r.group in only]
     live = [r for r in all_rows if not r.needs]
     records: dict[str, dict[str, Any]] = {
         r.rid: {"rid": r.rid, "group": r.group, "name": r.name, "host": r.host, "limit": r.limit, "n": r.n,
@@ -576,7 +664,8 @@ def main() -> int:
             rec["runs"].append({"figures": vals, "child": res.data, "child_wall_s": res.wall_s})
             if row.rate:
                 print(f"  {row.rid:14} {label}: achieved {fmt(vals['achieved_rate'])}/s "
-                      f"({vals['rate_error_percent']:+.2f} %), 200s per second {fmt(vals.get('per_s_min'))} – "
+                      f"({vals['rate_error_percent']:+.2f} %), goodput {fmt(vals['served_rate'])}/s "
+                      f"({vals['served_percent']:.1f} % of the rate), 200s per second {fmt(vals.get('per_s_min'))} – "
                       f"{fmt(vals.get('per_s_max'))}, abandoned upstream {vals['server_abandoned']:.0f} "
                       f"({res.wall_s:.1f} s)", flush=True)
             elif row.breaker:
@@ -586,7 +675,9 @@ def main() -> int:
             else:
                 print(f"  {row.rid:14} {label}: goodput {fmt(vals['goodput'])}/s, p50 {fmt(vals['p50_ms'])} "
                       f"p99 {fmt(vals['p99_ms'])} p99.9 {fmt(vals['p999_ms'])} ms, upstream max "
-                      f"{vals['server_max_in_progress']:.0f} ({res.wall_s:.1f} s)", flush=True)
+                      f"{vals['server_max_in_progress']:.0f}"
+                      + (f", limit mean {fmt(vals.get('limit_mean'))} end {vals['limit_end']:.0f}" if row.adaptive
+                         else "") + f" ({res.wall_s:.1f} s)", flush=True)
     for rec in records.values():
         if rec["needs"]:
             continue
@@ -612,6 +703,8 @@ def main() -> int:
                                                           f", {rel(out_dir / 'w5.png')}"), flush=True)
     if why:
         problems.append(f"no chart: {why}")
+    for goal, value, met in goals(doc):
+        print(f"GOAL {met:3} {goal}: {value}", flush=True)
     for p in problems:
         print(f"PROBLEM {p}", flush=True)
     print(f"bench-w5: {sum(1 for r in records.values() if r['status'] == 'ok')} rows measured, "

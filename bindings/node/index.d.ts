@@ -77,6 +77,44 @@ export interface Completion {
   runNs: number;
 }
 
+/** Options of `batch`. */
+export interface BatchOptions {
+  /** Each item's deadline in ms, 1..2^32-1, counted from submit; omitted = the engine's default. */
+  timeoutMs?: number;
+  /** Aborting rejects with `AbortError` at once and cancels every item not yet completed. */
+  signal?: AbortSignal;
+}
+
+/**
+ * The results of `Engine#batch`, in submit order; iterable over the items' Buffers. Item i's
+ * Buffer is a slice of one data buffer (no copy per item). A failed item does not fail the
+ * batch: `get(i)` (and iteration) throws its `PortwayError` (`index` = i); `status(i)`,
+ * `failures()`, `ok` and `throwFirst()` tell what failed.
+ */
+export declare class BatchResult implements Iterable<Buffer> {
+  private constructor();
+  /** The number of items. */
+  readonly length: number;
+  /** True when every item's status is PORTWAY_OK. */
+  readonly ok: boolean;
+  /** Item i's response bytes; throws the item's PortwayError when it failed, a RangeError
+   *  (code PORTWAY_INVALID_ARGUMENT) outside 0..length-1. */
+  get(i: number): Buffer;
+  /** Item i's status name. */
+  status(i: number): StatusName;
+  /** Item i's handler code: the HTTP status for http items, 0 when the handler sets none. */
+  code(i: number): number;
+  /** Item i's meta pairs in order (the response headers for http items). */
+  headers(i: number): Array<[string, string]>;
+  /** The PortwayError of item i (message from the engine, `index` = i), undefined when ok. */
+  error(i: number): PortwayError | undefined;
+  /** The indexes of the failed items, ascending. */
+  failures(): number[];
+  /** Throws the error of the first failed item; does nothing when every item is ok. */
+  throwFirst(): void;
+  [Symbol.iterator](): Iterator<Buffer>;
+}
+
 /** An outbound HTTP request for `Engine#http`. `url` must be absolute (http or https). */
 export interface HttpRequest {
   method?: string;
@@ -164,11 +202,15 @@ export declare class HttpResponse {
  * an option left out is off (or its default).
  */
 export interface PolicyOptions {
-  /** Hard cap on calls running at once; 0 = none (the same as `setConcurrency`). */
+  /** Hard cap on calls running at once; 0 = none (the same as `setConcurrency`). With
+   * `adaptive`, the adaptive limit's ceiling; 0 = 1000. */
   maxConcurrency?: number;
-  /** Not supported yet: `true` is refused (PORTWAY_INVALID_ARGUMENT). */
+  /** A latency-driven concurrency limit between `minConcurrency` and `maxConcurrency`: it
+   * grows while the calls' latency holds at its baseline and shrinks as it rises (the
+   * algorithm: `portway_policy.adaptive` in portway.h); `policyState().concurrencyLimit` is
+   * its live figure. Refused on a pipeline. */
   adaptive?: boolean;
-  /** Not supported yet (adaptive concurrency): only 0 or 1. */
+  /** Floor of the adaptive limit (0 = 1); at most its ceiling; above 1 only with `adaptive`. */
   minConcurrency?: number;
   /** Token bucket refill, calls per second; 0 = no rate limit. A request whose token comes
    * after its deadline fails PORTWAY_TIMEOUT at once. */
@@ -195,18 +237,23 @@ export interface PolicyOptions {
 
 /** The live figures of a handler's policies (`portway_policy_state`). */
 export interface PolicyState {
+  /** The concurrency limit in force (0 = none); with `adaptive`, its live figure. */
   concurrencyLimit: number;
   running: number;
   /** Requests waiting for a slot or a token. */
   waiting: number;
   tokens: number;
+  /** The worst of the handler's breakers (http: one per origin): open if any is. */
   breakerState: 'closed' | 'open' | 'half-open';
-  /** Consecutive failures counted while closed. */
+  /** Consecutive failures counted while closed (http: the most of any origin's breaker). */
   breakerFailures: number;
+  /** Breakers open or half-open: origins for an http handler (one breaker per origin), else 0 or 1. */
+  breakerOpen: number;
   breakerTrips: number;
   /** Requests refused with PORTWAY_UNAVAILABLE. */
   breakerRejected: number;
-  /** Requests failed at once because their token came after their deadline. */
+  /** Requests failed PORTWAY_TIMEOUT by the rate limit: their token, plus the handler's recent
+   * run time, came after their deadline. */
   rateTimeouts: number;
   /** Hedges started: second calls of requests slower than the hedge delay. */
   hedgesStarted: number;
@@ -305,6 +352,10 @@ export declare class Engine {
   submit(handler: string | number, payload?: Payload, opts?: SubmitOptions): Promise<Completion>;
   /** One batch, all or nothing: the completions in order, or the first failure (`index`). */
   submitMany(handler: string | number, payloads: Iterable<Payload>, opts?: SubmitManyOptions): Promise<Completion[]>;
+  /** Every payload to one handler as one batch (split into native batches as needed): a
+   *  BatchResult once every item completed, whatever their statuses. Rejects when the batch is
+   *  refused (PORTWAY_BUSY, ...) or aborted; never throws synchronously. */
+  batch(handler: string | number, payloads: Iterable<Payload>, opts?: BatchOptions): Promise<BatchResult>;
   /** Outbound HTTP through the "http" handler. */
   http(req: HttpRequest): Promise<HttpResponse>;
   /** WHATWG fetch through an http handler: a global Response for every HTTP status (its body

@@ -3,5 +3,5 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const portway = require('./lib/index.js');
 
-export const { Engine, PortwayError, AbortError, HttpResponse, version, abiVersion, statusStr } = portway;
+export const { Engine, PortwayError, AbortError, HttpResponse, BatchResult, version, abiVersion, statusStr } = portway;
 export default portway;

@@ -31,6 +31,16 @@ pub trait AsyncHandler: Send + Sync + 'static {
         false
     }
 
+    /// Names the upstream a run of `payload` goes to, when the handler wants one circuit
+    /// breaker per upstream rather than one for all its runs (`http`: the origin,
+    /// `scheme://host:port`). `None` — the default, and the answer for a payload the handler
+    /// cannot read — puts the run under the handler's one breaker. Asked only while a breaker
+    /// is set, before the run starts (again when a run a policy held back starts), so it must
+    /// be cheap and must not block; the name appears in refusals and log lines.
+    fn policy_key(&self, _payload: &[u8]) -> Option<String> {
+        None
+    }
+
     /// Extra figures for the metrics exposition: (name suffix, help, "counter" or "gauge",
     /// value). Exported as `portway_<name>{handler="..."}`.
     fn metrics(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {

@@ -53,9 +53,15 @@ impl Engine {
         let mut recorded = PolledRecorder::default();
         // Requests the host released while `f` was looking at them: freed here, after `f`.
         let mut released_while_shown: Vec<Arc<Request>> = Vec::new();
+        // A batch counts as its items in the stats (its items were counted as accepted).
+        let mut batch_items = 0u64;
         let end = self.shared.queue.poll(cap, min, timeout, |i, req| {
+            if req.is_batch() {
+                batch_items += req.slots().saturating_sub(1);
+            }
             let released = req.show(|req, outcome| {
-                if metrics {
+                // A batch's items were recorded when it was assembled.
+                if metrics && !req.is_batch() {
                     let (queued, ran) = req.timings();
                     recorded.add(&req.handler, outcome.status, queued, ran);
                 }
@@ -69,7 +75,8 @@ impl Engine {
         }
         match end {
             PollEnd::Taken(n) => {
-                self.shared.counters.polled.fetch_add(n as u64, Relaxed);
+                let polled = n as u64 + batch_items;
+                self.shared.counters.polled.fetch_add(polled, Relaxed);
                 Ok(Polled::Ready(n))
             }
             PollEnd::Closed => Ok(Polled::Closed),
@@ -82,8 +89,8 @@ impl Engine {
     /// that poll is done with it. Returns how many were released.
     pub fn release(&self, ids: impl IntoIterator<Item = u64>) -> Result<usize> {
         self.check_fork()?;
-        let n = self.shared.recycler.release(&self.shared.ledger, ids);
-        self.shared.counters.released.fetch_add(n as u64, Relaxed);
+        let (n, slots) = self.shared.recycler.release(&self.shared.ledger, ids);
+        self.shared.counters.released.fetch_add(slots, Relaxed);
         Ok(n)
     }
 

@@ -269,30 +269,51 @@ pub(crate) fn stage_done(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, 
     }
     if outcome.is_ok() && stage + 1 < req.stage_count() {
         run_stage(shared, req, stage + 1, outcome.data.into_vec());
-    } else if claim(shared, &req, outcome) {
+    } else if claim(shared, &req, outcome) == Claimed::Queue {
         shared.queue.push(std::iter::once(req));
     }
 }
 
 /// Completes `req` with `outcome` unless something else completed it first.
-/// Returns true when this call posted the completion.
+/// Returns true when this call posted the completion (to the queue, or to its batch).
 pub(crate) fn finish(shared: &Shared, req: &Arc<Request>, outcome: Outcome) -> bool {
-    if !claim(shared, req, outcome) {
-        return false;
-    }
-    shared.queue.push(std::iter::once(req.clone()));
-    true
-}
-
-/// Claims the completion and counts it, without queueing it.
-pub(crate) fn claim(shared: &Shared, req: &Request, outcome: Outcome) -> bool {
-    let status = outcome.status;
-    match req.claim_completion(outcome) {
-        Some(was_running) => {
-            shared.counters.count_completion(status, was_running);
+    match claim(shared, req, outcome) {
+        Claimed::Lost => false,
+        Claimed::Batched => true,
+        Claimed::Queue => {
+            shared.queue.push(std::iter::once(req.clone()));
             true
         }
-        None => false,
+    }
+}
+
+/// What [`claim`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Claimed {
+    /// Something else completed the request first.
+    Lost,
+    /// Claimed: the caller queues the request.
+    Queue,
+    /// Claimed, and handed to the batch it is an item of: nothing to queue.
+    Batched,
+}
+
+/// Claims the completion and counts it. A batch item goes to its batch; any other request is
+/// left for the caller to queue.
+pub(crate) fn claim(shared: &Shared, req: &Request, outcome: Outcome) -> Claimed {
+    let status = outcome.status;
+    match req.claim_completion(outcome) {
+        Some(won) => {
+            shared.counters.count_completion(status, won.was_running);
+            match won.batch {
+                Some(b) => {
+                    super::batch::deliver(shared, b);
+                    Claimed::Batched
+                }
+                None => Claimed::Queue,
+            }
+        }
+        None => Claimed::Lost,
     }
 }
 

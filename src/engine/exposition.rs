@@ -258,11 +258,15 @@ fn json_str(out: &mut String, s: &str) {
 
 /// Renders the in-flight dump: `{"total": N, "requests": [...]}`, oldest first, at most
 /// `limit` entries.
-pub(crate) fn inflight_json(mut requests: Vec<std::sync::Arc<Request>>, limit: usize) -> String {
-    requests.sort_unstable_by_key(|r| r.id);
+pub(crate) fn inflight_json(
+    mut requests: Vec<(std::sync::Arc<Request>, Option<u64>)>,
+    limit: usize,
+) -> String {
+    requests.sort_unstable_by_key(|(r, _)| r.id);
+    let now = std::time::Instant::now();
     let mut out = String::with_capacity(64 + requests.len().min(limit) * 160);
     let _ = write!(out, "{{\"total\":{},\"requests\":[", requests.len());
-    for (i, r) in requests.iter().take(limit).enumerate() {
+    for (i, (r, batch)) in requests.iter().take(limit).enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -275,12 +279,24 @@ pub(crate) fn inflight_json(mut requests: Vec<std::sync::Arc<Request>>, limit: u
         json_str(&mut out, &r.handler.name);
         let _ = write!(out, ",\"stage\":{stage},\"stage_handler\":");
         json_str(&mut out, &r.stage(stage).name);
+        // A batch waiting for its items is "batch"; each of its items says which batch.
+        let state = match r.is_batch() && !r.is_done() {
+            true => "batch",
+            false => r.state_name(),
+        };
         let _ = write!(
             out,
-            ",\"state\":\"{}\",\"age_ms\":{:.3}}}",
-            r.state_name(),
-            r.age_ns() as f64 / 1e6
+            ",\"state\":\"{}\",\"age_ms\":{:.3}",
+            state,
+            r.age_ns_at(now) as f64 / 1e6
         );
+        if r.is_batch() {
+            let _ = write!(out, ",\"items\":{}", r.slots());
+        }
+        if let Some(b) = batch {
+            let _ = write!(out, ",\"batch\":{b}");
+        }
+        out.push('}');
     }
     out.push_str("]}");
     out

@@ -100,6 +100,26 @@ impl Ledger {
         }
     }
 
+    /// Takes `n` slots if that many are free, else none; true when taken (a batch is
+    /// accepted whole or not at all).
+    pub fn try_acquire_all(&self, n: u64) -> bool {
+        let mut cur = self.in_flight.load(Ordering::Relaxed);
+        loop {
+            if n > self.max_in_flight.saturating_sub(cur) {
+                return false;
+            }
+            match self.in_flight.compare_exchange_weak(
+                cur,
+                cur + n,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
     /// Waits for one slot until `deadline` (None = forever) or until `give_up()` says stop.
     /// Returns true when a slot was taken.
     ///
@@ -205,10 +225,12 @@ impl Ledger {
                     ReleaseClaim::NotPolled => {}
                     ReleaseClaim::Free => {
                         released.count += 1;
+                        released.slots += e.get().slots();
                         released.to_free.push(e.remove());
                     }
                     ReleaseClaim::Deferred => {
                         released.count += 1;
+                        released.slots += e.get().slots();
                         // The poller holds its own reference until it is done.
                         drop(e.remove());
                     }
@@ -257,8 +279,10 @@ impl Ledger {
 /// What `Ledger::remove_polled` released.
 #[derive(Default)]
 pub(crate) struct Released {
-    /// Requests released (their slots are the caller's to return).
+    /// Requests released.
     pub count: usize,
+    /// The slots they held (a batch holds one per item): the caller's to return.
+    pub slots: u64,
     /// The released requests nothing reads any more, to be freed or recycled.
     pub to_free: Vec<Arc<Request>>,
 }
@@ -297,6 +321,16 @@ impl<'a> ShardCursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_takes_all_its_slots_or_none() {
+        let l = Ledger::new(5);
+        assert!(l.try_acquire_all(3));
+        assert!(!l.try_acquire_all(3));
+        assert_eq!(l.in_flight(), 3);
+        assert!(l.try_acquire_all(2));
+        assert!(!l.try_acquire_all(1));
+    }
 
     #[test]
     fn slots_are_bounded_and_partial() {

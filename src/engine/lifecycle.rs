@@ -20,6 +20,13 @@ impl Engine {
         self.check_fork()?;
         let not_found = || Error::NotFound(format!("request {id} is unknown or already completed"));
         let req = self.shared.ledger.get(id).ok_or_else(not_found)?;
+        if let Some(batch) = req.batch() {
+            // A batch: every item not yet completed is cancelled (OK when at least one was).
+            return match batch.cancel_items(&self.shared, "cancelled") {
+                0 => Err(not_found()),
+                _ => Ok(()),
+            };
+        }
         let outcome = Outcome::failed(Status::PORTWAY_CANCELLED, "cancelled");
         if dispatch::finish(&self.shared, &req, outcome) {
             Ok(())
@@ -83,7 +90,9 @@ impl Engine {
 fn cancel_everything(shared: &Arc<Shared>, message: &str) -> usize {
     let mut n = 0;
     for req in shared.ledger.snapshot() {
-        if !req.is_done()
+        if let Some(batch) = req.batch() {
+            n += batch.cancel_items(shared, message);
+        } else if !req.is_done()
             && dispatch::finish(
                 shared,
                 &req,

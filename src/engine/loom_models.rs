@@ -4,7 +4,8 @@
 //! `make test-loom` (at most 2: the run `make test` does).
 //!
 //! They cover poll vs release (issue 12, point 1: a release never frees what a poller reads),
-//! blocking polls vs pushes (no lost wake-up), shutdown vs poll vs submit (exactly the accepted
+//! blocking polls vs pushes (no lost wake-up), a poll's spin before it sleeps vs pushes and
+//! wakes (issue 17), shutdown vs poll vs submit (exactly the accepted
 //! requests are polled, then `Closed`), wake, the notify hook and fd, cancel vs completion
 //! (exactly one completion) and slot waiters vs release.
 //!
@@ -77,7 +78,7 @@ impl Parts {
     }
 
     fn release(&self, ids: impl IntoIterator<Item = u64>) -> usize {
-        self.recycler.release(&self.ledger, ids)
+        self.recycler.release(&self.ledger, ids).0
     }
 }
 
@@ -223,6 +224,81 @@ fn loom_wake_ends_a_blocked_poll() {
         };
         assert!(matches!(parts.poll(1, 1, |_, _| {}), PollEnd::Taken(0)));
         waker.join().unwrap();
+    });
+}
+
+/// Issue 17: a batch poll (`min` 2) with a request in flight spins on the queue's counters
+/// before it sleeps, while a worker posts the batch's last completion and another thread wakes
+/// it. Whatever the order (push or wake before, during or after the spin, or while it
+/// sleeps), the poll ends: with the whole batch, or with nothing for the wake (once), and the
+/// next poll then gets the batch. A push or wake missed between the spin and the sleep would
+/// leave it asleep, which loom reports as a deadlock.
+#[test]
+fn loom_a_spinning_poll_never_misses_a_push_or_a_wake() {
+    loom::model(|| {
+        let parts = Parts::new(4);
+        let entry = echo_entry();
+        let first = parts.accept(1, &entry).unwrap();
+        let second = parts.accept(2, &entry).unwrap();
+        assert!(parts.finish(&first, Outcome::ok(Vec::new())));
+        let worker = {
+            let parts = parts.clone();
+            thread::spawn(move || assert!(parts.finish(&second, Outcome::ok(Vec::new()))))
+        };
+        let waker = {
+            let parts = parts.clone();
+            thread::spawn(move || parts.queue.wake())
+        };
+        let (mut polled, mut woken) = (0, 0);
+        while polled < 2 {
+            match parts.poll(2, 2, |_, _| {}) {
+                PollEnd::Taken(0) => woken += 1,
+                PollEnd::Taken(n) => polled += n,
+                PollEnd::Closed => unreachable!("not shut down"),
+            }
+        }
+        worker.join().unwrap();
+        waker.join().unwrap();
+        assert_eq!(polled, 2);
+        assert!(woken <= 1, "one wake ends at most one poll");
+        assert_eq!(parts.release([1, 2]), 2);
+    });
+}
+
+/// Issue 17: a batch poller and a plain poller sleep while one worker posts three completions
+/// one push at a time. A batch poller already signalled is not signalled again by the pushes
+/// that follow; one that wakes, finds too little and sleeps again must still be woken by a
+/// later push. Both get theirs (a lost wake-up is a deadlock for loom).
+#[test]
+fn loom_a_batch_and_a_plain_poller_are_each_woken() {
+    loom::model(|| {
+        let parts = Parts::new(4);
+        let entry = echo_entry();
+        let reqs: Vec<_> = (1..=3)
+            .map(|id| parts.accept(id, &entry).unwrap())
+            .collect();
+        let worker = {
+            let parts = parts.clone();
+            thread::spawn(move || {
+                for req in &reqs {
+                    assert!(parts.finish(req, Outcome::ok(Vec::new())));
+                }
+            })
+        };
+        let plain = {
+            let parts = parts.clone();
+            thread::spawn(move || matches!(parts.poll(1, 1, |_, _| {}), PollEnd::Taken(1)))
+        };
+        let mut polled = 0;
+        while polled < 2 {
+            if let PollEnd::Taken(n) = parts.poll(2, 2, |_, _| {}) {
+                polled += n;
+            }
+        }
+        assert!(plain.join().unwrap());
+        worker.join().unwrap();
+        assert_eq!(polled, 2);
+        assert_eq!(parts.release(1..=3), 3);
     });
 }
 

@@ -12,6 +12,7 @@
 //! | `pipeline.rs` | registering pipelines (flattening nested ones) |
 //! | `builtins.rs` | the built-in handlers: the one place the engine names `src/handlers` |
 //! | `submit.rs` | the submit path: resolve, reserve intake, take slots, start |
+//! | `batch.rs` | batches: n payloads as one unit with one completion ([`Engine::submit_items`]) |
 //! | `completions.rs` | poll, release, the notify fd, hook and wake |
 //! | `lifecycle.rs` | cancel, shutdown, and the teardown in `Drop` |
 //! | `observe.rs` | stats, per-handler figures, Prometheus text, in-flight JSON, log hook |
@@ -23,6 +24,7 @@
 //! `stats.rs`, `metrics.rs`, `exposition.rs`, `log.rs`, `fork.rs`, `sync.rs`.
 
 // The Engine API, one concern per file.
+mod batch;
 mod builtins;
 mod completions;
 mod lifecycle;
@@ -56,6 +58,7 @@ mod sync;
 mod timer;
 
 pub use crate::contract::{Body, Meta, Outcome, portway_meta};
+pub use batch::{BatchColumns, BatchItems};
 pub use config::{Config, LogSetting};
 pub use log::{LogHook, LogLevel};
 pub use metrics::{HandlerStats, LatencySummary};

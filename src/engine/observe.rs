@@ -50,10 +50,15 @@ impl Engine {
     /// A JSON snapshot of the requests in flight, oldest first, at most `limit` of them.
     pub fn inflight_json(&self, limit: usize) -> Result<String> {
         self.check_fork()?;
-        Ok(exposition::inflight_json(
-            self.shared.ledger.snapshot(),
-            limit,
-        ))
+        // A batch's items not yet completed are listed too, each with its batch's id.
+        let mut entries = Vec::new();
+        for req in self.shared.ledger.snapshot() {
+            if let Some(batch) = req.batch() {
+                entries.extend(batch.pending().into_iter().map(|item| (item, Some(req.id))));
+            }
+            entries.push((req, None));
+        }
+        Ok(exposition::inflight_json(entries, limit))
     }
 
     /// Installs (or removes, with None) the log hook; events below `min` are dropped.

@@ -7,7 +7,17 @@
 //!   eventfd syscalls);
 //! - the hook runs (outside the lock) after every transition from empty to non-empty;
 //! - `intake` = shutdown flag | requests accepted but not yet polled. It is one atomic so that
-//!   a submit either lands before shutdown (and will be polled) or is refused.
+//!   a submit either lands before shutdown (and will be polled) or is refused;
+//! - `ready_len` mirrors `ready.len()` and `interrupts` counts wakes and the close; both are
+//!   written under the lock and read without it by a poll that spins before it sleeps. The
+//!   spin only decides when to look again: every decision is taken under the lock, so a push
+//!   or wake that lands between the spin and the sleep is seen before the poller sleeps.
+//!
+//! A poll that finds too little spins briefly on those counters (a CPU pause hint per look:
+//! no lock, no syscall), and only while requests are in flight, then sleeps on the condvar. A
+//! push wakes a sleeping poller only when one that has not been signalled yet waits (plain
+//! pollers) or when enough is ready for the smallest batch waited for (`poll_min`), so a burst
+//! of pushes costs one wake-up, not one per completion.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -16,20 +26,27 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::request::Request;
-use super::sync::{AtomicU64, Condvar, Mutex, RwLock, yield_now};
+use super::sync::{AtomicU64, AtomicUsize, Condvar, Mutex, RwLock, spin_loop};
 use crate::error::{Error, Result};
 
 const SHUTDOWN_BIT: u64 = 1 << 63;
 
-/// How many times a poll that finds nothing looks again (yielding in between) before it sleeps.
-/// (Once under loom: each look is another branch of the model, and one shows the path.)
-const LOOKS_BEFORE_SLEEPING: u32 = if cfg!(portway_loom) { 1 } else { 32 };
+/// How many times a poll that finds too little looks at the queue's counters again (a CPU
+/// pause hint in between, no lock, no syscall) before it sleeps: a few microseconds, enough for
+/// a completion already on its way, short enough not to take a shared core from the threads
+/// producing it (measured in BENCHMARKS.md, "the completion queue's wait"). Once under loom:
+/// each look is another branch of the model, and one shows the path.
+const SPINS_BEFORE_SLEEPING: u32 = if cfg!(portway_loom) { 1 } else { 256 };
 
 /// Called after completions become ready when none were waiting.
 pub type NotifyHook = Arc<dyn Fn() + Send + Sync>;
 
 pub(crate) struct CompletionQueue {
     intake: AtomicU64,
+    /// `state.ready.len()`, for spinning pollers (written under the lock).
+    ready_len: AtomicUsize,
+    /// Bumped (under the lock) by every wake and by the close: a spinning poller stops.
+    interrupts: AtomicU64,
     state: Mutex<QueueState>,
     ready_cv: Condvar,
     fd: OwnedFd,
@@ -57,6 +74,15 @@ struct QueueState {
     closed: bool,
 }
 
+/// Which blocked pollers a push wakes (decided under the lock, done after it).
+#[derive(Debug, PartialEq)]
+enum Wake {
+    /// This many, one each.
+    Count(usize),
+    /// All of them (batch pollers, each checks its own `min`).
+    All,
+}
+
 /// How a poll ended.
 pub(crate) enum PollEnd {
     /// This many completions were handed out (0 on timeout or wake).
@@ -77,6 +103,8 @@ impl CompletionQueue {
         }
         Ok(CompletionQueue {
             intake: AtomicU64::new(0),
+            ready_len: AtomicUsize::new(0),
+            interrupts: AtomicU64::new(0),
             state: Mutex::new(QueueState::default()),
             ready_cv: Condvar::new(),
             // SAFETY: `raw` is a fresh descriptor that nothing else owns.
@@ -156,24 +184,41 @@ impl CompletionQueue {
         if added == 0 {
             return;
         }
+        self.ready_len.store(st.ready.len(), Ordering::Release);
         if was_empty {
             self.set_readable(&mut st, true);
         }
+        let wake = self.pollers_to_wake(&mut st, added);
+        drop(st);
+        // After the lock is released: a woken poller would otherwise wake only to wait for the
+        // lock this thread still holds (a second futex sleep and wake-up per hand-off). The
+        // pollers to wake were counted under the lock, and a poller that has not started to
+        // sleep yet sees the notification anyway (the condvar's sequence moved on).
+        match wake {
+            Wake::Count(n) => (0..n).for_each(|_| self.ready_cv.notify_one()),
+            Wake::All => self.ready_cv.notify_all(),
+        }
+        if was_empty {
+            self.call_hook();
+        }
+    }
+
+    /// Which blocked pollers `added` new completions wake, counting them as signalled.
+    fn pollers_to_wake(&self, st: &mut QueueState, added: usize) -> Wake {
         if st.batch_pollers == 0 {
             let unsignalled = st.waiting_pollers.saturating_sub(st.signalled);
             let wake = unsignalled.min(added);
             st.signalled += wake;
-            for _ in 0..wake {
-                self.ready_cv.notify_one();
-            }
-        } else if self.enough_ready(&st, st.least_min) {
+            Wake::Count(wake)
+        } else if st.signalled < st.waiting_pollers && self.enough_ready(st, st.least_min) {
             // Pollers wait for different counts: wake them all and let each one check its own.
+            // Once, not again for every push that lands before they have woken (a futex
+            // syscall each): a poller that finds too little and sleeps again is no longer
+            // counted as signalled, so a later push wakes it.
             st.signalled = st.waiting_pollers;
-            self.ready_cv.notify_all();
-        }
-        drop(st);
-        if was_empty {
-            self.call_hook();
+            Wake::All
+        } else {
+            Wake::Count(0)
         }
     }
 
@@ -190,26 +235,26 @@ impl CompletionQueue {
     ) -> PollEnd {
         let min = min.clamp(1, cap.max(1));
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut spins_left = if timeout == Some(Duration::ZERO) {
-            0
-        } else {
-            LOOKS_BEFORE_SLEEPING
-        };
+        let mut may_spin = timeout != Some(Duration::ZERO);
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if self.enough_ready(&st, min) {
                 let n = cap.min(st.ready.len());
                 let batch: Vec<Arc<Request>> = st.ready.drain(..n).collect();
+                self.ready_len.store(st.ready.len(), Ordering::Release);
                 let after = self.intake.fetch_sub(n as u64, Ordering::AcqRel) - n as u64;
                 let closed_now = after == SHUTDOWN_BIT;
                 if closed_now {
                     st.closed = true;
-                    self.ready_cv.notify_all();
+                    self.interrupts.fetch_add(1, Ordering::Release);
                 }
                 if st.ready.is_empty() && !st.closed {
                     self.set_readable(&mut st, false);
                 }
                 drop(st);
+                if closed_now {
+                    self.ready_cv.notify_all();
+                }
                 // The outcomes were written before the requests were pushed under the lock, so
                 // they are visible here without it.
                 for (i, req) in batch.iter().enumerate() {
@@ -237,13 +282,15 @@ impl CompletionQueue {
                     Some(d - now)
                 }
             };
-            if spins_left > 0 {
-                // Completions often arrive within microseconds while work is flowing: look
-                // again a few times, yielding the CPU in between, before sleeping (a futex
-                // sleep and the wake-up it then needs cost more than that).
-                spins_left -= 1;
+            if may_spin && self.more_can_come(&st) {
+                // Completions often arrive within microseconds while work is flowing: a futex
+                // sleep and the wake-up it then needs cost more than a short spin. Once per
+                // poll, and only while requests are in flight (nothing else can end it but a
+                // wake).
+                may_spin = false;
+                let seen = self.interrupts.load(Ordering::Relaxed);
                 drop(st);
-                yield_now();
+                self.spin(min, seen);
                 st = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 continue;
             }
@@ -288,18 +335,47 @@ impl CompletionQueue {
         ready >= min || ready as u64 >= self.intake.load(Ordering::Acquire) & !SHUTDOWN_BIT
     }
 
+    /// True when requests were accepted that are not ready yet (a spin may see them arrive).
+    fn more_can_come(&self, st: &QueueState) -> bool {
+        self.intake.load(Ordering::Acquire) & !SHUTDOWN_BIT > st.ready.len() as u64
+    }
+
+    /// Spins (without the lock) until a poll for `min` may be able to return, a wake or the
+    /// close came (`interrupts` moved on from `seen`), or the spin budget is spent. Only a hint:
+    /// the caller decides under the lock.
+    fn spin(&self, min: usize, seen: u64) {
+        for _ in 0..SPINS_BEFORE_SLEEPING {
+            if self.interrupts.load(Ordering::Acquire) != seen {
+                return;
+            }
+            let ready = self.ready_len.load(Ordering::Acquire);
+            if ready > 0
+                && (ready >= min
+                    || ready as u64 >= self.intake.load(Ordering::Acquire) & !SHUTDOWN_BIT)
+            {
+                return;
+            }
+            spin_loop();
+        }
+    }
+
     /// Makes one blocked poll return with nothing; if none is blocked, the next poll that
     /// would block returns at once instead.
     pub fn wake(&self) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.wakes += 1;
+        self.interrupts.fetch_add(1, Ordering::Release);
+        drop(st);
         self.ready_cv.notify_one();
     }
 
     /// Drops everything still queued (engine teardown).
     pub fn clear(&self) {
         let drained: Vec<_> = match self.state.lock() {
-            Ok(mut st) => st.ready.drain(..).collect(),
+            Ok(mut st) => {
+                self.ready_len.store(0, Ordering::Release);
+                st.ready.drain(..).collect()
+            }
             Err(_) => Vec::new(),
         };
         drop(drained);
@@ -308,9 +384,10 @@ impl CompletionQueue {
     fn mark_closed(&self) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.closed = true;
+        self.interrupts.fetch_add(1, Ordering::Release);
         self.set_readable(&mut st, true);
-        self.ready_cv.notify_all();
         drop(st);
+        self.ready_cv.notify_all();
         self.call_hook();
     }
 
@@ -336,5 +413,61 @@ impl CompletionQueue {
             unsafe { libc::read(fd, (&mut sink as *mut u64).cast(), 8) };
         }
         st.fd_readable = readable;
+    }
+}
+
+#[cfg(all(test, not(portway_loom)))]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::engine::registry::echo_entry;
+
+    fn requests(ids: std::ops::Range<u64>) -> Vec<Arc<Request>> {
+        let entry = echo_entry();
+        ids.map(|id| Arc::new(Request::new(id, 0, entry.clone(), Instant::now(), 0)))
+            .collect()
+    }
+
+    /// Issue 17: a batch poller (`poll_min`) asleep while its batch completes one push at a
+    /// time is woken once, by the push that makes the batch, not again by each push that
+    /// lands before it has woken (in W1 that was several futex wake-ups per batch).
+    #[test]
+    fn a_sleeping_batch_poller_is_woken_once_per_batch() {
+        let q = CompletionQueue::new().unwrap();
+        q.reserve(10).unwrap();
+        let mut st = q.state.lock().unwrap();
+        // One poller asleep in `poll` with `min` 3, as `poll` leaves the counts.
+        st.waiting_pollers = 1;
+        st.batch_pollers = 1;
+        st.least_min = 3;
+        let mut wakes = Vec::new();
+        for req in requests(1..6) {
+            st.ready.push_back(req);
+            wakes.push(q.pollers_to_wake(&mut st, 1));
+        }
+        use Wake::{All, Count as N};
+        assert_eq!(wakes, [N(0), N(0), All, N(0), N(0)]);
+        // It woke, found too little for its own `min` (say 8), and sleeps again: the next push
+        // that makes the smallest batch wakes it again.
+        st.signalled = st.signalled.saturating_sub(1).min(st.waiting_pollers);
+        st.ready.push_back(requests(6..7).pop().unwrap());
+        assert_eq!(q.pollers_to_wake(&mut st, 1), All);
+    }
+
+    /// Plain pollers: a burst wakes at most one poller per completion, and none already
+    /// signalled.
+    #[test]
+    fn plain_pollers_are_woken_once_each() {
+        let q = CompletionQueue::new().unwrap();
+        q.reserve(10).unwrap();
+        let mut st = q.state.lock().unwrap();
+        st.waiting_pollers = 2;
+        st.ready.extend(requests(1..2));
+        assert_eq!(q.pollers_to_wake(&mut st, 1), Wake::Count(1));
+        st.ready.extend(requests(2..5));
+        assert_eq!(q.pollers_to_wake(&mut st, 3), Wake::Count(1));
+        st.ready.extend(requests(5..6));
+        assert_eq!(q.pollers_to_wake(&mut st, 1), Wake::Count(0));
     }
 }

@@ -56,12 +56,12 @@ struct Spares {
 impl Recycler {
     /// Releases the polled completions among `ids`: out of the ledger, their slots back, their
     /// memory kept here or freed (one a poller is still showing is freed by that poller).
-    /// Returns how many were released.
-    pub fn release(&self, ledger: &Ledger, ids: impl IntoIterator<Item = u64>) -> usize {
+    /// Returns how many were released and the slots they held.
+    pub fn release(&self, ledger: &Ledger, ids: impl IntoIterator<Item = u64>) -> (usize, u64) {
         let released = ledger.remove_polled(ids);
-        ledger.release_slots(released.count as u64);
+        ledger.release_slots(released.slots);
         self.give(released.to_free);
-        released.count
+        (released.count, released.slots)
     }
 
     /// Moves up to `n` spares into `out` (one lock for the lot).
@@ -80,6 +80,8 @@ impl Recycler {
         let mut fresh: Vec<Spare> = released
             .into_iter()
             .filter_map(|mut req| {
+                // A released batch lets go of its results now, whoever still holds it.
+                drop(req.take_batch());
                 let Some(unique) = Arc::get_mut(&mut req) else {
                     req.free_outcome_after_release();
                     return None;

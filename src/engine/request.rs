@@ -5,12 +5,13 @@
 //! completion; everyone else sees that they lost and posts nothing. That single atomic swap
 //! is what makes "exactly one completion per accepted request" hold under every race.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use tokio::task::AbortHandle;
 
+use super::batch::Batch;
 use super::policy::Permit;
 use super::registry::{HandlerEntry, HandlerKind};
 use super::sync::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Mutex, OutcomeCell};
@@ -40,6 +41,27 @@ pub(crate) enum ReleaseClaim {
     /// A poller is reading it right now: it is released (slot, ledger), and the poller frees
     /// the outcome when it is done.
     Deferred,
+}
+
+/// What the winner of `claim_completion` / `claim_inline` learns.
+pub(crate) struct Won {
+    /// The request had started running.
+    pub was_running: bool,
+    /// The batch this request is an item of: its completion goes there, not to the queue.
+    pub batch: Option<Weak<Batch>>,
+}
+
+/// A request's outcome slot. Before the request completes it may hold the link of a batch item
+/// to its batch: only the winner of the DONE swap touches the slot, so the one who writes the
+/// outcome is the one who learns where it goes, with no extra field (a request stays at 128
+/// bytes).
+enum Slot {
+    /// Not completed yet (or its outcome was freed after release).
+    Empty,
+    /// Not completed yet; an item of this batch.
+    Item(Weak<Batch>),
+    /// The final outcome.
+    Done(Outcome),
 }
 
 /// What `mark_running` found.
@@ -75,7 +97,10 @@ pub(crate) struct Request {
     /// Written once, by the caller that won `claim_*`, before the request is queued for
     /// polling; read only by pollers after they took it from the queue (the queue's lock
     /// orders the write before the reads).
-    outcome: OutcomeCell<Option<Outcome>>,
+    outcome: OutcomeCell<Slot>,
+    /// True for the request that stands for a whole batch (`Engine::submit_items`): it never
+    /// runs; its items complete into the batch, which completes it.
+    batch: bool,
     /// NOT_SHOWN, SHOWING, POLLED or RELEASED_WHILE_SHOWING (see above).
     shown: AtomicU8,
     /// Set before a task or permit is stored, so finishing knows whether to look for one.
@@ -94,6 +119,8 @@ struct Tasks {
     /// Pipelines only: ns after `accepted_at` when the current stage was queued and started.
     stage_queued_ns: u64,
     stage_started_ns: u64,
+    /// A batch's own request: the batch (its items, then their results).
+    batch: Option<Arc<Batch>>,
 }
 
 impl Request {
@@ -114,7 +141,8 @@ impl Request {
             started_ns: AtomicU64::new(0),
             finished_ns: AtomicU64::new(0),
             stage: AtomicU32::new(0),
-            outcome: OutcomeCell::new(None),
+            outcome: OutcomeCell::new(Slot::Empty),
+            batch: false,
             shown: AtomicU8::new(NOT_SHOWN),
             armed: AtomicBool::new(false),
             tasks: Mutex::new(None),
@@ -134,6 +162,59 @@ impl Request {
         *self = Request::new(id, user_data, handler, accepted_at, timeout_ms);
     }
 
+    /// The request that stands for `batch` (it holds the batch until it is released).
+    pub fn new_batch(
+        id: u64,
+        user_data: u64,
+        handler: Arc<HandlerEntry>,
+        accepted_at: Instant,
+        batch: Arc<Batch>,
+    ) -> Self {
+        let mut req = Request::new(id, user_data, handler, accepted_at, 0);
+        req.batch = true;
+        *req.tasks.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(Tasks {
+            batch: Some(batch),
+            ..Tasks::default()
+        }));
+        req
+    }
+
+    /// Makes a request not yet shared an item of `batch`: its completion goes to the batch.
+    pub fn join_batch(&mut self, batch: Weak<Batch>) {
+        self.outcome.with_mut(|o| {
+            // SAFETY: `&mut self`: nothing else can reach the slot.
+            unsafe { *o = Slot::Item(batch) }
+        });
+    }
+
+    /// True for the request that stands for a batch.
+    pub fn is_batch(&self) -> bool {
+        self.batch
+    }
+
+    /// The batch this request stands for (None for other requests, or once released).
+    pub fn batch(&self) -> Option<Arc<Batch>> {
+        if !self.batch {
+            return None;
+        }
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.as_ref().and_then(|t| t.batch.clone())
+    }
+
+    /// Lets go of the batch this request stands for (it was released).
+    pub fn take_batch(&self) -> Option<Arc<Batch>> {
+        if !self.batch {
+            return None;
+        }
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.as_mut().and_then(|t| t.batch.take())
+    }
+
+    /// In-flight slots this request holds: one, or a batch's item count.
+    pub fn slots(&self) -> u64 {
+        self.batch().map_or(1, |b| b.len() as u64)
+    }
+
     /// When the request times out, if it has a time limit.
     pub fn deadline(&self) -> Option<Instant> {
         (self.timeout_ms > 0).then(|| {
@@ -144,9 +225,12 @@ impl Request {
     /// Takes the buffer the completion's bytes lived in (empty if there was none), for reuse.
     pub fn take_spent_buffer(&mut self) -> Vec<u8> {
         // SAFETY: `&mut self`: nothing else can reach the outcome.
-        match self.outcome.with_mut(|o| unsafe { (*o).take() }) {
-            Some(outcome) => outcome.data.into_vec(),
-            None => Vec::new(),
+        match self
+            .outcome
+            .with_mut(|o| unsafe { std::mem::replace(&mut *o, Slot::Empty) })
+        {
+            Slot::Done(outcome) => outcome.data.into_vec(),
+            _ => Vec::new(),
         }
     }
 
@@ -188,15 +272,15 @@ impl Request {
     }
 
     /// Claims the right to complete. Exactly one caller ever gets `Some`; it carries whether
-    /// the request had started running.
-    pub fn claim_completion(&self, outcome: Outcome) -> Option<bool> {
+    /// the request had started running, and the batch it is an item of.
+    pub fn claim_completion(&self, outcome: Outcome) -> Option<Won> {
         let before = self.state.swap(DONE, Ordering::SeqCst);
         if before == DONE {
             return None;
         }
         let ns = self.accepted_at.elapsed().as_nanos() as u64;
         self.finished_ns.store(ns, Ordering::Relaxed);
-        self.write_outcome(outcome);
+        let batch = self.write_outcome(outcome);
         if self.armed.load(Ordering::SeqCst) {
             let taken = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
             let tasks = taken.map(|t| *t).unwrap_or_default();
@@ -205,24 +289,51 @@ impl Request {
             }
             drop(tasks.route_permit);
         }
-        Some(before == RUNNING)
+        Some(Won {
+            was_running: before == RUNNING,
+            batch,
+        })
     }
 
     /// Completes a request whose handler answered inside the submit call (no clock reads: it
     /// started and finished at acceptance). False if a concurrent cancel completed it first.
-    pub fn claim_inline(&self, outcome: Outcome) -> bool {
+    pub fn claim_inline(&self, outcome: Outcome) -> Option<Won> {
+        if self.state.swap(DONE, Ordering::SeqCst) == DONE {
+            return None;
+        }
+        self.started_ns.store(1, Ordering::Relaxed);
+        let batch = self.write_outcome(outcome);
+        Some(Won {
+            was_running: true,
+            batch,
+        })
+    }
+
+    /// Completes a batch's own request once its last item completed: it ran from acceptance
+    /// to now. False if it was completed already.
+    pub fn claim_batch(&self, outcome: Outcome) -> bool {
         if self.state.swap(DONE, Ordering::SeqCst) == DONE {
             return false;
         }
+        let ns = self.accepted_at.elapsed().as_nanos() as u64;
         self.started_ns.store(1, Ordering::Relaxed);
+        self.finished_ns.store(ns, Ordering::Relaxed);
         self.write_outcome(outcome);
         true
     }
 
-    fn write_outcome(&self, outcome: Outcome) {
+    /// Writes the outcome; returns the batch link it replaces, if the request is an item.
+    fn write_outcome(&self, outcome: Outcome) -> Option<Weak<Batch>> {
         // SAFETY: only the single winner of the DONE swap gets here, once, and nobody reads the
-        // outcome before the request is pushed to the completion queue afterwards.
-        self.outcome.with_mut(|o| unsafe { *o = Some(outcome) });
+        // outcome before the request is pushed to the completion queue (or, for a batch item,
+        // handed to its batch) afterwards.
+        let before = self
+            .outcome
+            .with_mut(|o| unsafe { std::mem::replace(&mut *o, Slot::Done(outcome)) });
+        match before {
+            Slot::Item(batch) => Some(batch),
+            _ => None,
+        }
     }
 
     /// Shows the completion to `f`, for the poller that took the request from the completion
@@ -279,6 +390,12 @@ impl Request {
         self.accepted_at.elapsed().as_nanos() as u64
     }
 
+    /// Nanoseconds from acceptance to `now`: a snapshot of many requests takes one `now`, so
+    /// requests accepted together (one batch) show equal ages and older ones never look younger.
+    pub fn age_ns_at(&self, now: std::time::Instant) -> u64 {
+        now.saturating_duration_since(self.accepted_at).as_nanos() as u64
+    }
+
     /// Notes that stage `stage` is queued (pipelines record per-stage timings).
     pub fn enter_stage(&self, stage: usize) {
         self.stage.store(stage as u32, Ordering::Relaxed);
@@ -329,14 +446,17 @@ impl Request {
         // queue, between `begin_show` and `end_show`; it is freed only after both the release
         // and `end_show` (`claim_release` / `end_show` decide which of the two comes last and
         // frees it), and nothing writes or reads the outcome again.
-        self.outcome.with_mut(|o| unsafe { *o = None });
+        self.outcome.with_mut(|o| unsafe { *o = Slot::Empty });
     }
 
     /// The final outcome. Call only after taking the request from the completion queue.
     pub fn outcome(&self) -> Option<&Outcome> {
         // SAFETY: written once before the request was queued; the queue lock orders that write
         // before this read, and it is never written again.
-        self.outcome.with(|o| unsafe { (*o).as_ref() })
+        self.outcome.with(|o| match unsafe { &*o } {
+            Slot::Done(outcome) => Some(outcome),
+            _ => None,
+        })
     }
 
     /// (queued_ns, run_ns) as the completion reports them.

@@ -2,11 +2,12 @@
 //! make the requests, arm their deadlines and start them. Never blocks, except
 //! [`Engine::submit_wait`] for a slot.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::Engine;
+use super::batch::{self, Batch};
 use super::dispatch;
 use super::recycle::Spare;
 use super::registry::{HandlerEntry, HandlerKind};
@@ -76,7 +77,7 @@ impl Engine {
             .take(granted)
             .enumerate()
             .map(|(i, (sub, entry))| {
-                self.new_request(first_id + i as u64, sub, entry, now, spares.pop())
+                self.new_request(first_id + i as u64, sub, entry, now, spares.pop(), None)
             })
             .collect();
         if let Some(ids) = out_ids {
@@ -138,7 +139,7 @@ impl Engine {
         if self.shared.config.metrics {
             entry.metrics.count_submitted(1);
         }
-        let (req, payload) = self.new_request(id, sub, entry, Instant::now(), None);
+        let (req, payload) = self.new_request(id, sub, entry, Instant::now(), None, None);
         self.shared.ledger.insert([req.clone()]);
         self.cancel_if_cancelling([&req]);
         if !completes_inline(&req) {
@@ -154,7 +155,10 @@ impl Engine {
     /// shutdown, a drain deadline) began meanwhile: their intake was reserved before the
     /// shutdown, so they are accepted, but the pass's snapshot may not have seen them. Before
     /// they start, so none runs its handler.
-    fn cancel_if_cancelling<'r>(&self, reqs: impl IntoIterator<Item = &'r Arc<Request>>) {
+    pub(super) fn cancel_if_cancelling<'r>(
+        &self,
+        reqs: impl IntoIterator<Item = &'r Arc<Request>>,
+    ) {
         let Some(message) = self.shared.ledger.cancelling() else {
             return;
         };
@@ -202,7 +206,7 @@ impl Engine {
         self.count_rejection(e, n);
     }
 
-    fn count_rejection(&self, e: &Error, n: usize) {
+    pub(super) fn count_rejection(&self, e: &Error, n: usize) {
         let c = &self.shared.counters;
         let counter = match e {
             Error::Busy(_) => &c.rejected_busy,
@@ -214,35 +218,40 @@ impl Engine {
 
     /// The record of an accepted request (its deadline counted from `now`) and its own copy of
     /// the payload (with room for the NUL an echo adds), made from a recycled request and
-    /// buffer when there is one.
-    fn new_request(
+    /// buffer when there is one; an item of `batch` when given.
+    pub(super) fn new_request(
         &self,
         id: u64,
         sub: &Submission<'_>,
         entry: Arc<HandlerEntry>,
         now: Instant,
         spare: Option<Spare>,
+        batch: Option<&Weak<Batch>>,
     ) -> (Arc<Request>, Vec<u8>) {
         let timeout_ms = match sub.timeout_ms {
             0 => self.shared.config.default_timeout_ms,
             ms => ms,
+        };
+        let fresh = |entry| {
+            let mut req = Request::new(id, sub.user_data, entry, now, timeout_ms);
+            if let Some(b) = batch {
+                req.join_batch(b.clone());
+            }
+            Arc::new(req)
         };
         // A spare is never shared: the recycler keeps only requests nothing else holds.
         let (req, mut payload) = match spare {
             Some(Spare { mut req, buf }) => match Arc::get_mut(&mut req) {
                 Some(r) => {
                     r.renew(id, sub.user_data, entry, now, timeout_ms);
+                    if let Some(b) = batch {
+                        r.join_batch(b.clone());
+                    }
                     (req, buf)
                 }
-                None => (
-                    Arc::new(Request::new(id, sub.user_data, entry, now, timeout_ms)),
-                    buf,
-                ),
+                None => (fresh(entry), buf),
             },
-            None => (
-                Arc::new(Request::new(id, sub.user_data, entry, now, timeout_ms)),
-                Vec::new(),
-            ),
+            None => (fresh(entry), Vec::new()),
         };
         if !sub.payload.is_empty() {
             payload.reserve_exact(sub.payload.len() + 1);
@@ -253,15 +262,23 @@ impl Engine {
 
     /// Starts an accepted request already in the ledger. A request that completes inline (an
     /// inline handler no policy holds back, such as echo) is returned for the caller to queue
-    /// with its batch.
-    fn start_request(&self, req: Arc<Request>, payload: Vec<u8>) -> Option<Arc<Request>> {
+    /// with its batch (a batch item goes to its batch instead).
+    pub(super) fn start_request(
+        &self,
+        req: Arc<Request>,
+        payload: Vec<u8>,
+    ) -> Option<Arc<Request>> {
         if let Some(answer) = inline_answer(&req) {
             let outcome = answer(payload);
             let status = outcome.status;
-            if req.claim_inline(outcome) {
+            if let Some(won) = req.claim_inline(outcome) {
                 let c = &self.shared.counters;
                 c.count_started(1);
                 c.count_completion(status, true);
+                if let Some(b) = won.batch {
+                    batch::deliver(&self.shared, b);
+                    return None;
+                }
                 return Some(req);
             }
             return None;
@@ -285,7 +302,7 @@ fn count_submitted_by_handler(entries: &[Arc<HandlerEntry>]) {
 }
 
 /// True for requests that complete inside the submit call: they need no deadline.
-fn completes_inline(req: &Request) -> bool {
+pub(super) fn completes_inline(req: &Request) -> bool {
     inline_answer(req).is_some()
 }
 
@@ -298,7 +315,7 @@ fn inline_answer(req: &Request) -> Option<fn(Vec<u8>) -> Outcome> {
     }
 }
 
-fn validate_first_stage(entry: &HandlerEntry, payload: &[u8]) -> Result<()> {
+pub(super) fn validate_first_stage(entry: &HandlerEntry, payload: &[u8]) -> Result<()> {
     match &entry.kind {
         HandlerKind::Async(h) => h.validate(payload),
         HandlerKind::Pipeline(stages) => stages

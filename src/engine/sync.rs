@@ -7,18 +7,18 @@
 //! checked against the happens-before order, which is how the models see a read racing a free.
 
 #[cfg(not(portway_loom))]
+pub(crate) use std::hint::spin_loop;
+#[cfg(not(portway_loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize};
 #[cfg(not(portway_loom))]
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
-#[cfg(not(portway_loom))]
-pub(crate) use std::thread::yield_now;
 
+#[cfg(portway_loom)]
+pub(crate) use loom::hint::spin_loop;
 #[cfg(portway_loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize};
 #[cfg(portway_loom)]
 pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard, RwLock};
-#[cfg(portway_loom)]
-pub(crate) use loom::thread::yield_now;
 
 /// An `UnsafeCell` whose accesses loom tracks (std's `UnsafeCell`, at no cost, otherwise).
 #[derive(Debug)]

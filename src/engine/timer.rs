@@ -229,13 +229,15 @@ fn wake_up(shared: &Arc<Shared>, due: Vec<Sleeper>) {
         if s.stage == DEADLINE {
             let message = format!("deadline of {} ms passed", s.req.timeout_ms);
             let outcome = Outcome::failed(Status::PORTWAY_TIMEOUT, message);
-            if dispatch::claim(shared, &s.req, outcome) {
+            if dispatch::claim(shared, &s.req, outcome) == dispatch::Claimed::Queue {
                 finished.push(s.req);
             }
         } else if s.req.stage_count() > 1 {
             // Pipelines go on to their next stage (and record per-stage figures).
             dispatch::stage_done(shared, s.req, s.stage as usize, Outcome::ok(Vec::new()));
-        } else if dispatch::claim(shared, &s.req, Outcome::ok(Vec::new())) {
+        } else if dispatch::claim(shared, &s.req, Outcome::ok(Vec::new()))
+            == dispatch::Claimed::Queue
+        {
             finished.push(s.req);
         }
     }

@@ -159,9 +159,22 @@ pub(crate) const fn max_items<T>() -> usize {
 /// Checks a C count against the array limit of `T` and a documented `limit` (`what` is named
 /// in the message), before anything is read through it.
 pub(crate) fn check_count<T>(n: usize, limit: usize, what: &str) -> Result<()> {
+    check_count_named::<T>(n, limit, || what.into())
+}
+
+/// [`check_count`] whose name is built only when the check fails: it runs once per submitted
+/// request, where formatting the name up front cost an allocation per request.
+pub(crate) fn check_count_named<T>(
+    n: usize,
+    limit: usize,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
     let max = limit.min(max_items::<T>());
     if n > max {
-        return Err(Error::invalid(format!("{what} is {n}; the limit is {max}")));
+        return Err(Error::invalid(format!(
+            "{} is {n}; the limit is {max}",
+            what()
+        )));
     }
     Ok(())
 }
@@ -193,7 +206,7 @@ pub(crate) fn require_out<T>(out: *mut T, what: &str) -> Result<()> {
 /// # Safety
 /// When non-NULL, `data` must be valid for reading `len` bytes for `'a`.
 pub(crate) unsafe fn bytes<'a>(data: *const u8, len: usize, what: &str) -> Result<&'a [u8]> {
-    check_count::<u8>(len, usize::MAX, &format!("{what} length"))?;
+    check_count_named::<u8>(len, usize::MAX, || format!("{what} length"))?;
     if data.is_null() {
         if len == 0 {
             return Ok(&[]);
@@ -217,7 +230,7 @@ pub(crate) unsafe fn slice<'a, T>(
     limit: usize,
     what: &str,
 ) -> Result<&'a [T]> {
-    check_count::<T>(n, limit, &format!("the count of {what}"))?;
+    check_count_named::<T>(n, limit, || format!("the count of {what}"))?;
     if items.is_null() {
         if n == 0 {
             return Ok(&[]);
@@ -296,5 +309,19 @@ mod tests {
         for huge in [usize::MAX, usize::MAX / 2, 1 << 60, isize::MAX as usize + 1] {
             assert!(check_count::<u8>(huge, usize::MAX, "len").is_err());
         }
+    }
+
+    #[test]
+    fn borrowing_a_payload_allocates_nothing_and_a_refusal_still_names_it() {
+        // Runs once per submitted request: no message may be built unless it is needed.
+        let data = [1u8, 2, 3];
+        let (ok, n) = crate::alloc_count::allocations(|| {
+            // SAFETY: `data` is readable for its length.
+            unsafe { super::bytes(data.as_ptr(), data.len(), "req->payload") }.map(<[u8]>::len)
+        });
+        assert_eq!((ok.unwrap(), n), (3, 0));
+        // SAFETY: the length is refused before anything is read.
+        let e = unsafe { super::bytes(data.as_ptr(), usize::MAX, "req->payload") }.unwrap_err();
+        assert!(e.to_string().starts_with("req->payload length is "), "{e}");
     }
 }

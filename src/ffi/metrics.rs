@@ -97,7 +97,9 @@ pub unsafe extern "C" fn portway_metrics_text(
 
 /// Writes a JSON snapshot of the requests in flight, oldest first, at most `limit` of them:
 /// `{"total":N,"requests":[{"id","user_data","handler","stage","stage_handler","state",
-/// "age_ms"}]}` where state is queued, running, ready (not yet polled) or unreleased.
+/// "age_ms"}]}` where state is queued, running, ready (not yet polled) or unreleased. A batch
+/// (`portway_batch_submit`) is listed with `"items":n` and state `batch` until its last item
+/// completes; each of its items not yet completed is listed too, with `"batch":` its batch id.
 /// Buffer rules and statuses as for `portway_metrics_text`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_inflight_json(

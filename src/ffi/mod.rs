@@ -9,6 +9,7 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
+mod batch;
 mod completion;
 mod config;
 mod engine;
@@ -21,6 +22,7 @@ mod stats;
 mod submit;
 mod version;
 
+pub use batch::*;
 pub use completion::*;
 pub use config::*;
 pub use engine::*;

@@ -25,22 +25,49 @@ const DEFAULT_HEDGE_BUDGET_PERCENT: u32 = 5;
 /// What stands between a handler's requests and the handler. Fill it with
 /// `portway_policy_default`, change what you need, and pass it to `portway_handler_set_policy`.
 /// Each policy is off at its zero value, and a zero-filled struct is the same as the defaults
-/// (every zero that has a default means it). Fields marked "not supported yet" must keep their
-/// default: any other value is refused with `PORTWAY_INVALID_ARGUMENT`.
+/// (every zero that has a default means it). Settings out of range, or that the handler cannot
+/// take, are refused with `PORTWAY_INVALID_ARGUMENT` and change nothing.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct portway_policy {
     /// Hard cap on calls running at once; 0 = none. Same as `portway_handler_set_concurrency`.
-    /// Calls beyond it wait in FIFO order without holding a thread.
+    /// Calls beyond it wait in FIFO order without holding a thread. With `adaptive`, the
+    /// ceiling of the adaptive limit; 0 = 1000.
     pub max_concurrency: u32,
-    /// Latency-driven limit below `max_concurrency`. Not supported yet: must be false.
+    /// A latency-driven concurrency limit between `min_concurrency` and `max_concurrency`
+    /// (0 = 1000), in the spirit of Netflix's Gradient2; calls beyond it wait as for a fixed
+    /// limit, and `portway_policy_state.concurrency_limit` shows its live figure. It starts at
+    /// 20 (within the bounds). Each call that succeeds (for `http`: any response but a 5xx) or
+    /// times out is a latency sample, from the moment it gets its slot to its end; other
+    /// failures are not (a refused connection is fast because nothing ran). Samples are
+    /// grouped in windows of max(10, limit) calls; when one closes:
+    /// `short` = the window's mean latency; `long` = the baseline, an exponential average of
+    /// `short` over about 600 windows (a plain mean over the first 10), decayed 5 % per window
+    /// while above twice `short`; `gradient` = clamp(long / short, 0.5, 1);
+    /// `limit` = 0.8 * limit + 0.2 * (limit * gradient + sqrt(limit)), within the bounds.
+    /// So the limit grows while latency stays at the baseline and settles where the extra
+    /// calls only queue (latency about 1 + 1/sqrt(limit) times the baseline). It starts in a
+    /// slow start, as TCP does: while a window's latency stays within 1 + 1/sqrt(limit) of the
+    /// baseline, the limit grows 20 % per window instead; the first window above ends it for
+    /// good. A window in
+    /// which fewer than half the limit's calls ran at once does not move it (the caller was
+    /// the bottleneck). No tuning is needed or offered. Setting a policy again with `adaptive`
+    /// keeps the learned limit (clamped to the new bounds); turning it off forgets it. While
+    /// it is on, `portway_handler_set_concurrency` sets its ceiling. Not accepted on a
+    /// pipeline: set it on its stages.
     pub adaptive: bool,
-    /// Floor of the adaptive limit (0 = the default, 1). Not supported yet: must be 0 or 1.
+    /// Floor of the adaptive limit (0 = the default, 1); at most the ceiling. Must be 0 or 1
+    /// without `adaptive`.
     pub min_concurrency: u32,
     /// Token bucket refill in requests per second (fractions allowed, at most 1e9); 0 = no
     /// rate limit. Each call takes one token; calls without one wait in FIFO order without
-    /// holding a thread, and a request whose token would come after its deadline completes
-    /// `PORTWAY_TIMEOUT` at once.
+    /// holding a thread. A request that has to wait is judged on when it would finish: if its
+    /// token, plus the time the handler's recent runs took (their smoothed mean plus four mean
+    /// deviations, as TCP times retransmissions), comes after its deadline, it completes
+    /// `PORTWAY_TIMEOUT` at once; a waiter whose turn comes too close to its deadline for a
+    /// run completes `PORTWAY_TIMEOUT` then. Neither takes a token, so under overload the
+    /// tokens go to requests that can still finish in time. A request that finds a token and
+    /// nobody waiting always runs.
     pub rate_per_s: f64,
     /// Token bucket size: how many calls may start at once after a quiet spell. 0 = the
     /// default, `max(1, rate_per_s)`. Must be 0 when `rate_per_s` is 0. The bucket starts full.
@@ -73,8 +100,13 @@ pub struct portway_policy {
     /// `PORTWAY_HANDLER_ERROR`, `PORTWAY_PANIC`, `PORTWAY_CONNECT_ERROR`, `PORTWAY_TLS_ERROR`,
     /// `PORTWAY_PROTOCOL_ERROR` and `PORTWAY_TIMEOUT`, and for `http` a 5xx response; a
     /// `PORTWAY_OK` outcome is a success and resets the count; other statuses (a cancellation,
-    /// `PORTWAY_BODY_TOO_LARGE`, ...) count as neither. One breaker per handler
-    /// (not per origin for `http`: register one http handler per upstream to separate them).
+    /// `PORTWAY_BODY_TOO_LARGE`, ...) count as neither. One breaker per handler, and for
+    /// `http` one per origin (scheme, host, port): an origin's breaker opens on its own
+    /// failures and refuses only requests to that origin (the `PORTWAY_UNAVAILABLE` message
+    /// and the log lines name it), with its own half-open trial. A redirect to another origin
+    /// does not change which breaker judges the run: the origin the request names does. An
+    /// http handler keeps a state only for origins with failures counted or open (at most
+    /// 1024; past that, closed ones are forgotten first, then the one open longest).
     /// Not accepted on a pipeline: set it on its stages.
     pub breaker_failures: u32,
     /// How long the breaker stays open, in ms (0 = the default, 5000).
@@ -88,28 +120,30 @@ pub struct portway_policy {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct portway_policy_state {
-    /// The concurrency limit in force (0 = none).
+    /// The concurrency limit in force (0 = none); with `adaptive`, its live figure.
     pub concurrency_limit: u32,
     /// Calls holding a concurrency slot now.
     pub running: u32,
-    /// Requests waiting for a concurrency slot or a rate-limit token (requests cancelled or
-    /// timed out while waiting are counted until their turn comes).
+    /// Requests waiting for a concurrency slot or a rate-limit token.
     pub waiting: u32,
     /// Circuit breaker: `PORTWAY_BREAKER_CLOSED`, `PORTWAY_BREAKER_OPEN` or
-    /// `PORTWAY_BREAKER_HALF_OPEN` (cooldown over, or the trial running).
+    /// `PORTWAY_BREAKER_HALF_OPEN` (cooldown over, or the trial running). With one breaker per
+    /// origin (`http`), the worst of them: open if any is, else half-open if any is.
     pub breaker_state: u32,
     /// Rate-limit tokens banked now (0 without a rate limit).
     pub tokens: f64,
-    /// Consecutive failures counted while the breaker is closed.
+    /// Consecutive failures counted while the breaker is closed (per origin for `http`: the
+    /// most of any closed one).
     pub breaker_failures: u32,
-    /// Reserved; 0.
-    pub reserved: u32,
-    /// Times the breaker opened, reopenings after a failed trial included.
+    /// Breakers open or half-open now: for `http` the number of origins refused or on trial,
+    /// for other handlers 0 or 1. (This field was `reserved`, always 0, before.)
+    pub breaker_open: u32,
+    /// Times a breaker opened, reopenings after a failed trial included (all origins).
     pub breaker_trips: u64,
-    /// Requests completed `PORTWAY_UNAVAILABLE` by the breaker.
+    /// Requests completed `PORTWAY_UNAVAILABLE` by the breaker (all origins).
     pub breaker_rejected: u64,
-    /// Requests completed `PORTWAY_TIMEOUT` at once because their token came after their
-    /// deadline.
+    /// Requests completed `PORTWAY_TIMEOUT` by the rate limit because their token, plus the
+    /// handler's recent run time, came after their deadline.
     pub rate_timeouts: u64,
     /// Hedges started: second calls of a request that was slower than the hedge delay.
     pub hedges_started: u64,
@@ -134,21 +168,12 @@ fn defaults() -> portway_policy {
     }
 }
 
-/// Refuses what is not implemented, so a host never believes a policy is on when it is not.
+/// The settings `p` asks for; the engine checks them (`set_policy`) before anything changes.
 fn settings(p: &portway_policy) -> Result<PolicySettings> {
-    let not_yet = |what: &str| {
-        Err(Error::invalid(format!(
-            "{what} is not supported yet; leave it at its default from portway_policy_default"
-        )))
-    };
-    if p.adaptive {
-        return not_yet("adaptive concurrency (policy.adaptive)");
-    }
-    if !matches!(p.min_concurrency, 0 | 1) {
-        return not_yet("policy.min_concurrency (a floor for adaptive concurrency)");
-    }
     Ok(PolicySettings {
         max_concurrency: p.max_concurrency,
+        adaptive: p.adaptive,
+        min_concurrency: p.min_concurrency,
         rate_per_s: p.rate_per_s,
         burst: p.burst,
         breaker_failures: p.breaker_failures,
@@ -173,12 +198,13 @@ pub unsafe extern "C" fn portway_policy_default(out: *mut portway_policy) -> por
     guard(|| unsafe { write_out(out, "out", defaults()) })
 }
 
-/// Sets every policy of handler `id` at once: the concurrency limit, the rate limit, the
-/// circuit breaker and hedging. Requests already waiting are re-checked against the new
-/// settings (a raised limit or a removed rate starts them); the breaker keeps its position
-/// unless it is switched off; the hedge budget starts again with one hedge banked. Invalid
-/// settings (a field not supported yet, a negative, NaN or huge `rate_per_s`, `burst` without
-/// a rate, a breaker on a pipeline, hedging on a handler that is never safe to repeat,
+/// Sets every policy of handler `id` at once: the concurrency limit (fixed or adaptive), the
+/// rate limit, the circuit breaker and hedging. Requests already waiting are re-checked
+/// against the new settings (a raised limit or a removed rate starts them); the breaker keeps
+/// its position unless it is switched off; the hedge budget starts again with one hedge
+/// banked. Invalid settings (a negative, NaN or huge `rate_per_s`, `burst` without a rate,
+/// `min_concurrency` above 1 without `adaptive` or above the adaptive ceiling, a breaker or an
+/// adaptive limit on a pipeline, hedging on a handler that is never safe to repeat,
 /// `hedge_budget_percent` above 100) change nothing.
 /// Returns `PORTWAY_OK`, `PORTWAY_UNKNOWN_HANDLER`, `PORTWAY_INVALID_ARGUMENT` or `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]
@@ -216,13 +242,13 @@ pub unsafe extern "C" fn portway_handler_policy_state(
             breaker_state: s.breaker_state,
             tokens: s.tokens,
             breaker_failures: s.breaker_failures,
+            breaker_open: s.breaker_open,
             breaker_trips: s.breaker_trips,
             breaker_rejected: s.breaker_rejected,
             rate_timeouts: s.rate_timeouts,
             hedges_started: s.hedges_started,
             hedges_won: s.hedges_won,
             hedges_cancelled: s.hedges_cancelled,
-            ..portway_policy_state::default()
         };
         // SAFETY: non-NULL and writable, per the contract.
         unsafe { write_out(out, "out", state) }

@@ -133,6 +133,8 @@ struct Policy {
     /// Whether hedging was ever on: only then may hedges be counted and a completion say
     /// `portway-hedge: won`.
     hedge_ever: bool,
+    /// The adaptive limit's bounds when it is on: its live figure moves within them.
+    adaptive: Option<(u32, u32)>,
 }
 
 impl Policy {
@@ -142,7 +144,13 @@ impl Policy {
         burst: 0,
         breaker_ever: false,
         hedge_ever: false,
+        adaptive: None,
     };
+
+    /// The most calls the limit lets run at once (0 = no limit).
+    fn cap(&self) -> u32 {
+        self.adaptive.map_or(self.limit, |(_, max)| max)
+    }
 }
 
 /// A request about to be offered, with the buffer its payload pointer points into.
@@ -653,7 +661,8 @@ impl Run {
     /// to a few per ms, so tokens run out; cooldowns of a few ms, so the breaker cycles), and
     /// sometimes a field not supported yet or an invalid one (hedging on a handler that is not
     /// idempotent, a budget above 100 %): refused, and nothing changes. The native handler is
-    /// registered idempotent, so hedging it runs for real.
+    /// registered idempotent, so hedging it runs for real. With the adaptive limit on, its live
+    /// figure is checked within its bounds.
     fn set_policy(&mut self, input: &mut Input<'_>) {
         let handler = self.policy_target(input);
         let mut p = blank_policy();
@@ -674,13 +683,22 @@ impl Run {
             p.hedge_after_p95 = input.below(2) == 1;
             p.hedge_budget_percent = [0, 1, 50, 100][usize::from(input.below(4))];
         }
+        if shape & 0x10 != 0 {
+            p.adaptive = true;
+            p.min_concurrency = u32::from(input.below(3));
+        }
         // Invalid settings: a field not supported yet, or a figure out of range.
         let invalid = match input.below(12) {
             0 => {
+                // An adaptive floor above its ceiling.
                 p.adaptive = true;
+                p.max_concurrency = p.max_concurrency.max(1);
+                p.min_concurrency = p.max_concurrency + 1 + u32::from(input.byte());
                 true
             }
             1 => {
+                // A floor without the adaptive limit it is the floor of.
+                p.adaptive = false;
                 p.min_concurrency = 2 + u32::from(input.byte());
                 true
             }
@@ -710,10 +728,11 @@ impl Run {
             }
             _ => false,
         };
-        // A breaker is refused on a pipeline (it belongs on the stages), hedging on all but
-        // the native handler.
+        // A breaker or an adaptive limit is refused on a pipeline (they belong on the stages),
+        // so is an adaptive floor above its ceiling, and hedging on all but the native handler.
         let invalid = invalid
-            || (handler == self.pipeline && p.breaker_failures != 0)
+            || (handler == self.pipeline && (p.breaker_failures != 0 || p.adaptive))
+            || (p.adaptive && p.max_concurrency != 0 && p.min_concurrency > p.max_concurrency)
             || ((p.hedge_after_ms != 0 || p.hedge_after_p95) && handler != self.native)
             || p.hedge_budget_percent > 100;
         let before = self.policy_state(handler);
@@ -722,21 +741,33 @@ impl Run {
         if invalid {
             refused(status, &[Status::PORTWAY_INVALID_ARGUMENT], "set_policy");
             let after = self.policy_state(handler);
-            assert_eq!(
-                after.concurrency_limit, before.concurrency_limit,
-                "a refused policy changed the limit"
-            );
+            // An adaptive limit may move on its own between the two reads (within its
+            // bounds, which policy_state checks).
+            if self.policies[&handler].adaptive.is_none() {
+                assert_eq!(
+                    after.concurrency_limit, before.concurrency_limit,
+                    "a refused policy changed the limit"
+                );
+            }
             return;
         }
         assert_eq!(status, Status::PORTWAY_OK, "set_policy: {}", last_error());
         let model = self.policies.get_mut(&handler).expect("one of ours");
         let limit = p.max_concurrency;
-        model.bound = if limit == 0 || model.limit == 0 {
+        let adaptive = p.adaptive.then(|| {
+            (
+                p.min_concurrency.max(1),
+                if limit == 0 { 1000 } else { limit },
+            )
+        });
+        let cap = adaptive.map_or(limit, |(_, max)| max);
+        model.bound = if cap == 0 || model.cap() == 0 {
             u32::MAX
         } else {
-            model.bound.max(limit)
+            model.bound.max(cap)
         };
         model.limit = limit;
+        model.adaptive = adaptive;
         model.burst = if p.rate_per_s == 0.0 {
             0
         } else if p.burst == 0 {
@@ -757,10 +788,17 @@ impl Run {
         let status = unsafe { portway_handler_policy_state(self.eng, handler, &mut s) };
         assert_eq!(status, Status::PORTWAY_OK, "policy_state: {}", last_error());
         let model = self.policies.get_mut(&handler).expect("one of ours");
-        assert_eq!(s.concurrency_limit, model.limit, "limit in force: {s:?}");
+        match model.adaptive {
+            Some((min, max)) => assert!(
+                (min..=max).contains(&s.concurrency_limit),
+                "adaptive limit outside {min}..={max}: {s:?}"
+            ),
+            None => assert_eq!(s.concurrency_limit, model.limit, "limit in force: {s:?}"),
+        }
         assert!(s.running <= model.bound, "running beyond the limit: {s:?}");
-        if model.limit != 0 && s.running <= model.limit {
-            model.bound = model.limit;
+        let cap = model.cap();
+        if cap != 0 && s.running <= cap {
+            model.bound = cap;
         }
         assert!(
             [
@@ -779,7 +817,6 @@ impl Run {
             s.tokens >= 0.0 && s.tokens <= f64::from(model.burst),
             "tokens: {s:?}"
         );
-        assert_eq!(s.reserved, 0, "{s:?}");
         assert!(
             s.hedges_won <= s.hedges_started && s.hedges_cancelled <= s.hedges_started,
             "hedges: {s:?}"
@@ -791,6 +828,11 @@ impl Run {
                 "{s:?}"
             );
         }
+        // No handler here names breaker keys: one breaker each, open or not.
+        assert!(
+            s.breaker_open <= u32::from(model.breaker_ever),
+            "breakers open: {s:?}"
+        );
         s
     }
 
@@ -820,6 +862,7 @@ impl Run {
             assert_eq!(status, Status::PORTWAY_OK, "{}", last_error());
             let model = self.policies.get_mut(&h).expect("one of ours");
             model.limit = 0;
+            model.adaptive = None;
             model.bound = u32::MAX;
             model.burst = 0;
             let start = Instant::now();

@@ -169,6 +169,7 @@ struct blocked_poll {
     size_t n;
     double took_ms;
     atomic_int entered;
+    size_t min; /* portway_poll_min's minimum (1: a plain portway_poll) */
 };
 
 static void *poll_thread(void *arg) {
@@ -177,7 +178,7 @@ static void *poll_thread(void *arg) {
     b->n = 999;
     atomic_store(&b->entered, 1);
     double t0 = now_ms();
-    b->st = portway_poll(b->eng, c, 4, b->timeout_ms, &b->n);
+    b->st = portway_poll_min(b->eng, c, 4, b->min, b->timeout_ms, &b->n);
     b->took_ms = now_ms() - t0;
     if (b->st == PORTWAY_OK && b->n > 0) portway_release(b->eng, c, b->n);
     return NULL;
@@ -185,7 +186,7 @@ static void *poll_thread(void *arg) {
 
 static void test_wake(void) {
     portway_engine *eng = new_engine();
-    struct blocked_poll b = {eng, -1, 99, 0, 0, 0};
+    struct blocked_poll b = {eng, -1, 99, 0, 0, 0, 1};
     pthread_t th;
     CHECK(pthread_create(&th, NULL, poll_thread, &b) == 0);
     while (!atomic_load(&b.entered)) sleep_ms(1);
@@ -198,7 +199,7 @@ static void test_wake(void) {
 
     /* A wake with nobody blocked makes the next blocking poll return at once. */
     CHECK_OK(portway_wake(eng));
-    struct blocked_poll b2 = {eng, 5000, 99, 0, 0, 0};
+    struct blocked_poll b2 = {eng, 5000, 99, 0, 0, 0, 1};
     CHECK(pthread_create(&th, NULL, poll_thread, &b2) == 0);
     CHECK(pthread_join(th, NULL) == 0);
     CHECK_OK(b2.st);
@@ -206,13 +207,44 @@ static void test_wake(void) {
     CHECK(b2.took_ms < 1000);
 
     /* Shutdown wakes a poller blocked forever: it gets CLOSED. */
-    struct blocked_poll b3 = {eng, -1, 99, 0, 0, 0};
+    struct blocked_poll b3 = {eng, -1, 99, 0, 0, 0, 1};
     CHECK(pthread_create(&th, NULL, poll_thread, &b3) == 0);
     while (!atomic_load(&b3.entered)) sleep_ms(1);
     sleep_ms(50);
     CHECK_OK(portway_engine_shutdown(eng, PORTWAY_DRAIN, 0));
     CHECK(pthread_join(th, NULL) == 0);
     CHECK(b3.st == PORTWAY_CLOSED || (b3.st == PORTWAY_OK && b3.n == 0));
+    portway_engine_free(eng);
+}
+
+/* A poll (and a batch poll) blocked while a request is in flight spins briefly before it
+ * sleeps (issue 17); a wake ends it wherever it is, and the request still completes once. */
+static void test_wake_with_work_in_flight(void) {
+    portway_engine *eng = new_engine();
+    uint32_t sleep = lookup(eng, "sleep");
+    portway_request r = make_req(sleep, "60000", 0, 7);
+    uint64_t id = 0;
+    CHECK_OK(portway_submit(eng, &r, &id));
+    for (size_t min = 1; min <= 2; min++) {
+        struct blocked_poll b = {eng, -1, 99, 0, 0, 0, min};
+        pthread_t th;
+        CHECK(pthread_create(&th, NULL, poll_thread, &b) == 0);
+        while (!atomic_load(&b.entered)) sleep_ms(1);
+        sleep_ms(20); /* past its spin, asleep: either way the wake must end it */
+        CHECK_OK(portway_wake(eng));
+        CHECK(pthread_join(th, NULL) == 0);
+        CHECK_OK(b.st);
+        CHECK(b.n == 0);
+    }
+    /* The request is still in flight; cancelling it completes it, exactly once. */
+    CHECK_OK(portway_cancel(eng, id));
+    portway_completion c[4];
+    size_t n = 0;
+    CHECK_OK(portway_poll(eng, c, 4, 10000, &n));
+    CHECK(n == 1 && c[0].id == id && c[0].status == PORTWAY_CANCELLED);
+    CHECK_OK(portway_release(eng, c, n));
+    CHECK_OK(portway_poll(eng, c, 4, 0, &n));
+    CHECK(n == 0);
     portway_engine_free(eng);
 }
 
@@ -342,6 +374,7 @@ int main(void) {
     test_poll_min();
     test_callback();
     test_wake();
+    test_wake_with_work_in_flight();
     test_many_pollers();
     printf("test_notify: ok\n");
     return 0;

@@ -1,6 +1,6 @@
 /*
  * test_policies.c: per-handler policies through the C ABI (issue 16). The defaults; fields not
- * supported yet are refused; a rate-limited request waits without a thread, is reached by
+ * supported yet are refused; the adaptive limit and its bad combinations; a rate-limited request waits without a thread, is reached by
  * cancel, or fails PORTWAY_TIMEOUT at once when its token comes after its deadline; the
  * circuit breaker's cycle (open -> PORTWAY_UNAVAILABLE -> half-open trial -> closed) with its
  * log lines; shutdown with waiters. No timing is asserted: the rate is one token a day.
@@ -69,10 +69,6 @@ static void test_defaults_and_refusals(portway_engine *eng, uint32_t h) {
     CHECK_ST(portway_policy_default(NULL), PORTWAY_INVALID_ARGUMENT);
 
     portway_policy p = d;
-    p.adaptive = true;
-    CHECK_ST(portway_handler_set_policy(eng, h, &p), PORTWAY_INVALID_ARGUMENT);
-    CHECK(strstr(portway_last_error(), "not supported yet") != NULL);
-    p = d;
     p.hedge_after_ms = 20;
     CHECK_ST(portway_handler_set_policy(eng, h, &p), PORTWAY_INVALID_ARGUMENT);
     CHECK(strstr(portway_last_error(), "hedging") != NULL);
@@ -80,19 +76,46 @@ static void test_defaults_and_refusals(portway_engine *eng, uint32_t h) {
     p.rate_per_s = -5.0;
     CHECK_ST(portway_handler_set_policy(eng, h, &p), PORTWAY_INVALID_ARGUMENT);
     p = d;
-    p.min_concurrency = 2;
+    p.min_concurrency = 2; /* a floor without the adaptive limit */
     CHECK_ST(portway_handler_set_policy(eng, h, &p), PORTWAY_INVALID_ARGUMENT);
+    CHECK(strstr(portway_last_error(), "set adaptive too") != NULL);
+    p.adaptive = true;
+    p.max_concurrency = 1; /* a floor above the ceiling */
+    CHECK_ST(portway_handler_set_policy(eng, h, &p), PORTWAY_INVALID_ARGUMENT);
+    CHECK(strstr(portway_last_error(), "ceiling 1") != NULL);
     CHECK_ST(portway_handler_set_policy(eng, h, NULL), PORTWAY_INVALID_ARGUMENT);
     CHECK_ST(portway_handler_set_policy(eng, 9999, &d), PORTWAY_UNKNOWN_HANDLER);
     CHECK_ST(portway_handler_policy_state(eng, h, NULL), PORTWAY_INVALID_ARGUMENT);
 
     portway_policy_state s = state_of(eng, h);
     CHECK(s.concurrency_limit == 0 && s.waiting == 0 && s.tokens == 0.0);
-    CHECK(s.breaker_state == PORTWAY_BREAKER_CLOSED && s.hedges_started == 0 && s.reserved == 0);
+    CHECK(s.breaker_state == PORTWAY_BREAKER_CLOSED && s.hedges_started == 0 && s.breaker_open == 0);
     /* portway_handler_set_concurrency is max_concurrency. */
     CHECK_OK(portway_handler_set_concurrency(eng, h, 3));
     CHECK(state_of(eng, h).concurrency_limit == 3);
     CHECK_OK(portway_handler_set_policy(eng, h, &d));
+    CHECK(state_of(eng, h).concurrency_limit == 0);
+}
+
+/* The adaptive limit: accepted, live in the state (it starts at 20 within its bounds), calls
+ * run under it, set_concurrency is its ceiling, and switching it off restores no limit. */
+static void test_adaptive(portway_engine *eng, uint32_t h) {
+    portway_policy p = defaults();
+    p.adaptive = true;
+    p.min_concurrency = 2;
+    CHECK_OK(portway_handler_set_policy(eng, h, &p));
+    CHECK(state_of(eng, h).concurrency_limit == 20);
+    atomic_store(&calls, 0);
+    for (int i = 0; i < 5; i++) CHECK(run_one(eng, h) == PORTWAY_OK);
+    CHECK(atomic_load(&calls) == 5);
+    portway_policy_state s = state_of(eng, h);
+    CHECK(s.running == 0 && s.waiting == 0 && s.concurrency_limit == 20);
+    CHECK_OK(portway_handler_set_concurrency(eng, h, 8));
+    CHECK(state_of(eng, h).concurrency_limit == 8);
+    p.max_concurrency = 4;
+    CHECK_OK(portway_handler_set_policy(eng, h, &p));
+    CHECK(state_of(eng, h).concurrency_limit == 4);
+    CHECK_OK(portway_handler_set_policy(eng, h, &(portway_policy){0}));
     CHECK(state_of(eng, h).concurrency_limit == 0);
 }
 
@@ -209,6 +232,7 @@ int main(void) {
     uint32_t h = 0;
     CHECK_OK(portway_register_handler(eng, "flaky", flaky, NULL, &h));
     test_defaults_and_refusals(eng, h);
+    test_adaptive(eng, h);
     test_rate_limit(eng, h);
     test_breaker_cycle(eng, h);
     portway_engine_free(eng);

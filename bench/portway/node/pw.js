@@ -2,6 +2,11 @@
 // The portway side of `make bench` from Node (bindings/node). Prints one JSON line.
 //   node pw.js overhead N BATCH        W1: N empty "echo" requests, submitMany in batches of
 //                                      BATCH, two batches in flight
+//   node pw.js submit N WINDOW         W1: N empty "echo" requests through submit, WINDOW
+//                                      promises in flight (each tick's submits coalesced into
+//                                      one batch call by the binding)
+//   node pw.js batch N BATCH           W1: N empty "echo" requests through eng.batch in lists of
+//                                      BATCH, two in flight, every result read as a Buffer
 //   node pw.js http URL N CONCURRENCY [CA_PEM]
 //                                      W3: N GETs through Engine.http, CONCURRENCY in flight;
 //                                      with CA_PEM (W3-TLS) through an http handler registered
@@ -38,6 +43,55 @@ async function overhead(n, batch) {
   const cpu = (cu.user + cu.system) / 1e6;
   await eng.close();
   console.log(JSON.stringify({ n, secs, rate: n / secs, cpu_s: cpu, failed: 0, batch }));
+}
+
+// Runs `run(total)` once as a warm-up, then timed; prints the JSON line.
+async function timed(eng, n, run, extra) {
+  await run(Math.min(10 * 4096, n));
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await run(n);
+  const secs = (performance.now() - t0) / 1000;
+  const cu = process.cpuUsage(c0);
+  await eng.close();
+  console.log(JSON.stringify({ n, secs, rate: n / secs, cpu_s: (cu.user + cu.system) / 1e6, failed: 0, ...extra }));
+}
+
+async function submit(n, windowSize) {
+  const eng = new Engine({ poolWorkers: 2 });
+  const empty = Buffer.alloc(0);
+  await timed(eng, n, async (total) => {
+    let left = total;
+    const worker = async () => {
+      while (left > 0) {
+        left--;
+        await eng.submit('echo', empty);
+      }
+    };
+    await Promise.all(Array.from({ length: windowSize }, worker));
+  }, { window: windowSize });
+}
+
+async function batch(n, size) {
+  const eng = new Engine({ poolWorkers: 2 });
+  const payloads = new Array(size).fill(Buffer.alloc(0));
+  let bytes = 0;
+  await timed(eng, n, async (total) => {
+    let done = 0;
+    let submitted = 0;
+    const inFlight = [];
+    while (done < total) {
+      while (submitted < total && inFlight.length < 2) {
+        const k = Math.min(size, total - submitted);
+        inFlight.push(eng.batch('echo', k === size ? payloads : payloads.slice(0, k)));
+        submitted += k;
+      }
+      const r = await inFlight.shift();
+      for (const b of r) bytes += b.length; // the host's work to get every result as a Buffer
+      done += r.length;
+    }
+  }, { batch: size });
+  if (bytes !== 0) throw new Error('echo of empty payloads returned bytes');
 }
 
 // The two W3 request shapes: one GET, resolved when its body is in hand.
@@ -88,9 +142,11 @@ async function http(url, n, conc, get, caPem) {
 const a = process.argv.slice(2);
 let p;
 if (a.length >= 3 && a[0] === 'overhead') p = overhead(Number(a[1]), Number(a[2]));
+else if (a.length >= 3 && a[0] === 'submit') p = submit(Number(a[1]), Number(a[2]));
+else if (a.length >= 3 && a[0] === 'batch') p = batch(Number(a[1]), Number(a[2]));
 else if (a.length >= 4 && Object.hasOwn(GETS, a[0])) p = http(a[1], Number(a[2]), Number(a[3]), GETS[a[0]], a[4]);
 else {
-  console.error('usage: node pw.js overhead N BATCH | http|fetch URL N CONCURRENCY [CA_PEM]');
+  console.error('usage: node pw.js overhead|submit|batch N BATCH | http|fetch URL N CONCURRENCY [CA_PEM]');
   process.exit(2);
 }
 p.catch((e) => {

@@ -2,6 +2,8 @@
 
     pw.py overhead N BATCH        W1: N empty "echo" requests, submit_many in batches of BATCH,
                                   two batches in flight
+    pw.py batch N BATCH           W1: N empty "echo" requests through Engine.batch, BATCH per
+                                  call, every result taken out as bytes
     pw.py http URL N CONCURRENCY [CA_PEM]
                                   W3: N GETs through "http" (Engine.ahttp), CONCURRENCY asyncio
                                   workers in flight. With CA_PEM (W3-TLS): through an http
@@ -56,6 +58,30 @@ def overhead(n: int, batch: int) -> None:
         failed = run(n)
         secs = time.perf_counter() - t0
     print(json.dumps({"n": n, "secs": secs, "rate": n / secs, "failed": failed, "batch": batch}))
+    sys.exit(1 if failed else 0)
+
+
+def batch(n: int, size: int) -> None:
+    """W1 through ``Engine.batch``: one native call and one completion per ``size`` requests;
+    the host's work to get every result as ``bytes`` (``list(result)``) is counted."""
+    with portway.Engine(pool_workers=2) as eng:
+        payloads = [b""] * size
+
+        def run(total: int) -> int:
+            failed = done = 0
+            while done < total:
+                k = min(size, total - done)
+                r = eng.batch("echo", payloads[:k])
+                items = list(r)
+                failed += len(r.failures())
+                done += len(items)
+            return failed
+
+        run(min(10 * size, n))  # warm-up
+        t0 = time.perf_counter()
+        failed = run(n)
+        secs = time.perf_counter() - t0
+    print(json.dumps({"n": n, "secs": secs, "rate": n / secs, "failed": failed, "batch": size}))
     sys.exit(1 if failed else 0)
 
 
@@ -153,6 +179,8 @@ if __name__ == "__main__":
     a = sys.argv
     if len(a) >= 4 and a[1] == "overhead":
         overhead(int(a[2]), int(a[3]))
+    elif len(a) >= 4 and a[1] == "batch":
+        batch(int(a[2]), int(a[3]))
     elif len(a) >= 5 and a[1] == "http":
         http(a[2], int(a[3]), int(a[4]), a[5] if len(a) >= 6 else None)
     elif len(a) >= 5 and a[1] == "map":

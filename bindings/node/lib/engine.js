@@ -7,6 +7,15 @@ const { PortwayError, invalidArg, abortError } = require('./errors.js');
 const { optionsOf, signalOf, waitOf, toBytes, logLevelOf } = require('./validation.js');
 const { checkHttpOptions, requestPayload, HttpResponse } = require('./http.js');
 const { fetch } = require('./fetch.js');
+const { BatchResult } = require('./batch.js');
+
+// portway_config_new's max_in_flight (eng.batch sizes its parts from the engine's).
+const DEFAULT_MAX_IN_FLIGHT = 65536;
+// eng.batch: items per native batch, and native batches in flight at once. Parts of a few
+// thousand items keep the engine's and JS's working sets in cache (65,536-item parts ran at
+// under half the rate), and more than one in flight overlaps the engine's work with JS reading.
+const BATCH_PART = 4096;
+const BATCH_PARTS_IN_FLIGHT = 4;
 
 /** The options of setPolicy and their kinds (portway_policy in camelCase). */
 const POLICY_OPTIONS = {
@@ -52,22 +61,57 @@ class Engine {
     this._n._res = []; // promise settlers by waiter slot (see deliver)
     this._n._rej = [];
     this._n._bat = []; // submitMany: the results array by waiter slot
+    // eng.batch: src/batch.c hands over a whole batch's columns (or an Error) by waiter slot.
+    this._n._batchDone = function batchDone(slot, data, cols, hdrs) {
+      const resolve = this._res[slot];
+      const reject = this._rej[slot];
+      this._res[slot] = undefined;
+      this._rej[slot] = undefined;
+      if (cols === undefined) reject(data);
+      else resolve({ data, cols, hdrs });
+    };
+    this._maxInFlight = o.maxInFlight === undefined ? DEFAULT_MAX_IN_FLIGHT : o.maxInFlight;
     // submit(.., { wait }) refused with PORTWAY_BUSY: waiting in order for a slot (see _park).
     this._parked = [];
     this._n._onRelease = () => this._retryParked();
     this._ids = new Map();
     this._heads = new Map(); // http(): request heads by method and URL string (no headers/body)
     this._closed = null;
+    // Per-tick coalescing: one flush (one portway_submit_batch) queued per tick.
+    this._flushQueued = false;
+    this._slot = 0;
+    this._flush = () => {
+      this._flushQueued = false;
+      this._n.flush();
+    };
   }
 
-  /** One request through the addon; the promise is settled by deliver. */
+  /** One request through the addon, coalesced with the others of this tick (see
+   *  src/coalesce.c); the promise is settled by deliver. Its waiter slot is left in
+   *  this._slot: the request's handle for cancelSlot until the engine gives it an id. */
   _submit1(handlerId, bytes, timeoutMs) {
     const n = this._n;
-    const slot = n.submit(handlerId, bytes, timeoutMs);
+    const slot = n.enqueue(handlerId, bytes, timeoutMs);
+    if (!this._flushQueued) {
+      this._flushQueued = true;
+      queueMicrotask(this._flush);
+    }
+    this._slot = slot;
     return new Promise((resolve, reject) => {
       n._res[slot] = resolve;
       n._rej[slot] = reject;
     });
+  }
+
+  /** A canceller of the request in waiter slot `slot` (just submitted): cancels it while the
+   *  slot is still that request's (its reject function still registered), whether it is queued
+   *  for the flush or already in the engine. */
+  _slotCanceller(slot) {
+    const n = this._n;
+    const rej = n._rej[slot];
+    return () => {
+      if (n._rej[slot] === rej) n.cancelSlot(slot);
+    };
   }
 
   /** The id of handler `name` (cached); throws PortwayError PORTWAY_NOT_FOUND. A number is
@@ -99,11 +143,21 @@ class Engine {
       if (wait > 0 && this._parked.length > 0) {
         parked = this._park(hid, bytes, o.timeoutMs, wait); // behind the earlier waiters
       } else {
-        try {
+        if (wait === 0) {
           p = this._submit1(hid, bytes, o.timeoutMs);
-        } catch (e) {
-          if (wait === 0 || !(e instanceof PortwayError) || e.code !== 'PORTWAY_BUSY') throw e;
-          parked = this._park(hid, bytes, o.timeoutMs, wait);
+        } else {
+          // Submitted at once (after the queued ones), so that a PORTWAY_BUSY can park it.
+          try {
+            const slot = this._n.submit(hid, bytes, o.timeoutMs);
+            this._slot = slot;
+            p = new Promise((resolve, reject) => {
+              this._n._res[slot] = resolve;
+              this._n._rej[slot] = reject;
+            });
+          } catch (e) {
+            if (!(e instanceof PortwayError) || e.code !== 'PORTWAY_BUSY') throw e;
+            parked = this._park(hid, bytes, o.timeoutMs, wait);
+          }
         }
       }
     } catch (e) {
@@ -114,8 +168,7 @@ class Engine {
       return this._withSignal(parked.promise, signal, () => this._unpark(parked, signal));
     }
     if (!signal) return p;
-    const id = this._n.lastId();
-    return this._withSignal(p, signal, () => this._n.cancel(id));
+    return this._withSignal(p, signal, this._slotCanceller(this._slot));
   }
 
   /** Keeps a submit refused with PORTWAY_BUSY until a drain releases a slot (_retryParked) or
@@ -225,6 +278,108 @@ class Engine {
     });
   }
 
+  /**
+   * Submits every payload to one handler as a batch and resolves, once every item has
+   * completed, to a BatchResult: each item's bytes (slices of one buffer), status, code and
+   * headers, in submit order. A failed item does not reject the batch: see `failures()`,
+   * `throwFirst()`. Rejects only when the batch is refused (PORTWAY_BUSY when the slots for
+   * its first part are not free, ...) or aborted. Long lists (over maxInFlight included) are
+   * split into native batches transparently (see _runBatch).
+   */
+  batch(handler, payloads, opts) {
+    let signal;
+    let hid;
+    let arr;
+    let timeoutMs;
+    try {
+      const o = optionsOf(opts, 'batch options');
+      signal = signalOf(o);
+      timeoutMs = o.timeoutMs;
+      if (o.wait !== undefined) throw invalidArg(TypeError, 'batch takes no wait option (submit does)');
+      if (payloads === null || typeof payloads !== 'object' || typeof payloads[Symbol.iterator] !== 'function') {
+        throw invalidArg(TypeError, 'payloads must be an array (or iterable) of payloads');
+      }
+      hid = this.lookup(handler);
+      arr = Array.isArray(payloads) ? payloads : Array.from(payloads);
+      for (let i = 0; i < arr.length; i++) {
+        if (!(arr[i] instanceof Uint8Array)) {
+          if (arr === payloads) arr = arr.slice();
+          for (let j = i; j < arr.length; j++) arr[j] = toBytes(arr[j]);
+          break;
+        }
+      }
+      if (signal && signal.aborted) return Promise.reject(abortError(signal));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const run = { ids: undefined, aborted: false };
+    const p = this._runBatch(hid, arr, timeoutMs, run);
+    if (!signal) return p;
+    return this._withSignal(p, signal, () => {
+      run.aborted = true; // no further part is submitted
+      for (const ids of run.ids) for (const id of ids) this._n.cancel(id);
+    });
+  }
+
+  /** Submits `arr` in parts of at most BATCH_PART items, up to BATCH_PARTS_IN_FLIGHT at once
+   *  (within a quarter of maxInFlight) so the engine works on one while JS reads another.
+   *  A part refused with PORTWAY_BUSY while earlier ones run waits for the oldest to finish;
+   *  refused with nothing of the batch running (or any other refusal), the batch rejects and
+   *  its running parts are cancelled. */
+  async _runBatch(hid, arr, timeoutMs, run) {
+    const n = this._n;
+    // One eng.batch takes at most a quarter of the in-flight slots at a time, so that a few
+    // run side by side with other requests: with maxInFlight 65536, four parts of 4096.
+    const quarter = Math.max(1, Math.floor(this._maxInFlight / 4));
+    const part = Math.min(BATCH_PART, quarter);
+    const partsInFlight = Math.max(1, Math.min(BATCH_PARTS_IN_FLIGHT, Math.floor(quarter / part)));
+    const nparts = Math.ceil(arr.length / part);
+    const parts = new Array(nparts);
+    const running = []; // [index, promise, ids] in submit order
+    run.ids = new Set();
+    let next = 0;
+    try {
+      while (next < nparts || running.length > 0) {
+        while (next < nparts && !run.aborted && running.length < partsInFlight) {
+          const s = next * part;
+          const k = Math.min(part, arr.length - s);
+          const items = s === 0 && k === arr.length ? arr : arr.slice(s, s + k);
+          const offsets = new Float64Array(k + 1);
+          let total = 0;
+          for (let j = 0; j < k; j++) {
+            offsets[j] = total;
+            total += items[j].byteLength;
+          }
+          offsets[k] = total;
+          const ids = new Float64Array(1); // the batch id: cancelling it reaches every item
+          let slot;
+          try {
+            slot = n.batchSubmit(hid, Buffer.concat(items, total), offsets, timeoutMs, ids);
+          } catch (e) {
+            if (running.length > 0 && e instanceof PortwayError && e.code === 'PORTWAY_BUSY') break;
+            throw e;
+          }
+          run.ids.add(ids);
+          const p = new Promise((resolve, reject) => {
+            n._res[slot] = resolve;
+            n._rej[slot] = reject;
+          });
+          running.push([next, p, ids]);
+          next++;
+        }
+        if (running.length === 0) break; // aborted
+        const [i, p, ids] = running[0];
+        parts[i] = await p;
+        running.shift();
+        run.ids.delete(ids);
+      }
+    } catch (e) {
+      for (const [, , ids] of running) for (const id of ids) this._n.cancel(id);
+      throw e;
+    }
+    return new BatchResult(parts, part, arr.length);
+  }
+
   _withSignal(p, signal, cancel) {
     return new Promise((resolve, reject) => {
       const onAbort = () => {
@@ -300,9 +455,11 @@ class Engine {
   }
   /**
    * Sets every policy of handler `name` at once (options left out are off): `maxConcurrency`,
-   * a token-bucket rate limit (`ratePerS`, `burst`) and a circuit breaker (`breakerFailures`,
-   * `breakerCooldownMs`). Adaptive concurrency and hedging are refused (PORTWAY_INVALID_ARGUMENT)
-   * until implemented. Invalid settings change nothing.
+   * or with `adaptive` a latency-driven limit between `minConcurrency` and `maxConcurrency`
+   * (0 = 1000), a token-bucket rate limit (`ratePerS`, `burst`) and a circuit breaker
+   * (`breakerFailures`, `breakerCooldownMs`). Hedging is refused (PORTWAY_INVALID_ARGUMENT)
+   * until implemented, as are `minConcurrency` above 1 without `adaptive` or above
+   * `maxConcurrency`, and `adaptive` on a pipeline. Invalid settings change nothing.
    */
   setPolicy(name, options = {}) {
     if (options === null || typeof options !== 'object') throw invalidArg(TypeError, 'options must be an object');
@@ -386,4 +543,4 @@ class Engine {
   }
 }
 
-module.exports = { Engine };
+module.exports = { Engine, BatchResult };

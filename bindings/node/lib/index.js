@@ -6,9 +6,11 @@
 //   validation.js  checks of options and payloads
 //   http.js        HTTP request heads, registerHttp options, HttpResponse
 //   fetch.js       Engine#fetch: WHATWG fetch over an http handler (redirects followed in JS)
+//   batch.js       BatchResult: Engine#batch's results, columns over one buffer
 
 const native = require('./native.js');
 const { Engine } = require('./engine.js');
+const { BatchResult } = require('./batch.js');
 const { PortwayError, AbortError } = require('./errors.js');
 const { HttpResponse } = require('./http.js');
 
@@ -17,6 +19,7 @@ module.exports = {
   PortwayError,
   AbortError,
   HttpResponse,
+  BatchResult,
   version: native.version,
   abiVersion: native.abiVersion,
   statusStr: native.statusStr,

@@ -9,6 +9,8 @@
  *               the busy/idle switch, unwrapping `this`
  *   engine.c    the NativeEngine constructor (options -> portway_config) and close()
  *   submit.c    submit, submitMany, cancel, the waiter slots
+ *   batch.c     batchSubmit (eng.batch): portway_batch_submit, its result to JS as columns
+ *   coalesce.c  per-tick coalescing: submits queued in C, one portway_submit_batch per flush
  *   delivery.c  the notify hook and the drain: completions -> JS in batches
  *   log.c       onLog: the log hook and its tsfn
  *   handlers.c  lookup, pipeline, setConcurrency
@@ -114,8 +116,18 @@ typedef struct {
     uint32_t remaining;     /* completions still expected */
     bool batch;
     bool settled;           /* batch already rejected */
+    bool pending;           /* queued for the next coalesced flush (coalesce.c), no id yet */
     uint32_t next_free;
+    uint64_t id;            /* the engine's id once submitted (single requests) */
+    bool columnar;          /* eng.batch: one portway_batch_submit batch (batch.c) */
 } pw_waiter;
+
+/* A submit queued for the next flush (coalesce.c): its payload is pend_data[off .. off+len]. */
+typedef struct {
+    uint32_t handler, timeout_ms;
+    uint32_t slot; /* 0: cancelled before the flush */
+    size_t off, len;
+} pw_pend;
 
 /* The state behind one NativeEngine: shared by the wrapper and the tsfns (refcounted, see
  * lifetime.c); touched only on the JS thread except the fields the hooks read under `mu` and
@@ -158,6 +170,16 @@ typedef struct pw_engine {
     char *hbuf;
     size_t hlen, hcap;
     napi_value errs;              /* NULL, or an array (within the drain's handle scope) */
+    /* Per-tick coalescing (coalesce.c): submits queued since the last flush, their payloads
+     * copied into pend_data, and test-visible counters of the flushes. */
+    pw_pend *pend;
+    uint32_t npend, pend_cap;
+    uint8_t *pend_data;
+    size_t pend_len, pend_data_cap;
+    portway_request *pend_reqs; /* scratch of the flush */
+    uint64_t *pend_ids;
+    uint32_t pend_reqs_cap;
+    uint64_t flush_calls, flush_items;
     portway_completion buf[POLL_BATCH];
 } pw_engine;
 
@@ -247,7 +269,7 @@ bool pw_wrapper_method(napi_env env, pw_engine *pe, const char *key, napi_value 
 /* Refs or unrefs the loop and the wrapper to match `busy` (see pw_update_busy). */
 bool pw_set_busy(napi_env env, pw_engine *pe, bool busy);
 /* A method's arguments: missing ones read as undefined. */
-#define PW_MAX_ARGS 4
+#define PW_MAX_ARGS 5
 typedef struct {
     napi_value v[PW_MAX_ARGS];
 } pw_args;
@@ -256,6 +278,10 @@ typedef struct {
  * *args (NULL when n is 0); with `live`, throws PORTWAY_SHUTDOWN (and returns NULL) once the
  * native engine is freed. Also repeats a lost notification (pw_recover_notify). */
 pw_engine *pw_this(napi_env env, napi_callback_info info, size_t n, bool live, pw_args *args);
+/* pw_this without the coalescing flush it starts with: for enqueue and cancelSlot, the calls
+ * that work on the queue itself. Every other method flushes first, so what it sees or does
+ * (stats, lastId, cancelAll, close, submitMany) comes after every submit made before it. */
+pw_engine *pw_this_noflush(napi_env env, napi_callback_info info, size_t n, bool live, pw_args *args);
 
 /* Keeps the event loop and the wrapper alive exactly while requests are in flight or a close
  * is pending; keeps the wrapper (only: the notify tsfn is gone by then) until close's log
@@ -279,6 +305,14 @@ napi_value pw_js_submit_many(napi_env env, napi_callback_info info);
 napi_value pw_js_last_id(napi_env env, napi_callback_info info);
 napi_value pw_js_cancel(napi_env env, napi_callback_info info);
 napi_value pw_js_cancel_all(napi_env env, napi_callback_info info);
+/* The arguments (handlerId, payload, timeoutMs) of submit and enqueue into *req (the payload
+ * borrowed from a->v[1]); throws and returns false when one is invalid. */
+bool pw_get_request(napi_env env, const pw_args *a, portway_request *req);
+/* A free waiter slot (1-based), or 0 after throwing "out of memory". */
+uint32_t pw_waiter_take(napi_env env, pw_engine *pe);
+/* Submits `req` now (portway_submit) with a new waiter slot: the slot as a JS number, or
+ * NULL after throwing the refusal. */
+napi_value pw_submit_now(napi_env env, pw_engine *pe, portway_request *req);
 
 /* Returns waiter `slot` (1-based) to the free list. */
 static inline void pw_waiter_free(pw_engine *pe, uint32_t slot) {
@@ -286,6 +320,24 @@ static inline void pw_waiter_free(pw_engine *pe, uint32_t slot) {
     *w = (pw_waiter){.next_free = pe->free_head};
     pe->free_head = slot;
 }
+
+/* ------------------------------------------------------------------ batch.c */
+
+napi_value pw_js_batch_submit(napi_env env, napi_callback_info info);
+/* Hands the polled completion `c` of eng.batch `slot` to JS (this._batchDone), before it is
+ * released. */
+void pw_batch_done(napi_env env, pw_engine *pe, uint32_t slot, const portway_completion *c);
+
+/* ------------------------------------------------------------------ coalesce.c */
+
+napi_value pw_js_enqueue(napi_env env, napi_callback_info info);
+napi_value pw_js_flush(napi_env env, napi_callback_info info);
+napi_value pw_js_cancel_slot(napi_env env, napi_callback_info info);
+napi_value pw_js_coalesce_stats(napi_env env, napi_callback_info info);
+/* Submits every queued request in portway_submit_batch calls; refused ones reject. */
+void pw_pending_flush(napi_env env, pw_engine *pe);
+/* Frees the queue's buffers (engine teardown). */
+void pw_pending_free(pw_engine *pe);
 
 /* ------------------------------------------------------------------ delivery.c */
 
@@ -298,6 +350,11 @@ void pw_drain(napi_env env, pw_engine *pe);
 /* The notify tsfn's callback: pw_drain (nothing at teardown, env == NULL). */
 void pw_call_js(napi_env env, napi_value js_cb, void *context, void *data);
 napi_value pw_js_watch_release(napi_env env, napi_callback_info info);
+/* Rejects single request `slot` with `err` through deliver (the waiter is freed by the
+ * caller); pw_deliver_end hands the records to JS. For refusals found after the submit call
+ * returned (coalesce.c). */
+void pw_deliver_reject(napi_env env, pw_engine *pe, uint32_t slot, napi_value err);
+void pw_deliver_end(napi_env env, pw_engine *pe);
 
 /* The delivery buffers exist (created on the first submit). */
 static inline bool pw_deliver_ready(napi_env env, pw_engine *pe) {

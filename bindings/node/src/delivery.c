@@ -237,6 +237,20 @@ static bool deliver_add(napi_env env, pw_engine *pe, uint32_t slot, const portwa
     return true;
 }
 
+void pw_deliver_reject(napi_env env, pw_engine *pe, uint32_t slot, napi_value err) {
+    if (pe->dn == POLL_BATCH) deliver_flush(env, pe, NULL);
+    uint32_t i = pe->dn;
+    double *r = pe->nums_data + (size_t)i * DELIVER_FIELDS;
+    memset(r, 0, DELIVER_FIELDS * sizeof *r);
+    r[0] = slot;
+    r[3] = -1;
+    r[8] = -1;
+    pe->dn++;
+    record_error(env, pe, i, err, -1);
+}
+
+void pw_deliver_end(napi_env env, pw_engine *pe) { deliver_flush(env, pe, NULL); }
+
 static void settle(napi_env env, pw_engine *pe, const portway_completion *c) {
     uint32_t slot = (uint32_t)(c->user_data >> 32);
     uint32_t pos = (uint32_t)c->user_data;
@@ -244,6 +258,11 @@ static void settle(napi_env env, pw_engine *pe, const portway_completion *c) {
     pw_waiter *w = &pe->waiters[slot - 1];
     if (!w->used) return;
     if (pe->in_flight > 0) pe->in_flight--;
+    if (w->columnar) { /* eng.batch: the one completion of all its items */
+        pw_waiter_free(pe, slot);
+        pw_batch_done(env, pe, slot, c);
+        return;
+    }
     if (!w->batch) {
         deliver_add(env, pe, slot, c, -1, false);
         pw_waiter_free(pe, slot);

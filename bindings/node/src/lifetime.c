@@ -51,6 +51,7 @@ void pw_engine_unref(pw_engine *pe) {
     if (--pe->refs > 0) return;
     pthread_mutex_destroy(&pe->mu);
     free(pe->waiters);
+    pw_pending_free(pe);
     free(pe->hbuf);
     free(pe);
 }
@@ -145,7 +146,26 @@ bool pw_wrapper_method(napi_env env, pw_engine *pe, const char *key, napi_value 
            napi_typeof(env, *fn, &t) == napi_ok && t == napi_function;
 }
 
+/* Throws PORTWAY_SHUTDOWN and returns false once the native engine is freed, as a submit
+ * between close() and the free gets from the library (and as the Python and C APIs answer
+ * after close): one status for "closed". */
+static bool check_live(napi_env env, pw_engine *pe) {
+    if (pe->eng) return true;
+    const char *m = "engine is closed";
+    napi_value err = pw_make_error(env, PORTWAY_SHUTDOWN, m, strlen(m));
+    if (err) napi_throw(env, err);
+    return false;
+}
+
 pw_engine *pw_this(napi_env env, napi_callback_info info, size_t n, bool live, pw_args *args) {
+    pw_engine *pe = pw_this_noflush(env, info, n, false, args);
+    if (!pe) return NULL;
+    if (pe->npend) pw_pending_flush(env, pe);
+    return live && !check_live(env, pe) ? NULL : pe;
+}
+
+pw_engine *pw_this_noflush(napi_env env, napi_callback_info info, size_t n, bool live,
+                           pw_args *args) {
     napi_value self;
     void *data = NULL;
     if (n > PW_MAX_ARGS) n = PW_MAX_ARGS; /* never write past args->v */
@@ -154,13 +174,5 @@ pw_engine *pw_this(napi_env env, napi_callback_info info, size_t n, bool live, p
     pw_engine *pe = data;
     if (!pe) return NULL;
     pw_recover_notify(pe);
-    if (live && !pe->eng) {
-        /* PORTWAY_SHUTDOWN, as a submit between close() and the free gets from the library
-         * (and as the Python and C APIs answer after close): one status for "closed". */
-        const char *m = "engine is closed";
-        napi_value err = pw_make_error(env, PORTWAY_SHUTDOWN, m, strlen(m));
-        if (err) napi_throw(env, err);
-        return NULL;
-    }
-    return pe;
+    return live && !check_live(env, pe) ? NULL : pe;
 }

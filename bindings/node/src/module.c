@@ -31,6 +31,11 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     napi_property_descriptor methods[] = {
         METHOD("submit", pw_js_submit),
         METHOD("submitMany", pw_js_submit_many),
+        METHOD("batchSubmit", pw_js_batch_submit),
+        METHOD("enqueue", pw_js_enqueue),
+        METHOD("flush", pw_js_flush),
+        METHOD("cancelSlot", pw_js_cancel_slot),
+        METHOD("_coalesceStats", pw_js_coalesce_stats),
         METHOD("lastId", pw_js_last_id),
         METHOD("cancel", pw_js_cancel),
         METHOD("cancelAll", pw_js_cancel_all),

@@ -20,7 +20,8 @@ static const pw_opt_field policy_fields[] = {
 
 /* setPolicy(id, options): options already checked by lib/engine.js (known keys, kinds); fields
  * left out keep portway_policy_default's values, and the library refuses what it does not
- * implement (adaptive, hedging) with PORTWAY_INVALID_ARGUMENT. */
+ * implement (hedging) or a bad combination (minConcurrency without adaptive) with
+ * PORTWAY_INVALID_ARGUMENT. */
 napi_value pw_js_set_policy(napi_env env, napi_callback_info info) {
     pw_args a;
     pw_engine *pe = pw_this(env, info, 2, true, &a);
@@ -65,6 +66,7 @@ napi_value pw_js_policy_state(napi_env env, napi_callback_info info) {
         {"waiting", s.waiting},
         {"tokens", s.tokens},
         {"breakerFailures", s.breaker_failures},
+        {"breakerOpen", s.breaker_open},
         {"breakerTrips", (double)s.breaker_trips},
         {"breakerRejected", (double)s.breaker_rejected},
         {"rateTimeouts", (double)s.rate_timeouts},

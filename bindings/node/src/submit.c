@@ -25,29 +25,37 @@ static uint32_t waiter_alloc(pw_engine *pe) {
     return slot;
 }
 
-/* A free waiter slot (1-based), or 0 after throwing "out of memory". */
-static uint32_t waiter_take(napi_env env, pw_engine *pe) {
+uint32_t pw_waiter_take(napi_env env, pw_engine *pe) {
     uint32_t slot = waiter_alloc(pe);
     if (!slot) pw_throw_oom(env);
     return slot;
 }
 
 /* submit(handlerId, payload, timeoutMs) -> slot: lib/engine.js keeps the promise's resolve and
- * reject in this._res[slot] / this._rej[slot] until deliver settles it. */
+ * reject in this._res[slot] / this._rej[slot] until deliver settles it. Submits at once
+ * (after the queued ones: pw_this flushes them); a refusal throws. */
 napi_value pw_js_submit(napi_env env, napi_callback_info info) {
     pw_args a;
     pw_engine *pe = pw_this(env, info, 3, true, &a);
     if (!pe) return NULL;
     portway_request req = {0};
-    if (!pw_get_handler_id(env, a.v[0], &req.handler)) return NULL;
-    if (!pw_get_bytes(env, a.v[1], &req.payload, &req.payload_len)) return NULL;
-    if (!pw_get_timeout(env, a.v[2], &req.timeout_ms)) return NULL;
+    if (!pw_get_request(env, &a, &req)) return NULL;
+    return pw_submit_now(env, pe, &req);
+}
+
+bool pw_get_request(napi_env env, const pw_args *a, portway_request *req) {
+    return pw_get_handler_id(env, a->v[0], &req->handler) &&
+           pw_get_bytes(env, a->v[1], &req->payload, &req->payload_len) &&
+           pw_get_timeout(env, a->v[2], &req->timeout_ms);
+}
+
+napi_value pw_submit_now(napi_env env, pw_engine *pe, portway_request *req) {
     if (!pw_deliver_ready(env, pe)) return NULL;
-    uint32_t slot = waiter_take(env, pe);
+    uint32_t slot = pw_waiter_take(env, pe);
     if (!slot) return NULL;
-    req.user_data = (uint64_t)slot << 32;
+    req->user_data = (uint64_t)slot << 32;
     uint64_t id = 0;
-    if (!pw_status_ok(env, portway_submit(pe->eng, &req, &id))) {
+    if (!pw_status_ok(env, portway_submit(pe->eng, req, &id))) {
         pw_waiter_free(pe, slot);
         return NULL;
     }
@@ -55,6 +63,7 @@ napi_value pw_js_submit(napi_env env, napi_callback_info info) {
     pw_waiter *w = &pe->waiters[slot - 1];
     w->used = true;
     w->remaining = 1;
+    w->id = id;
     pe->in_flight++;
     pw_recover_notify(pe); /* an inline completion's notify call may have failed just now */
     napi_value v;
@@ -97,7 +106,7 @@ napi_value pw_js_submit_many(napi_env env, napi_callback_info info) {
         return v;
     }
     if (!pw_deliver_ready(env, pe)) return NULL;
-    uint32_t slot = waiter_take(env, pe);
+    uint32_t slot = pw_waiter_take(env, pe);
     if (!slot) return NULL;
     portway_request *reqs = calloc(n, sizeof *reqs);
     uint64_t *ids = calloc(n, sizeof *ids);

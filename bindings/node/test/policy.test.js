@@ -4,7 +4,6 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
-const net = require('node:net');
 const { Engine } = require('..');
 
 const A_DAY = 1 / 86400;
@@ -32,37 +31,69 @@ test('rate limit: waits without a thread, times out at once past the deadline, l
   await eng.close();
 });
 
-test('circuit breaker: open is PORTWAY_UNAVAILABLE, one trial closes it', async () => {
-  const live = http.createServer((req, res) => res.end('up'));
-  await new Promise((r) => live.listen(0, '127.0.0.1', r));
-  const dead = net.createServer();
-  await new Promise((r) => dead.listen(0, '127.0.0.1', r));
-  const deadPort = dead.address().port;
-  await new Promise((r) => dead.close(r));
+test('circuit breaker: one per origin; open is PORTWAY_UNAVAILABLE, one trial closes it', async () => {
+  let down = true;
+  const flaky = http.createServer((req, res) => {
+    res.statusCode = down ? 503 : 200;
+    res.end(down ? 'down' : 'up');
+  });
+  const other = http.createServer((req, res) => res.end('other'));
+  await new Promise((r) => flaky.listen(0, '127.0.0.1', r));
+  await new Promise((r) => other.listen(0, '127.0.0.1', r));
   const eng = new Engine(opts());
   try {
     eng.setPolicy('http', { breakerFailures: 2, breakerCooldownMs: 50 });
-    const down = { url: `http://127.0.0.1:${deadPort}/` };
-    for (let i = 0; i < 2; i++) await assert.rejects(eng.http(down), { code: 'PORTWAY_CONNECT_ERROR' });
+    const origin = `http://127.0.0.1:${flaky.address().port}`;
+    const f = { url: `${origin}/` };
+    for (let i = 0; i < 2; i++) assert.equal((await eng.http(f)).status, 503);
     assert.equal(eng.policyState('http').breakerState, 'open');
-    const up = { url: `http://127.0.0.1:${live.address().port}/` };
-    await assert.rejects(eng.http(up), { code: 'PORTWAY_UNAVAILABLE' });
+    await assert.rejects(eng.http(f), (e) => {
+      assert.equal(e.code, 'PORTWAY_UNAVAILABLE');
+      assert.ok(e.message.includes(origin), e.message);
+      return true;
+    });
+    // Another origin on the same handler is still served.
+    assert.equal((await eng.http({ url: `http://127.0.0.1:${other.address().port}/` })).status, 200);
+    assert.equal(eng.policyState('http').breakerOpen, 1);
+    down = false;
     await new Promise((r) => setTimeout(r, 80)); // past the cooldown: the next request is the trial
     assert.equal(eng.policyState('http').breakerState, 'half-open');
-    assert.equal((await eng.http(up)).status, 200);
+    assert.equal((await eng.http(f)).status, 200);
     const s = eng.policyState('http');
-    assert.deepEqual([s.breakerState, s.breakerTrips, s.breakerRejected], ['closed', 1, 1]);
+    assert.deepEqual([s.breakerState, s.breakerOpen, s.breakerTrips, s.breakerRejected], ['closed', 0, 1, 1]);
   } finally {
     await eng.close({ drain: false });
-    live.closeAllConnections();
-    await new Promise((r) => live.close(r));
+    for (const srv of [flaky, other]) {
+      srv.closeAllConnections();
+      await new Promise((r) => srv.close(r));
+    }
+  }
+});
+
+test('setPolicy takes an adaptive limit and refuses its bad combinations', async () => {
+  const eng = new Engine(opts());
+  try {
+    eng.setPolicy('echo', { adaptive: true, minConcurrency: 2, maxConcurrency: 50 });
+    assert.equal(eng.policyState('echo').concurrencyLimit, 20); // where it starts
+    assert.equal((await eng.submit('echo', 'hi')).data.toString(), 'hi');
+    eng.setPolicy('echo', { adaptive: true, maxConcurrency: 8 });
+    assert.equal(eng.policyState('echo').concurrencyLimit, 8);
+    assert.throws(() => eng.setPolicy('echo', { minConcurrency: 4 }), (e) =>
+      e.code === 'PORTWAY_INVALID_ARGUMENT' && /set adaptive too/.test(e.message));
+    assert.throws(() => eng.setPolicy('echo', { adaptive: true, minConcurrency: 4, maxConcurrency: 3 }), (e) =>
+      e.code === 'PORTWAY_INVALID_ARGUMENT' && /ceiling 3/.test(e.message));
+    assert.throws(() => eng.setPolicy('echo', { adaptive: 1 }), { code: 'PORTWAY_INVALID_ARGUMENT' });
+    assert.throws(() => eng.setPolicy('echo', { minConcurrency: 1.5 }), { code: 'PORTWAY_INVALID_ARGUMENT' });
+    assert.equal(eng.policyState('echo').concurrencyLimit, 8, 'refusals change nothing');
+    eng.setPolicy('echo', {});
+    assert.equal(eng.policyState('echo').concurrencyLimit, 0);
+  } finally {
+    await eng.close();
   }
 });
 
 test('setPolicy validates its options; unsupported ones are refused by the library', async () => {
   const eng = new Engine(opts());
-  assert.throws(() => eng.setPolicy('echo', { adaptive: true }), (e) =>
-    e.code === 'PORTWAY_INVALID_ARGUMENT' && /not supported yet/.test(e.message));
   assert.throws(() => eng.setPolicy('echo', { hedgeAfterMs: 20 }), (e) =>
     e.code === 'PORTWAY_INVALID_ARGUMENT' && /never hedged/.test(e.message));
   assert.throws(() => eng.setPolicy('http', { hedgeAfterMs: 20, hedgeBudgetPercent: 101 }), (e) =>

@@ -36,6 +36,7 @@ from ._errors import (
     UnavailableError,
     UnknownHandlerError,
 )
+from ._batch import BatchResult
 from ._completion import Completion
 from ._futures import Future
 from ._headers import Headers
@@ -67,6 +68,7 @@ __all__ = [
     "USE_CLIENT_DEFAULT",
     "Engine",
     "Future",
+    "BatchResult",
     "Completion",
     "HttpResponse",
     "Status",

@@ -34,11 +34,12 @@ import time
 import weakref
 from array import array
 from collections import deque
-from ctypes import byref, c_size_t, c_uint32, c_void_p
+from ctypes import byref, c_size_t, c_uint32, c_uint64, c_void_p
 from typing import Any, Callable, TypeVar, Union
 
 from . import _lib
 from ._args import _check_name, _timeout_ms
+from ._batch import read_batch
 from ._completion import Completion
 from ._errors import (
     ForkedError,
@@ -50,7 +51,7 @@ from ._errors import (
     error_for,
     last_error,
 )
-from ._futures import AsyncTarget, Future, fail, settle
+from ._futures import AsyncTarget, Future, _AsyncEntry, fail, settle
 from ._lib import LIB
 from ._raw import (
     _BYTES_OFF,
@@ -113,6 +114,9 @@ class _Core:
         self.eng_p = c_void_p(eng)
         self.gen = _fork_generation
         self.pending: dict[int, Entry] = {}
+        # Tokens of batches in flight (Engine.batch): their items are read
+        # (portway_batch_result) by the poller, before the release.
+        self.batch_pending: set[int] = set()
         self.tokens = itertools.count(1)
         self.batch_lock = threading.Lock()
         self.batch_next = _BATCH_TOKEN_BASE
@@ -243,6 +247,31 @@ class _Core:
             pending.pop(token, None)
             raise error_for(st, last_error())
         return rid
+
+    def submit_items(self, hid: int, data: bytes, offsets: array[int], tms: int, token: int, entry: Entry) -> int:
+        """Registers ``entry`` under ``token`` and submits the payloads ``data[offsets[i] ..
+        offsets[i+1]]`` as one batch (``portway_batch_submit``); returns the batch id. On a
+        refusal the entry is unregistered and the error raised."""
+        n = len(offsets) - 1
+        rid = c_uint64()
+        active = self.active
+        active.append(None)
+        if self.freed or self.gen != _fork_generation:
+            active.pop()
+            raise self.refusal()
+        self.pending[token] = entry
+        self.batch_pending.add(token)
+        try:
+            st = LIB.portway_batch_submit(
+                self.eng_p, hid, data, offsets.buffer_info()[0], n, tms, token, byref(rid)
+            )
+        finally:
+            active.pop()
+        if st:
+            self.pending.pop(token, None)
+            self.batch_pending.discard(token)
+            raise error_for(st, last_error())
+        return rid.value
 
     def submit_batch(
         self, hid: int, tms: int, datas: list[bytes], first: int, entries: list[Any]
@@ -407,10 +436,16 @@ class _Core:
             entries: list[Any] = []
             comps: list[Completion] = []
             mem = _MEMORY
-            for cid, ud, status, code, data, ln, meta, meta_len, qns, rns in _comp_iter_unpack(
-                s.mv[: count * _COMP_SIZE]
+            batches = self.batch_pending
+            for i, (cid, ud, status, code, data, ln, meta, meta_len, qns, rns) in enumerate(
+                _comp_iter_unpack(s.mv[: count * _COMP_SIZE])
             ):
                 entry = pop(ud, None)
+                if batches and ud in batches:
+                    batches.discard(ud)
+                    if entry is not None:  # its transform (a BatchValue) hands the items out
+                        value: Any = entry.transform if isinstance(entry, _AsyncEntry) else getattr(entry, "_transform")
+                        value.result = read_batch(self.eng_p, (s.buf_p.value or 0) + i * _COMP_SIZE)
                 if entry is not None:  # else: cancelled and settled already, or nobody's
                     if ln:
                         body = mem[data : data + ln].tobytes() if mem is not None else _string_at(data, ln)

@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import weakref
+from array import array
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Iterator
 from ctypes import byref, c_size_t, c_uint32, c_void_p
@@ -31,9 +32,11 @@ from ._args import (
     _wait_ms,
     _window,
 )
+from ._batch import BatchResult, BatchValue
 from ._completion import Completion
 from ._core import _BUSY, _OK, _Core, _close_core, _get_running_loop
 from ._errors import (
+    BusyError,
     InvalidArgumentTypeError,
     PortwayError,
     Status,
@@ -54,6 +57,19 @@ __all__ = ["Engine", "Payload"]
 
 # portway_register_handler_ex flag (PORTWAY_HANDLER_IDEMPOTENT): every call is safe to run twice.
 _HANDLER_IDEMPOTENT = 1
+
+def _batch_parts(datas: list[bytes], step: int) -> Iterator[tuple[bytes, array[int]]]:
+    """The sub-batches of ``datas``, at most ``step`` items each: one buffer and its offsets."""
+    for start in range(0, len(datas), step):
+        part = datas[start : start + step]
+        offsets = array("Q", [0])
+        offsets.extend(itertools.accumulate(map(len, part)))
+        yield b"".join(part), offsets
+
+
+def _empty_batch() -> BatchResult:
+    return BatchResult(array("I"), array("I"), array("Q", [0]), b"", array("Q", [0]), [])
+
 _MAP_CLOSED = "cancelled: the map()/amap() iterator was closed before this result was read"
 
 
@@ -113,6 +129,7 @@ class Engine:
             LIB.portway_config_free(cfg)
         assert out.value is not None
         self._core = _Core(out.value)
+        self._max_in_flight = max_in_flight  # the largest sub-batch Engine.batch() submits
         if log_fn is not None:
             self._core.keepalive.append(log_fn)  # the C callback must outlive the engine
         self._finalizer = weakref.finalize(self, _close_core, self._core, False, 1.0)
@@ -245,6 +262,86 @@ class Engine:
         if core.poller is None:
             core.ensure_poller()
         return futs
+
+    def batch(self, handler: str, payloads: Iterable[Payload], *, timeout: float | None = None) -> BatchResult:
+        """Runs every payload on ``handler`` as one batch and returns their results in order
+        (blocking): one buffer, one ``portway_batch_submit`` call and one completion per
+        ``max_in_flight`` items (longer sequences are split into sub-batches transparently),
+        the results read as columns. Each item is a request of its own (its own ``timeout``
+        deadline, in seconds; None = the engine default) and may fail on its own: see
+        ``BatchResult.status``, ``.ok``, ``.failures()``, ``.raise_first()``. Raises
+        ``BusyError`` when the engine has not enough free slots for a sub-batch (and none of
+        this call's sub-batches is left to wait for), ``InvalidArgumentError`` for a payload
+        the handler refuses (naming the item), ``UnknownHandlerError``, ``ShutdownError``."""
+        core = self._core
+        hid = core.handler_id(handler)
+        datas = _payload_list(payloads)
+        tms = _timeout_ms(timeout)
+        if not datas:
+            return _empty_batch()
+        waiting: deque[Future[BatchResult]] = deque()
+        done: list[BatchResult] = []
+        try:
+            for data, offsets in _batch_parts(datas, self._max_in_flight):
+                while True:
+                    token = next(core.tokens)
+                    fut: Future[BatchResult] = Future(core, token, BatchValue(), self)
+                    try:
+                        fut._id = core.submit_items(hid, data, offsets, tms, token, fut)
+                    except BusyError:
+                        if not waiting:
+                            raise
+                        done.append(waiting.popleft().result())  # a slot-holder of ours finishes
+                        continue
+                    break
+                if core.poller is None:
+                    core.ensure_poller()
+                waiting.append(fut)
+            while waiting:
+                done.append(waiting.popleft().result())
+        finally:
+            for f in waiting:
+                cancel_with(f, "cancelled: Engine.batch() did not finish")
+        return BatchResult._join(done)
+
+    async def abatch(self, handler: str, payloads: Iterable[Payload], *, timeout: float | None = None) -> BatchResult:
+        """Awaitable ``batch``: the same sub-batches and errors, its completions delivered to
+        the running loop through the notify fd (no thread blocks). Cancelling the awaiting task
+        cancels the items still running."""
+        core = self._core
+        hid = core.handler_id(handler)
+        datas = _payload_list(payloads)
+        tms = _timeout_ms(timeout)
+        loop = _get_running_loop()
+        ent = core.readers.get(id(loop))
+        if ent is None or ent[0]() is not loop:
+            core.ensure_reader(loop)
+        waiting: deque[tuple[asyncio.Future[BatchResult], int]] = deque()
+        done: list[BatchResult] = []
+        try:
+            for data, offsets in _batch_parts(datas, self._max_in_flight):
+                while True:
+                    token = next(core.tokens)
+                    afut: asyncio.Future[BatchResult] = loop.create_future()
+                    entry = _AsyncEntry(afut, BatchValue(), loop)
+                    try:
+                        rid = core.submit_items(hid, data, offsets, tms, token, entry)
+                    except BusyError:
+                        if not waiting:
+                            raise
+                        done.append(await waiting[0][0])  # a slot-holder of ours finishes
+                        waiting.popleft()
+                        continue
+                    break
+                waiting.append((afut, rid))
+            while waiting:
+                done.append(await waiting[0][0])
+                waiting.popleft()
+        finally:
+            for left, left_id in waiting:
+                if not left.done() or left.cancelled():
+                    core.cancel_id(left_id)
+        return BatchResult._join(done) if done else _empty_batch()
 
     def map(
         self, handler: str, payloads: Iterable[Payload], window: int = 256, timeout: float | None = None
@@ -575,6 +672,7 @@ class Engine:
         *,
         max_concurrency: int = 0,
         adaptive: bool = False,
+        min_concurrency: int = 1,
         rate_per_s: float = 0.0,
         burst: int = 0,
         hedge_after: float | None = None,
@@ -584,7 +682,11 @@ class Engine:
         breaker_cooldown: float | None = None,
     ) -> None:
         """Sets every policy of handler ``name`` at once (omitted ones are off): at most
-        ``max_concurrency`` calls at once (0 = none; the same as ``set_concurrency``); a token
+        ``max_concurrency`` calls at once (0 = none; the same as ``set_concurrency``), or with
+        ``adaptive=True`` a latency-driven limit between ``min_concurrency`` and
+        ``max_concurrency`` (0 = 1000) that grows while the calls' latency holds and shrinks
+        as it rises (the algorithm: ``portway_policy.adaptive`` in portway.h; its live figure
+        is ``policy_state(name)["concurrency_limit"]``); a token
         bucket of ``rate_per_s`` calls a second holding ``burst`` tokens (0 = ``max(1,
         rate_per_s)``), where a request whose token comes after its deadline fails with
         ``TimeoutError`` at once; and a circuit breaker that opens after ``breaker_failures``
@@ -596,12 +698,13 @@ class Engine:
         ``("portway-hedge", "won")``) and the other call is cancelled; at most
         ``hedge_budget`` percent (default 5) of requests are hedged. Only handlers safe to
         repeat are hedged: ``http`` GET, HEAD, OPTIONS, PUT, DELETE, and handlers registered
-        with ``idempotent=True``; hedging any other raises ``InvalidArgumentError``. Adaptive
-        concurrency is not implemented yet: setting it raises ``InvalidArgumentError``.
-        Invalid settings change nothing."""
+        with ``idempotent=True``; hedging any other raises ``InvalidArgumentError``, as do
+        ``min_concurrency`` above 1 without ``adaptive`` or above ``max_concurrency``, and
+        ``adaptive`` on a pipeline. Invalid settings change nothing."""
         policy = _policy.build_policy(
             max_concurrency=max_concurrency,
             adaptive=adaptive,
+            min_concurrency=min_concurrency,
             rate_per_s=rate_per_s,
             burst=burst,
             hedge_after=hedge_after,
@@ -616,9 +719,10 @@ class Engine:
     def policy_state(self, name: str) -> PolicyState:
         """The live figures of handler ``name``'s policies: ``concurrency_limit``, ``running``,
         ``waiting``, ``tokens``, ``breaker_state`` (``"closed"``, ``"open"``,
-        ``"half-open"``), ``breaker_failures``, ``breaker_trips``, ``breaker_rejected``,
-        ``rate_timeouts`` and the hedging counters (``hedges_started``, ``hedges_won``,
-        ``hedges_cancelled``)."""
+        ``"half-open"``; for ``http``, with one breaker per origin, the worst of them),
+        ``breaker_failures``, ``breaker_open`` (breakers open or half-open: origins for
+        ``http``), ``breaker_trips``, ``breaker_rejected``, ``rate_timeouts`` and the hedging
+        counters (``hedges_started``, ``hedges_won``, ``hedges_cancelled``)."""
         core = self._core
         return core.call(_policy.read_policy_state, core.handler_id(name))
 

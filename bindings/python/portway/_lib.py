@@ -37,6 +37,7 @@ __all__ = [
     "LIBRARY_PATH",
     "LibraryLoadError",
     "PortwayRequest",
+    "PortwayBatchView",
     "PortwayCompletion",
     "PortwayMeta",
     "PortwayStats",
@@ -93,6 +94,20 @@ class PortwayCompletion(Structure):
         ("meta_len", c_size_t),
         ("queued_ns", c_uint64),
         ("run_ns", c_uint64),
+    ]
+
+
+class PortwayBatchView(Structure):
+    """``portway_batch_view``: the items of a polled batch completion (``portway_batch_result``)."""
+
+    _fields_ = [
+        ("n", c_size_t),
+        ("statuses", c_void_p),
+        ("codes", c_void_p),
+        ("offsets", c_void_p),
+        ("data", c_void_p),
+        ("meta_offsets", c_void_p),
+        ("meta", c_void_p),
     ]
 
 
@@ -167,7 +182,7 @@ class PortwayPolicyState(Structure):
         ("breaker_state", c_uint32),
         ("tokens", c_double),
         ("breaker_failures", c_uint32),
-        ("reserved", c_uint32),
+        ("breaker_open", c_uint32),
         ("breaker_trips", c_uint64),
         ("breaker_rejected", c_uint64),
         ("rate_timeouts", c_uint64),
@@ -238,6 +253,11 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "portway_stats": (status_t, [eng_p, POINTER(PortwayStats)]),
     "portway_submit": (status_t, [eng_p, POINTER(PortwayRequest), POINTER(c_uint64)]),
     "portway_submit_batch": (status_t, [eng_p, c_void_p, c_size_t, POINTER(c_uint64), POINTER(c_size_t)]),
+    "portway_batch_submit": (
+        status_t,
+        [eng_p, c_uint32, c_void_p, c_void_p, c_size_t, c_uint32, c_uint64, POINTER(c_uint64)],
+    ),
+    "portway_batch_result": (status_t, [eng_p, c_void_p, POINTER(PortwayBatchView)]),
     "portway_submit_wait": (status_t, [eng_p, POINTER(PortwayRequest), c_int32, POINTER(c_uint64)]),
     "portway_cancel": (status_t, [eng_p, c_uint64]),
     "portway_cancel_all": (status_t, [eng_p]),

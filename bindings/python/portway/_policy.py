@@ -2,9 +2,10 @@
 and how ``Engine.policy_state`` reads ``portway_handler_policy_state`` back.
 
 Times are seconds (floats), as everywhere in this package; the C struct takes milliseconds.
-Fields the engine does not implement yet (``adaptive``) are passed through, so the library
-refuses them with ``InvalidArgumentError`` rather than this binding ignoring them; so are
-settings it refuses for a handler (hedging on one that is not safe to repeat).
+Settings the library refuses are passed through, so it raises ``InvalidArgumentError``
+rather than this binding ignoring them: hedging on a handler that is not safe to repeat, and
+combinations only the library can judge (``min_concurrency`` without ``adaptive`` or above its
+ceiling, an adaptive limit on a pipeline).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class PolicyState(TypedDict):
     tokens: float
     breaker_state: Literal["closed", "open", "half-open"]
     breaker_failures: int
+    breaker_open: int
     breaker_trips: int
     breaker_rejected: int
     rate_timeouts: int
@@ -73,6 +75,7 @@ def build_policy(
     *,
     max_concurrency: int,
     adaptive: bool,
+    min_concurrency: int,
     rate_per_s: float,
     burst: int,
     hedge_after: float | None,
@@ -86,6 +89,7 @@ def build_policy(
     check(_function("portway_policy_default")(byref(p)))
     p.max_concurrency = _count("max_concurrency", max_concurrency)
     p.adaptive = _flag("adaptive", adaptive)
+    p.min_concurrency = _count("min_concurrency", min_concurrency)
     if isinstance(rate_per_s, bool) or not isinstance(rate_per_s, (int, float)):
         raise InvalidArgumentTypeError(f"rate_per_s must be a number, got {type(rate_per_s).__name__}")
     p.rate_per_s = float(rate_per_s)  # range and NaN are checked by the library
@@ -121,6 +125,7 @@ def read_policy_state(eng: Any, handler: int) -> PolicyState:
         tokens=float(out.tokens),
         breaker_state=_BREAKER_STATES[breaker] if breaker < len(_BREAKER_STATES) else "open",
         breaker_failures=int(out.breaker_failures),
+        breaker_open=int(out.breaker_open),
         breaker_trips=int(out.breaker_trips),
         breaker_rejected=int(out.breaker_rejected),
         rate_timeouts=int(out.rate_timeouts),

@@ -52,7 +52,8 @@ def test_breaker_opens_and_recovers(eng: portway.Engine) -> None:
     for _ in range(2):
         with pytest.raises(portway.HandlerError):
             eng.submit("flaky", b"x").result(timeout=10)
-    assert eng.policy_state("flaky")["breaker_state"] == "open"
+    state = eng.policy_state("flaky")
+    assert (state["breaker_state"], state["breaker_open"]) == ("open", 1)
     with pytest.raises(portway.UnavailableError, match="circuit breaker"):
         eng.submit("flaky", b"x").result(timeout=10)
     down.clear()
@@ -61,11 +62,29 @@ def test_breaker_opens_and_recovers(eng: portway.Engine) -> None:
     assert eng.submit("flaky", b"ok").result(timeout=10).data == b"ok"
     state = eng.policy_state("flaky")
     assert (state["breaker_state"], state["breaker_trips"], state["breaker_rejected"]) == ("closed", 1, 1)
+    assert state["breaker_open"] == 0
+
+
+def test_the_adaptive_limit_is_set_and_its_bad_combinations_refused(eng: portway.Engine) -> None:
+    eng.set_policy("echo", adaptive=True, min_concurrency=2, max_concurrency=50)
+    assert eng.policy_state("echo")["concurrency_limit"] == 20  # where it starts
+    assert eng.submit("echo", b"hi").result(timeout=10).data == b"hi"
+    eng.set_policy("echo", adaptive=True, max_concurrency=8)
+    assert eng.policy_state("echo")["concurrency_limit"] == 8
+    with pytest.raises(portway.InvalidArgumentError, match="set adaptive too"):
+        eng.set_policy("echo", min_concurrency=4)
+    with pytest.raises(portway.InvalidArgumentError, match="ceiling 3"):
+        eng.set_policy("echo", adaptive=True, min_concurrency=4, max_concurrency=3)
+    with pytest.raises(portway.InvalidArgumentTypeError):
+        eng.set_policy("echo", adaptive=True, min_concurrency=2.5)  # type: ignore[arg-type]
+    with pytest.raises(portway.InvalidArgumentError):
+        eng.set_policy("echo", adaptive=True, min_concurrency=-1)
+    assert eng.policy_state("echo")["concurrency_limit"] == 8, "refusals change nothing"
+    eng.set_policy("echo")
+    assert eng.policy_state("echo")["concurrency_limit"] == 0
 
 
 def test_unsupported_and_invalid_settings_are_refused(eng: portway.Engine) -> None:
-    with pytest.raises(portway.InvalidArgumentError, match="not supported yet"):
-        eng.set_policy("echo", adaptive=True)
     with pytest.raises(portway.InvalidArgumentError, match="never hedged"):
         eng.set_policy("echo", hedge_after=0.02)
     eng.register("plain", lambda p: p)

@@ -62,7 +62,17 @@ impl ConcurrencyLimit {
 
     /// Ends one counted run and returns the tickets that may start now (each counted).
     pub fn release_one(&self) -> Vec<Ticket> {
+        self.release_one_with(|_| None)
+    }
+
+    /// [`release_one`](Self::release_one), first asking `relimit` (given the runs counted,
+    /// this one included) for a new limit: the adaptive limit's hook, under this lock so that
+    /// a grown limit starts waiting tickets at once.
+    pub fn release_one_with(&self, relimit: impl FnOnce(u32) -> Option<u32>) -> Vec<Ticket> {
         let mut st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(limit) = relimit(st.running) {
+            self.limit.store(limit, Ordering::Release);
+        }
         st.running = st.running.saturating_sub(1);
         self.take_startable(&mut st)
     }
@@ -92,9 +102,10 @@ impl ConcurrencyLimit {
         out
     }
 
-    /// Runs counted now, and tickets waiting (finished ones included until their turn).
+    /// Runs counted now, and live tickets waiting (finished ones are swept out first).
     pub fn figures(&self) -> (u32, usize) {
-        let st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        st.waiting.retain(|t| !t.req.is_done());
         (st.running, st.waiting.len())
     }
 
@@ -162,6 +173,26 @@ mod tests {
     }
 
     #[test]
+    fn a_limit_raised_as_a_run_ends_starts_as_many_waiting_tickets() {
+        let limit = ConcurrencyLimit::new();
+        limit.set(1);
+        let mut ts = tickets(4).into_iter();
+        assert!(matches!(
+            limit.admit(ts.next().unwrap()),
+            Admission::Counted(_)
+        ));
+        for t in ts {
+            assert!(matches!(limit.admit(t), Admission::Parked));
+        }
+        let started = limit.release_one_with(|running| {
+            assert_eq!(running, 1, "the ending run is still counted");
+            Some(3)
+        });
+        assert_eq!(ids(&started), [2, 3, 4]);
+        assert_eq!((limit.get(), limit.figures()), (3, (3, 0)));
+    }
+
+    #[test]
     fn finished_requests_are_skipped_when_their_turn_comes() {
         let limit = ConcurrencyLimit::new();
         limit.set(1);
@@ -175,6 +206,7 @@ mod tests {
         assert!(matches!(limit.admit(cancelled), Admission::Parked));
         assert!(matches!(limit.admit(ts.next().unwrap()), Admission::Parked));
         assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
+        assert_eq!(limit.figures(), (1, 1), "only the live waiter counts");
         assert_eq!(ids(&limit.release_one()), [3]);
     }
 }

@@ -11,6 +11,8 @@
 //! One policy per file, each owning its state and its knob (all set together by
 //! `portway_handler_set_policy`):
 //! - `limit.rs`: the concurrency limit (`max_concurrency`, `portway_handler_set_concurrency`).
+//! - `adaptive.rs`: the adaptive limit (`adaptive`, `min_concurrency`), which sets the
+//!   concurrency limit's figure from the latency of the runs that end.
 //! - `rate.rs`: the rate limit, a token bucket (`rate_per_s`, `burst`).
 //! - `breaker.rs`: the circuit breaker (`breaker_failures`, `breaker_cooldown_ms`).
 //! - `hedge.rs`: hedged requests (`hedge_after_ms`, `hedge_after_p95`, `hedge_budget_percent`):
@@ -26,6 +28,7 @@
 //! a step in [`Policies::admit`] and one in [`Permit`]'s `Drop`; dispatch does not change.
 //! Waiting must never hold a thread: a policy parks the [`Ticket`], not the caller.
 
+mod adaptive;
 mod breaker;
 pub(crate) mod hedge;
 mod limit;
@@ -43,7 +46,8 @@ use super::shared::Shared;
 use crate::contract::Outcome;
 use crate::error::{Error, Result};
 use crate::status::Status;
-use breaker::{Breaker, Event, Start};
+use adaptive::Adaptive;
+use breaker::{Breaker, Event, Figures, Start};
 pub use hedge::HedgeSettings;
 use hedge::Hedging;
 use limit::{Admission, ConcurrencyLimit};
@@ -59,8 +63,13 @@ pub(crate) struct Ticket {
 /// The settings of every policy of one handler (`portway_policy` once validated).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicySettings {
-    /// Hard cap on runs at once; 0 = none.
+    /// Hard cap on runs at once; 0 = none (with `adaptive`: the adaptive limit's ceiling,
+    /// 0 = 1000).
     pub max_concurrency: u32,
+    /// A latency-driven concurrency limit between `min_concurrency` and `max_concurrency`.
+    pub adaptive: bool,
+    /// Floor of the adaptive limit; 0 = 1. Must be 0 or 1 without `adaptive`.
+    pub min_concurrency: u32,
     /// Token bucket refill per second; 0 = no rate limit.
     pub rate_per_s: f64,
     /// Token bucket size; 0 = `max(1, rate_per_s)`.
@@ -76,19 +85,23 @@ pub struct PolicySettings {
 /// The live figures of one handler's policies (`portway_policy_state`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicyState {
-    /// The concurrency limit in force (0 = none).
+    /// The concurrency limit in force (0 = none); the live figure when adaptive.
     pub concurrency_limit: u32,
     /// Runs holding a concurrency slot now.
     pub running: u32,
-    /// Requests waiting for a slot or a token (cancelled ones included until their turn).
+    /// Requests waiting for a slot or a token.
     pub waiting: u32,
     /// Tokens banked now (0 without a rate limit).
     pub tokens: f64,
-    /// Breaker position: 0 closed, 1 open, 2 half-open (cooldown over, or trial running).
+    /// Breaker position: 0 closed, 1 open, 2 half-open (cooldown over, or trial running);
+    /// with one breaker per origin (`http`), the worst of them: open if any is, else
+    /// half-open if any is.
     pub breaker_state: u32,
-    /// Consecutive failures counted while closed.
+    /// Consecutive failures counted while closed (the most of any closed breaker).
     pub breaker_failures: u32,
-    /// Times the breaker opened (including reopenings after a failed trial).
+    /// Breakers open or half-open now: origins for `http`, else 0 or 1.
+    pub breaker_open: u32,
+    /// Times a breaker opened (including reopenings after a failed trial).
     pub breaker_trips: u64,
     /// Requests refused with `PORTWAY_UNAVAILABLE`.
     pub breaker_rejected: u64,
@@ -106,6 +119,7 @@ pub struct PolicyState {
 /// The policies of one handler.
 pub(crate) struct Policies {
     limit: ConcurrencyLimit,
+    adaptive: Adaptive,
     rate: RateLimit,
     breaker: Breaker,
     hedge: Hedging,
@@ -116,6 +130,7 @@ impl Policies {
     pub fn new() -> Self {
         Policies {
             limit: ConcurrencyLimit::new(),
+            adaptive: Adaptive::new(),
             rate: RateLimit::new(),
             breaker: Breaker::new(),
             hedge: Hedging::new(),
@@ -125,6 +140,15 @@ impl Policies {
     /// True when no policy is set, so a run may start without asking (the common case).
     pub fn holds_nothing_back(&self) -> bool {
         self.limit.get() == 0 && !self.rate.is_on() && !self.breaker.is_on() && !self.hedge.is_on()
+    }
+
+    /// The breaker key of `ticket`'s run: the upstream its handler names for the payload
+    /// (`http`: the origin), asked only while the breaker is on; `None`: the handler's own.
+    fn breaker_key(&self, entry: &HandlerEntry, ticket: &Ticket) -> Option<String> {
+        match &entry.kind {
+            HandlerKind::Async(h) if self.breaker.is_on() => h.policy_key(&ticket.payload),
+            _ => None,
+        }
     }
 
     /// Admits `ticket` now (returning it, with a permit when a policy needs to hear that the
@@ -137,8 +161,9 @@ impl Policies {
         entry: &Arc<HandlerEntry>,
         ticket: Ticket,
     ) -> Option<(Ticket, Option<Permit>)> {
-        if !self.breaker.admits() {
-            unavailable(shared, entry, &ticket.req);
+        let key = self.breaker_key(entry, &ticket);
+        if !self.breaker.admits(key.as_deref()) {
+            unavailable(shared, entry, &ticket.req, key.as_deref());
             return None;
         }
         let ticket = match self.rate.admit(ticket) {
@@ -150,37 +175,30 @@ impl Policies {
                 return None;
             }
             RateAdmission::TooLate(ticket, wait) => {
-                let msg = format!(
-                    "rate limit of handler {:?}: the next token is {} ms away, after the request's deadline",
-                    entry.name,
-                    wait.as_millis()
-                );
-                dispatch::finish(
-                    shared,
-                    &ticket.req,
-                    Outcome::failed(Status::PORTWAY_TIMEOUT, msg),
-                );
+                too_late(shared, entry, &ticket.req, Some(wait));
                 return None;
             }
         };
-        self.after_rate(shared, entry, ticket)
+        self.after_rate(shared, entry, ticket, key)
     }
 
-    /// The concurrency limit, then the breaker's last word.
+    /// The concurrency limit, then the breaker's last word (for the run's breaker `key`, as
+    /// [`Policies::breaker_key`] gave it).
     fn after_rate(
         &self,
         shared: &Arc<Shared>,
         entry: &Arc<HandlerEntry>,
         ticket: Ticket,
+        key: Option<String>,
     ) -> Option<(Ticket, Option<Permit>)> {
         let (ticket, counted) = match self.limit.admit(ticket) {
             Admission::Free(ticket) => (ticket, false),
             Admission::Counted(ticket) => (ticket, true),
             Admission::Parked => return None,
         };
-        match self.breaker.start() {
+        match self.breaker.start(key.as_deref()) {
             Start::Refuse => {
-                unavailable(shared, entry, &ticket.req);
+                unavailable(shared, entry, &ticket.req, key.as_deref());
                 if counted {
                     start_all(shared, entry, self.limit.release_one());
                 }
@@ -188,8 +206,8 @@ impl Policies {
             }
             start => {
                 let trial = start == Start::Trial;
-                let permit = (counted || self.breaker.is_on())
-                    .then(|| Permit::new(shared, entry, &ticket.req, counted, trial));
+                let permit = (counted || self.breaker.is_on() || self.rate.is_on())
+                    .then(|| Permit::new(shared, entry, &ticket.req, counted, trial, key));
                 Some((ticket, permit))
             }
         }
@@ -199,17 +217,18 @@ impl Policies {
     pub fn state(&self) -> PolicyState {
         let (running, limit_waiting) = self.limit.figures();
         let (tokens, rate_waiting) = self.rate.figures();
-        let (position, failures, trips, rejected) = self.breaker.figures();
+        let breaker: Figures = self.breaker.figures();
         let (hedges_started, hedges_won, hedges_cancelled) = self.hedge.figures();
         PolicyState {
             concurrency_limit: self.limit.get(),
             running,
             waiting: u32::try_from(limit_waiting + rate_waiting).unwrap_or(u32::MAX),
             tokens,
-            breaker_state: position as u32,
-            breaker_failures: failures,
-            breaker_trips: trips,
-            breaker_rejected: rejected,
+            breaker_state: breaker.position as u32,
+            breaker_failures: breaker.failures,
+            breaker_open: breaker.open,
+            breaker_trips: breaker.trips,
+            breaker_rejected: breaker.rejected,
             rate_timeouts: self.rate.too_late(),
             hedges_started,
             hedges_won,
@@ -227,7 +246,7 @@ impl Policies {
         vec![
             (
                 "policy_concurrency_limit",
-                "The handler's concurrency limit (0 = none).",
+                "The handler's concurrency limit (0 = none); the live figure when adaptive.",
                 "gauge",
                 u64::from(s.concurrency_limit),
             ),
@@ -257,13 +276,19 @@ impl Policies {
             ),
             (
                 "policy_breaker_state",
-                "Circuit breaker position: 0 closed, 1 open, 2 half-open.",
+                "Circuit breaker position: 0 closed, 1 open, 2 half-open (per origin for http: the worst).",
                 "gauge",
                 u64::from(s.breaker_state),
             ),
             (
+                "policy_breaker_open",
+                "Circuit breakers open or half-open (origins for http).",
+                "gauge",
+                u64::from(s.breaker_open),
+            ),
+            (
                 "policy_breaker_trips_total",
-                "Times the circuit breaker opened.",
+                "Times a circuit breaker opened.",
                 "counter",
                 s.breaker_trips,
             ),
@@ -315,6 +340,14 @@ pub(crate) struct Permit {
     failed: Option<bool>,
     /// The breaker has heard this run's verdict (from `observe`), so the drop does not tell it.
     judged: bool,
+    /// The breaker that judges the run: its key (`None`: the handler's own).
+    key: Option<String>,
+    /// When the run started, and how long it took once known (the rate limit's estimate;
+    /// the adaptive limit's sample).
+    started: Instant,
+    ran_for: Option<Duration>,
+    /// The run's latency is a sample for the adaptive limit (see `observe`).
+    sample: bool,
 }
 
 impl Permit {
@@ -324,6 +357,7 @@ impl Permit {
         req: &Request,
         counted: bool,
         trial: bool,
+        key: Option<String>,
     ) -> Self {
         Permit {
             shared: shared.clone(),
@@ -333,6 +367,10 @@ impl Permit {
             deadline: req.deadline(),
             failed: None,
             judged: false,
+            key,
+            started: Instant::now(),
+            ran_for: None,
+            sample: false,
         }
     }
 
@@ -343,10 +381,15 @@ impl Permit {
     ///
     /// A run whose request was already completed by something else (its deadline, a cancel)
     /// is judged by that instead, when its permit drops.
+    ///
+    /// For the adaptive limit, the run's latency is a sample when it succeeded or timed out
+    /// (the latency a load causes); other failures are not (a refused connection is fast
+    /// because nothing ran, which says nothing about how much the handler can take).
     pub fn observe(&mut self, req: &Request, outcome: &Outcome) {
         if req.is_done() {
             return;
         }
+        self.ran_for = Some(self.started.elapsed());
         self.failed = match outcome.status {
             Status::PORTWAY_OK => Some(
                 matches!(self.entry.kind, HandlerKind::Async(_))
@@ -360,6 +403,7 @@ impl Permit {
             | Status::PORTWAY_TIMEOUT => Some(true),
             _ => None,
         };
+        self.sample = self.failed == Some(false) || outcome.status == Status::PORTWAY_TIMEOUT;
         // Tell the breaker now, before the outcome becomes the request's completion: a host
         // that has seen the failure must find the breaker already counting it.
         if self.failed.is_some() {
@@ -378,8 +422,9 @@ impl Permit {
             return;
         }
         self.judged = true;
-        if let Some(event) = self.entry.policies.breaker.record(failed, self.trial) {
-            log_breaker(&self.shared, &self.entry, &event);
+        let key = self.key.as_deref();
+        if let Some(event) = self.entry.policies.breaker.record(key, failed, self.trial) {
+            log_breaker(&self.shared, &self.entry, key, &event);
         }
     }
 }
@@ -388,20 +433,32 @@ impl Drop for Permit {
     fn drop(&mut self) {
         // A run that ended without an outcome after its deadline was cut off by it: a timeout.
         // One that ended before (cancelled) says nothing about the handler.
-        let failed = self.failed.or_else(|| {
-            self.deadline
-                .is_some_and(|d| Instant::now() >= d)
-                .then_some(true)
-        });
-        self.judge(failed);
+        let cut_off = self.failed.is_none() && self.deadline.is_some_and(|d| Instant::now() >= d);
+        self.judge(self.failed.or(cut_off.then_some(true)));
+        let rate = &self.entry.policies.rate;
+        if rate.is_on() {
+            // How long runs take, for the rate limit's "too late" judgement: a run cut off by
+            // its deadline took at least as long as it ran.
+            match self.ran_for {
+                Some(took) => rate.record_run(took, false),
+                None if cut_off => rate.record_run(self.started.elapsed(), true),
+                None => {}
+            }
+        }
         if self.counted {
-            let startable = self.entry.policies.limit.release_one();
+            let policies = &self.entry.policies;
+            // A run cut off by its deadline took at least that long: a sample too.
+            let latency = (policies.adaptive.is_on() && (self.sample || cut_off))
+                .then(|| self.started.elapsed());
+            let startable = policies.limit.release_one_with(|running| {
+                latency.and_then(|l| policies.adaptive.sample(l, running))
+            });
             start_all(&self.shared, &self.entry, startable);
         }
     }
 }
 
-fn log_breaker(shared: &Shared, entry: &HandlerEntry, event: &Event) {
+fn log_breaker(shared: &Shared, entry: &HandlerEntry, key: Option<&str>, event: &Event) {
     let (level, what) = match event {
         Event::Tripped(n) => (
             LogLevel::Warn,
@@ -416,19 +473,29 @@ fn log_breaker(shared: &Shared, entry: &HandlerEntry, event: &Event) {
             "closed: the trial request succeeded".to_owned(),
         ),
     };
-    shared.logger.log(level, || {
-        format!("handler {:?}: circuit breaker {what}", entry.name)
+    shared.logger.log(level, || match key {
+        Some(origin) => format!(
+            "handler {:?}: circuit breaker of {origin} {what}",
+            entry.name
+        ),
+        None => format!("handler {:?}: circuit breaker {what}", entry.name),
     });
 }
 
 /// Completes `req` with `PORTWAY_UNAVAILABLE` (the breaker refused it), and counts it in
 /// `breaker_rejected` only when this is its completion (it may have been cancelled or timed
 /// out while it waited), so the figure equals the UNAVAILABLE completions the host sees.
-fn unavailable(shared: &Shared, entry: &HandlerEntry, req: &Arc<Request>) {
-    let msg = format!(
-        "handler {:?} is unavailable: its circuit breaker is open",
-        entry.name
-    );
+fn unavailable(shared: &Shared, entry: &HandlerEntry, req: &Arc<Request>, key: Option<&str>) {
+    let msg = match key {
+        Some(origin) => format!(
+            "handler {:?} is unavailable for {origin}: the circuit breaker of that origin is open",
+            entry.name
+        ),
+        None => format!(
+            "handler {:?} is unavailable: its circuit breaker is open",
+            entry.name
+        ),
+    };
     if dispatch::finish(
         shared,
         req,
@@ -436,6 +503,26 @@ fn unavailable(shared: &Shared, entry: &HandlerEntry, req: &Arc<Request>) {
     ) {
         entry.policies.breaker.count_rejected();
     }
+}
+
+/// Completes `req` with `PORTWAY_TIMEOUT`: the rate limit's token for it, plus the time runs
+/// of the handler take, comes after its deadline — at admission (`wait`: how far away its
+/// token was), or when its turn came (`None`); either way it took no token.
+fn too_late(shared: &Shared, entry: &HandlerEntry, req: &Arc<Request>, wait: Option<Duration>) {
+    let msg = match wait {
+        Some(wait) => format!(
+            "rate limit of handler {:?}: the next token is {} ms away, and with the handler's \
+             recent run time it would finish after the request's deadline",
+            entry.name,
+            wait.as_millis()
+        ),
+        None => format!(
+            "rate limit of handler {:?}: the request's token came too close to its deadline \
+             for a run of the handler's recent length",
+            entry.name
+        ),
+    };
+    dispatch::finish(shared, req, Outcome::failed(Status::PORTWAY_TIMEOUT, msg));
 }
 
 /// Checks `settings` against what the engine implements for `entry`.
@@ -457,6 +544,7 @@ fn validate(entry: &HandlerEntry, settings: &PolicySettings) -> Result<()> {
             "breaker_cooldown_ms must be above 0 when breaker_failures is set",
         ));
     }
+    validate_adaptive(entry, settings)?;
     if settings.breaker_failures > 0 && matches!(entry.kind, HandlerKind::Pipeline(_)) {
         return Err(Error::invalid(format!(
             "{:?} is a pipeline: set the circuit breaker on its stage handlers",
@@ -473,6 +561,39 @@ fn validate(entry: &HandlerEntry, settings: &PolicySettings) -> Result<()> {
         && let Some(why) = hedge::refusal(entry)
     {
         return Err(Error::invalid(why));
+    }
+    Ok(())
+}
+
+/// Checks the adaptive limit's bounds and where it may be set.
+fn validate_adaptive(entry: &HandlerEntry, settings: &PolicySettings) -> Result<()> {
+    let (min, max) = (settings.min_concurrency, settings.max_concurrency);
+    if !settings.adaptive {
+        if min > 1 {
+            return Err(Error::invalid(format!(
+                "min_concurrency {min} is the floor of the adaptive limit: set adaptive too"
+            )));
+        }
+        return Ok(());
+    }
+    let ceiling = if max == 0 {
+        adaptive::DEFAULT_CEILING
+    } else {
+        max
+    };
+    if min > ceiling {
+        return Err(Error::invalid(format!(
+            "min_concurrency {min} is above the adaptive limit's ceiling {ceiling} (max_concurrency{})",
+            if max == 0 { " 0 = 1000" } else { "" }
+        )));
+    }
+    if matches!(entry.kind, HandlerKind::Pipeline(_)) {
+        // A pipeline's permit is held for the whole request and hears no outcome: it would
+        // learn nothing but timeouts.
+        return Err(Error::invalid(format!(
+            "{:?} is a pipeline: set the adaptive limit on its stage handlers",
+            entry.name
+        )));
     }
     Ok(())
 }
@@ -499,18 +620,40 @@ pub(crate) fn set_policy(
         drive_rate(shared, entry);
     }
     for ticket in released {
-        if let Some((ticket, permit)) = p.after_rate(shared, entry, ticket) {
+        let key = p.breaker_key(entry, &ticket);
+        if let Some((ticket, permit)) = p.after_rate(shared, entry, ticket, key) {
             dispatch::enter_admitted(shared, ticket, permit);
         }
     }
-    set_concurrency(shared, entry, settings.max_concurrency);
+    let bounds = settings.adaptive.then(|| {
+        let max = match settings.max_concurrency {
+            0 => adaptive::DEFAULT_CEILING,
+            max => max,
+        };
+        (settings.min_concurrency.max(1), max)
+    });
+    let limit = p.adaptive.set(bounds).unwrap_or(settings.max_concurrency);
+    start_all(shared, entry, p.limit.set(limit));
     Ok(())
 }
 
 /// Sets handler `entry`'s concurrency limit (0 = none) and starts what the new limit lets in.
+/// While the limit is adaptive, this is its ceiling (0 = the default ceiling); a floor above
+/// it comes down to it.
 pub(crate) fn set_concurrency(shared: &Arc<Shared>, entry: &Arc<HandlerEntry>, limit: u32) {
-    let startable = entry.policies.limit.set(limit);
-    start_all(shared, entry, startable);
+    let p = &entry.policies;
+    let limit = match p.adaptive.bounds() {
+        Some((min, _)) => {
+            let max = if limit == 0 {
+                adaptive::DEFAULT_CEILING
+            } else {
+                limit
+            };
+            p.adaptive.set(Some((min.min(max), max))).unwrap_or(limit)
+        }
+        None => limit,
+    };
+    start_all(shared, entry, p.limit.set(limit));
 }
 
 /// Hands out rate-limit tokens to `entry`'s waiting tickets as they accrue: one task per
@@ -521,8 +664,14 @@ fn drive_rate(shared: &Arc<Shared>, entry: &Arc<HandlerEntry>) {
     rt.spawn(async move {
         loop {
             let turn = entry.policies.rate.turn();
+            for ticket in turn.late {
+                too_late(&shared, &entry, &ticket.req, None);
+            }
             for ticket in turn.ready {
-                if let Some((ticket, permit)) = entry.policies.after_rate(&shared, &entry, ticket) {
+                let key = entry.policies.breaker_key(&entry, &ticket);
+                if let Some((ticket, permit)) =
+                    entry.policies.after_rate(&shared, &entry, ticket, key)
+                {
                     dispatch::enter_admitted(&shared, ticket, permit);
                 }
             }
@@ -539,14 +688,15 @@ fn drive_rate(shared: &Arc<Shared>, entry: &Arc<HandlerEntry>) {
 fn start_all(shared: &Arc<Shared>, entry: &Arc<HandlerEntry>, tickets: Vec<Ticket>) {
     let mut queue = VecDeque::from(tickets);
     while let Some(ticket) = queue.pop_front() {
-        match entry.policies.breaker.start() {
+        let key = entry.policies.breaker_key(entry, &ticket);
+        match entry.policies.breaker.start(key.as_deref()) {
             Start::Refuse => {
-                unavailable(shared, entry, &ticket.req);
+                unavailable(shared, entry, &ticket.req, key.as_deref());
                 queue.extend(entry.policies.limit.release_one());
             }
             start => {
                 let trial = start == Start::Trial;
-                let permit = Permit::new(shared, entry, &ticket.req, true, trial);
+                let permit = Permit::new(shared, entry, &ticket.req, true, trial, key);
                 dispatch::enter_admitted(shared, ticket, Some(permit));
             }
         }

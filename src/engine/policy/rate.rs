@@ -2,10 +2,22 @@
 //!
 //! A run takes one token. Without a token it waits in a FIFO — a parked [`Ticket`], never a
 //! thread — and one driver task per handler, on the engine's runtime, hands out tokens as
-//! they accrue. A request whose token would come after its deadline is refused at admission
-//! ([`RateAdmission::TooLate`]) so it can fail `PORTWAY_TIMEOUT` at once instead of waiting to
-//! time out. Requests finished while they wait (cancel, deadline, shutdown) are skipped when
-//! their turn comes and take no token.
+//! they accrue.
+//!
+//! Under overload the FIFO fills up to the deadline, so a request that waits for its token is
+//! judged on when it would *finish*: its token time plus the time the handler's runs take
+//! ([`RunEstimate`]: a smoothed mean plus four mean deviations of recent run times, as TCP
+//! sets its retransmission timeout, RFC 6298). If that is after its deadline it is refused at
+//! admission ([`RateAdmission::TooLate`]) and fails `PORTWAY_TIMEOUT` at once, and a waiter
+//! whose turn comes too late for a run is failed then ([`Turn::late`]): neither takes a token,
+//! which goes to a request that can still make its deadline. Without that, each waiter would
+//! get its token just before its deadline and time out in the handler, and goodput would
+//! collapse. A request that finds a token banked and nobody waiting always runs.
+//!
+//! Requests finished while they wait (cancel, deadline, shutdown) take no token and are swept
+//! out of the queue as it grows, when the driver takes its turn and when the figures are
+//! read, so `waiting` counts live requests and the queue holds at most about twice the live
+//! ones.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -39,7 +51,51 @@ struct State {
     /// cancelled waiters does not pile them up until their turn (doubles with the live length:
     /// amortized O(1) per admission).
     sweep_at: usize,
+    /// When the queue was last swept (bounds the sweeps a stream of refusals makes).
+    swept: Option<Instant>,
+    /// How long the handler's runs take.
+    runs: RunEstimate,
 }
+
+/// Recent run times of the handler, smoothed as TCP smooths round-trip times (RFC 6298:
+/// gains 1/8 and 1/4); [`RunEstimate::margin`] is the time a run that starts now should be
+/// given before its deadline.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct RunEstimate {
+    /// Smoothed run time, seconds (0 until the first sample).
+    mean: f64,
+    /// Smoothed mean deviation, seconds.
+    dev: f64,
+    /// Any sample yet.
+    seeded: bool,
+}
+
+impl RunEstimate {
+    /// Takes one run time; `censored`: the run was cut off by its deadline, so it would have
+    /// taken at least `took` — it may raise the estimate but never lowers it.
+    fn sample(&mut self, took: Duration, censored: bool) {
+        let mut s = took.as_secs_f64();
+        if censored {
+            s = s.max(self.mean);
+        }
+        if !self.seeded {
+            (self.mean, self.dev, self.seeded) = (s, s / 2.0, true);
+            return;
+        }
+        self.dev = 0.75 * self.dev + 0.25 * (self.mean - s).abs();
+        self.mean = 0.875 * self.mean + 0.125 * s;
+    }
+
+    /// Mean plus four deviations: most runs finish within it (zero before any run ended).
+    fn margin(&self) -> Duration {
+        Duration::from_secs_f64((self.mean + 4.0 * self.dev).clamp(0.0, 1e6))
+    }
+}
+
+/// Least time between two sweeps made to judge a request too late: under overload nearly every
+/// arrival is judged, and one scan of the queue per millisecond keeps the count exact enough
+/// (only requests finished since the last sweep can still be counted ahead).
+const SWEEP_GAP: Duration = Duration::from_millis(1);
 
 /// The smallest [`State::sweep_at`].
 const SWEEP_MIN: usize = 64;
@@ -48,9 +104,10 @@ const SWEEP_MIN: usize = 64;
 pub(super) enum RateAdmission {
     /// A token was taken (or no rate is set): go on.
     Go(Ticket),
-    /// Parked; the caller must make sure a driver runs ([`RateLimit::needs_driver`]).
+    /// Parked; the caller must start a driver when `start_driver`.
     Parked { start_driver: bool },
-    /// Its token comes after its deadline: fail it now with `PORTWAY_TIMEOUT`.
+    /// Its token, plus the handler's run time, comes after its deadline: fail it now with
+    /// `PORTWAY_TIMEOUT`. The duration is how far away its token was.
     TooLate(Ticket, Duration),
 }
 
@@ -58,6 +115,9 @@ pub(super) enum RateAdmission {
 pub(super) struct Turn {
     /// Tickets that got a token, in order.
     pub ready: Vec<Ticket>,
+    /// Tickets whose turn came too close to their deadline for a run: fail them
+    /// `PORTWAY_TIMEOUT` (they took no token).
+    pub late: Vec<Ticket>,
     /// When to come back; `None`: nothing waits, the driver stops.
     pub next: Option<Instant>,
 }
@@ -67,6 +127,14 @@ impl State {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         self.at = now;
+    }
+
+    /// Drops the tickets of requests already finished and sets the next sweep at twice the
+    /// live length.
+    fn sweep(&mut self) {
+        self.swept = Some(Instant::now());
+        self.waiting.retain(|t| !t.req.is_done());
+        self.sweep_at = SWEEP_MIN.max(self.waiting.len() * 2);
     }
 
     /// When `n` more tokens than are banked will have accrued.
@@ -90,6 +158,8 @@ impl RateLimit {
                 waiting: VecDeque::new(),
                 driving: false,
                 sweep_at: SWEEP_MIN,
+                swept: None,
+                runs: RunEstimate::default(),
             }),
         }
     }
@@ -144,21 +214,25 @@ impl RateLimit {
             return RateAdmission::Go(ticket);
         }
         if let Some(deadline) = ticket.req.deadline() {
+            let margin = st.runs.margin();
             let mut at = st.time_for(st.waiting.len() as f64 + 1.0);
-            if at > deadline {
+            if at + margin > deadline
+                && st
+                    .swept
+                    .is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_GAP)
+            {
                 // Requests that finished while waiting take no token: count only live ones
-                // before refusing (the scan runs only on this rare path).
-                st.waiting.retain(|t| !t.req.is_done());
+                // before refusing.
+                st.sweep();
                 at = st.time_for(st.waiting.len() as f64 + 1.0);
             }
-            if at > deadline {
+            if at + margin > deadline {
                 self.too_late.fetch_add(1, Ordering::Relaxed);
                 return RateAdmission::TooLate(ticket, at.saturating_duration_since(now));
             }
         }
         if st.waiting.len() >= st.sweep_at {
-            st.waiting.retain(|t| !t.req.is_done());
-            st.sweep_at = SWEEP_MIN.max(st.waiting.len() * 2);
+            st.sweep();
         }
         st.waiting.push_back(ticket);
         let start_driver = !st.driving;
@@ -170,19 +244,29 @@ impl RateLimit {
     /// says when the next token is due, or that the driver may stop (clearing `driving`).
     pub fn turn(&self) -> Turn {
         let mut st = self.lock();
-        st.refill(Instant::now());
-        let mut ready = Vec::new();
+        let now = Instant::now();
+        st.refill(now);
+        if st.waiting.len() >= st.sweep_at {
+            st.sweep();
+        }
+        let finish_by = now + st.runs.margin();
+        let (mut ready, mut late) = (Vec::new(), Vec::new());
         loop {
             match st.waiting.front() {
                 None => break,
                 Some(t) if t.req.is_done() => {
                     st.waiting.pop_front();
                 }
-                Some(_) if st.tokens >= 1.0 => {
+                // Too late for a run even with a token now: fail it whether or not one is here.
+                Some(t) if t.req.deadline().is_some_and(|d| finish_by > d) => {
+                    self.too_late.fetch_add(1, Ordering::Relaxed);
+                    late.extend(st.waiting.pop_front());
+                }
+                Some(_) if st.tokens < 1.0 => break,
+                Some(_) => {
                     st.tokens -= 1.0;
                     ready.extend(st.waiting.pop_front());
                 }
-                Some(_) => break,
             }
         }
         let next = if st.waiting.is_empty() || st.rate <= 0.0 {
@@ -191,16 +275,22 @@ impl RateLimit {
         } else {
             Some(st.time_for(1.0))
         };
-        Turn { ready, next }
+        Turn { ready, next, late }
     }
 
-    /// Tokens banked now, and tickets waiting (finished ones included until their turn).
+    /// Takes the time one run of the handler took (see [`RunEstimate::sample`]).
+    pub fn record_run(&self, took: Duration, censored: bool) {
+        self.lock().runs.sample(took, censored);
+    }
+
+    /// Tokens banked now, and live tickets waiting (finished ones are swept out first).
     pub fn figures(&self) -> (f64, usize) {
         if !self.is_on() {
             return (0.0, 0);
         }
         let mut st = self.lock();
         st.refill(Instant::now());
+        st.sweep();
         (st.tokens, st.waiting.len())
     }
 
@@ -240,6 +330,14 @@ mod tests {
             stage: 0,
             payload: Vec::new(),
         }
+    }
+
+    /// Admits a ticket that must wait, and returns its request.
+    fn park(rate: &RateLimit, id: u64, timeout_ms: u32) -> Arc<Request> {
+        let t = ticket(id, timeout_ms);
+        let req = t.req.clone();
+        assert!(matches!(rate.admit(t), RateAdmission::Parked { .. }));
+        req
     }
 
     #[test]
@@ -288,14 +386,7 @@ mod tests {
         let rate = RateLimit::new();
         rate.set(1.0, 1);
         assert!(matches!(rate.admit(ticket(1, 0)), RateAdmission::Go(_)));
-        let waiters: Vec<Arc<Request>> = (2..6)
-            .map(|id| {
-                let t = ticket(id, 0);
-                let req = t.req.clone();
-                assert!(matches!(rate.admit(t), RateAdmission::Parked { .. }));
-                req
-            })
-            .collect();
+        let waiters: Vec<Arc<Request>> = (2..6).map(|id| park(&rate, id, 0)).collect();
         for req in &waiters {
             assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
         }
@@ -343,5 +434,79 @@ mod tests {
         let ids: Vec<u64> = turn.ready.iter().map(|t| t.req.id).collect();
         assert_eq!(ids, [3]);
         assert!(turn.next.is_none(), "nothing waits any more");
+    }
+
+    #[test]
+    fn a_waiter_is_refused_when_its_token_plus_a_run_comes_after_its_deadline() {
+        let rate = RateLimit::new();
+        rate.set(1.0, 1);
+        assert!(matches!(rate.admit(ticket(1, 0)), RateAdmission::Go(_)));
+        // Its token is a second away, inside a 3 s deadline...
+        let req = park(&rate, 2, 3_000);
+        assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
+        // ...but runs take 2 s (margin 2 s + 4 x 1 s): it could not finish in time.
+        rate.record_run(Duration::from_secs(2), false);
+        assert_eq!(rate.lock().runs.margin(), Duration::from_secs(6));
+        assert!(matches!(
+            rate.admit(ticket(3, 3_000)),
+            RateAdmission::TooLate(..)
+        ));
+        park(&rate, 4, 60_000);
+        assert_eq!(rate.too_late(), 1);
+    }
+
+    #[test]
+    fn a_turn_too_close_to_the_deadline_fails_and_leaves_the_token_to_the_next() {
+        let rate = RateLimit::new();
+        rate.set(1.0, 1);
+        assert!(matches!(rate.admit(ticket(1, 0)), RateAdmission::Go(_)));
+        park(&rate, 2, 60_000);
+        park(&rate, 3, 0);
+        // Runs turn out to take minutes: the first waiter cannot finish by its deadline, and
+        // fails at the next turn, before any token is there.
+        rate.record_run(Duration::from_secs(120), false);
+        let ids = |ts: &[Ticket]| ts.iter().map(|t| t.req.id).collect::<Vec<u64>>();
+        let turn = rate.turn();
+        assert_eq!((ids(&turn.late), ids(&turn.ready)), (vec![2], vec![]));
+        rate.lock().tokens = 1.0;
+        let turn = rate.turn();
+        assert_eq!(ids(&turn.ready), [3], "the token went to the next waiter");
+        assert_eq!(rate.too_late(), 1);
+    }
+
+    #[test]
+    fn waiting_counts_live_requests_only() {
+        let rate = RateLimit::new();
+        rate.set(A_DAY, 1);
+        assert!(matches!(rate.admit(ticket(1, 0)), RateAdmission::Go(_)));
+        let reqs: Vec<Arc<Request>> = (2..7).map(|id| park(&rate, id, 0)).collect();
+        for req in &reqs[..3] {
+            assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
+        }
+        assert_eq!(rate.figures().1, 2);
+        assert_eq!(
+            rate.lock().waiting.len(),
+            2,
+            "swept out, not only left uncounted"
+        );
+    }
+
+    #[test]
+    fn the_run_estimate_follows_run_times_and_cut_off_runs_only_raise_it() {
+        let mut est = RunEstimate::default();
+        assert_eq!(est.margin(), Duration::ZERO);
+        for _ in 0..200 {
+            est.sample(Duration::from_millis(100), false);
+        }
+        let settled = est.margin();
+        assert!(
+            settled >= Duration::from_millis(100) && settled < Duration::from_millis(101),
+            "{settled:?}"
+        );
+        // A run cut off after 1 ms says only "at least 1 ms": no lower.
+        est.sample(Duration::from_millis(1), true);
+        assert!(est.margin() >= settled);
+        est.sample(Duration::from_millis(400), true);
+        assert!(est.margin() > Duration::from_millis(400));
     }
 }

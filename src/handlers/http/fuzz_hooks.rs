@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::client::{Client, ReadWatch, read_response};
 use super::options::HttpOptions;
 use super::pool::ReqBody;
-use super::request::{Prepared, parse_head, parse_target, prepare};
+use super::request::{Prepared, check, parse_head, parse_target, prepare};
 use super::{connect, errors, redirect, retry};
 use crate::status::Status;
 
@@ -30,6 +30,12 @@ fn client() -> &'static Client {
 /// Parses `data` as an http payload; when accepted, checks that the head keeps every promise
 /// of the handler's documentation and that the requests built from it are well formed.
 pub(crate) fn request_head(data: &[u8]) {
+    // The submit-time check and the full parse must agree on every payload, message included.
+    let checked = check(data).map_err(|e| e.to_string());
+    assert_eq!(
+        checked,
+        parse_head(data).map(|_| ()).map_err(|e| e.to_string())
+    );
     let head = match parse_head(data) {
         Ok(head) => head,
         Err(e) => {

@@ -102,7 +102,7 @@ impl HttpHandler {
 
 impl AsyncHandler for HttpHandler {
     fn validate(&self, payload: &[u8]) -> Result<()> {
-        request::parse_head(payload).map(|_| ())
+        request::check(payload)
     }
 
     fn call(&self, payload: Vec<u8>) -> OutcomeFuture {
@@ -125,6 +125,13 @@ impl AsyncHandler for HttpHandler {
     fn idempotent(&self, payload: &[u8]) -> bool {
         let method = payload.split(|&b| b == b' ').next().unwrap_or_default();
         matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE")
+    }
+
+    /// The request's origin: the circuit breaker keeps one state per origin. A redirect to
+    /// another origin does not move the run: it is judged by the breaker of the origin the
+    /// payload names.
+    fn policy_key(&self, payload: &[u8]) -> Option<String> {
+        request::origin_of(payload).map(|origin| origin.to_string())
     }
 
     fn metrics(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {

@@ -3,7 +3,6 @@
 //! time with a message naming the problem.
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
@@ -59,8 +58,21 @@ pub(crate) struct Prepared {
     pub body: Bytes,
 }
 
-/// Parses and checks a payload without copying its body.
-pub(crate) fn parse_head(payload: &[u8]) -> Result<Head> {
+/// Header lines a head may have before its parse needs a heap-allocated slot array.
+const STACK_SLOTS: usize = 32;
+
+/// A checked head, borrowed from the payload: what both [`check`] and [`parse_head`] need.
+struct Scanned<'h> {
+    method: Method,
+    /// The request target, still unparsed.
+    target: &'h str,
+    headers: &'h [httparse::Header<'h>],
+    body_start: usize,
+}
+
+/// Runs `f` on the payload's head, scanned and checked (everything but the URL), with slots
+/// for its header lines on the stack when they fit.
+fn with_scanned<T>(payload: &[u8], f: impl FnOnce(Scanned<'_>) -> Result<T>) -> Result<T> {
     let Some(end) = find(payload, b"\r\n\r\n") else {
         return Err(Error::invalid(
             "http payload has no end of head: the request line and headers must be followed \
@@ -69,10 +81,16 @@ pub(crate) fn parse_head(payload: &[u8]) -> Result<Head> {
     };
     let head = &payload[..end + 4];
     check_line_endings(&head[..end + 2])?;
-
     let lines = head.windows(2).filter(|w| w == b"\r\n").count();
-    let mut slots = vec![httparse::EMPTY_HEADER; lines];
-    let mut req = httparse::Request::new(&mut slots);
+    let mut stack = [httparse::EMPTY_HEADER; STACK_SLOTS];
+    let mut heap;
+    let slots: &mut [httparse::Header<'_>] = if lines <= STACK_SLOTS {
+        &mut stack[..lines]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; lines];
+        &mut heap
+    };
+    let mut req = httparse::Request::new(slots);
     match req.parse(head) {
         Ok(httparse::Status::Complete(n)) if n == head.len() => {}
         Ok(_) => {
@@ -82,77 +100,138 @@ pub(crate) fn parse_head(payload: &[u8]) -> Result<Head> {
         }
         Err(e) => return Err(describe_parse_error(e, head)),
     }
-
     let method_str = req.method.unwrap_or_default();
     let method = Method::from_bytes(method_str.as_bytes())
         .map_err(|_| Error::invalid(format!("invalid method {method_str:?}")))?;
     if method == Method::CONNECT {
         return Err(Error::invalid("the CONNECT method is not supported"));
     }
-    let target = req.path.unwrap_or_default();
-    let (uri, origin) = parse_target(target)?;
+    let headers: &[httparse::Header<'_>] = req.headers;
+    let mut hosts = 0;
+    let body_len = (payload.len() - head.len()) as u64;
+    for h in headers {
+        // httparse admits only token characters in a name and no control characters but tab
+        // in a value; the http crate also caps a name's length.
+        if h.name.len() >= MAX_HEADER_NAME_LEN {
+            return Err(Error::invalid(format!(
+                "invalid header name {}: over {MAX_HEADER_NAME_LEN} bytes",
+                show(h.name.as_bytes())
+            )));
+        }
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(Error::invalid(
+                "Transfer-Encoding is not allowed in an http payload: the bytes after the head \
+                 are the body, sent as is with a Content-Length",
+            ));
+        }
+        if h.name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let declared = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "Content-Length {} is not a decimal number",
+                        show(h.value)
+                    ))
+                })?;
+            if declared != body_len {
+                return Err(Error::invalid(format!(
+                    "Content-Length is {declared} but the body after the head is {body_len} bytes"
+                )));
+            }
+        }
+    }
+    if hosts > 1 {
+        return Err(Error::invalid("http payload has more than one Host header"));
+    }
+    f(Scanned {
+        method,
+        target: req.path.unwrap_or_default(),
+        headers,
+        body_start: head.len(),
+    })
+}
 
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
-    for h in req.headers.iter() {
+/// The longest header name the http crate takes.
+const MAX_HEADER_NAME_LEN: usize = 1 << 16;
+
+/// Checks a payload as [`parse_head`] does, building nothing it does not need: the check at
+/// submit time, which runs on the host's thread for every request.
+pub(crate) fn check(payload: &[u8]) -> Result<()> {
+    with_scanned(payload, |head| check_target(head.target))
+}
+
+/// Parses and checks a payload without copying its body.
+pub(crate) fn parse_head(payload: &[u8]) -> Result<Head> {
+    with_scanned(payload, |head| {
+        let (uri, origin) = parse_target(head.target)?;
+        let headers = header_map(head.headers, HeaderValue::from_bytes)?;
+        Ok(Head {
+            method: head.method,
+            uri,
+            origin,
+            headers,
+            body_start: head.body_start,
+        })
+    })
+}
+
+/// The headers as a map, in the order given; `value` makes each value (copied, or a slice
+/// of the payload).
+fn header_map(
+    headers: &[httparse::Header<'_>],
+    mut value: impl FnMut(&[u8]) -> std::result::Result<HeaderValue, http::header::InvalidHeaderValue>,
+) -> Result<HeaderMap> {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for h in headers {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| Error::invalid(format!("invalid header name {:?}", h.name)))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| {
+        let value = value(h.value).map_err(|_| {
             Error::invalid(format!(
                 "header {:?} has a value with control characters: {}",
                 h.name,
                 show(h.value)
             ))
         })?;
-        headers.append(name, value);
+        map.append(name, value);
     }
+    Ok(map)
+}
 
-    if headers.contains_key(TRANSFER_ENCODING) {
-        return Err(Error::invalid(
-            "Transfer-Encoding is not allowed in an http payload: the bytes after the head are \
-             the body, sent as is with a Content-Length",
-        ));
-    }
-    if headers.get_all(HOST).iter().count() > 1 {
-        return Err(Error::invalid("http payload has more than one Host header"));
-    }
-    let body_len = (payload.len() - head.len()) as u64;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        let declared = std::str::from_utf8(value.as_bytes())
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "Content-Length {} is not a decimal number",
-                    show(value.as_bytes())
-                ))
-            })?;
-        if declared != body_len {
-            return Err(Error::invalid(format!(
-                "Content-Length is {declared} but the body after the head is {body_len} bytes"
-            )));
-        }
-    }
-
-    Ok(Head {
+/// Parses a payload into a request ready to send, taking ownership of its bytes: the URL,
+/// the header values and the body are slices of them, not copies.
+pub(crate) fn prepare(payload: Vec<u8>) -> Result<Prepared> {
+    let bytes = Bytes::from(payload);
+    let (method, uri, origin, headers, body_start) = with_scanned(&bytes, |head| {
+        let target = bytes.slice_ref(head.target.as_bytes());
+        let uri = Uri::from_maybe_shared(target)
+            .map_err(|e| Error::invalid(format!("URL {:?} is not valid: {e}", head.target)))?;
+        let origin = origin_from_uri(&uri, head.target)?;
+        let headers = header_map(head.headers, |v| {
+            HeaderValue::from_maybe_shared(bytes.slice_ref(v))
+        })?;
+        Ok((head.method, uri, origin, headers, head.body_start))
+    })?;
+    Ok(Prepared {
         method,
         uri,
         origin,
         headers,
-        body_start: head.len(),
+        body: bytes.slice(body_start..),
     })
 }
 
-/// Parses a payload into a request ready to send, taking ownership of the body bytes.
-pub(crate) fn prepare(payload: Vec<u8>) -> Result<Prepared> {
-    let head = parse_head(&payload)?;
-    let body = Bytes::from(payload).slice(head.body_start..);
-    Ok(Prepared {
-        method: head.method,
-        uri: head.uri,
-        origin: head.origin,
-        headers: head.headers,
-        body,
-    })
+/// The origin a payload's request line names, read without parsing the headers (the circuit
+/// breaker's key, asked for before each run); `None` when the line is not `METHOD URL ...`
+/// with an absolute http(s) URL.
+pub(crate) fn origin_of(payload: &[u8]) -> Option<Origin> {
+    let line = &payload[..find(payload, b"\r\n")?];
+    let mut parts = std::str::from_utf8(line).ok()?.split(' ');
+    let (_method, target) = (parts.next()?, parts.next()?);
+    parse_target(target).ok().map(|(_, origin)| origin)
 }
 
 /// Parses an absolute `http`/`https` URL (request target or redirect location).
@@ -160,6 +239,31 @@ pub(crate) fn parse_target(target: &str) -> Result<(Uri, Origin)> {
     let uri: Uri = target
         .parse()
         .map_err(|e| Error::invalid(format!("URL {target:?} is not valid: {e}")))?;
+    let origin = origin_from_uri(&uri, target)?;
+    Ok((uri, origin))
+}
+
+/// Checks a URL as [`parse_target`] does, without building its origin.
+fn check_target(target: &str) -> Result<()> {
+    let uri: Uri = target
+        .parse()
+        .map_err(|e| Error::invalid(format!("URL {target:?} is not valid: {e}")))?;
+    scheme_host_port(&uri, target).map(|_| ())
+}
+
+/// The origin of a parsed absolute URL (`target` is its text, for messages).
+fn origin_from_uri(uri: &Uri, target: &str) -> Result<Origin> {
+    let (tls, host, port) = scheme_host_port(uri, target)?;
+    Ok(Origin {
+        tls,
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}
+
+/// Scheme (`https` or not), host (as written, without IPv6 brackets) and port of an absolute
+/// `http`/`https` URL.
+fn scheme_host_port<'u>(uri: &'u Uri, target: &str) -> Result<(bool, &'u str, u16)> {
     let Some(scheme) = uri.scheme() else {
         return Err(Error::invalid(format!(
             "URL {target:?} is not absolute: write the request target in absolute form, \
@@ -181,10 +285,10 @@ pub(crate) fn parse_target(target: &str) -> Result<(Uri, Origin)> {
         .ok_or_else(|| Error::invalid(format!("URL {target:?} has no host")))?;
     let (host, port) = host_and_port(authority, tls)
         .map_err(|why| Error::invalid(format!("URL {target:?} {why}")))?;
-    Ok((uri, Origin { tls, host, port }))
+    Ok((tls, host, port))
 }
 
-fn host_and_port(authority: &Authority, tls: bool) -> std::result::Result<(String, u16), String> {
+fn host_and_port(authority: &Authority, tls: bool) -> std::result::Result<(&str, u16), String> {
     let text = authority.as_str();
     if text.contains('@') {
         return Err("has credentials before the host, which are not supported: \
@@ -223,7 +327,7 @@ fn host_and_port(authority: &Authority, tls: bool) -> std::result::Result<(Strin
     if host.is_empty() {
         return Err("has an empty host".into());
     }
-    Ok((host.to_ascii_lowercase(), port))
+    Ok((host, port))
 }
 
 /// Finds bare CR or LF in the head (the request line and header lines are split by CRLF
@@ -345,6 +449,32 @@ mod tests {
     }
 
     #[test]
+    fn the_submit_check_and_prepare_allocate_little() {
+        let payload = b"GET http://Example.com:8080/items?x=1 HTTP/1.1\r\nAccept: */*\r\n\
+                        X-Trace: 1\r\n\r\n";
+        // The check runs on the host thread for every request: the URL (a copy, and its shared
+        // part once sliced) is all it builds.
+        let (checked, n) = crate::alloc_count::allocations(|| check(payload));
+        assert!(checked.is_ok());
+        assert_eq!(n, 2, "allocations of the submit check");
+        // Prepare slices the URL and the header values out of the payload: the shared buffer,
+        // the header map (indices and entries), the custom name, the lowercase host.
+        let owned = payload.to_vec();
+        let (p, n) = crate::alloc_count::allocations(|| prepare(owned).unwrap());
+        assert_eq!(n, 5, "allocations of prepare");
+        assert_eq!(p.uri, "http://Example.com:8080/items?x=1");
+        assert_eq!(p.origin.host, "example.com");
+        assert_eq!(p.headers["x-trace"], "1");
+        // A head with more lines than the stack slots still parses.
+        let many: String = (0..STACK_SLOTS + 5)
+            .map(|i| format!("X-{i}: {i}\r\n"))
+            .collect();
+        let payload = format!("GET http://h/ HTTP/1.1\r\n{many}\r\n").into_bytes();
+        assert!(check(&payload).is_ok());
+        assert_eq!(prepare(payload).unwrap().headers.len(), STACK_SLOTS + 5);
+    }
+
+    #[test]
     fn default_ports_and_ipv6() {
         let h = parse_head(b"GET https://[::1]/ HTTP/1.1\r\n\r\n").unwrap();
         assert_eq!(h.origin.host, "::1");
@@ -352,6 +482,22 @@ mod tests {
         assert!(h.origin.tls);
         let h = parse_head(b"GET http://h HTTP/1.0\r\n\r\n").unwrap();
         assert_eq!(h.origin.port, 80);
+    }
+
+    #[test]
+    fn the_origin_is_read_from_the_request_line_alone() {
+        let origin = |p: &[u8]| origin_of(p).map(|o| o.to_string());
+        assert_eq!(
+            origin(b"GET http://Example.com/a HTTP/1.1\r\nX: y\r\n\r\n").as_deref(),
+            Some("http://example.com:80")
+        );
+        assert_eq!(
+            origin(b"PUT https://[::1]:8443/ HTTP/1.1\r\n").as_deref(),
+            Some("https://[::1]:8443")
+        );
+        assert_eq!(origin(b"GET /relative HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(origin(b"GET http://h/ HTTP/1.1"), None);
+        assert_eq!(origin(b"\xff\xfe\r\n"), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 import {
   Engine, PortwayError, AbortError, HttpResponse, StatusName, Completion, Stats, HandlerStats,
   Inflight, InvalidArgumentError, SubmitOptions, FetchInit, PolicyState, version, abiVersion,
-  statusStr,
+  statusStr, BatchResult, BatchOptions,
 } from '../../index';
 
 async function main(): Promise<void> {
@@ -15,6 +15,16 @@ async function main(): Promise<void> {
   await eng.submit(eng.lookup('echo'), 'text', waiting);
   await eng.submit('echo', new Uint8Array(2), { wait: Infinity });
   const many: Completion[] = await eng.submitMany('echo', [Buffer.alloc(1), 'b', new ArrayBuffer(2)]);
+  const bopts: BatchOptions = { timeoutMs: 100, signal: AbortSignal.timeout(1000) };
+  const br: BatchResult = await eng.batch('echo', new Set<string | Buffer>(['a', Buffer.alloc(1)]), bopts);
+  for (const item of br) console.log(item.byteLength);
+  const st: StatusName = br.status(0);
+  const failed: number[] = br.failures();
+  const first: Buffer = br.get(0);
+  const hdrs: Array<[string, string]> = br.headers(0);
+  const berr: PortwayError | undefined = br.error(0);
+  if (!br.ok) br.throwFirst();
+  console.log(br.length, br.code(0), st, failed, first, hdrs, berr);
   const r: HttpResponse = await eng.http({ url: new URL('http://127.0.0.1/'), headers: { a: 'b' } });
   const h: string | undefined = r.header('content-type');
   const init: FetchInit = { method: 'POST', headers: [['a', 'b']], body: new URLSearchParams('a=1'),
@@ -28,8 +38,9 @@ async function main(): Promise<void> {
   eng.pipeline('p', ['echo', 1]);
   eng.setConcurrency('echo', 2);
   eng.setPolicy('echo', { maxConcurrency: 4, ratePerS: 100, burst: 10, breakerFailures: 5, breakerCooldownMs: 1000 });
+  eng.setPolicy('echo', { adaptive: true, minConcurrency: 2, maxConcurrency: 200 });
   const ps: PolicyState = eng.policyState('echo');
-  const breakerOpen: boolean = ps.breakerState === 'open' && ps.tokens >= 0;
+  const breakerOpen: boolean = ps.breakerState === 'open' && ps.tokens >= 0 && ps.breakerOpen >= 0;
   // @ts-expect-error unknown policy option
   eng.setPolicy('echo', { ratePerSecond: 5 });
   console.log(breakerOpen);
@@ -65,6 +76,10 @@ async function main(): Promise<void> {
   const nope: StatusName = 'PORTWAY_NOPE';
   // @ts-expect-error: payloads are bytes or strings
   await eng.submit('echo', 5);
+  // @ts-expect-error: batch has no wait option
+  await eng.batch('echo', ['x'], { wait: 10 });
+  // @ts-expect-error: BatchResult is made by batch() only
+  new BatchResult();
   // @ts-expect-error: submitMany has no wait option
   await eng.submitMany('echo', ['x'], { wait: 10 });
   // @ts-expect-error: a misspelt option

@@ -1,0 +1,158 @@
+"""``BatchResult``: the items of one batch (``Engine.batch``), read from the columnar C view.
+
+A batch is one ``portway_batch_submit`` call (one buffer built with ``b"".join``, one
+``array('Q')`` of offsets) and one completion; its n results are copied out with one
+``string_at`` per column (statuses, codes, offsets, data) instead of one object per item.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator, Sequence
+from ctypes import byref, c_void_p, string_at
+from typing import overload
+
+from ._completion import Completion
+from ._errors import PortwayError, Status, check, error_for
+from ._lib import LIB, PortwayBatchView
+from ._raw import _meta_pairs
+
+__all__ = ["BatchResult"]
+
+
+class BatchResult(Sequence[bytes]):
+    """The results of ``Engine.batch``, in submit order: ``result[i]`` is item ``i``'s bytes
+    (its response, or its error message when it failed: check ``status(i)`` or ``ok``).
+
+    ``status(i)`` is a ``Status``; ``code(i)`` the handler code (the HTTP status for "http");
+    ``headers(i)`` the handler's pairs (the response headers for "http"); ``failures()`` the
+    indexes of failed items; ``raise_first()`` raises the first failure's error.
+    """
+
+    __slots__ = ("_statuses", "_codes", "_offsets", "_data", "_meta_offsets", "_meta")
+
+    def __init__(
+        self,
+        statuses: array[int],
+        codes: array[int],
+        offsets: array[int],
+        data: bytes,
+        meta_offsets: array[int],
+        meta: list[tuple[str, str]],
+    ) -> None:
+        self._statuses = statuses
+        self._codes = codes
+        self._offsets = offsets  # len + 1 entries into data
+        self._data = data
+        self._meta_offsets = meta_offsets
+        self._meta = meta
+
+    @classmethod
+    def _join(cls, parts: list[BatchResult]) -> BatchResult:
+        """One result from the results of consecutive sub-batches."""
+        if len(parts) == 1:
+            return parts[0]
+        statuses, codes, offsets, meta_offsets = array("I"), array("I"), array("Q", [0]), array("Q", [0])
+        meta: list[tuple[str, str]] = []
+        for p in parts:
+            statuses.extend(p._statuses)
+            codes.extend(p._codes)
+            base, mbase = offsets[-1], meta_offsets[-1]
+            offsets.extend(o + base for o in p._offsets[1:])
+            meta_offsets.extend(o + mbase for o in p._meta_offsets[1:])
+            meta.extend(p._meta)
+        return cls(statuses, codes, offsets, b"".join(p._data for p in parts), meta_offsets, meta)
+
+    def __len__(self) -> int:
+        return len(self._statuses)
+
+    @overload
+    def __getitem__(self, i: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[bytes]: ...
+
+    def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self._statuses)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("batch index out of range")
+        o = self._offsets
+        return self._data[o[i] : o[i + 1]]
+
+    def __iter__(self) -> Iterator[bytes]:
+        o, d = self._offsets, self._data
+        return (d[o[i] : o[i + 1]] for i in range(len(self._statuses)))
+
+    def status(self, i: int) -> Status:
+        """Item ``i``'s status."""
+        return Status(self._statuses[i])
+
+    def code(self, i: int) -> int:
+        """Item ``i``'s handler code (the HTTP status for "http")."""
+        return self._codes[i]
+
+    def headers(self, i: int) -> list[tuple[str, str]]:
+        """Item ``i``'s pairs (for "http": the response headers, then ``:http-version``)."""
+        if i < 0:
+            i += len(self._statuses)
+        return self._meta[self._meta_offsets[i] : self._meta_offsets[i + 1]]
+
+    @property
+    def ok(self) -> bool:
+        """True when every item succeeded."""
+        return not any(self._statuses)
+
+    def failures(self) -> list[int]:
+        """The indexes of the items that failed, in order."""
+        return [i for i, s in enumerate(self._statuses) if s]
+
+    def error(self, i: int) -> PortwayError | None:
+        """Item ``i``'s error (None when it succeeded)."""
+        st = self._statuses[i]
+        return error_for(st, self[i].decode("utf-8", "replace")) if st else None
+
+    def raise_first(self) -> None:
+        """Raises the error of the first failed item, if any."""
+        for i, st in enumerate(self._statuses):
+            if st:
+                exc = error_for(st, f"batch item {i}: " + self[i].decode("utf-8", "replace"))
+                raise exc
+
+    def __repr__(self) -> str:
+        return f"BatchResult(n={len(self)}, failures={len(self.failures())})"
+
+
+class BatchValue:
+    """The transform of a batch's future: the items the poller read for it before the release
+    (kept here, with the future, so a batch nobody waits for any more takes its items along)."""
+
+    __slots__ = ("result",)
+
+    def __init__(self) -> None:
+        self.result: BatchResult | None = None
+
+    def __call__(self, c: Completion) -> BatchResult:
+        if self.result is None:  # a batch's completion is always read before it is settled
+            raise PortwayError(f"batch {c.id}: its items were not read")
+        return self.result
+
+
+def read_batch(eng_p: c_void_p, completion_addr: int) -> BatchResult:
+    """Copies out the items of the polled (not yet released) batch completion at
+    ``completion_addr``: one copy per column."""
+    v = PortwayBatchView()
+    check(LIB.portway_batch_result(eng_p, completion_addr, byref(v)))
+    n = v.n
+    statuses, codes, offsets, meta_offsets = array("I"), array("I"), array("Q"), array("Q")
+    statuses.frombytes(string_at(v.statuses, 4 * n))
+    codes.frombytes(string_at(v.codes, 4 * n))
+    offsets.frombytes(string_at(v.offsets, 8 * (n + 1)))
+    meta_offsets.frombytes(string_at(v.meta_offsets, 8 * (n + 1)))
+    data = string_at(v.data, offsets[n]) if offsets[n] else b""
+    pairs = meta_offsets[n]
+    meta = _meta_pairs(v.meta, pairs) if pairs else []
+    return BatchResult(statuses, codes, offsets, data, meta_offsets, meta)
