@@ -26,18 +26,12 @@ fn engine() -> Engine {
 
 fn hedge_after(ms: u64, budget_percent: u32) -> PolicySettings {
     PolicySettings {
-        max_concurrency: 0,
-        adaptive: false,
-        min_concurrency: 0,
-        rate_per_s: 0.0,
-        burst: 0,
-        breaker_failures: 0,
-        breaker_cooldown: Duration::from_secs(5),
         hedge: HedgeSettings {
             after: Duration::from_millis(ms),
             after_p95: false,
             budget_percent,
         },
+        ..PolicySettings::default()
     }
 }
 

@@ -23,16 +23,7 @@ use portway::{Engine, ShutdownMode, Status, Submission};
 const A_DAY: f64 = 1.0 / 86_400.0;
 
 fn settings() -> PolicySettings {
-    PolicySettings {
-        max_concurrency: 0,
-        adaptive: false,
-        min_concurrency: 0,
-        rate_per_s: 0.0,
-        burst: 0,
-        breaker_failures: 0,
-        breaker_cooldown: Duration::from_secs(5),
-        hedge: Default::default(),
-    }
+    PolicySettings::default()
 }
 
 fn rate(rate_per_s: f64, burst: u32) -> PolicySettings {

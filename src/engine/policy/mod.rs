@@ -82,6 +82,23 @@ pub struct PolicySettings {
     pub hedge: HedgeSettings,
 }
 
+impl Default for PolicySettings {
+    /// Every policy off, as `portway_policy_default` writes it (breaker cooldown 5 s), so a
+    /// caller names only what it sets and a new policy field does not break its literals.
+    fn default() -> Self {
+        PolicySettings {
+            max_concurrency: 0,
+            adaptive: false,
+            min_concurrency: 0,
+            rate_per_s: 0.0,
+            burst: 0,
+            breaker_failures: 0,
+            breaker_cooldown: Duration::from_secs(5),
+            hedge: HedgeSettings::default(),
+        }
+    }
+}
+
 /// The live figures of one handler's policies (`portway_policy_state`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicyState {
