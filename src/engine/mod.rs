@@ -20,7 +20,7 @@
 //! The machinery under the API: `dispatch.rs` (moving a request through its stages and the one
 //! place a completion is posted), `request.rs` (one request's state machine), `ledger.rs`,
 //! `queue.rs`, `registry.rs`, `policy/` (what stands between a request and its handler:
-//! the concurrency limit, the rate limit, the circuit breaker, one file per policy), `pool.rs`, `timer.rs`, `recycle.rs`, `shared.rs`,
+//! the concurrency limit, the rate limit, the circuit breaker, one file per policy), `pool.rs`, `timer.rs`, `recycle.rs`, `spin.rs` (whether a waiter spins before it sleeps), `shared.rs`,
 //! `stats.rs`, `metrics.rs`, `exposition.rs`, `log.rs`, `fork.rs`, `sync.rs`.
 
 // The Engine API, one concern per file.
@@ -53,6 +53,7 @@ mod recycle;
 mod registry;
 mod request;
 mod shared;
+mod spin;
 mod stats;
 mod sync;
 mod timer;
