@@ -19,10 +19,11 @@ use std::time::Instant;
 
 use super::Engine;
 use super::dispatch;
+use super::lend::Payload;
 use super::registry::HandlerEntry;
 use super::request::Request;
 use super::shared::Shared;
-use super::submit::{completes_inline, validate_first_stage};
+use super::submit::{NewRequest, completes_inline, validate_first_stage};
 use super::types::{Completion, Submission};
 use crate::contract::{Meta, Outcome};
 use crate::error::{Error, Result};
@@ -271,7 +272,7 @@ impl Engine {
         let link = Arc::downgrade(&batch);
         let mut spares = Vec::with_capacity(n);
         self.shared.recycler.take(n, &mut spares);
-        let items: Vec<(Arc<Request>, Vec<u8>)> = payloads
+        let items: Vec<(Arc<Request>, Payload)> = payloads
             .iter()
             .enumerate()
             .map(|(i, payload)| {
@@ -281,8 +282,15 @@ impl Engine {
                     user_data,
                     payload,
                 };
-                let item_id = id + 1 + i as u64;
-                self.new_request(item_id, &sub, entry.clone(), now, spares.pop(), Some(&link))
+                let item = NewRequest {
+                    id: id + 1 + i as u64,
+                    entry: entry.clone(),
+                    now,
+                    spare: spares.pop(),
+                    batch: Some(&link),
+                    lend: false,
+                };
+                self.new_request(&sub, item)
             })
             .collect();
         drop(spares);

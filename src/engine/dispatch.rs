@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use super::lend::{self, Payload};
 use super::log::LogLevel;
 use super::policy::{Permit, Ticket, hedge};
 use super::pool::{self, PoolJob};
@@ -25,7 +26,7 @@ const ROUTE_ENTRY: usize = usize::MAX;
 /// stage 0.
 ///
 /// [`Timers::deadlines`]: super::timer::Timers::deadlines
-pub(crate) fn start(shared: &Arc<Shared>, req: Arc<Request>, payload: Vec<u8>) {
+pub(crate) fn start(shared: &Arc<Shared>, req: Arc<Request>, payload: Payload) {
     if matches!(req.handler.kind, HandlerKind::Pipeline(_)) {
         let route = req.handler.clone();
         let ticket = Ticket {
@@ -54,7 +55,7 @@ pub(crate) fn enter_admitted(shared: &Arc<Shared>, ticket: Ticket, permit: Optio
 }
 
 /// Sends stage `stage` through its handler's policies.
-fn run_stage(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, payload: Vec<u8>) {
+fn run_stage(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, payload: Payload) {
     if req.is_done() {
         return;
     }
@@ -81,7 +82,9 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
         return;
     }
     let trial = permit.as_ref().is_some_and(Permit::is_trial);
-    let hedged = hedge::wanted(ticket.req.stage(ticket.stage), &ticket.payload, trial);
+    // Only a native handler's payload may be lent, and `wanted` reads only an async one's.
+    let peek = ticket.payload.owned().unwrap_or_default();
+    let hedged = hedge::wanted(ticket.req.stage(ticket.stage), peek, trial);
     // What starting the stage needs, copied out of the entry so the ticket can move on: a
     // function pointer for the fast shapes, the handler's own reference for an async one.
     let start = match &ticket.req.stage(ticket.stage).kind {
@@ -116,6 +119,10 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
         stage,
         payload,
     } = ticket;
+    // The submit copies what it lends to any handler but a native one; this covers the rest.
+    let Some(payload) = lend::into_owned(shared, &req, payload) else {
+        return;
+    };
     match start {
         Start::Inline(answer) => {
             let mut permit = permit;
@@ -201,6 +208,11 @@ fn hedged_on_pool(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) 
         stage,
         payload,
     } = ticket;
+    // Each attempt gets a copy of its own: the loser may still read it after the winner's
+    // completion was polled, when a lent payload may be gone.
+    let Some(payload) = lend::into_owned(shared, &req, payload) else {
+        return;
+    };
     let copy = payload.clone();
     let task_shared = shared.clone();
     let task_req = req.clone();
@@ -268,7 +280,7 @@ pub(crate) fn stage_done(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, 
             .record([(outcome.status, queued, run)]);
     }
     if outcome.is_ok() && stage + 1 < req.stage_count() {
-        run_stage(shared, req, stage + 1, outcome.data.into_vec());
+        run_stage(shared, req, stage + 1, outcome.data.into_vec().into());
     } else if claim(shared, &req, outcome) == Claimed::Queue {
         shared.queue.push(std::iter::once(req));
     }
@@ -279,7 +291,7 @@ pub(crate) fn stage_done(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, 
 pub(crate) fn finish(shared: &Shared, req: &Arc<Request>, outcome: Outcome) -> bool {
     match claim(shared, req, outcome) {
         Claimed::Lost => false,
-        Claimed::Batched => true,
+        Claimed::Batched | Claimed::Deferred => true,
         Claimed::Queue => {
             shared.queue.push(std::iter::once(req.clone()));
             true
@@ -296,6 +308,9 @@ pub(crate) enum Claimed {
     Queue,
     /// Claimed, and handed to the batch it is an item of: nothing to queue.
     Batched,
+    /// Claimed while a reader holds the request's lent payload: the reader queues it when it
+    /// lets go of the payload (see `lend.rs`); nothing to queue.
+    Deferred,
 }
 
 /// Claims the completion and counts it. A batch item goes to its batch; any other request is
@@ -310,7 +325,9 @@ pub(crate) fn claim(shared: &Shared, req: &Request, outcome: Outcome) -> Claimed
                     super::batch::deliver(shared, b);
                     Claimed::Batched
                 }
-                None => Claimed::Queue,
+                // A reader still holding a lent payload posts it when done.
+                None if req.lend().may_post() => Claimed::Queue,
+                None => Claimed::Deferred,
             }
         }
         None => Claimed::Lost,

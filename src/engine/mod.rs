@@ -19,7 +19,7 @@
 //!
 //! The machinery under the API: `dispatch.rs` (moving a request through its stages and the one
 //! place a completion is posted), `request.rs` (one request's state machine), `ledger.rs`,
-//! `queue.rs`, `registry.rs`, `policy/` (what stands between a request and its handler:
+//! `queue.rs`, `lend.rs` (payloads the host lends instead of having them copied), `registry.rs`, `policy/` (what stands between a request and its handler:
 //! the concurrency limit, the rate limit, the circuit breaker, one file per policy), `pool.rs`, `timer.rs`, `recycle.rs`, `spin.rs` (whether a waiter spins before it sleeps), `shared.rs`,
 //! `stats.rs`, `metrics.rs`, `exposition.rs`, `log.rs`, `fork.rs`, `sync.rs`.
 
@@ -41,6 +41,7 @@ mod dispatch;
 mod exposition;
 mod fork;
 mod ledger;
+pub(crate) mod lend;
 mod log;
 #[cfg(all(test, portway_loom))]
 mod loom_models;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::dispatch;
+use super::lend::LendPin;
 use super::log::LogLevel;
 use super::policy::hedge::AttemptReply;
 use super::policy::{Permit, Ticket};
@@ -373,11 +374,18 @@ fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
         stage,
         payload,
     } = ticket;
+    // A lent payload is read only under its pin, which holds back a completion until the
+    // handler is done with the bytes (lend.rs); None: completed already, the bytes may be gone.
+    let Some(pin) = LendPin::take(shared, &req, payload.is_lent()) else {
+        return;
+    };
     if attempt.as_ref().is_some_and(AttemptReply::lost) || !dispatch::mark_running(shared, &req) {
+        pin.done();
         return;
     }
     let entry = req.stage(stage);
     let HandlerKind::Blocking(pool_handler) = &entry.kind else {
+        pin.done();
         let msg = format!("handler {:?} is not a pool handler", entry.name);
         dispatch::finish(shared, &req, Outcome::failed(Status::PORTWAY_INTERNAL, msg));
         return;
@@ -387,7 +395,8 @@ fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
         Some(a) => CallContext::new(req.id, req.user_data, a.state()),
         None => CallContext::new(req.id, req.user_data, req.clone()),
     };
-    let mut call = Call::new(context, payload);
+    // SAFETY: `pin` is held until the call is consumed (`into_outcome` below).
+    let mut call = unsafe { Call::new(context, payload) };
     let watch = HandlerWatch {
         shared,
         worker,
@@ -419,6 +428,7 @@ fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
             Outcome::failed(Status::PORTWAY_PANIC, msg)
         }
     };
+    pin.done();
     if let Some(a) = attempt {
         a.reply(outcome);
         return;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::Engine;
 use super::batch::{self, Batch};
 use super::dispatch;
+use super::lend::{LentBytes, Payload};
 use super::recycle::Spare;
 use super::registry::{HandlerEntry, HandlerKind};
 use super::request::Request;
@@ -31,6 +32,32 @@ impl Engine {
         &self,
         reqs: &[Submission<'_>],
         out_ids: Option<&mut [u64]>,
+    ) -> (usize, Result<()>) {
+        self.submit_batch_with(reqs, out_ids, false)
+    }
+
+    /// Like [`Engine::submit_batch`], but the payloads of the accepted requests are lent, not
+    /// copied: a native (pool) handler reads them in place (any other handler gets a copy made
+    /// here). The engine reads no lent payload once its request's completion can be polled: a
+    /// request that times out or is cancelled while its handler runs is completed when the
+    /// handler returns. Payloads of requests not accepted are not read after this returns.
+    ///
+    /// # Safety
+    /// The payload of each accepted request must stay valid and unmodified until its completion
+    /// has been polled, or until the engine is dropped if it never is.
+    pub unsafe fn submit_batch_lent(
+        &self,
+        reqs: &[Submission<'_>],
+        out_ids: Option<&mut [u64]>,
+    ) -> (usize, Result<()>) {
+        self.submit_batch_with(reqs, out_ids, true)
+    }
+
+    fn submit_batch_with(
+        &self,
+        reqs: &[Submission<'_>],
+        out_ids: Option<&mut [u64]>,
+        lend: bool,
     ) -> (usize, Result<()>) {
         if let Err(e) = self.check_fork() {
             return (0, Err(e));
@@ -71,13 +98,21 @@ impl Engine {
         }
         let mut spares = Vec::with_capacity(granted);
         self.shared.recycler.take(granted, &mut spares);
-        let accepted: Vec<(Arc<Request>, Vec<u8>)> = reqs
+        let accepted: Vec<(Arc<Request>, Payload)> = reqs
             .iter()
             .zip(entries)
             .take(granted)
             .enumerate()
             .map(|(i, (sub, entry))| {
-                self.new_request(first_id + i as u64, sub, entry, now, spares.pop(), None)
+                let item = NewRequest {
+                    id: first_id + i as u64,
+                    entry,
+                    now,
+                    spare: spares.pop(),
+                    batch: None,
+                    lend,
+                };
+                self.new_request(sub, item)
             })
             .collect();
         if let Some(ids) = out_ids {
@@ -139,7 +174,15 @@ impl Engine {
         if self.shared.config.metrics {
             entry.metrics.count_submitted(1);
         }
-        let (req, payload) = self.new_request(id, sub, entry, Instant::now(), None, None);
+        let item = NewRequest {
+            id,
+            entry,
+            now: Instant::now(),
+            spare: None,
+            batch: None,
+            lend: false,
+        };
+        let (req, payload) = self.new_request(sub, item);
         self.shared.ledger.insert([req.clone()]);
         self.cancel_if_cancelling([&req]);
         if !completes_inline(&req) {
@@ -218,16 +261,25 @@ impl Engine {
 
     /// The record of an accepted request (its deadline counted from `now`) and its own copy of
     /// the payload (with room for the NUL an echo adds), made from a recycled request and
-    /// buffer when there is one; an item of `batch` when given.
+    /// buffer when there is one; an item of `batch` when given. With `lend`, a native
+    /// handler's payload is not copied: the request carries the host's bytes (and the spare
+    /// buffer, for the response).
     pub(super) fn new_request(
         &self,
-        id: u64,
         sub: &Submission<'_>,
-        entry: Arc<HandlerEntry>,
-        now: Instant,
-        spare: Option<Spare>,
-        batch: Option<&Weak<Batch>>,
-    ) -> (Arc<Request>, Vec<u8>) {
+        item: NewRequest<'_>,
+    ) -> (Arc<Request>, Payload) {
+        let NewRequest {
+            id,
+            entry,
+            now,
+            spare,
+            batch,
+            lend,
+        } = item;
+        // Only a pool job reads a lent payload under the hand-off of lend.rs; every other
+        // handler takes its bytes by value or keeps them past its completion.
+        let lend = lend && !sub.payload.is_empty() && first_stage_is_native(&entry);
         let timeout_ms = match sub.timeout_ms {
             0 => self.shared.config.default_timeout_ms,
             ms => ms,
@@ -236,6 +288,9 @@ impl Engine {
             let mut req = Request::new(id, sub.user_data, entry, now, timeout_ms);
             if let Some(b) = batch {
                 req.join_batch(b.clone());
+            }
+            if lend {
+                req.lend_payload();
             }
             Arc::new(req)
         };
@@ -247,17 +302,32 @@ impl Engine {
                     if let Some(b) = batch {
                         r.join_batch(b.clone());
                     }
+                    if lend {
+                        r.lend_payload();
+                    }
                     (req, buf)
                 }
                 None => (fresh(entry), buf),
             },
             None => (fresh(entry), Vec::new()),
         };
+        if lend {
+            // SAFETY: `lend` is set only by `submit_batch_lent`, whose caller keeps the bytes
+            // valid and unmodified until the completion is polled.
+            let bytes = unsafe { LentBytes::new(sub.payload) };
+            return (
+                req,
+                Payload::Lent {
+                    bytes,
+                    spare: payload,
+                },
+            );
+        }
         if !sub.payload.is_empty() {
             payload.reserve_exact(sub.payload.len() + 1);
             payload.extend_from_slice(sub.payload);
         }
-        (req, payload)
+        (req, Payload::Owned(payload))
     }
 
     /// Starts an accepted request already in the ledger. A request that completes inline (an
@@ -266,10 +336,11 @@ impl Engine {
     pub(super) fn start_request(
         &self,
         req: Arc<Request>,
-        payload: Vec<u8>,
+        payload: Payload,
     ) -> Option<Arc<Request>> {
         if let Some(answer) = inline_answer(&req) {
-            let outcome = answer(payload);
+            // Never lent: only a native handler's payload is (`new_request`).
+            let outcome = answer(payload.into_spent());
             let status = outcome.status;
             if let Some(won) = req.claim_inline(outcome) {
                 let c = &self.shared.counters;
@@ -285,6 +356,27 @@ impl Engine {
         }
         dispatch::start(&self.shared, req, payload);
         None
+    }
+}
+
+/// What [`Engine::new_request`] makes besides the submission: the id, the handler, the time of
+/// acceptance, a recycled request to reuse, the batch it is an item of, and whether the host
+/// lends its payload.
+pub(super) struct NewRequest<'b> {
+    pub id: u64,
+    pub entry: Arc<HandlerEntry>,
+    pub now: Instant,
+    pub spare: Option<Spare>,
+    pub batch: Option<&'b Weak<Batch>>,
+    pub lend: bool,
+}
+
+/// True when the request's first stage runs on the pool: the one reader of a lent payload.
+fn first_stage_is_native(entry: &HandlerEntry) -> bool {
+    match &entry.kind {
+        HandlerKind::Pipeline(stages) => stages.first().is_some_and(|s| first_stage_is_native(s)),
+        HandlerKind::Blocking(_) => true,
+        _ => false,
     }
 }
 

@@ -365,7 +365,7 @@ pub(crate) fn pool_attempt(
     let ticket = Ticket {
         req: req.clone(),
         stage,
-        payload,
+        payload: payload.into(),
     };
     let attempt = Some(AttemptReply { reply: tx, state });
     pool::send(
