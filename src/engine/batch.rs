@@ -272,7 +272,7 @@ impl Engine {
         let link = Arc::downgrade(&batch);
         let mut spares = Vec::with_capacity(n);
         self.shared.recycler.take(n, &mut spares);
-        let items: Vec<(Arc<Request>, Payload)> = payloads
+        let items: Vec<(Arc<Request>, Vec<u8>)> = payloads
             .iter()
             .enumerate()
             .map(|(i, payload)| {
@@ -306,7 +306,7 @@ impl Engine {
             .deadlines(timed.filter(|req| !completes_inline(req)));
         for (req, payload) in items {
             // An item never comes back to be queued: its completion goes to the batch.
-            let _ = self.start_request(req, payload);
+            let _ = self.start_request(req, Payload::Owned(payload));
         }
         self.shared.counters.accepted.fetch_add(n as u64, Relaxed);
         Ok(id)

@@ -41,7 +41,8 @@ impl LendState {
         LendState(AtomicU8::new(LENT))
     }
 
-    fn is_lent(&self) -> bool {
+    /// True when the request's payload is lent.
+    pub fn is_lent(&self) -> bool {
         self.0.load(Relaxed) & LENT != 0
     }
 

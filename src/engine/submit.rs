@@ -98,7 +98,7 @@ impl Engine {
         }
         let mut spares = Vec::with_capacity(granted);
         self.shared.recycler.take(granted, &mut spares);
-        let accepted: Vec<(Arc<Request>, Payload)> = reqs
+        let accepted: Vec<(Arc<Request>, Vec<u8>)> = reqs
             .iter()
             .zip(entries)
             .take(granted)
@@ -130,7 +130,15 @@ impl Engine {
         self.shared
             .timers
             .deadlines(timed.filter(|req| !completes_inline(req)));
-        for (req, payload) in accepted {
+        for ((req, buf), sub) in accepted.into_iter().zip(reqs) {
+            let payload = if req.lend().is_lent() {
+                // SAFETY: only `submit_batch_lent` lends (`new_request`), whose caller keeps the
+                // bytes valid and unmodified until the completion is polled.
+                let bytes = unsafe { LentBytes::new(sub.payload) };
+                Payload::Lent { bytes, spare: buf }
+            } else {
+                Payload::Owned(buf)
+            };
             if let Some(req) = self.start_request(req, payload) {
                 inline_done.push(req);
             }
@@ -188,7 +196,7 @@ impl Engine {
         if !completes_inline(&req) {
             self.shared.timers.deadlines([&req]);
         }
-        let inline = self.start_request(req, payload);
+        let inline = self.start_request(req, Payload::Owned(payload));
         self.shared.counters.accepted.fetch_add(1, Relaxed);
         self.shared.queue.push(inline);
         Ok(id)
@@ -262,13 +270,14 @@ impl Engine {
     /// The record of an accepted request (its deadline counted from `now`) and its own copy of
     /// the payload (with room for the NUL an echo adds), made from a recycled request and
     /// buffer when there is one; an item of `batch` when given. With `lend`, a native
-    /// handler's payload is not copied: the request carries the host's bytes (and the spare
-    /// buffer, for the response).
+    /// handler's payload is not copied: the request is marked lent and the buffer returned is
+    /// the spare, for the response (the caller pairs it with the host's bytes).
+    #[inline]
     pub(super) fn new_request(
         &self,
         sub: &Submission<'_>,
         item: NewRequest<'_>,
-    ) -> (Arc<Request>, Payload) {
+    ) -> (Arc<Request>, Vec<u8>) {
         let NewRequest {
             id,
             entry,
@@ -311,23 +320,11 @@ impl Engine {
             },
             None => (fresh(entry), Vec::new()),
         };
-        if lend {
-            // SAFETY: `lend` is set only by `submit_batch_lent`, whose caller keeps the bytes
-            // valid and unmodified until the completion is polled.
-            let bytes = unsafe { LentBytes::new(sub.payload) };
-            return (
-                req,
-                Payload::Lent {
-                    bytes,
-                    spare: payload,
-                },
-            );
-        }
-        if !sub.payload.is_empty() {
+        if !lend && !sub.payload.is_empty() {
             payload.reserve_exact(sub.payload.len() + 1);
             payload.extend_from_slice(sub.payload);
         }
-        (req, Payload::Owned(payload))
+        (req, payload)
     }
 
     /// Starts an accepted request already in the ledger. A request that completes inline (an
