@@ -23,7 +23,7 @@ use super::lend::Payload;
 use super::registry::HandlerEntry;
 use super::request::Request;
 use super::shared::Shared;
-use super::submit::{NewRequest, completes_inline, validate_first_stage};
+use super::submit::{completes_inline, validate_first_stage};
 use super::types::{Completion, Submission};
 use crate::contract::{Meta, Outcome};
 use crate::error::{Error, Result};
@@ -282,15 +282,8 @@ impl Engine {
                     user_data,
                     payload,
                 };
-                let item = NewRequest {
-                    id: id + 1 + i as u64,
-                    entry: entry.clone(),
-                    now,
-                    spare: spares.pop(),
-                    batch: Some(&link),
-                    lend: false,
-                };
-                self.new_request(&sub, item)
+                let item_id = id + 1 + i as u64;
+                self.new_request(item_id, &sub, entry.clone(), now, spares.pop(), Some(&link))
             })
             .collect();
         drop(spares);

@@ -104,15 +104,12 @@ impl Engine {
             .take(granted)
             .enumerate()
             .map(|(i, (sub, entry))| {
-                let item = NewRequest {
-                    id: first_id + i as u64,
-                    entry,
-                    now,
-                    spare: spares.pop(),
-                    batch: None,
-                    lend,
-                };
-                self.new_request(sub, item)
+                let id = first_id + i as u64;
+                if lend && lends_to(sub, &entry) {
+                    self.new_lent_request(id, sub, entry, now, spares.pop())
+                } else {
+                    self.new_request(id, sub, entry, now, spares.pop(), None)
+                }
             })
             .collect();
         if let Some(ids) = out_ids {
@@ -182,15 +179,7 @@ impl Engine {
         if self.shared.config.metrics {
             entry.metrics.count_submitted(1);
         }
-        let item = NewRequest {
-            id,
-            entry,
-            now: Instant::now(),
-            spare: None,
-            batch: None,
-            lend: false,
-        };
-        let (req, payload) = self.new_request(sub, item);
+        let (req, payload) = self.new_request(id, sub, entry, Instant::now(), None, None);
         self.shared.ledger.insert([req.clone()]);
         self.cancel_if_cancelling([&req]);
         if !completes_inline(&req) {
@@ -269,26 +258,16 @@ impl Engine {
 
     /// The record of an accepted request (its deadline counted from `now`) and its own copy of
     /// the payload (with room for the NUL an echo adds), made from a recycled request and
-    /// buffer when there is one; an item of `batch` when given. With `lend`, a native
-    /// handler's payload is not copied: the request is marked lent and the buffer returned is
-    /// the spare, for the response (the caller pairs it with the host's bytes).
-    #[inline]
+    /// buffer when there is one; an item of `batch` when given.
     pub(super) fn new_request(
         &self,
+        id: u64,
         sub: &Submission<'_>,
-        item: NewRequest<'_>,
+        entry: Arc<HandlerEntry>,
+        now: Instant,
+        spare: Option<Spare>,
+        batch: Option<&Weak<Batch>>,
     ) -> (Arc<Request>, Vec<u8>) {
-        let NewRequest {
-            id,
-            entry,
-            now,
-            spare,
-            batch,
-            lend,
-        } = item;
-        // Only a pool job reads a lent payload under the hand-off of lend.rs; every other
-        // handler takes its bytes by value or keeps them past its completion.
-        let lend = lend && !sub.payload.is_empty() && first_stage_is_native(&entry);
         let timeout_ms = match sub.timeout_ms {
             0 => self.shared.config.default_timeout_ms,
             ms => ms,
@@ -297,9 +276,6 @@ impl Engine {
             let mut req = Request::new(id, sub.user_data, entry, now, timeout_ms);
             if let Some(b) = batch {
                 req.join_batch(b.clone());
-            }
-            if lend {
-                req.lend_payload();
             }
             Arc::new(req)
         };
@@ -311,20 +287,41 @@ impl Engine {
                     if let Some(b) = batch {
                         r.join_batch(b.clone());
                     }
-                    if lend {
-                        r.lend_payload();
-                    }
                     (req, buf)
                 }
                 None => (fresh(entry), buf),
             },
             None => (fresh(entry), Vec::new()),
         };
-        if !lend && !sub.payload.is_empty() {
+        if !sub.payload.is_empty() {
             payload.reserve_exact(sub.payload.len() + 1);
             payload.extend_from_slice(sub.payload);
         }
         (req, payload)
+    }
+
+    /// Like [`Engine::new_request`], for a payload the host lends: nothing is copied, the
+    /// request is marked lent, and the buffer returned is the spare one (for the response; the
+    /// caller pairs it with the host's bytes when it starts the request).
+    fn new_lent_request(
+        &self,
+        id: u64,
+        sub: &Submission<'_>,
+        entry: Arc<HandlerEntry>,
+        now: Instant,
+        spare: Option<Spare>,
+    ) -> (Arc<Request>, Vec<u8>) {
+        let nothing = Submission {
+            payload: &[],
+            ..*sub
+        };
+        let (mut req, buf) = self.new_request(id, &nothing, entry, now, spare, None);
+        // A request just made or renewed is not shared yet.
+        match Arc::get_mut(&mut req) {
+            Some(r) => r.lend_payload(),
+            None => unreachable!("a new request is shared"),
+        }
+        (req, buf)
     }
 
     /// Starts an accepted request already in the ledger. A request that completes inline (an
@@ -356,25 +353,18 @@ impl Engine {
     }
 }
 
-/// What [`Engine::new_request`] makes besides the submission: the id, the handler, the time of
-/// acceptance, a recycled request to reuse, the batch it is an item of, and whether the host
-/// lends its payload.
-pub(super) struct NewRequest<'b> {
-    pub id: u64,
-    pub entry: Arc<HandlerEntry>,
-    pub now: Instant,
-    pub spare: Option<Spare>,
-    pub batch: Option<&'b Weak<Batch>>,
-    pub lend: bool,
-}
-
-/// True when the request's first stage runs on the pool: the one reader of a lent payload.
-fn first_stage_is_native(entry: &HandlerEntry) -> bool {
-    match &entry.kind {
-        HandlerKind::Pipeline(stages) => stages.first().is_some_and(|s| first_stage_is_native(s)),
-        HandlerKind::Blocking(_) => true,
-        _ => false,
+/// True when a lent payload of `sub` is read in place: it is not empty and the first stage
+/// runs on the pool, the one reader of a lent payload (under the hand-off of `lend.rs`); every
+/// other handler takes its bytes by value or keeps them past its completion, so it gets a copy.
+fn lends_to(sub: &Submission<'_>, entry: &HandlerEntry) -> bool {
+    fn native(entry: &HandlerEntry) -> bool {
+        match &entry.kind {
+            HandlerKind::Pipeline(stages) => stages.first().is_some_and(|s| native(s)),
+            HandlerKind::Blocking(_) => true,
+            _ => false,
+        }
     }
+    !sub.payload.is_empty() && native(entry)
 }
 
 /// Counts accepted requests per addressed handler, one atomic add per run of equal handlers.
