@@ -3,7 +3,9 @@
  * the host's bytes in place (the very pointer the host passed); a BUSY batch lends only its
  * accepted prefix; a request that times out or is cancelled while its handler runs gets its
  * completion only when the handler returns; one cancelled while queued never has its bytes read;
- * built-in handlers and pipelines still work (copying what they need); unknown flags are refused.
+ * built-in handlers and pipelines still work (copying what they need); a hedged run's losing
+ * attempt, which reads its payload after the winner's completion was polled, reads a copy;
+ * unknown flags are refused.
  *
  * Every lent buffer is malloc'd and freed as soon as the rule allows (its completion polled, or
  * the submit returned for a request not accepted), so under ASan and valgrind any later read by
@@ -245,6 +247,48 @@ static void freed_with_lent_requests_queued(void) {
     for (int i = 0; i < 32; i++) free(bufs[i]);
 }
 
+static atomic_int hedge_calls, loser_done;
+
+/* Idempotent: the first call waits until it is cancelled (it lost the race) and only then reads
+ * its payload; the second (the hedge) answers at once. */
+static void h_hedge(void *ctx, portway_call *call) {
+    (void)ctx;
+    const uint8_t *d = NULL;
+    size_t n = 0;
+    int first = atomic_fetch_add(&hedge_calls, 1) == 0;
+    for (int i = 0; first && i < 10000 && !portway_call_is_cancelled(call); i++) sleep_ms(1);
+    if (portway_call_payload(call, &d, &n) != PORTWAY_OK) return;
+    volatile uint8_t sum = 0;
+    for (size_t i = 0; i < n; i++) sum = (uint8_t)(sum + d[i]); /* a use-after-free if lent */
+    portway_call_respond(call, d, n);
+    if (first) atomic_store(&loser_done, 1);
+}
+
+/* The loser of a hedged run reads its payload after the winner's completion was polled (and the
+ * lent buffer freed): it reads the copy the hedged run made. */
+static void a_hedged_run_reads_a_copy(void) {
+    portway_engine *eng = new_engine_workers(2);
+    uint32_t h = 0;
+    CHECK_OK(portway_register_handler_ex(eng, "hedged", h_hedge, NULL, PORTWAY_HANDLER_IDEMPOTENT, &h));
+    portway_policy p;
+    CHECK_OK(portway_policy_default(&p));
+    p.hedge_after_ms = 5;
+    p.hedge_budget_percent = 100;
+    CHECK_OK(portway_handler_set_policy(eng, h, &p));
+    uint8_t *buf = lendable("hedged bytes");
+    portway_request r = lent_req(h, buf, 12, 0, 0);
+    uint64_t id = 0;
+    size_t accepted = 0;
+    CHECK_OK(portway_submit_batch_ex(eng, &r, 1, PORTWAY_SUBMIT_LEND_PAYLOAD, &id, &accepted));
+    portway_completion c = wait_for(eng, id, 10000);
+    CHECK(c.status == PORTWAY_OK && data_is(&c, "hedged bytes"));
+    CHECK_OK(portway_release(eng, &c, 1));
+    free(buf);
+    for (int i = 0; i < 10000 && !atomic_load(&loser_done); i++) sleep_ms(1);
+    CHECK(atomic_load(&loser_done) == 1);
+    portway_engine_free(eng);
+}
+
 static void unknown_flags_are_refused(void) {
     uint32_t gate;
     portway_engine *eng = engine(1, 8, &gate);
@@ -271,6 +315,7 @@ int main(void) {
     cancelled_while_queued_is_never_read();
     builtins_and_pipelines();
     freed_with_lent_requests_queued();
+    a_hedged_run_reads_a_copy();
     unknown_flags_are_refused();
     puts("test_lend: ok");
     return 0;
