@@ -129,8 +129,8 @@ impl Engine {
             .deadlines(timed.filter(|req| !completes_inline(req)));
         for ((req, buf), sub) in accepted.into_iter().zip(reqs) {
             let payload = if req.lend().is_lent() {
-                // SAFETY: only `submit_batch_lent` lends (`new_request`), whose caller keeps the
-                // bytes valid and unmodified until the completion is polled.
+                // SAFETY: only `submit_batch_lent` lends (`new_lent_request`), whose caller
+                // keeps the bytes valid and unmodified until the completion is polled.
                 let bytes = unsafe { LentBytes::new(sub.payload) };
                 Payload::Lent { bytes, spare: buf }
             } else {
@@ -333,7 +333,7 @@ impl Engine {
         payload: Payload,
     ) -> Option<Arc<Request>> {
         if let Some(answer) = inline_answer(&req) {
-            // Never lent: only a native handler's payload is (`new_request`).
+            // Never lent: only a native handler's payload is (`lends_to`).
             let outcome = answer(payload.into_spent());
             let status = outcome.status;
             if let Some(won) = req.claim_inline(outcome) {
