@@ -27,9 +27,9 @@ __all__ = ["BatchResult"]
 # The Structs that split a batch's data into its items, by the item lengths they split (the
 # offsets' bytes): batches of the same shape (fixed-size records, repeated payloads) reuse one
 # instead of formatting and compiling n fields again. Bounded: at most _SHAPES_MAX entries, each
-# of at most _SHAPE_ITEMS_MAX items (a 65,536-item Struct and its key are ~2.5 MB).
+# of at most _SHAPE_ITEMS_MAX items (a 16,384-item Struct and its key are ~0.7 MB).
 _SHAPES: dict[bytes, struct.Struct] = {}
-_SHAPES_MAX = 8
+_SHAPES_MAX = 4
 _SHAPE_ITEMS_MAX = 16384
 
 
@@ -87,15 +87,20 @@ class BatchResult(Sequence[bytes]):
         self._items: tuple[bytes, ...] | None = None
 
     def _all(self) -> tuple[bytes, ...]:
+        # Another thread may be making the items too: ``_items`` is set before ``_data`` is
+        # dropped, so data read before ``_items`` is checked is whole, or the items are there.
+        data = self._data
         items = self._items
         if items is None:
-            items = self._items = _split(self._data, self._offsets)
+            items = self._items = _split(data, self._offsets)
             self._data = b""
         return items
 
     def _bytes(self) -> bytes:
         """Every item's bytes, one after the other (as ``portway_batch_view.data``)."""
-        return self._data if self._items is None else b"".join(self._items)
+        data = self._data  # before ``_items``: see ``_all``
+        items = self._items
+        return data if items is None else b"".join(items)
 
     @classmethod
     def _join(cls, parts: list[BatchResult]) -> BatchResult:
@@ -125,6 +130,7 @@ class BatchResult(Sequence[bytes]):
     def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
         if isinstance(i, slice):
             return list(self._all()[i])
+        data = self._data  # before ``_items``: see ``_all``
         items = self._items
         if items is not None:
             try:
@@ -137,7 +143,7 @@ class BatchResult(Sequence[bytes]):
         if not 0 <= i < n:
             raise IndexError("batch index out of range")
         o = self._offsets
-        return self._data[o[i] : o[i + 1]]
+        return data[o[i] : o[i + 1]]
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._all())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -75,6 +76,24 @@ def test_every_item_as_bytes_without_python_code_per_item(eng: portway.Engine) -
         fresh[2000]
     with pytest.raises(IndexError):
         fresh[-2001]
+
+
+def test_items_read_from_several_threads_at_once(eng: portway.Engine) -> None:
+    # The first reader makes every item's bytes and drops the one buffer; readers racing it
+    # see whole items either way.
+    payloads = [b"%d" % i for i in range(300)]
+    for _ in range(20):
+        r = eng.batch("echo", payloads)
+        seen: list[object] = []
+        def read(k: int) -> None:
+            seen.append(list(r) if k % 2 else [r[i] for i in range(300)])
+
+        readers = [threading.Thread(target=read, args=(k,)) for k in range(6)]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join()
+        assert seen == [payloads] * 6
 
 
 def test_items_of_batches_of_the_same_shape(eng: portway.Engine) -> None:
