@@ -62,9 +62,7 @@ def _batch_parts(datas: list[bytes], step: int) -> Iterator[tuple[bytes, array[i
     """The sub-batches of ``datas``, at most ``step`` items each: one buffer and its offsets."""
     for start in range(0, len(datas), step):
         part = datas[start : start + step]
-        offsets = array("Q", [0])
-        offsets.extend(itertools.accumulate(map(len, part)))
-        yield b"".join(part), offsets
+        yield b"".join(part), array("Q", list(itertools.accumulate(map(len, part), initial=0)))
 
 
 def _empty_batch() -> BatchResult:
