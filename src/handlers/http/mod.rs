@@ -59,6 +59,7 @@ mod pool;
 mod proxy;
 mod redirect;
 mod request;
+mod response;
 mod retry;
 mod tls;
 
@@ -69,9 +70,10 @@ pub use options::{HttpOptions, default_user_agent};
 use super::{AsyncHandler, OutcomeFuture};
 use crate::contract::{Handler, Meta, Outcome};
 use crate::error::Result;
-use client::{Client, Response};
+use client::Client;
 use errors::HttpError;
 use request::Prepared;
+use response::Response;
 
 /// An http handler: one connection pool and one set of [`HttpOptions`].
 pub struct HttpHandler {
