@@ -53,6 +53,9 @@ struct Failure {
     /// Idempotent and got no response head, as when a pooled connection was closed by the
     /// server just before it was used.
     may_repeat: bool,
+    /// Idempotent, and the response head was too large for the narrow HTTP/1 connection it
+    /// came on: the origin is now wide, and the request is sent again on a wide connection.
+    widen: bool,
 }
 
 impl From<HttpError> for Failure {
@@ -61,6 +64,7 @@ impl From<HttpError> for Failure {
             error,
             unprocessed: false,
             may_repeat: false,
+            widen: false,
         }
     }
 }
@@ -111,12 +115,15 @@ impl Client {
     /// Sends `req` once and reads the whole response. A request the server did not process
     /// is sent again on another connection (up to [`MAX_UNPROCESSED_REPEATS`] times); a pooled
     /// connection that turns out to be dead before the response head is replaced by another,
-    /// once.
+    /// once; so is a narrow connection that got a head too large for it (see the pool's
+    /// module doc), once.
     pub async fn exchange(&self, req: &Prepared) -> Result<Response, HttpError> {
         let mut reused_failures = 0;
         let mut unprocessed = 0;
+        let mut widened = false;
+        let idempotent = is_idempotent(&req.method);
         loop {
-            let (lease, reused) = self.checkout(&req.origin).await?;
+            let (lease, reused) = self.checkout(&req.origin, idempotent).await?;
             let counter = if reused {
                 &self.pool.reused_total
             } else {
@@ -136,6 +143,7 @@ impl Client {
                     );
                     return Err(f.error);
                 }
+                Err(f) if f.widen && !widened => widened = true,
                 Err(f) if f.may_repeat && reused && reused_failures == 0 => reused_failures += 1,
                 Err(f) => return Err(f.error),
             }
@@ -144,26 +152,39 @@ impl Client {
 
     /// Takes an idle or shared connection, or opens one within the cap, or waits for one.
     /// While the first connection to an https origin is being opened, waits for it to learn
-    /// the protocol (see the pool's module doc). The flag says whether the connection was
+    /// the protocol (see the pool's module doc). A request that may not be sent twice makes
+    /// the origin's HTTP/1 connections wide first. The flag says whether the connection was
     /// used before.
-    async fn checkout(&self, origin: &Origin) -> Result<(Lease, bool), HttpError> {
+    async fn checkout(
+        &self,
+        origin: &Origin,
+        idempotent: bool,
+    ) -> Result<(Lease, bool), HttpError> {
         self.pool.start_reaper();
         let host = self.pool.host(origin);
+        if !idempotent {
+            host.set_wide();
+        }
+        let idle = |host: &Arc<Host>| {
+            let conn = host.take_idle(self.pool.idle_timeout)?;
+            let host = host.clone();
+            Some((Lease::H1 { conn, host }, true))
+        };
         loop {
             if host.h2_known() {
                 return self.checkout_h2(origin, host).await;
             }
+            // An idle connection first: registering with `notify` takes its lock twice (in and
+            // out), which a request that finds a connection at once need not pay.
+            if let Some(lease) = idle(&host) {
+                return Ok(lease);
+            }
             let notified = host.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(conn) = host.take_idle(self.pool.idle_timeout) {
-                return Ok((
-                    Lease::H1 {
-                        conn,
-                        host: host.clone(),
-                    },
-                    true,
-                ));
+            // Again once registered, so that a connection put back in between is not missed.
+            if let Some(lease) = idle(&host) {
+                return Ok(lease);
             }
             let probe = if self.connector.may_speak_h2(origin) && !host.h1_known() {
                 match host.join_probe() {
@@ -233,7 +254,8 @@ impl Client {
         host: Arc<Host>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<Lease, HttpError> {
-        Ok(match self.connector.connect(origin, permit).await? {
+        let wide = host.wide();
+        Ok(match self.connector.connect(origin, permit, wide).await? {
             Connected::H1(conn) => {
                 host.set_h1();
                 Lease::H1 { conn, host }
@@ -255,10 +277,12 @@ impl Client {
                 || errors::is_refused(&e)
                 || (idempotent && (errors::is_go_away(&e) || errors::h2_dropped_unopened(&e))),
             may_repeat: unsent || (idempotent && !e.is_parse()),
+            widen: false,
             error: errors::exchange_failed(origin, &e, self.max_header_bytes),
         };
         match lease {
             Lease::H1 { mut conn, host } => {
+                let wide = conn.wide;
                 if let Err(e) = conn.sender.ready().await {
                     return Err(failed(e, true));
                 }
@@ -274,7 +298,15 @@ impl Client {
                     Ok(r) => r,
                     Err(mut e) => {
                         let unsent = e.take_message().is_some();
-                        return Err(failed(e.into_error(), unsent));
+                        let e = e.into_error();
+                        let widen = !wide && idempotent && e.is_parse_too_large();
+                        if widen {
+                            host.set_wide();
+                        }
+                        return Err(Failure {
+                            widen,
+                            ..failed(e, unsent)
+                        });
                     }
                 };
                 let resp = self.read(resp, decode, &mut watch).await?;

@@ -171,7 +171,7 @@ async fn exchange(
     reply: Vec<u8>,
 ) -> Result<super::response::Response, errors::HttpError> {
     let (ours, mut peer) = tokio::io::duplex(1 << 16);
-    let (mut sender, conn) = connect::h1_builder(knobs.max_header_bytes)
+    let (mut sender, conn) = connect::h1_builder(knobs.max_header_bytes, true)
         .handshake::<_, ReqBody>(TokioIo::new(ours))
         .await
         .expect("a handshake over a pipe");
