@@ -291,9 +291,10 @@ impl Client {
                 // As for HTTP/2 below: a request queued just as the connection closes comes
                 // back unsent once this, its only sender, is dropped.
                 let ended = conn.ended.clone();
+                let timer = conn.timer.take();
                 let mut held = Some(conn);
                 let answered = answered_or_released(sent, ended, || held = None);
-                let mut watch = ReadWatch::new(self.read_timeout, origin);
+                let mut watch = ReadWatch::resume(self.read_timeout, origin, timer);
                 let resp = match watch.step("head", answered).await? {
                     Ok(r) => r,
                     Err(mut e) => {
@@ -310,7 +311,8 @@ impl Client {
                     }
                 };
                 let resp = self.read(resp, decode, &mut watch).await?;
-                if let Some(conn) = held {
+                if let Some(mut conn) = held {
+                    conn.timer = watch.into_timer();
                     host.put_idle(conn);
                 }
                 Ok(resp)

@@ -165,6 +165,7 @@ impl Connector {
                 _task: TaskGuard(task.abort_handle()),
                 ended,
                 wide,
+                timer: None,
             }))
         }
     }

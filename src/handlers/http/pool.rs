@@ -35,6 +35,7 @@ use tokio::task::AbortHandle;
 
 use super::errors::HttpError;
 use super::request::Origin;
+use super::response::Timer;
 
 /// The request body type on every connection.
 pub(crate) type ReqBody = Full<Bytes>;
@@ -57,6 +58,8 @@ pub(crate) struct H1Conn {
     pub ended: tokio::sync::watch::Receiver<()>,
     /// Takes the handler's full count of header lines per response, not hyper's default.
     pub wide: bool,
+    /// The read timer of its last exchange, reused by the next (see `ReadWatch`).
+    pub timer: Option<Timer>,
 }
 
 /// An HTTP/2 connection, shared by all requests to its origin.

@@ -111,20 +111,42 @@ pub(crate) async fn read_response(
 /// the first time a step has to wait, keeps the deadline it was armed with, and is re-armed
 /// only when it fires while the current step is younger than the limit; a step that is ready
 /// at once touches no timer and reads no clock.
+///
+/// An HTTP/1 connection keeps the timer of its last exchange for the next one
+/// ([`ReadWatch::resume`], [`ReadWatch::into_timer`]): its deadline is never later than the
+/// new step's (same limit, armed earlier), so the loop above re-arms it when it fires early,
+/// and an exchange that never waits as long as the limit neither makes nor removes a timer.
 pub(crate) struct ReadWatch<'a> {
     limit: Option<Duration>,
     origin: &'a Origin,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    timer: Option<Timer>,
 }
+
+/// The timer a [`ReadWatch`] arms, kept by an HTTP/1 connection between exchanges.
+pub(crate) type Timer = Pin<Box<tokio::time::Sleep>>;
 
 impl<'a> ReadWatch<'a> {
     /// A watch for one exchange with `origin`; `None` waits without limit.
     pub(crate) fn new(limit: Option<Duration>, origin: &'a Origin) -> Self {
+        Self::resume(limit, origin, None)
+    }
+
+    /// A watch that reuses `timer`, left by an earlier exchange with the same limit.
+    pub(crate) fn resume(
+        limit: Option<Duration>,
+        origin: &'a Origin,
+        timer: Option<Timer>,
+    ) -> Self {
         ReadWatch {
             limit,
             origin,
-            timer: None,
+            timer,
         }
+    }
+
+    /// The timer, for the connection's next exchange.
+    pub(crate) fn into_timer(self) -> Option<Timer> {
+        self.timer
     }
 
     /// Awaits `step` for at most the limit, counted from the step's first wait.
@@ -245,6 +267,31 @@ mod tests {
             assert_eq!(e.kind, Kind::Timeout);
             assert!(e.message.contains("response body"), "{}", e.message);
             assert!(e.message.contains("read_timeout_ms"), "{}", e.message);
+        });
+    }
+
+    #[test]
+    fn a_timer_left_by_an_earlier_exchange_is_reused_and_re_armed_only_when_it_fires() {
+        let origin = origin();
+        let limit = Some(Duration::from_millis(40));
+        runtime().block_on(async {
+            let mut first = ReadWatch::new(limit, &origin);
+            first.step("head", tokio::task::yield_now()).await.unwrap();
+            let timer = first.into_timer().unwrap();
+            let (at, armed) = (&*timer as *const _, timer.deadline());
+            // The next exchange keeps it as it is: no timer made, none re-armed.
+            let mut next = ReadWatch::resume(limit, &origin, Some(timer));
+            next.step("head", tokio::task::yield_now()).await.unwrap();
+            let timer = next.into_timer().unwrap();
+            assert_eq!(&*timer as *const _, at, "a new timer was made");
+            assert_eq!(timer.deadline(), armed, "the timer was re-armed");
+            // Once its deadline has passed, a later exchange's step still gets its own full
+            // limit: the stale timer fires at once and is moved to the step's deadline.
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let mut late = ReadWatch::resume(limit, &origin, Some(timer));
+            let waited = late.step("head", tokio::time::sleep(Duration::from_millis(10)));
+            waited.await.unwrap();
+            assert!(late.into_timer().unwrap().deadline() > armed);
         });
     }
 
