@@ -253,9 +253,11 @@ static int sleeps(uint64_t n, const char *ms) {
 
 /* ------------------------------------------------------------------ W3 */
 
+#ifndef HTTP_BATCH_DIV
 #define HTTP_BATCH_DIV 4 /* W3 polls for window / HTTP_BATCH_DIV completions at a time */
-#define HTTP_WAIT_MS 2    /* and waits at most this long for them, so a slow straggler
-                             holds no completion back for longer */
+#endif
+#define HTTP_WAIT_MS 2 /* and waits at most this long for them, so a slow straggler holds no
+                          completion back for longer */
 
 static int http_ok(const portway_completion *c) { return c->code == 200; }
 
