@@ -406,7 +406,8 @@ impl Client {
             version = Version::HTTP_11;
             if !headers.contains_key(HOST)
                 && let Some(authority) = uri.authority()
-                && let Ok(v) = HeaderValue::from_str(authority.as_str())
+                && let Some(v) = (req.host_value.clone())
+                    .or_else(|| HeaderValue::from_str(authority.as_str()).ok())
             {
                 headers.insert(HOST, v);
             }
@@ -489,9 +490,19 @@ mod tests {
         let (built, n) = crate::alloc_count::allocations(|| client.build(&req, false));
         assert_eq!(built.uri(), "/items?x=1");
         assert_eq!(built.headers()[HOST], "h:1");
-        // The header map (indices and entries) and the Host value: the target shares the
+        // The header map (indices and entries): the target and the Host value share the
         // URL's bytes.
-        assert_eq!(n, 3, "allocations of build");
+        assert_eq!(n, 2, "allocations of build");
+        // The shared Host value is the authority as written, whatever else the URL repeats.
+        for (url, host) in [
+            ("http://[::1]:8080/", "[::1]:8080"),
+            ("http://h/h", "h"),
+            ("http://ht:80/", "ht:80"),
+        ] {
+            let payload = format!("GET {url} HTTP/1.1\r\n\r\n").into_bytes();
+            let req = super::super::request::prepare(payload).unwrap();
+            assert_eq!(client.build(&req, false).headers()[HOST], host);
+        }
         // No path, only a fragment (found by the request-head fuzz replay): the target hyper
         // writes is "/", not "".
         let req = super::super::request::prepare(b"GET http://h2#f HTTP/1.1\r\n\r\n".to_vec());

@@ -331,5 +331,5 @@ mod tests {
     }
 
     /// The allocations of one pooled HTTP/1 GET, from the submit-time check to the outcome.
-    const ALLOCATIONS_PER_GET: u64 = 15;
+    const ALLOCATIONS_PER_GET: u64 = 14;
 }
