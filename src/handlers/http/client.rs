@@ -11,8 +11,8 @@ use http::header::{
     ACCEPT_ENCODING, CONNECTION, HOST, PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING, UPGRADE,
     USER_AGENT,
 };
-use http::uri::{Authority, PathAndQuery};
-use http::{HeaderName, HeaderValue, Uri, Version};
+use http::uri::Authority;
+use http::{HeaderName, HeaderValue, Version};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
@@ -24,6 +24,7 @@ use super::pool::{H1Conn, H2Conn, Host, Pool, Probe, ReqBody};
 use super::request::{Origin, Prepared};
 use super::response::{ReadWatch, Response, read_response};
 use super::retry::is_idempotent;
+use super::target::{origin_form, with_authority};
 use crate::error::Result as PwResult;
 
 /// A connection taken for one exchange.
@@ -455,26 +456,6 @@ fn closed_pool(_: tokio::sync::AcquireError) -> HttpError {
     HttpError::new(Kind::Internal, "the connection pool was closed")
 }
 
-/// `/path?query` of an absolute URL (`/` when the path is empty). Shares the URL's bytes
-/// rather than parsing a copy: this runs for every HTTP/1 request.
-fn origin_form(uri: &Uri) -> Uri {
-    match uri.path_and_query() {
-        // Also what `as_str` says of an empty path, which `Uri::from` would print as "".
-        Some(pq) if pq.as_str() == "/" => Uri::from_static("/"),
-        Some(pq) if pq.as_str().starts_with('/') || pq.as_str() == "*" => Uri::from(pq.clone()),
-        pq => {
-            let fixed = format!("/{}", pq.map_or("", PathAndQuery::as_str));
-            fixed.parse().unwrap_or_else(|_| Uri::from_static("/"))
-        }
-    }
-}
-
-fn with_authority(uri: &Uri, authority: Authority) -> Uri {
-    let mut parts = uri.clone().into_parts();
-    parts.authority = Some(authority);
-    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,25 +488,5 @@ mod tests {
         // writes is "/", not "".
         let req = super::super::request::prepare(b"GET http://h2#f HTTP/1.1\r\n\r\n".to_vec());
         assert_eq!(client.build(&req.unwrap(), false).uri().to_string(), "/");
-    }
-
-    #[test]
-    fn origin_form_keeps_path_and_query() {
-        let u: Uri = "http://h:1/a/b?x=1".parse().unwrap();
-        assert_eq!(origin_form(&u), "/a/b?x=1");
-        let u: Uri = "http://h?x=1".parse().unwrap();
-        assert_eq!(origin_form(&u), "/?x=1");
-        let u: Uri = "http://h".parse().unwrap();
-        assert_eq!(origin_form(&u), "/");
-        // What hyper writes as the request target.
-        assert_eq!(origin_form(&u).to_string(), "/");
-        for (url, target) in [
-            ("http://h/", "/"),
-            ("http://h/a?b", "/a?b"),
-            ("http://h?q", "/?q"),
-        ] {
-            let u: Uri = url.parse().unwrap();
-            assert_eq!(origin_form(&u).to_string(), target);
-        }
     }
 }

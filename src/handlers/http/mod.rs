@@ -61,6 +61,7 @@ mod redirect;
 mod request;
 mod response;
 mod retry;
+mod target;
 mod tls;
 
 use std::sync::Arc;
