@@ -634,7 +634,11 @@ GOALS = [
     ("W1 from Node, eng.batch ≥ 2 M results/s", "rate", "w1.node.batch", None, 2e6, "absolute"),
     ("W2 wall time ≤ Go's", "wall", "w2.c.sleep", "w2.go.sleep", 1.0, "lower"),
     ("W2 peak RSS ≤ 0.5× Go's", "peak_rss", "w2.c.sleep", "w2.go.sleep", 0.5, "lower"),
-    ("W3 from C ≥ 1.0× Go's client", "rate", "w3.c.portway", "w3.go.client", 1.0, "higher"),
+    # Issue 17's three C W3 goals (they replace issue 7's "W3 from C ≥ 1.0× Go's client").
+    ("W3 from C ≥ 1.5× Go's client", "rate", "w3.c.portway", "w3.go.client", 1.5, "higher"),
+    ("W3 from C ≥ 1.0× libcurl multi", "rate", "w3.c.portway", "w3.c.curl", 1.0, "higher"),
+    ("W3 from C, CPU per request ≤ libcurl multi's", "cpu_per_10k", "w3.c.portway", "w3.c.curl", 1.0,
+     "lower"),
     ("W3 from Python ≥ 3× aiohttp", "rate", "w3.py.portway", "w3.py.aiohttp", 3.0, "higher"),
     ("W3 from Node ≥ 3× Node's agent in every run", "rate", "w3.node.portway", "w3.node.agent", 3.0,
      "every run"),

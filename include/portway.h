@@ -389,7 +389,10 @@ typedef struct portway_http_options {
     uint32_t max_connections_per_host;
     /**
      * Largest response head in bytes (at least 1024). Default 65536. HTTP/1 responses may
-     * also have one header line per 256 bytes of it, and at least 256 lines.
+     * also have one header line per 256 bytes of it, and at least 256 lines. (An origin's
+     * HTTP/1 connections parse up to 100 lines, the cheaper way, until it sends a longer head:
+     * that GET, HEAD, PUT, DELETE or OPTIONS is then sent once more on a connection that takes
+     * them all, as are all later requests to it; POST and PATCH always are.)
      */
     uint32_t max_header_bytes;
     /**
