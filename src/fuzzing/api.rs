@@ -452,7 +452,13 @@ impl Run {
             assert!(!last_error().is_empty());
             return;
         }
-        self.offered += n as u64;
+        // BUSY and SHUTDOWN decide every request after the stop; any other refusal decides
+        // the refused one alone (the engine does not count the rest).
+        let whole = matches!(
+            status,
+            Status::PORTWAY_OK | Status::PORTWAY_BUSY | Status::PORTWAY_SHUTDOWN
+        );
+        self.offered += if whole { n } else { accepted + 1 } as u64;
         assert!(accepted <= n, "{accepted} of {n} accepted");
         assert_eq!(status == Status::PORTWAY_OK, accepted == n, "{status:?}");
         let mut offers = offers.into_iter();

@@ -13,9 +13,8 @@
  * each refused request, so rejectedBusy equals the BUSY rejections JS sees, as with one submit
  * per request); after any other refusal (PORTWAY_INVALID_ARGUMENT for a payload over
  * max_payload, PORTWAY_NOT_FOUND for an unknown handler id) the flush goes on with the next
- * request. (The engine counts the requests after a refused one of a batch as refused and
- * submitted; in that rare case the ones submitted again are counted twice in `submitted` and
- * `rejectedInvalid`.)
+ * request (the engine did not count the requests after the refused one, so the ones
+ * submitted again count once).
  *
  * Every other method flushes the queue first (pw_this), so its effect comes after every
  * submit made before it. Payloads over COALESCE_MAX_PAYLOAD are submitted at once instead
