@@ -321,6 +321,10 @@ static inline void pw_waiter_free(pw_engine *pe, uint32_t slot) {
     pe->free_head = slot;
 }
 
+/* Makes room for `need` elements of `elem` bytes in *p (capacity *cap, doubled from 256 as
+ * needed; *p may be NULL). False when out of memory (*p and *cap unchanged). In coalesce.c. */
+bool pw_grow(void **p, size_t *cap, size_t need, size_t elem);
+
 /* ------------------------------------------------------------------ batch.c */
 
 napi_value pw_js_batch_submit(napi_env env, napi_callback_info info);

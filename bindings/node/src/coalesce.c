@@ -30,7 +30,7 @@
 #define KEEP_DATA_BYTES (1024 * 1024)
 #define KEEP_ITEMS 65536u
 
-static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
+bool pw_grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return true;
     size_t ncap = *cap ? *cap : 256;
     while (ncap < need) ncap *= 2;
@@ -54,9 +54,9 @@ napi_value pw_js_enqueue(napi_env env, napi_callback_info info) {
     }
     if (!pw_deliver_ready(env, pe)) return NULL;
     size_t cap = pe->pend_cap, dcap = pe->pend_data_cap;
-    bool ok = grow((void **)&pe->pend, &cap, (size_t)pe->npend + 1, sizeof *pe->pend);
+    bool ok = pw_grow((void **)&pe->pend, &cap, (size_t)pe->npend + 1, sizeof *pe->pend);
     pe->pend_cap = (uint32_t)cap;
-    ok = ok && grow((void **)&pe->pend_data, &dcap, pe->pend_len + req.payload_len, 1);
+    ok = ok && pw_grow((void **)&pe->pend_data, &dcap, pe->pend_len + req.payload_len, 1);
     pe->pend_data_cap = dcap;
     if (!ok) {
         pw_throw_oom(env);
@@ -112,8 +112,8 @@ void pw_pending_flush(napi_env env, pw_engine *pe) {
     napi_handle_scope scope = NULL;
     if (napi_open_handle_scope(env, &scope) != napi_ok) scope = NULL;
     size_t rcap = pe->pend_reqs_cap, icap = pe->pend_reqs_cap;
-    bool ok = grow((void **)&pe->pend_reqs, &rcap, np, sizeof *pe->pend_reqs) &&
-              grow((void **)&pe->pend_ids, &icap, np, sizeof *pe->pend_ids);
+    bool ok = pw_grow((void **)&pe->pend_reqs, &rcap, np, sizeof *pe->pend_reqs) &&
+              pw_grow((void **)&pe->pend_ids, &icap, np, sizeof *pe->pend_ids);
     pe->pend_reqs_cap = (uint32_t)(rcap < icap ? rcap : icap);
     if (!pe->eng || !ok) {
         /* Freed engine, or no memory for the call's arrays: each request rejects. */
