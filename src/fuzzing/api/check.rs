@@ -13,6 +13,10 @@ use crate::status::Status;
 impl Run {
     /// Checks one polled completion against the model.
     pub(super) fn completed(&mut self, c: &portway_completion) {
+        if self.batches.contains_key(&c.user_data) {
+            self.batch_completed(c);
+            return;
+        }
         let a = self
             .accepted
             .get_mut(&c.user_data)
@@ -26,16 +30,33 @@ impl Run {
             assert!(self.ids.insert(c.id), "completion id {} reused", c.id);
             a.id = Some(c.id);
         }
+        let (kind, payload) = (a.kind, a.payload.clone());
         assert!(!c.data.is_null());
         // SAFETY: `data` holds `len` bytes and a NUL until the completion is released.
         let data = unsafe { std::slice::from_raw_parts(c.data, c.len + 1) };
         assert_eq!(data[c.len], 0, "data not NUL-terminated");
-        let data = &data[..c.len];
         assert_eq!(c.meta.is_null(), c.meta_len == 0);
+        let meta = if c.meta_len == 0 {
+            &[][..]
+        } else {
+            // SAFETY: `meta` holds `meta_len` pairs until the completion is released.
+            unsafe { std::slice::from_raw_parts(c.meta, c.meta_len) }
+        };
+        let result = Outcome {
+            status: c.status,
+            code: c.code,
+            data: &data[..c.len],
+            meta,
+        };
+        self.check_outcome(kind, &payload, &result);
+    }
+
+    /// Checks one request's outcome (a completion's, or a batch item's) against what its
+    /// handler promises for `payload`.
+    pub(super) fn check_outcome(&self, kind: Kind, payload: &[u8], r: &Outcome<'_>) {
         let mut hedge_won = 0;
-        for i in 0..c.meta_len {
-            // SAFETY: `meta` holds `meta_len` pairs of NUL-terminated strings.
-            let pair = unsafe { *c.meta.add(i) };
+        for pair in r.meta {
+            // SAFETY: each pair holds NUL-terminated strings while its owner is unreleased.
             let (k, v) = unsafe { (CStr::from_ptr(pair.key), CStr::from_ptr(pair.value)) };
             if (k, v) == (c"portway-hedge", c"won") && self.policies[&self.native].hedge_ever {
                 hedge_won += 1;
@@ -43,10 +64,10 @@ impl Run {
             }
             assert_eq!((k, v), (c"k", c"v"));
         }
-        let status = c.status;
+        let status = r.status;
         let ok = status == Status::PORTWAY_OK as u32;
         // An open breaker on the handler (or a pipeline's stage) completes it UNAVAILABLE.
-        let breakers: &[u32] = match a.kind {
+        let breakers: &[u32] = match kind {
             Kind::Echo => &[self.echo],
             Kind::Sleep => &[self.sleep],
             Kind::Native => &[self.native],
@@ -67,28 +88,38 @@ impl Run {
             "completion status {status}"
         );
         if !ok {
-            assert!(!data.is_empty(), "status {status} without a message");
+            assert!(!r.data.is_empty(), "status {status} without a message");
             return;
         }
-        match a.kind {
-            Kind::Echo => assert_eq!(data, &a.payload[..]),
-            Kind::Sleep => assert!(data.is_empty()),
+        match kind {
+            Kind::Echo => assert_eq!(r.data, payload),
+            Kind::Sleep => assert!(r.data.is_empty()),
             Kind::Native | Kind::Pipeline => {
-                let mode = native_mode(&a.payload);
+                let mode = native_mode(payload);
                 assert!(mode != 2 && mode != 3, "native mode {mode} completed OK");
-                assert_eq!(data, &a.payload[..]);
+                assert_eq!(r.data, payload);
                 assert!(hedge_won <= 1, "two hedge marks");
-                assert_eq!(c.meta_len, usize::from(mode == 1) + hedge_won);
-                assert_eq!(c.code, if mode == 1 { 7 } else { 0 });
+                assert_eq!(r.meta.len(), usize::from(mode == 1) + hedge_won);
+                assert_eq!(r.code, if mode == 1 { 7 } else { 0 });
             }
             Kind::Unknown => unreachable!("never accepted"),
         }
     }
 
+    /// Requests accepted: plain ones and batch items (what `portway_stats.accepted` counts).
+    fn accepted_total(&self) -> u64 {
+        self.accepted.len() as u64 + self.batch_items
+    }
+
+    /// Whether every accepted request and batch has completed.
+    pub(super) fn all_completed(&self) -> bool {
+        self.accepted.values().all(|a| a.completed) && self.batches.values().all(|b| b.completed)
+    }
+
     /// The counters the model knows exactly (every submit ran on this thread).
     pub(super) fn check_counters(&self) {
         let s = self.stats();
-        assert_eq!(s.accepted, self.accepted.len() as u64, "accepted");
+        assert_eq!(s.accepted, self.accepted_total(), "accepted");
         assert_eq!(s.submitted, self.offered, "submitted");
         assert_eq!(
             s.submitted,
@@ -102,7 +133,7 @@ impl Run {
     /// Polls until every accepted request has completed (or the engine closed).
     pub(super) fn collect_all(&mut self) {
         let start = Instant::now();
-        while !self.closed && self.accepted.values().any(|a| !a.completed) {
+        while !self.closed && !self.all_completed() {
             assert!(start.elapsed() < STUCK, "completions never came");
             self.poll(8, 1, 10);
         }
@@ -197,7 +228,7 @@ impl Run {
         self.check_counters();
         assert_eq!(
             s.completed.iter().sum::<u64>(),
-            self.accepted.len() as u64,
+            self.accepted_total(),
             "completions posted vs accepted: {s:?}"
         );
         // SAFETY: the engine is live and freed once.

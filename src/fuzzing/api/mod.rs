@@ -19,6 +19,7 @@ use crate::ffi::*;
 use crate::status::Status;
 use model::*;
 
+mod batch;
 mod check;
 mod model;
 mod ops;
@@ -41,6 +42,10 @@ struct Run {
     pipeline: u32,
     /// Accepted requests by `user_data` (unique per request).
     accepted: HashMap<u64, Accepted>,
+    /// Accepted columnar batches by `user_data` (`portway_batch_submit`).
+    batches: HashMap<u64, Batched>,
+    /// Items of the accepted batches (each counted by `portway_stats.accepted`).
+    batch_items: u64,
     /// Ids returned by submits (nonzero, never reused).
     ids: HashSet<u64>,
     /// Requests offered to the engine (what `portway_stats.submitted` counts).
@@ -115,6 +120,8 @@ impl Run {
                 native: native_id,
                 pipeline,
                 accepted: HashMap::new(),
+                batches: HashMap::new(),
+                batch_items: 0,
                 ids: HashSet::new(),
                 offered: 0,
                 next_user_data: 1,
@@ -151,13 +158,7 @@ impl Run {
             }
         };
         let shape = input.byte();
-        let payload = if kind == Kind::Sleep && !shape.is_multiple_of(4) {
-            // Mostly short valid sleeps; sometimes arbitrary bytes.
-            format!("{}", shape % 3).into_bytes()
-        } else {
-            let len = usize::from(input.below(24));
-            input.bytes(len).to_vec()
-        };
+        let payload = payload(kind, shape, input);
         let timeout_ms = [0u32, 0, 1, 2, 1000, 0][usize::from((shape >> 2) % 6)];
         let user_data = self.next_user_data;
         self.next_user_data += 1;
@@ -271,7 +272,14 @@ pub fn api_sequence(data: &[u8]) {
                     let handler = run.policy_target(&mut input);
                     run.policy_state(handler);
                 }
-                _ => {}
+                // Columnar batches (here too, for the older corpus's sake).
+                _ => {
+                    if input.byte().is_multiple_of(2) {
+                        run.batch_submit(&mut input);
+                    } else {
+                        run.batch_result(&mut input);
+                    }
+                }
             },
         }
     }

@@ -6,6 +6,8 @@ use std::ffi::{CStr, c_void};
 use std::ptr;
 use std::time::{Duration, Instant};
 
+use super::Input;
+use crate::engine::portway_meta;
 use crate::ffi::*;
 use crate::status::Status;
 
@@ -69,6 +71,17 @@ pub(super) unsafe extern "C-unwind" fn native(_ctx: *mut c_void, call: *mut port
             }
         }
         portway_call_respond(call, payload.as_ptr(), payload.len());
+    }
+}
+
+/// A payload for `kind`, shaped by `shape`: for sleep mostly a short valid one, sometimes
+/// arbitrary bytes; else up to 23 bytes of input.
+pub(super) fn payload(kind: Kind, shape: u8, input: &mut Input<'_>) -> Vec<u8> {
+    if kind == Kind::Sleep && !shape.is_multiple_of(4) {
+        format!("{}", shape % 3).into_bytes()
+    } else {
+        let len = usize::from(input.below(24));
+        input.bytes(len).to_vec()
     }
 }
 
@@ -202,4 +215,22 @@ pub(super) fn blank() -> portway_completion {
         queued_ns: 0,
         run_ns: 0,
     }
+}
+
+/// What a request ended with: a completion's fields, or a batch item's columns.
+pub(super) struct Outcome<'a> {
+    pub(super) status: u32,
+    pub(super) code: u32,
+    /// The bytes, without the NUL after them.
+    pub(super) data: &'a [u8],
+    pub(super) meta: &'a [portway_meta],
+}
+
+/// A columnar batch the engine accepted (`portway_batch_submit`).
+pub(super) struct Batched {
+    pub(super) kind: Kind,
+    /// Item `i`'s payload.
+    pub(super) payloads: Vec<Vec<u8>>,
+    pub(super) id: u64,
+    pub(super) completed: bool,
 }

@@ -164,12 +164,10 @@ impl Run {
             Status::PORTWAY_CLOSED => {
                 assert!(self.shut_down, "CLOSED before shutdown");
                 assert_eq!(n, usize::MAX, "out_n written with CLOSED");
-                for (user_data, a) in &self.accepted {
-                    assert!(
-                        a.completed,
-                        "CLOSED but request {user_data} never completed"
-                    );
-                }
+                assert!(
+                    self.all_completed(),
+                    "CLOSED before every request completed"
+                );
                 self.closed = true;
                 0
             }
