@@ -43,6 +43,14 @@ fn time_out(eng: &Engine, h: u32) {
     }
 }
 
+/// An engine whose `sleep` has `policy`, and the handler's id.
+fn sleep_with(policy: PolicySettings) -> (Engine, u32) {
+    let eng = engine();
+    let h = eng.lookup("sleep").unwrap();
+    eng.set_policy(h, &policy).unwrap();
+    (eng, h)
+}
+
 fn finish_one(eng: &Engine, h: u32) {
     eng.submit(&sleep_for(h, b"1", 0)).unwrap();
     assert_eq!(one(eng).status, Status::PORTWAY_OK);
@@ -50,14 +58,11 @@ fn finish_one(eng: &Engine, h: u32) {
 
 #[test]
 fn a_finished_sleep_resets_the_breakers_consecutive_failures() {
-    let eng = engine();
-    let h = eng.lookup("sleep").unwrap();
-    let policy = PolicySettings {
+    let (eng, h) = sleep_with(PolicySettings {
         breaker_failures: 2,
         breaker_cooldown: Duration::from_secs(3600),
         ..PolicySettings::default()
-    };
-    eng.set_policy(h, &policy).unwrap();
+    });
     for _ in 0..3 {
         time_out(&eng, h);
         assert_eq!(eng.policy_state(h).unwrap().breaker_failures, 1);
@@ -71,15 +76,12 @@ fn a_finished_sleep_resets_the_breakers_consecutive_failures() {
 
 #[test]
 fn timeouts_open_a_breaker_on_sleep_and_a_finished_trial_closes_it() {
-    let eng = engine();
-    let h = eng.lookup("sleep").unwrap();
     let cooldown = Duration::from_millis(50);
-    let policy = PolicySettings {
+    let (eng, h) = sleep_with(PolicySettings {
         breaker_failures: 1,
         breaker_cooldown: cooldown,
         ..PolicySettings::default()
-    };
-    eng.set_policy(h, &policy).unwrap();
+    });
     time_out(&eng, h);
     let s = eng.policy_state(h).unwrap();
     assert_eq!(
@@ -96,14 +98,11 @@ fn timeouts_open_a_breaker_on_sleep_and_a_finished_trial_closes_it() {
 
 #[test]
 fn finished_sleeps_teach_the_rate_limit_how_long_a_run_takes() {
-    let eng = engine();
-    let h = eng.lookup("sleep").unwrap();
-    let policy = PolicySettings {
+    let (eng, h) = sleep_with(PolicySettings {
         rate_per_s: 10.0,
         burst: 1,
         ..PolicySettings::default()
-    };
-    eng.set_policy(h, &policy).unwrap();
+    });
     // One run of 200 ms: the estimate (mean + 4 deviations) is then well above 300 ms.
     eng.submit(&sleep_for(h, b"200", 0)).unwrap();
     assert_eq!(one(&eng).status, Status::PORTWAY_OK);
@@ -120,15 +119,12 @@ fn finished_sleeps_teach_the_rate_limit_how_long_a_run_takes() {
 
 #[test]
 fn finished_sleeps_are_latency_samples_for_the_adaptive_limit() {
-    let eng = engine();
-    let h = eng.lookup("sleep").unwrap();
-    let policy = PolicySettings {
+    let (eng, h) = sleep_with(PolicySettings {
         adaptive: true,
         min_concurrency: 1,
         max_concurrency: 60,
         ..PolicySettings::default()
-    };
-    eng.set_policy(h, &policy).unwrap();
+    });
     assert_eq!(eng.policy_state(h).unwrap().concurrency_limit, 20);
     let batch: Vec<Submission<'_>> = (0..1000).map(|_| sleep_for(h, b"2", 0)).collect();
     let (n, r) = eng.submit_batch(&batch, None);
