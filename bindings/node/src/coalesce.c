@@ -43,11 +43,9 @@ bool pw_grow(void **p, size_t *cap, size_t need, size_t elem) {
 
 /* enqueue(handlerId, payload, timeoutMs) -> slot, settled like submit's. */
 napi_value pw_js_enqueue(napi_env env, napi_callback_info info) {
-    pw_args a;
-    pw_engine *pe = pw_this_noflush(env, info, 3, true, &a);
-    if (!pe) return NULL;
     portway_request req = {0};
-    if (!pw_get_request(env, &a, &req)) return NULL;
+    pw_engine *pe = pw_this_request(env, info, false, &req);
+    if (!pe) return NULL;
     if (req.payload_len > COALESCE_MAX_PAYLOAD) {
         if (pe->npend) pw_pending_flush(env, pe); /* keep the submission order */
         return pw_submit_now(env, pe, &req);
