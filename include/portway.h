@@ -1162,6 +1162,10 @@ portway_status portway_submit(struct portway_engine *eng,
  * `payload_len` at most `max_payload`, checked before that payload is read (the batch stops
  * there with `PORTWAY_PAYLOAD_TOO_LARGE`). Returns `PORTWAY_OK` when all were accepted, else the status
  * that stopped the batch at index `*out_accepted` (see `portway_submit`). Never blocks.
+ * `portway_stats` counts the requests decided: after `PORTWAY_BUSY` or `PORTWAY_SHUTDOWN`
+ * every request from index `*out_accepted` on is counted refused; after any other status
+ * only the refused request is, and the ones after it were not looked at (offering them
+ * again counts them once).
  */
 portway_status portway_submit_batch(struct portway_engine *eng,
                                     const struct portway_request *reqs,

@@ -26,7 +26,10 @@ impl Engine {
     }
 
     /// Submits the longest acceptable prefix of `reqs`. Returns how many were accepted and
-    /// `Ok` when all were, else the error that stopped the batch. Ids go to `out_ids`.
+    /// `Ok` when all were, else the error that stopped the batch. Ids go to `out_ids`. The
+    /// stats count the requests decided: after a request refused for itself (unknown handler,
+    /// payload) the rest were not looked at and are not counted; `Busy` and `Shutdown` refuse
+    /// and count every request from the first not accepted.
     pub fn submit_batch(
         &self,
         reqs: &[Submission<'_>],
@@ -41,27 +44,37 @@ impl Engine {
             return (0, Err(Error::invalid("out_ids is shorter than the batch")));
         }
         let c = &self.shared.counters;
-        c.submitted.fetch_add(reqs.len() as u64, Relaxed);
         let (entries, invalid) = self.resolve(reqs);
         let valid = entries.len();
+        // A request's own refusal decides that request alone: the ones after it were not
+        // looked at and are not counted (the caller may offer them again, as the Node
+        // binding's coalescing does). BUSY and SHUTDOWN below decide every later one too.
+        let decided = valid + usize::from(invalid.is_some());
+        c.submitted.fetch_add(decided as u64, Relaxed);
+        let refuse_rest = |e: &Error, granted: usize| {
+            c.submitted
+                .fetch_add((reqs.len() - decided) as u64, Relaxed);
+            self.count_rejection(e, reqs.len() - granted);
+        };
         let mut stop = invalid;
         if valid == 0 {
             if let Some(e) = &stop {
-                self.count_rejection(e, reqs.len());
+                self.count_rejection(e, 1);
             }
             return (0, stop.map_or(Ok(()), Err));
         }
         if let Err(e) = self.shared.queue.reserve(valid as u64) {
-            self.count_rejection(&e, reqs.len());
+            refuse_rest(&e, 0);
             return (0, Err(e));
         }
         let granted = self.shared.ledger.try_acquire(valid as u64) as usize;
         if granted < valid {
             self.shared.queue.unreserve((valid - granted) as u64);
-            stop = Some(Error::Busy(self.shared.ledger.max_in_flight()));
-        }
-        if let Some(e) = &stop {
-            self.count_rejection(e, reqs.len() - granted);
+            let busy = Error::Busy(self.shared.ledger.max_in_flight());
+            refuse_rest(&busy, granted);
+            stop = Some(busy);
+        } else if let Some(e) = &stop {
+            self.count_rejection(e, 1);
         }
         let first_id = self.shared.next_id.fetch_add(granted as u64, Relaxed);
         let now = Instant::now();

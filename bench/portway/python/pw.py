@@ -34,6 +34,17 @@ def cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def timed_w1(n: int, batch: int, run: Callable[[int], int]) -> None:
+    """Runs a W1 loop ``run(total) -> failures`` once to warm up, then times it over ``n``
+    requests, prints the JSON line and exits non-zero if any failed."""
+    run(min(10 * batch, n))  # warm-up
+    t0 = time.perf_counter()
+    failed = run(n)
+    secs = time.perf_counter() - t0
+    print(json.dumps({"n": n, "secs": secs, "rate": n / secs, "failed": failed, "batch": batch}))
+    sys.exit(1 if failed else 0)
+
+
 def overhead(n: int, batch: int) -> None:
     with portway.Engine(pool_workers=2) as eng:
         payloads = [b""] * batch
@@ -53,12 +64,7 @@ def overhead(n: int, batch: int) -> None:
                 done += len(futs)
             return failed
 
-        run(min(10 * batch, n))  # warm-up
-        t0 = time.perf_counter()
-        failed = run(n)
-        secs = time.perf_counter() - t0
-    print(json.dumps({"n": n, "secs": secs, "rate": n / secs, "failed": failed, "batch": batch}))
-    sys.exit(1 if failed else 0)
+        timed_w1(n, batch, run)
 
 
 def batch(n: int, size: int) -> None:
@@ -77,12 +83,7 @@ def batch(n: int, size: int) -> None:
                 done += len(items)
             return failed
 
-        run(min(10 * size, n))  # warm-up
-        t0 = time.perf_counter()
-        failed = run(n)
-        secs = time.perf_counter() - t0
-    print(json.dumps({"n": n, "secs": secs, "rate": n / secs, "failed": failed, "batch": size}))
-    sys.exit(1 if failed else 0)
+        timed_w1(n, size, run)
 
 
 def http(url: str, n: int, conc: int, ca_pem: str | None) -> None:
