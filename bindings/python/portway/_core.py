@@ -53,6 +53,7 @@ from ._errors import (
 )
 from ._futures import AsyncTarget, Future, _AsyncEntry, fail, settle
 from ._lib import LIB
+from ._tick import TickQueue
 from ._raw import (
     _BYTES_OFF,
     _COMP_SIZE,
@@ -65,6 +66,7 @@ from ._raw import (
     _address,
     _address_ctypes,
     _comp_iter_unpack,
+    _head,
     _meta_pairs,
     _poll_raw,
     _release_raw,
@@ -78,6 +80,8 @@ from ._raw import (
 __all__ = ["_Core", "_close_core", "Entry"]
 
 Entry = Union[Future[Any], AsyncTarget]
+# ``_Core.readers``' value: the loop (weakly), whether add_reader worked, its tick's queue.
+LoopEntry = tuple["weakref.ref[asyncio.AbstractEventLoop]", bool, TickQueue]
 R = TypeVar("R")
 
 _POLL_SLICE_MS = 200
@@ -104,6 +108,7 @@ if hasattr(os, "register_at_fork"):
 _PER_REQUEST = frozenset({int(Status.PAYLOAD_TOO_LARGE), int(Status.INVALID_ARGUMENT), int(Status.UNKNOWN_HANDLER)})
 
 _get_running_loop = asyncio.get_running_loop
+_get_running_loop_or_none = asyncio._get_running_loop
 
 
 class _Core:
@@ -146,10 +151,11 @@ class _Core:
         self.demand_count = 0
         self.always_poll = False
         # The loops this engine's notify fd is registered with, by id(loop), each as a weak
-        # reference (True: add_reader worked; False: the delivery thread serves that loop).
-        # Weak, so a closed loop (asyncio.run() per request) is freed; the reference's
-        # callback drops the entry, and that runs before the id can be reused.
-        self.readers: dict[int, tuple[weakref.ref[asyncio.AbstractEventLoop], bool]] = {}
+        # reference (True: add_reader worked; False: the delivery thread serves that loop)
+        # and the queue of ahttp() requests of its current tick (``_tick``). Weak, so a closed
+        # loop (asyncio.run() per request) is freed; the reference's callback drops the
+        # entry, and that runs before the id can be reused.
+        self.readers: dict[int, LoopEntry] = {}
         self.readers_lock = threading.Lock()
         self.notify_fd = -1
         # Why in-flight work was cancelled by close()/the finalizer, for CancelledError.
@@ -274,20 +280,25 @@ class _Core:
         return rid.value
 
     def submit_batch(
-        self, hid: int, tms: int, datas: list[bytes], first: int, entries: list[Any]
+        self, heads: int | list[int], datas: list[bytes], first: int, entries: list[Any]
     ) -> tuple[array[int], list[tuple[int, PortwayError]]]:
-        """Registers ``entries[i]`` under token ``first + i`` and submits ``datas[i]`` to handler
-        ``hid``: one ``portway_submit_batch`` call when all are accepted. Returns the ids (0
-        where not accepted) and the ``(index, error)`` of every refused request, unregistered
-        here for the caller to settle. A request refused for itself (payload too large or
-        refused by the handler) fails alone and the batch goes on after it; an engine-wide
-        refusal (BUSY, SHUTDOWN) fails it and every later one, unsent. Raises when nothing
-        could be submitted because of the engine (closed, forked)."""
+        """Registers ``entries[i]`` under token ``first + i`` and submits ``datas[i]``, with
+        handler and timeout ``heads`` (``_raw._head(hid, tms)``: one for every request, or one
+        per request): one ``portway_submit_batch`` call when all are accepted. Returns the ids
+        (0 where not accepted) and the ``(index, error)`` of every refused request,
+        unregistered here for the caller to settle. A request refused for itself (payload too
+        large or refused by the handler) fails alone and the batch goes on after it; an
+        engine-wide refusal (BUSY, SHUTDOWN) fails it and every later one, unsent. Raises when
+        nothing could be submitted because of the engine (closed, forked)."""
         n = len(datas)
         tokens = range(first, first + n)
         # The request array as 4n native u64 words: (handler, timeout_ms), user_data, payload,
         # payload_len. Every column is filled by C loops (array slice assignment).
-        reqs = array("Q", _REQ.pack(hid, tms, 0, 0, 0)[:8]) * (4 * n)
+        if isinstance(heads, int):
+            reqs = array("Q", (heads, 0, 0, 0)) * n
+        else:
+            reqs = array("Q", bytes(_REQ.size * n))
+            reqs[0::4] = array("Q", heads)
         reqs[1::4] = array("Q", tokens)
         lens = array("Q", map(len, datas))
         reqs[3::4] = lens
@@ -364,7 +375,7 @@ class _Core:
         """``submit_batch`` for asyncio: one future of ``loop`` per payload (failed at once for
         a refused request), each with its request id (0 when refused)."""
         afuts: list[asyncio.Future[Completion]] = [loop.create_future() for _ in datas]
-        ids, failed = self.submit_batch(hid, tms, datas, self.batch_tokens(len(datas)), afuts)
+        ids, failed = self.submit_batch(_head(hid, tms), datas, self.batch_tokens(len(datas)), afuts)
         for i, exc in failed:
             afuts[i].set_exception(exc)
         return list(zip(afuts, ids))
@@ -571,17 +582,20 @@ class _Core:
         ent = self.readers.get(id(loop))
         return ent is not None and ent[0]() is loop
 
-    def ensure_reader(self, loop: asyncio.AbstractEventLoop) -> None:
+    def ensure_reader(self, loop: asyncio.AbstractEventLoop) -> LoopEntry:
         """Registers this engine's notify fd with ``loop`` (once per loop): completions
-        are then polled on the loop's thread when the fd is readable."""
-        if self.has_reader(loop):
-            return
+        are then polled on the loop's thread when the fd is readable. Returns the loop's
+        ``readers`` entry."""
+        ent = self.readers.get(id(loop))
+        if ent is not None and ent[0]() is loop:
+            return ent
         with self.readers_lock:
-            if self.has_reader(loop):
-                return
+            ent = self.readers.get(id(loop))
+            if ent is not None and ent[0]() is loop:
+                return ent
             # A new loop often means an old one closed (asyncio.run() per call): forget
             # closed loops now rather than when the collector frees them.
-            for key, (ref, _) in list(self.readers.items()):
+            for key, (ref, _, _) in list(self.readers.items()):
                 old = ref()
                 if old is None or old.is_closed():
                     self.readers.pop(key, None)
@@ -601,10 +615,22 @@ class _Core:
             ref = weakref.ref(loop, forget)
             try:
                 loop.add_reader(self.notify_fd, self._on_readable, ref)
-                readers[key] = (ref, True)
+                ent = readers[key] = (ref, True, TickQueue(self))
             except NotImplementedError:
-                readers[key] = (ref, False)  # e.g. a proactor loop: the delivery thread serves it
+                # e.g. a proactor loop: the delivery thread serves it
+                ent = readers[key] = (ref, False, TickQueue(self))
                 self.poll_always()
+            return ent
+
+    def flush_here(self) -> None:
+        """Submits the ``ahttp()`` requests queued in this tick by the loop running on the
+        calling thread, if any (``_tick``): for methods whose effect depends on what was
+        submitted before them. Another thread's loop flushes its own queue."""
+        loop = _get_running_loop_or_none()
+        if loop is not None:
+            ent = self.readers.get(id(loop))
+            if ent is not None and ent[0]() is loop:
+                ent[2].flush()
 
     def _on_readable(self, ref: weakref.ref[asyncio.AbstractEventLoop]) -> None:
         # The loop by weak reference: the handle that the loop's selector keeps must not
@@ -628,7 +654,7 @@ class _Core:
         with self.readers_lock:
             if not self.has_reader(loop):
                 return
-            _, added = self.readers.pop(id(loop))
+            _, added, _ = self.readers.pop(id(loop))
             if added and not loop.is_closed():
                 loop.remove_reader(self.notify_fd)
 
@@ -637,7 +663,7 @@ class _Core:
             current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             current = None
-        loops = [ref() for ref, _ in list(self.readers.values())]
+        loops = [ref() for ref, _, _ in list(self.readers.values())]
         for loop in loops:
             if loop is None:
                 continue

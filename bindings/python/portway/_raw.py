@@ -9,6 +9,7 @@ those per-argument conversions for preallocated ctypes arguments (see ``_raw``).
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 import sys
 from ctypes import addressof, c_size_t, c_uint32, c_uint64, c_void_p
@@ -146,6 +147,14 @@ def _memory_view() -> memoryview | None:
 
 
 _MEMORY = _memory_view()
+
+
+@functools.lru_cache(maxsize=256)
+def _head(hid: int, tms: int) -> int:
+    """The first 8 bytes of a ``portway_request`` (handler id and timeout) as one native word:
+    a batch of requests is built as an ``array("Q")`` of 4 words each (cached: a program uses a
+    handful of handler and timeout pairs)."""
+    return int.from_bytes(_REQ.pack(hid, tms, 0, 0, 0)[:8], sys.byteorder)
 
 
 _req_pack_into = _REQ.pack_into
