@@ -67,7 +67,7 @@ from ._raw import (
     _address_ctypes,
     _comp_iter_unpack,
     _head,
-    _meta_pairs,
+    _meta_raw,
     _poll_raw,
     _release_raw,
     _req_pack_into,
@@ -463,11 +463,10 @@ class _Core:
                     else:
                         body = b""
                     entries.append(entry)
-                    comps.append(
-                        Completion(
-                            cid, ud, status, code, body, _meta_pairs(meta, meta_len) if meta_len else [], qns, rns
-                        )
-                    )
+                    if meta_len:  # copied now, decoded when someone reads Completion.meta
+                        comps.append(Completion(cid, ud, status, code, body, None, qns, rns, _meta_raw(meta, meta_len)))
+                    else:
+                        comps.append(Completion(cid, ud, status, code, body, [], qns, rns))
             # Release before settling: whoever sees a result also sees its slot returned.
             _release_raw(self.eng_p, s.buf_p, _SIZES[count])
         finally:

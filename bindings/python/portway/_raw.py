@@ -15,6 +15,7 @@ import sys
 from ctypes import addressof, c_size_t, c_uint32, c_uint64, c_void_p
 from typing import Any
 
+from ._completion import _decode_meta
 from ._lib import LIB, PortwayCompletion, PortwayRequest
 
 _POLL_CAP = 256
@@ -96,19 +97,20 @@ _STRING_ARRAYS = tuple(ctypes.c_char_p * (2 * i) for i in range(65))
 
 
 def _meta_pairs(ptr: int, n: int) -> list[tuple[str, str]]:
-    """The ``n`` pairs of a ``portway_meta`` array, decoded (UTF-8, invalid bytes replaced).
+    """The ``n`` pairs of a ``portway_meta`` array, decoded (UTF-8, invalid bytes replaced):
+    ``_decode_meta(_meta_raw(ptr, n))``."""
+    return _decode_meta(_meta_raw(ptr, n))
 
-    One slice of a ``char *`` array copies every string (ctypes makes the list of bytes in C);
-    valid UTF-8 (the usual case) is then decoded in one call over the strings joined with NUL,
-    which none of them contains, and split back."""
+
+def _meta_raw(ptr: int, n: int) -> list[bytes | None]:
+    """The 2n strings of a ``portway_meta`` array of ``n`` pairs (key, value, key, ...), copied
+    and not decoded: one slice of a ``char *`` array (ctypes makes the list of bytes in C).
+    What a completion keeps until someone reads its ``meta`` (most http callers never read
+    the headers: decoding them was the largest cost of delivering a response)."""
     arr_t = _STRING_ARRAYS[n] if n < len(_STRING_ARRAYS) else ctypes.c_char_p * (2 * n)
     raw: list[bytes | None] = arr_t.from_address(ptr)[:]
-    try:
-        strs = b"\0".join(raw).decode().split("\0")  # type: ignore[arg-type]
-    except (TypeError, UnicodeDecodeError):  # a NULL string, or invalid UTF-8 somewhere
-        strs = [(b or b"").decode("utf-8", "replace") for b in raw]
-    it = iter(strs)
-    return list(zip(it, it))
+    return raw
+
 
 
 class _Scratch:

@@ -1,6 +1,7 @@
 """Engine.ahttp() requests of one loop tick go to the engine in one portway_submit_batch call
 (``portway/_tick.py``): coalescing, cancel before and after the flush, refusals found at the
-flush, an exception out of the flush, close() with requests still queued, several loops."""
+flush, an exception out of the flush, close() with requests still queued, several loops; and
+response headers decoded only when read."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 import portway
-from portway import _core
+from portway import _completion, _core
 
 from conftest import QuietHandler, serve
 
@@ -204,3 +205,25 @@ def test_loops_on_several_threads(eng: portway.Engine, server: str) -> None:
     assert results == {k: [b"/t%d/%d" % (k, i) for i in range(100)] for k in range(3)}
     assert not eng._core.pending
 
+
+def test_headers_are_decoded_when_first_read(
+    eng: portway.Engine, server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[int] = []
+    real = _completion._decode_meta
+
+    def counting(raw: list[bytes | None]) -> list[tuple[str, str]]:
+        decoded.append(len(raw))
+        return real(raw)
+
+    monkeypatch.setattr(_completion, "_decode_meta", counting)
+
+    async def main() -> list[portway.HttpResponse]:
+        return await asyncio.gather(*(eng.ahttp("GET", f"{server}/h{i}", timeout=10.0) for i in range(5)))
+
+    out = asyncio.run(main())
+    assert [r.status for r in out] == [200] * 5 and decoded == []
+    r = out[2]
+    assert r.header("x-path") == "/h2" and r.http_version == "HTTP/1.1"
+    assert ":http-version" not in [k for k, _ in r.headers] and r.completion is not None
+    assert r.completion.meta is r.headers and len(decoded) == 1
