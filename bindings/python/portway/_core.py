@@ -91,6 +91,7 @@ _NOT_FOUND = int(Status.NOT_FOUND)
 _BUSY = int(Status.BUSY)
 _BATCH_TOKEN_BASE = 1 << 62  # submit_many's tokens; single submits count up from 1
 _BATCH_JOIN_MAX = 1 << 20  # submit_many copies payloads up to this total into one blob
+_HEADS_MAX = 256  # _Core.heads entries (a program uses a handful)
 
 # Bumped in a forked child: every engine created before the fork then refuses to work.
 _fork_generation = 0
@@ -126,6 +127,9 @@ class _Core:
         self.batch_lock = threading.Lock()
         self.batch_next = _BATCH_TOKEN_BASE
         self.handlers: dict[str, int] = {}
+        # (handler name, timeout) -> the request head (``_raw._head``) of a checked pair: the
+        # ahttp() hot path's one dict hit for the lookup, the timeout check and the packing.
+        self.heads: dict[tuple[str, float | None], int] = {}
         self.keepalive: list[Any] = []  # CFUNCTYPE objects of registered Python handlers
         self.scratch: list[_Scratch] = []
         # One entry per native call running: append before the call, pop after. close()
@@ -207,6 +211,21 @@ class _Core:
         check(st)
         self.handlers[name] = out.value
         return out.value
+
+    def request_head(self, handler: str, timeout: float | None) -> int:
+        """``_raw._head`` of ``handler`` (a name) and ``timeout`` (seconds or None), checked
+        (``UnknownHandlerError``, ``InvalidArgumentError``...) and cached in ``heads`` for a
+        None, float or int timeout. Names never change ids: a duplicate name is refused."""
+        hid = self.handlers.get(handler)
+        if hid is None:
+            hid = self.handler_id(handler)
+        head = _head(hid, 0 if timeout is None else _timeout_ms(timeout))
+        if timeout is None or timeout.__class__ is float or timeout.__class__ is int:
+            heads = self.heads
+            if len(heads) >= _HEADS_MAX:
+                heads.clear()
+            heads[(handler, timeout)] = head
+        return head
 
     def cancel_id(self, rid: int) -> bool:
         """True if the request was still in flight (its completion will say CANCELLED)."""

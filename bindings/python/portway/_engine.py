@@ -47,7 +47,7 @@ from ._errors import (
 )
 from ._futures import Future, _AsyncEntry, cancel_with, fail, set_request_id
 from ._handler import c_handler
-from ._http import HeadersArg, HttpResponse, build_request, http_options, response_from_completion
+from ._http import _HEAD_CACHE, HeadersArg, HttpResponse, build_request, http_options, response_from_completion
 from ._lib import LIB, PortwayHandlerStats
 from ._policy import PolicyState
 from ._raw import _address, _head, _req_pack_into, _Scratch, _submit_raw
@@ -436,7 +436,9 @@ class Engine:
         arguments raise at once; an engine refusal (``BusyError``, ``ShutdownError``, a
         request the handler refuses) raises from the ``await``, as do the request's own
         errors. A task cancelled before the flush never reaches the engine."""
-        payload = build_request(method, url, headers, body)
+        payload = _HEAD_CACHE.get((method, url)) if headers is None and body is None else None
+        if payload is None:
+            payload = build_request(method, url, headers, body)
         core = self._core
         if core.closing or core.gen != _core._fork_generation:
             raise core.refusal()  # at once, as a direct submit would (the flush is too late)
@@ -444,10 +446,12 @@ class Engine:
         ent = core.readers.get(id(loop))
         if ent is None or ent[0]() is not loop:
             ent = core.ensure_reader(loop)
-        hid = core.handlers.get(handler)
-        if hid is None:
-            hid = core.handler_id(handler)
-        head = _head(hid, 0 if timeout is None else _timeout_ms(timeout))
+        try:
+            head = core.heads.get((handler, timeout))
+        except TypeError:  # an unhashable handler or timeout: request_head says what is wrong
+            head = None
+        if head is None:
+            head = core.request_head(handler, timeout)
         afut: asyncio.Future[HttpResponse] = loop.create_future()
         entry = _AsyncEntry(afut, response_from_completion, loop)
         q = ent[2]  # TickQueue.add, inlined

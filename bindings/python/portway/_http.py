@@ -203,9 +203,19 @@ class HttpResponse:
         return len(self.headers)
 
 
+_new_response = HttpResponse.__new__
+
+
 def response_from_completion(c: Completion) -> HttpResponse:
-    """``HttpResponse.from_completion`` as a plain function (no bound method per request)."""
-    return HttpResponse(c.code, None, c.data, c)
+    """``HttpResponse.from_completion`` as a plain function (no bound method per request),
+    filling the slots itself (one Python call per response instead of two)."""
+    r = _new_response(HttpResponse)
+    r.status = c.code
+    r._headers = None
+    r._version = None
+    r.body = c.data
+    r.completion = c
+    return r
 
 
 def http_options(given: Mapping[str, object]) -> tuple[PortwayHttpOptions, list[bytes]]:
