@@ -227,3 +227,19 @@ def test_headers_are_decoded_when_first_read(
     assert r.header("x-path") == "/h2" and r.http_version == "HTTP/1.1"
     assert ":http-version" not in [k for k, _ in r.headers] and r.completion is not None
     assert r.completion.meta is r.headers and len(decoded) == 1
+
+
+def test_argument_errors_raise_at_once_and_are_not_cached(eng: portway.Engine, server: str) -> None:
+    async def main() -> None:
+        for _ in range(2):  # the second time through the (handler, timeout) cache
+            with pytest.raises(portway.UnknownHandlerError):
+                await eng.ahttp("GET", server + "/x", handler="nope")
+            with pytest.raises(portway.InvalidArgumentError):
+                await eng.ahttp("GET", server + "/x", timeout=0.0)
+            with pytest.raises(portway.InvalidArgumentTypeError):
+                await eng.ahttp("GET", server + "/x", timeout=[1.0])  # type: ignore[arg-type]
+            r = await eng.ahttp("GET", server + "/ok", timeout=2)
+            assert r.body == b"/ok"
+
+    asyncio.run(main())
+    assert eng.stats()["submitted"] == 2
