@@ -44,7 +44,7 @@ def native_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
     """Counts the core's portway_submit and portway_submit_batch calls (with each batch's
     size), passing them through."""
     calls: dict[str, list[int]] = {"submit": [], "batch": []}
-    single, batch = _core._submit_raw, _core._submit_batch_raw
+    single, batch = getattr(_core, "_submit_raw"), getattr(_core, "_submit_batch_raw")
 
     def counted_single(*args: Any) -> int:
         calls["submit"].append(1)
@@ -129,7 +129,7 @@ async def _release_soon() -> None:
 
 def test_a_request_refused_alone_does_not_stop_the_batch(eng: portway.Engine, server: str) -> None:
     async def main() -> list[Any]:
-        return await asyncio.gather(
+        return await asyncio.gather(  # type: ignore[return-value]
             eng.ahttp("GET", server + "/a", timeout=10.0),
             eng.ahttp("GET", "http://127.0.0.1:99999/", timeout=10.0),  # the engine refuses the port
             eng.ahttp("GET", server + "/c", timeout=10.0),
