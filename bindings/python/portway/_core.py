@@ -62,6 +62,7 @@ from ._raw import (
     _POLL_CAP_C,
     _REQ,
     _SIZES,
+    _STRING_ARRAYS,
     _Scratch,
     _address,
     _address_ctypes,
@@ -467,6 +468,8 @@ class _Core:
             comps: list[Completion] = []
             mem = _MEMORY
             batches = self.batch_pending
+            arrays = _STRING_ARRAYS
+            n_arrays = len(arrays)
             for i, (cid, ud, status, code, data, ln, meta, meta_len, qns, rns) in enumerate(
                 _comp_iter_unpack(s.mv[: count * _COMP_SIZE])
             ):
@@ -482,8 +485,11 @@ class _Core:
                     else:
                         body = b""
                     entries.append(entry)
-                    if meta_len:  # copied now, decoded when someone reads Completion.meta
-                        comps.append(Completion(cid, ud, status, code, body, None, qns, rns, _meta_raw(meta, meta_len)))
+                    if meta_len:  # copied now (_meta_raw, inlined), decoded when Completion.meta is read
+                        raw = (
+                            arrays[meta_len].from_address(meta)[:] if meta_len < n_arrays else _meta_raw(meta, meta_len)
+                        )
+                        comps.append(Completion(cid, ud, status, code, body, None, qns, rns, raw))
                     else:
                         comps.append(Completion(cid, ud, status, code, body, [], qns, rns))
             # Release before settling: whoever sees a result also sees its slot returned.
