@@ -243,3 +243,19 @@ def test_argument_errors_raise_at_once_and_are_not_cached(eng: portway.Engine, s
 
     asyncio.run(main())
     assert eng.stats()["submitted"] == 2
+
+
+def test_timeouts_through_the_batch(eng: portway.Engine, server: str, release_blocked: None) -> None:
+    # Requests of one tick with different timeouts go in one batch, each with its own deadline.
+    async def main() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                eng.ahttp("GET", server + "/block", timeout=0.2),
+                eng.ahttp("GET", server + "/fast", timeout=10.0),
+                return_exceptions=True,
+            )
+        )
+
+    slow, fast = asyncio.run(main())
+    assert isinstance(slow, portway.TimeoutError)
+    assert isinstance(fast, portway.HttpResponse) and fast.body == b"/fast"
