@@ -53,7 +53,7 @@ from ._errors import (
 )
 from ._futures import AsyncTarget, Future, _AsyncEntry, fail, settle
 from ._lib import LIB
-from ._tick import TickQueue
+from ._tick import _EACH_MAX as _DIRECT_MAX, TickQueue
 from ._raw import (
     _BYTES_OFF,
     _COMP_SIZE,
@@ -65,13 +65,12 @@ from ._raw import (
     _STRING_ARRAYS,
     _Scratch,
     _address,
-    _address_ctypes,
     _comp_iter_unpack,
     _head,
     _meta_raw,
     _poll_raw,
     _release_raw,
-    _req_pack_into,
+    _req_words_pack_into,
     _string_at,
     _submit_batch_raw,
     _submit_raw,
@@ -108,6 +107,13 @@ if hasattr(os, "register_at_fork"):
 
 # Statuses by which portway_submit_batch refuses one request for itself: the next may be fine.
 _PER_REQUEST = frozenset({int(Status.PAYLOAD_TOO_LARGE), int(Status.INVALID_ARGUMENT), int(Status.UNKNOWN_HANDLER)})
+
+def _stopped(st: int, at: int, n: int, msg: str) -> list[tuple[int, PortwayError]]:
+    """The failures of a batch of ``n`` that the engine-wide refusal ``st`` (BUSY, SHUTDOWN)
+    stopped at request ``at``: that one with the engine's message, every later one unsent."""
+    rest = f"not submitted: the batch stopped at request {at}: {msg}"
+    return [(at, error_for(st, msg)), *((i, error_for(st, rest)) for i in range(at + 1, n))]
+
 
 _get_running_loop = asyncio.get_running_loop
 _get_running_loop_or_none = asyncio._get_running_loop
@@ -249,30 +255,66 @@ class _Core:
     def submit_entry(self, hid: int, data: bytes, tms: int, token: int, entry: Entry) -> int:
         """Registers ``entry`` under ``token``, submits, returns the request id. On a refusal
         the entry is unregistered and the error raised."""
+        st, rid = self.submit_status(_head(hid, tms), data, token, entry)
+        if st:
+            raise self.refusal() if st < 0 else error_for(st, last_error())
+        return rid
+
+    def submit_status(self, head: int, data: bytes, token: int, entry: Entry) -> tuple[int, int]:
+        """Registers ``entry`` under ``token`` and submits ``data`` with request head ``head``
+        (``portway_submit``): returns the status and the id. -1 when the engine is closed or
+        forked (no call made); on any refusal the entry is unregistered again."""
         pool = self.scratch
         try:
             s = pool.pop()
         except IndexError:
             s = _Scratch()
         ln = len(data)
-        _req_pack_into(s.req, 0, hid, tms, token, _address(data) if ln else 0, ln)
+        _req_words_pack_into(s.req, 0, head, token, _address(data) if ln else 0, ln)
         active = self.active
         active.append(None)
         if self.freed or self.gen != _fork_generation:
             active.pop()
-            raise self.refusal()
+            pool.append(s)
+            return -1, 0
         pending = self.pending
         pending[token] = entry
         try:
-            st = _submit_raw(self.eng_p, s.req_p, s.rid_p)
+            st: int = _submit_raw(self.eng_p, s.req_p, s.rid_p)
         finally:
             active.pop()
         rid: int = s.rid.value
         pool.append(s)
         if st:
             pending.pop(token, None)
-            raise error_for(st, last_error())
-        return rid
+        return st, rid
+
+    def submit_each(
+        self, heads: list[int], datas: list[bytes], first: int, entries: list[Any]
+    ) -> tuple[array[int], list[tuple[int, PortwayError]]]:
+        """``submit_batch`` for a handful of requests: one ``portway_submit`` each (building a
+        batch costs more than that below about four requests), with the same results, refusal
+        rules and exceptions."""
+        n = len(datas)
+        ids = array("Q", bytes(8 * n))
+        failed: list[tuple[int, PortwayError]] = []
+        for i in range(n):
+            st, rid = self.submit_status(heads[i], datas[i], first + i, entries[i])
+            if not st:
+                ids[i] = rid
+                continue
+            if st < 0:  # closed or forked meanwhile: nothing more can be submitted
+                if i == 0:
+                    raise self.refusal()
+                failed.extend((j, self.refusal()) for j in range(i, n))
+                break
+            msg = last_error()
+            if st in _PER_REQUEST:
+                failed.append((i, error_for(st, f"request {i} of the batch: {msg}")))
+                continue
+            failed.extend(_stopped(st, i, n, msg))
+            break
+        return ids, failed
 
     def submit_items(self, hid: int, data: bytes, offsets: array[int], tms: int, token: int, entry: Entry) -> int:
         """Registers ``entry`` under ``token`` and submits the payloads ``data[offsets[i] ..
@@ -326,7 +368,7 @@ class _Core:
         if _BYTES_OFF is None or sum(lens) <= _BATCH_JOIN_MAX:
             # small payloads: one copy into a blob, addresses by running offsets (C loops)
             blob = b"".join(datas)
-            reqs[2::4] = array("Q", itertools.accumulate(lens[:-1], initial=_address_ctypes(blob)))
+            reqs[2::4] = array("Q", itertools.accumulate(lens[:-1], initial=_address(blob)))
         else:  # large payloads: point at each bytes object's own buffer
             reqs[2::4] = array("Q", map(operator.add, map(id, datas), itertools.repeat(_BYTES_OFF, n)))
         ids = array("Q", bytes(8 * n))
@@ -372,9 +414,7 @@ class _Core:
                 failed.append((at, error_for(st, f"request {at} of the batch: {msg}")))
                 start = at + 1
                 continue
-            failed.append((at, error_for(st, msg)))
-            rest = f"not submitted: the batch stopped at request {at}: {msg}"
-            failed.extend((i, error_for(st, rest)) for i in range(at + 1, n))
+            failed.extend(_stopped(st, at, n, msg))
             break
         del blob  # the engine copied the payloads
         for i, _ in failed:
@@ -669,9 +709,15 @@ class _Core:
                     self.remove_reader(loop)
                     return
                 if n < _POLL_CAP:
-                    return
+                    break
         except PortwayError:
             self.remove_reader(loop)
+            return
+        # The tasks these completions woke start about as many requests in the next tick: a
+        # few go straight to the engine, more are coalesced (``_tick``).
+        ent = self.readers.get(id(loop))
+        if ent is not None:
+            ent[2].direct = n <= _DIRECT_MAX
 
     def remove_reader(self, loop: asyncio.AbstractEventLoop) -> None:
         """Unregisters the notify fd from ``loop`` (a no-op when it is not registered)."""

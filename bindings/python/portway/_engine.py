@@ -454,12 +454,17 @@ class Engine:
             head = core.request_head(handler, timeout)
         afut: asyncio.Future[HttpResponse] = loop.create_future()
         entry = _AsyncEntry(afut, response_from_completion, loop)
-        q = ent[2]  # TickQueue.add, inlined
-        if not q.entries:
-            loop.call_soon(q.flush)
-        q.heads.append(head)
-        q.datas.append(payload)
-        q.entries.append(entry)
+        q = ent[2]
+        if q.direct and not q.entries:  # a small tick: at once (see _tick)
+            st, entry.rid = core.submit_status(head, payload, next(core.tokens), entry)
+            if st:
+                raise core.refusal() if st < 0 else error_for(st, last_error())
+        else:  # TickQueue.add, inlined
+            if not q.entries:
+                loop.call_soon(q.flush)
+            q.heads.append(head)
+            q.datas.append(payload)
+            q.entries.append(entry)
         try:
             return await afut
         except asyncio.CancelledError:

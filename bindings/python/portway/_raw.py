@@ -38,6 +38,10 @@ def _format_of(cls: type[ctypes.Structure]) -> struct.Struct:
 
 
 _REQ = _format_of(PortwayRequest)
+# The same request as 4 native words (``_head`` first): what batches are built from.
+_REQ_WORDS = struct.Struct("=4Q")
+if _REQ.size != _REQ_WORDS.size:
+    raise ImportError(f"portway_request is {_REQ.size} bytes, not 4 words: this binding cannot pack it")
 _COMP = _format_of(PortwayCompletion)
 _COMP_SIZE = _COMP.size
 
@@ -160,5 +164,6 @@ def _head(hid: int, tms: int) -> int:
 
 
 _req_pack_into = _REQ.pack_into
+_req_words_pack_into = _REQ_WORDS.pack_into
 _comp_iter_unpack = _COMP.iter_unpack
 _string_at = ctypes.string_at

@@ -8,14 +8,20 @@ a busy machine also takes the CPU from the loop). The first ``ahttp`` of a tick 
 Tasks woken by one batch of completions run in one tick, so their next requests go out
 together.
 
+When the loop's last poll delivered only a few completions (``TickQueue.direct``), the few
+requests their tasks start go to the engine at once, one ``portway_submit`` each, as before
+coalescing: a flush callback per tick would cost more than it saves.
+
 Ownership: until the flush a queued request belongs to its ``TickQueue`` alone: it has no
 token and is not in the core's pending table, so no poller and no ``close()`` can see it.
 The flush (always on the loop's thread, like every ``add``):
 
 - drops a request whose future is already done (its task was cancelled while it waited):
   it is never submitted, and its future was settled (cancelled) once, by asyncio;
-- registers the rest under fresh tokens and submits them (``_Core.submit_batch``): each
-  accepted entry gets its request id in ``rid`` (what cancelling the task cancels);
+- registers the rest under fresh tokens and submits them (``_Core.submit_batch``; a tick of
+  at most ``_EACH_MAX`` requests with one ``portway_submit`` each, ``_Core.submit_each``, as
+  a batch call costs more than that): each accepted entry gets its request id in ``rid``
+  (what cancelling the task cancels);
 - fails each refused request's future with the engine's error, as a direct submit would
   have raised it: a request refused for itself (bad payload) alone, and on an engine-wide
   refusal (``BusyError`` with every slot taken, ``ShutdownError``) that request and every
@@ -40,6 +46,10 @@ from ._futures import _AsyncEntry
 
 __all__ = ["TickQueue", "Submitter"]
 
+# Ticks of at most this many requests are submitted one portway_submit each (measured: a
+# portway_submit_batch call's Python-side set-up costs about as much as four single submits).
+_EACH_MAX = 3
+
 
 class Submitter(Protocol):
     """What a ``TickQueue`` asks of the engine core (``_core._Core``), and all it asks."""
@@ -54,6 +64,11 @@ class Submitter(Protocol):
     ) -> tuple[array[int], list[tuple[int, PortwayError]]]:
         """Registers and submits; returns the ids and the refused ``(index, error)``s."""
 
+    def submit_each(
+        self, heads: list[int], datas: list[bytes], first: int, entries: list[Any]
+    ) -> tuple[array[int], list[tuple[int, PortwayError]]]:
+        """``submit_batch`` with one native call per request (for a handful)."""
+
 
 class TickQueue:
     """The requests of one engine started on one loop since its last flush, as columns: the
@@ -61,10 +76,14 @@ class TickQueue:
     and the ``_AsyncEntry``. ``Engine.ahttp`` appends to the three lists itself (inlined: the
     per-request path) after scheduling ``flush`` when ``entries`` was empty."""
 
-    __slots__ = ("core", "heads", "datas", "entries")
+    __slots__ = ("core", "heads", "datas", "entries", "direct")
 
     def __init__(self, core: Submitter) -> None:
         self.core = core
+        # Set by the loop's reader after each poll: True when it delivered at most
+        # ``_EACH_MAX`` completions, so that the few requests their tasks start next go to
+        # the engine at once (a flush costs a loop callback: it pays only for several).
+        self.direct = False
         self.heads: list[int] = []
         self.datas: list[bytes] = []
         self.entries: list[_AsyncEntry] = []
@@ -93,9 +112,12 @@ class TickQueue:
             if not entries:
                 return
         core = self.core
-        first = core.batch_tokens(len(entries))
+        n = len(entries)
+        first = core.batch_tokens(n)
+        # A batch call has a fixed cost of several single submits: a small tick goes one by one.
+        submit = core.submit_each if n <= _EACH_MAX else core.submit_batch
         try:
-            ids, failed = core.submit_batch(heads, datas, first, entries)
+            ids, failed = submit(heads, datas, first, entries)
         except BaseException as exc:  # nothing was submitted (submit_batch unregistered all)
             _fail_all(core, first, entries, exc)
             if isinstance(exc, Exception):

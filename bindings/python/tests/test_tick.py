@@ -259,3 +259,45 @@ def test_timeouts_through_the_batch(eng: portway.Engine, server: str, release_bl
     slow, fast = asyncio.run(main())
     assert isinstance(slow, portway.TimeoutError)
     assert isinstance(fast, portway.HttpResponse) and fast.body == b"/fast"
+
+
+def test_a_small_tick_goes_one_by_one(eng: portway.Engine, server: str, native_calls: dict[str, list[int]]) -> None:
+    async def main() -> list[portway.HttpResponse]:
+        return await asyncio.gather(*(eng.ahttp("GET", f"{server}/s{i}", timeout=10.0) for i in range(3)))
+
+    assert [r.body for r in asyncio.run(main())] == [b"/s0", b"/s1", b"/s2"]
+    assert native_calls == {"submit": [1, 1, 1], "batch": []}
+
+
+def test_busy_in_a_small_tick_fails_the_rest_unsent(server: str, release_blocked: None) -> None:
+    with portway.Engine(runtime_threads=1, pool_workers=1, max_in_flight=1) as e:
+
+        async def main() -> list[Any]:
+            return list(
+                await asyncio.gather(
+                    *(e.ahttp("GET", f"{server}/block", timeout=10.0) for _ in range(3)),
+                    _release_soon(),
+                    return_exceptions=True,
+                )
+            )[:3]
+
+        first, second, third = asyncio.run(main())
+        rejected = e.stats()["rejected_busy"]
+    assert isinstance(first, portway.HttpResponse) and first.status == 200
+    assert isinstance(second, portway.BusyError) and isinstance(third, portway.BusyError)
+    assert "not submitted: the batch stopped at request 1" in str(third)
+    assert rejected == 1  # the third never reached the engine
+
+
+def test_after_a_small_poll_requests_go_at_once(eng: portway.Engine, server: str) -> None:
+    async def main() -> None:
+        q = eng._core.ensure_reader(asyncio.get_running_loop())[2]
+        assert not q.direct  # nothing polled yet: coalesce
+        assert (await eng.ahttp("GET", server + "/one", timeout=10.0)).body == b"/one"
+        assert q.direct  # the reader delivered one completion: few requests follow
+        task = asyncio.create_task(eng.ahttp("GET", server + "/two", timeout=10.0))
+        await asyncio.sleep(0)  # the task ran up to its await
+        assert not q.entries  # submitted at once, not queued for a flush
+        assert (await task).body == b"/two"
+
+    asyncio.run(main())
