@@ -14,6 +14,10 @@
                                   WINDOW in flight
     pw.py map URL N WINDOW        W3: N GETs through the raw sync path (Engine.map over "http"
                                   with prebuilt requests), WINDOW in flight: get_many's floor
+    pw.py loopcost N CONCURRENCY  the binding's own cost in W3's shape, without a network: N
+                                  Engine.ahttp requests sent to the built-in "echo" handler
+                                  (which answers inline) by CONCURRENCY asyncio workers; prints
+                                  the loop thread's CPU per request (best and median of 5)
 """
 
 from __future__ import annotations
@@ -125,6 +129,38 @@ def http(url: str, n: int, conc: int, ca_pem: str | None) -> None:
     sys.exit(1 if failed else 0)
 
 
+def loopcost(n: int, conc: int) -> None:
+    """The Python side of W3 alone: what ahttp, the tick flush, the poll and the asyncio
+    machinery cost the loop thread per request (thread CPU time, so other processes on a
+    shared machine disturb it less than a rate)."""
+    url = "http://127.0.0.1:1/loopcost"  # never connected to: "echo" returns the request
+
+    async def run(eng: portway.Engine, total: int) -> int:
+        left, failed = total, 0
+
+        async def worker() -> None:
+            nonlocal left, failed
+            while left > 0:
+                left -= 1
+                r = await eng.ahttp("GET", url, timeout=30.0, handler="echo")
+                failed += r.status != 0 or not r.body.startswith(b"GET ")
+
+        await asyncio.gather(*(worker() for _ in range(conc)))
+        return failed
+
+    with portway.Engine(runtime_threads=1, pool_workers=1) as eng:
+        asyncio.run(run(eng, min(n, 1000)))  # warm-up
+        per_req, failed = [], 0
+        for _ in range(5):
+            t0 = time.thread_time()
+            failed += asyncio.run(run(eng, n))
+            per_req.append((time.thread_time() - t0) / n * 1e6)
+    per_req.sort()
+    print(json.dumps({"n": n, "concurrency": conc, "loop_cpu_us_per_req_best": per_req[0],
+                      "loop_cpu_us_per_req_median": per_req[2], "failed": failed}))
+    sys.exit(1 if failed else 0)
+
+
 def report(run: Callable[[int], int], n: int, window: int) -> None:
     """Warms up (opens the connections), times ``run(n)`` (it returns the failures), prints
     the JSON line and exits 1 on any failure."""
@@ -188,6 +224,8 @@ if __name__ == "__main__":
         raw_map(a[2], int(a[3]), int(a[4]))
     elif len(a) >= 5 and a[1] == "aclient":
         aclient(a[2], int(a[3]), int(a[4]))
+    elif len(a) >= 4 and a[1] == "loopcost":
+        loopcost(int(a[2]), int(a[3]))
     elif len(a) >= 5 and a[1] == "client":
         client(a[2], int(a[3]), int(a[4]))
     else:

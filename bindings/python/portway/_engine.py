@@ -47,10 +47,10 @@ from ._errors import (
 )
 from ._futures import Future, _AsyncEntry, cancel_with, fail, set_request_id
 from ._handler import c_handler
-from ._http import HeadersArg, HttpResponse, build_request, http_options, response_from_completion
+from ._http import _HEAD_CACHE, HeadersArg, HttpResponse, build_request, http_options, response_from_completion
 from ._lib import LIB, PortwayHandlerStats
 from ._policy import PolicyState
-from ._raw import _address, _req_pack_into, _Scratch, _submit_raw
+from ._raw import _address, _head, _req_pack_into, _Scratch, _submit_raw
 from ._types import HandlerStats, Inflight, Stats, handler_stats_from, stats_from
 
 __all__ = ["Engine", "Payload"]
@@ -151,6 +151,7 @@ class Engine:
         if drain:
             _timeout_ms(timeout, "close() timeout")  # refuse before anything changes
         self._finalizer.detach()
+        self._core.flush_here()  # this tick's ahttp() requests: drained (or cancelled) too
         self._core.close(drain, timeout)
 
     @property
@@ -253,7 +254,7 @@ class Engine:
             map(Future, itertools.repeat(core, n), range(first, first + n), itertools.repeat(None, n),
                 itertools.repeat(self, n))
         )
-        ids, failed = core.submit_batch(hid, tms, datas, first, futs)
+        ids, failed = core.submit_batch(_head(hid, tms), datas, first, futs)
         deque(map(set_request_id, futs, ids), 0)
         for i, exc in failed:
             fail(futs[i], exc)
@@ -426,23 +427,47 @@ class Engine:
         timeout: float | None = None,
         handler: str = "http",
     ) -> HttpResponse:
-        """Awaitable ``http``; cancelling the awaiting task cancels the native request."""
-        payload = build_request(method, url, headers, body)
+        """Awaitable ``http``; cancelling the awaiting task cancels the native request.
+
+        The requests started on one loop in one tick are submitted together, in one
+        ``portway_submit_batch`` call at the end of the tick (``_tick``). Errors in the
+        arguments raise at once; an engine refusal (``BusyError``, ``ShutdownError``, a
+        request the handler refuses) raises from the ``await``, as do the request's own
+        errors. A task cancelled before the flush never reaches the engine."""
+        payload = _HEAD_CACHE.get((method, url)) if headers is None and body is None else None
+        if payload is None:
+            payload = build_request(method, url, headers, body)
         core = self._core
+        if core.closing or core.gen != _core._fork_generation:
+            raise core.refusal()  # at once, as a direct submit would (the flush is too late)
         loop = _get_running_loop()
         ent = core.readers.get(id(loop))
         if ent is None or ent[0]() is not loop:
-            core.ensure_reader(loop)
-        hid = core.handlers.get(handler)
-        if hid is None:
-            hid = core.handler_id(handler)
+            ent = core.ensure_reader(loop)
+        try:
+            head = core.heads.get((handler, timeout))
+        except TypeError:  # an unhashable handler or timeout: request_head says what is wrong
+            head = None
+        if head is None:
+            head = core.request_head(handler, timeout)
         afut: asyncio.Future[HttpResponse] = loop.create_future()
         entry = _AsyncEntry(afut, response_from_completion, loop)
-        rid = core.submit_entry(hid, payload, _timeout_ms(timeout), next(core.tokens), entry)
+        q = ent[2]
+        if q.direct and not q.entries:  # a small tick: at once (see _tick)
+            st, entry.rid = core.submit_status(head, payload, next(core.tokens), entry)
+            if st:
+                raise core.refusal() if st < 0 else error_for(st, last_error())
+        else:  # TickQueue.add, inlined
+            if not q.entries:
+                loop.call_soon(q.flush)
+            q.heads.append(head)
+            q.datas.append(payload)
+            q.entries.append(entry)
         try:
             return await afut
         except asyncio.CancelledError:
-            if not afut.done() or afut.cancelled():
+            rid = entry.rid  # 0: still queued, and the flush drops it (its future is done)
+            if rid and (not afut.done() or afut.cancelled()):
                 core.cancel_id(rid)
             raise
 
@@ -722,6 +747,7 @@ class Engine:
         ``http``), ``breaker_trips``, ``breaker_rejected``, ``rate_timeouts`` and the hedging
         counters (``hedges_started``, ``hedges_won``, ``hedges_cancelled``)."""
         core = self._core
+        core.flush_here()
         return core.call(_policy.read_policy_state, core.handler_id(name))
 
     def handler_id(self, name: str) -> int:
@@ -745,6 +771,7 @@ class Engine:
     def cancel_all(self) -> None:
         """Cancels every request in flight; each raises ``CancelledError("... cancel_all")``."""
         core = self._core
+        core.flush_here()
         st = core.call(LIB.portway_cancel_all)
         check(st)
 
@@ -752,6 +779,7 @@ class Engine:
         """A snapshot keyed by the ``portway_stats`` field names; ``completed`` maps status
         names (``"OK"``, ``"TIMEOUT"``, ...) to counts."""
         core = self._core
+        core.flush_here()
         s = _lib.PortwayStats()
         st = core.call(LIB.portway_stats, byref(s))
         check(st)
@@ -779,6 +807,7 @@ class Engine:
         if fn is None:
             raise PortwayError("this libportway has no portway_handler_stats")
         core = self._core
+        core.flush_here()
         hid = core.handler_id(name)
         out = PortwayHandlerStats()
         check(core.call(fn, hid, byref(out)))
@@ -789,6 +818,7 @@ class Engine:
         if fn is None:
             raise PortwayError(f"this libportway has no {fn_name}")
         core = self._core
+        core.flush_here()
         cap = 1 << 16
         for _ in range(8):
             buf = ctypes.create_string_buffer(cap)
