@@ -561,9 +561,15 @@ typedef struct portway_policy {
      */
     uint32_t hedge_after_ms;
     /**
-     * Hedge after the handler's live 95th percentile instead: that of its last 128 first
-     * calls (a first call a hedge beat counts with the time it had run by then). Until 20 calls
-     * were seen, `hedge_after_ms` is the delay (0: nothing is hedged yet).
+     * Hedge after the handler's live 95th percentile instead: the p95 of its last 128
+     * hedgeable requests' latency, each measured from the call's start to the outcome that
+     * completed it (the winner's, first call or hedge) when that was `PORTWAY_OK` or a
+     * timeout; a request its deadline cut off counts the time it ran. Other failures (a
+     * refused connection is fast because nothing ran) and cancelled requests are no sample.
+     * A request ends after the delay exactly when its first call does (the hedge starts only
+     * then), so this p95 settles where 5 % of first calls are slower, the first calls' own p95
+     * ("The Tail at Scale"), however often hedges win. Until 20 samples were seen,
+     * `hedge_after_ms` is the delay (0: nothing is hedged yet).
      */
     bool hedge_after_p95;
     /**

@@ -86,9 +86,15 @@ pub struct portway_policy {
     /// hedge won carries the meta pair `portway-hedge: won` as its first pair (for `http`,
     /// before the response headers; for a pipeline, when it was the last stage's hedge).
     pub hedge_after_ms: u32,
-    /// Hedge after the handler's live 95th percentile instead: that of its last 128 first
-    /// calls (a first call a hedge beat counts with the time it had run by then). Until 20 calls
-    /// were seen, `hedge_after_ms` is the delay (0: nothing is hedged yet).
+    /// Hedge after the handler's live 95th percentile instead: the p95 of its last 128
+    /// hedgeable requests' latency, each measured from the call's start to the outcome that
+    /// completed it (the winner's, first call or hedge) when that was `PORTWAY_OK` or a
+    /// timeout; a request its deadline cut off counts the time it ran. Other failures (a
+    /// refused connection is fast because nothing ran) and cancelled requests are no sample.
+    /// A request ends after the delay exactly when its first call does (the hedge starts only
+    /// then), so this p95 settles where 5 % of first calls are slower, the first calls' own p95
+    /// ("The Tail at Scale"), however often hedges win. Until 20 samples were seen,
+    /// `hedge_after_ms` is the delay (0: nothing is hedged yet).
     pub hedge_after_p95: bool,
     /// Hedges at most this % of the requests that can be hedged (0 = the default, 5; at most
     /// 100): each such request earns pct/100 of a hedge, a hedge spends one, and at most

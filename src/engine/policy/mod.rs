@@ -15,7 +15,7 @@
 //!   concurrency limit's figure from the latency of the runs that end.
 //! - `rate.rs`: the rate limit, a token bucket (`rate_per_s`, `burst`).
 //! - `breaker.rs`: the circuit breaker (`breaker_failures`, `breaker_cooldown_ms`).
-//! - `hedge.rs`: hedged requests (`hedge_after_ms`, `hedge_after_p95`, `hedge_budget_percent`):
+//! - `hedge/`: hedged requests (`hedge_after_ms`, `hedge_after_p95`, `hedge_budget_percent`):
 //!   not an admission step but a way to run an admitted stage (`dispatch` asks [`hedge::wanted`]).
 //!
 //! A run passes them in this order: the breaker's quick refusal (open: `PORTWAY_UNAVAILABLE`

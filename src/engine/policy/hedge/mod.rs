@@ -9,9 +9,11 @@
 //!   blocking one as a whole (`BlockingHandler::idempotent`: natives registered with
 //!   `PORTWAY_HANDLER_IDEMPOTENT`). Never the breaker's half-open trial.
 //! - **The delay**: `hedge_after_ms`, or with `hedge_after_p95` the 95th percentile of the
-//!   handler's recent first attempts (the last [`WINDOW`] runs; a first attempt a hedge beat
-//!   counts with the time it had run by then). Until [`MIN_SAMPLES`] runs were seen,
-//!   `hedge_after_ms` is the delay, or (0) nothing is hedged.
+//!   handler's recent hedgeable runs (the last [`WINDOW`] samples): each run's time from its
+//!   start to the outcome that completed it, the winner's, when that was a success or a
+//!   timeout (a run the deadline cut off counts the time it ran); see [`Sample`] for why that
+//!   sample. Until [`MIN_SAMPLES`] samples were seen, `hedge_after_ms` is the delay, or (0)
+//!   nothing is hedged.
 //! - **The budget**: each hedgeable run earns `hedge_budget_percent` hundredths of a hedge, a
 //!   hedge spends one whole, and at most `max(1, pct)` hedges are banked (one to start with):
 //!   over any stretch of n hedgeable runs at most `max(1, pct) + n × pct / 100` hedges start.
@@ -26,25 +28,26 @@
 //!   the outcome that completes it. Cancel, the deadline and shutdown end both attempts, as
 //!   they end any run (the run is one task, aborted when the request finishes).
 
+mod attempt;
+mod sample;
+#[cfg(test)]
+mod tests;
+
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
-use super::super::pool::{self, PoolJob};
 use super::super::registry::{HandlerEntry, HandlerKind};
 use super::super::request::Request;
-use super::super::shared::Shared;
-use super::Ticket;
-use crate::contract::{CallState, Outcome};
-use crate::status::Status;
+use crate::contract::Outcome;
+pub(crate) use attempt::{AttemptReply, pool_attempt};
+use sample::{Sample, Window};
 
-/// First attempts kept for the live p95.
+/// Samples kept for the live p95.
 pub(super) const WINDOW: usize = 128;
-/// First attempts seen before the live p95 is used.
+/// Samples seen before the live p95 is used.
 pub(super) const MIN_SAMPLES: usize = 20;
 /// The default (and what 0 means) of `hedge_budget_percent`.
 pub(crate) const DEFAULT_BUDGET_PERCENT: u32 = 5;
@@ -87,14 +90,6 @@ pub(super) struct Hedging {
     started: AtomicU64,
     won: AtomicU64,
     cancelled: AtomicU64,
-}
-
-/// The last [`WINDOW`] first-attempt latencies, a ring.
-#[derive(Default)]
-struct Window {
-    ns: Vec<u64>,
-    next: usize,
-    seen: u64,
 }
 
 impl Hedging {
@@ -172,28 +167,6 @@ impl Hedging {
             .fetch_update(Relaxed, Relaxed, |c| c.checked_sub(100))
             .is_ok()
     }
-
-    /// Records how long a first attempt took (or had run when a hedge beat it).
-    fn record(&self, took: Duration) {
-        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
-        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        if w.ns.len() < WINDOW {
-            w.ns.push(ns);
-        } else {
-            let at = w.next;
-            w.ns[at] = ns;
-        }
-        w.next = (w.next + 1) % WINDOW;
-        w.seen += 1;
-        // Sorting 128 values costs about a microsecond: every 8th run, not every run.
-        if w.ns.len() >= MIN_SAMPLES && (w.seen.is_multiple_of(8) || w.ns.len() == MIN_SAMPLES) {
-            let mut sorted = w.ns.clone();
-            drop(w);
-            sorted.sort_unstable();
-            let rank = (sorted.len() * 95).div_ceil(100) - 1;
-            self.p95_ns.store(sorted[rank], Relaxed);
-        }
-    }
 }
 
 /// True when this run of `entry` is to be hedged: hedging is on, the handler says `payload`
@@ -235,27 +208,34 @@ pub(super) fn refusal(entry: &HandlerEntry) -> Option<String> {
 pub(crate) async fn race(
     entry: &HandlerEntry,
     req: &Request,
-    mut first: Attempt,
+    first: Attempt,
     second: impl FnOnce() -> Attempt,
 ) -> Outcome {
     let h = &entry.policies.hedge;
+    race_with(h, || req.is_done(), req.deadline(), first, second).await
+}
+
+/// [`race`] on `h`, for a request that `done` says is finished and whose deadline is
+/// `deadline` (what the latency sample needs of it).
+async fn race_with(
+    h: &Hedging,
+    done: impl Fn() -> bool,
+    deadline: Option<Instant>,
+    mut first: Attempt,
+    second: impl FnOnce() -> Attempt,
+) -> Outcome {
     h.earn_one();
-    let begun = Instant::now();
+    let sample = Sample::start(h, deadline);
     let delay = h.delay();
     if let Some(delay) = delay {
         tokio::select! {
             biased;
-            outcome = &mut first => {
-                h.record(begun.elapsed());
-                return outcome;
-            }
+            outcome = &mut first => return sample.of(outcome),
             _ = tokio::time::sleep(delay) => {}
         }
     }
-    if delay.is_none() || req.is_done() || !h.spend() {
-        let outcome = first.await;
-        h.record(begun.elapsed());
-        return outcome;
+    if delay.is_none() || done() || !h.spend() {
+        return sample.of(first.await);
     }
     h.started.fetch_add(1, Relaxed);
     let mut hedge = second();
@@ -264,12 +244,11 @@ pub(crate) async fn race(
     loop {
         tokio::select! {
             outcome = &mut first, if first_failed.is_none() => {
-                h.record(begun.elapsed());
                 if outcome.is_ok() || hedge_failed.is_some() {
                     if hedge_failed.is_none() {
                         h.cancelled.fetch_add(1, Relaxed);
                     }
-                    return outcome;
+                    return sample.of(outcome);
                 }
                 first_failed = Some(outcome);
             }
@@ -277,13 +256,12 @@ pub(crate) async fn race(
                 if outcome.is_ok() {
                     h.won.fetch_add(1, Relaxed);
                     if first_failed.is_none() {
-                        h.record(begun.elapsed());
                         h.cancelled.fetch_add(1, Relaxed);
                     }
-                    return mark_won(outcome);
+                    return mark_won(sample.of(outcome));
                 }
                 if first_failed.is_some() {
-                    return outcome;
+                    return sample.of(outcome);
                 }
                 hedge_failed = Some(outcome);
             }
@@ -297,149 +275,4 @@ fn mark_won(mut outcome: Outcome) -> Outcome {
         .meta
         .with_first_pair(HEDGE_META_KEY.as_bytes(), b"won");
     outcome
-}
-
-/// What a pool attempt's call reads live: its request's deadline, and a cancellation that is
-/// also set when the race drops the attempt (the other one won).
-pub(crate) struct AttemptState {
-    req: Arc<Request>,
-    lost: AtomicBool,
-}
-
-impl CallState for AttemptState {
-    fn is_cancelled(&self) -> bool {
-        self.lost.load(Relaxed) || self.req.is_done()
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        self.req.deadline()
-    }
-}
-
-/// Where a pool attempt's outcome goes (`PoolJob::attempt`).
-pub(crate) struct AttemptReply {
-    reply: oneshot::Sender<Outcome>,
-    state: Arc<AttemptState>,
-}
-
-impl AttemptReply {
-    /// True once the race dropped this attempt: a job not started yet is skipped.
-    pub fn lost(&self) -> bool {
-        self.state.lost.load(Relaxed)
-    }
-
-    /// The call's live state.
-    pub fn state(&self) -> Arc<AttemptState> {
-        self.state.clone()
-    }
-
-    /// Hands the outcome to the race (ignored when it has ended).
-    pub fn reply(self, outcome: Outcome) {
-        let _ = self.reply.send(outcome);
-    }
-}
-
-/// Marks the attempt lost when the race drops it (after it finished: harmless).
-struct LoseOnDrop(Arc<AttemptState>);
-
-impl Drop for LoseOnDrop {
-    fn drop(&mut self) {
-        self.0.lost.store(true, Relaxed);
-    }
-}
-
-/// Sends stage `stage` of `req` with `payload` to the pool as one attempt of a race; dropping
-/// the returned future cancels it (its call's `is_cancelled` turns true).
-pub(crate) fn pool_attempt(
-    shared: &Arc<Shared>,
-    req: &Arc<Request>,
-    stage: usize,
-    payload: Vec<u8>,
-) -> Attempt {
-    let (tx, rx) = oneshot::channel();
-    let state = Arc::new(AttemptState {
-        req: req.clone(),
-        lost: AtomicBool::new(false),
-    });
-    let lose = LoseOnDrop(state.clone());
-    let ticket = Ticket {
-        req: req.clone(),
-        stage,
-        payload,
-    };
-    let attempt = Some(AttemptReply { reply: tx, state });
-    pool::send(
-        shared,
-        PoolJob {
-            ticket,
-            permit: None,
-            attempt,
-        },
-    );
-    Box::pin(async move {
-        let _lose = lose;
-        rx.await.unwrap_or_else(|_| {
-            Outcome::failed(
-                Status::PORTWAY_HANDLER_ERROR,
-                "the attempt ended without an outcome",
-            )
-        })
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn on(pct: u32) -> Hedging {
-        let h = Hedging::new();
-        h.set(&HedgeSettings {
-            after: Duration::from_millis(1),
-            after_p95: false,
-            budget_percent: pct,
-        });
-        h
-    }
-
-    #[test]
-    fn the_budget_allows_one_then_pct_per_hundred_runs_capped() {
-        let h = on(5);
-        let mut hedges = 0;
-        for _ in 0..1000 {
-            h.earn_one();
-            if h.spend() {
-                hedges += 1;
-            }
-        }
-        // One banked at the start, then 5 per 100 runs.
-        assert_eq!(hedges, 1 + 50);
-        // A quiet stretch banks at most 5.
-        let h = on(5);
-        for _ in 0..10_000 {
-            h.earn_one();
-        }
-        let banked = (0..100).take_while(|_| h.spend()).count();
-        assert_eq!(banked, 5);
-    }
-
-    #[test]
-    fn the_p95_needs_twenty_samples_then_follows_the_window() {
-        let h = Hedging::new();
-        h.set(&HedgeSettings {
-            after: Duration::ZERO,
-            after_p95: true,
-            budget_percent: 0,
-        });
-        assert!(h.is_on());
-        for i in 1..MIN_SAMPLES as u64 {
-            h.record(Duration::from_millis(i));
-        }
-        assert_eq!(h.delay(), None, "no fixed delay and too few samples");
-        h.record(Duration::from_millis(20));
-        assert_eq!(h.delay(), Some(Duration::from_millis(19)));
-        for _ in 0..WINDOW {
-            h.record(Duration::from_millis(3));
-        }
-        assert_eq!(h.delay(), Some(Duration::from_millis(3)));
-    }
 }
