@@ -185,6 +185,54 @@ fn in_a_pipeline_the_losing_call_is_cancelled_before_the_next_stage_ends() {
         "the loser ran on into the next stage"
     );
     assert_eq!(hedges(&eng, lookup), (1, 1, 1));
+    // The first stage's hedge won: the completion says so, though the last stage was not hedged.
+    assert_eq!(hedge_meta(&c), Some("won"));
+}
+
+#[test]
+fn a_pipeline_completion_carries_the_mark_once_when_any_stage_hedge_won() {
+    let eng = engine();
+    // Each stage's first call waits for its cancellation; its hedge answers.
+    let stage = |name: &str| {
+        hedged(&eng, name, 20, |call, seen, n| match n {
+            0 => wait_cancelled(call, &seen.cancelled),
+            _ => call.respond(call.payload().to_vec().as_slice()).unwrap(),
+        })
+        .0
+    };
+    // One budget of one hedge per stage handler: a handler for each place.
+    let fail = eng
+        .register_blocking("fail", |call: &mut Call| call.fail("no").unwrap())
+        .unwrap();
+    let echo = eng.lookup("echo").unwrap();
+    let cases = [
+        (
+            "both-won",
+            vec![stage("a1"), stage("a2")],
+            Status::PORTWAY_OK,
+        ),
+        (
+            "first-won",
+            vec![echo, stage("b"), echo],
+            Status::PORTWAY_OK,
+        ),
+        (
+            "failed-after",
+            vec![stage("c"), fail],
+            Status::PORTWAY_HANDLER_ERROR,
+        ),
+        ("none", vec![echo, echo], Status::PORTWAY_OK),
+    ];
+    for (name, stages, status) in cases {
+        let pipe = eng.register_pipeline(name, &stages).unwrap();
+        let c = run(&eng, pipe, b"key");
+        assert_eq!(c.status, status, "{name}");
+        let marks = c.meta.iter().filter(|(k, _)| k == "portway-hedge").count();
+        assert_eq!(marks, usize::from(name != "none"), "{name}: {:?}", c.meta);
+        if name != "none" {
+            assert_eq!(hedge_meta(&c), Some("won"), "{name}");
+        }
+    }
 }
 
 #[test]

@@ -268,8 +268,19 @@ pub(crate) fn stage_done(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, 
             .record([(outcome.status, queued, run)]);
     }
     if outcome.is_ok() && stage + 1 < req.stage_count() {
+        // Only the data goes on: a hedge's win is kept for the completion's meta.
+        if hedge::won(&outcome) {
+            req.note_hedge_won();
+        }
         run_stage(shared, req, stage + 1, outcome.data.into_vec());
-    } else if claim(shared, &req, outcome) == Claimed::Queue {
+        return;
+    }
+    let outcome = if stage > 0 && req.hedge_won() {
+        hedge::mark_won(outcome)
+    } else {
+        outcome
+    };
+    if claim(shared, &req, outcome) == Claimed::Queue {
         shared.queue.push(std::iter::once(req));
     }
 }

@@ -84,7 +84,9 @@ pub struct portway_policy {
     /// or rate token (`hedge_budget_percent` bounds the extra load), never hedges the breaker's
     /// half-open trial, and cancel, the deadline and shutdown end both calls. A completion a
     /// hedge won carries the meta pair `portway-hedge: won` as its first pair (for `http`,
-    /// before the response headers; for a pipeline, when it was the last stage's hedge).
+    /// before the response headers). A pipeline's completion carries it once when a hedge
+    /// won any of its stages (also when a later stage failed; not on a completion by cancel,
+    /// the deadline or shutdown).
     pub hedge_after_ms: u32,
     /// Hedge after the handler's live 95th percentile instead: the p95 of its last 128
     /// hedgeable requests' latency, each measured from the call's start to the outcome that

@@ -22,7 +22,9 @@
 //!   of one attempt waits for the other; when both fail, the later failure is the outcome. An
 //!   attempt that fails before the delay is the outcome: hedging is not retrying. A stage a
 //!   hedge won carries the meta pair `portway-hedge: won`, first (after it, the handler's own
-//!   pairs: for `http` the response headers and its closing `:http-version`).
+//!   pairs: for `http` the response headers and its closing `:http-version`). Only a stage's
+//!   data goes on to the next stage, so `dispatch::stage_done` notes a won stage on the
+//!   request and marks the pipeline's completion when a stage completes it (once).
 //! - **Composition**: a hedge belongs to its request's run. It takes no second concurrency
 //!   slot or rate token (the budget bounds the extra load), and the breaker judges the run by
 //!   the outcome that completes it. Cancel, the deadline and shutdown end both attempts, as
@@ -269,8 +271,17 @@ async fn race_with(
     }
 }
 
-/// Adds `portway-hedge: won` to a stage outcome, as its first meta pair.
-fn mark_won(mut outcome: Outcome) -> Outcome {
+/// True when a hedge won the stage that produced `outcome` (it carries the mark).
+pub(crate) fn won(outcome: &Outcome) -> bool {
+    let mark = (HEDGE_META_KEY.as_bytes(), &b"won"[..]);
+    outcome.meta.byte_pairs().next() == Some(mark)
+}
+
+/// Adds `portway-hedge: won` to a stage outcome as its first meta pair, unless it has it.
+pub(crate) fn mark_won(mut outcome: Outcome) -> Outcome {
+    if won(&outcome) {
+        return outcome;
+    }
     outcome.meta = outcome
         .meta
         .with_first_pair(HEDGE_META_KEY.as_bytes(), b"won");
