@@ -553,9 +553,13 @@ typedef struct portway_policy {
      * native handlers registered with `PORTWAY_HANDLER_IDEMPOTENT`; hedging any other handler
      * (echo, sleep, a pipeline, a native handler without the flag) is refused. A failed call
      * waits for the other; when both fail, the later failure completes the request. A call
-     * that fails before the delay is not retried. The hedge takes no second concurrency slot
-     * or rate token (`hedge_budget_percent` bounds the extra load), never hedges the breaker's
-     * half-open trial, and cancel, the deadline and shutdown end both calls. A completion a
+     * that fails before the delay is not retried. Under a concurrency limit the hedge holds a
+     * slot while it runs (it is one more call at once, as Envoy counts hedges against
+     * `max_requests`): only one free when the delay passes (it never waits, nor passes a
+     * request waiting for a slot), else it is skipped (`hedges_skipped`) and the first call
+     * runs on alone. It takes no rate token (`hedge_budget_percent` bounds the extra calls over
+     * time, the limit those at once), never hedges the breaker's half-open trial, and cancel,
+     * the deadline and shutdown end both calls. A completion a
      * hedge won carries the meta pair `portway-hedge: won` as its first pair (for `http`,
      * before the response headers). A pipeline's completion carries it once when a hedge
      * won any of its stages (also when a later stage failed; not on a completion by cancel,
@@ -667,6 +671,11 @@ typedef struct portway_policy_state {
      * Calls cancelled because the other call of the same request succeeded first.
      */
     uint64_t hedges_cancelled;
+    /**
+     * Hedges not started because the handler's concurrency limit had no free slot (a hedge
+     * holds a slot while it runs, see `portway_policy.hedge_after_ms`). Appended last.
+     */
+    uint64_t hedges_skipped;
 } portway_policy_state;
 
 /**

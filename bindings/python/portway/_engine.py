@@ -735,7 +735,8 @@ class Engine:
         ``"half-open"``; for ``http``, with one breaker per origin, the worst of them),
         ``breaker_failures``, ``breaker_open`` (breakers open or half-open: origins for
         ``http``), ``breaker_trips``, ``breaker_rejected``, ``rate_timeouts`` and the hedging
-        counters (``hedges_started``, ``hedges_won``, ``hedges_cancelled``)."""
+        counters (``hedges_started``, ``hedges_won``, ``hedges_cancelled``; ``hedges_skipped``:
+        hedges not started for want of a free concurrency slot)."""
         core = self._core
         return core.call(_policy.read_policy_state, core.handler_id(name))
 

@@ -124,6 +124,7 @@ def test_a_hedge_wins_for_an_idempotent_handler(eng: portway.Engine) -> None:
     assert (c.data, c.meta) == (b"fast", [("portway-hedge", "won")])
     state = eng.policy_state("lookup")
     assert (state["hedges_started"], state["hedges_won"], state["hedges_cancelled"]) == (1, 1, 1)
+    assert state["hedges_skipped"] == 0  # no concurrency limit: a hedge always has a slot
     with pytest.raises(portway.InvalidArgumentTypeError):
         eng.register("bad", lookup, idempotent=1)  # type: ignore[arg-type]
 

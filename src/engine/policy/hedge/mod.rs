@@ -25,24 +25,27 @@
 //!   pairs: for `http` the response headers and its closing `:http-version`). Only a stage's
 //!   data goes on to the next stage, so `dispatch::stage_done` notes a won stage on the
 //!   request and marks the pipeline's completion when a stage completes it (once).
-//! - **Composition**: a hedge belongs to its request's run. It takes no second concurrency
-//!   slot or rate token (the budget bounds the extra load), and the breaker judges the run by
-//!   the outcome that completes it. Cancel, the deadline and shutdown end both attempts, as
+//! - **Composition**: a hedge belongs to its request's run. Under a concurrency limit it holds
+//!   a slot of its own while it runs, if one is free when the delay passes, else it is skipped
+//!   (`slot.rs` says why); it takes no rate token (the budget bounds the extra load over time),
+//!   and the breaker judges the run by the outcome that completes it. Cancel, the deadline and shutdown end both attempts, as
 //!   they end any run (the run is one task, aborted when the request finishes).
 
 mod attempt;
 mod sample;
+mod slot;
 #[cfg(test)]
 mod tests;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::super::registry::{HandlerEntry, HandlerKind};
 use super::super::request::Request;
+use super::super::shared::Shared;
 use crate::contract::Outcome;
 pub(crate) use attempt::{AttemptReply, pool_attempt};
 use sample::{Sample, Window};
@@ -92,6 +95,8 @@ pub(super) struct Hedging {
     started: AtomicU64,
     won: AtomicU64,
     cancelled: AtomicU64,
+    /// Hedges not started because the concurrency limit had no free slot.
+    skipped: AtomicU64,
 }
 
 impl Hedging {
@@ -107,6 +112,7 @@ impl Hedging {
             started: AtomicU64::new(0),
             won: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
         }
     }
 
@@ -131,12 +137,13 @@ impl Hedging {
         self.earn.store(if s.is_on() { pct } else { 0 }, Relaxed);
     }
 
-    /// (started, won, cancelled).
-    pub fn figures(&self) -> (u64, u64, u64) {
+    /// (started, won, cancelled, skipped).
+    pub fn figures(&self) -> (u64, u64, u64, u64) {
         (
             self.started.load(Relaxed),
             self.won.load(Relaxed),
             self.cancelled.load(Relaxed),
+            self.skipped.load(Relaxed),
         )
     }
 
@@ -168,6 +175,14 @@ impl Hedging {
         self.credits
             .fetch_update(Relaxed, Relaxed, |c| c.checked_sub(100))
             .is_ok()
+    }
+
+    /// Gives back a hedge taken from the budget that could not start (no slot), within the cap.
+    fn refund(&self) {
+        let cap = u64::from(self.earn.load(Relaxed)).max(1) * 100;
+        let _ = self
+            .credits
+            .fetch_update(Relaxed, Relaxed, |c| Some((c + 100).min(cap)));
     }
 }
 
@@ -208,21 +223,25 @@ pub(super) fn refusal(entry: &HandlerEntry) -> Option<String> {
 /// permitting, and while `req` is not done); returns the outcome that completes the stage,
 /// marked `portway-hedge: won` when the hedge's success won. The loser is dropped here.
 pub(crate) async fn race(
-    entry: &HandlerEntry,
+    shared: &Arc<Shared>,
+    entry: &Arc<HandlerEntry>,
     req: &Request,
     first: Attempt,
     second: impl FnOnce() -> Attempt,
 ) -> Outcome {
     let h = &entry.policies.hedge;
-    race_with(h, || req.is_done(), req.deadline(), first, second).await
+    let slot = || slot::take(shared, entry);
+    race_with(h, || req.is_done(), req.deadline(), slot, first, second).await
 }
 
 /// [`race`] on `h`, for a request that `done` says is finished and whose deadline is
-/// `deadline` (what the latency sample needs of it).
-async fn race_with(
+/// `deadline` (what the latency sample needs of it); `slot` takes what the hedge holds while
+/// it runs (`None`: no slot is free, the hedge is skipped).
+async fn race_with<S>(
     h: &Hedging,
     done: impl Fn() -> bool,
     deadline: Option<Instant>,
+    slot: impl FnOnce() -> Option<S>,
     mut first: Attempt,
     second: impl FnOnce() -> Attempt,
 ) -> Outcome {
@@ -239,6 +258,13 @@ async fn race_with(
     if delay.is_none() || done() || !h.spend() {
         return sample.of(first.await);
     }
+    let Some(slot) = slot() else {
+        h.refund();
+        h.skipped.fetch_add(1, Relaxed);
+        return sample.of(first.await);
+    };
+    // Held while the hedge runs: given back when it fails, or when the race ends.
+    let mut slot = Some(slot);
     h.started.fetch_add(1, Relaxed);
     let mut hedge = second();
     // Each side's failure, kept while the other still runs.
@@ -265,6 +291,7 @@ async fn race_with(
                 if first_failed.is_some() {
                     return sample.of(outcome);
                 }
+                drop(slot.take());
                 hedge_failed = Some(outcome);
             }
         }

@@ -81,6 +81,11 @@ fn ready(outcome: Outcome) -> Attempt {
     Box::pin(std::future::ready(outcome))
 }
 
+/// A hedge's slot without a concurrency limit.
+fn free() -> Option<()> {
+    Some(())
+}
+
 fn never() -> Attempt {
     Box::pin(std::future::pending())
 }
@@ -94,7 +99,7 @@ fn successes_and_timeouts_are_samples_other_failures_are_not() {
     let (h, rt) = (p95_on(), runtime());
     let race = |outcome: Outcome| {
         let h = h.clone();
-        rt.block_on(async move { race_with(&h, || false, None, ready(outcome), never).await })
+        rt.block_on(async move { race_with(&h, || false, None, free, ready(outcome), never).await })
     };
     race(Outcome::ok(Vec::new()));
     race(Outcome::failed(Status::PORTWAY_TIMEOUT, "slow"));
@@ -115,7 +120,7 @@ fn a_hedge_that_wins_after_the_first_failed_counts_from_the_start() {
         let hedge: Attempt = Box::pin(async move { hedge_rx.await.unwrap() });
         let race = tokio::spawn({
             let h = h.clone();
-            async move { race_with(&h, || false, None, first, || hedge).await }
+            async move { race_with(&h, || false, None, free, first, || hedge).await }
         });
         while h.figures().0 == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -128,7 +133,7 @@ fn a_hedge_that_wins_after_the_first_failed_counts_from_the_start() {
         race.await.unwrap()
     });
     assert!(outcome.is_ok());
-    assert_eq!(h.figures(), (1, 1, 0));
+    assert_eq!(h.figures(), (1, 1, 0, 0));
     // The winner's time from the run's start, not the first attempt's failure.
     let took = samples(&h);
     assert_eq!(took.len(), 1);
@@ -141,7 +146,7 @@ fn a_run_the_deadline_cut_off_is_a_sample_a_cancelled_one_is_not() {
     let past = Instant::now();
     for deadline in [None, Some(past + Duration::from_secs(3600)), Some(past)] {
         // Dropped unfinished, as the request's end aborts the run's task.
-        let race = race_with(&h, || false, deadline, never(), never);
+        let race = race_with(&h, || false, deadline, free, never(), never);
         let cut = rt.block_on(async { tokio::time::timeout(Duration::from_millis(5), race).await });
         assert!(cut.is_err());
     }
@@ -185,4 +190,20 @@ fn the_p95_settles_at_the_first_attempts_p95_however_often_hedges_win() {
     }
     let d = h.delay().unwrap();
     assert!(d > Duration::from_millis(50), "{d:?}");
+}
+
+#[test]
+fn a_hedge_without_a_free_slot_is_skipped_and_its_budget_kept() {
+    let rt = runtime();
+    let h = on(5);
+    let outcome = rt.block_on(async {
+        let first: Attempt = Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Outcome::ok(b"first".to_vec())
+        });
+        race_with(&h, || false, None, || None::<()>, first, never).await
+    });
+    assert_eq!(outcome.data.as_slice(), b"first");
+    assert_eq!(h.figures(), (0, 0, 0, 1));
+    assert!(h.spend(), "the banked hedge is still there");
 }
