@@ -220,8 +220,9 @@ pub(super) fn refusal(entry: &HandlerEntry) -> Option<String> {
 }
 
 /// Runs `first`, and `second()` too once the hedge delay passes without an outcome (budget
-/// permitting, and while `req` is not done); returns the outcome that completes the stage,
-/// marked `portway-hedge: won` when the hedge's success won. The loser is dropped here.
+/// and a free concurrency slot permitting, and while `req` is not done); returns the outcome
+/// that completes the stage, marked `portway-hedge: won` when the hedge's success won. The
+/// loser is dropped here.
 pub(crate) async fn race(
     shared: &Arc<Shared>,
     entry: &Arc<HandlerEntry>,
