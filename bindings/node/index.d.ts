@@ -261,6 +261,8 @@ export interface PolicyState {
   hedgesWon: number;
   /** Calls cancelled because the other call of their request succeeded first. */
   hedgesCancelled: number;
+  /** Hedges not started because the concurrency limit had no free slot (a hedge holds one). */
+  hedgesSkipped: number;
 }
 
 export interface Stats {

@@ -164,7 +164,8 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
                     Some((handler, payload)) => {
                         let first = Box::pin(CatchUnwind(fut));
                         let second = move || async_attempt(&handler, payload);
-                        hedge::race(task_req.stage(stage), &task_req, first, second).await
+                        let entry = task_req.stage(stage);
+                        hedge::race(&task_shared, entry, &task_req, first, second).await
                     }
                 };
                 if let Some(p) = permit.as_mut() {
@@ -209,7 +210,8 @@ fn hedged_on_pool(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) 
         let (s, r) = (task_shared.clone(), task_req.clone());
         let first = hedge::pool_attempt(&task_shared, &task_req, stage, payload);
         let second = move || hedge::pool_attempt(&s, &r, stage, copy);
-        let outcome = hedge::race(task_req.stage(stage), &task_req, first, second).await;
+        let entry = task_req.stage(stage);
+        let outcome = hedge::race(&task_shared, entry, &task_req, first, second).await;
         if let Some(p) = permit.as_mut() {
             p.observe(&task_req, &outcome);
         }
@@ -268,8 +270,19 @@ pub(crate) fn stage_done(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, 
             .record([(outcome.status, queued, run)]);
     }
     if outcome.is_ok() && stage + 1 < req.stage_count() {
+        // Only the data goes on: a hedge's win is kept for the completion's meta.
+        if hedge::won(&outcome) {
+            req.note_hedge_won();
+        }
         run_stage(shared, req, stage + 1, outcome.data.into_vec());
-    } else if claim(shared, &req, outcome) == Claimed::Queue {
+        return;
+    }
+    let outcome = if stage > 0 && req.hedge_won() {
+        hedge::mark_won(outcome)
+    } else {
+        outcome
+    };
+    if claim(shared, &req, outcome) == Claimed::Queue {
         shared.queue.push(std::iter::once(req));
     }
 }

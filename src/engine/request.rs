@@ -121,6 +121,8 @@ struct Tasks {
     stage_started_ns: u64,
     /// A batch's own request: the batch (its items, then their results).
     batch: Option<Arc<Batch>>,
+    /// Pipelines only: a hedge won one of the stages done so far (the completion says so).
+    hedge_won: bool,
 }
 
 impl Request {
@@ -409,6 +411,17 @@ impl Request {
     pub fn stage_started(&self) {
         let age = self.age_ns();
         self.with_tasks(|t| t.stage_started_ns = age);
+    }
+
+    /// Notes that a hedge won a stage of this pipeline request before its last one.
+    pub fn note_hedge_won(&self) {
+        self.with_tasks(|t| t.hedge_won = true);
+    }
+
+    /// True when [`note_hedge_won`](Self::note_hedge_won) was called.
+    pub fn hedge_won(&self) -> bool {
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.as_ref().is_some_and(|t| t.hedge_won)
     }
 
     /// The current stage's (queue wait, run time) so far, in ns.

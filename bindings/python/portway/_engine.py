@@ -46,7 +46,7 @@ from ._errors import (
     last_error,
 )
 from ._futures import Future, _AsyncEntry, cancel_with, fail, set_request_id
-from ._handler import c_handler
+from ._handler import CallHandlerFn, HandlerFn, c_handler
 from ._http import _HEAD_CACHE, HeadersArg, HttpResponse, build_request, http_options, response_from_completion
 from ._lib import LIB, PortwayHandlerStats
 from ._policy import PolicyState
@@ -582,29 +582,44 @@ class Engine:
 
     # ------------------------------------------------------------ handlers
 
+    @overload
+    def register(
+        self, name: str, fn: HandlerFn, *, idempotent: bool = False, with_call: Literal[False] = False
+    ) -> int: ...
+
+    @overload
+    def register(self, name: str, fn: CallHandlerFn, *, idempotent: bool = False, with_call: Literal[True]) -> int: ...
+
     def register(
         self,
         name: str,
-        fn: Callable[[bytes], bytes | bytearray | memoryview | str],
+        fn: HandlerFn | CallHandlerFn,
         *,
         idempotent: bool = False,
+        with_call: bool = False,
     ) -> int:
         """Registers a Python handler ``fn(payload) -> bytes``, run on the engine's worker pool
         (holding the GIL). It may return any bytes-like object or a ``str`` (sent as UTF-8);
         anything else, or an exception, becomes a ``HandlerError`` completion with a message.
+        ``with_call=True`` calls ``fn(payload, call)`` instead, with a ``portway.Call`` whose
+        ``cancelled`` turns true once the request is cancelled, timed out or shut down, or the
+        call lost a hedge: a long handler polls it and returns early (a Python handler cannot
+        be interrupted; what it returns then is dropped). A flag, not the signature, decides,
+        so that any callable works and the type checker knows which ``fn`` is expected.
         ``idempotent=True`` declares every call safe to run twice, so that hedging
         (``set_policy(..., hedge_after=...)``) may start a second call of a slow request; the
-        losing call still runs to its end (a Python handler cannot see its cancellation) and
-        its result is dropped. Raises ``InvalidArgumentTypeError`` when ``fn`` is not callable
-        or ``name`` not a str. Returns the handler id."""
+        losing call is dropped, and runs to its end unless it watches ``call.cancelled``.
+        Raises ``InvalidArgumentTypeError`` when ``fn`` is not callable, ``name`` not a str, or
+        ``idempotent`` / ``with_call`` not a bool. Returns the handler id."""
         raw_name = _check_name(name)
         if not callable(fn):
             raise InvalidArgumentTypeError(f"handler {name!r} must be callable, got {type(fn).__name__}")
-        cb = c_handler(name, fn)
+        for flag, value in (("idempotent", idempotent), ("with_call", with_call)):
+            if not isinstance(value, bool):
+                raise InvalidArgumentTypeError(f"{flag} must be a bool, got {type(value).__name__}")
+        cb = c_handler(name, fn, with_call)
         core = self._core
         out_id = c_uint32()
-        if not isinstance(idempotent, bool):
-            raise InvalidArgumentTypeError(f"idempotent must be a bool, got {type(idempotent).__name__}")
         flags = _HANDLER_IDEMPOTENT if idempotent else 0
         st = core.call(LIB.portway_register_handler_ex, raw_name, cb, None, flags, byref(out_id))
         check(st)
@@ -745,7 +760,8 @@ class Engine:
         ``"half-open"``; for ``http``, with one breaker per origin, the worst of them),
         ``breaker_failures``, ``breaker_open`` (breakers open or half-open: origins for
         ``http``), ``breaker_trips``, ``breaker_rejected``, ``rate_timeouts`` and the hedging
-        counters (``hedges_started``, ``hedges_won``, ``hedges_cancelled``)."""
+        counters (``hedges_started``, ``hedges_won``, ``hedges_cancelled``; ``hedges_skipped``:
+        hedges not started for want of a free concurrency slot)."""
         core = self._core
         core.flush_here()
         return core.call(_policy.read_policy_state, core.handler_id(name))

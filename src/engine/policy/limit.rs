@@ -60,6 +60,23 @@ impl ConcurrencyLimit {
         }
     }
 
+    /// Counts one more call now if the limit has room, never waiting (a hedge's second call):
+    /// `None` when it is full, `Some(false)` without a limit (nothing counted).
+    pub fn try_take(&self) -> Option<bool> {
+        if self.get() == 0 {
+            return Some(false);
+        }
+        let mut st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let limit = self.get();
+        if limit == 0 {
+            return Some(false);
+        }
+        (st.running < limit).then(|| {
+            st.running += 1;
+            true
+        })
+    }
+
     /// Ends one counted run and returns the tickets that may start now (each counted).
     pub fn release_one(&self) -> Vec<Ticket> {
         self.release_one_with(|_| None)
