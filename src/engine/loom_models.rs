@@ -58,7 +58,7 @@ impl Parts {
 
     /// Completes `req` the way `dispatch::finish` does: whoever wins the claim queues it.
     fn finish(&self, req: &Arc<Request>, outcome: Outcome) -> bool {
-        if req.claim_completion(outcome).is_some() {
+        if req.claim_completion(outcome, None).is_some() {
             self.queue.push([req.clone()]);
             true
         } else {
@@ -347,7 +347,7 @@ fn loom_cancel_vs_completion_posts_exactly_one() {
         let parts = Parts::new(4);
         let entry = echo_entry();
         let req = parts.accept(1, &entry).unwrap();
-        req.mark_running();
+        req.mark_running(None);
         let handler = {
             let (parts, req) = (parts.clone(), req.clone());
             thread::spawn(move || parts.finish(&req, Outcome::ok(b"done".to_vec())))

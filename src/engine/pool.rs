@@ -1,9 +1,9 @@
 //! The native worker pool: threads pulling jobs from one flume channel (the Go worker-pool
 //! shape). Jobs are blocking handler calls; a stop message per thread ends the pool.
 //!
-//! Each job is its own message and each completion is queued as soon as its job returns, so an
-//! idle worker always takes the next job at once and a slow job never delays another's
-//! completion.
+//! A single job is its own message and its completion is queued as soon as it returns. The
+//! jobs of a submit batch come as chunks (`handoff.rs`), split so that every worker gets some
+//! at once; a worker queues a chunk's completions together, holding none for long.
 
 use std::ffi::{CString, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -12,6 +12,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::dispatch;
+use super::handoff;
 use super::log::LogLevel;
 use super::policy::hedge::AttemptReply;
 use super::policy::{Permit, Ticket};
@@ -34,8 +35,22 @@ pub(crate) struct PoolJob {
 
 /// What travels on the pool channel.
 pub(crate) enum PoolMsg {
+    /// One job.
     Run(PoolJob),
+    /// Jobs of one submit batch, run in order by one worker (see `handoff.rs`).
+    RunMany(Vec<PoolJob>),
+    /// A worker filled its lane while another was idle: take some of it (see `lanes.rs`).
+    Steal,
+    /// Ends the worker that takes it.
     Stop,
+}
+
+/// What running one job left to do (see [`run_job_at`]).
+pub(crate) struct Ran {
+    /// The request to queue as completed.
+    pub completed: Option<Arc<Request>>,
+    /// When its handler returned (None when it did not run).
+    pub ended: Option<Instant>,
 }
 
 /// Which workers are inside a handler call right now: one flag per worker, each on its own
@@ -101,9 +116,8 @@ struct Worker {
 /// Sends a job to the pool; if the pool has stopped, the request completes with
 /// `PORTWAY_SHUTDOWN`.
 pub(crate) fn send(shared: &Arc<Shared>, job: PoolJob) {
-    if let Err(flume::SendError(PoolMsg::Run(job))) = shared.pool_tx.send(PoolMsg::Run(job)) {
-        let outcome = Outcome::failed(Status::PORTWAY_SHUTDOWN, "the worker pool has stopped");
-        dispatch::finish(shared, &job.ticket.req, outcome);
+    if let Err(flume::SendError(msg)) = shared.pool_tx.send(PoolMsg::Run(job)) {
+        handoff::shut_out(shared, msg);
     }
 }
 
@@ -132,7 +146,7 @@ impl Pool {
                     rx,
                 };
                 pool.stop(shared);
-                pool.join_within(Duration::from_secs(5));
+                pool.join_within(shared, Duration::from_secs(5));
                 return Err(e);
             }
         }
@@ -156,7 +170,10 @@ impl Pool {
     /// destructors (library code) once the engine is freed and the host may unload the
     /// library. When some were abandoned, no thread is joined (which ones still run is not
     /// known): all are detached and end on their own.
-    pub fn join_within(self, grace: Duration) -> usize {
+    ///
+    /// Jobs handed over after the stop messages (none normally: the teardown cancelled every
+    /// request first) are not run: their requests complete with `PORTWAY_SHUTDOWN`.
+    pub fn join_within(self, shared: &Shared, grace: Duration) -> usize {
         let deadline = Instant::now() + grace;
         let (count, cv) = (&self.alive.count, &self.alive.exited);
         let mut left = count.lock().unwrap_or_else(|e| e.into_inner());
@@ -189,8 +206,10 @@ impl Pool {
             }
         }
         if abandoned == 0 {
-            // Jobs handed back after the stop messages hold the engine: drop them.
-            while self.rx.try_recv().is_ok() {}
+            // Jobs handed over after the stop messages hold the engine: do not keep them.
+            while let Ok(msg) = self.rx.try_recv() {
+                handoff::shut_out(shared, msg);
+            }
         }
         abandoned
     }
@@ -315,13 +334,28 @@ fn worker_loop(shared: &Arc<Shared>, index: usize, rx: &flume::Receiver<PoolMsg>
     loop {
         let msg = match next_without_parking(rx) {
             Some(msg) => msg,
-            None => match rx.recv() {
-                Ok(msg) => msg,
-                Err(_) => return,
-            },
+            None => {
+                // Before sleeping: help a worker that sits on a chunk (see `lanes.rs`).
+                if let Some(jobs) = shared.pool_lanes.begin_idle(index) {
+                    handoff::run_chunk(shared, index, jobs);
+                    continue;
+                }
+                let msg = rx.recv();
+                shared.pool_lanes.end_idle();
+                match msg {
+                    Ok(msg) => msg,
+                    Err(_) => return,
+                }
+            }
         };
         match msg {
             PoolMsg::Run(job) => run_job(shared, index, job),
+            PoolMsg::RunMany(jobs) => handoff::run_chunk(shared, index, jobs),
+            PoolMsg::Steal => {
+                if let Some(jobs) = shared.pool_lanes.take_hint(index) {
+                    handoff::run_chunk(shared, index, jobs);
+                }
+            }
             PoolMsg::Stop => return,
         }
     }
@@ -339,6 +373,23 @@ fn next_without_parking(rx: &flume::Receiver<PoolMsg>) -> Option<PoolMsg> {
 
 /// Runs one job and moves its request on (next stage or completion).
 fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
+    if let Some(req) = run_job_at(shared, worker, job, None).completed {
+        shared.queue.push(std::iter::once(req));
+    }
+}
+
+/// Runs one job, started at `start` when given (else now), and moves its request on: the next
+/// stage, or a completion, which it returns for the caller to queue.
+pub(crate) fn run_job_at(
+    shared: &Arc<Shared>,
+    worker: usize,
+    job: PoolJob,
+    start: Option<Instant>,
+) -> Ran {
+    let not_run = Ran {
+        completed: None,
+        ended: None,
+    };
     let PoolJob {
         ticket,
         permit,
@@ -349,14 +400,16 @@ fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
         stage,
         payload,
     } = ticket;
-    if attempt.as_ref().is_some_and(AttemptReply::lost) || !dispatch::mark_running(shared, &req) {
-        return;
+    if attempt.as_ref().is_some_and(AttemptReply::lost)
+        || !dispatch::mark_running_at(shared, &req, start)
+    {
+        return not_run;
     }
     let entry = req.stage(stage);
     let HandlerKind::Blocking(pool_handler) = &entry.kind else {
         let msg = format!("handler {:?} is not a pool handler", entry.name);
         dispatch::finish(shared, &req, Outcome::failed(Status::PORTWAY_INTERNAL, msg));
-        return;
+        return not_run;
     };
     let context = match &attempt {
         // A hedged attempt is also cancelled when the other attempt wins.
@@ -381,6 +434,7 @@ fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
         catch_unwind(AssertUnwindSafe(|| handler.call(&mut call)))
     };
     let mut permit = watch.handler_returned();
+    let ended = Instant::now();
     let outcome = match result {
         Ok(()) => call.into_outcome(),
         Err(panic) => {
@@ -397,13 +451,22 @@ fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
     };
     if let Some(a) = attempt {
         a.reply(outcome);
-        return;
+        return Ran {
+            completed: None,
+            ended: Some(ended),
+        };
     }
     if let Some(p) = permit.as_mut() {
         p.observe(&req, &outcome);
     }
-    dispatch::stage_done(shared, req, stage, outcome);
+    let completed = dispatch::stage_done_at(shared, req, stage, outcome, Some(ended));
+    // Dropped after the completion was claimed (a limit's next job starts only then), but
+    // before it is queued: the caller queues it.
     drop(permit);
+    Ran {
+        completed,
+        ended: Some(ended),
+    }
 }
 
 /// Alive while a handler runs. Dropped only when the thread is torn down under the handler by
