@@ -62,9 +62,14 @@ fn enter_route(
     handoff: Option<&mut Handoff<'_>>,
 ) {
     if ticket.stage == ROUTE_ENTRY {
-        if let Some(p) = permit {
-            ticket.req.hold_route_permit(p);
-        }
+        // A request holding its pipeline's permit does not wait in a chunk (see start_stage).
+        let handoff = match permit {
+            Some(p) => {
+                ticket.req.hold_route_permit(p);
+                None
+            }
+            None => handoff,
+        };
         run_stage(shared, ticket.req, 0, ticket.payload, handoff);
     } else {
         start_stage(shared, ticket, permit, handoff);

@@ -52,9 +52,14 @@ impl<T> Lanes<T> {
     /// Puts a chunk's jobs at the back of `worker`'s lane. True when the caller is to send a
     /// hint to the pool channel: the lane holds two jobs or more, a worker is idle, and no
     /// hint is out yet.
-    pub fn fill(&self, worker: usize, jobs: impl IntoIterator<Item = T>) -> bool {
+    pub fn fill(&self, worker: usize, jobs: Vec<T>) -> bool {
         let mut lane = self.lane(worker);
-        lane.extend(jobs);
+        if lane.is_empty() {
+            // Takes over the chunk's buffer: no job is moved (a pool job is about 150 bytes).
+            *lane = VecDeque::from(jobs);
+        } else {
+            lane.extend(jobs);
+        }
         let shareable = lane.len() >= 2;
         drop(lane);
         // SeqCst, after the lane's lock: see the module comment.

@@ -426,7 +426,7 @@ fn loom_an_idle_worker_finds_a_new_chunk_or_is_hinted() {
         let filler = {
             let lanes = lanes.clone();
             thread::spawn(move || {
-                let hint = lanes.fill(0, [1, 2, 3]);
+                let hint = lanes.fill(0, vec![1, 2, 3]);
                 (hint, lanes.next(0))
             })
         };
