@@ -126,15 +126,11 @@ fn start_stage(
         }
         HandlerKind::Blocking(_) => {
             // The pool worker finds the handler through the request.
-            let job = PoolJob {
-                ticket,
-                permit,
-                attempt: None,
-            };
+            let job = PoolJob::new(ticket, permit, None);
             match handoff {
                 // A job holding a permit goes at once: queued behind others in a chunk, it
                 // would hold a unit of its handler's concurrency while not running.
-                Some(h) if job.permit.is_none() => h.send(job),
+                Some(h) if !job.holds_permit() => h.send(job),
                 _ => pool::send(shared, job),
             }
             return;
