@@ -10,8 +10,10 @@
 //!
 //! What a job is does not change: each keeps its own permit, is skipped when its request was
 //! completed (cancel, deadline, shutdown) while the chunk waited, and completes exactly once.
-//! A single `submit`, a pipeline's later stage, a job released by a concurrency limit and a
-//! hedged attempt still go one by one ([`pool::send`]).
+//! A single `submit`, a pipeline's later stage, a job holding a policy permit (it would hold a
+//! unit of its handler's concurrency while waiting in a chunk) and a hedged attempt still go
+//! one by one ([`pool::send`]). A worker runs a chunk through its lane (`lanes.rs`), where an
+//! idle worker takes part of it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
