@@ -21,7 +21,8 @@
 //! place a completion is posted), `request.rs` (one request's state machine), `ledger.rs`,
 //! `queue.rs`, `registry.rs`, `policy/` (what stands between a request and its handler:
 //! the concurrency limit, the rate limit, the circuit breaker, one file per policy), `pool.rs`,
-//! `handoff.rs` (a submit batch's pool jobs sent and run in chunks), `lanes.rs`, `timer.rs`, `recycle.rs`, `shared.rs`,
+//! `job.rs` (one pool job and running it), `handoff.rs` (a submit batch's pool jobs sent and run in
+//! chunks), `lanes.rs`, `timer.rs`, `recycle.rs`, `shared.rs`,
 //! `stats.rs`, `metrics.rs`, `exposition.rs`, `log.rs`, `fork.rs`, `sync.rs`.
 
 // The Engine API, one concern per file.
@@ -42,6 +43,7 @@ mod dispatch;
 mod exposition;
 mod fork;
 mod handoff;
+mod job;
 mod lanes;
 mod ledger;
 mod log;
