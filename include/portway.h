@@ -307,11 +307,14 @@ typedef struct portway_completion {
      */
     size_t meta_len;
     /**
-     * Nanoseconds from acceptance to start.
+     * Nanoseconds from acceptance to start. For a pool handler, start is when a worker was
+     * free for the request: in a batch a worker runs several requests in a row and reads the
+     * clock once between two of them, so the end of one is the start of the next (the
+     * worker's bookkeeping in between, well under a microsecond, counts as run time).
      */
     uint64_t queued_ns;
     /**
-     * Nanoseconds from start to finish.
+     * Nanoseconds from start to finish (for a pool handler: to the handler's return).
      */
     uint64_t run_ns;
 } portway_completion;

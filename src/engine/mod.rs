@@ -20,7 +20,9 @@
 //! The machinery under the API: `dispatch.rs` (moving a request through its stages and the one
 //! place a completion is posted), `request.rs` (one request's state machine), `ledger.rs`,
 //! `queue.rs`, `registry.rs`, `policy/` (what stands between a request and its handler:
-//! the concurrency limit, the rate limit, the circuit breaker, one file per policy), `pool.rs`, `timer.rs`, `recycle.rs`, `shared.rs`,
+//! the concurrency limit, the rate limit, the circuit breaker, one file per policy), `pool.rs`,
+//! `job.rs` (one pool job and running it), `handoff.rs` (a submit batch's pool jobs sent and run in
+//! chunks), `lanes.rs`, `timer.rs`, `recycle.rs`, `shared.rs`,
 //! `stats.rs`, `metrics.rs`, `exposition.rs`, `log.rs`, `fork.rs`, `sync.rs`.
 
 // The Engine API, one concern per file.
@@ -40,6 +42,9 @@ mod config;
 mod dispatch;
 mod exposition;
 mod fork;
+mod handoff;
+mod job;
+mod lanes;
 mod ledger;
 mod log;
 #[cfg(all(test, portway_loom))]

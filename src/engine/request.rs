@@ -257,14 +257,15 @@ impl Request {
         self.state.load(Ordering::SeqCst) == DONE
     }
 
-    /// Records that a stage is starting.
-    pub fn mark_running(&self) -> Transition {
+    /// Records that a stage is starting, at `at` when given (a pool worker running a chunk
+    /// passes the time its previous job ended, read once for both), else now.
+    pub fn mark_running(&self, at: Option<Instant>) -> Transition {
         match self
             .state
             .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => {
-                let ns = self.accepted_at.elapsed().as_nanos() as u64 + 1;
+                let ns = self.ns_since_accepted(at) + 1;
                 self.started_ns.store(ns, Ordering::Relaxed);
                 Transition::First
             }
@@ -274,13 +275,14 @@ impl Request {
     }
 
     /// Claims the right to complete. Exactly one caller ever gets `Some`; it carries whether
-    /// the request had started running, and the batch it is an item of.
-    pub fn claim_completion(&self, outcome: Outcome) -> Option<Won> {
+    /// the request had started running, and the batch it is an item of. It finished at `at` when given (a pool worker passes the time its handler returned,
+    /// which it reads anyway), else now.
+    pub fn claim_completion(&self, outcome: Outcome, at: Option<Instant>) -> Option<Won> {
         let before = self.state.swap(DONE, Ordering::SeqCst);
         if before == DONE {
             return None;
         }
-        let ns = self.accepted_at.elapsed().as_nanos() as u64;
+        let ns = self.ns_since_accepted(at);
         self.finished_ns.store(ns, Ordering::Relaxed);
         let batch = self.write_outcome(outcome);
         if self.armed.load(Ordering::SeqCst) {
@@ -385,6 +387,12 @@ impl Request {
     /// True once the completion was handed to the host (or is being handed).
     pub fn is_polled(&self) -> bool {
         self.shown.load(Ordering::Acquire) != NOT_SHOWN
+    }
+
+    /// Nanoseconds from acceptance to `at` (None = now; 0 if `at` is earlier).
+    fn ns_since_accepted(&self, at: Option<Instant>) -> u64 {
+        let at = at.unwrap_or_else(Instant::now);
+        at.saturating_duration_since(self.accepted_at).as_nanos() as u64
     }
 
     /// Nanoseconds since acceptance.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::Engine;
 use super::batch::{self, Batch};
 use super::dispatch;
+use super::handoff::Handoff;
 use super::recycle::Spare;
 use super::registry::{HandlerEntry, HandlerKind};
 use super::request::Request;
@@ -108,11 +109,13 @@ impl Engine {
         self.shared
             .timers
             .deadlines(timed.filter(|req| !completes_inline(req)));
+        let mut handoff = Handoff::new(&self.shared, granted);
         for (req, payload) in accepted {
-            if let Some(req) = self.start_request(req, payload) {
+            if let Some(req) = self.start_request(req, payload, &mut handoff) {
                 inline_done.push(req);
             }
         }
+        handoff.flush();
         c.accepted.fetch_add(granted as u64, Relaxed);
         self.shared.queue.push(inline_done);
         (granted, stop.map_or(Ok(()), Err))
@@ -158,7 +161,7 @@ impl Engine {
         if !completes_inline(&req) {
             self.shared.timers.deadlines([&req]);
         }
-        let inline = self.start_request(req, payload);
+        let inline = self.start_request(req, payload, &mut Handoff::new(&self.shared, 1));
         self.shared.counters.accepted.fetch_add(1, Relaxed);
         self.shared.queue.push(inline);
         Ok(id)
@@ -275,11 +278,12 @@ impl Engine {
 
     /// Starts an accepted request already in the ledger. A request that completes inline (an
     /// inline handler no policy holds back, such as echo) is returned for the caller to queue
-    /// with its batch (a batch item goes to its batch instead).
+    /// with its batch (a batch item goes to its batch instead). A pool job goes to `handoff`.
     pub(super) fn start_request(
         &self,
         req: Arc<Request>,
         payload: Vec<u8>,
+        handoff: &mut Handoff<'_>,
     ) -> Option<Arc<Request>> {
         if let Some(answer) = inline_answer(&req) {
             let outcome = answer(payload);
@@ -296,7 +300,7 @@ impl Engine {
             }
             return None;
         }
-        dispatch::start(&self.shared, req, payload);
+        dispatch::start(&self.shared, req, payload, handoff);
         None
     }
 }

@@ -315,7 +315,10 @@ mod tests {
         for req in &reqs[..MIN_PURGE] {
             timers.sleep(req.clone(), 0, None, hour);
             // Cancelled right away: its entry is now dead weight.
-            assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
+            assert!(
+                req.claim_completion(Outcome::ok(Vec::new()), None)
+                    .is_some()
+            );
         }
         assert_eq!(timers.state.lock().unwrap().heap.len(), MIN_PURGE);
         // The next sleep finds the heap at the purge size and drops the finished entries.

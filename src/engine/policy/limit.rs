@@ -222,7 +222,10 @@ mod tests {
         let req = cancelled.req.clone();
         assert!(matches!(limit.admit(cancelled), Admission::Parked));
         assert!(matches!(limit.admit(ts.next().unwrap()), Admission::Parked));
-        assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
+        assert!(
+            req.claim_completion(Outcome::ok(Vec::new()), None)
+                .is_some()
+        );
         assert_eq!(limit.figures(), (1, 1), "only the live waiter counts");
         assert_eq!(ids(&limit.release_one()), [3]);
     }

@@ -84,14 +84,7 @@ pub(crate) fn pool_attempt(
         payload,
     };
     let attempt = Some(AttemptReply { reply: tx, state });
-    pool::send(
-        shared,
-        PoolJob {
-            ticket,
-            permit: None,
-            attempt,
-        },
-    );
+    pool::send(shared, PoolJob::new(ticket, None, attempt));
     Box::pin(async move {
         let _lose = lose;
         rx.await.unwrap_or_else(|_| {
