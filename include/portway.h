@@ -313,11 +313,14 @@ typedef struct portway_completion {
      */
     size_t meta_len;
     /**
-     * Nanoseconds from acceptance to start.
+     * Nanoseconds from acceptance to start. For a pool handler, start is when a worker was
+     * free for the request: in a batch a worker runs several requests in a row and reads the
+     * clock once between two of them, so the end of one is the start of the next (the
+     * worker's bookkeeping in between, well under a microsecond, counts as run time).
      */
     uint64_t queued_ns;
     /**
-     * Nanoseconds from start to finish.
+     * Nanoseconds from start to finish (for a pool handler: to the handler's return).
      */
     uint64_t run_ns;
 } portway_completion;
@@ -395,7 +398,10 @@ typedef struct portway_http_options {
     uint32_t max_connections_per_host;
     /**
      * Largest response head in bytes (at least 1024). Default 65536. HTTP/1 responses may
-     * also have one header line per 256 bytes of it, and at least 256 lines.
+     * also have one header line per 256 bytes of it, and at least 256 lines. (An origin's
+     * HTTP/1 connections parse up to 100 lines, the cheaper way, until it sends a longer head:
+     * that GET, HEAD, PUT, DELETE or OPTIONS is then sent once more on a connection that takes
+     * them all, as are all later requests to it; POST and PATCH always are.)
      */
     uint32_t max_header_bytes;
     /**
@@ -559,17 +565,29 @@ typedef struct portway_policy {
      * native handlers registered with `PORTWAY_HANDLER_IDEMPOTENT`; hedging any other handler
      * (echo, sleep, a pipeline, a native handler without the flag) is refused. A failed call
      * waits for the other; when both fail, the later failure completes the request. A call
-     * that fails before the delay is not retried. The hedge takes no second concurrency slot
-     * or rate token (`hedge_budget_percent` bounds the extra load), never hedges the breaker's
-     * half-open trial, and cancel, the deadline and shutdown end both calls. A completion a
+     * that fails before the delay is not retried. Under a concurrency limit the hedge holds a
+     * slot while it runs (it is one more call at once, as Envoy counts hedges against
+     * `max_requests`): only one free when the delay passes (it never waits, nor passes a
+     * request waiting for a slot), else it is skipped (`hedges_skipped`) and the first call
+     * runs on alone. It takes no rate token (`hedge_budget_percent` bounds the extra calls over
+     * time, the limit those at once), never hedges the breaker's half-open trial, and cancel,
+     * the deadline and shutdown end both calls. A completion a
      * hedge won carries the meta pair `portway-hedge: won` as its first pair (for `http`,
-     * before the response headers; for a pipeline, when it was the last stage's hedge).
+     * before the response headers). A pipeline's completion carries it once when a hedge
+     * won any of its stages (also when a later stage failed; not on a completion by cancel,
+     * the deadline or shutdown).
      */
     uint32_t hedge_after_ms;
     /**
-     * Hedge after the handler's live 95th percentile instead: that of its last 128 first
-     * calls (a first call a hedge beat counts with the time it had run by then). Until 20 calls
-     * were seen, `hedge_after_ms` is the delay (0: nothing is hedged yet).
+     * Hedge after the handler's live 95th percentile instead: the p95 of its last 128
+     * hedgeable requests' latency, each measured from the call's start to the outcome that
+     * completed it (the winner's, first call or hedge) when that was `PORTWAY_OK` or a
+     * timeout; a request its deadline cut off counts the time it ran. Other failures (a
+     * refused connection is fast because nothing ran) and cancelled requests are no sample.
+     * A request ends after the delay exactly when its first call does (the hedge starts only
+     * then), so this p95 settles where 5 % of first calls are slower, the first calls' own p95
+     * ("The Tail at Scale"), however often hedges win. Until 20 samples were seen,
+     * `hedge_after_ms` is the delay (0: nothing is hedged yet).
      */
     bool hedge_after_p95;
     /**
@@ -665,6 +683,11 @@ typedef struct portway_policy_state {
      * Calls cancelled because the other call of the same request succeeded first.
      */
     uint64_t hedges_cancelled;
+    /**
+     * Hedges not started because the handler's concurrency limit had no free slot (a hedge
+     * holds a slot while it runs, see `portway_policy.hedge_after_ms`). Appended last.
+     */
+    uint64_t hedges_skipped;
 } portway_policy_state;
 
 /**
@@ -1166,6 +1189,10 @@ portway_status portway_submit(struct portway_engine *eng,
  * `payload_len` at most `max_payload`, checked before that payload is read (the batch stops
  * there with `PORTWAY_PAYLOAD_TOO_LARGE`). Returns `PORTWAY_OK` when all were accepted, else the status
  * that stopped the batch at index `*out_accepted` (see `portway_submit`). Never blocks.
+ * `portway_stats` counts the requests decided: after `PORTWAY_BUSY` or `PORTWAY_SHUTDOWN`
+ * every request from index `*out_accepted` on is counted refused; after any other status
+ * only the refused request is, and the ones after it were not looked at (offering them
+ * again counts them once).
  */
 portway_status portway_submit_batch(struct portway_engine *eng,
                                     const struct portway_request *reqs,

@@ -114,6 +114,7 @@ fn rust_layout() -> Layout {
             hedges_started,
             hedges_won,
             hedges_cancelled,
+            hedges_skipped,
         ]
     );
     rust_rows!(

@@ -185,6 +185,54 @@ fn in_a_pipeline_the_losing_call_is_cancelled_before_the_next_stage_ends() {
         "the loser ran on into the next stage"
     );
     assert_eq!(hedges(&eng, lookup), (1, 1, 1));
+    // The first stage's hedge won: the completion says so, though the last stage was not hedged.
+    assert_eq!(hedge_meta(&c), Some("won"));
+}
+
+#[test]
+fn a_pipeline_completion_carries_the_mark_once_when_any_stage_hedge_won() {
+    let eng = engine();
+    // Each stage's first call waits for its cancellation; its hedge answers.
+    let stage = |name: &str| {
+        hedged(&eng, name, 20, |call, seen, n| match n {
+            0 => wait_cancelled(call, &seen.cancelled),
+            _ => call.respond(call.payload().to_vec().as_slice()).unwrap(),
+        })
+        .0
+    };
+    // One budget of one hedge per stage handler: a handler for each place.
+    let fail = eng
+        .register_blocking("fail", |call: &mut Call| call.fail("no").unwrap())
+        .unwrap();
+    let echo = eng.lookup("echo").unwrap();
+    let cases = [
+        (
+            "both-won",
+            vec![stage("a1"), stage("a2")],
+            Status::PORTWAY_OK,
+        ),
+        (
+            "first-won",
+            vec![echo, stage("b"), echo],
+            Status::PORTWAY_OK,
+        ),
+        (
+            "failed-after",
+            vec![stage("c"), fail],
+            Status::PORTWAY_HANDLER_ERROR,
+        ),
+        ("none", vec![echo, echo], Status::PORTWAY_OK),
+    ];
+    for (name, stages, status) in cases {
+        let pipe = eng.register_pipeline(name, &stages).unwrap();
+        let c = run(&eng, pipe, b"key");
+        assert_eq!(c.status, status, "{name}");
+        let marks = c.meta.iter().filter(|(k, _)| k == "portway-hedge").count();
+        assert_eq!(marks, usize::from(name != "none"), "{name}: {:?}", c.meta);
+        if name != "none" {
+            assert_eq!(hedge_meta(&c), Some("won"), "{name}");
+        }
+    }
 }
 
 #[test]
@@ -349,6 +397,74 @@ fn the_budget_caps_hedges_over_many_requests() {
     assert_eq!(st.hedges_won, won);
     let calls: u32 = handler.calls.lock().unwrap().values().sum();
     assert_eq!(u64::from(calls), n as u64 + st.hedges_started);
+}
+
+/// Sets hedging after 20 ms (budget 100 %) and a concurrency limit of `limit` on `h`.
+fn limit_and_hedge(eng: &Engine, h: u32, limit: u32) {
+    let policy = PolicySettings {
+        max_concurrency: limit,
+        ..hedge_after(20, 100)
+    };
+    eng.set_policy(h, &policy).unwrap();
+}
+
+#[test]
+fn a_hedge_with_no_free_slot_is_skipped_and_counted() {
+    let eng = engine();
+    let (h, seen) = hedged(&eng, "lookup", 20, |call, seen, _| {
+        until("the test to let the call end", || seen.flag.load(SeqCst));
+        call.respond(b"first").unwrap();
+    });
+    limit_and_hedge(&eng, h, 1);
+    eng.submit(&sub(h, b"key")).unwrap();
+    until("the hedge to be skipped", || {
+        eng.policy_state(h).unwrap().hedges_skipped == 1
+    });
+    seen.flag.store(true, SeqCst);
+    let c = one(&eng);
+    assert_eq!((c.status, &c.data[..]), (Status::PORTWAY_OK, &b"first"[..]));
+    assert_eq!(hedge_meta(&c), None);
+    assert_eq!(seen.calls.load(SeqCst), 1);
+    assert_eq!(hedges(&eng, h), (0, 0, 0));
+    let text = eng.metrics_text().unwrap();
+    let line = "portway_policy_hedges_skipped_total{handler=\"lookup\"} 1";
+    assert!(text.contains(line), "{text}");
+}
+
+#[test]
+fn a_hedge_holds_a_slot_while_it_runs_and_gives_it_back() {
+    let eng = engine();
+    // Request a: its first call waits for its cancellation, its hedge for the test. Request
+    // b (the third call) answers at once, once it gets a slot.
+    let (h, seen) = hedged(&eng, "lookup", 20, |call, seen, n| match n {
+        0 => wait_cancelled(call, &seen.cancelled),
+        1 => {
+            until("the test to let the hedge end", || seen.flag.load(SeqCst));
+            call.respond(b"hedge").unwrap();
+        }
+        _ => call.respond(b"b").unwrap(),
+    });
+    limit_and_hedge(&eng, h, 2);
+    let a = eng.submit(&sub(h, b"a")).unwrap();
+    until("a's first call and hedge to hold both slots", || {
+        eng.policy_state(h).unwrap().running == 2
+    });
+    let b = eng.submit(&sub(h, b"b")).unwrap();
+    until("b to wait for a slot", || {
+        eng.policy_state(h).unwrap().waiting == 1
+    });
+    assert_eq!(seen.calls.load(SeqCst), 2, "b ran past the limit");
+    seen.flag.store(true, SeqCst);
+    let done: HashMap<u64, OwnedCompletion> =
+        collect(&eng, 2).into_iter().map(|c| (c.id, c)).collect();
+    assert_eq!(&done[&a].data[..], b"hedge");
+    assert_eq!(hedge_meta(&done[&a]), Some("won"));
+    assert_eq!(&done[&b].data[..], b"b");
+    until("every slot to be given back", || {
+        let st = eng.policy_state(h).unwrap();
+        (st.running, st.waiting) == (0, 0)
+    });
+    assert_eq!(hedges(&eng, h), (1, 1, 1));
 }
 
 #[test]

@@ -115,10 +115,12 @@ fn get_post_put_delete_with_headers_and_bodies() {
     assert_eq!(text(&c), "DELETE /items/1 ");
     assert_eq!(meta(&c, "x-token"), Some("t2"));
 
+    // The GET went on a narrow connection; the POST, which may not be sent twice, made the
+    // origin's connections wide (tests/http_header_lines.rs), and PUT and DELETE reused it.
     assert_eq!(
         server.accepted(),
-        1,
-        "all four went over one keep-alive connection"
+        2,
+        "the GET over one keep-alive connection, the other three over another"
     );
 }
 
@@ -518,46 +520,6 @@ fn a_connect_that_hangs_fails_after_the_connect_timeout() {
     assert!(text(&c).contains("timed out after 200 ms"), "{}", text(&c));
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(listener);
-}
-
-#[test]
-fn http1_responses_with_hundreds_of_header_lines_pass_up_to_the_limit() {
-    // hyper's default limit is 100 header lines; real servers send more (Set-Cookie lists).
-    // The limit is one line per 256 bytes of max_header_bytes, at least 256.
-    let server = Server::http(|req| {
-        let n: usize = req.target.trim_start_matches('/').parse().unwrap();
-        let headers: Vec<(String, String)> =
-            (0..n).map(|i| (format!("X-H{i}"), i.to_string())).collect();
-        let refs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        response(200, &refs, b"ok")
-    });
-    let engine = engine();
-    let http = engine.lookup("http").unwrap();
-    // 250 lines + Content-Length: within the default 256.
-    let c = run(&engine, http, &get(&server.url("/250")), 0);
-    assert_status(&c, Status::PORTWAY_OK);
-    assert_eq!(meta(&c, "x-h249"), Some("249"));
-    assert_eq!(meta(&c, ":http-version"), Some("HTTP/1.1"));
-    assert_eq!(c.meta.len(), 252);
-    let c = run(&engine, http, &get(&server.url("/300")), 0);
-    assert_status(&c, Status::PORTWAY_PROTOCOL_ERROR);
-    assert!(text(&c).contains("over 256 header lines"), "{}", text(&c));
-    // A larger byte limit allows more lines: 256 KiB / 256 = 1024.
-    let big = engine
-        .register_http(
-            "http-many-headers",
-            HttpOptions {
-                max_header_bytes: 256 << 10,
-                ..HttpOptions::default()
-            },
-        )
-        .unwrap();
-    let c = run(&engine, big, &get(&server.url("/1000")), 0);
-    assert_status(&c, Status::PORTWAY_OK);
-    assert_eq!(c.meta.len(), 1002);
 }
 
 #[test]

@@ -17,8 +17,9 @@ unsafe extern "C-unwind" {
 
 static EXITS: AtomicUsize = AtomicUsize::new(0);
 
-/// Ends its thread when the payload is "exit"; echoes anything else.
-unsafe extern "C-unwind" fn maybe_exit(_ctx: *mut c_void, call: *mut portway_call) {
+/// Ends its thread when the payload is "exit", counting it in `EXITS` (or in the
+/// `AtomicUsize` `ctx` points to, when not NULL); echoes anything else.
+unsafe extern "C-unwind" fn maybe_exit(ctx: *mut c_void, call: *mut portway_call) {
     let (mut data, mut len) = (ptr::null(), 0);
     // SAFETY: `call` is the live call; the payload stays valid until the handler returns.
     unsafe {
@@ -27,7 +28,12 @@ unsafe extern "C-unwind" fn maybe_exit(_ctx: *mut c_void, call: *mut portway_cal
             Status::PORTWAY_OK
         );
         if std::slice::from_raw_parts(data, len) == b"exit" {
-            EXITS.fetch_add(1, Ordering::SeqCst);
+            // SAFETY: a non-NULL `ctx` is a live `AtomicUsize` (the test's own).
+            let exits = match ctx.is_null() {
+                true => &EXITS,
+                false => &*ctx.cast::<AtomicUsize>(),
+            };
+            exits.fetch_add(1, Ordering::SeqCst);
             pthread_exit(ptr::null_mut());
         }
         portway_call_respond(call, data, len);
@@ -62,8 +68,8 @@ unsafe fn run(eng: *mut portway_engine, handler: u32, payload: &[u8]) -> (u32, V
     }
 }
 
-#[test]
-fn a_handler_thread_that_exits_completes_its_request_and_is_replaced() {
+/// An engine with one pool worker, and `maybe_exit` registered on it with `ctx`.
+unsafe fn one_worker_with_maybe_exit(ctx: *mut c_void) -> (*mut portway_engine, u32) {
     // SAFETY: plain use of the C ABI with live pointers.
     unsafe {
         let cfg = portway_config_new();
@@ -72,16 +78,84 @@ fn a_handler_thread_that_exits_completes_its_request_and_is_replaced() {
         assert_eq!(portway_engine_new(cfg, &mut eng), Status::PORTWAY_OK);
         portway_config_free(cfg);
         let mut h = 0;
+        let name = c"maybe_exit".as_ptr();
+        let status = portway_register_handler(eng, name, Some(maybe_exit), ctx, &mut h);
+        assert_eq!(status, Status::PORTWAY_OK);
+        (eng, h)
+    }
+}
+
+/// Issue 17: the thread exits inside the second job of a chunk (a submit batch on one worker):
+/// the first job's completion, held to be queued with the chunk's, is not lost, and the jobs
+/// after it (the batch's last) run on the replacement worker. Each request completes once.
+#[test]
+fn a_handler_thread_that_exits_inside_a_chunk_loses_none_of_its_jobs() {
+    // SAFETY: plain use of the C ABI with live pointers.
+    unsafe {
+        let exits = AtomicUsize::new(0);
+        let (eng, h) = one_worker_with_maybe_exit((&raw const exits).cast_mut().cast());
+        // A first call, so that the batch's calls are quick ones (whose completions a worker
+        // holds to queue with the rest of its chunk).
+        let ok = (Status::PORTWAY_OK as u32, b"ok".to_vec());
+        assert_eq!(run(eng, h, b"ok"), ok);
+        // 8 requests on one worker: chunks of 4; the second request of the last chunk exits.
+        const EXIT: usize = 5;
+        let payloads: Vec<&[u8]> = (0..8)
+            .map(|i| if i == EXIT { &b"exit"[..] } else { &b"ok"[..] })
+            .collect();
+        let reqs: Vec<portway_request> = payloads
+            .iter()
+            .map(|p| portway_request {
+                handler: h,
+                timeout_ms: 0,
+                user_data: 0,
+                payload: p.as_ptr(),
+                payload_len: p.len(),
+            })
+            .collect();
+        let (mut ids, mut accepted) = ([0u64; 8], 0);
         assert_eq!(
-            portway_register_handler(
-                eng,
-                c"maybe_exit".as_ptr(),
-                Some(maybe_exit),
-                ptr::null_mut(),
-                &mut h
-            ),
+            portway_submit_batch(eng, reqs.as_ptr(), 8, ids.as_mut_ptr(), &mut accepted),
             Status::PORTWAY_OK
         );
+        assert_eq!(accepted, 8);
+        let mut seen = std::collections::HashMap::new();
+        while seen.len() < 8 {
+            let mut c = [const { std::mem::MaybeUninit::<portway_completion>::uninit() }; 8];
+            let mut n = 0;
+            assert_eq!(
+                portway_poll(eng, c[0].as_mut_ptr(), 8, 10_000, &mut n),
+                Status::PORTWAY_OK
+            );
+            assert!(n > 0, "only {} of 8 completed", seen.len());
+            for c in &c[..n] {
+                let c = c.assume_init_ref();
+                assert!(
+                    seen.insert(c.id, c.status).is_none(),
+                    "{} completed twice",
+                    c.id
+                );
+                assert_eq!(portway_release(eng, c, 1), Status::PORTWAY_OK);
+            }
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let want = if i == EXIT {
+                Status::PORTWAY_HANDLER_ERROR
+            } else {
+                Status::PORTWAY_OK
+            };
+            assert_eq!(seen[id], want as u32, "request {i}");
+        }
+        assert_eq!(exits.load(Ordering::SeqCst), 1);
+        portway_engine_free(eng);
+    }
+}
+
+#[test]
+fn a_handler_thread_that_exits_completes_its_request_and_is_replaced() {
+    // SAFETY: plain use of the C ABI with live pointers.
+    unsafe {
+        let (eng, h) = one_worker_with_maybe_exit(ptr::null_mut());
         // The only worker exits three times; each time the request completes and a new
         // worker runs the next one.
         for _ in 0..3 {

@@ -261,6 +261,8 @@ export interface PolicyState {
   hedgesWon: number;
   /** Calls cancelled because the other call of their request succeeded first. */
   hedgesCancelled: number;
+  /** Hedges not started because the concurrency limit had no free slot (a hedge holds one). */
+  hedgesSkipped: number;
 }
 
 export interface Stats {
@@ -354,7 +356,9 @@ export declare class Engine {
   submitMany(handler: string | number, payloads: Iterable<Payload>, opts?: SubmitManyOptions): Promise<Completion[]>;
   /** Every payload to one handler as one batch (split into native batches as needed): a
    *  BatchResult once every item completed, whatever their statuses. Rejects when the batch is
-   *  refused (PORTWAY_BUSY, ...) or aborted; never throws synchronously. */
+   *  refused (PORTWAY_BUSY, ...) or aborted; never throws synchronously. All or nothing for a
+   *  list that fits in one part; a later part's refusal (PORTWAY_SHUTDOWN after close(), ...)
+   *  rejects after the earlier parts ran. */
   batch(handler: string | number, payloads: Iterable<Payload>, opts?: BatchOptions): Promise<BatchResult>;
   /** Outbound HTTP through the "http" handler. */
   http(req: HttpRequest): Promise<HttpResponse>;

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use super::Engine;
 use super::dispatch;
+use super::handoff::Handoff;
 use super::lend::Payload;
 use super::registry::HandlerEntry;
 use super::request::Request;
@@ -297,10 +298,12 @@ impl Engine {
         self.shared
             .timers
             .deadlines(timed.filter(|req| !completes_inline(req)));
+        let mut handoff = Handoff::new(&self.shared, n);
         for (req, payload) in items {
             // An item never comes back to be queued: its completion goes to the batch.
-            let _ = self.start_request(req, Payload::Owned(payload));
+            let _ = self.start_request(req, Payload::Owned(payload), &mut handoff);
         }
+        handoff.flush();
         self.shared.counters.accepted.fetch_add(n as u64, Relaxed);
         Ok(id)
     }

@@ -6,7 +6,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
+use super::handoff::Handoff;
 use super::lend::{self, Payload};
 use super::log::LogLevel;
 use super::policy::{Permit, Ticket, hedge};
@@ -23,10 +25,16 @@ use crate::status::Status;
 const ROUTE_ENTRY: usize = usize::MAX;
 
 /// Starts an accepted request (its deadline already armed, see [`Timers::deadlines`]): enters
-/// stage 0.
+/// stage 0. A pool job it makes goes to `handoff`, which sends the jobs of one submit batch
+/// as a few chunks.
 ///
 /// [`Timers::deadlines`]: super::timer::Timers::deadlines
-pub(crate) fn start(shared: &Arc<Shared>, req: Arc<Request>, payload: Payload) {
+pub(crate) fn start(
+    shared: &Arc<Shared>,
+    req: Arc<Request>,
+    payload: Payload,
+    handoff: &mut Handoff<'_>,
+) {
     if matches!(req.handler.kind, HandlerKind::Pipeline(_)) {
         let route = req.handler.clone();
         let ticket = Ticket {
@@ -35,27 +43,49 @@ pub(crate) fn start(shared: &Arc<Shared>, req: Arc<Request>, payload: Payload) {
             payload,
         };
         if let Some((ticket, permit)) = route.policies.admit(shared, &route, ticket) {
-            enter_admitted(shared, ticket, permit);
+            enter_route(shared, ticket, permit, Some(handoff));
         }
     } else {
-        run_stage(shared, req, 0, payload);
+        run_stage(shared, req, 0, payload, Some(handoff));
     }
 }
 
 /// Continues with a ticket that its handler's policies admitted.
 pub(crate) fn enter_admitted(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
+    enter_route(shared, ticket, permit, None);
+}
+
+/// [`enter_admitted`], with the submit batch's hand-off when there is one.
+fn enter_route(
+    shared: &Arc<Shared>,
+    ticket: Ticket,
+    permit: Option<Permit>,
+    handoff: Option<&mut Handoff<'_>>,
+) {
     if ticket.stage == ROUTE_ENTRY {
-        if let Some(p) = permit {
-            ticket.req.hold_route_permit(p);
-        }
-        run_stage(shared, ticket.req, 0, ticket.payload);
+        // A request holding its pipeline's permit does not wait in a chunk (see start_stage).
+        let handoff = match permit {
+            Some(p) => {
+                ticket.req.hold_route_permit(p);
+                None
+            }
+            None => handoff,
+        };
+        run_stage(shared, ticket.req, 0, ticket.payload, handoff);
     } else {
-        start_stage(shared, ticket, permit);
+        start_stage(shared, ticket, permit, handoff);
     }
 }
 
-/// Sends stage `stage` through its handler's policies.
-fn run_stage(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, payload: Payload) {
+/// Sends stage `stage` through its handler's policies. A pool job goes to `handoff` when
+/// given (a submit batch), else to the pool at once.
+fn run_stage(
+    shared: &Arc<Shared>,
+    req: Arc<Request>,
+    stage: usize,
+    payload: Payload,
+    handoff: Option<&mut Handoff<'_>>,
+) {
     if req.is_done() {
         return;
     }
@@ -68,16 +98,21 @@ fn run_stage(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, payload: Pay
     };
     if ungated {
         // The common case needs no permit and no reference to the entry of its own.
-        start_stage(shared, ticket, None);
+        start_stage(shared, ticket, None, handoff);
         return;
     }
     let entry = ticket.req.stage(stage).clone();
     if let Some((ticket, permit)) = entry.policies.admit(shared, &entry, ticket) {
-        start_stage(shared, ticket, permit);
+        start_stage(shared, ticket, permit, handoff);
     }
 }
 
-fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
+fn start_stage(
+    shared: &Arc<Shared>,
+    ticket: Ticket,
+    permit: Option<Permit>,
+    handoff: Option<&mut Handoff<'_>>,
+) {
     if ticket.req.is_done() {
         return;
     }
@@ -94,12 +129,13 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
         }
         HandlerKind::Blocking(_) => {
             // The pool worker finds the handler through the request.
-            let job = PoolJob {
-                ticket,
-                permit,
-                attempt: None,
-            };
-            pool::send(shared, job);
+            let job = PoolJob::new(ticket, permit, None);
+            match handoff {
+                // A job holding a permit goes at once: queued behind others in a chunk, it
+                // would hold a unit of its handler's concurrency while not running.
+                Some(h) if !job.holds_permit() => h.send(job),
+                _ => pool::send(shared, job),
+            }
             return;
         }
         HandlerKind::Inline(f) => Start::Inline(*f),
@@ -171,7 +207,8 @@ fn start_stage(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) {
                     Some((handler, payload)) => {
                         let first = Box::pin(CatchUnwind(fut));
                         let second = move || async_attempt(&handler, payload);
-                        hedge::race(task_req.stage(stage), &task_req, first, second).await
+                        let entry = task_req.stage(stage);
+                        hedge::race(&task_shared, entry, &task_req, first, second).await
                     }
                 };
                 if let Some(p) = permit.as_mut() {
@@ -221,7 +258,8 @@ fn hedged_on_pool(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) 
         let (s, r) = (task_shared.clone(), task_req.clone());
         let first = hedge::pool_attempt(&task_shared, &task_req, stage, payload);
         let second = move || hedge::pool_attempt(&s, &r, stage, copy);
-        let outcome = hedge::race(task_req.stage(stage), &task_req, first, second).await;
+        let entry = task_req.stage(stage);
+        let outcome = hedge::race(&task_shared, entry, &task_req, first, second).await;
         if let Some(p) = permit.as_mut() {
             p.observe(&task_req, &outcome);
         }
@@ -254,11 +292,16 @@ fn log_failure(shared: &Shared, req: &Request, outcome: &Outcome) {
 
 /// Records that a stage is starting; false when the request is already done.
 pub(crate) fn mark_running(shared: &Shared, req: &Request) -> bool {
+    mark_running_at(shared, req, None)
+}
+
+/// [`mark_running`], started at `at` when given (else now).
+pub(crate) fn mark_running_at(shared: &Shared, req: &Request, at: Option<Instant>) -> bool {
     let is_pipeline = matches!(req.handler.kind, HandlerKind::Pipeline(_));
     if is_pipeline {
         req.stage_started();
     }
-    match req.mark_running() {
+    match req.mark_running(at) {
         Transition::First => {
             shared.counters.count_started(1);
             true
@@ -270,6 +313,20 @@ pub(crate) fn mark_running(shared: &Shared, req: &Request) -> bool {
 
 /// A stage finished: run the next stage, or complete the request.
 pub(crate) fn stage_done(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, outcome: Outcome) {
+    if let Some(req) = stage_done_at(shared, req, stage, outcome, None) {
+        shared.queue.push(std::iter::once(req));
+    }
+}
+
+/// [`stage_done`], finished at `at` when given (else now), returning the request for the
+/// caller to queue (a pool worker queues those of a chunk together) instead of queueing it.
+pub(crate) fn stage_done_at(
+    shared: &Arc<Shared>,
+    req: Arc<Request>,
+    stage: usize,
+    outcome: Outcome,
+    at: Option<Instant>,
+) -> Option<Arc<Request>> {
     if shared.config.metrics
         && matches!(req.handler.kind, HandlerKind::Pipeline(_))
         && !req.is_done()
@@ -280,9 +337,22 @@ pub(crate) fn stage_done(shared: &Arc<Shared>, req: Arc<Request>, stage: usize, 
             .record([(outcome.status, queued, run)]);
     }
     if outcome.is_ok() && stage + 1 < req.stage_count() {
-        run_stage(shared, req, stage + 1, outcome.data.into_vec().into());
-    } else if claim(shared, &req, outcome) == Claimed::Queue {
-        shared.queue.push(std::iter::once(req));
+        // Only the data goes on: a hedge's win is kept for the completion's meta.
+        if hedge::won(&outcome) {
+            req.note_hedge_won();
+        }
+        run_stage(shared, req, stage + 1, outcome.data.into_vec().into(), None);
+        return None;
+    }
+    let outcome = if stage > 0 && req.hedge_won() {
+        hedge::mark_won(outcome)
+    } else {
+        outcome
+    };
+    if claim_at(shared, &req, outcome, at) == Claimed::Queue {
+        Some(req)
+    } else {
+        None
     }
 }
 
@@ -316,8 +386,13 @@ pub(crate) enum Claimed {
 /// Claims the completion and counts it. A batch item goes to its batch; any other request is
 /// left for the caller to queue.
 pub(crate) fn claim(shared: &Shared, req: &Request, outcome: Outcome) -> Claimed {
+    claim_at(shared, req, outcome, None)
+}
+
+/// [`claim`], finished at `at` when given (else now).
+fn claim_at(shared: &Shared, req: &Request, outcome: Outcome, at: Option<Instant>) -> Claimed {
     let status = outcome.status;
-    match req.claim_completion(outcome) {
+    match req.claim_completion(outcome, at) {
         Some(won) => {
             shared.counters.count_completion(status, won.was_running);
             match won.batch {

@@ -138,7 +138,7 @@ impl Drop for Engine {
             let grace = drain_left.unwrap_or(Duration::from_millis(u64::from(
                 shared.config.free_grace_ms,
             )));
-            let abandoned = pool.join_within(grace);
+            let abandoned = pool.join_within(shared, grace);
             if abandoned > 0 {
                 shared.logger.log(LogLevel::Warn, || {
                     format!(

@@ -7,7 +7,8 @@
 //! blocking polls vs pushes (no lost wake-up), a poll's spin before it sleeps vs pushes and
 //! wakes (issue 17), shutdown vs poll vs submit (exactly the accepted
 //! requests are polled, then `Closed`), wake, the notify hook and fd, cancel vs completion
-//! (exactly one completion) and slot waiters vs release.
+//! (exactly one completion), slot waiters vs release, and a pool worker filling its lane vs
+//! another going idle (issue 17: no job left behind a busy worker while the other sleeps).
 //!
 //! Polls use no finite timeout: loom's `Condvar::wait_timeout` never times out.
 
@@ -17,6 +18,7 @@ use std::time::Instant;
 
 use loom::thread;
 
+use super::lanes::Lanes;
 use super::ledger::Ledger;
 use super::queue::{CompletionQueue, PollEnd};
 use super::recycle::Recycler;
@@ -58,7 +60,7 @@ impl Parts {
 
     /// Completes `req` the way `dispatch::finish` does: whoever wins the claim queues it.
     fn finish(&self, req: &Arc<Request>, outcome: Outcome) -> bool {
-        if req.claim_completion(outcome).is_some() {
+        if req.claim_completion(outcome, None).is_some() {
             self.queue.push([req.clone()]);
             true
         } else {
@@ -353,7 +355,7 @@ fn loom_cancel_vs_completion_posts_exactly_one() {
         let parts = Parts::new(4);
         let entry = echo_entry();
         let req = parts.accept(1, &entry).unwrap();
-        req.mark_running();
+        req.mark_running(None);
         let handler = {
             let (parts, req) = (parts.clone(), req.clone());
             thread::spawn(move || parts.finish(&req, Outcome::ok(b"done".to_vec())))
@@ -416,5 +418,34 @@ fn loom_slot_waiters_wake_on_release_or_shutdown() {
         let got = waiter.join().unwrap();
         stopper.join().unwrap();
         assert_eq!(parts.ledger.in_flight(), u64::from(got));
+    });
+}
+
+/// Issue 17: worker 0 fills its lane with a chunk and starts its first job (a slow one, which
+/// never ends here) while worker 1 runs out of messages and goes idle. Either worker 1 takes
+/// jobs from the lane, or worker 0 is told to send it a hint: the rest of the chunk never
+/// waits behind the slow job while a worker sleeps. Every job is taken exactly once.
+#[test]
+fn loom_an_idle_worker_finds_a_new_chunk_or_is_hinted() {
+    loom::model(|| {
+        let lanes = Arc::new(Lanes::<u32>::new(2));
+        let filler = {
+            let lanes = lanes.clone();
+            thread::spawn(move || {
+                let hint = lanes.fill(0, vec![1, 2, 3]);
+                (hint, lanes.next(0))
+            })
+        };
+        let stolen = lanes.begin_idle(1);
+        let (hint, first) = filler.join().unwrap();
+        assert!(stolen.is_some() || hint, "a worker sleeps while jobs wait");
+        // The hint, once taken, finds whatever is left.
+        let hinted = if hint { lanes.take_hint(1) } else { None };
+        let mut all: Vec<u32> = first.into_iter().collect();
+        all.extend(stolen.into_iter().flatten());
+        all.extend(hinted.into_iter().flatten());
+        all.extend(lanes.drain(0));
+        all.sort_unstable();
+        assert_eq!(all, [1, 2, 3]);
     });
 }

@@ -1,42 +1,31 @@
 //! The native worker pool: threads pulling jobs from one flume channel (the Go worker-pool
 //! shape). Jobs are blocking handler calls; a stop message per thread ends the pool.
 //!
-//! Each job is its own message and each completion is queued as soon as its job returns, so an
-//! idle worker always takes the next job at once and a slow job never delays another's
-//! completion.
+//! A single job is its own message and its completion is queued as soon as it returns. The
+//! jobs of a submit batch come as chunks (`handoff.rs`), split so that every worker gets some
+//! at once; a worker queues a chunk's completions together, holding none for long.
 
 use std::ffi::{CString, c_void};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::dispatch;
-use super::lend::LendPin;
+use super::handoff;
+use super::job::run_job;
+pub(crate) use super::job::{PoolJob, run_job_at};
 use super::log::LogLevel;
-use super::policy::hedge::AttemptReply;
-use super::policy::{Permit, Ticket};
-use super::registry::HandlerKind;
-use super::request::Request;
 use super::shared::Shared;
 use super::spin::{self, SpinGate};
-use crate::contract::Outcome;
-use crate::contract::{Call, CallContext};
-use crate::error::panic_message;
-use crate::status::Status;
-
-/// One blocking call to run: the request at one of its stages, and the policy permit it holds.
-/// (The handler is the stage's own; the engine is the worker's.)
-pub(crate) struct PoolJob {
-    pub ticket: Ticket,
-    pub permit: Option<Permit>,
-    /// One attempt of a hedged run: its outcome goes back to the race, not on to the request.
-    pub attempt: Option<AttemptReply>,
-}
 
 /// What travels on the pool channel.
 pub(crate) enum PoolMsg {
+    /// One job.
     Run(PoolJob),
+    /// Jobs of one submit batch, run in order by one worker (see `handoff.rs`).
+    RunMany(Vec<PoolJob>),
+    /// A worker filled its lane while another was idle: take some of it (see `lanes.rs`).
+    Steal,
+    /// Ends the worker that takes it.
     Stop,
 }
 
@@ -62,7 +51,8 @@ impl BusyFlags {
             .count() as u64
     }
 
-    fn set(&self, worker: usize, busy: bool) {
+    /// Marks worker `worker` as inside a handler call or not.
+    pub(super) fn set(&self, worker: usize, busy: bool) {
         self.0[worker].0.store(busy, Ordering::Relaxed);
     }
 }
@@ -103,9 +93,8 @@ struct Worker {
 /// Sends a job to the pool; if the pool has stopped, the request completes with
 /// `PORTWAY_SHUTDOWN`.
 pub(crate) fn send(shared: &Arc<Shared>, job: PoolJob) {
-    if let Err(flume::SendError(PoolMsg::Run(job))) = shared.pool_tx.send(PoolMsg::Run(job)) {
-        let outcome = Outcome::failed(Status::PORTWAY_SHUTDOWN, "the worker pool has stopped");
-        dispatch::finish(shared, &job.ticket.req, outcome);
+    if let Err(flume::SendError(msg)) = shared.pool_tx.send(PoolMsg::Run(job)) {
+        handoff::shut_out(shared, msg);
     }
 }
 
@@ -134,7 +123,7 @@ impl Pool {
                     rx,
                 };
                 pool.stop(shared);
-                pool.join_within(Duration::from_secs(5));
+                pool.join_within(shared, Duration::from_secs(5));
                 return Err(e);
             }
         }
@@ -158,7 +147,10 @@ impl Pool {
     /// destructors (library code) once the engine is freed and the host may unload the
     /// library. When some were abandoned, no thread is joined (which ones still run is not
     /// known): all are detached and end on their own.
-    pub fn join_within(self, grace: Duration) -> usize {
+    ///
+    /// Jobs handed over after the stop messages (none normally: the teardown cancelled every
+    /// request first) are not run: their requests complete with `PORTWAY_SHUTDOWN`.
+    pub fn join_within(self, shared: &Shared, grace: Duration) -> usize {
         let deadline = Instant::now() + grace;
         let (count, cv) = (&self.alive.count, &self.alive.exited);
         let mut left = count.lock().unwrap_or_else(|e| e.into_inner());
@@ -191,8 +183,10 @@ impl Pool {
             }
         }
         if abandoned == 0 {
-            // Jobs handed back after the stop messages hold the engine: drop them.
-            while self.rx.try_recv().is_ok() {}
+            // Jobs handed over after the stop messages hold the engine: do not keep them.
+            while let Ok(msg) = self.rx.try_recv() {
+                handoff::shut_out(shared, msg);
+            }
         }
         abandoned
     }
@@ -319,13 +313,28 @@ fn worker_loop(shared: &Arc<Shared>, index: usize, rx: &flume::Receiver<PoolMsg>
         let polls = || idle_polls(&gate, shared.pool_busy.count() as usize, cpus);
         let msg = match next_without_parking(rx, polls, &gate) {
             Some(msg) => msg,
-            None => match rx.recv() {
-                Ok(msg) => msg,
-                Err(_) => return,
-            },
+            None => {
+                // Before sleeping: help a worker that sits on a chunk (see `lanes.rs`).
+                if let Some(jobs) = shared.pool_lanes.begin_idle(index) {
+                    handoff::run_chunk(shared, index, jobs);
+                    continue;
+                }
+                let msg = rx.recv();
+                shared.pool_lanes.end_idle();
+                match msg {
+                    Ok(msg) => msg,
+                    Err(_) => return,
+                }
+            }
         };
         match msg {
             PoolMsg::Run(job) => run_job(shared, index, job),
+            PoolMsg::RunMany(jobs) => handoff::run_chunk(shared, index, jobs),
+            PoolMsg::Steal => {
+                if let Some(jobs) = shared.pool_lanes.take_hint(index) {
+                    handoff::run_chunk(shared, index, jobs);
+                }
+            }
             PoolMsg::Stop => return,
         }
     }
@@ -360,134 +369,6 @@ fn next_without_parking(
         gate.record(false);
     }
     None
-}
-
-/// Runs one job and moves its request on (next stage or completion).
-fn run_job(shared: &Arc<Shared>, worker: usize, job: PoolJob) {
-    let PoolJob {
-        ticket,
-        permit,
-        attempt,
-    } = job;
-    let Ticket {
-        req,
-        stage,
-        payload,
-    } = ticket;
-    // A lent payload is read only under its pin, which holds back a completion until the
-    // handler is done with the bytes (lend.rs); None: completed already, the bytes may be gone.
-    let Some(pin) = LendPin::take(shared, &req, payload.is_lent()) else {
-        return;
-    };
-    if attempt.as_ref().is_some_and(AttemptReply::lost) || !dispatch::mark_running(shared, &req) {
-        pin.done();
-        return;
-    }
-    let entry = req.stage(stage);
-    let HandlerKind::Blocking(pool_handler) = &entry.kind else {
-        pin.done();
-        let msg = format!("handler {:?} is not a pool handler", entry.name);
-        dispatch::finish(shared, &req, Outcome::failed(Status::PORTWAY_INTERNAL, msg));
-        return;
-    };
-    let context = match &attempt {
-        // A hedged attempt is also cancelled when the other attempt wins.
-        Some(a) => CallContext::new(req.id, req.user_data, a.state()),
-        None => CallContext::new(req.id, req.user_data, req.clone()),
-    };
-    // SAFETY: `pin` is held until the call is consumed (`into_outcome` below).
-    let mut call = unsafe { Call::new(context, payload) };
-    let watch = HandlerWatch {
-        shared,
-        worker,
-        req: &req,
-        stage,
-        permit,
-    };
-    shared.pool_busy.set(worker, true);
-    let handler = &pool_handler.handler;
-    let result = if pool_handler.foreign {
-        // No catch_unwind: it cannot panic, and a forced unwind must pass (see PoolHandler).
-        handler.call(&mut call);
-        Ok(())
-    } else {
-        catch_unwind(AssertUnwindSafe(|| handler.call(&mut call)))
-    };
-    let mut permit = watch.handler_returned();
-    let outcome = match result {
-        Ok(()) => call.into_outcome(),
-        Err(panic) => {
-            let msg = format!(
-                "handler {:?} panicked: {}",
-                entry.name,
-                panic_message(&*panic)
-            );
-            shared
-                .logger
-                .log(LogLevel::Error, || format!("request {}: {msg}", req.id));
-            Outcome::failed(Status::PORTWAY_PANIC, msg)
-        }
-    };
-    pin.done();
-    if let Some(a) = attempt {
-        a.reply(outcome);
-        return;
-    }
-    if let Some(p) = permit.as_mut() {
-        p.observe(&req, &outcome);
-    }
-    dispatch::stage_done(shared, req, stage, outcome);
-    drop(permit);
-}
-
-/// Alive while a handler runs. Dropped only when the thread is torn down under the handler by
-/// a forced unwind: it then has the request completed, which would otherwise never happen.
-///
-/// That work (and dropping the policy permit, which may start the next call) is handed to the
-/// runtime rather than done here: it may call the host's hooks (log, notify), and a host hook
-/// on a thread being torn down may itself end the thread (CPython's do) in the middle of this
-/// unwind, which aborts.
-struct HandlerWatch<'a> {
-    shared: &'a Arc<Shared>,
-    worker: usize,
-    req: &'a Arc<Request>,
-    stage: usize,
-    permit: Option<Permit>,
-}
-
-impl HandlerWatch<'_> {
-    /// The handler returned (or panicked into `catch_unwind`): disarms the watch and hands
-    /// back the permit.
-    fn handler_returned(mut self) -> Option<Permit> {
-        self.shared.pool_busy.set(self.worker, false);
-        let permit = self.permit.take();
-        std::mem::forget(self);
-        permit
-    }
-}
-
-impl Drop for HandlerWatch<'_> {
-    fn drop(&mut self) {
-        self.shared.pool_busy.set(self.worker, false);
-        let shared = self.shared.clone();
-        let req = self.req.clone();
-        let (stage, permit) = (self.stage, self.permit.take());
-        self.shared.rt.spawn(async move {
-            let msg = format!(
-                "handler {:?}: its thread exited (pthread_exit or thread cancellation) before it returned",
-                req.stage(stage).name
-            );
-            shared
-                .logger
-                .log(LogLevel::Error, || format!("request {}: {msg}", req.id));
-            dispatch::finish(
-                &shared,
-                &req,
-                Outcome::failed(Status::PORTWAY_HANDLER_ERROR, msg),
-            );
-            drop(permit);
-        });
-    }
 }
 
 #[cfg(test)]

@@ -157,7 +157,7 @@ mod tests {
         let r = Recycler::default();
         let req = request(1);
         assert!(
-            req.claim_completion(crate::contract::Outcome::ok(vec![7; 100_000]))
+            req.claim_completion(crate::contract::Outcome::ok(vec![7; 100_000]), None)
                 .is_some()
         );
         let timer_entry = req.clone();

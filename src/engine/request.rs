@@ -124,6 +124,8 @@ struct Tasks {
     stage_started_ns: u64,
     /// A batch's own request: the batch (its items, then their results).
     batch: Option<Arc<Batch>>,
+    /// Pipelines only: a hedge won one of the stages done so far (the completion says so).
+    hedge_won: bool,
 }
 
 impl Request {
@@ -269,14 +271,15 @@ impl Request {
         self.state.load(Ordering::SeqCst) == DONE
     }
 
-    /// Records that a stage is starting.
-    pub fn mark_running(&self) -> Transition {
+    /// Records that a stage is starting, at `at` when given (a pool worker running a chunk
+    /// passes the time its previous job ended, read once for both), else now.
+    pub fn mark_running(&self, at: Option<Instant>) -> Transition {
         match self
             .state
             .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => {
-                let ns = self.accepted_at.elapsed().as_nanos() as u64 + 1;
+                let ns = self.ns_since_accepted(at) + 1;
                 self.started_ns.store(ns, Ordering::Relaxed);
                 Transition::First
             }
@@ -286,13 +289,14 @@ impl Request {
     }
 
     /// Claims the right to complete. Exactly one caller ever gets `Some`; it carries whether
-    /// the request had started running, and the batch it is an item of.
-    pub fn claim_completion(&self, outcome: Outcome) -> Option<Won> {
+    /// the request had started running, and the batch it is an item of. It finished at `at` when given (a pool worker passes the time its handler returned,
+    /// which it reads anyway), else now.
+    pub fn claim_completion(&self, outcome: Outcome, at: Option<Instant>) -> Option<Won> {
         let before = self.state.swap(DONE, Ordering::SeqCst);
         if before == DONE {
             return None;
         }
-        let ns = self.accepted_at.elapsed().as_nanos() as u64;
+        let ns = self.ns_since_accepted(at);
         self.finished_ns.store(ns, Ordering::Relaxed);
         let batch = self.write_outcome(outcome);
         if self.armed.load(Ordering::SeqCst) {
@@ -399,6 +403,12 @@ impl Request {
         self.shown.load(Ordering::Acquire) != NOT_SHOWN
     }
 
+    /// Nanoseconds from acceptance to `at` (None = now; 0 if `at` is earlier).
+    fn ns_since_accepted(&self, at: Option<Instant>) -> u64 {
+        let at = at.unwrap_or_else(Instant::now);
+        at.saturating_duration_since(self.accepted_at).as_nanos() as u64
+    }
+
     /// Nanoseconds since acceptance.
     pub fn age_ns(&self) -> u64 {
         self.accepted_at.elapsed().as_nanos() as u64
@@ -423,6 +433,17 @@ impl Request {
     pub fn stage_started(&self) {
         let age = self.age_ns();
         self.with_tasks(|t| t.stage_started_ns = age);
+    }
+
+    /// Notes that a hedge won a stage of this pipeline request before its last one.
+    pub fn note_hedge_won(&self) {
+        self.with_tasks(|t| t.hedge_won = true);
+    }
+
+    /// True when [`note_hedge_won`](Self::note_hedge_won) was called.
+    pub fn hedge_won(&self) -> bool {
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.as_ref().is_some_and(|t| t.hedge_won)
     }
 
     /// The current stage's (queue wait, run time) so far, in ns.

@@ -7,9 +7,10 @@ use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use super::config::Config;
+use super::lanes::Lanes;
 use super::ledger::Ledger;
 use super::log::Logger;
-use super::pool::{BusyFlags, PoolMsg};
+use super::pool::{BusyFlags, PoolJob, PoolMsg};
 use super::queue::CompletionQueue;
 use super::recycle::Recycler;
 use super::registry::Registry;
@@ -26,6 +27,8 @@ pub(crate) struct Shared {
     pub pool_workers: usize,
     /// Pool threads inside a handler call right now.
     pub pool_busy: BusyFlags,
+    /// The jobs of the chunk each pool worker runs (see `lanes.rs`).
+    pub pool_lanes: Lanes<PoolJob>,
     pub logger: Logger,
     /// The `sleep` handler's timer (its driver task holds it too).
     pub timers: std::sync::Arc<Timers>,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::Engine;
 use super::batch::{self, Batch};
 use super::dispatch;
+use super::handoff::Handoff;
 use super::lend::{LentBytes, Payload};
 use super::recycle::Spare;
 use super::registry::{HandlerEntry, HandlerKind};
@@ -27,7 +28,10 @@ impl Engine {
     }
 
     /// Submits the longest acceptable prefix of `reqs`. Returns how many were accepted and
-    /// `Ok` when all were, else the error that stopped the batch. Ids go to `out_ids`.
+    /// `Ok` when all were, else the error that stopped the batch. Ids go to `out_ids`. The
+    /// stats count the requests decided: after a request refused for itself (unknown handler,
+    /// payload) the rest were not looked at and are not counted; `Busy` and `Shutdown` refuse
+    /// and count every request from the first not accepted.
     pub fn submit_batch(
         &self,
         reqs: &[Submission<'_>],
@@ -68,27 +72,37 @@ impl Engine {
             return (0, Err(Error::invalid("out_ids is shorter than the batch")));
         }
         let c = &self.shared.counters;
-        c.submitted.fetch_add(reqs.len() as u64, Relaxed);
         let (entries, invalid) = self.resolve(reqs);
         let valid = entries.len();
+        // A request's own refusal decides that request alone: the ones after it were not
+        // looked at and are not counted (the caller may offer them again, as the Node
+        // binding's coalescing does). BUSY and SHUTDOWN below decide every later one too.
+        let decided = valid + usize::from(invalid.is_some());
+        c.submitted.fetch_add(decided as u64, Relaxed);
+        let refuse_rest = |e: &Error, granted: usize| {
+            c.submitted
+                .fetch_add((reqs.len() - decided) as u64, Relaxed);
+            self.count_rejection(e, reqs.len() - granted);
+        };
         let mut stop = invalid;
         if valid == 0 {
             if let Some(e) = &stop {
-                self.count_rejection(e, reqs.len());
+                self.count_rejection(e, 1);
             }
             return (0, stop.map_or(Ok(()), Err));
         }
         if let Err(e) = self.shared.queue.reserve(valid as u64) {
-            self.count_rejection(&e, reqs.len());
+            refuse_rest(&e, 0);
             return (0, Err(e));
         }
         let granted = self.shared.ledger.try_acquire(valid as u64) as usize;
         if granted < valid {
             self.shared.queue.unreserve((valid - granted) as u64);
-            stop = Some(Error::Busy(self.shared.ledger.max_in_flight()));
-        }
-        if let Some(e) = &stop {
-            self.count_rejection(e, reqs.len() - granted);
+            let busy = Error::Busy(self.shared.ledger.max_in_flight());
+            refuse_rest(&busy, granted);
+            stop = Some(busy);
+        } else if let Some(e) = &stop {
+            self.count_rejection(e, 1);
         }
         let first_id = self.shared.next_id.fetch_add(granted as u64, Relaxed);
         let now = Instant::now();
@@ -127,6 +141,7 @@ impl Engine {
         self.shared
             .timers
             .deadlines(timed.filter(|req| !completes_inline(req)));
+        let mut handoff = Handoff::new(&self.shared, granted);
         for ((req, buf), sub) in accepted.into_iter().zip(reqs) {
             let payload = if req.lend().is_lent() {
                 // SAFETY: only `submit_batch_lent` lends (`new_lent_request`), whose caller
@@ -136,10 +151,11 @@ impl Engine {
             } else {
                 Payload::Owned(buf)
             };
-            if let Some(req) = self.start_request(req, payload) {
+            if let Some(req) = self.start_request(req, payload, &mut handoff) {
                 inline_done.push(req);
             }
         }
+        handoff.flush();
         c.accepted.fetch_add(granted as u64, Relaxed);
         self.shared.queue.push(inline_done);
         (granted, stop.map_or(Ok(()), Err))
@@ -185,7 +201,8 @@ impl Engine {
         if !completes_inline(&req) {
             self.shared.timers.deadlines([&req]);
         }
-        let inline = self.start_request(req, Payload::Owned(payload));
+        let payload = Payload::Owned(payload);
+        let inline = self.start_request(req, payload, &mut Handoff::new(&self.shared, 1));
         self.shared.counters.accepted.fetch_add(1, Relaxed);
         self.shared.queue.push(inline);
         Ok(id)
@@ -326,11 +343,12 @@ impl Engine {
 
     /// Starts an accepted request already in the ledger. A request that completes inline (an
     /// inline handler no policy holds back, such as echo) is returned for the caller to queue
-    /// with its batch (a batch item goes to its batch instead).
+    /// with its batch (a batch item goes to its batch instead). A pool job goes to `handoff`.
     pub(super) fn start_request(
         &self,
         req: Arc<Request>,
         payload: Payload,
+        handoff: &mut Handoff<'_>,
     ) -> Option<Arc<Request>> {
         if let Some(answer) = inline_answer(&req) {
             // Never lent: only a native handler's payload is (`lends_to`).
@@ -348,7 +366,7 @@ impl Engine {
             }
             return None;
         }
-        dispatch::start(&self.shared, req, payload);
+        dispatch::start(&self.shared, req, payload, handoff);
         None
     }
 }

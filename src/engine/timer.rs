@@ -216,13 +216,20 @@ pub(crate) async fn drive(timers: Arc<Timers>, shared: Weak<Shared>) {
 }
 
 /// Ends the sleeps and deadlines in `due`: final stages and timeouts are completed and queued
-/// as one batch; pipeline stages go on to their next stage. Permits are dropped last, outside
-/// every lock.
+/// as one batch; pipeline stages go on to their next stage. A sleep that ran to its end tells
+/// its permit before anything can see its completion (as pool and async runs do: a success
+/// for the breaker, a latency sample for the adaptive limit, a run time for the rate limit).
+/// Permits are dropped last, outside every lock.
 fn wake_up(shared: &Arc<Shared>, due: Vec<Sleeper>) {
     let mut finished = Vec::with_capacity(due.len());
     let mut permits = Vec::new();
-    for s in due {
-        permits.extend(s.permit);
+    for mut s in due {
+        if s.stage != DEADLINE
+            && let Some(permit) = s.permit.as_deref_mut()
+        {
+            permit.observe(&s.req, &Outcome::ok(Vec::new()));
+        }
+        permits.extend(s.permit.take());
         if s.req.is_done() {
             continue;
         }
@@ -308,7 +315,10 @@ mod tests {
         for req in &reqs[..MIN_PURGE] {
             timers.sleep(req.clone(), 0, None, hour);
             // Cancelled right away: its entry is now dead weight.
-            assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
+            assert!(
+                req.claim_completion(Outcome::ok(Vec::new()), None)
+                    .is_some()
+            );
         }
         assert_eq!(timers.state.lock().unwrap().heap.len(), MIN_PURGE);
         // The next sleep finds the heap at the purge size and drops the finished entries.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::builtins;
 use super::config::Config;
 use super::fork;
+use super::lanes::Lanes;
 use super::ledger::Ledger;
 use super::log::{self, LogLevel};
 use super::pool::{BusyFlags, Pool};
@@ -46,6 +47,7 @@ impl Engine {
             pool_tx,
             pool_workers,
             pool_busy: BusyFlags::new(pool_workers),
+            pool_lanes: Lanes::new(pool_workers),
             logger: log::Logger::new(),
             timers: Arc::new(Timers::new()),
             rt: runtime.handle().clone(),

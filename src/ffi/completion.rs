@@ -35,9 +35,12 @@ pub struct portway_completion {
     pub meta: *const portway_meta,
     /// Number of pairs in `meta`.
     pub meta_len: usize,
-    /// Nanoseconds from acceptance to start.
+    /// Nanoseconds from acceptance to start. For a pool handler, start is when a worker was
+    /// free for the request: in a batch a worker runs several requests in a row and reads the
+    /// clock once between two of them, so the end of one is the start of the next (the
+    /// worker's bookkeeping in between, well under a microsecond, counts as run time).
     pub queued_ns: u64,
-    /// Nanoseconds from start to finish.
+    /// Nanoseconds from start to finish (for a pool handler: to the handler's return).
     pub run_ns: u64,
 }
 

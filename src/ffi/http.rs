@@ -16,7 +16,10 @@ pub struct portway_http_options {
     /// Default 256.
     pub max_connections_per_host: u32,
     /// Largest response head in bytes (at least 1024). Default 65536. HTTP/1 responses may
-    /// also have one header line per 256 bytes of it, and at least 256 lines.
+    /// also have one header line per 256 bytes of it, and at least 256 lines. (An origin's
+    /// HTTP/1 connections parse up to 100 lines, the cheaper way, until it sends a longer head:
+    /// that GET, HEAD, PUT, DELETE or OPTIONS is then sent once more on a connection that takes
+    /// them all, as are all later requests to it; POST and PATCH always are.)
     pub max_header_bytes: u32,
     /// Largest response body in bytes; more fails with `PORTWAY_BODY_TOO_LARGE`; 0 = no limit.
     /// Default 64 MiB.

@@ -80,15 +80,27 @@ pub struct portway_policy {
     /// native handlers registered with `PORTWAY_HANDLER_IDEMPOTENT`; hedging any other handler
     /// (echo, sleep, a pipeline, a native handler without the flag) is refused. A failed call
     /// waits for the other; when both fail, the later failure completes the request. A call
-    /// that fails before the delay is not retried. The hedge takes no second concurrency slot
-    /// or rate token (`hedge_budget_percent` bounds the extra load), never hedges the breaker's
-    /// half-open trial, and cancel, the deadline and shutdown end both calls. A completion a
+    /// that fails before the delay is not retried. Under a concurrency limit the hedge holds a
+    /// slot while it runs (it is one more call at once, as Envoy counts hedges against
+    /// `max_requests`): only one free when the delay passes (it never waits, nor passes a
+    /// request waiting for a slot), else it is skipped (`hedges_skipped`) and the first call
+    /// runs on alone. It takes no rate token (`hedge_budget_percent` bounds the extra calls over
+    /// time, the limit those at once), never hedges the breaker's half-open trial, and cancel,
+    /// the deadline and shutdown end both calls. A completion a
     /// hedge won carries the meta pair `portway-hedge: won` as its first pair (for `http`,
-    /// before the response headers; for a pipeline, when it was the last stage's hedge).
+    /// before the response headers). A pipeline's completion carries it once when a hedge
+    /// won any of its stages (also when a later stage failed; not on a completion by cancel,
+    /// the deadline or shutdown).
     pub hedge_after_ms: u32,
-    /// Hedge after the handler's live 95th percentile instead: that of its last 128 first
-    /// calls (a first call a hedge beat counts with the time it had run by then). Until 20 calls
-    /// were seen, `hedge_after_ms` is the delay (0: nothing is hedged yet).
+    /// Hedge after the handler's live 95th percentile instead: the p95 of its last 128
+    /// hedgeable requests' latency, each measured from the call's start to the outcome that
+    /// completed it (the winner's, first call or hedge) when that was `PORTWAY_OK` or a
+    /// timeout; a request its deadline cut off counts the time it ran. Other failures (a
+    /// refused connection is fast because nothing ran) and cancelled requests are no sample.
+    /// A request ends after the delay exactly when its first call does (the hedge starts only
+    /// then), so this p95 settles where 5 % of first calls are slower, the first calls' own p95
+    /// ("The Tail at Scale"), however often hedges win. Until 20 samples were seen,
+    /// `hedge_after_ms` is the delay (0: nothing is hedged yet).
     pub hedge_after_p95: bool,
     /// Hedges at most this % of the requests that can be hedged (0 = the default, 5; at most
     /// 100): each such request earns pct/100 of a hedge, a hedge spends one, and at most
@@ -151,6 +163,9 @@ pub struct portway_policy_state {
     pub hedges_won: u64,
     /// Calls cancelled because the other call of the same request succeeded first.
     pub hedges_cancelled: u64,
+    /// Hedges not started because the handler's concurrency limit had no free slot (a hedge
+    /// holds a slot while it runs, see `portway_policy.hedge_after_ms`). Appended last.
+    pub hedges_skipped: u64,
 }
 
 fn defaults() -> portway_policy {
@@ -249,6 +264,7 @@ pub unsafe extern "C" fn portway_handler_policy_state(
             hedges_started: s.hedges_started,
             hedges_won: s.hedges_won,
             hedges_cancelled: s.hedges_cancelled,
+            hedges_skipped: s.hedges_skipped,
         };
         // SAFETY: non-NULL and writable, per the contract.
         unsafe { write_out(out, "out", state) }

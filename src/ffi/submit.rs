@@ -105,6 +105,10 @@ pub unsafe extern "C" fn portway_submit(
 /// `payload_len` at most `max_payload`, checked before that payload is read (the batch stops
 /// there with `PORTWAY_PAYLOAD_TOO_LARGE`). Returns `PORTWAY_OK` when all were accepted, else the status
 /// that stopped the batch at index `*out_accepted` (see `portway_submit`). Never blocks.
+/// `portway_stats` counts the requests decided: after `PORTWAY_BUSY` or `PORTWAY_SHUTDOWN`
+/// every request from index `*out_accepted` on is counted refused; after any other status
+/// only the refused request is, and the ones after it were not looked at (offering them
+/// again counts them once).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_submit_batch(
     eng: *mut portway_engine,
@@ -198,10 +202,20 @@ pub unsafe extern "C" fn portway_submit_batch_ex(
         };
         if let Some(e) = too_large {
             // The requests from the refused one on were never offered to the engine: count
-            // them under the status that stopped the batch, as the engine does for its part.
-            let stop = result.err().unwrap_or(e);
-            engine.count_refused(&stop, reqs.len() - subs.len());
-            result = Err(stop);
+            // them as the engine counts its own part (`Engine::submit_batch`): the too-large
+            // one alone when the engine accepted the rest, all of them after BUSY or
+            // SHUTDOWN, none after another request's own refusal.
+            result = match result {
+                Ok(()) => {
+                    engine.count_refused(&e, 1);
+                    Err(e)
+                }
+                Err(stop @ (Error::Busy(_) | Error::Shutdown)) => {
+                    engine.count_refused(&stop, reqs.len() - subs.len());
+                    Err(stop)
+                }
+                Err(stop) => Err(stop),
+            };
         }
         // SAFETY: checked non-NULL above.
         unsafe { out_accepted.write(n_ok) };

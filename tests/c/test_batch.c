@@ -268,11 +268,42 @@ static void test_busy_and_bad_arguments(void) {
     portway_engine_free(eng);
 }
 
+/* A host that splits a list into two batches, the second submitted after a drain began: the
+ * first drains to completion (its items run, none cancelled), the second is refused whole with
+ * PORTWAY_SHUTDOWN, counted once per item, and posts nothing; then the engine closes. */
+static void test_second_part_after_shutdown(void) {
+    portway_engine *eng = new_engine(16);
+    uint32_t sleep = lookup(eng, "sleep");
+    const char *items[] = {"30", "30", "30", NULL};
+    uint8_t buf[64];
+    uint64_t off[8];
+    size_t n = pack(items, buf, off, 0);
+    uint64_t id = 0, id2 = 0;
+    CHECK_OK(portway_batch_submit(eng, sleep, buf, off, n, 0, 1, &id));
+    CHECK_OK(portway_engine_shutdown(eng, PORTWAY_DRAIN, 0));
+    CHECK_ST(portway_batch_submit(eng, sleep, buf, off, n, 0, 2, &id2), PORTWAY_SHUTDOWN);
+    CHECK(id2 == 0);
+    portway_stats_record st;
+    CHECK_OK(portway_stats(eng, &st));
+    CHECK(st.submitted == 2 * n && st.accepted == n && st.rejected_shutdown == n);
+    CHECK(st.in_flight == n);
+    portway_completion c = poll_one(eng, 10000);
+    CHECK(c.id == id && c.user_data == 1 && c.code == 0);
+    portway_batch_view v;
+    CHECK_OK(portway_batch_result(eng, &c, &v));
+    for (size_t i = 0; i < n; i++) CHECK(v.statuses[i] == PORTWAY_OK);
+    CHECK_OK(portway_release(eng, &c, 1));
+    size_t got = 0;
+    CHECK_ST(portway_poll(eng, &c, 1, 1000, &got), PORTWAY_CLOSED);
+    portway_engine_free(eng);
+}
+
 int main(void) {
     test_order_and_failures();
     test_item_deadlines();
     test_cancel();
     test_busy_and_bad_arguments();
+    test_second_part_after_shutdown();
     printf("test_batch: ok\n");
     return 0;
 }

@@ -8,7 +8,8 @@
  *                                             "echo" is the built-in (inline) echo.
  *   pw_bench sleep N MS                       W2: N concurrent MS-millisecond "sleep" requests.
  *   pw_bench http URL N CONCURRENCY [CA_PEM]  W3: N GETs of URL through "http", CONCURRENCY in
- *                                             flight (a sliding window). With CA_PEM (W3-TLS):
+ *                                             flight (a sliding window, refilled and polled a
+ *                                             quarter of it at a time). With CA_PEM (W3-TLS):
  *                                             through an http handler registered with that CA
  *                                             as `extra_ca_pem_path`, default options otherwise.
  *   pw_bench sha N WORKERS                    W4: N SHA-256 digests of 1 KiB payloads by a C
@@ -207,18 +208,23 @@ static double single_thread_rate(const uint8_t *payload, uint64_t n) {
 static uint64_t peak_in_flight; /* the most requests holding a slot at once in run_window */
 
 /* Keeps up to `window` requests in flight until `total` completed; each batch submit reuses
- * `reqs` (`BATCH` identical requests). With `batched`, the loop works in whole batches: it
- * refills only when a full batch (or the rest) fits the window, and each poll waits for a batch
- * of completions (portway_poll_min) instead of returning with the first one. Returns the number
- * of failed completions. */
+ * `reqs` (`BATCH` identical requests). The loop works in batches of `batch` (1 to BATCH): it
+ * refills only when that many slots (or the rest) are free, and each poll waits for that many
+ * completions (portway_poll_min, which also returns once everything in flight completed)
+ * instead of returning with the first one, so the host is woken once per batch rather than per
+ * completion. `wait_ms` bounds each poll's wait (-1: no bound). Returns the number of failed
+ * completions. */
 
 static uint32_t submit_flags; /* portway_submit_batch_ex flags of run_window's submits */
 
 static uint64_t run_window(portway_engine *eng, const portway_request *reqs, uint64_t total,
-                           uint64_t window, int batched, int (*check)(const portway_completion *)) {
+                           uint64_t window, uint64_t batch, int32_t wait_ms,
+                           int (*check)(const portway_completion *)) {
     static portway_completion comps[BATCH];
     uint64_t submitted = 0, done = 0, in_flight = 0, failed = 0;
-    uint64_t refill_at = batched && window >= BATCH ? BATCH : 1; /* free slots worth a submit */
+    if (batch < 1) batch = 1;
+    if (batch > BATCH) batch = BATCH;
+    uint64_t refill_at = window >= batch ? batch : 1; /* free slots worth a submit */
     while (done < total) {
         while (submitted < total && in_flight < window &&
                (window - in_flight >= refill_at || total - submitted <= window - in_flight)) {
@@ -235,7 +241,7 @@ static uint64_t run_window(portway_engine *eng, const portway_request *reqs, uin
         }
         if (in_flight > peak_in_flight) peak_in_flight = in_flight;
         size_t n = 0;
-        CHECK(portway_poll_min(eng, comps, BATCH, batched ? BATCH : 1, in_flight ? -1 : 0, &n));
+        CHECK(portway_poll_min(eng, comps, BATCH, (size_t)batch, in_flight ? wait_ms : 0, &n));
         for (size_t k = 0; k < n; k++)
             if (comps[k].status != PORTWAY_OK || (check && !check(&comps[k]))) {
                 if (failed == 0)
@@ -275,10 +281,10 @@ static int overhead(const char *kind, uint64_t n, uint32_t workers) {
         return 2;
     }
     portway_request *reqs = same_requests(h, NULL, 0);
-    run_window(eng, reqs, n / 10 < 10000 ? n / 10 : 10000, WINDOW, 1, NULL); /* warm-up */
+    run_window(eng, reqs, n / 10 < 10000 ? n / 10 : 10000, WINDOW, BATCH, -1, NULL); /* warm-up */
     struct cpu_split c0 = cpu_now();
     double t0 = now_s();
-    uint64_t failed = run_window(eng, reqs, n, WINDOW, 1, NULL);
+    uint64_t failed = run_window(eng, reqs, n, WINDOW, BATCH, -1, NULL);
     double secs = now_s() - t0;
     struct cpu_split cpu = cpu_since(c0);
     portway_engine_free(eng);
@@ -294,11 +300,11 @@ static int overhead(const char *kind, uint64_t n, uint32_t workers) {
 static int sleeps(uint64_t n, const char *ms) {
     portway_engine *eng = engine(0, (uint32_t)(n + BATCH));
     portway_request *reqs = same_requests(lookup(eng, "sleep"), ms, strlen(ms));
-    run_window(eng, reqs, 100, 100, 0, NULL); /* warm-up: timers, runtime threads */
+    run_window(eng, reqs, 100, 100, 1, -1, NULL); /* warm-up: timers, runtime threads */
     long base = rss_kib();
     peak_in_flight = 0;
     double t0 = now_s();
-    uint64_t failed = run_window(eng, reqs, n, n, 0, NULL);
+    uint64_t failed = run_window(eng, reqs, n, n, 1, -1, NULL);
     double secs = now_s() - t0;
     portway_engine_free(eng);
     free(reqs);
@@ -311,6 +317,12 @@ static int sleeps(uint64_t n, const char *ms) {
 }
 
 /* ------------------------------------------------------------------ W3 */
+
+#ifndef HTTP_BATCH_DIV
+#define HTTP_BATCH_DIV 4 /* W3 polls for window / HTTP_BATCH_DIV completions at a time */
+#endif
+#define HTTP_WAIT_MS 2 /* and waits at most this long for them, so a slow straggler holds no
+                          completion back for longer */
 
 static int http_ok(const portway_completion *c) { return c->code == 200; }
 
@@ -329,15 +341,17 @@ static int fanout(const char *url, uint64_t n, uint64_t conc, const char *ca_pem
         h = lookup(eng, "http");
     }
     portway_request *reqs = same_requests(h, head, (size_t)len);
-    run_window(eng, reqs, conc, conc, 0, http_ok); /* warm-up: opens the connections */
+    /* A quarter of the window per wake-up keeps at least three quarters in flight. */
+    uint64_t batch = conc / HTTP_BATCH_DIV ? conc / HTTP_BATCH_DIV : 1;
+    run_window(eng, reqs, conc, conc, batch, HTTP_WAIT_MS, http_ok); /* warm-up: opens the connections */
     double c0 = cpu_s(), t0 = now_s();
-    uint64_t failed = run_window(eng, reqs, n, conc, 0, http_ok);
+    uint64_t failed = run_window(eng, reqs, n, conc, batch, HTTP_WAIT_MS, http_ok);
     double secs = now_s() - t0, cpu = cpu_s() - c0;
     portway_engine_free(eng);
     free(reqs);
     printf("{\"n\": %" PRIu64 ", \"secs\": %.6f, \"rate\": %.1f, \"cpu_s\": %.4f, \"failed\": %" PRIu64
-           ", \"concurrency\": %" PRIu64 "}\n",
-           n, secs, (double)n / secs, cpu, failed, conc);
+           ", \"concurrency\": %" PRIu64 ", \"poll_batch\": %" PRIu64 "}\n",
+           n, secs, (double)n / secs, cpu, failed, conc, batch);
     return failed ? 1 : 0;
 }
 
@@ -361,10 +375,10 @@ static int sha(uint64_t n, uint32_t workers, int lend) {
     portway_request *reqs = same_requests(h, payload, sizeof payload);
     /* Lending is safe here: `payload` is static and never written while the engine lives. */
     submit_flags = lend ? PORTWAY_SUBMIT_LEND_PAYLOAD : 0;
-    run_window(eng, reqs, 10000, WINDOW, 1, NULL);
+    run_window(eng, reqs, 10000, WINDOW, BATCH, -1, NULL);
     struct cpu_split c0 = cpu_now();
     double t0 = now_s();
-    uint64_t failed = run_window(eng, reqs, n, WINDOW, 1, NULL);
+    uint64_t failed = run_window(eng, reqs, n, WINDOW, BATCH, -1, NULL);
     double secs = now_s() - t0;
     struct cpu_split cpu = cpu_since(c0);
     portway_engine_free(eng);

@@ -14,6 +14,10 @@
                                   WINDOW in flight
     pw.py map URL N WINDOW        W3: N GETs through the raw sync path (Engine.map over "http"
                                   with prebuilt requests), WINDOW in flight: get_many's floor
+    pw.py loopcost N CONCURRENCY  the binding's own cost in W3's shape, without a network: N
+                                  Engine.ahttp requests sent to the built-in "echo" handler
+                                  (which answers inline) by CONCURRENCY asyncio workers; prints
+                                  the loop thread's CPU per request (best and median of 5)
 """
 
 from __future__ import annotations
@@ -32,6 +36,17 @@ import portway
 def cpu_s() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
+
+
+def timed_w1(n: int, batch: int, run: Callable[[int], int]) -> None:
+    """Runs a W1 loop ``run(total) -> failures`` once to warm up, then times it over ``n``
+    requests, prints the JSON line and exits non-zero if any failed."""
+    run(min(10 * batch, n))  # warm-up
+    t0 = time.perf_counter()
+    failed = run(n)
+    secs = time.perf_counter() - t0
+    print(json.dumps({"n": n, "secs": secs, "rate": n / secs, "failed": failed, "batch": batch}))
+    sys.exit(1 if failed else 0)
 
 
 def overhead(n: int, batch: int) -> None:
@@ -53,12 +68,7 @@ def overhead(n: int, batch: int) -> None:
                 done += len(futs)
             return failed
 
-        run(min(10 * batch, n))  # warm-up
-        t0 = time.perf_counter()
-        failed = run(n)
-        secs = time.perf_counter() - t0
-    print(json.dumps({"n": n, "secs": secs, "rate": n / secs, "failed": failed, "batch": batch}))
-    sys.exit(1 if failed else 0)
+        timed_w1(n, batch, run)
 
 
 def batch(n: int, size: int) -> None:
@@ -77,12 +87,7 @@ def batch(n: int, size: int) -> None:
                 done += len(items)
             return failed
 
-        run(min(10 * size, n))  # warm-up
-        t0 = time.perf_counter()
-        failed = run(n)
-        secs = time.perf_counter() - t0
-    print(json.dumps({"n": n, "secs": secs, "rate": n / secs, "failed": failed, "batch": size}))
-    sys.exit(1 if failed else 0)
+        timed_w1(n, size, run)
 
 
 def http(url: str, n: int, conc: int, ca_pem: str | None) -> None:
@@ -121,6 +126,38 @@ def http(url: str, n: int, conc: int, ca_pem: str | None) -> None:
             eng.register_http(handler, extra_ca_pem_path=ca_pem)
         secs, cpu, failed = asyncio.run(main())
     print(json.dumps({"n": n, "secs": secs, "rate": n / secs, "cpu_s": cpu, "failed": failed, "concurrency": conc}))
+    sys.exit(1 if failed else 0)
+
+
+def loopcost(n: int, conc: int) -> None:
+    """The Python side of W3 alone: what ahttp, the tick flush, the poll and the asyncio
+    machinery cost the loop thread per request (thread CPU time, so other processes on a
+    shared machine disturb it less than a rate)."""
+    url = "http://127.0.0.1:1/loopcost"  # never connected to: "echo" returns the request
+
+    async def run(eng: portway.Engine, total: int) -> int:
+        left, failed = total, 0
+
+        async def worker() -> None:
+            nonlocal left, failed
+            while left > 0:
+                left -= 1
+                r = await eng.ahttp("GET", url, timeout=30.0, handler="echo")
+                failed += r.status != 0 or not r.body.startswith(b"GET ")
+
+        await asyncio.gather(*(worker() for _ in range(conc)))
+        return failed
+
+    with portway.Engine(runtime_threads=1, pool_workers=1) as eng:
+        asyncio.run(run(eng, min(n, 1000)))  # warm-up
+        per_req, failed = [], 0
+        for _ in range(5):
+            t0 = time.thread_time()
+            failed += asyncio.run(run(eng, n))
+            per_req.append((time.thread_time() - t0) / n * 1e6)
+    per_req.sort()
+    print(json.dumps({"n": n, "concurrency": conc, "loop_cpu_us_per_req_best": per_req[0],
+                      "loop_cpu_us_per_req_median": per_req[2], "failed": failed}))
     sys.exit(1 if failed else 0)
 
 
@@ -187,6 +224,8 @@ if __name__ == "__main__":
         raw_map(a[2], int(a[3]), int(a[4]))
     elif len(a) >= 5 and a[1] == "aclient":
         aclient(a[2], int(a[3]), int(a[4]))
+    elif len(a) >= 4 and a[1] == "loopcost":
+        loopcost(int(a[2]), int(a[3]))
     elif len(a) >= 5 and a[1] == "client":
         client(a[2], int(a[3]), int(a[4]))
     else:

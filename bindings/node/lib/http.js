@@ -76,11 +76,17 @@ function requestPayload(method, url, headers, body) {
 class HttpResponse {
   constructor(c) {
     this.status = c.code;
-    // The handler reports the HTTP version as the last meta pair, ':http-version'.
+    // The handler reports the HTTP version as the last meta pair, ':http-version'; it is
+    // taken off the completion's own array (nothing else reads it) rather than copying the rest.
     const meta = c.meta;
-    const last = meta.length > 0 ? meta[meta.length - 1] : undefined;
-    this.httpVersion = last !== undefined && last[0] === ':http-version' ? last[1] : '';
-    this.headers = this.httpVersion === '' ? meta : meta.slice(0, -1);
+    const n = meta.length;
+    if (n > 0 && meta[n - 1][0] === ':http-version') {
+      this.httpVersion = meta[n - 1][1];
+      meta.pop();
+    } else {
+      this.httpVersion = '';
+    }
+    this.headers = meta;
     this.body = c.data;
     this.id = c.id;
     this.queuedNs = c.queuedNs;

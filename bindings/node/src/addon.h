@@ -305,9 +305,10 @@ napi_value pw_js_submit_many(napi_env env, napi_callback_info info);
 napi_value pw_js_last_id(napi_env env, napi_callback_info info);
 napi_value pw_js_cancel(napi_env env, napi_callback_info info);
 napi_value pw_js_cancel_all(napi_env env, napi_callback_info info);
-/* The arguments (handlerId, payload, timeoutMs) of submit and enqueue into *req (the payload
- * borrowed from a->v[1]); throws and returns false when one is invalid. */
-bool pw_get_request(napi_env env, const pw_args *a, portway_request *req);
+/* The engine of a submit or enqueue call (pw_this, or pw_this_noflush when !flush) and its
+ * arguments (handlerId, payload, timeoutMs) in *req (the payload borrowed from the call's
+ * argument); NULL after throwing when the engine is closed or an argument is invalid. */
+pw_engine *pw_this_request(napi_env env, napi_callback_info info, bool flush, portway_request *req);
 /* A free waiter slot (1-based), or 0 after throwing "out of memory". */
 uint32_t pw_waiter_take(napi_env env, pw_engine *pe);
 /* Submits `req` now (portway_submit) with a new waiter slot: the slot as a JS number, or
@@ -320,6 +321,10 @@ static inline void pw_waiter_free(pw_engine *pe, uint32_t slot) {
     *w = (pw_waiter){.next_free = pe->free_head};
     pe->free_head = slot;
 }
+
+/* Makes room for `need` elements of `elem` bytes in *p (capacity *cap, doubled from 256 as
+ * needed; *p may be NULL). False when out of memory (*p and *cap unchanged). In coalesce.c. */
+bool pw_grow(void **p, size_t *cap, size_t need, size_t elem);
 
 /* ------------------------------------------------------------------ batch.c */
 

@@ -22,17 +22,6 @@
  * its first meta pair in `hdrs`. */
 #define COLS 6
 
-static bool reserve(char **p, size_t *cap, size_t len, size_t more) {
-    if (*cap - len >= more) return true;
-    size_t ncap = *cap ? *cap : 4096;
-    while (ncap - len < more) ncap *= 2;
-    char *q = realloc(*p, ncap);
-    if (!q) return false;
-    *p = q;
-    *cap = ncap;
-    return true;
-}
-
 /* batchSubmit(handlerId, data, offsets, timeoutMs, idOut) -> slot; see above. `offsets` is a
  * Float64Array of n + 1 nondecreasing byte offsets into `data` (n from 1 to maxInFlight: the
  * engine refuses more), `idOut` a Float64Array that receives the batch id. */
@@ -129,7 +118,7 @@ static bool batch_values(napi_env env, const portway_batch_view *view, napi_valu
     size_t hlen = 0, hcap = 0;
     for (size_t m = 0; m < pairs; m++) {
         size_t kl = strlen(view->meta[m].key) + 1, vl = strlen(view->meta[m].value) + 1;
-        if (!reserve(&h, &hcap, hlen, kl + vl)) {
+        if (!pw_grow((void **)&h, &hcap, hlen + kl + vl, 1)) {
             free(h);
             return false;
         }

@@ -13,9 +13,8 @@
  * each refused request, so rejectedBusy equals the BUSY rejections JS sees, as with one submit
  * per request); after any other refusal (PORTWAY_INVALID_ARGUMENT for a payload over
  * max_payload, PORTWAY_NOT_FOUND for an unknown handler id) the flush goes on with the next
- * request. (The engine counts the requests after a refused one of a batch as refused and
- * submitted; in that rare case the ones submitted again are counted twice in `submitted` and
- * `rejectedInvalid`.)
+ * request (the engine did not count the requests after the refused one, so the ones
+ * submitted again count once).
  *
  * Every other method flushes the queue first (pw_this), so its effect comes after every
  * submit made before it. Payloads over COALESCE_MAX_PAYLOAD are submitted at once instead
@@ -31,7 +30,7 @@
 #define KEEP_DATA_BYTES (1024 * 1024)
 #define KEEP_ITEMS 65536u
 
-static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
+bool pw_grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return true;
     size_t ncap = *cap ? *cap : 256;
     while (ncap < need) ncap *= 2;
@@ -44,20 +43,18 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
 
 /* enqueue(handlerId, payload, timeoutMs) -> slot, settled like submit's. */
 napi_value pw_js_enqueue(napi_env env, napi_callback_info info) {
-    pw_args a;
-    pw_engine *pe = pw_this_noflush(env, info, 3, true, &a);
-    if (!pe) return NULL;
     portway_request req = {0};
-    if (!pw_get_request(env, &a, &req)) return NULL;
+    pw_engine *pe = pw_this_request(env, info, false, &req);
+    if (!pe) return NULL;
     if (req.payload_len > COALESCE_MAX_PAYLOAD) {
         if (pe->npend) pw_pending_flush(env, pe); /* keep the submission order */
         return pw_submit_now(env, pe, &req);
     }
     if (!pw_deliver_ready(env, pe)) return NULL;
     size_t cap = pe->pend_cap, dcap = pe->pend_data_cap;
-    bool ok = grow((void **)&pe->pend, &cap, (size_t)pe->npend + 1, sizeof *pe->pend);
+    bool ok = pw_grow((void **)&pe->pend, &cap, (size_t)pe->npend + 1, sizeof *pe->pend);
     pe->pend_cap = (uint32_t)cap;
-    ok = ok && grow((void **)&pe->pend_data, &dcap, pe->pend_len + req.payload_len, 1);
+    ok = ok && pw_grow((void **)&pe->pend_data, &dcap, pe->pend_len + req.payload_len, 1);
     pe->pend_data_cap = dcap;
     if (!ok) {
         pw_throw_oom(env);
@@ -113,8 +110,8 @@ void pw_pending_flush(napi_env env, pw_engine *pe) {
     napi_handle_scope scope = NULL;
     if (napi_open_handle_scope(env, &scope) != napi_ok) scope = NULL;
     size_t rcap = pe->pend_reqs_cap, icap = pe->pend_reqs_cap;
-    bool ok = grow((void **)&pe->pend_reqs, &rcap, np, sizeof *pe->pend_reqs) &&
-              grow((void **)&pe->pend_ids, &icap, np, sizeof *pe->pend_ids);
+    bool ok = pw_grow((void **)&pe->pend_reqs, &rcap, np, sizeof *pe->pend_reqs) &&
+              pw_grow((void **)&pe->pend_ids, &icap, np, sizeof *pe->pend_ids);
     pe->pend_reqs_cap = (uint32_t)(rcap < icap ? rcap : icap);
     if (!pe->eng || !ok) {
         /* Freed engine, or no memory for the call's arrays: each request rejects. */

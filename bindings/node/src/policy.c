@@ -73,6 +73,7 @@ napi_value pw_js_policy_state(napi_env env, napi_callback_info info) {
         {"hedgesStarted", (double)s.hedges_started},
         {"hedgesWon", (double)s.hedges_won},
         {"hedgesCancelled", (double)s.hedges_cancelled},
+        {"hedgesSkipped", (double)s.hedges_skipped},
     };
     for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++)
         if (!set_number(env, obj, figures[i].key, figures[i].value)) return NULL;

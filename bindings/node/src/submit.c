@@ -35,18 +35,18 @@ uint32_t pw_waiter_take(napi_env env, pw_engine *pe) {
  * reject in this._res[slot] / this._rej[slot] until deliver settles it. Submits at once
  * (after the queued ones: pw_this flushes them); a refusal throws. */
 napi_value pw_js_submit(napi_env env, napi_callback_info info) {
-    pw_args a;
-    pw_engine *pe = pw_this(env, info, 3, true, &a);
-    if (!pe) return NULL;
     portway_request req = {0};
-    if (!pw_get_request(env, &a, &req)) return NULL;
-    return pw_submit_now(env, pe, &req);
+    pw_engine *pe = pw_this_request(env, info, true, &req);
+    return pe ? pw_submit_now(env, pe, &req) : NULL;
 }
 
-bool pw_get_request(napi_env env, const pw_args *a, portway_request *req) {
-    return pw_get_handler_id(env, a->v[0], &req->handler) &&
-           pw_get_bytes(env, a->v[1], &req->payload, &req->payload_len) &&
-           pw_get_timeout(env, a->v[2], &req->timeout_ms);
+pw_engine *pw_this_request(napi_env env, napi_callback_info info, bool flush, portway_request *req) {
+    pw_args a;
+    pw_engine *pe = flush ? pw_this(env, info, 3, true, &a) : pw_this_noflush(env, info, 3, true, &a);
+    bool ok = pe && pw_get_handler_id(env, a.v[0], &req->handler) &&
+              pw_get_bytes(env, a.v[1], &req->payload, &req->payload_len) &&
+              pw_get_timeout(env, a.v[2], &req->timeout_ms);
+    return ok ? pe : NULL;
 }
 
 napi_value pw_submit_now(napi_env env, pw_engine *pe, portway_request *req) {

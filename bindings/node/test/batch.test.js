@@ -183,3 +183,17 @@ test('batch: close({ drain: false }) completes a batch in flight with its items 
   assert.equal(r.status(1), 'PORTWAY_OK');
   assert.deepEqual(r.failures(), [0, 2]);
 });
+
+test('batch: a later part refused by a close begun meanwhile rejects PORTWAY_SHUTDOWN, once', async () => {
+  // maxInFlight 4: parts of one item, one in flight at a time. close() drains the part in
+  // flight (it runs); the next part finds the engine closed.
+  const eng = new Engine({ runtimeThreads: 2, poolWorkers: 2, maxInFlight: 4 });
+  let settled = 0;
+  const p = eng.batch('sleep', ['30', '30', '30']).finally(() => settled++);
+  const closed = eng.close();
+  await assert.rejects(p, (e) => e instanceof PortwayError && e.code === 'PORTWAY_SHUTDOWN');
+  await closed; // the drain ends: nothing of the batch is left holding a slot
+  await new Promise((r) => setImmediate(r));
+  assert.equal(settled, 1);
+  assert.throws(() => eng.stats(), { code: 'PORTWAY_SHUTDOWN' });
+});

@@ -125,3 +125,36 @@ test('refusals at the flush reject their own request with the right code', async
   assert.equal(eng.stats().inFlight, 0);
   await eng.close();
 });
+
+test('a refusal in the middle of a flush counts every request once, and each settles once', async () => {
+  const eng = new Engine({ runtimeThreads: 2, poolWorkers: 2, maxPayload: 16 });
+  warm(eng);
+  const before = eng.stats();
+  // One tick: refused by the engine's own check (unknown handler id), then by the C
+  // boundary's length check (payload over maxPayload), each with valid requests after it.
+  const settled = new Array(6).fill(0);
+  const ps = [
+    eng.submit('echo', 'a'),
+    eng.submit(123456, 'q'),
+    eng.submit('echo', 'b'),
+    eng.submit('echo', 'x'.repeat(17)),
+    eng.submit('echo', 'c'),
+    eng.submit('echo', 'd'),
+  ].map((p, i) => p.finally(() => settled[i]++));
+  const out = await Promise.allSettled(ps);
+  assert.deepEqual(out.map((x) => x.status), ['fulfilled', 'rejected', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+  assert.equal(out[1].reason.code, 'PORTWAY_UNKNOWN_HANDLER');
+  assert.equal(out[3].reason.code, 'PORTWAY_PAYLOAD_TOO_LARGE');
+  assert.deepEqual([0, 2, 4, 5].map((i) => out[i].value.data.toString()), ['a', 'b', 'c', 'd']);
+  await tick();
+  assert.deepEqual(settled, [1, 1, 1, 1, 1, 1]);
+  // one flush of 6 requests, in three calls (each refusal ends a call)
+  assert.deepEqual(flushes(eng), [3, 6]);
+  const s = eng.stats();
+  assert.equal(s.submitted - before.submitted, 6);
+  assert.equal(s.accepted - before.accepted, 4);
+  assert.equal(s.rejectedInvalid - before.rejectedInvalid, 2);
+  assert.equal(s.submitted, s.accepted + s.rejectedBusy + s.rejectedShutdown + s.rejectedInvalid);
+  assert.equal(s.inFlight, 0);
+  await eng.close();
+});

@@ -5,6 +5,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
 const net = require('node:net');
+const asyncHooks = require('node:async_hooks');
 const { Engine, PortwayError } = require('..');
 
 function httpAvailable() {
@@ -175,4 +176,34 @@ test('http() validates its input', async () => {
   }
   await assert.rejects(e.http({ url: 'http://x/', headers: { 'X-Bad': 'a\r\nb' } }), TypeError);
   await e.close();
+});
+
+test('http(): two promises per request (the submit and its response), heads kept per method and URL', async () => {
+  // W3 from Node: http() is on the hot path, so it is not an async function wrapping submit()
+  // (three promises per request before). The echo handler answers with the request head.
+  const e = new Engine({ runtimeThreads: 1, poolWorkers: 1 });
+  try {
+    const url = 'http://127.0.0.1:9/x';
+    await e.http({ url, handler: 'echo' });
+    let made = 0;
+    const hook = asyncHooks.createHook({ init(id, type) { if (type === 'PROMISE') made++; } });
+    hook.enable();
+    const p = e.http({ url, handler: 'echo' });
+    hook.disable();
+    assert.equal(made, 2);
+    assert.match((await p).text(), /^GET http:\/\/127\.0\.0\.1:9\/x HTTP\/1\.1\r\nHost: 127\.0\.0\.1:9\r\n/);
+    // Bad input still rejects (never throws).
+    const bad = e.http({ url: 'nope' });
+    await assert.rejects(bad, TypeError);
+    await assert.rejects(e.http(5), TypeError);
+    // More plain heads than are kept: each request still carries its own method and URL.
+    const urls = Array.from({ length: 300 }, (_, i) => `http://127.0.0.1:9/p${i}`);
+    for (const method of ['GET', 'DELETE']) {
+      const rs = await Promise.all(urls.map((u) => e.http({ url: u, method, handler: 'echo' })));
+      rs.forEach((r, i) => assert.ok(r.text().startsWith(`${method} ${urls[i]} HTTP/1.1\r\n`)));
+    }
+    assert.ok(e._headCount <= 256);
+  } finally {
+    await e.close();
+  }
 });

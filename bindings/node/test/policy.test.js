@@ -127,7 +127,7 @@ test('hedging: a GET still running after hedgeAfterMs is sent again; the first a
     assert.equal(r.status, 200);
     assert.deepEqual(r.headers.filter(([k]) => k === 'portway-hedge'), [['portway-hedge', 'won']]);
     const s = eng.policyState('http');
-    assert.deepEqual([s.hedgesStarted, s.hedgesWon, s.hedgesCancelled], [1, 1, 1]);
+    assert.deepEqual([s.hedgesStarted, s.hedgesWon, s.hedgesCancelled, s.hedgesSkipped], [1, 1, 1, 0]);
     assert.equal(seen, 2);
   } finally {
     await eng.close({ drain: false });

@@ -39,6 +39,7 @@ from ._errors import (
 from ._batch import BatchResult
 from ._completion import Completion
 from ._futures import Future
+from ._handler import Call
 from ._headers import Headers
 from ._http import HttpResponse
 from ._lib import LIB as _LIB
@@ -67,6 +68,7 @@ __all__ = [
     "TooManyRedirects",
     "USE_CLIENT_DEFAULT",
     "Engine",
+    "Call",
     "Future",
     "BatchResult",
     "Completion",

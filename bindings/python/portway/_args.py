@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable
-from typing import Union
+from typing import Union, cast
 
 from ._errors import InvalidArgumentError, InvalidArgumentTypeError
 
@@ -103,8 +103,14 @@ def _check_name(name: str, what: str = "handler name") -> bytes:
     return name.encode()
 
 
+_ONLY_BYTES = frozenset((bytes,))
+
+
 def _payload_list(payloads: Iterable[Payload]) -> list[bytes]:
-    """``payloads`` as a list of exact ``bytes`` (see ``_to_bytes``)."""
+    """``payloads`` as a new list of exact ``bytes`` (see ``_to_bytes``). A list of ``bytes``
+    only is copied as it is (one C pass over the item types instead of a check per item)."""
+    if payloads.__class__ is list and set(map(type, payloads)) <= _ONLY_BYTES:
+        return list(cast("list[bytes]", payloads))
     datas = [p if p.__class__ is bytes else _to_bytes(p, f"payloads[{i}]")
              for i, p in enumerate(_payload_iterable(payloads))]
     return datas

@@ -3,10 +3,15 @@
 A batch is one ``portway_batch_submit`` call (one buffer built with ``b"".join``, one
 ``array('Q')`` of offsets) and one completion; its n results are copied out with one
 ``string_at`` per column (statuses, codes, offsets, data) instead of one object per item.
+Items become ``bytes`` on demand: one at a time when indexed, all at once (one
+``struct.unpack`` of the data, no Python code per item) when iterated or sliced.
 """
 
 from __future__ import annotations
 
+import itertools
+import operator
+import struct
 from array import array
 from collections.abc import Iterator, Sequence
 from ctypes import byref, c_void_p, string_at
@@ -19,6 +24,37 @@ from ._raw import _meta_pairs
 
 __all__ = ["BatchResult"]
 
+# The Structs that split a batch's data into its items, by the item lengths they split (the
+# offsets' bytes): batches of the same shape (fixed-size records, repeated payloads) reuse one
+# instead of formatting and compiling n fields again. Bounded: at most _SHAPES_MAX entries, each
+# of at most _SHAPE_ITEMS_MAX items (a 16,384-item Struct and its key are ~0.7 MB).
+_SHAPES: dict[bytes, struct.Struct] = {}
+_SHAPES_MAX = 4
+_SHAPE_ITEMS_MAX = 16384
+
+
+def _split(data: bytes, offsets: array[int]) -> tuple[bytes, ...]:
+    """Every item ``data[offsets[i] : offsets[i+1]]`` as ``bytes``, in one C call: a Struct of
+    one ``"<len>s"`` field per item (``offsets[0]`` is 0 and ``offsets[-1]`` is ``len(data)``)."""
+    n = len(offsets) - 1
+    if n <= 0:
+        return ()
+    key = offsets.tobytes()
+    st = _SHAPES.get(key)
+    if st is None:
+        lengths = tuple(map(operator.sub, itertools.islice(offsets, 1, None), offsets))
+        st = struct.Struct("<" + "%ds" * n % lengths)
+        if n <= _SHAPE_ITEMS_MAX:
+            if len(_SHAPES) >= _SHAPES_MAX:
+                _SHAPES.clear()  # race-free under concurrent batches, unlike evicting one
+            _SHAPES[key] = st
+    return st.unpack(data)
+
+
+def _all_zero(column: array[int]) -> bool:
+    """True when every entry of ``column`` is 0 (one C scan, no int object per entry)."""
+    return column.tobytes() == bytes(column.itemsize * len(column))
+
 
 class BatchResult(Sequence[bytes]):
     """The results of ``Engine.batch``, in submit order: ``result[i]`` is item ``i``'s bytes
@@ -29,7 +65,7 @@ class BatchResult(Sequence[bytes]):
     indexes of failed items; ``raise_first()`` raises the first failure's error.
     """
 
-    __slots__ = ("_statuses", "_codes", "_offsets", "_data", "_meta_offsets", "_meta")
+    __slots__ = ("_statuses", "_codes", "_offsets", "_data", "_meta_offsets", "_meta", "_items")
 
     def __init__(
         self,
@@ -46,6 +82,25 @@ class BatchResult(Sequence[bytes]):
         self._data = data
         self._meta_offsets = meta_offsets
         self._meta = meta
+        # Every item as bytes, made on first iteration (then ``_data`` is dropped: the items
+        # hold the same bytes).
+        self._items: tuple[bytes, ...] | None = None
+
+    def _all(self) -> tuple[bytes, ...]:
+        # Another thread may be making the items too: ``_items`` is set before ``_data`` is
+        # dropped, so data read before ``_items`` is checked is whole, or the items are there.
+        data = self._data
+        items = self._items
+        if items is None:
+            items = self._items = _split(data, self._offsets)
+            self._data = b""
+        return items
+
+    def _bytes(self) -> bytes:
+        """Every item's bytes, one after the other (as ``portway_batch_view.data``)."""
+        data = self._data  # before ``_items``: see ``_all``
+        items = self._items
+        return data if items is None else b"".join(items)
 
     @classmethod
     def _join(cls, parts: list[BatchResult]) -> BatchResult:
@@ -61,7 +116,7 @@ class BatchResult(Sequence[bytes]):
             offsets.extend(o + base for o in p._offsets[1:])
             meta_offsets.extend(o + mbase for o in p._meta_offsets[1:])
             meta.extend(p._meta)
-        return cls(statuses, codes, offsets, b"".join(p._data for p in parts), meta_offsets, meta)
+        return cls(statuses, codes, offsets, b"".join(p._bytes() for p in parts), meta_offsets, meta)
 
     def __len__(self) -> int:
         return len(self._statuses)
@@ -74,18 +129,24 @@ class BatchResult(Sequence[bytes]):
 
     def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
         if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+            return list(self._all()[i])
+        data = self._data  # before ``_items``: see ``_all``
+        items = self._items
+        if items is not None:
+            try:
+                return items[i]
+            except IndexError:
+                raise IndexError("batch index out of range") from None
         n = len(self._statuses)
         if i < 0:
             i += n
         if not 0 <= i < n:
             raise IndexError("batch index out of range")
         o = self._offsets
-        return self._data[o[i] : o[i + 1]]
+        return data[o[i] : o[i + 1]]
 
     def __iter__(self) -> Iterator[bytes]:
-        o, d = self._offsets, self._data
-        return (d[o[i] : o[i + 1]] for i in range(len(self._statuses)))
+        return iter(self._all())
 
     def status(self, i: int) -> Status:
         """Item ``i``'s status."""
@@ -104,11 +165,14 @@ class BatchResult(Sequence[bytes]):
     @property
     def ok(self) -> bool:
         """True when every item succeeded."""
-        return not any(self._statuses)
+        return _all_zero(self._statuses)
 
     def failures(self) -> list[int]:
         """The indexes of the items that failed, in order."""
-        return [i for i, s in enumerate(self._statuses) if s]
+        statuses = self._statuses
+        if _all_zero(statuses):
+            return []
+        return [i for i, s in enumerate(statuses) if s]
 
     def error(self, i: int) -> PortwayError | None:
         """Item ``i``'s error (None when it succeeded)."""
@@ -117,10 +181,9 @@ class BatchResult(Sequence[bytes]):
 
     def raise_first(self) -> None:
         """Raises the error of the first failed item, if any."""
-        for i, st in enumerate(self._statuses):
-            if st:
-                exc = error_for(st, f"batch item {i}: " + self[i].decode("utf-8", "replace"))
-                raise exc
+        for i in self.failures()[:1]:
+            st = self._statuses[i]
+            raise error_for(st, f"batch item {i}: " + self[i].decode("utf-8", "replace"))
 
     def __repr__(self) -> str:
         return f"BatchResult(n={len(self)}, failures={len(self.failures())})"

@@ -15,7 +15,7 @@ class Completion:
     ``user_data`` is the token the binding used to route the completion to its future.
     """
 
-    __slots__ = ("id", "user_data", "status", "code", "data", "meta", "queued_ns", "run_ns")
+    __slots__ = ("id", "user_data", "status", "code", "data", "_meta", "_raw_meta", "queued_ns", "run_ns")
 
     def __init__(
         self,
@@ -24,18 +24,38 @@ class Completion:
         status: int,
         code: int,
         data: bytes,
-        meta: list[tuple[str, str]],
+        meta: list[tuple[str, str]] | None,
         queued_ns: int,
         run_ns: int,
+        raw_meta: list[bytes | None] | None = None,
     ) -> None:
         self.id = id
         self.user_data = user_data
         self.status = status
         self.code = code
         self.data = data
-        self.meta = meta
+        # The poller passes the pairs as copied strings (``raw_meta``, ``_raw._meta_raw``) and
+        # None here: they are decoded when ``meta`` is first read.
+        self._meta = meta
+        self._raw_meta = raw_meta
         self.queued_ns = queued_ns
         self.run_ns = run_ns
+
+    @property
+    def meta(self) -> list[tuple[str, str]]:
+        """The handler-defined ``(key, value)`` pairs (for "http": the response headers, then
+        ``(":http-version", ...)`` until an ``HttpResponse`` pops it), decoded on first read."""
+        m = self._meta
+        if m is None:
+            raw = self._raw_meta
+            m = self._meta = _decode_meta(raw) if raw else []
+            self._raw_meta = None
+        return m
+
+    @meta.setter
+    def meta(self, value: list[tuple[str, str]]) -> None:
+        self._meta = value
+        self._raw_meta = None
 
     @property
     def ok(self) -> bool:
@@ -52,3 +72,15 @@ class Completion:
             f"Completion(id={self.id}, status={status_label(self.status)}, "
             f"code={self.code}, data={self.data[:64]!r}, meta={self.meta[:4]!r})"
         )
+
+
+def _decode_meta(raw: list[bytes | None]) -> list[tuple[str, str]]:
+    """``_meta_raw``'s strings as pairs, decoded (UTF-8, invalid bytes replaced). Valid UTF-8
+    (the usual case) is decoded in one call over the strings joined with NUL, which none of
+    them contains, and split back."""
+    try:
+        strs = b"\0".join(raw).decode().split("\0")  # type: ignore[arg-type]
+    except (TypeError, UnicodeDecodeError):  # a NULL string, or invalid UTF-8 somewhere
+        strs = [(b or b"").decode("utf-8", "replace") for b in raw]
+    it = iter(strs)
+    return list(zip(it, it))

@@ -53,6 +53,7 @@ from ._errors import (
 )
 from ._futures import AsyncTarget, Future, _AsyncEntry, fail, settle
 from ._lib import LIB
+from ._tick import _EACH_MAX as _DIRECT_MAX, TickQueue
 from ._raw import (
     _BYTES_OFF,
     _COMP_SIZE,
@@ -61,14 +62,15 @@ from ._raw import (
     _POLL_CAP_C,
     _REQ,
     _SIZES,
+    _STRING_ARRAYS,
     _Scratch,
     _address,
-    _address_ctypes,
     _comp_iter_unpack,
-    _meta_pairs,
+    _head,
+    _meta_raw,
     _poll_raw,
     _release_raw,
-    _req_pack_into,
+    _req_words_pack_into,
     _string_at,
     _submit_batch_raw,
     _submit_raw,
@@ -78,6 +80,8 @@ from ._raw import (
 __all__ = ["_Core", "_close_core", "Entry"]
 
 Entry = Union[Future[Any], AsyncTarget]
+# ``_Core.readers``' value: the loop (weakly), whether add_reader worked, its tick's queue.
+LoopEntry = tuple["weakref.ref[asyncio.AbstractEventLoop]", bool, TickQueue]
 R = TypeVar("R")
 
 _POLL_SLICE_MS = 200
@@ -87,6 +91,7 @@ _NOT_FOUND = int(Status.NOT_FOUND)
 _BUSY = int(Status.BUSY)
 _BATCH_TOKEN_BASE = 1 << 62  # submit_many's tokens; single submits count up from 1
 _BATCH_JOIN_MAX = 1 << 20  # submit_many copies payloads up to this total into one blob
+_HEADS_MAX = 256  # _Core.heads entries (a program uses a handful)
 
 # Bumped in a forked child: every engine created before the fork then refuses to work.
 _fork_generation = 0
@@ -103,7 +108,15 @@ if hasattr(os, "register_at_fork"):
 # Statuses by which portway_submit_batch refuses one request for itself: the next may be fine.
 _PER_REQUEST = frozenset({int(Status.PAYLOAD_TOO_LARGE), int(Status.INVALID_ARGUMENT), int(Status.UNKNOWN_HANDLER)})
 
+def _stopped(st: int, at: int, n: int, msg: str) -> list[tuple[int, PortwayError]]:
+    """The failures of a batch of ``n`` that the engine-wide refusal ``st`` (BUSY, SHUTDOWN)
+    stopped at request ``at``: that one with the engine's message, every later one unsent."""
+    rest = f"not submitted: the batch stopped at request {at}: {msg}"
+    return [(at, error_for(st, msg)), *((i, error_for(st, rest)) for i in range(at + 1, n))]
+
+
 _get_running_loop = asyncio.get_running_loop
+_get_running_loop_or_none = asyncio._get_running_loop
 
 
 class _Core:
@@ -121,6 +134,9 @@ class _Core:
         self.batch_lock = threading.Lock()
         self.batch_next = _BATCH_TOKEN_BASE
         self.handlers: dict[str, int] = {}
+        # (handler name, timeout) -> the request head (``_raw._head``) of a checked pair: the
+        # ahttp() hot path's one dict hit for the lookup, the timeout check and the packing.
+        self.heads: dict[tuple[str, float | None], int] = {}
         self.keepalive: list[Any] = []  # CFUNCTYPE objects of registered Python handlers
         self.scratch: list[_Scratch] = []
         # One entry per native call running: append before the call, pop after. close()
@@ -146,10 +162,11 @@ class _Core:
         self.demand_count = 0
         self.always_poll = False
         # The loops this engine's notify fd is registered with, by id(loop), each as a weak
-        # reference (True: add_reader worked; False: the delivery thread serves that loop).
-        # Weak, so a closed loop (asyncio.run() per request) is freed; the reference's
-        # callback drops the entry, and that runs before the id can be reused.
-        self.readers: dict[int, tuple[weakref.ref[asyncio.AbstractEventLoop], bool]] = {}
+        # reference (True: add_reader worked; False: the delivery thread serves that loop)
+        # and the queue of ahttp() requests of its current tick (``_tick``). Weak, so a closed
+        # loop (asyncio.run() per request) is freed; the reference's callback drops the
+        # entry, and that runs before the id can be reused.
+        self.readers: dict[int, LoopEntry] = {}
         self.readers_lock = threading.Lock()
         self.notify_fd = -1
         # Why in-flight work was cancelled by close()/the finalizer, for CancelledError.
@@ -202,6 +219,21 @@ class _Core:
         self.handlers[name] = out.value
         return out.value
 
+    def request_head(self, handler: str, timeout: float | None) -> int:
+        """``_raw._head`` of ``handler`` (a name) and ``timeout`` (seconds or None), checked
+        (``UnknownHandlerError``, ``InvalidArgumentError``...) and cached in ``heads`` for a
+        None, float or int timeout. Names never change ids: a duplicate name is refused."""
+        hid = self.handlers.get(handler)
+        if hid is None:
+            hid = self.handler_id(handler)
+        head = _head(hid, 0 if timeout is None else _timeout_ms(timeout))
+        if timeout is None or timeout.__class__ is float or timeout.__class__ is int:
+            heads = self.heads
+            if len(heads) >= _HEADS_MAX:
+                heads.clear()
+            heads[(handler, timeout)] = head
+        return head
+
     def cancel_id(self, rid: int) -> bool:
         """True if the request was still in flight (its completion will say CANCELLED)."""
         try:
@@ -223,30 +255,66 @@ class _Core:
     def submit_entry(self, hid: int, data: bytes, tms: int, token: int, entry: Entry) -> int:
         """Registers ``entry`` under ``token``, submits, returns the request id. On a refusal
         the entry is unregistered and the error raised."""
+        st, rid = self.submit_status(_head(hid, tms), data, token, entry)
+        if st:
+            raise self.refusal() if st < 0 else error_for(st, last_error())
+        return rid
+
+    def submit_status(self, head: int, data: bytes, token: int, entry: Entry) -> tuple[int, int]:
+        """Registers ``entry`` under ``token`` and submits ``data`` with request head ``head``
+        (``portway_submit``): returns the status and the id. -1 when the engine is closed or
+        forked (no call made); on any refusal the entry is unregistered again."""
         pool = self.scratch
         try:
             s = pool.pop()
         except IndexError:
             s = _Scratch()
         ln = len(data)
-        _req_pack_into(s.req, 0, hid, tms, token, _address(data) if ln else 0, ln)
+        _req_words_pack_into(s.req, 0, head, token, _address(data) if ln else 0, ln)
         active = self.active
         active.append(None)
         if self.freed or self.gen != _fork_generation:
             active.pop()
-            raise self.refusal()
+            pool.append(s)
+            return -1, 0
         pending = self.pending
         pending[token] = entry
         try:
-            st = _submit_raw(self.eng_p, s.req_p, s.rid_p)
+            st: int = _submit_raw(self.eng_p, s.req_p, s.rid_p)
         finally:
             active.pop()
         rid: int = s.rid.value
         pool.append(s)
         if st:
             pending.pop(token, None)
-            raise error_for(st, last_error())
-        return rid
+        return st, rid
+
+    def submit_each(
+        self, heads: list[int], datas: list[bytes], first: int, entries: list[Any]
+    ) -> tuple[array[int], list[tuple[int, PortwayError]]]:
+        """``submit_batch`` for a handful of requests: one ``portway_submit`` each (building a
+        batch costs more than that below about four requests), with the same results, refusal
+        rules and exceptions."""
+        n = len(datas)
+        ids = array("Q", bytes(8 * n))
+        failed: list[tuple[int, PortwayError]] = []
+        for i in range(n):
+            st, rid = self.submit_status(heads[i], datas[i], first + i, entries[i])
+            if not st:
+                ids[i] = rid
+                continue
+            if st < 0:  # closed or forked meanwhile: nothing more can be submitted
+                if i == 0:
+                    raise self.refusal()
+                failed.extend((j, self.refusal()) for j in range(i, n))
+                break
+            msg = last_error()
+            if st in _PER_REQUEST:
+                failed.append((i, error_for(st, f"request {i} of the batch: {msg}")))
+                continue
+            failed.extend(_stopped(st, i, n, msg))
+            break
+        return ids, failed
 
     def submit_items(self, hid: int, data: bytes, offsets: array[int], tms: int, token: int, entry: Entry) -> int:
         """Registers ``entry`` under ``token`` and submits the payloads ``data[offsets[i] ..
@@ -274,20 +342,25 @@ class _Core:
         return rid.value
 
     def submit_batch(
-        self, hid: int, tms: int, datas: list[bytes], first: int, entries: list[Any]
+        self, heads: int | list[int], datas: list[bytes], first: int, entries: list[Any]
     ) -> tuple[array[int], list[tuple[int, PortwayError]]]:
-        """Registers ``entries[i]`` under token ``first + i`` and submits ``datas[i]`` to handler
-        ``hid``: one ``portway_submit_batch`` call when all are accepted. Returns the ids (0
-        where not accepted) and the ``(index, error)`` of every refused request, unregistered
-        here for the caller to settle. A request refused for itself (payload too large or
-        refused by the handler) fails alone and the batch goes on after it; an engine-wide
-        refusal (BUSY, SHUTDOWN) fails it and every later one, unsent. Raises when nothing
-        could be submitted because of the engine (closed, forked)."""
+        """Registers ``entries[i]`` under token ``first + i`` and submits ``datas[i]``, with
+        handler and timeout ``heads`` (``_raw._head(hid, tms)``: one for every request, or one
+        per request): one ``portway_submit_batch`` call when all are accepted. Returns the ids
+        (0 where not accepted) and the ``(index, error)`` of every refused request,
+        unregistered here for the caller to settle. A request refused for itself (payload too
+        large or refused by the handler) fails alone and the batch goes on after it; an
+        engine-wide refusal (BUSY, SHUTDOWN) fails it and every later one, unsent. Raises when
+        nothing could be submitted because of the engine (closed, forked)."""
         n = len(datas)
         tokens = range(first, first + n)
         # The request array as 4n native u64 words: (handler, timeout_ms), user_data, payload,
         # payload_len. Every column is filled by C loops (array slice assignment).
-        reqs = array("Q", _REQ.pack(hid, tms, 0, 0, 0)[:8]) * (4 * n)
+        if isinstance(heads, int):
+            reqs = array("Q", (heads, 0, 0, 0)) * n
+        else:
+            reqs = array("Q", bytes(_REQ.size * n))
+            reqs[0::4] = array("Q", heads)
         reqs[1::4] = array("Q", tokens)
         lens = array("Q", map(len, datas))
         reqs[3::4] = lens
@@ -295,7 +368,7 @@ class _Core:
         if _BYTES_OFF is None or sum(lens) <= _BATCH_JOIN_MAX:
             # small payloads: one copy into a blob, addresses by running offsets (C loops)
             blob = b"".join(datas)
-            reqs[2::4] = array("Q", itertools.accumulate(lens[:-1], initial=_address_ctypes(blob)))
+            reqs[2::4] = array("Q", itertools.accumulate(lens[:-1], initial=_address(blob)))
         else:  # large payloads: point at each bytes object's own buffer
             reqs[2::4] = array("Q", map(operator.add, map(id, datas), itertools.repeat(_BYTES_OFF, n)))
         ids = array("Q", bytes(8 * n))
@@ -341,9 +414,7 @@ class _Core:
                 failed.append((at, error_for(st, f"request {at} of the batch: {msg}")))
                 start = at + 1
                 continue
-            failed.append((at, error_for(st, msg)))
-            rest = f"not submitted: the batch stopped at request {at}: {msg}"
-            failed.extend((i, error_for(st, rest)) for i in range(at + 1, n))
+            failed.extend(_stopped(st, at, n, msg))
             break
         del blob  # the engine copied the payloads
         for i, _ in failed:
@@ -364,7 +435,7 @@ class _Core:
         """``submit_batch`` for asyncio: one future of ``loop`` per payload (failed at once for
         a refused request), each with its request id (0 when refused)."""
         afuts: list[asyncio.Future[Completion]] = [loop.create_future() for _ in datas]
-        ids, failed = self.submit_batch(hid, tms, datas, self.batch_tokens(len(datas)), afuts)
+        ids, failed = self.submit_batch(_head(hid, tms), datas, self.batch_tokens(len(datas)), afuts)
         for i, exc in failed:
             afuts[i].set_exception(exc)
         return list(zip(afuts, ids))
@@ -437,6 +508,8 @@ class _Core:
             comps: list[Completion] = []
             mem = _MEMORY
             batches = self.batch_pending
+            arrays = _STRING_ARRAYS
+            n_arrays = len(arrays)
             for i, (cid, ud, status, code, data, ln, meta, meta_len, qns, rns) in enumerate(
                 _comp_iter_unpack(s.mv[: count * _COMP_SIZE])
             ):
@@ -452,11 +525,13 @@ class _Core:
                     else:
                         body = b""
                     entries.append(entry)
-                    comps.append(
-                        Completion(
-                            cid, ud, status, code, body, _meta_pairs(meta, meta_len) if meta_len else [], qns, rns
+                    if meta_len:  # copied now (_meta_raw, inlined), decoded when Completion.meta is read
+                        raw = (
+                            arrays[meta_len].from_address(meta)[:] if meta_len < n_arrays else _meta_raw(meta, meta_len)
                         )
-                    )
+                        comps.append(Completion(cid, ud, status, code, body, None, qns, rns, raw))
+                    else:
+                        comps.append(Completion(cid, ud, status, code, body, [], qns, rns))
             # Release before settling: whoever sees a result also sees its slot returned.
             _release_raw(self.eng_p, s.buf_p, _SIZES[count])
         finally:
@@ -571,17 +646,20 @@ class _Core:
         ent = self.readers.get(id(loop))
         return ent is not None and ent[0]() is loop
 
-    def ensure_reader(self, loop: asyncio.AbstractEventLoop) -> None:
+    def ensure_reader(self, loop: asyncio.AbstractEventLoop) -> LoopEntry:
         """Registers this engine's notify fd with ``loop`` (once per loop): completions
-        are then polled on the loop's thread when the fd is readable."""
-        if self.has_reader(loop):
-            return
+        are then polled on the loop's thread when the fd is readable. Returns the loop's
+        ``readers`` entry."""
+        ent = self.readers.get(id(loop))
+        if ent is not None and ent[0]() is loop:
+            return ent
         with self.readers_lock:
-            if self.has_reader(loop):
-                return
+            ent = self.readers.get(id(loop))
+            if ent is not None and ent[0]() is loop:
+                return ent
             # A new loop often means an old one closed (asyncio.run() per call): forget
             # closed loops now rather than when the collector frees them.
-            for key, (ref, _) in list(self.readers.items()):
+            for key, (ref, _, _) in list(self.readers.items()):
                 old = ref()
                 if old is None or old.is_closed():
                     self.readers.pop(key, None)
@@ -601,10 +679,22 @@ class _Core:
             ref = weakref.ref(loop, forget)
             try:
                 loop.add_reader(self.notify_fd, self._on_readable, ref)
-                readers[key] = (ref, True)
+                ent = readers[key] = (ref, True, TickQueue(self))
             except NotImplementedError:
-                readers[key] = (ref, False)  # e.g. a proactor loop: the delivery thread serves it
+                # e.g. a proactor loop: the delivery thread serves it
+                ent = readers[key] = (ref, False, TickQueue(self))
                 self.poll_always()
+            return ent
+
+    def flush_here(self) -> None:
+        """Submits the ``ahttp()`` requests queued in this tick by the loop running on the
+        calling thread, if any (``_tick``): for methods whose effect depends on what was
+        submitted before them. Another thread's loop flushes its own queue."""
+        loop = _get_running_loop_or_none()
+        if loop is not None:
+            ent = self.readers.get(id(loop))
+            if ent is not None and ent[0]() is loop:
+                ent[2].flush()
 
     def _on_readable(self, ref: weakref.ref[asyncio.AbstractEventLoop]) -> None:
         # The loop by weak reference: the handle that the loop's selector keeps must not
@@ -619,16 +709,22 @@ class _Core:
                     self.remove_reader(loop)
                     return
                 if n < _POLL_CAP:
-                    return
+                    break
         except PortwayError:
             self.remove_reader(loop)
+            return
+        # The tasks these completions woke start about as many requests in the next tick: a
+        # few go straight to the engine, more are coalesced (``_tick``).
+        ent = self.readers.get(id(loop))
+        if ent is not None:
+            ent[2].direct = n <= _DIRECT_MAX
 
     def remove_reader(self, loop: asyncio.AbstractEventLoop) -> None:
         """Unregisters the notify fd from ``loop`` (a no-op when it is not registered)."""
         with self.readers_lock:
             if not self.has_reader(loop):
                 return
-            _, added = self.readers.pop(id(loop))
+            _, added, _ = self.readers.pop(id(loop))
             if added and not loop.is_closed():
                 loop.remove_reader(self.notify_fd)
 
@@ -637,7 +733,7 @@ class _Core:
             current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             current = None
-        loops = [ref() for ref, _ in list(self.readers.values())]
+        loops = [ref() for ref, _, _ in list(self.readers.values())]
         for loop in loops:
             if loop is None:
                 continue

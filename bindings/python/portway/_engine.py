@@ -46,11 +46,11 @@ from ._errors import (
     last_error,
 )
 from ._futures import Future, _AsyncEntry, cancel_with, fail, set_request_id
-from ._handler import c_handler
-from ._http import HeadersArg, HttpResponse, build_request, http_options, response_from_completion
+from ._handler import CallHandlerFn, HandlerFn, c_handler
+from ._http import _HEAD_CACHE, HeadersArg, HttpResponse, build_request, http_options, response_from_completion
 from ._lib import LIB, PortwayHandlerStats
 from ._policy import PolicyState
-from ._raw import _address, _req_pack_into, _Scratch, _submit_raw
+from ._raw import _address, _head, _req_pack_into, _Scratch, _submit_raw
 from ._types import HandlerStats, Inflight, Stats, handler_stats_from, stats_from
 
 __all__ = ["Engine", "Payload"]
@@ -62,9 +62,7 @@ def _batch_parts(datas: list[bytes], step: int) -> Iterator[tuple[bytes, array[i
     """The sub-batches of ``datas``, at most ``step`` items each: one buffer and its offsets."""
     for start in range(0, len(datas), step):
         part = datas[start : start + step]
-        offsets = array("Q", [0])
-        offsets.extend(itertools.accumulate(map(len, part)))
-        yield b"".join(part), offsets
+        yield b"".join(part), array("Q", list(itertools.accumulate(map(len, part), initial=0)))
 
 
 def _empty_batch() -> BatchResult:
@@ -153,6 +151,7 @@ class Engine:
         if drain:
             _timeout_ms(timeout, "close() timeout")  # refuse before anything changes
         self._finalizer.detach()
+        self._core.flush_here()  # this tick's ahttp() requests: drained (or cancelled) too
         self._core.close(drain, timeout)
 
     @property
@@ -255,7 +254,7 @@ class Engine:
             map(Future, itertools.repeat(core, n), range(first, first + n), itertools.repeat(None, n),
                 itertools.repeat(self, n))
         )
-        ids, failed = core.submit_batch(hid, tms, datas, first, futs)
+        ids, failed = core.submit_batch(_head(hid, tms), datas, first, futs)
         deque(map(set_request_id, futs, ids), 0)
         for i, exc in failed:
             fail(futs[i], exc)
@@ -428,23 +427,47 @@ class Engine:
         timeout: float | None = None,
         handler: str = "http",
     ) -> HttpResponse:
-        """Awaitable ``http``; cancelling the awaiting task cancels the native request."""
-        payload = build_request(method, url, headers, body)
+        """Awaitable ``http``; cancelling the awaiting task cancels the native request.
+
+        The requests started on one loop in one tick are submitted together, in one
+        ``portway_submit_batch`` call at the end of the tick (``_tick``). Errors in the
+        arguments raise at once; an engine refusal (``BusyError``, ``ShutdownError``, a
+        request the handler refuses) raises from the ``await``, as do the request's own
+        errors. A task cancelled before the flush never reaches the engine."""
+        payload = _HEAD_CACHE.get((method, url)) if headers is None and body is None else None
+        if payload is None:
+            payload = build_request(method, url, headers, body)
         core = self._core
+        if core.closing or core.gen != _core._fork_generation:
+            raise core.refusal()  # at once, as a direct submit would (the flush is too late)
         loop = _get_running_loop()
         ent = core.readers.get(id(loop))
         if ent is None or ent[0]() is not loop:
-            core.ensure_reader(loop)
-        hid = core.handlers.get(handler)
-        if hid is None:
-            hid = core.handler_id(handler)
+            ent = core.ensure_reader(loop)
+        try:
+            head = core.heads.get((handler, timeout))
+        except TypeError:  # an unhashable handler or timeout: request_head says what is wrong
+            head = None
+        if head is None:
+            head = core.request_head(handler, timeout)
         afut: asyncio.Future[HttpResponse] = loop.create_future()
         entry = _AsyncEntry(afut, response_from_completion, loop)
-        rid = core.submit_entry(hid, payload, _timeout_ms(timeout), next(core.tokens), entry)
+        q = ent[2]
+        if q.direct and not q.entries:  # a small tick: at once (see _tick)
+            st, entry.rid = core.submit_status(head, payload, next(core.tokens), entry)
+            if st:
+                raise core.refusal() if st < 0 else error_for(st, last_error())
+        else:  # TickQueue.add, inlined
+            if not q.entries:
+                loop.call_soon(q.flush)
+            q.heads.append(head)
+            q.datas.append(payload)
+            q.entries.append(entry)
         try:
             return await afut
         except asyncio.CancelledError:
-            if not afut.done() or afut.cancelled():
+            rid = entry.rid  # 0: still queued, and the flush drops it (its future is done)
+            if rid and (not afut.done() or afut.cancelled()):
                 core.cancel_id(rid)
             raise
 
@@ -559,29 +582,44 @@ class Engine:
 
     # ------------------------------------------------------------ handlers
 
+    @overload
+    def register(
+        self, name: str, fn: HandlerFn, *, idempotent: bool = False, with_call: Literal[False] = False
+    ) -> int: ...
+
+    @overload
+    def register(self, name: str, fn: CallHandlerFn, *, idempotent: bool = False, with_call: Literal[True]) -> int: ...
+
     def register(
         self,
         name: str,
-        fn: Callable[[bytes], bytes | bytearray | memoryview | str],
+        fn: HandlerFn | CallHandlerFn,
         *,
         idempotent: bool = False,
+        with_call: bool = False,
     ) -> int:
         """Registers a Python handler ``fn(payload) -> bytes``, run on the engine's worker pool
         (holding the GIL). It may return any bytes-like object or a ``str`` (sent as UTF-8);
         anything else, or an exception, becomes a ``HandlerError`` completion with a message.
+        ``with_call=True`` calls ``fn(payload, call)`` instead, with a ``portway.Call`` whose
+        ``cancelled`` turns true once the request is cancelled, timed out or shut down, or the
+        call lost a hedge: a long handler polls it and returns early (a Python handler cannot
+        be interrupted; what it returns then is dropped). A flag, not the signature, decides,
+        so that any callable works and the type checker knows which ``fn`` is expected.
         ``idempotent=True`` declares every call safe to run twice, so that hedging
         (``set_policy(..., hedge_after=...)``) may start a second call of a slow request; the
-        losing call still runs to its end (a Python handler cannot see its cancellation) and
-        its result is dropped. Raises ``InvalidArgumentTypeError`` when ``fn`` is not callable
-        or ``name`` not a str. Returns the handler id."""
+        losing call is dropped, and runs to its end unless it watches ``call.cancelled``.
+        Raises ``InvalidArgumentTypeError`` when ``fn`` is not callable, ``name`` not a str, or
+        ``idempotent`` / ``with_call`` not a bool. Returns the handler id."""
         raw_name = _check_name(name)
         if not callable(fn):
             raise InvalidArgumentTypeError(f"handler {name!r} must be callable, got {type(fn).__name__}")
-        cb = c_handler(name, fn)
+        for flag, value in (("idempotent", idempotent), ("with_call", with_call)):
+            if not isinstance(value, bool):
+                raise InvalidArgumentTypeError(f"{flag} must be a bool, got {type(value).__name__}")
+        cb = c_handler(name, fn, with_call)
         core = self._core
         out_id = c_uint32()
-        if not isinstance(idempotent, bool):
-            raise InvalidArgumentTypeError(f"idempotent must be a bool, got {type(idempotent).__name__}")
         flags = _HANDLER_IDEMPOTENT if idempotent else 0
         st = core.call(LIB.portway_register_handler_ex, raw_name, cb, None, flags, byref(out_id))
         check(st)
@@ -722,8 +760,10 @@ class Engine:
         ``"half-open"``; for ``http``, with one breaker per origin, the worst of them),
         ``breaker_failures``, ``breaker_open`` (breakers open or half-open: origins for
         ``http``), ``breaker_trips``, ``breaker_rejected``, ``rate_timeouts`` and the hedging
-        counters (``hedges_started``, ``hedges_won``, ``hedges_cancelled``)."""
+        counters (``hedges_started``, ``hedges_won``, ``hedges_cancelled``; ``hedges_skipped``:
+        hedges not started for want of a free concurrency slot)."""
         core = self._core
+        core.flush_here()
         return core.call(_policy.read_policy_state, core.handler_id(name))
 
     def handler_id(self, name: str) -> int:
@@ -747,6 +787,7 @@ class Engine:
     def cancel_all(self) -> None:
         """Cancels every request in flight; each raises ``CancelledError("... cancel_all")``."""
         core = self._core
+        core.flush_here()
         st = core.call(LIB.portway_cancel_all)
         check(st)
 
@@ -754,6 +795,7 @@ class Engine:
         """A snapshot keyed by the ``portway_stats`` field names; ``completed`` maps status
         names (``"OK"``, ``"TIMEOUT"``, ...) to counts."""
         core = self._core
+        core.flush_here()
         s = _lib.PortwayStats()
         st = core.call(LIB.portway_stats, byref(s))
         check(st)
@@ -781,6 +823,7 @@ class Engine:
         if fn is None:
             raise PortwayError("this libportway has no portway_handler_stats")
         core = self._core
+        core.flush_here()
         hid = core.handler_id(name)
         out = PortwayHandlerStats()
         check(core.call(fn, hid, byref(out)))
@@ -791,6 +834,7 @@ class Engine:
         if fn is None:
             raise PortwayError(f"this libportway has no {fn_name}")
         core = self._core
+        core.flush_here()
         cap = 1 << 16
         for _ in range(8):
             buf = ctypes.create_string_buffer(cap)

@@ -398,9 +398,10 @@ class _DemandingList(list[Any]):
 
 
 class _AsyncEntry:
-    """Routes a completion through a transform (e.g. HTTP parsing) to an asyncio future."""
+    """Routes a completion through a transform (e.g. HTTP parsing) to an asyncio future.
+    ``rid`` is the request's id once submitted (0 before: see ``_tick``)."""
 
-    __slots__ = ("fut", "transform", "loop")
+    __slots__ = ("fut", "transform", "loop", "rid")
 
     def __init__(
         self,
@@ -411,6 +412,7 @@ class _AsyncEntry:
         self.fut = fut
         self.transform = transform
         self.loop = fut.get_loop() if loop is None else loop  # the future's loop
+        self.rid = 0
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self.loop

@@ -111,25 +111,59 @@ def _build_request(method: str, url: str, headers: HeadersArg, body: bytes | str
 
 
 class HttpResponse:
-    """A response from the "http" handler: any HTTP status, 4xx and 5xx included."""
+    """A response from the "http" handler: any HTTP status, 4xx and 5xx included.
 
-    __slots__ = ("status", "headers", "body", "completion", "http_version")
+    ``headers`` (``(name, value)`` pairs in wire order) and ``http_version`` are worked out
+    when first read: a caller that reads only ``status`` and ``body`` never decodes them.
+    ``headers=None`` takes them from ``completion.meta``."""
 
-    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes, completion: Completion | None = None) -> None:
+    __slots__ = ("status", "_headers", "body", "completion", "_version")
+
+    def __init__(
+        self, status: int, headers: list[tuple[str, str]] | None, body: bytes, completion: Completion | None = None
+    ) -> None:
         self.status = status
-        #: The HTTP version of the response: "HTTP/1.1", "HTTP/2" (or "HTTP/1.0"); the
-        #: handler reports it as the last meta pair, ``:http-version``, popped off ``headers``
-        #: in place (the list stays the completion's ``meta``: no copy on the hot path).
-        self.http_version = ""
-        if headers and headers[-1][0] == _VERSION_META:
-            self.http_version = headers.pop()[1]
-        self.headers = headers
+        self._headers = headers
+        self._version: str | None = None  # None: ":http-version" not popped off yet
         self.body = body
         self.completion = completion
 
+    def _fields(self) -> list[tuple[str, str]]:
+        """The header list, with the version pair popped off (once)."""
+        h = self._headers
+        if h is None:
+            h = self._headers = self.completion.meta if self.completion is not None else []
+        if self._version is None:
+            # The handler reports the version as the last meta pair, popped off in place
+            # (the list stays the completion's ``meta``: no copy).
+            self._version = h.pop()[1] if h and h[-1][0] == _VERSION_META else ""
+        return h
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The response headers as ``(name, value)`` pairs, in the order received."""
+        return self._fields()
+
+    @headers.setter
+    def headers(self, value: list[tuple[str, str]]) -> None:
+        self._fields()  # the version of the old list first
+        self._headers = value
+
+    @property
+    def http_version(self) -> str:
+        """The HTTP version of the response: "HTTP/1.1", "HTTP/2" (or "HTTP/1.0"); "" when
+        the handler did not say."""
+        self._fields()
+        return self._version or ""
+
+    @http_version.setter
+    def http_version(self, value: str) -> None:
+        self._fields()
+        self._version = value
+
     @classmethod
     def from_completion(cls, c: Completion) -> HttpResponse:
-        return cls(c.code, c.meta, c.data, c)
+        return cls(c.code, None, c.data, c)
 
     @property
     def ok(self) -> bool:
@@ -157,12 +191,31 @@ class HttpResponse:
         return _json.loads(self.body)
 
     def __repr__(self) -> str:
-        return f"HttpResponse(status={self.status}, headers={len(self.headers)}, body={self.body[:64]!r})"
+        return f"HttpResponse(status={self.status}, headers={self._header_count()}, body={self.body[:64]!r})"
+
+    def _header_count(self) -> int:
+        """``len(self.headers)`` without decoding them (a repr is no reason to)."""
+        c = self.completion
+        if self._headers is None and c is not None and c._meta is None:
+            raw = c._raw_meta or []
+            n = len(raw) // 2
+            return n - 1 if n and raw[-2] == _VERSION_META.encode() else n
+        return len(self.headers)
+
+
+_new_response = HttpResponse.__new__
 
 
 def response_from_completion(c: Completion) -> HttpResponse:
-    """``HttpResponse.from_completion`` as a plain function (no bound method per request)."""
-    return HttpResponse(c.code, c.meta, c.data, c)
+    """``HttpResponse.from_completion`` as a plain function (no bound method per request),
+    filling the slots itself (one Python call per response instead of two)."""
+    r = _new_response(HttpResponse)
+    r.status = c.code
+    r._headers = None
+    r._version = None
+    r.body = c.data
+    r.completion = c
+    return r
 
 
 def http_options(given: Mapping[str, object]) -> tuple[PortwayHttpOptions, list[bytes]]:

@@ -189,6 +189,7 @@ class PortwayPolicyState(Structure):
         ("hedges_started", c_uint64),
         ("hedges_won", c_uint64),
         ("hedges_cancelled", c_uint64),
+        ("hedges_skipped", c_uint64),
     ]
 
 

@@ -39,6 +39,7 @@ class PolicyState(TypedDict):
     hedges_started: int
     hedges_won: int
     hedges_cancelled: int
+    hedges_skipped: int
 
 
 def _function(name: str) -> Any:
@@ -132,4 +133,5 @@ def read_policy_state(eng: Any, handler: int) -> PolicyState:
         hedges_started=int(out.hedges_started),
         hedges_won=int(out.hedges_won),
         hedges_cancelled=int(out.hedges_cancelled),
+        hedges_skipped=int(out.hedges_skipped),
     )

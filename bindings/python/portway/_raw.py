@@ -9,11 +9,13 @@ those per-argument conversions for preallocated ctypes arguments (see ``_raw``).
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 import sys
 from ctypes import addressof, c_size_t, c_uint32, c_uint64, c_void_p
 from typing import Any
 
+from ._completion import _decode_meta
 from ._lib import LIB, PortwayCompletion, PortwayRequest
 
 _POLL_CAP = 256
@@ -36,6 +38,10 @@ def _format_of(cls: type[ctypes.Structure]) -> struct.Struct:
 
 
 _REQ = _format_of(PortwayRequest)
+# The same request as 4 native words (``_head`` first): what batches are built from.
+_REQ_WORDS = struct.Struct("=4Q")
+if _REQ.size != _REQ_WORDS.size:
+    raise ImportError(f"portway_request is {_REQ.size} bytes, not 4 words: this binding cannot pack it")
 _COMP = _format_of(PortwayCompletion)
 _COMP_SIZE = _COMP.size
 
@@ -95,19 +101,20 @@ _STRING_ARRAYS = tuple(ctypes.c_char_p * (2 * i) for i in range(65))
 
 
 def _meta_pairs(ptr: int, n: int) -> list[tuple[str, str]]:
-    """The ``n`` pairs of a ``portway_meta`` array, decoded (UTF-8, invalid bytes replaced).
+    """The ``n`` pairs of a ``portway_meta`` array, decoded (UTF-8, invalid bytes replaced):
+    ``_decode_meta(_meta_raw(ptr, n))``."""
+    return _decode_meta(_meta_raw(ptr, n))
 
-    One slice of a ``char *`` array copies every string (ctypes makes the list of bytes in C);
-    valid UTF-8 (the usual case) is then decoded in one call over the strings joined with NUL,
-    which none of them contains, and split back."""
+
+def _meta_raw(ptr: int, n: int) -> list[bytes | None]:
+    """The 2n strings of a ``portway_meta`` array of ``n`` pairs (key, value, key, ...), copied
+    and not decoded: one slice of a ``char *`` array (ctypes makes the list of bytes in C).
+    What a completion keeps until someone reads its ``meta`` (most http callers never read
+    the headers: decoding them was the largest cost of delivering a response)."""
     arr_t = _STRING_ARRAYS[n] if n < len(_STRING_ARRAYS) else ctypes.c_char_p * (2 * n)
     raw: list[bytes | None] = arr_t.from_address(ptr)[:]
-    try:
-        strs = b"\0".join(raw).decode().split("\0")  # type: ignore[arg-type]
-    except (TypeError, UnicodeDecodeError):  # a NULL string, or invalid UTF-8 somewhere
-        strs = [(b or b"").decode("utf-8", "replace") for b in raw]
-    it = iter(strs)
-    return list(zip(it, it))
+    return raw
+
 
 
 class _Scratch:
@@ -148,6 +155,15 @@ def _memory_view() -> memoryview | None:
 _MEMORY = _memory_view()
 
 
+@functools.lru_cache(maxsize=256)
+def _head(hid: int, tms: int) -> int:
+    """The first 8 bytes of a ``portway_request`` (handler id and timeout) as one native word:
+    a batch of requests is built as an ``array("Q")`` of 4 words each (cached: a program uses a
+    handful of handler and timeout pairs)."""
+    return int.from_bytes(_REQ.pack(hid, tms, 0, 0, 0)[:8], sys.byteorder)
+
+
 _req_pack_into = _REQ.pack_into
+_req_words_pack_into = _REQ_WORDS.pack_into
 _comp_iter_unpack = _COMP.iter_unpack
 _string_at = ctypes.string_at

@@ -30,6 +30,24 @@ def child_env() -> dict[str, str]:
     return env
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A keep-alive (HTTP/1.1) request handler that logs nothing; ``reply`` sends a response."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def reply(self, code: int, body: bytes, headers: list[tuple[str, str]] | None = None) -> None:
+        """Sends ``code`` with ``headers`` (in order), a Content-Length and ``body``."""
+        self.send_response(code)
+        for k, v in headers or []:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 class LocalServer(ThreadingHTTPServer):
     """A threaded stdlib HTTP server for tests, on 127.0.0.1."""
 

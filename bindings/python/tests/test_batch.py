@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -36,6 +40,80 @@ def test_order_and_bytes(eng: portway.Engine) -> None:
     # Items count as requests; nothing is left held.
     s = eng.stats()
     assert s["in_flight"] == 0 and s["accepted"] >= 1002
+
+
+def _python_calls(fn: Callable[[], object]) -> int:
+    """How many Python frames start (calls, generator resumptions) while ``fn`` runs."""
+    calls = 0
+
+    def prof(frame: FrameType, event: str, arg: Any) -> None:
+        nonlocal calls
+        if event == "call":
+            calls += 1
+
+    sys.setprofile(prof)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def test_every_item_as_bytes_without_python_code_per_item(eng: portway.Engine) -> None:
+    # W1 from Python counts the host's work to get every result as bytes: iterating, slicing
+    # and the failure checks run a handful of Python frames whatever the batch size.
+    payloads = [b"%d" % i for i in range(2000)]
+    r = eng.batch("echo", payloads)
+    assert _python_calls(lambda: (r.ok, r.failures())) < 20
+    assert _python_calls(lambda: list(r)) < 20
+    assert list(r) == payloads and r[5] == b"5" and r[-1] == b"1999" and r[10:13] == [b"10", b"11", b"12"]
+    # Indexing one item before iterating, and after (the items are then held as bytes).
+    fresh = eng.batch("echo", payloads)
+    assert fresh[1999] == b"1999" and fresh[-2] == b"1998"
+    assert _python_calls(lambda: fresh[1:1999]) < 20
+    assert fresh[0] == b"0" and fresh[-1] == b"1999"
+    with pytest.raises(IndexError):
+        fresh[2000]
+    with pytest.raises(IndexError):
+        fresh[-2001]
+
+
+def test_items_read_from_several_threads_at_once(eng: portway.Engine) -> None:
+    # The first reader makes every item's bytes and drops the one buffer; readers racing it
+    # see whole items either way.
+    payloads = [b"%d" % i for i in range(300)]
+    for _ in range(20):
+        r = eng.batch("echo", payloads)
+        seen: list[object] = []
+        def read(k: int) -> None:
+            seen.append(list(r) if k % 2 else [r[i] for i in range(300)])
+
+        readers = [threading.Thread(target=read, args=(k,)) for k in range(6)]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join()
+        assert seen == [payloads] * 6
+
+
+def test_items_of_batches_of_the_same_shape(eng: portway.Engine) -> None:
+    # Batches whose items have the same lengths share how they are split, not their bytes.
+    a = eng.batch("echo", [b"ab", b"", b"cde"])
+    b = eng.batch("echo", [b"xy", b"", b"zzz"])
+    c = eng.batch("echo", [b"a", b"bc", b"def"])  # same total, other lengths
+    assert list(a) == [b"ab", b"", b"cde"] and list(b) == [b"xy", b"", b"zzz"]
+    assert list(c) == [b"a", b"bc", b"def"] and list(a) == [b"ab", b"", b"cde"]
+    assert list(eng.batch("echo", [b""] * 3)) == [b""] * 3
+
+
+def test_payload_lists_of_other_types_are_converted(eng: portway.Engine) -> None:
+    class Odd(bytes):
+        def __len__(self) -> int:  # a bytes subclass is taken as its bytes, not its len()
+            return 99
+
+    payloads: list[Any] = [b"a", bytearray(b"b"), "c", memoryview(b"d"), Odd(b"e")]
+    assert list(eng.batch("echo", payloads)) == [b"a", b"b", b"c", b"d", b"e"]
+    assert [f.result().data for f in eng.submit_many("echo", payloads)] == [b"a", b"b", b"c", b"d", b"e"]
 
 
 def test_longer_than_max_in_flight_is_split() -> None:

@@ -9,7 +9,6 @@ import ctypes
 import json
 from collections.abc import Iterator
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -17,7 +16,7 @@ import portway
 from portway import _engine, _http, _raw
 from portway._lib import PortwayMeta
 
-from conftest import serve
+from conftest import QuietHandler, serve
 
 
 def _reference_pairs(strings: list[bytes | None]) -> list[tuple[str, str]]:
@@ -88,21 +87,10 @@ def test_timeout_ms_cache_is_exact() -> None:
             _engine._timeout_ms(bad)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: object) -> None:
-        pass
-
+class _Handler(QuietHandler):
     def do_GET(self) -> None:
         body = json.dumps({"path": self.path}).encode()
-        self.send_response(200)
-        self.send_header("X-First", "1")
-        self.send_header("X-Utf8", "caf\u00e9")
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(200, body, [("X-First", "1"), ("X-Utf8", "caf\u00e9"), ("Content-Type", "application/json")])
 
 
 @pytest.fixture(scope="module")

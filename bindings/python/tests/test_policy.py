@@ -124,5 +124,61 @@ def test_a_hedge_wins_for_an_idempotent_handler(eng: portway.Engine) -> None:
     assert (c.data, c.meta) == (b"fast", [("portway-hedge", "won")])
     state = eng.policy_state("lookup")
     assert (state["hedges_started"], state["hedges_won"], state["hedges_cancelled"]) == (1, 1, 1)
+    assert state["hedges_skipped"] == 0  # no concurrency limit: a hedge always has a slot
     with pytest.raises(portway.InvalidArgumentTypeError):
         eng.register("bad", lookup, idempotent=1)  # type: ignore[arg-type]
+
+
+def _wait_cancelled(call: portway.Call) -> bool:
+    """Polls ``call.cancelled`` for at most 10 s; what it was at the end."""
+    give_up = time.monotonic() + 10
+    while not call.cancelled and time.monotonic() < give_up:
+        time.sleep(0.001)
+    return call.cancelled
+
+
+def test_the_losing_call_of_a_hedge_sees_its_cancellation(eng: portway.Engine) -> None:
+    calls: list[portway.Call] = []
+    loser_saw = threading.Event()
+
+    def lookup(payload: bytes, call: portway.Call) -> bytes:
+        calls.append(call)
+        if len(calls) == 1:  # the first call is slow until it sees it lost
+            if _wait_cancelled(call):
+                loser_saw.set()
+            return b"slow"
+        return b"fast"
+
+    eng.register("lookup", lookup, idempotent=True, with_call=True)
+    eng.set_policy("lookup", hedge_after=0.02, hedge_budget=100)
+    c = eng.submit("lookup", b"k").result(timeout=10)
+    assert (c.data, c.meta) == (b"fast", [("portway-hedge", "won")])
+    assert loser_saw.wait(10), "the losing call never saw its cancellation"
+    # Once its handler returned, a call is over: cancelled, and the engine's call untouched.
+    assert calls[1].cancelled and "cancelled=True" in repr(calls[1])
+    with pytest.raises(portway.InvalidArgumentTypeError, match="with_call must be a bool"):
+        eng.register("bad", lookup, with_call=1)  # type: ignore[call-overload]
+
+
+def test_a_cancelled_or_timed_out_call_sees_it(eng: portway.Engine) -> None:
+    saw: list[bool] = []
+    started = threading.Event()
+
+    def stuck(payload: bytes, call: portway.Call) -> bytes:
+        started.set()
+        saw.append(_wait_cancelled(call))
+        return b""
+
+    eng.register("stuck", stuck, with_call=True)
+    f = eng.submit("stuck", b"")
+    assert started.wait(10)
+    assert f.cancel()
+    with pytest.raises(portway.TimeoutError):
+        eng.submit("stuck", b"", timeout=0.05).result(timeout=10)
+    give_up = time.monotonic() + 10
+    while len(saw) < 2 and time.monotonic() < give_up:
+        time.sleep(0.001)
+    assert saw == [True, True]
+    # A handler taking the payload only still works as before.
+    eng.register("plain", lambda payload: payload[::-1])
+    assert eng.submit("plain", b"abc").result(timeout=10).data == b"cba"

@@ -60,6 +60,23 @@ impl ConcurrencyLimit {
         }
     }
 
+    /// Counts one more call now if the limit has room, never waiting (a hedge's second call):
+    /// `None` when it is full, `Some(false)` without a limit (nothing counted).
+    pub fn try_take(&self) -> Option<bool> {
+        if self.get() == 0 {
+            return Some(false);
+        }
+        let mut st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let limit = self.get();
+        if limit == 0 {
+            return Some(false);
+        }
+        (st.running < limit).then(|| {
+            st.running += 1;
+            true
+        })
+    }
+
     /// Ends one counted run and returns the tickets that may start now (each counted).
     pub fn release_one(&self) -> Vec<Ticket> {
         self.release_one_with(|_| None)
@@ -205,7 +222,10 @@ mod tests {
         let req = cancelled.req.clone();
         assert!(matches!(limit.admit(cancelled), Admission::Parked));
         assert!(matches!(limit.admit(ts.next().unwrap()), Admission::Parked));
-        assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
+        assert!(
+            req.claim_completion(Outcome::ok(Vec::new()), None)
+                .is_some()
+        );
         assert_eq!(limit.figures(), (1, 1), "only the live waiter counts");
         assert_eq!(ids(&limit.release_one()), [3]);
     }

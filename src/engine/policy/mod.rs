@@ -15,7 +15,7 @@
 //!   concurrency limit's figure from the latency of the runs that end.
 //! - `rate.rs`: the rate limit, a token bucket (`rate_per_s`, `burst`).
 //! - `breaker.rs`: the circuit breaker (`breaker_failures`, `breaker_cooldown_ms`).
-//! - `hedge.rs`: hedged requests (`hedge_after_ms`, `hedge_after_p95`, `hedge_budget_percent`):
+//! - `hedge/`: hedged requests (`hedge_after_ms`, `hedge_after_p95`, `hedge_budget_percent`):
 //!   not an admission step but a way to run an admitted stage (`dispatch` asks [`hedge::wanted`]).
 //!
 //! A run passes them in this order: the breaker's quick refusal (open: `PORTWAY_UNAVAILABLE`
@@ -132,6 +132,8 @@ pub struct PolicyState {
     pub hedges_won: u64,
     /// Attempts cancelled because the other one succeeded first.
     pub hedges_cancelled: u64,
+    /// Hedges not started because the concurrency limit had no free slot for them.
+    pub hedges_skipped: u64,
 }
 
 /// The policies of one handler.
@@ -239,7 +241,7 @@ impl Policies {
         let (running, limit_waiting) = self.limit.figures();
         let (tokens, rate_waiting) = self.rate.figures();
         let breaker: Figures = self.breaker.figures();
-        let (hedges_started, hedges_won, hedges_cancelled) = self.hedge.figures();
+        let (hedges_started, hedges_won, hedges_cancelled, hedges_skipped) = self.hedge.figures();
         PolicyState {
             concurrency_limit: self.limit.get(),
             running,
@@ -254,6 +256,7 @@ impl Policies {
             hedges_started,
             hedges_won,
             hedges_cancelled,
+            hedges_skipped,
         }
     }
 
@@ -336,6 +339,12 @@ impl Policies {
                 "Attempts cancelled because the other attempt of their run succeeded first.",
                 "counter",
                 s.hedges_cancelled,
+            ),
+            (
+                "policy_hedges_skipped_total",
+                "Hedges not started because the concurrency limit had no free slot.",
+                "counter",
+                s.hedges_skipped,
             ),
         ]
     }

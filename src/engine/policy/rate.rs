@@ -388,7 +388,10 @@ mod tests {
         assert!(matches!(rate.admit(ticket(1, 0)), RateAdmission::Go(_)));
         let waiters: Vec<Arc<Request>> = (2..6).map(|id| park(&rate, id, 0)).collect();
         for req in &waiters {
-            assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
+            assert!(
+                req.claim_completion(Outcome::ok(Vec::new()), None)
+                    .is_some()
+            );
         }
         // Four cancelled waiters ahead would put its token 5 s away; alone it is 1 s away.
         assert!(matches!(
@@ -407,7 +410,10 @@ mod tests {
             let t = ticket(id, 0);
             let req = t.req.clone();
             assert!(matches!(rate.admit(t), RateAdmission::Parked { .. }));
-            assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
+            assert!(
+                req.claim_completion(Outcome::ok(Vec::new()), None)
+                    .is_some()
+            );
         }
         assert!(rate.figures().1 <= SWEEP_MIN, "{}", rate.figures().1);
     }
@@ -427,7 +433,10 @@ mod tests {
             rate.admit(ticket(3, 0)),
             RateAdmission::Parked { .. }
         ));
-        assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
+        assert!(
+            req.claim_completion(Outcome::ok(Vec::new()), None)
+                .is_some()
+        );
         // One token accrues (set by hand: a day is too long to wait).
         rate.lock().tokens = 1.0;
         let turn = rate.turn();
@@ -443,7 +452,10 @@ mod tests {
         assert!(matches!(rate.admit(ticket(1, 0)), RateAdmission::Go(_)));
         // Its token is a second away, inside a 3 s deadline...
         let req = park(&rate, 2, 3_000);
-        assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
+        assert!(
+            req.claim_completion(Outcome::ok(Vec::new()), None)
+                .is_some()
+        );
         // ...but runs take 2 s (margin 2 s + 4 x 1 s): it could not finish in time.
         rate.record_run(Duration::from_secs(2), false);
         assert_eq!(rate.lock().runs.margin(), Duration::from_secs(6));
@@ -481,7 +493,10 @@ mod tests {
         assert!(matches!(rate.admit(ticket(1, 0)), RateAdmission::Go(_)));
         let reqs: Vec<Arc<Request>> = (2..7).map(|id| park(&rate, id, 0)).collect();
         for req in &reqs[..3] {
-            assert!(req.claim_completion(Outcome::ok(Vec::new())).is_some());
+            assert!(
+                req.claim_completion(Outcome::ok(Vec::new()), None)
+                    .is_some()
+            );
         }
         assert_eq!(rate.figures().1, 2);
         assert_eq!(

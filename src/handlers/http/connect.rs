@@ -68,13 +68,16 @@ impl Connector {
         self.proxies.for_origin(origin)
     }
 
-    /// Opens a connection to `origin`; the connection keeps `permit` until it closes.
+    /// Opens a connection to `origin`; the connection keeps `permit` until it closes. An
+    /// HTTP/1 connection takes [`max_header_lines`] header lines per response head when `wide`,
+    /// hyper's default of 100 otherwise.
     pub async fn connect(
         &self,
         origin: &Origin,
         permit: OwnedSemaphorePermit,
+        wide: bool,
     ) -> Result<Connected, HttpError> {
-        let opening = self.open(origin, permit);
+        let opening = self.open(origin, permit, wide);
         match self.connect_timeout {
             None => opening.await,
             Some(limit) => tokio::time::timeout(limit, opening)
@@ -95,6 +98,7 @@ impl Connector {
         &self,
         origin: &Origin,
         permit: OwnedSemaphorePermit,
+        wide: bool,
     ) -> Result<Connected, HttpError> {
         let proxy = self.proxies.for_origin(origin);
         let mut tcp = tcp_connect(proxy.map_or(origin, |p| &p.addr)).await?;
@@ -146,7 +150,7 @@ impl Connector {
                 ended,
             }))
         } else {
-            let (sender, conn) = h1_builder(self.max_header_bytes)
+            let (sender, conn) = h1_builder(self.max_header_bytes, wide)
                 .handshake(io)
                 .await
                 .map_err(failed)?;
@@ -160,21 +164,31 @@ impl Connector {
                 sender,
                 _task: TaskGuard(task.abort_handle()),
                 ended,
+                wide,
+                timer: None,
             }))
         }
     }
 }
 
-/// The HTTP/1 client settings of every connection: the response head limit, its line count,
-/// and a read buffer with room for a head of that size. (Shared with the response fuzz target, which runs
-/// these settings over an in-memory pipe.)
-pub(crate) fn h1_builder(max_header_bytes: u32) -> http1::Builder {
+/// The HTTP/1 client settings of every connection: the response head limit, its line count
+/// (all of [`max_header_lines`] when `wide`, hyper's default otherwise), and a read buffer with
+/// room for a head of that size. (Shared with the response fuzz target, which runs these
+/// settings over an in-memory pipe.)
+///
+/// Why narrow by default: hyper parses a head into slot arrays on the stack for its default of
+/// 100 lines; any other count makes it allocate and fill two heap arrays of that
+/// many slots for every response (about 5% of the CPU of a small GET in W3's profile). A wide
+/// connection is opened only where a head needs more lines (see the pool's module doc).
+pub(crate) fn h1_builder(max_header_bytes: u32, wide: bool) -> http1::Builder {
     let head = max_header_bytes as usize;
     let mut builder = http1::Builder::new();
     builder
         .max_header_size(head)
-        .max_headers(max_header_lines(max_header_bytes))
         .max_buf_size(DEFAULT_H1_BUF.max(head + MIN_H1_BUF));
+    if wide {
+        builder.max_headers(max_header_lines(max_header_bytes));
+    }
     builder
 }
 

@@ -14,10 +14,11 @@ use http::{Method, Version};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::client::{Client, ReadWatch, read_response};
+use super::client::Client;
 use super::options::HttpOptions;
 use super::pool::ReqBody;
 use super::request::{Prepared, check, parse_head, parse_target, prepare};
+use super::response::{ReadWatch, read_response};
 use super::{connect, errors, redirect, retry};
 use crate::status::Status;
 
@@ -168,9 +169,9 @@ async fn exchange(
     req: &Prepared,
     knobs: &ResponseKnobs,
     reply: Vec<u8>,
-) -> Result<super::client::Response, errors::HttpError> {
+) -> Result<super::response::Response, errors::HttpError> {
     let (ours, mut peer) = tokio::io::duplex(1 << 16);
-    let (mut sender, conn) = connect::h1_builder(knobs.max_header_bytes)
+    let (mut sender, conn) = connect::h1_builder(knobs.max_header_bytes, true)
         .handshake::<_, ReqBody>(TokioIo::new(ours))
         .await
         .expect("a handshake over a pipe");
@@ -210,7 +211,7 @@ async fn exchange(
     result
 }
 
-fn check_response(req: &Prepared, knobs: &ResponseKnobs, resp: super::client::Response) {
+fn check_response(req: &Prepared, knobs: &ResponseKnobs, resp: super::response::Response) {
     assert!(resp.body.len() as u64 <= knobs.body_limit);
     // The head limit: what hyper accepted fits max_header_bytes. A head is at least its
     // status line ("HTTP/1.1 200" and LF), each header's name, ':', value and LF, and the LF

@@ -35,7 +35,10 @@ pub struct HttpOptions {
     /// Largest response head accepted, in bytes (HTTP/1: status line and headers; HTTP/2: the
     /// decoded header list); a larger one fails the request with `PORTWAY_PROTOCOL_ERROR`.
     /// At least 1024. Default 64 KiB. HTTP/1 responses may also have at most one header line
-    /// per 256 bytes of this limit, and at least 256 lines (so 256 by default).
+    /// per 256 bytes of this limit, and at least 256 lines (so 256 by default). (An origin's
+    /// HTTP/1 connections parse up to 100 lines, the cheaper way, until it sends a longer head:
+    /// that GET, HEAD, PUT, DELETE or OPTIONS is then sent once more on a connection that takes
+    /// them all, as are all later requests to it; POST and PATCH always are.)
     pub max_header_bytes: u32,
     /// How long resolving the host, connecting and the TLS handshake may take together, in
     /// ms; past it the request fails with `PORTWAY_CONNECT_ERROR`. 0 = no limit (the request's

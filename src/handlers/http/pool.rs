@@ -12,6 +12,15 @@
 //! cap; if it fails they fail with its error (as Go's transport shares one dial). The origin
 //! then keeps one HTTP/2 connection (RFC 9113 section 9.1): requests beyond the server's
 //! MAX_CONCURRENT_STREAMS queue on it rather than opening more connections.
+//!
+//! Narrow and wide HTTP/1 connections: a narrow one takes hyper's default of 100 header lines
+//! per response head, parsed on the stack; a wide one takes the handler's full count (see
+//! `connect::h1_builder`), at the price of two heap arrays per response. An origin's
+//! connections are narrow until the origin needs wide ones, and wide from then on: when a head
+//! was too large for a narrow connection (the request, idempotent, is sent again on a wide one;
+//! see the client), or when a request that may not be sent twice (POST, PATCH) goes to it, so
+//! that such a request never meets a head it cannot read. Narrow connections of a wide origin
+//! are closed rather than reused.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +35,7 @@ use tokio::task::AbortHandle;
 
 use super::errors::HttpError;
 use super::request::Origin;
+use super::response::Timer;
 
 /// The request body type on every connection.
 pub(crate) type ReqBody = Full<Bytes>;
@@ -46,6 +56,10 @@ pub(crate) struct H1Conn {
     pub _task: TaskGuard,
     /// Ends (`changed()` fails) once the connection task has ended.
     pub ended: tokio::sync::watch::Receiver<()>,
+    /// Takes the handler's full count of header lines per response, not hyper's default.
+    pub wide: bool,
+    /// The read timer of its last exchange, reused by the next (see `ReadWatch`).
+    pub timer: Option<Timer>,
 }
 
 /// An HTTP/2 connection, shared by all requests to its origin.
@@ -64,6 +78,8 @@ pub(crate) struct Host {
     h2_known: AtomicBool,
     /// The origin answered ALPN with http/1.1 (or without ALPN): no probing needed.
     h1_known: AtomicBool,
+    /// New HTTP/1 connections are wide (see the module doc); never unset.
+    wide: AtomicBool,
     /// The probe of an origin whose protocol is not known yet.
     probe: Mutex<ProbeState>,
     /// Held while opening an HTTP/2 connection, so that concurrent requests wait for it
@@ -87,6 +103,7 @@ impl Host {
             h2: Mutex::new(None),
             h2_known: AtomicBool::new(h2_known),
             h1_known: AtomicBool::new(false),
+            wide: AtomicBool::new(false),
             probe: Mutex::new(ProbeState::default()),
             h2_connecting: tokio::sync::Mutex::new(()),
             notify: Notify::new(),
@@ -109,6 +126,19 @@ impl Host {
     /// True once a connection to this origin spoke HTTP/1.
     pub fn h1_known(&self) -> bool {
         self.h1_known.load(Ordering::Acquire)
+    }
+
+    /// True once new HTTP/1 connections to this origin are wide.
+    pub fn wide(&self) -> bool {
+        self.wide.load(Ordering::Acquire)
+    }
+
+    /// Makes every later HTTP/1 connection to this origin wide; its narrow ones are closed
+    /// when next met, idle or put back.
+    pub fn set_wide(&self) {
+        if !self.wide() {
+            self.wide.store(true, Ordering::Release);
+        }
     }
 
     /// Joins the probe of this origin: the first caller leads it (opens the connection), the
@@ -166,21 +196,24 @@ impl Host {
         }
     }
 
-    /// The most recently used idle connection that is still open and not expired.
+    /// The most recently used idle connection that is still open and not expired (and wide,
+    /// once the origin is).
     pub fn take_idle(&self, idle_timeout: Option<Duration>) -> Option<H1Conn> {
+        let narrow_ok = !self.wide();
         let mut idle = lock(&self.idle);
         while let Some((conn, since)) = idle.pop() {
             let expired = idle_timeout.is_some_and(|t| since.elapsed() >= t);
-            if !expired && !conn.sender.is_closed() {
+            if !expired && !conn.sender.is_closed() && (conn.wide || narrow_ok) {
                 return Some(conn);
             }
         }
         None
     }
 
-    /// Puts a connection back after a complete exchange and wakes one waiting request.
+    /// Puts a connection back after a complete exchange and wakes one waiting request. A
+    /// narrow connection of a wide origin is closed instead, which frees its permit.
     pub fn put_idle(&self, conn: H1Conn) {
-        if conn.sender.is_closed() {
+        if conn.sender.is_closed() || (!conn.wide && self.wide()) {
             return;
         }
         lock(&self.idle).push((conn, Instant::now()));
@@ -315,7 +348,10 @@ impl Pool {
     /// Starts the task that closes expired idle connections and forgets unused origins.
     /// Must be called on the runtime; only the first call spawns.
     pub fn start_reaper(self: &Arc<Self>) {
-        if self.reaper_started.swap(true, Ordering::AcqRel) {
+        // A load first: every request calls this, and a swap would write the shared line.
+        if self.reaper_started.load(Ordering::Acquire)
+            || self.reaper_started.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let every = self.idle_timeout.map_or(Duration::from_secs(30), |t| {

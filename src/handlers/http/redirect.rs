@@ -72,6 +72,7 @@ pub(crate) fn follow(
         origin,
         headers,
         body,
+        host_value: None,
     })
 }
 

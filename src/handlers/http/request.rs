@@ -56,6 +56,9 @@ pub(crate) struct Prepared {
     pub origin: Origin,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The URL's authority as a `Host` value sharing the payload's bytes, for HTTP/1 requests
+    /// without a Host header of their own (`None`: made from the URL when needed).
+    pub host_value: Option<HeaderValue>,
 }
 
 /// Header lines a head may have before its parse needs a heap-allocated slot array.
@@ -205,15 +208,26 @@ fn header_map(
 /// the header values and the body are slices of them, not copies.
 pub(crate) fn prepare(payload: Vec<u8>) -> Result<Prepared> {
     let bytes = Bytes::from(payload);
-    let (method, uri, origin, headers, body_start) = with_scanned(&bytes, |head| {
+    let shared = |v: &[u8]| HeaderValue::from_maybe_shared(bytes.slice_ref(v));
+    let (method, uri, origin, headers, host_value, body_start) = with_scanned(&bytes, |head| {
         let target = bytes.slice_ref(head.target.as_bytes());
         let uri = Uri::from_maybe_shared(target)
             .map_err(|e| Error::invalid(format!("URL {:?} is not valid: {e}", head.target)))?;
         let origin = origin_from_uri(&uri, head.target)?;
-        let headers = header_map(head.headers, |v| {
-            HeaderValue::from_maybe_shared(bytes.slice_ref(v))
-        })?;
-        Ok((head.method, uri, origin, headers, head.body_start))
+        let headers = header_map(head.headers, shared)?;
+        // Any run of the target's bytes that spells the authority will do.
+        let host_value = uri.authority().and_then(|a| {
+            let at = head.target.find(a.as_str())?;
+            shared(&head.target.as_bytes()[at..at + a.as_str().len()]).ok()
+        });
+        Ok((
+            head.method,
+            uri,
+            origin,
+            headers,
+            host_value,
+            head.body_start,
+        ))
     })?;
     Ok(Prepared {
         method,
@@ -221,6 +235,7 @@ pub(crate) fn prepare(payload: Vec<u8>) -> Result<Prepared> {
         origin,
         headers,
         body: bytes.slice(body_start..),
+        host_value,
     })
 }
 

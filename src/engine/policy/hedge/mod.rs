@@ -9,9 +9,11 @@
 //!   blocking one as a whole (`BlockingHandler::idempotent`: natives registered with
 //!   `PORTWAY_HANDLER_IDEMPOTENT`). Never the breaker's half-open trial.
 //! - **The delay**: `hedge_after_ms`, or with `hedge_after_p95` the 95th percentile of the
-//!   handler's recent first attempts (the last [`WINDOW`] runs; a first attempt a hedge beat
-//!   counts with the time it had run by then). Until [`MIN_SAMPLES`] runs were seen,
-//!   `hedge_after_ms` is the delay, or (0) nothing is hedged.
+//!   handler's recent hedgeable runs (the last [`WINDOW`] samples): each run's time from its
+//!   start to the outcome that completed it, the winner's, when that was a success or a
+//!   timeout (a run the deadline cut off counts the time it ran); see [`Sample`] for why that
+//!   sample. Until [`MIN_SAMPLES`] samples were seen, `hedge_after_ms` is the delay, or (0)
+//!   nothing is hedged.
 //! - **The budget**: each hedgeable run earns `hedge_budget_percent` hundredths of a hedge, a
 //!   hedge spends one whole, and at most `max(1, pct)` hedges are banked (one to start with):
 //!   over any stretch of n hedgeable runs at most `max(1, pct) + n × pct / 100` hedges start.
@@ -20,11 +22,20 @@
 //!   of one attempt waits for the other; when both fail, the later failure is the outcome. An
 //!   attempt that fails before the delay is the outcome: hedging is not retrying. A stage a
 //!   hedge won carries the meta pair `portway-hedge: won`, first (after it, the handler's own
-//!   pairs: for `http` the response headers and its closing `:http-version`).
-//! - **Composition**: a hedge belongs to its request's run. It takes no second concurrency
-//!   slot or rate token (the budget bounds the extra load), and the breaker judges the run by
-//!   the outcome that completes it. Cancel, the deadline and shutdown end both attempts, as
+//!   pairs: for `http` the response headers and its closing `:http-version`). Only a stage's
+//!   data goes on to the next stage, so `dispatch::stage_done` notes a won stage on the
+//!   request and marks the pipeline's completion when a stage completes it (once).
+//! - **Composition**: a hedge belongs to its request's run. Under a concurrency limit it holds
+//!   a slot of its own while it runs, if one is free when the delay passes, else it is skipped
+//!   (`slot.rs` says why); it takes no rate token (the budget bounds the extra load over time),
+//!   and the breaker judges the run by the outcome that completes it. Cancel, the deadline and shutdown end both attempts, as
 //!   they end any run (the run is one task, aborted when the request finishes).
+
+mod attempt;
+mod sample;
+mod slot;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,19 +43,16 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
-use super::super::pool::{self, PoolJob};
 use super::super::registry::{HandlerEntry, HandlerKind};
 use super::super::request::Request;
 use super::super::shared::Shared;
-use super::Ticket;
-use crate::contract::{CallState, Outcome};
-use crate::status::Status;
+use crate::contract::Outcome;
+pub(crate) use attempt::{AttemptReply, pool_attempt};
+use sample::{Sample, Window};
 
-/// First attempts kept for the live p95.
+/// Samples kept for the live p95.
 pub(super) const WINDOW: usize = 128;
-/// First attempts seen before the live p95 is used.
+/// Samples seen before the live p95 is used.
 pub(super) const MIN_SAMPLES: usize = 20;
 /// The default (and what 0 means) of `hedge_budget_percent`.
 pub(crate) const DEFAULT_BUDGET_PERCENT: u32 = 5;
@@ -87,14 +95,8 @@ pub(super) struct Hedging {
     started: AtomicU64,
     won: AtomicU64,
     cancelled: AtomicU64,
-}
-
-/// The last [`WINDOW`] first-attempt latencies, a ring.
-#[derive(Default)]
-struct Window {
-    ns: Vec<u64>,
-    next: usize,
-    seen: u64,
+    /// Hedges not started because the concurrency limit had no free slot.
+    skipped: AtomicU64,
 }
 
 impl Hedging {
@@ -110,6 +112,7 @@ impl Hedging {
             started: AtomicU64::new(0),
             won: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
         }
     }
 
@@ -134,12 +137,13 @@ impl Hedging {
         self.earn.store(if s.is_on() { pct } else { 0 }, Relaxed);
     }
 
-    /// (started, won, cancelled).
-    pub fn figures(&self) -> (u64, u64, u64) {
+    /// (started, won, cancelled, skipped).
+    pub fn figures(&self) -> (u64, u64, u64, u64) {
         (
             self.started.load(Relaxed),
             self.won.load(Relaxed),
             self.cancelled.load(Relaxed),
+            self.skipped.load(Relaxed),
         )
     }
 
@@ -173,26 +177,12 @@ impl Hedging {
             .is_ok()
     }
 
-    /// Records how long a first attempt took (or had run when a hedge beat it).
-    fn record(&self, took: Duration) {
-        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
-        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        if w.ns.len() < WINDOW {
-            w.ns.push(ns);
-        } else {
-            let at = w.next;
-            w.ns[at] = ns;
-        }
-        w.next = (w.next + 1) % WINDOW;
-        w.seen += 1;
-        // Sorting 128 values costs about a microsecond: every 8th run, not every run.
-        if w.ns.len() >= MIN_SAMPLES && (w.seen.is_multiple_of(8) || w.ns.len() == MIN_SAMPLES) {
-            let mut sorted = w.ns.clone();
-            drop(w);
-            sorted.sort_unstable();
-            let rank = (sorted.len() * 95).div_ceil(100) - 1;
-            self.p95_ns.store(sorted[rank], Relaxed);
-        }
+    /// Gives back a hedge taken from the budget that could not start (no slot), within the cap.
+    fn refund(&self) {
+        let cap = u64::from(self.earn.load(Relaxed)).max(1) * 100;
+        let _ = self
+            .credits
+            .fetch_update(Relaxed, Relaxed, |c| Some((c + 100).min(cap)));
     }
 }
 
@@ -230,33 +220,52 @@ pub(super) fn refusal(entry: &HandlerEntry) -> Option<String> {
 }
 
 /// Runs `first`, and `second()` too once the hedge delay passes without an outcome (budget
-/// permitting, and while `req` is not done); returns the outcome that completes the stage,
-/// marked `portway-hedge: won` when the hedge's success won. The loser is dropped here.
+/// and a free concurrency slot permitting, and while `req` is not done); returns the outcome
+/// that completes the stage, marked `portway-hedge: won` when the hedge's success won. The
+/// loser is dropped here.
 pub(crate) async fn race(
-    entry: &HandlerEntry,
+    shared: &Arc<Shared>,
+    entry: &Arc<HandlerEntry>,
     req: &Request,
-    mut first: Attempt,
+    first: Attempt,
     second: impl FnOnce() -> Attempt,
 ) -> Outcome {
     let h = &entry.policies.hedge;
+    let slot = || slot::take(shared, entry);
+    race_with(h, || req.is_done(), req.deadline(), slot, first, second).await
+}
+
+/// [`race`] on `h`, for a request that `done` says is finished and whose deadline is
+/// `deadline` (what the latency sample needs of it); `slot` takes what the hedge holds while
+/// it runs (`None`: no slot is free, the hedge is skipped).
+async fn race_with<S>(
+    h: &Hedging,
+    done: impl Fn() -> bool,
+    deadline: Option<Instant>,
+    slot: impl FnOnce() -> Option<S>,
+    mut first: Attempt,
+    second: impl FnOnce() -> Attempt,
+) -> Outcome {
     h.earn_one();
-    let begun = Instant::now();
+    let sample = Sample::start(h, deadline);
     let delay = h.delay();
     if let Some(delay) = delay {
         tokio::select! {
             biased;
-            outcome = &mut first => {
-                h.record(begun.elapsed());
-                return outcome;
-            }
+            outcome = &mut first => return sample.of(outcome),
             _ = tokio::time::sleep(delay) => {}
         }
     }
-    if delay.is_none() || req.is_done() || !h.spend() {
-        let outcome = first.await;
-        h.record(begun.elapsed());
-        return outcome;
+    if delay.is_none() || done() || !h.spend() {
+        return sample.of(first.await);
     }
+    let Some(slot) = slot() else {
+        h.refund();
+        h.skipped.fetch_add(1, Relaxed);
+        return sample.of(first.await);
+    };
+    // Held while the hedge runs: given back when it fails, or when the race ends.
+    let mut slot = Some(slot);
     h.started.fetch_add(1, Relaxed);
     let mut hedge = second();
     // Each side's failure, kept while the other still runs.
@@ -264,12 +273,11 @@ pub(crate) async fn race(
     loop {
         tokio::select! {
             outcome = &mut first, if first_failed.is_none() => {
-                h.record(begun.elapsed());
                 if outcome.is_ok() || hedge_failed.is_some() {
                     if hedge_failed.is_none() {
                         h.cancelled.fetch_add(1, Relaxed);
                     }
-                    return outcome;
+                    return sample.of(outcome);
                 }
                 first_failed = Some(outcome);
             }
@@ -277,169 +285,33 @@ pub(crate) async fn race(
                 if outcome.is_ok() {
                     h.won.fetch_add(1, Relaxed);
                     if first_failed.is_none() {
-                        h.record(begun.elapsed());
                         h.cancelled.fetch_add(1, Relaxed);
                     }
-                    return mark_won(outcome);
+                    return mark_won(sample.of(outcome));
                 }
                 if first_failed.is_some() {
-                    return outcome;
+                    return sample.of(outcome);
                 }
+                drop(slot.take());
                 hedge_failed = Some(outcome);
             }
         }
     }
 }
 
-/// Adds `portway-hedge: won` to a stage outcome, as its first meta pair.
-fn mark_won(mut outcome: Outcome) -> Outcome {
+/// True when a hedge won the stage that produced `outcome` (it carries the mark).
+pub(crate) fn won(outcome: &Outcome) -> bool {
+    let mark = (HEDGE_META_KEY.as_bytes(), &b"won"[..]);
+    outcome.meta.byte_pairs().next() == Some(mark)
+}
+
+/// Adds `portway-hedge: won` to a stage outcome as its first meta pair, unless it has it.
+pub(crate) fn mark_won(mut outcome: Outcome) -> Outcome {
+    if won(&outcome) {
+        return outcome;
+    }
     outcome.meta = outcome
         .meta
         .with_first_pair(HEDGE_META_KEY.as_bytes(), b"won");
     outcome
-}
-
-/// What a pool attempt's call reads live: its request's deadline, and a cancellation that is
-/// also set when the race drops the attempt (the other one won).
-pub(crate) struct AttemptState {
-    req: Arc<Request>,
-    lost: AtomicBool,
-}
-
-impl CallState for AttemptState {
-    fn is_cancelled(&self) -> bool {
-        self.lost.load(Relaxed) || self.req.is_done()
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        self.req.deadline()
-    }
-}
-
-/// Where a pool attempt's outcome goes (`PoolJob::attempt`).
-pub(crate) struct AttemptReply {
-    reply: oneshot::Sender<Outcome>,
-    state: Arc<AttemptState>,
-}
-
-impl AttemptReply {
-    /// True once the race dropped this attempt: a job not started yet is skipped.
-    pub fn lost(&self) -> bool {
-        self.state.lost.load(Relaxed)
-    }
-
-    /// The call's live state.
-    pub fn state(&self) -> Arc<AttemptState> {
-        self.state.clone()
-    }
-
-    /// Hands the outcome to the race (ignored when it has ended).
-    pub fn reply(self, outcome: Outcome) {
-        let _ = self.reply.send(outcome);
-    }
-}
-
-/// Marks the attempt lost when the race drops it (after it finished: harmless).
-struct LoseOnDrop(Arc<AttemptState>);
-
-impl Drop for LoseOnDrop {
-    fn drop(&mut self) {
-        self.0.lost.store(true, Relaxed);
-    }
-}
-
-/// Sends stage `stage` of `req` with `payload` to the pool as one attempt of a race; dropping
-/// the returned future cancels it (its call's `is_cancelled` turns true).
-pub(crate) fn pool_attempt(
-    shared: &Arc<Shared>,
-    req: &Arc<Request>,
-    stage: usize,
-    payload: Vec<u8>,
-) -> Attempt {
-    let (tx, rx) = oneshot::channel();
-    let state = Arc::new(AttemptState {
-        req: req.clone(),
-        lost: AtomicBool::new(false),
-    });
-    let lose = LoseOnDrop(state.clone());
-    let ticket = Ticket {
-        req: req.clone(),
-        stage,
-        payload: payload.into(),
-    };
-    let attempt = Some(AttemptReply { reply: tx, state });
-    pool::send(
-        shared,
-        PoolJob {
-            ticket,
-            permit: None,
-            attempt,
-        },
-    );
-    Box::pin(async move {
-        let _lose = lose;
-        rx.await.unwrap_or_else(|_| {
-            Outcome::failed(
-                Status::PORTWAY_HANDLER_ERROR,
-                "the attempt ended without an outcome",
-            )
-        })
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn on(pct: u32) -> Hedging {
-        let h = Hedging::new();
-        h.set(&HedgeSettings {
-            after: Duration::from_millis(1),
-            after_p95: false,
-            budget_percent: pct,
-        });
-        h
-    }
-
-    #[test]
-    fn the_budget_allows_one_then_pct_per_hundred_runs_capped() {
-        let h = on(5);
-        let mut hedges = 0;
-        for _ in 0..1000 {
-            h.earn_one();
-            if h.spend() {
-                hedges += 1;
-            }
-        }
-        // One banked at the start, then 5 per 100 runs.
-        assert_eq!(hedges, 1 + 50);
-        // A quiet stretch banks at most 5.
-        let h = on(5);
-        for _ in 0..10_000 {
-            h.earn_one();
-        }
-        let banked = (0..100).take_while(|_| h.spend()).count();
-        assert_eq!(banked, 5);
-    }
-
-    #[test]
-    fn the_p95_needs_twenty_samples_then_follows_the_window() {
-        let h = Hedging::new();
-        h.set(&HedgeSettings {
-            after: Duration::ZERO,
-            after_p95: true,
-            budget_percent: 0,
-        });
-        assert!(h.is_on());
-        for i in 1..MIN_SAMPLES as u64 {
-            h.record(Duration::from_millis(i));
-        }
-        assert_eq!(h.delay(), None, "no fixed delay and too few samples");
-        h.record(Duration::from_millis(20));
-        assert_eq!(h.delay(), Some(Duration::from_millis(19)));
-        for _ in 0..WINDOW {
-            h.record(Duration::from_millis(3));
-        }
-        assert_eq!(h.delay(), Some(Duration::from_millis(3)));
-    }
 }
