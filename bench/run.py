@@ -608,8 +608,12 @@ def systems(scale: int) -> list[System]:
                check=_nginx_check, note="Node's https.Agent speaks HTTP/1.1 on up to 64 TLS connections "
                                          "(HTTP/2 is node:http2's separate session API)", protocol="HTTP/1.1"),
         # ---- W4
-        System("w4.c.sha", "W4", "portway, C, native handler (libcrypto)", "C", True, "w4.c.sha",
-               lambda ctx: [c, "sha", str(w4), str(W4_WORKERS)], w4, check=have_c),
+        System("w4.c.sha", "W4", "portway, C, native handler (libcrypto), payload lent", "C", True, "w4.c.sha",
+               lambda ctx: [c, "sha", str(w4), str(W4_WORKERS)], w4, check=have_c,
+               note="the host lends its payload buffer (portway_submit_batch_ex with "
+                    "PORTWAY_SUBMIT_LEND_PAYLOAD): no copy at submit"),
+        System("w4.c.sha_copy", "W4", "portway, C, native handler (libcrypto), payload copied", "C", True,
+               "w4.c.sha", lambda ctx: [c, "sha-copy", str(w4), str(W4_WORKERS)], w4, check=have_c),
         System("w4.go.sha", "W4", "Go: 2 goroutines on buffered channels (crypto/sha256)", "Go", False,
                "w4.c.sha", lambda ctx: [go, "sha", str(w4), str(W4_WORKERS)], w4, check=have_go),
         System("w4.c.bare", "W4", "C: 2 bare pthreads hashing, no queue (libcrypto's ceiling here)", "C", False,
@@ -651,7 +655,8 @@ GOALS = [
     ("W3-TLS from C ≥ 1.0× Go's client", "rate", "w3t.c.portway", "w3t.go.client", 1.0, "higher"),
     ("W3-TLS from Python ≥ 3× aiohttp", "rate", "w3t.py.portway", "w3t.py.aiohttp", 3.0, "higher"),
     ("W4 ≥ 1.0× Go", "rate", "w4.c.sha", "w4.go.sha", 1.0, "higher"),
-    ("W4 pool efficiency ≥ 90%", "efficiency", "w4.c.sha", None, 0.9, "absolute"),
+    # Issue 17: the pool against the machine's ceiling, two bare pthreads hashing, in the same run.
+    ("W4 ≥ 90% of the bare-pthreads row", "rate", "w4.c.sha", "w4.c.bare", 0.9, "higher"),
 ]
 
 
@@ -945,7 +950,7 @@ def markdown(doc: dict[str, Any]) -> str:
         if g["value"] is None:
             lines.append(f"| {g['goal']} | not measured | — |")
         else:
-            val = f"{g['value'] * 100:.0f}%" if "efficiency" in g["goal"] else f"{g['value']:.2f}×"
+            val = f"{g['value'] * 100:.0f}%" if "%" in g["goal"] else f"{g['value']:.2f}×"
             lines.append(f"| {g['goal']} | {val} | {'yes' if g['met'] else '**no**'} |")
     lines += ["", MD_END]
     return "\n".join(lines) + "\n"
@@ -1083,7 +1088,7 @@ def main() -> int:
         + (f"; no chart: {why}" if why else f", {rel(RESULTS / 'latest.png')}"))
     for g in goals:
         v = "not measured" if g["value"] is None else (
-            f"{g['value'] * 100:.0f}%" if "efficiency" in g["goal"] else f"{g['value']:.2f}x")
+            f"{g['value'] * 100:.0f}%" if "%" in g["goal"] else f"{g['value']:.2f}x")
         log(f"  goal {g['goal']}: {v} -> {'met' if g['met'] else 'NOT met' if g['met'] is False else '-'}")
     failed = [r for r in records.values() if r["status"] == "failed"]
     missing = [r for r in records.values() if r["status"] == "not available"]

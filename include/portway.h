@@ -126,6 +126,12 @@ typedef struct portway_handler_stats portway_handler_stats_record;
 #define PORTWAY_BREAKER_HALF_OPEN 2
 
 /**
+ * `portway_submit_batch_ex` flag: the payloads of the accepted requests are lent to the engine
+ * instead of copied (see `portway_submit_batch_ex` for the lifetime rule).
+ */
+#define PORTWAY_SUBMIT_LEND_PAYLOAD 1
+
+/**
  * Version of the C ABI; bumped only on incompatible changes.
  */
 #define PORTWAY_ABI_VERSION 1
@@ -686,7 +692,7 @@ typedef struct portway_policy_state {
 
 /**
  * One request. The payload is copied before the submit call returns, so the caller's buffer
- * may be reused at once.
+ * may be reused at once (unless it is lent: `portway_submit_batch_ex`).
  */
 typedef struct portway_request {
     /**
@@ -1003,8 +1009,9 @@ portway_status portway_pipeline_new(struct portway_engine *eng,
                                     uint32_t *out_id);
 
 /**
- * Writes the call's payload (owned by the call, valid until the handler returns) to `*data`
- * and `*len`. Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL pointers).
+ * Writes the call's payload (owned by the call, or the host's own bytes when it lent them with
+ * `PORTWAY_SUBMIT_LEND_PAYLOAD`; valid until the handler returns, read-only) to `*data` and
+ * `*len`. Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL pointers).
  */
 portway_status portway_call_payload(struct portway_call *call, const uint8_t **data, size_t *len);
 
@@ -1192,6 +1199,35 @@ portway_status portway_submit_batch(struct portway_engine *eng,
                                     size_t n,
                                     uint64_t *out_ids,
                                     size_t *out_accepted);
+
+/**
+ * Like `portway_submit_batch`, with `flags` (0, or `PORTWAY_SUBMIT_LEND_PAYLOAD`; other bits
+ * are `PORTWAY_INVALID_ARGUMENT`, nothing read or accepted).
+ *
+ * With `PORTWAY_SUBMIT_LEND_PAYLOAD` the engine does not copy the payloads of the accepted
+ * requests (`reqs[0..*out_accepted]`) that go to a native handler (`portway_register_handler*`,
+ * or a pipeline whose first stage is one): that handler reads the host's bytes in place. The
+ * host keeps each such payload **valid and unmodified until a poll has returned the request's
+ * completion** (or, for a completion never polled, until `portway_engine_free` returns),
+ * whatever ends the request: the engine never reads a lent payload once its completion can be
+ * polled. So a request that times out or is cancelled (`portway_cancel*`, a shutdown) while
+ * its handler runs gets its completion (`PORTWAY_TIMEOUT`, `PORTWAY_CANCELLED`) when the
+ * handler returns, not at that moment: the handler sees `portway_call_is_cancelled` turn true
+ * and should return soon. One that ends before its handler starts never has its payload read.
+ * A hedged run copies the payload when it starts (each attempt needs bytes that outlive the
+ * other); any other handler (built-in, async) gets a copy made inside this call. The bytes of
+ * requests not accepted (from `*out_accepted` on) are not read after this returns. A handler
+ * that `portway_engine_free` abandons (still running after its grace period) may read its
+ * payload until it returns. Use it for payloads that live long anyway (a buffer per request
+ * slot, a memory-mapped file): it saves the copy at submit and the worker's cache misses on
+ * it. Returns as `portway_submit_batch`.
+ */
+portway_status portway_submit_batch_ex(struct portway_engine *eng,
+                                       const struct portway_request *reqs,
+                                       size_t n,
+                                       uint32_t flags,
+                                       uint64_t *out_ids,
+                                       size_t *out_accepted);
 
 /**
  * Like `portway_submit`, but when every slot is taken waits up to `wait_ms` (-1 = forever,

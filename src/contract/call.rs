@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::outcome::{Meta, Outcome};
+use crate::engine::lend::Payload;
 use crate::error::{Error, Result};
 use crate::status::Status;
 
@@ -78,7 +79,7 @@ const INLINE_RESPONSE: usize = 64;
 /// One invocation of a blocking handler. Valid only while the handler runs.
 pub struct Call {
     context: CallContext,
-    payload: Vec<u8>,
+    payload: Payload,
     code: u32,
     meta: Vec<(CString, CString)>,
     result: Option<std::result::Result<Response, String>>,
@@ -161,7 +162,12 @@ impl Response {
 }
 
 impl Call {
-    pub(crate) fn new(context: CallContext, payload: Vec<u8>) -> Self {
+    /// A call of a handler with `payload`.
+    ///
+    /// # Safety
+    /// A lent payload must stay readable for the call's whole life: the caller holds its
+    /// request's pin (`LendPin`) until the call is consumed by [`Call::into_outcome`].
+    pub(crate) unsafe fn new(context: CallContext, payload: Payload) -> Self {
         Call {
             context,
             payload,
@@ -173,7 +179,8 @@ impl Call {
 
     /// The request payload (for a pipeline stage: the previous stage's response).
     pub fn payload(&self) -> &[u8] {
-        &self.payload
+        // SAFETY: a lent payload is pinned for the call's life (see `Call::new`).
+        unsafe { self.payload.bytes() }
     }
 
     /// The call's context: id, the host's tag, deadline and cancellation.
@@ -244,7 +251,7 @@ impl Call {
     /// Turns what the handler did into the stage outcome.
     pub(crate) fn into_outcome(self) -> Outcome {
         let base = match self.result {
-            Some(Ok(response)) => Outcome::ok(response.into_vec(self.payload)),
+            Some(Ok(response)) => Outcome::ok(response.into_vec(self.payload.into_spent())),
             Some(Err(msg)) => Outcome::failed(Status::PORTWAY_HANDLER_ERROR, msg),
             None => Outcome::failed(
                 Status::PORTWAY_HANDLER_ERROR,

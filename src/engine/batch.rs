@@ -20,6 +20,7 @@ use std::time::Instant;
 use super::Engine;
 use super::dispatch;
 use super::handoff::Handoff;
+use super::lend::Payload;
 use super::registry::HandlerEntry;
 use super::request::Request;
 use super::shared::Shared;
@@ -300,7 +301,7 @@ impl Engine {
         let mut handoff = Handoff::new(&self.shared, n);
         for (req, payload) in items {
             // An item never comes back to be queued: its completion goes to the batch.
-            let _ = self.start_request(req, payload, &mut handoff);
+            let _ = self.start_request(req, Payload::Owned(payload), &mut handoff);
         }
         handoff.flush();
         self.shared.counters.accepted.fetch_add(n as u64, Relaxed);

@@ -55,7 +55,8 @@ impl Engine {
         let mut released_while_shown: Vec<Arc<Request>> = Vec::new();
         // A batch counts as its items in the stats (its items were counted as accepted).
         let mut batch_items = 0u64;
-        let end = self.shared.queue.poll(cap, min, timeout, |i, req| {
+        let busy = || self.shared.pool_busy.count() as usize;
+        let end = self.shared.queue.poll(cap, min, timeout, busy, |i, req| {
             if req.is_batch() {
                 batch_items += req.slots().saturating_sub(1);
             }

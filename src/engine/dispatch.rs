@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use super::handoff::Handoff;
+use super::lend::{self, Payload};
 use super::log::LogLevel;
 use super::policy::{Permit, Ticket, hedge};
 use super::pool::{self, PoolJob};
@@ -31,7 +32,7 @@ const ROUTE_ENTRY: usize = usize::MAX;
 pub(crate) fn start(
     shared: &Arc<Shared>,
     req: Arc<Request>,
-    payload: Vec<u8>,
+    payload: Payload,
     handoff: &mut Handoff<'_>,
 ) {
     if matches!(req.handler.kind, HandlerKind::Pipeline(_)) {
@@ -82,7 +83,7 @@ fn run_stage(
     shared: &Arc<Shared>,
     req: Arc<Request>,
     stage: usize,
-    payload: Vec<u8>,
+    payload: Payload,
     handoff: Option<&mut Handoff<'_>>,
 ) {
     if req.is_done() {
@@ -116,7 +117,9 @@ fn start_stage(
         return;
     }
     let trial = permit.as_ref().is_some_and(Permit::is_trial);
-    let hedged = hedge::wanted(ticket.req.stage(ticket.stage), &ticket.payload, trial);
+    // Only a native handler's payload may be lent, and `wanted` reads only an async one's.
+    let peek = ticket.payload.owned().unwrap_or_default();
+    let hedged = hedge::wanted(ticket.req.stage(ticket.stage), peek, trial);
     // What starting the stage needs, copied out of the entry so the ticket can move on: a
     // function pointer for the fast shapes, the handler's own reference for an async one.
     let start = match &ticket.req.stage(ticket.stage).kind {
@@ -152,6 +155,10 @@ fn start_stage(
         stage,
         payload,
     } = ticket;
+    // The submit copies what it lends to any handler but a native one; this covers the rest.
+    let Some(payload) = lend::into_owned(shared, &req, payload) else {
+        return;
+    };
     match start {
         Start::Inline(answer) => {
             let mut permit = permit;
@@ -238,6 +245,11 @@ fn hedged_on_pool(shared: &Arc<Shared>, ticket: Ticket, permit: Option<Permit>) 
         stage,
         payload,
     } = ticket;
+    // Each attempt gets a copy of its own: the loser may still read it after the winner's
+    // completion was polled, when a lent payload may be gone.
+    let Some(payload) = lend::into_owned(shared, &req, payload) else {
+        return;
+    };
     let copy = payload.clone();
     let task_shared = shared.clone();
     let task_req = req.clone();
@@ -329,7 +341,7 @@ pub(crate) fn stage_done_at(
         if hedge::won(&outcome) {
             req.note_hedge_won();
         }
-        run_stage(shared, req, stage + 1, outcome.data.into_vec(), None);
+        run_stage(shared, req, stage + 1, outcome.data.into_vec().into(), None);
         return None;
     }
     let outcome = if stage > 0 && req.hedge_won() {
@@ -349,7 +361,7 @@ pub(crate) fn stage_done_at(
 pub(crate) fn finish(shared: &Shared, req: &Arc<Request>, outcome: Outcome) -> bool {
     match claim(shared, req, outcome) {
         Claimed::Lost => false,
-        Claimed::Batched => true,
+        Claimed::Batched | Claimed::Deferred => true,
         Claimed::Queue => {
             shared.queue.push(std::iter::once(req.clone()));
             true
@@ -366,6 +378,9 @@ pub(crate) enum Claimed {
     Queue,
     /// Claimed, and handed to the batch it is an item of: nothing to queue.
     Batched,
+    /// Claimed while a reader holds the request's lent payload: the reader queues it when it
+    /// lets go of the payload (see `lend.rs`); nothing to queue.
+    Deferred,
 }
 
 /// Claims the completion and counts it. A batch item goes to its batch; any other request is
@@ -385,7 +400,9 @@ fn claim_at(shared: &Shared, req: &Request, outcome: Outcome, at: Option<Instant
                     super::batch::deliver(shared, b);
                     Claimed::Batched
                 }
-                None => Claimed::Queue,
+                // A reader still holding a lent payload posts it when done.
+                None if req.lend().may_post() => Claimed::Queue,
+                None => Claimed::Deferred,
             }
         }
         None => Claimed::Lost,

@@ -10,6 +10,9 @@
 //!
 //! What a job is does not change: each keeps its own permit, is skipped when its request was
 //! completed (cancel, deadline, shutdown) while the chunk waited, and completes exactly once.
+//! A job whose payload the host lent reads it under its pin (`lend.rs`) as a lone job does: a
+//! completion that comes while its handler runs is posted by the pin when the handler returns,
+//! not held back with the chunk's.
 //! A single `submit`, a pipeline's later stage, a job holding a policy permit (it would hold a
 //! unit of its handler's concurrency while waiting in a chunk) and a hedged attempt still go
 //! one by one ([`pool::send`]). A worker runs a chunk through its lane (`lanes.rs`), where an
@@ -231,5 +234,89 @@ mod tests {
         let (got, _) = eng.poll_owned(16, Some(Duration::from_secs(5))).unwrap();
         assert_eq!(got.len(), 9);
         assert!(got.iter().all(|c| c.status == Status::PORTWAY_SHUTDOWN));
+    }
+
+    /// A lent request of a chunk that is cancelled while its handler reads the payload is
+    /// completed only when the handler returns (not with the chunk's held completions, nor
+    /// before); those cancelled while waiting in the chunk are completed at once and their
+    /// bytes are never read; every request completes exactly once.
+    #[test]
+    fn a_chunk_defers_the_completion_of_a_lent_request_until_its_handler_returns() {
+        use std::sync::mpsc;
+        use std::sync::{Arc, Mutex};
+
+        let mut config = Config::default();
+        config.set_pool_workers(1).unwrap();
+        let eng = Engine::new(config).unwrap();
+        let (entered_tx, entered) = mpsc::channel::<()>();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let gate = Mutex::new((entered_tx, release_rx));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen_by_handler = seen.clone();
+        let id = eng
+            .register_blocking("gate", move |c: &mut crate::handlers::Call| {
+                let first = c.payload()[0];
+                seen_by_handler.lock().unwrap().push(first);
+                if first == 0 {
+                    let g = gate.lock().unwrap();
+                    g.0.send(()).unwrap();
+                    g.1.recv_timeout(Duration::from_secs(10)).unwrap();
+                }
+                c.respond(b"ok").unwrap()
+            })
+            .unwrap();
+        let mut payloads: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 16]).collect();
+        let subs: Vec<Submission<'_>> = payloads
+            .iter()
+            .map(|p| Submission {
+                handler: id,
+                timeout_ms: 0,
+                user_data: 0,
+                payload: p,
+            })
+            .collect();
+        let mut ids = [0u64; 8];
+        // 8 requests, 1 worker: two chunks of 4.
+        // SAFETY: each payload is only written once its request's completion was polled.
+        let (n, r) = unsafe { eng.submit_batch_lent(&subs, Some(&mut ids)) };
+        assert_eq!((n, r.is_ok()), (8, true));
+        entered.recv_timeout(Duration::from_secs(10)).unwrap();
+        // The running one, one waiting in its chunk, one in the next chunk.
+        for i in [0, 1, 5] {
+            eng.cancel(ids[i]).unwrap();
+        }
+        let (early, _) = eng.poll_owned(16, Some(Duration::from_millis(50))).unwrap();
+        assert!(
+            early.iter().all(|c| c.id != ids[0]),
+            "completed while its handler still reads the lent payload"
+        );
+        let mut got = early;
+        for c in &got {
+            // The host may reuse a polled request's bytes at once.
+            let i = ids.iter().position(|&id| id == c.id).unwrap();
+            payloads[i].fill(0xff);
+        }
+        release.send(()).unwrap();
+        while got.len() < 8 {
+            let (more, _) = eng.poll_owned(16, Some(Duration::from_secs(10))).unwrap();
+            assert!(!more.is_empty(), "a completion is missing");
+            got.extend(more);
+        }
+        let mut got_ids: Vec<u64> = got.iter().map(|c| c.id).collect();
+        got_ids.sort_unstable();
+        got_ids.dedup();
+        assert_eq!(got_ids.len(), 8, "a request completed twice");
+        for c in &got {
+            let i = ids.iter().position(|&id| id == c.id).unwrap();
+            let want = if [0, 1, 5].contains(&i) {
+                Status::PORTWAY_CANCELLED
+            } else {
+                Status::PORTWAY_OK
+            };
+            assert_eq!(c.status, want, "request {i}");
+        }
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 2, 3, 4, 6, 7], "read a cancelled request's bytes");
     }
 }

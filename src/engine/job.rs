@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::dispatch;
+use super::lend::LendPin;
 use super::log::LogLevel;
 use super::policy::hedge::AttemptReply;
 use super::policy::{Permit, Ticket};
@@ -23,7 +24,7 @@ use crate::status::Status;
 pub(crate) struct PoolJob {
     pub ticket: Ticket,
     /// Boxed, and only when there is one: most jobs have neither, and a job is moved several
-    /// times on its way to a worker (48 bytes instead of 152).
+    /// times on its way to a worker (64 bytes, with a payload that may be lent, instead of 168).
     extra: Option<Box<JobExtra>>,
 }
 
@@ -82,13 +83,20 @@ pub(crate) fn run_job_at(
         stage,
         payload,
     } = ticket;
+    // A lent payload is read only under its pin, which holds back a completion until the
+    // handler is done with the bytes (lend.rs); None: completed already, the bytes may be gone.
+    let Some(pin) = LendPin::take(shared, &req, payload.is_lent()) else {
+        return not_run;
+    };
     if attempt.as_ref().is_some_and(AttemptReply::lost)
         || !dispatch::mark_running_at(shared, &req, start)
     {
+        pin.done();
         return not_run;
     }
     let entry = req.stage(stage);
     let HandlerKind::Blocking(pool_handler) = &entry.kind else {
+        pin.done();
         let msg = format!("handler {:?} is not a pool handler", entry.name);
         dispatch::finish(shared, &req, Outcome::failed(Status::PORTWAY_INTERNAL, msg));
         return not_run;
@@ -98,7 +106,8 @@ pub(crate) fn run_job_at(
         Some(a) => CallContext::new(req.id, req.user_data, a.state()),
         None => CallContext::new(req.id, req.user_data, req.clone()),
     };
-    let mut call = Call::new(context, payload);
+    // SAFETY: `pin` is held until the call is consumed (`into_outcome` below).
+    let mut call = unsafe { Call::new(context, payload) };
     let watch = HandlerWatch {
         shared,
         worker,
@@ -131,6 +140,10 @@ pub(crate) fn run_job_at(
             Outcome::failed(Status::PORTWAY_PANIC, msg)
         }
     };
+    // The handler is done with the bytes: a completion that came meanwhile (a deadline, a
+    // cancel) is posted now, by the pin, not held with the chunk's; this job's own claim
+    // below then loses to it.
+    pin.done();
     if let Some(a) = attempt {
         a.reply(outcome);
         return Ran {

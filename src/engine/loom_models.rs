@@ -72,9 +72,15 @@ impl Parts {
     /// `f`, and those released meanwhile are freed after the batch.
     fn poll(&self, cap: usize, min: usize, mut f: impl FnMut(&Request, &Outcome)) -> PollEnd {
         let mut released_while_shown = Vec::new();
-        let end = self.queue.poll(cap, min, None, |_, req| {
-            released_while_shown.extend(req.show(&mut f));
-        });
+        let end = self.queue.poll(
+            cap,
+            min,
+            None,
+            || 0,
+            |_, req| {
+                released_while_shown.extend(req.show(&mut f));
+            },
+        );
         self.recycler.give(released_while_shown);
         end
     }

@@ -19,10 +19,11 @@
 //!
 //! The machinery under the API: `dispatch.rs` (moving a request through its stages and the one
 //! place a completion is posted), `request.rs` (one request's state machine), `ledger.rs`,
-//! `queue.rs`, `registry.rs`, `policy/` (what stands between a request and its handler:
-//! the concurrency limit, the rate limit, the circuit breaker, one file per policy), `pool.rs`,
-//! `job.rs` (one pool job and running it), `handoff.rs` (a submit batch's pool jobs sent and run in
-//! chunks), `lanes.rs`, `timer.rs`, `recycle.rs`, `shared.rs`,
+//! `queue.rs`, `lend.rs` (payloads the host lends instead of having them copied), `registry.rs`,
+//! `policy/` (what stands between a request and its handler: the concurrency limit, the rate
+//! limit, the circuit breaker, one file per policy), `pool.rs`, `job.rs` (one pool job and
+//! running it), `handoff.rs` (a submit batch's pool jobs sent and run in chunks), `lanes.rs`,
+//! `timer.rs`, `recycle.rs`, `spin.rs` (whether a waiter spins before it sleeps), `shared.rs`,
 //! `stats.rs`, `metrics.rs`, `exposition.rs`, `log.rs`, `fork.rs`, `sync.rs`.
 
 // The Engine API, one concern per file.
@@ -46,6 +47,7 @@ mod handoff;
 mod job;
 mod lanes;
 mod ledger;
+pub(crate) mod lend;
 mod log;
 #[cfg(all(test, portway_loom))]
 mod loom_models;
@@ -58,6 +60,7 @@ mod recycle;
 mod registry;
 mod request;
 mod shared;
+mod spin;
 mod stats;
 mod sync;
 mod timer;

@@ -15,6 +15,7 @@ use super::job::run_job;
 pub(crate) use super::job::{PoolJob, run_job_at};
 use super::log::LogLevel;
 use super::shared::Shared;
+use super::spin::{self, SpinGate};
 
 /// What travels on the pool channel.
 pub(crate) enum PoolMsg {
@@ -303,12 +304,14 @@ impl Drop for WorkerExit {
 /// empty usually gets the next job within microseconds while the host is submitting, and
 /// parking and waking it again (a futex sleep and wake each way) would cost more than the job.
 /// Between polls it yields the CPU, so a worker waiting for jobs never starves the thread that
-/// submits them.
+/// submits them. The most: [`idle_polls`] decides how many.
 const POLLS_BEFORE_PARKING: u32 = 64;
 
 fn worker_loop(shared: &Arc<Shared>, index: usize, rx: &flume::Receiver<PoolMsg>) {
+    let (gate, cpus) = (SpinGate::default(), spin::cpus());
     loop {
-        let msg = match next_without_parking(rx) {
+        let polls = || idle_polls(&gate, shared.pool_busy.count() as usize, cpus);
+        let msg = match next_without_parking(rx, polls, &gate) {
             Some(msg) => msg,
             None => {
                 // Before sleeping: help a worker that sits on a chunk (see `lanes.rs`).
@@ -337,12 +340,37 @@ fn worker_loop(shared: &Arc<Shared>, index: usize, rx: &flume::Receiver<PoolMsg>
     }
 }
 
-fn next_without_parking(rx: &flume::Receiver<PoolMsg>) -> Option<PoolMsg> {
-    for _ in 0..POLLS_BEFORE_PARKING {
+/// How many times an idle worker polls before it parks (see `spin.rs`): none when the other
+/// workers inside a handler and the host (which hands out the jobs) already fill every CPU, and
+/// rarely after polls that found nothing.
+fn idle_polls(gate: &SpinGate, busy_workers: usize, cpus: usize) -> u32 {
+    gate.budget(busy_workers + 1, cpus, POLLS_BEFORE_PARKING)
+}
+
+/// Takes the next message if there is one, else tries `polls()` more times (a yield before
+/// each) and tells `gate` how that went; None when none came (the caller parks).
+fn next_without_parking(
+    rx: &flume::Receiver<PoolMsg>,
+    polls: impl FnOnce() -> u32,
+    gate: &SpinGate,
+) -> Option<PoolMsg> {
+    if let Ok(msg) = rx.try_recv() {
+        return Some(msg);
+    }
+    let polls = polls();
+    for _ in 0..polls {
+        std::thread::yield_now();
         if let Ok(msg) = rx.try_recv() {
+            gate.record(true);
             return Some(msg);
         }
-        std::thread::yield_now();
+    }
+    if polls > 0 {
+        gate.record(false);
     }
     None
 }
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod tests;

@@ -14,7 +14,9 @@
 //!   or wake that lands between the spin and the sleep is seen before the poller sleeps.
 //!
 //! A poll that finds too little spins briefly on those counters (a CPU pause hint per look:
-//! no lock, no syscall), and only while requests are in flight, then sleeps on the condvar. A
+//! no lock, no syscall), and only while requests are in flight and the spin gate allows it
+//! (`spin.rs`: not while busy threads fill every CPU, and rarely after spins that ran out),
+//! then sleeps on the condvar. A
 //! push wakes a sleeping poller only when one that has not been signalled yet waits (plain
 //! pollers) or when enough is ready for the smallest batch waited for (`poll_min`), so a burst
 //! of pushes costs one wake-up, not one per completion.
@@ -26,6 +28,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::request::Request;
+use super::spin::{self, SpinGate};
 use super::sync::{AtomicU64, AtomicUsize, Condvar, Mutex, RwLock, spin_loop};
 use crate::error::{Error, Result};
 
@@ -51,6 +54,13 @@ pub(crate) struct CompletionQueue {
     ready_cv: Condvar,
     fd: OwnedFd,
     hook: RwLock<Option<NotifyHook>>,
+    /// Whether a poll that finds too little spins before it sleeps.
+    gate: SpinGate,
+    /// The CPUs the process may use (for the gate).
+    cpus: usize,
+    /// Spins started (tests check the gate's decision through it).
+    #[cfg(test)]
+    spins: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -110,6 +120,10 @@ impl CompletionQueue {
             // SAFETY: `raw` is a fresh descriptor that nothing else owns.
             fd: unsafe { OwnedFd::from_raw_fd(raw) },
             hook: RwLock::new(None),
+            gate: SpinGate::default(),
+            cpus: spin::cpus(),
+            #[cfg(test)]
+            spins: AtomicUsize::new(0),
         })
     }
 
@@ -225,12 +239,15 @@ impl CompletionQueue {
     /// Waits up to `timeout` (None = forever) until at least `min` completions are ready (or
     /// fewer, when every request accepted and not yet polled is among them), and hands up to
     /// `cap` of them to `take` after the queue lock is released (so workers posting completions
-    /// never wait for the host to read them).
+    /// never wait for the host to read them). `busy` counts the other threads that have work
+    /// right now (pool workers inside a handler): the poll does not spin when they fill every
+    /// CPU.
     pub fn poll(
         &self,
         cap: usize,
         min: usize,
         timeout: Option<Duration>,
+        busy: impl Fn() -> usize,
         mut take: impl FnMut(usize, &Arc<Request>),
     ) -> PollEnd {
         let min = min.clamp(1, cap.max(1));
@@ -285,14 +302,20 @@ impl CompletionQueue {
             if may_spin && self.more_can_come(&st) {
                 // Completions often arrive within microseconds while work is flowing: a futex
                 // sleep and the wake-up it then needs cost more than a short spin. Once per
-                // poll, and only while requests are in flight (nothing else can end it but a
-                // wake).
+                // poll, only while requests are in flight (nothing else can end it but a
+                // wake), and only when the gate says a spin may pay (see `spin.rs`).
                 may_spin = false;
-                let seen = self.interrupts.load(Ordering::Relaxed);
-                drop(st);
-                self.spin(min, seen);
-                st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                continue;
+                let budget = self.gate.budget(busy(), self.cpus, SPINS_BEFORE_SLEEPING);
+                if budget > 0 {
+                    #[cfg(test)]
+                    self.spins.fetch_add(1, Ordering::Relaxed);
+                    let seen = self.interrupts.load(Ordering::Relaxed);
+                    drop(st);
+                    let hit = self.spin(min, seen, budget);
+                    self.gate.record(hit);
+                    st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
             }
             st.waiting_pollers += 1;
             if min > 1 {
@@ -340,23 +363,24 @@ impl CompletionQueue {
         self.intake.load(Ordering::Acquire) & !SHUTDOWN_BIT > st.ready.len() as u64
     }
 
-    /// Spins (without the lock) until a poll for `min` may be able to return, a wake or the
-    /// close came (`interrupts` moved on from `seen`), or the spin budget is spent. Only a hint:
-    /// the caller decides under the lock.
-    fn spin(&self, min: usize, seen: u64) {
-        for _ in 0..SPINS_BEFORE_SLEEPING {
+    /// Spins (without the lock) for up to `budget` looks until a poll for `min` may be able to
+    /// return or a wake or the close came (`interrupts` moved on from `seen`): true then, false
+    /// when the budget ran out. Only a hint: the caller decides under the lock.
+    fn spin(&self, min: usize, seen: u64, budget: u32) -> bool {
+        for _ in 0..budget {
             if self.interrupts.load(Ordering::Acquire) != seen {
-                return;
+                return true;
             }
             let ready = self.ready_len.load(Ordering::Acquire);
             if ready > 0
                 && (ready >= min
                     || ready as u64 >= self.intake.load(Ordering::Acquire) & !SHUTDOWN_BIT)
             {
-                return;
+                return true;
             }
             spin_loop();
         }
+        false
     }
 
     /// Makes one blocked poll return with nothing; if none is blocked, the next poll that
@@ -453,6 +477,35 @@ mod tests {
         st.signalled = st.signalled.saturating_sub(1).min(st.waiting_pollers);
         st.ready.push_back(requests(6..7).pop().unwrap());
         assert_eq!(q.pollers_to_wake(&mut st, 1), All);
+    }
+
+    /// The spin gate decides whether a poll waiting for requests in flight spins: not when the
+    /// threads with work fill every CPU (W4: two hashing workers on 2 CPUs), and it does when
+    /// a CPU is free.
+    #[test]
+    fn a_poll_does_not_spin_while_busy_threads_fill_every_cpu() {
+        let q = CompletionQueue::new().unwrap();
+        q.reserve(1).unwrap(); // one request in flight that never completes
+        let poll = |busy: usize| {
+            let wait = Some(Duration::from_millis(1));
+            assert!(matches!(
+                q.poll(1, 1, wait, || busy, |_, _| {}),
+                PollEnd::Taken(0)
+            ));
+        };
+        poll(q.cpus);
+        poll(usize::MAX);
+        assert_eq!(
+            q.spins.load(Ordering::Relaxed),
+            0,
+            "spun with every CPU taken"
+        );
+        poll(q.cpus - 1);
+        assert_eq!(
+            q.spins.load(Ordering::Relaxed),
+            1,
+            "a free CPU allows a spin"
+        );
     }
 
     /// Plain pollers: a burst wakes at most one poller per completion, and none already

@@ -12,6 +12,7 @@ use std::time::Instant;
 use tokio::task::AbortHandle;
 
 use super::batch::Batch;
+use super::lend::LendState;
 use super::policy::Permit;
 use super::registry::{HandlerEntry, HandlerKind};
 use super::sync::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Mutex, OutcomeCell};
@@ -105,6 +106,8 @@ pub(crate) struct Request {
     shown: AtomicU8,
     /// Set before a task or permit is stored, so finishing knows whether to look for one.
     armed: AtomicBool,
+    /// Whether the payload is lent, and the hand-off between its reader and the completion.
+    lend: LendState,
     /// The running stage's task (aborted when the request finishes), a pipeline's permit and
     /// its per-stage timings: boxed on first use, since most requests never have any, and
     /// every byte here is paid per request in flight.
@@ -147,8 +150,19 @@ impl Request {
             batch: false,
             shown: AtomicU8::new(NOT_SHOWN),
             armed: AtomicBool::new(false),
+            lend: LendState::default(),
             tasks: Mutex::new(None),
         }
+    }
+
+    /// Marks a request not yet shared as one whose payload the host lent (see `lend.rs`).
+    pub fn lend_payload(&mut self) {
+        self.lend = LendState::lent();
+    }
+
+    /// The lent payload's hand-off (inert for a copied payload).
+    pub fn lend(&self) -> &LendState {
+        &self.lend
     }
 
     /// Makes a released request, which nothing else refers to any more, a new one (the

@@ -10,6 +10,7 @@ use super::Engine;
 use super::batch::{self, Batch};
 use super::dispatch;
 use super::handoff::Handoff;
+use super::lend::{LentBytes, Payload};
 use super::recycle::Spare;
 use super::registry::{HandlerEntry, HandlerKind};
 use super::request::Request;
@@ -35,6 +36,32 @@ impl Engine {
         &self,
         reqs: &[Submission<'_>],
         out_ids: Option<&mut [u64]>,
+    ) -> (usize, Result<()>) {
+        self.submit_batch_with(reqs, out_ids, false)
+    }
+
+    /// Like [`Engine::submit_batch`], but the payloads of the accepted requests are lent, not
+    /// copied: a native (pool) handler reads them in place (any other handler gets a copy made
+    /// here). The engine reads no lent payload once its request's completion can be polled: a
+    /// request that times out or is cancelled while its handler runs is completed when the
+    /// handler returns. Payloads of requests not accepted are not read after this returns.
+    ///
+    /// # Safety
+    /// The payload of each accepted request must stay valid and unmodified until its completion
+    /// has been polled, or until the engine is dropped if it never is.
+    pub unsafe fn submit_batch_lent(
+        &self,
+        reqs: &[Submission<'_>],
+        out_ids: Option<&mut [u64]>,
+    ) -> (usize, Result<()>) {
+        self.submit_batch_with(reqs, out_ids, true)
+    }
+
+    fn submit_batch_with(
+        &self,
+        reqs: &[Submission<'_>],
+        out_ids: Option<&mut [u64]>,
+        lend: bool,
     ) -> (usize, Result<()>) {
         if let Err(e) = self.check_fork() {
             return (0, Err(e));
@@ -91,7 +118,12 @@ impl Engine {
             .take(granted)
             .enumerate()
             .map(|(i, (sub, entry))| {
-                self.new_request(first_id + i as u64, sub, entry, now, spares.pop(), None)
+                let id = first_id + i as u64;
+                if lend && lends_to(sub, &entry) {
+                    self.new_lent_request(id, sub, entry, now, spares.pop())
+                } else {
+                    self.new_request(id, sub, entry, now, spares.pop(), None)
+                }
             })
             .collect();
         if let Some(ids) = out_ids {
@@ -110,7 +142,15 @@ impl Engine {
             .timers
             .deadlines(timed.filter(|req| !completes_inline(req)));
         let mut handoff = Handoff::new(&self.shared, granted);
-        for (req, payload) in accepted {
+        for ((req, buf), sub) in accepted.into_iter().zip(reqs) {
+            let payload = if req.lend().is_lent() {
+                // SAFETY: only `submit_batch_lent` lends (`new_lent_request`), whose caller
+                // keeps the bytes valid and unmodified until the completion is polled.
+                let bytes = unsafe { LentBytes::new(sub.payload) };
+                Payload::Lent { bytes, spare: buf }
+            } else {
+                Payload::Owned(buf)
+            };
             if let Some(req) = self.start_request(req, payload, &mut handoff) {
                 inline_done.push(req);
             }
@@ -161,6 +201,7 @@ impl Engine {
         if !completes_inline(&req) {
             self.shared.timers.deadlines([&req]);
         }
+        let payload = Payload::Owned(payload);
         let inline = self.start_request(req, payload, &mut Handoff::new(&self.shared, 1));
         self.shared.counters.accepted.fetch_add(1, Relaxed);
         self.shared.queue.push(inline);
@@ -276,17 +317,42 @@ impl Engine {
         (req, payload)
     }
 
+    /// Like [`Engine::new_request`], for a payload the host lends: nothing is copied, the
+    /// request is marked lent, and the buffer returned is the spare one (for the response; the
+    /// caller pairs it with the host's bytes when it starts the request).
+    fn new_lent_request(
+        &self,
+        id: u64,
+        sub: &Submission<'_>,
+        entry: Arc<HandlerEntry>,
+        now: Instant,
+        spare: Option<Spare>,
+    ) -> (Arc<Request>, Vec<u8>) {
+        let nothing = Submission {
+            payload: &[],
+            ..*sub
+        };
+        let (mut req, buf) = self.new_request(id, &nothing, entry, now, spare, None);
+        // A request just made or renewed is not shared yet.
+        match Arc::get_mut(&mut req) {
+            Some(r) => r.lend_payload(),
+            None => unreachable!("a new request is shared"),
+        }
+        (req, buf)
+    }
+
     /// Starts an accepted request already in the ledger. A request that completes inline (an
     /// inline handler no policy holds back, such as echo) is returned for the caller to queue
     /// with its batch (a batch item goes to its batch instead). A pool job goes to `handoff`.
     pub(super) fn start_request(
         &self,
         req: Arc<Request>,
-        payload: Vec<u8>,
+        payload: Payload,
         handoff: &mut Handoff<'_>,
     ) -> Option<Arc<Request>> {
         if let Some(answer) = inline_answer(&req) {
-            let outcome = answer(payload);
+            // Never lent: only a native handler's payload is (`lends_to`).
+            let outcome = answer(payload.into_spent());
             let status = outcome.status;
             if let Some(won) = req.claim_inline(outcome) {
                 let c = &self.shared.counters;
@@ -303,6 +369,20 @@ impl Engine {
         dispatch::start(&self.shared, req, payload, handoff);
         None
     }
+}
+
+/// True when a lent payload of `sub` is read in place: it is not empty and the first stage
+/// runs on the pool, the one reader of a lent payload (under the hand-off of `lend.rs`); every
+/// other handler takes its bytes by value or keeps them past its completion, so it gets a copy.
+fn lends_to(sub: &Submission<'_>, entry: &HandlerEntry) -> bool {
+    fn native(entry: &HandlerEntry) -> bool {
+        match &entry.kind {
+            HandlerKind::Pipeline(stages) => stages.first().is_some_and(|s| native(s)),
+            HandlerKind::Blocking(_) => true,
+            _ => false,
+        }
+    }
+    !sub.payload.is_empty() && native(entry)
 }
 
 /// Counts accepted requests per addressed handler, one atomic add per run of equal handlers.

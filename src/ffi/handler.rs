@@ -172,8 +172,9 @@ pub unsafe extern "C" fn portway_pipeline_new(
     })
 }
 
-/// Writes the call's payload (owned by the call, valid until the handler returns) to `*data`
-/// and `*len`. Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL pointers).
+/// Writes the call's payload (owned by the call, or the host's own bytes when it lent them with
+/// `PORTWAY_SUBMIT_LEND_PAYLOAD`; valid until the handler returns, read-only) to `*data` and
+/// `*len`. Returns `PORTWAY_OK` or `PORTWAY_INVALID_ARGUMENT` (NULL pointers).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_call_payload(
     call: *mut portway_call,

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::status::portway_status;
 
 /// One request. The payload is copied before the submit call returns, so the caller's buffer
-/// may be reused at once.
+/// may be reused at once (unless it is lent: `portway_submit_batch_ex`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct portway_request {
@@ -117,7 +117,49 @@ pub unsafe extern "C" fn portway_submit_batch(
     out_ids: *mut u64,
     out_accepted: *mut usize,
 ) -> portway_status {
+    // SAFETY: forwarded as the caller gave them; no flags: every payload is copied.
+    unsafe { portway_submit_batch_ex(eng, reqs, n, 0, out_ids, out_accepted) }
+}
+
+/// `portway_submit_batch_ex` flag: the payloads of the accepted requests are lent to the engine
+/// instead of copied (see `portway_submit_batch_ex` for the lifetime rule).
+pub const PORTWAY_SUBMIT_LEND_PAYLOAD: u32 = 1;
+
+/// Like `portway_submit_batch`, with `flags` (0, or `PORTWAY_SUBMIT_LEND_PAYLOAD`; other bits
+/// are `PORTWAY_INVALID_ARGUMENT`, nothing read or accepted).
+///
+/// With `PORTWAY_SUBMIT_LEND_PAYLOAD` the engine does not copy the payloads of the accepted
+/// requests (`reqs[0..*out_accepted]`) that go to a native handler (`portway_register_handler*`,
+/// or a pipeline whose first stage is one): that handler reads the host's bytes in place. The
+/// host keeps each such payload **valid and unmodified until a poll has returned the request's
+/// completion** (or, for a completion never polled, until `portway_engine_free` returns),
+/// whatever ends the request: the engine never reads a lent payload once its completion can be
+/// polled. So a request that times out or is cancelled (`portway_cancel*`, a shutdown) while
+/// its handler runs gets its completion (`PORTWAY_TIMEOUT`, `PORTWAY_CANCELLED`) when the
+/// handler returns, not at that moment: the handler sees `portway_call_is_cancelled` turn true
+/// and should return soon. One that ends before its handler starts never has its payload read.
+/// A hedged run copies the payload when it starts (each attempt needs bytes that outlive the
+/// other); any other handler (built-in, async) gets a copy made inside this call. The bytes of
+/// requests not accepted (from `*out_accepted` on) are not read after this returns. A handler
+/// that `portway_engine_free` abandons (still running after its grace period) may read its
+/// payload until it returns. Use it for payloads that live long anyway (a buffer per request
+/// slot, a memory-mapped file): it saves the copy at submit and the worker's cache misses on
+/// it. Returns as `portway_submit_batch`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portway_submit_batch_ex(
+    eng: *mut portway_engine,
+    reqs: *const portway_request,
+    n: usize,
+    flags: u32,
+    out_ids: *mut u64,
+    out_accepted: *mut usize,
+) -> portway_status {
     guard(|| {
+        if flags & !PORTWAY_SUBMIT_LEND_PAYLOAD != 0 {
+            return Err(Error::invalid(format!(
+                "unknown submit flags {flags:#x} (known: PORTWAY_SUBMIT_LEND_PAYLOAD)"
+            )));
+        }
         // SAFETY: NULL or a live engine.
         let engine = unsafe { portway_engine::borrow(eng) }?;
         require_out(out_accepted, "out_accepted")?;
@@ -152,7 +194,12 @@ pub unsafe extern "C" fn portway_submit_batch(
             // SAFETY: non-NULL `out_ids` has room for `n >= subs.len()` ids per the caller.
             Some(unsafe { std::slice::from_raw_parts_mut(out_ids, subs.len()) })
         };
-        let (n_ok, mut result) = engine.submit_batch(&subs, ids);
+        let (n_ok, mut result) = if flags & PORTWAY_SUBMIT_LEND_PAYLOAD != 0 {
+            // SAFETY: the caller lends the payloads under the rule documented above.
+            unsafe { engine.submit_batch_lent(&subs, ids) }
+        } else {
+            engine.submit_batch(&subs, ids)
+        };
         if let Some(e) = too_large {
             // The requests from the refused one on were never offered to the engine: count
             // them as the engine counts its own part (`Engine::submit_batch`): the too-large

@@ -18,7 +18,11 @@
  *                                             The digest is libcrypto's fastest use: the EVP_MD
  *                                             fetched once, one EVP_MD_CTX per thread (the
  *                                             one-shot SHA256() looks the algorithm up per call,
- *                                             about 20% slower here).
+ *                                             about 20% slower here). The payload is lent
+ *                                             (PORTWAY_SUBMIT_LEND_PAYLOAD): one static buffer,
+ *                                             read in place by every request.
+ *   pw_bench sha-copy N WORKERS               W4 with the payload copied at submit (as before
+ *                                             the lend flag, and as the bindings do).
  *   pw_bench sha-bare N WORKERS               W4's ceiling on this machine: the same hashing on
  *                                             WORKERS bare pthreads, N/WORKERS digests each, no
  *                                             queue and no engine; same output fields.
@@ -32,7 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <dirent.h>
 #include <sys/resource.h>
 
 #include <openssl/evp.h>
@@ -57,6 +63,60 @@ static double cpu_s(void) {
     return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
            (double)ru.ru_stime.tv_usec / 1e6;
 }
+
+/* CPU seconds (user + system) of the calling thread only. */
+static double thread_cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* CPU seconds (user + system) of this process's pool workers (threads named portway-pool-*),
+ * from /proc/self/task/ * /stat: which share of the CPU the workers got, beside the host's. */
+static double pool_cpu_s(void) {
+    static long ticks_per_s;
+    if (ticks_per_s == 0) ticks_per_s = sysconf(_SC_CLK_TCK);
+    DIR *d = opendir("/proc/self/task");
+    if (d == NULL) return -1;
+    double sum = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], buf[1024];
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL) continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = 0;
+        /* pid (comm) state ppid ... field 14 utime, 15 stime; comm may hold spaces. */
+        char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+        if (open == NULL || close == NULL || strncmp(open + 1, "portway-pool", 12) != 0) continue;
+        unsigned long ut = 0, st = 0;
+        if (sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+            sum += (double)(ut + st) / (double)ticks_per_s;
+    }
+    closedir(d);
+    return sum;
+}
+
+/* Where the CPU of a timed run went: the host thread, the pool workers, the whole process. */
+struct cpu_split {
+    double host, pool, all;
+};
+
+static struct cpu_split cpu_now(void) { return (struct cpu_split){thread_cpu_s(), pool_cpu_s(), cpu_s()}; }
+
+static struct cpu_split cpu_since(struct cpu_split t0) {
+    struct cpu_split t1 = cpu_now();
+    return (struct cpu_split){t1.host - t0.host, t1.pool - t0.pool, t1.all - t0.all};
+}
+
+/* The CPU split of a run of n requests as JSON fields: ns per request of the host thread, of
+ * the pool workers and of the whole process. */
+#define CPU_FMT "\"host_cpu_ns\": %.1f, \"pool_cpu_ns\": %.1f, \"cpu_ns\": %.1f"
+#define CPU_ARGS(c, n) (c).host * 1e9 / (double)(n), (c).pool * 1e9 / (double)(n), (c).all * 1e9 / (double)(n)
 
 static long rss_kib(void) {
     FILE *f = fopen("/proc/self/status", "r");
@@ -155,6 +215,8 @@ static uint64_t peak_in_flight; /* the most requests holding a slot at once in r
  * completion. `wait_ms` bounds each poll's wait (-1: no bound). Returns the number of failed
  * completions. */
 
+static uint32_t submit_flags; /* portway_submit_batch_ex flags of run_window's submits */
+
 static uint64_t run_window(portway_engine *eng, const portway_request *reqs, uint64_t total,
                            uint64_t window, uint64_t batch, int32_t wait_ms,
                            int (*check)(const portway_completion *)) {
@@ -170,7 +232,8 @@ static uint64_t run_window(portway_engine *eng, const portway_request *reqs, uin
             if (want > total - submitted) want = total - submitted;
             if (want > BATCH) want = BATCH;
             size_t accepted = 0;
-            portway_status st = portway_submit_batch(eng, reqs, (size_t)want, NULL, &accepted);
+            portway_status st =
+                portway_submit_batch_ex(eng, reqs, (size_t)want, submit_flags, NULL, &accepted);
             submitted += accepted;
             in_flight += accepted;
             if (st == PORTWAY_BUSY) break;
@@ -219,14 +282,16 @@ static int overhead(const char *kind, uint64_t n, uint32_t workers) {
     }
     portway_request *reqs = same_requests(h, NULL, 0);
     run_window(eng, reqs, n / 10 < 10000 ? n / 10 : 10000, WINDOW, BATCH, -1, NULL); /* warm-up */
+    struct cpu_split c0 = cpu_now();
     double t0 = now_s();
     uint64_t failed = run_window(eng, reqs, n, WINDOW, BATCH, -1, NULL);
     double secs = now_s() - t0;
+    struct cpu_split cpu = cpu_since(c0);
     portway_engine_free(eng);
     free(reqs);
     printf("{\"n\": %" PRIu64 ", \"secs\": %.6f, \"rate\": %.1f, \"failed\": %" PRIu64
-           ", \"batch\": %d, \"window\": %d, \"workers\": %u}\n",
-           n, secs, (double)n / secs, failed, BATCH, WINDOW, workers);
+           ", \"batch\": %d, \"window\": %d, \"workers\": %u, " CPU_FMT "}\n",
+           n, secs, (double)n / secs, failed, BATCH, WINDOW, workers, CPU_ARGS(cpu, n));
     return failed ? 1 : 0;
 }
 
@@ -292,7 +357,7 @@ static int fanout(const char *url, uint64_t n, uint64_t conc, const char *ca_pem
 
 /* ------------------------------------------------------------------ W4 */
 
-static int sha(uint64_t n, uint32_t workers) {
+static int sha(uint64_t n, uint32_t workers, int lend) {
     static uint8_t payload[SHA_PAYLOAD];
     for (size_t i = 0; i < sizeof payload; i++) payload[i] = (uint8_t)(i * 31 + 7);
 
@@ -308,18 +373,23 @@ static int sha(uint64_t n, uint32_t workers) {
     uint32_t h;
     CHECK(portway_register_handler(eng, "sha256", sha_handler, NULL, &h));
     portway_request *reqs = same_requests(h, payload, sizeof payload);
+    /* Lending is safe here: `payload` is static and never written while the engine lives. */
+    submit_flags = lend ? PORTWAY_SUBMIT_LEND_PAYLOAD : 0;
     run_window(eng, reqs, 10000, WINDOW, BATCH, -1, NULL);
+    struct cpu_split c0 = cpu_now();
     double t0 = now_s();
     uint64_t failed = run_window(eng, reqs, n, WINDOW, BATCH, -1, NULL);
     double secs = now_s() - t0;
+    struct cpu_split cpu = cpu_since(c0);
     portway_engine_free(eng);
     free(reqs);
     double single_rate = (single_before + single_thread_rate(payload, n)) / 2;
     EVP_MD_free(sha256_md);
     double rate = (double)n / secs;
     printf("{\"n\": %" PRIu64 ", \"secs\": %.6f, \"rate\": %.1f, \"single_thread_rate\": %.1f, "
-           "\"efficiency\": %.4f, \"workers\": %u, \"failed\": %" PRIu64 "}\n",
-           n, secs, rate, single_rate, rate / (single_rate * workers), workers, failed);
+           "\"efficiency\": %.4f, \"workers\": %u, \"failed\": %" PRIu64 ", \"lend\": %s, " CPU_FMT "}\n",
+           n, secs, rate, single_rate, rate / (single_rate * workers), workers, failed,
+           lend ? "true" : "false", CPU_ARGS(cpu, n));
     return failed ? 1 : 0;
 }
 
@@ -347,16 +417,17 @@ static int sha_bare(uint64_t n, uint32_t workers) {
     double single_before = single_thread_rate(payload, n);
     pthread_t th[64];
     struct bare_share share = {payload, n / workers};
-    double t0 = now_s();
+    double c0 = cpu_s(), t0 = now_s();
     for (uint32_t w = 0; w < workers; w++)
         if (pthread_create(&th[w], NULL, bare_hash, &share) != 0) return 1;
     for (uint32_t w = 0; w < workers; w++) pthread_join(th[w], NULL);
     double secs = now_s() - t0, rate = (double)(share.n * workers) / secs;
+    double cpu_ns = (cpu_s() - c0) * 1e9 / (double)(share.n * workers);
     double single = (single_before + single_thread_rate(payload, n)) / 2;
     EVP_MD_free(sha256_md);
     printf("{\"n\": %" PRIu64 ", \"secs\": %.6f, \"rate\": %.1f, \"single_thread_rate\": %.1f, "
-           "\"efficiency\": %.4f, \"workers\": %u, \"failed\": 0}\n",
-           share.n * workers, secs, rate, single, rate / (single * workers), workers);
+           "\"efficiency\": %.4f, \"workers\": %u, \"failed\": 0, \"cpu_ns\": %.1f}\n",
+           share.n * workers, secs, rate, single, rate / (single * workers), workers, cpu_ns);
     return 0;
 }
 
@@ -369,10 +440,11 @@ int main(int argc, char **argv) {
                       argc >= 6 ? argv[5] : NULL);
     if (argc >= 4 && strcmp(argv[1], "sha-bare") == 0)
         return sha_bare(strtoull(argv[2], NULL, 10), (uint32_t)strtoul(argv[3], NULL, 10));
-    if (argc >= 4 && strcmp(argv[1], "sha") == 0)
-        return sha(strtoull(argv[2], NULL, 10), (uint32_t)strtoul(argv[3], NULL, 10));
+    if (argc >= 4 && (strcmp(argv[1], "sha") == 0 || strcmp(argv[1], "sha-copy") == 0))
+        return sha(strtoull(argv[2], NULL, 10), (uint32_t)strtoul(argv[3], NULL, 10),
+                   strcmp(argv[1], "sha") == 0);
     fprintf(stderr,
             "usage: pw_bench overhead native|echo N WORKERS | sleep N MS | http URL N CONC [CA_PEM] | "
-            "sha N WORKERS | sha-bare N WORKERS\n");
+            "sha N WORKERS | sha-copy N WORKERS | sha-bare N WORKERS\n");
     return 2;
 }

@@ -283,6 +283,11 @@ _OPTIONAL_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "portway_policy_default": (status_t, [POINTER(PortwayPolicy)]),
     "portway_handler_set_policy": (status_t, [eng_p, c_uint32, POINTER(PortwayPolicy)]),
     "portway_handler_policy_state": (status_t, [eng_p, c_uint32, POINTER(PortwayPolicyState)]),
+    # Declared for completeness; the binding never lends (its payloads do not outlive a submit).
+    "portway_submit_batch_ex": (
+        status_t,
+        [eng_p, c_void_p, c_size_t, c_uint32, POINTER(c_uint64), POINTER(c_size_t)],
+    ),
 }
 
 ABI_VERSION = 1

@@ -153,7 +153,7 @@ mod tests {
             .map(|id| Ticket {
                 req: Arc::new(Request::new(id, 0, entry.clone(), now, 0)),
                 stage: 0,
-                payload: Vec::new(),
+                payload: Default::default(),
             })
             .collect()
     }

@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::dispatch;
+use super::lend::Payload;
 use super::log::LogLevel;
 use super::registry::{HandlerEntry, HandlerKind};
 use super::request::Request;
@@ -57,7 +58,7 @@ use rate::{RateAdmission, RateLimit};
 pub(crate) struct Ticket {
     pub req: Arc<Request>,
     pub stage: usize,
-    pub payload: Vec<u8>,
+    pub payload: Payload,
 }
 
 /// The settings of every policy of one handler (`portway_policy` once validated).
@@ -165,7 +166,10 @@ impl Policies {
     /// (`http`: the origin), asked only while the breaker is on; `None`: the handler's own.
     fn breaker_key(&self, entry: &HandlerEntry, ticket: &Ticket) -> Option<String> {
         match &entry.kind {
-            HandlerKind::Async(h) if self.breaker.is_on() => h.policy_key(&ticket.payload),
+            HandlerKind::Async(h) if self.breaker.is_on() => {
+                // An async handler's payload is never lent (the submit copies it).
+                h.policy_key(ticket.payload.owned().unwrap_or_default())
+            }
             _ => None,
         }
     }

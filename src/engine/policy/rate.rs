@@ -328,7 +328,7 @@ mod tests {
                 timeout_ms,
             )),
             stage: 0,
-            payload: Vec::new(),
+            payload: Default::default(),
         }
     }
 

@@ -81,7 +81,7 @@ pub(crate) fn pool_attempt(
     let ticket = Ticket {
         req: req.clone(),
         stage,
-        payload,
+        payload: payload.into(),
     };
     let attempt = Some(AttemptReply { reply: tx, state });
     pool::send(shared, PoolJob::new(ticket, None, attempt));
