@@ -55,7 +55,7 @@ impl<T> Lanes<T> {
     pub fn fill(&self, worker: usize, jobs: Vec<T>) -> bool {
         let mut lane = self.lane(worker);
         if lane.is_empty() {
-            // Takes over the chunk's buffer: no job is moved (a pool job is about 150 bytes).
+            // Takes over the chunk's buffer: no job is moved (a pool job is 64 bytes).
             *lane = VecDeque::from(jobs);
         } else {
             lane.extend(jobs);
