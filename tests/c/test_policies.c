@@ -3,7 +3,8 @@
  * supported yet are refused; the adaptive limit and its bad combinations; a rate-limited request waits without a thread, is reached by
  * cancel, or fails PORTWAY_TIMEOUT at once when its token comes after its deadline; the
  * circuit breaker's cycle (open -> PORTWAY_UNAVAILABLE -> half-open trial -> closed) with its
- * log lines; shutdown with waiters. No timing is asserted: the rate is one token a day.
+ * log lines; shutdown with waiters. No timing is asserted: the rate is one token a day, and the
+ * breaker's cooldown a day until it is cut to 1 ms to let it turn half-open.
  */
 #include "check.h"
 
