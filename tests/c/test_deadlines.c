@@ -62,7 +62,7 @@ static void test_timeouts(void) {
     CHECK_ST(portway_cancel(eng, id), PORTWAY_NOT_FOUND);
 
     /* A sleep shorter than its deadline completes OK with an empty response. */
-    id = submit(eng, sl, "20", 2000, 2);
+    id = submit(eng, sl, "20", (uint32_t)patience_ms(2000), 2);
     c = wait_for(eng, id, 5000);
     CHECK(c.status == PORTWAY_OK && c.len == 0);
     CHECK(c.run_ns >= 15ull * 1000 * 1000);
@@ -92,7 +92,7 @@ static void test_timeouts(void) {
     CHECK(dt >= 90 && dt < patience_ms(2000));
     CHECK_OK(portway_release(eng, &c, 1));
 
-    id = submit(eng, sl, "250", 3000, 4);
+    id = submit(eng, sl, "250", (uint32_t)patience_ms(3000), 4);
     c = wait_for(eng, id, 5000);
     CHECK(c.status == PORTWAY_OK);
     CHECK_OK(portway_release(eng, &c, 1));
