@@ -70,14 +70,14 @@ test-c-asan: lib
 	  echo "== asan $$t"; ASAN_OPTIONS=detect_leaks=1 $(C_BUILD)/asan/$$t; \
 	done
 
-# The same programs, plain, under valgrind.
+# The same programs, plain, under valgrind (tools/valgrind_test.sh: a failure ends with a line
+# naming the program and why). VALGRIND_ARGS adds options, e.g. --fair-sched=yes.
 test-c-valgrind: lib
 	@command -v valgrind >/dev/null || { echo "installing valgrind"; (apt-get update -qq && apt-get install -y -qq valgrind) >/dev/null; }
 	@mkdir -p $(C_BUILD)/plain
 	@set -e; for t in $(C_TESTS); do \
 	  $(CC) $(CFLAGS_C) tests/c/$$t.c $(DEBUG_DIR)/libportway.a -ldl -lm -o $(C_BUILD)/plain/$$t; \
-	  echo "== valgrind $$t"; PORTWAY_UNDER_VALGRIND=1 valgrind -q --error-exitcode=1 --leak-check=full \
-	    --errors-for-leak-kinds=definite --suppressions=tests/c/valgrind.supp $(C_BUILD)/plain/$$t; \
+	  echo "== valgrind $$t"; tools/valgrind_test.sh $(C_BUILD)/plain/$$t $(VALGRIND_ARGS); \
 	done
 
 test-python:

@@ -142,7 +142,8 @@ static void test_order_and_failures(void) {
 }
 
 /* Items with different sleeps under one deadline: the short ones succeed, the long ones time
- * out, each on its own; the batch completes once the last deadline passed. */
+ * out, each on its own; the batch completes once the last deadline passed. The deadline is
+ * patience_ms(500): a starved valgrind run took more than 200 ms for a 1 ms sleep. */
 static void test_item_deadlines(void) {
     portway_engine *eng = new_engine(64);
     uint32_t sleep = lookup(eng, "sleep");
@@ -151,7 +152,7 @@ static void test_item_deadlines(void) {
     uint64_t off[8];
     size_t n = pack(items, buf, off, 0);
     uint64_t id = 0;
-    CHECK_OK(portway_batch_submit(eng, sleep, buf, off, n, 200, 0, &id));
+    CHECK_OK(portway_batch_submit(eng, sleep, buf, off, n, (uint32_t)patience_ms(500), 0, &id));
     portway_completion c = poll_one(eng, 10000);
     CHECK(c.id == id && c.status == PORTWAY_OK && c.code == 2);
     portway_batch_view v;

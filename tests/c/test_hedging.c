@@ -39,7 +39,7 @@ static portway_policy_state state_of(portway_engine *eng, uint32_t h) {
 }
 
 static void wait_until(atomic_int *v, int want) {
-    double give_up = now_ms() + 10000;
+    double give_up = now_ms() + patience_ms(10000);
     while (atomic_load(v) != want) {
         CHECK(now_ms() < give_up);
         sleep_ms(1);
