@@ -184,12 +184,14 @@ func (s *Server) down(w http.ResponseWriter, r *http.Request) {
 		s.downUntil = s.now().Add(d) // requests already read on open connections fail too
 		s.downHang = false
 		s.mu.Unlock()
+		// The listener closes before the answer leaves: a client that connects once it has
+		// the answer is refused (open connections, this one included, close 10 ms later).
+		s.refuse(d)
 		w.Header().Set("Connection", "close")
 		w.WriteHeader(http.StatusNoContent)
 		if f, ok := w.(http.Flusher); ok {
 			f.Flush()
 		}
-		s.refuse(d)
 	default:
 		http.Error(w, fmt.Sprintf("mode must be 500, hang or refuse, not %q", mode), http.StatusBadRequest)
 	}

@@ -308,7 +308,7 @@ func TestRefuseClosesTheListenerThenListensAgain(t *testing.T) {
 	// 3 s window is only there so that a slow machine still checks inside it).
 	if c, err := net.Dial("tcp", addr); err == nil {
 		c.Close()
-		t.Fatal("connected while down in refuse mode")
+		t.Fatalf("connected while down in refuse mode: %v -> %v", c.LocalAddr(), c.RemoteAddr())
 	}
 	// A guard, not a measurement: the drop happens 10 ms after the response.
 	_ = held.SetReadDeadline(time.Now().Add(60 * time.Second))
