@@ -836,7 +836,11 @@ int32_t portway_notify_fd(struct portway_engine *eng);
  * Installs `notify_fn(ctx)`, called when completions become ready after none were waiting, and when
  * the engine closes. It runs on an engine thread (or on the submitting thread for handlers
  * that complete inline, such as "echo"), must not block and must not call `portway_poll`
- * itself; typically it wakes the host's loop. NULL `notify_fn` removes the hook.
+ * itself; typically it wakes the host's loop. NULL `notify_fn` removes the hook. Once this
+ * returns, the hook it replaced is not running on any other thread and is never called again
+ * (so its `ctx` may be freed): it waits for a call in progress, so do not call it while
+ * holding a lock that the old hook takes. Called from inside a notify or log hook it does not
+ * wait (a call may then still be running elsewhere).
  * Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL engine) or `PORTWAY_FORKED`.
  */
 portway_status portway_set_notify(struct portway_engine *eng,
@@ -941,8 +945,10 @@ portway_status portway_engine_shutdown(struct portway_engine *eng,
  * delay it), so no pool thread runs library code once it returns and the library may then be
  * unloaded (`dlclose`). If a handler was abandoned, free returns after the grace without
  * waiting for any pool thread: the stuck handler's thread exits when the handler returns, and
- * until then the library must stay loaded. Call it once, when no other call on this engine
- * is running, and never from a handler or notify callback.
+ * until then the library must stay loaded. The notify and log hooks are never called once it
+ * returns, and a hook call already running on an engine thread has returned by then, so the
+ * host may free the hooks' `ctx` right after. Call it once, when no other call on this engine
+ * is running, and never from a handler or a notify or log callback.
  * In a child process after `fork()` it leaks the inherited engine instead of touching it.
  */
 void portway_engine_free(struct portway_engine *eng);
@@ -1113,8 +1119,13 @@ portway_status portway_handler_stats(struct portway_engine *eng,
 /**
  * Delivers engine events at `min_level` or above (`PORTWAY_LOG_DEBUG` .. `PORTWAY_LOG_ERROR`) to
  * `log_fn(ctx, level, message)`: shutdown, handler panics, outbound connections that could not
- * be made (refused, unreachable, TLS), requests leaked past free, abandoned native handlers. NULL `log_fn` removes the hook. Returns `PORTWAY_OK`,
- * `PORTWAY_INVALID_ARGUMENT` (NULL engine, unknown level) or `PORTWAY_FORKED`.
+ * be made (refused, unreachable, TLS), requests leaked past free, abandoned native handlers.
+ * NULL `log_fn` removes the hook. Once this returns, the hook it replaced is not running on
+ * any other thread and is never called again (so its `ctx` may be freed): it waits for a call
+ * in progress, so do not call it while holding a lock that the old hook takes. Called from
+ * inside a notify or log hook it does not wait (a call may then still be running elsewhere).
+ * Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL engine, unknown level) or
+ * `PORTWAY_FORKED`.
  */
 portway_status portway_set_log(struct portway_engine *eng,
                                portway_log_fn log_fn,

@@ -127,6 +127,7 @@ impl Engine {
     }
 
     /// Installs (or clears) a hook called when completions become ready after none were.
+    /// Returns once the hook it replaced is no longer running (at once from inside a hook).
     pub fn set_notify(&self, hook: Option<NotifyHook>) -> Result<()> {
         self.check_fork()?;
         self.shared.queue.set_hook(hook);

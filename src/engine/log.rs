@@ -1,8 +1,10 @@
 //! Engine events delivered to the host: a hook, a minimum level, and the one function that
 //! calls the hook (never while an engine lock is held).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, RwLock};
+
+use super::hook_slot::HookSlot;
 
 /// How important a log event is.
 #[repr(u8)]
@@ -36,26 +38,26 @@ pub type LogHook = Arc<dyn Fn(LogLevel, &str) + Send + Sync>;
 
 /// The installed hook and its level filter.
 pub(crate) struct Logger {
-    hook: RwLock<Option<LogHook>>,
+    hook: HookSlot<LogHook>,
     min: AtomicU8,
 }
 
 impl Logger {
     pub fn new() -> Self {
         Logger {
-            hook: RwLock::new(None),
+            hook: HookSlot::new(),
             min: AtomicU8::new(u8::MAX),
         }
     }
 
-    /// Installs (or removes) the hook with its minimum level.
+    /// Installs (or removes) the hook with its minimum level; returns once the hook it
+    /// replaced is no longer running (see `HookSlot::set`).
     pub fn set(&self, hook: Option<LogHook>, min: LogLevel) {
-        let mut h = self.hook.write().unwrap_or_else(|e| e.into_inner());
         self.min.store(
             if hook.is_some() { min as u8 } else { u8::MAX },
             Ordering::Release,
         );
-        *h = hook;
+        self.hook.set(hook);
     }
 
     /// True when an event at `level` would be delivered (cheap; check before formatting).
@@ -68,9 +70,6 @@ impl Logger {
         if !self.enabled(level) {
             return;
         }
-        let hook = self.hook.read().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(h) = hook {
-            h(level, &message());
-        }
+        self.hook.call(|h| h(level, &message()));
     }
 }

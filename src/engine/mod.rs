@@ -44,6 +44,7 @@ mod dispatch;
 mod exposition;
 mod fork;
 mod handoff;
+mod hook_slot;
 mod job;
 mod lanes;
 mod ledger;

@@ -62,6 +62,7 @@ impl Engine {
     }
 
     /// Installs (or removes, with None) the log hook; events below `min` are dropped.
+    /// Returns once the hook it replaced is no longer running (at once from inside a hook).
     pub fn set_log(&self, hook: Option<LogHook>, min: LogLevel) -> Result<()> {
         self.check_fork()?;
         self.shared.logger.set(hook, min);

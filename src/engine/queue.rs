@@ -27,9 +27,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::hook_slot::HookSlot;
 use super::request::Request;
 use super::spin::{self, SpinGate};
-use super::sync::{AtomicU64, AtomicUsize, Condvar, Mutex, RwLock, spin_loop};
+use super::sync::{AtomicU64, AtomicUsize, Condvar, Mutex, spin_loop};
 use crate::error::{Error, Result};
 
 const SHUTDOWN_BIT: u64 = 1 << 63;
@@ -53,7 +54,7 @@ pub(crate) struct CompletionQueue {
     state: Mutex<QueueState>,
     ready_cv: Condvar,
     fd: OwnedFd,
-    hook: RwLock<Option<NotifyHook>>,
+    hook: HookSlot<NotifyHook>,
     /// Whether a poll that finds too little spins before it sleeps.
     gate: SpinGate,
     /// The CPUs the process may use (for the gate).
@@ -119,7 +120,7 @@ impl CompletionQueue {
             ready_cv: Condvar::new(),
             // SAFETY: `raw` is a fresh descriptor that nothing else owns.
             fd: unsafe { OwnedFd::from_raw_fd(raw) },
-            hook: RwLock::new(None),
+            hook: HookSlot::new(),
             gate: SpinGate::default(),
             cpus: spin::cpus(),
             #[cfg(test)]
@@ -183,9 +184,10 @@ impl CompletionQueue {
         self.intake.load(Ordering::Acquire) & SHUTDOWN_BIT != 0
     }
 
-    /// Installs or clears the hook.
+    /// Installs or clears the hook; returns once the hook it replaced is no longer running
+    /// (see `HookSlot::set`).
     pub fn set_hook(&self, hook: Option<NotifyHook>) {
-        *self.hook.write().unwrap_or_else(|e| e.into_inner()) = hook;
+        self.hook.set(hook);
     }
 
     /// Queues finished requests for polling.
@@ -416,10 +418,7 @@ impl CompletionQueue {
     }
 
     fn call_hook(&self) {
-        let hook = self.hook.read().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(h) = hook {
-            h();
-        }
+        self.hook.call(|h| h());
     }
 
     fn set_readable(&self, st: &mut QueueState, readable: bool) {

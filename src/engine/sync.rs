@@ -11,14 +11,14 @@ pub(crate) use std::hint::spin_loop;
 #[cfg(not(portway_loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize};
 #[cfg(not(portway_loom))]
-pub(crate) use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
 #[cfg(portway_loom)]
 pub(crate) use loom::hint::spin_loop;
 #[cfg(portway_loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize};
 #[cfg(portway_loom)]
-pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard, RwLock};
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 
 /// An `UnsafeCell` whose accesses loom tracks (std's `UnsafeCell`, at no cost, otherwise).
 #[derive(Debug)]

@@ -181,7 +181,11 @@ impl NotifyTarget {
 /// Installs `notify_fn(ctx)`, called when completions become ready after none were waiting, and when
 /// the engine closes. It runs on an engine thread (or on the submitting thread for handlers
 /// that complete inline, such as "echo"), must not block and must not call `portway_poll`
-/// itself; typically it wakes the host's loop. NULL `notify_fn` removes the hook.
+/// itself; typically it wakes the host's loop. NULL `notify_fn` removes the hook. Once this
+/// returns, the hook it replaced is not running on any other thread and is never called again
+/// (so its `ctx` may be freed): it waits for a call in progress, so do not call it while
+/// holding a lock that the old hook takes. Called from inside a notify or log hook it does not
+/// wait (a call may then still be running elsewhere).
 /// Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL engine) or `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_set_notify(

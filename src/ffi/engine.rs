@@ -95,8 +95,10 @@ pub unsafe extern "C" fn portway_engine_shutdown(
 /// delay it), so no pool thread runs library code once it returns and the library may then be
 /// unloaded (`dlclose`). If a handler was abandoned, free returns after the grace without
 /// waiting for any pool thread: the stuck handler's thread exits when the handler returns, and
-/// until then the library must stay loaded. Call it once, when no other call on this engine
-/// is running, and never from a handler or notify callback.
+/// until then the library must stay loaded. The notify and log hooks are never called once it
+/// returns, and a hook call already running on an engine thread has returned by then, so the
+/// host may free the hooks' `ctx` right after. Call it once, when no other call on this engine
+/// is running, and never from a handler or a notify or log callback.
 /// In a child process after `fork()` it leaks the inherited engine instead of touching it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_engine_free(eng: *mut portway_engine) {

@@ -179,8 +179,13 @@ fn log_setting(
 
 /// Delivers engine events at `min_level` or above (`PORTWAY_LOG_DEBUG` .. `PORTWAY_LOG_ERROR`) to
 /// `log_fn(ctx, level, message)`: shutdown, handler panics, outbound connections that could not
-/// be made (refused, unreachable, TLS), requests leaked past free, abandoned native handlers. NULL `log_fn` removes the hook. Returns `PORTWAY_OK`,
-/// `PORTWAY_INVALID_ARGUMENT` (NULL engine, unknown level) or `PORTWAY_FORKED`.
+/// be made (refused, unreachable, TLS), requests leaked past free, abandoned native handlers.
+/// NULL `log_fn` removes the hook. Once this returns, the hook it replaced is not running on
+/// any other thread and is never called again (so its `ctx` may be freed): it waits for a call
+/// in progress, so do not call it while holding a lock that the old hook takes. Called from
+/// inside a notify or log hook it does not wait (a call may then still be running elsewhere).
+/// Returns `PORTWAY_OK`, `PORTWAY_INVALID_ARGUMENT` (NULL engine, unknown level) or
+/// `PORTWAY_FORKED`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portway_set_log(
     eng: *mut portway_engine,
