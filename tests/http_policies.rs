@@ -15,14 +15,9 @@ use portway::engine::{LogLevel, PolicySettings};
 
 fn breaker(failures: u32) -> PolicySettings {
     PolicySettings {
-        max_concurrency: 0,
-        adaptive: false,
-        min_concurrency: 0,
-        rate_per_s: 0.0,
-        burst: 0,
         breaker_failures: failures,
         breaker_cooldown: Duration::from_secs(3600),
-        hedge: Default::default(),
+        ..Default::default()
     }
 }
 
